@@ -1,0 +1,136 @@
+//! HNSW on bigann10k: build time (Strata's compaction, which builds with hnsw_rs and flattens,
+//! vs hnsw_rs alone) and search latency (Strata's in-place flat-layout search vs hnsw_rs's own
+//! search on a graph built with the same parameters vs an exact scan), with recall@10 of each.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use hnsw_rs::anndists::dist::distances::DistL2;
+use hnsw_rs::hnsw::Hnsw;
+use strata_engine::*;
+
+fn recall(found: &[Vec<u64>], truth: &[Vec<i32>]) -> f64 {
+    let hits: usize = found
+        .iter()
+        .zip(truth)
+        .map(|(f, t)| t[..10].iter().filter(|x| f.contains(&(**x as u64))).count())
+        .sum();
+    hits as f64 / (10 * found.len()) as f64
+}
+
+fn hnsw(c: &mut Criterion) {
+    eprintln!("machine: {}", strata_benches::machine());
+    let base = strata_benches::bigann_base();
+    let queries = strata_benches::bigann_queries();
+    let truth = strata_benches::bigann_truth();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = EngineOptions::new(dir.path());
+    opts.background = false;
+    opts.wal_ack = AckMode::None;
+    let engine = Engine::open(opts).expect("open");
+    let coll = engine
+        .create_collection(
+            DEFAULT_TENANT,
+            "b",
+            CollectionConfig::new(128, Distance::Euclid),
+        )
+        .expect("create");
+    for (n, chunk) in base.chunks(1000).enumerate() {
+        coll.upsert(
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(i, v)| PointInput {
+                    id: PointId::Num((n * 1000 + i) as u64),
+                    vector: v.clone(),
+                    payload: None,
+                })
+                .collect(),
+        )
+        .expect("upsert");
+    }
+    coll.flush().expect("flush");
+    let t = Instant::now();
+    coll.compact().expect("compact");
+    let strata_build = t.elapsed();
+
+    let t = Instant::now();
+    let peer: Hnsw<'_, f32, DistL2> = Hnsw::new(16, base.len(), 16, 100, DistL2 {});
+    for (i, v) in base.iter().enumerate() {
+        peer.insert_slice((v, i));
+    }
+    let peer_build = t.elapsed();
+    eprintln!(
+        "build bigann10k (m=16, ef_construct=100): strata compaction {:.2}s, hnsw_rs alone {:.2}s (ratio {:.2})",
+        strata_build.as_secs_f64(),
+        peer_build.as_secs_f64(),
+        strata_build.as_secs_f64() / peer_build.as_secs_f64()
+    );
+
+    let strata_found: Vec<Vec<u64>> = queries
+        .iter()
+        .map(|q| {
+            coll.search(&SearchRequest::new(q.clone(), 10))
+                .expect("search")
+                .iter()
+                .map(|h| match h.id {
+                    PointId::Num(n) => n,
+                    PointId::Uuid(_) => u64::MAX,
+                })
+                .collect()
+        })
+        .collect();
+    let peer_found: Vec<Vec<u64>> = queries
+        .iter()
+        .map(|q| {
+            peer.search(q, 10, 100)
+                .iter()
+                .map(|n| n.d_id as u64)
+                .collect()
+        })
+        .collect();
+    eprintln!(
+        "recall@10 (ef=100): strata {:.4}, hnsw_rs {:.4}",
+        recall(&strata_found, &truth),
+        recall(&peer_found, &truth)
+    );
+
+    let mut g = c.benchmark_group("search_bigann10k_k10");
+    g.throughput(Throughput::Elements(queries.len() as u64));
+    g.bench_function("strata_hnsw_ef100", |b| {
+        b.iter(|| {
+            for q in &queries {
+                black_box(
+                    coll.search(&SearchRequest::new(q.clone(), 10))
+                        .expect("search"),
+                );
+            }
+        })
+    });
+    g.bench_function("hnsw_rs_ef100", |b| {
+        b.iter(|| {
+            for q in &queries {
+                black_box(peer.search(q, 10, 100));
+            }
+        })
+    });
+    g.bench_function("strata_exact", |b| {
+        b.iter(|| {
+            for q in &queries {
+                let mut r = SearchRequest::new(q.clone(), 10);
+                r.exact = true;
+                black_box(coll.search(&r).expect("search"));
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
+    targets = hnsw
+}
+criterion_main!(benches);

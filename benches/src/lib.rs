@@ -1,0 +1,65 @@
+//! Shared helpers for Strata's benches: the bigann10k loader and machine description.
+
+use std::path::PathBuf;
+
+/// `testdata/bigann10k` in the repository.
+pub fn bigann_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/bigann10k")
+}
+
+fn read_vecs<T>(path: &std::path::Path, conv: fn([u8; 4]) -> T) -> Vec<Vec<T>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 4 <= bytes.len() {
+        let d = i32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes")) as usize;
+        i += 4;
+        out.push(
+            bytes[i..i + 4 * d]
+                .chunks_exact(4)
+                .map(|c| conv(c.try_into().expect("4 bytes")))
+                .collect(),
+        );
+        i += 4 * d;
+    }
+    out
+}
+
+/// bigann10k base vectors (10,000 × 128).
+pub fn bigann_base() -> Vec<Vec<f32>> {
+    read_vecs(
+        &bigann_dir().join("bigann10k_base.fvecs"),
+        f32::from_le_bytes,
+    )
+}
+
+/// bigann10k queries (100 × 128).
+pub fn bigann_queries() -> Vec<Vec<f32>> {
+    read_vecs(
+        &bigann_dir().join("bigann10k_query.fvecs"),
+        f32::from_le_bytes,
+    )
+}
+
+/// bigann10k ground truth (100 × 100 ids).
+pub fn bigann_truth() -> Vec<Vec<i32>> {
+    read_vecs(
+        &bigann_dir().join("bigann10k_groundtruth.ivecs"),
+        i32::from_le_bytes,
+    )
+}
+
+/// One line describing the machine (CPU model, cores) for bench output.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}

@@ -1,0 +1,112 @@
+//! The engine's one public error: a small, prescriptive [`ErrorKind`] plus a message that names
+//! what was wrong (the field, the file and offset, the collection).
+//!
+//! The kind is what callers branch on; the server maps it to an HTTP status and a gRPC code in
+//! exactly one function. Corruption is its own kind so that it is never retried or hidden.
+
+use std::fmt;
+
+/// What went wrong, as a caller needs to act on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request is malformed: wrong dimension, NaN, bad name, bad filter. Do not retry.
+    InvalidArgument,
+    /// The collection or point does not exist.
+    NotFound,
+    /// The collection already exists.
+    AlreadyExists,
+    /// The request conflicts with the current state (e.g. a version precondition failed).
+    FailedPrecondition,
+    /// A limit was exceeded (batch size, record size).
+    ResourceExhausted,
+    /// A transient condition: the store is closing, or a previous I/O failure poisoned the WAL.
+    Unavailable,
+    /// Stored data failed verification. Names the file and offset.
+    Corruption,
+    /// An I/O error or a broken invariant.
+    Internal,
+}
+
+impl ErrorKind {
+    /// A short, stable, lower-case name (used in logs and metric labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::FailedPrecondition => "failed_precondition",
+            ErrorKind::ResourceExhausted => "resource_exhausted",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Corruption => "corruption",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+/// The engine's error.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Result alias used throughout the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Builds an error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::InvalidArgument, message)
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::NotFound, message)
+    }
+
+    pub(crate) fn corruption(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Corruption, message)
+    }
+
+    /// Wraps an I/O error with what was being done (`context` names the file).
+    pub(crate) fn io(context: impl Into<String>, e: std::io::Error) -> Error {
+        Error {
+            kind: ErrorKind::Internal,
+            message: format!("{}: {e}", context.into()),
+            source: Some(Box::new(e)),
+        }
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message, without the kind.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}

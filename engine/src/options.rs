@@ -1,0 +1,72 @@
+//! Engine options: every tunable with its default and why.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::segment::Verify;
+use crate::wal::AckMode;
+
+/// How an [`crate::Engine`] runs. Build with [`EngineOptions::new`] and adjust fields.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct EngineOptions {
+    /// Root of everything the engine stores (`MANIFEST`, `wal/`, `segments/`, `LOCK`).
+    pub data_dir: PathBuf,
+    /// When writes are acknowledged. Default [`AckMode::Fsync`].
+    pub wal_ack: AckMode,
+    /// WAL file size before rotation. Default 64 MiB.
+    pub wal_file_bytes: u64,
+    /// Memtable size that triggers a flush. Default 64 MiB.
+    pub memtable_max_bytes: usize,
+    /// Age of the oldest unflushed write that triggers a flush (bounds WAL replay). Default 60 s.
+    pub memtable_max_age: Duration,
+    /// Segments with fewer live rows than this get no HNSW graph (an exact SIMD scan is as fast)
+    /// and are merged together. Default 2,000.
+    pub index_threshold_rows: u32,
+    /// Compaction never produces a segment above this many rows. Default 1,000,000.
+    pub max_segment_rows: u32,
+    /// Above this many segments in a collection, compaction merges the smallest. Default 8.
+    pub max_segments: usize,
+    /// A segment with at least this fraction of shadowed rows is rewritten. Default 0.2.
+    pub compact_dead_fraction: f64,
+    /// Run flush and compaction in background threads. Default true.
+    pub background: bool,
+    /// How often the background threads look for work. Default 200 ms.
+    pub maintenance_interval: Duration,
+    /// How segment files are checked at start-up. Default [`Verify::Full`].
+    pub verify_on_open: Verify,
+    /// Largest upsert batch, in points. Default 10,000.
+    pub max_batch_points: usize,
+    /// Largest payload of one point, as JSON bytes. Default 1 MiB.
+    pub max_payload_bytes: usize,
+    /// Largest `limit + offset` of a search or scroll. Default 10,000.
+    pub max_result_window: usize,
+    /// Time source (tests inject a manual clock).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl EngineOptions {
+    /// Defaults, storing under `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> EngineOptions {
+        EngineOptions {
+            data_dir: data_dir.into(),
+            wal_ack: AckMode::Fsync,
+            wal_file_bytes: 64 << 20,
+            memtable_max_bytes: 64 << 20,
+            memtable_max_age: Duration::from_secs(60),
+            index_threshold_rows: 2_000,
+            max_segment_rows: 1_000_000,
+            max_segments: 8,
+            compact_dead_fraction: 0.2,
+            background: true,
+            maintenance_interval: Duration::from_millis(200),
+            verify_on_open: Verify::Full,
+            max_batch_points: 10_000,
+            max_payload_bytes: 1 << 20,
+            max_result_window: 10_000,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}

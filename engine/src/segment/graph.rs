@@ -1,0 +1,247 @@
+//! HNSW: built by `hnsw_rs`, served from a flat layout this crate controls.
+//!
+//! `hnsw_rs` builds the graph (off the write path: flush writes segments without one, and a
+//! background rebuild adds it). The graph is then flattened to fixed-width neighbour lists:
+//! layer 0 is one `u32[1 + w0]` array per node (count, then ids), upper layers are `u32[1 + w]`
+//! lists addressed through a per-node offset. Search walks those arrays in place — in a mapped
+//! file, without decoding or rebuilding anything.
+//!
+//! The search takes an allow-list callback: filtered-out and deleted nodes are still traversed
+//! (so the graph stays connected) but never enter the result set.
+
+use hnsw_rs::anndists::dist::distances::Distance as HnswDistance;
+use hnsw_rs::hnsw::Hnsw;
+
+use crate::distance;
+use crate::scan::{Hit, TopK};
+use crate::types::{Distance, HnswConfig};
+
+/// A graph flattened for storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FlatGraph {
+    pub(crate) entry: u32,
+    pub(crate) max_level: u32,
+    pub(crate) l0_width: u32,
+    pub(crate) up_width: u32,
+    pub(crate) upper_lists: u32,
+    pub(crate) levels: Vec<u8>,
+    pub(crate) l0: Vec<u32>,
+    pub(crate) upper_offsets: Vec<u32>,
+    pub(crate) upper: Vec<u32>,
+}
+
+impl FlatGraph {
+    pub(crate) fn byte_len(&self) -> usize {
+        self.levels.len() + 4 * (self.l0.len() + self.upper_offsets.len() + self.upper.len())
+    }
+}
+
+/// The distance `hnsw_rs` builds with. It asserts distances are non-negative, so Dot uses
+/// `bound - dot` where `bound >= max |v|²` over the segment (Cauchy–Schwarz keeps it >= 0 and
+/// the order is that of `-dot`). Cosine vectors are normalised: `1 - dot` clamped at 0.
+struct BuildDistance {
+    metric: Distance,
+    dot_bound: f32,
+}
+
+impl HnswDistance<f32> for BuildDistance {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        match self.metric {
+            Distance::Euclid => distance::l2sq(a, b),
+            Distance::Cosine => (1.0 - distance::dot(a, b)).max(0.0),
+            Distance::Dot => (self.dot_bound - distance::dot(a, b)).max(0.0),
+        }
+    }
+}
+
+/// Builds the graph of `vectors` (row-major, `dim` each) with `hnsw_rs`, then flattens it.
+pub(crate) fn build(vectors: &[f32], dim: usize, metric: Distance, cfg: HnswConfig) -> FlatGraph {
+    let n = vectors.len() / dim;
+    assert!(n > 0, "no graph for an empty segment");
+    let dot_bound = if metric == Distance::Dot {
+        vectors
+            .chunks_exact(dim)
+            .map(|v| distance::dot(v, v))
+            .fold(0.0f32, f32::max)
+            * 1.001
+            + 1.0
+    } else {
+        0.0
+    };
+    let dist = BuildDistance { metric, dot_bound };
+    let hnsw: Hnsw<'_, f32, BuildDistance> =
+        Hnsw::new(cfg.m as usize, n, 16, cfg.ef_construct as usize, dist);
+    for (i, v) in vectors.chunks_exact(dim).enumerate() {
+        hnsw.insert_slice((v, i));
+    }
+    flatten(&hnsw, n)
+}
+
+fn flatten(hnsw: &Hnsw<'_, f32, BuildDistance>, n: usize) -> FlatGraph {
+    let pi = hnsw.get_point_indexation();
+    let mut levels = vec![0u8; n];
+    let mut lists: Vec<Vec<Vec<u32>>> = vec![Vec::new(); n];
+    for p in pi {
+        let row = p.get_origin_id();
+        let level = p.get_point_id().0;
+        levels[row] = level;
+        let hood = p.get_neighborhood_id();
+        lists[row] = (0..=level as usize)
+            .map(|l| {
+                hood.get(l)
+                    .map(|v| v.iter().map(|nb| nb.d_id as u32).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+    }
+    let max_level = pi.get_max_level_observed() as u32;
+    let entry = pi
+        .get_layer_iterator(max_level as usize)
+        .next()
+        .map_or(0, |p| p.get_origin_id() as u32);
+    let l0_width = lists
+        .iter()
+        .map(|l| l.first().map_or(0, Vec::len))
+        .max()
+        .unwrap_or(0) as u32;
+    let up_width = lists
+        .iter()
+        .flat_map(|l| l.iter().skip(1).map(Vec::len))
+        .max()
+        .unwrap_or(0) as u32;
+    let mut l0 = Vec::with_capacity(n * (1 + l0_width as usize));
+    let mut upper_offsets = Vec::with_capacity(n);
+    let mut upper = Vec::new();
+    let mut upper_lists = 0u32;
+    let push_list = |out: &mut Vec<u32>, list: &[u32], width: u32| {
+        out.push(list.len() as u32);
+        out.extend_from_slice(list);
+        out.resize(out.len() + width as usize - list.len(), u32::MAX);
+    };
+    for node in &lists {
+        push_list(
+            &mut l0,
+            node.first().map_or(&[][..], Vec::as_slice),
+            l0_width,
+        );
+        if node.len() > 1 {
+            upper_offsets.push(upper_lists);
+            for l in &node[1..] {
+                push_list(&mut upper, l, up_width);
+                upper_lists += 1;
+            }
+        } else {
+            upper_offsets.push(u32::MAX);
+        }
+    }
+    FlatGraph {
+        entry,
+        max_level,
+        l0_width,
+        up_width,
+        upper_lists,
+        levels,
+        l0,
+        upper_offsets,
+        upper,
+    }
+}
+
+/// What the search needs from a stored graph.
+pub(crate) trait GraphView {
+    fn node_count(&self) -> u32;
+    fn entry(&self) -> u32;
+    fn max_level(&self) -> u32;
+    fn neighbours(&self, node: u32, level: u32) -> &[u32];
+    fn vector(&self, node: u32) -> &[f32];
+}
+
+/// A visited set over `0..n` (a bitset: 1 bit per node).
+struct Visited(Vec<u64>);
+
+impl Visited {
+    fn new(n: u32) -> Visited {
+        Visited(vec![0; (n as usize).div_ceil(64)])
+    }
+    /// Marks `i`; true if it was not marked before.
+    #[inline]
+    fn insert(&mut self, i: u32) -> bool {
+        let (w, b) = ((i / 64) as usize, 1u64 << (i % 64));
+        let fresh = self.0[w] & b == 0;
+        self.0[w] |= b;
+        fresh
+    }
+}
+
+/// Top-`k` search with candidate list `ef`; only nodes for which `allow` holds are returned.
+pub(crate) fn search(
+    g: &dyn GraphView,
+    metric: Distance,
+    q: &[f32],
+    k: usize,
+    ef: usize,
+    allow: &mut dyn FnMut(u32) -> bool,
+) -> Vec<Hit> {
+    let n = g.node_count();
+    if n == 0 || k == 0 {
+        return Vec::new();
+    }
+    let ef = ef.max(k);
+    let d = |node: u32| distance::distance(metric, q, g.vector(node));
+    let mut cur = g.entry();
+    let mut cur_d = d(cur);
+    for level in (1..=g.max_level()).rev() {
+        loop {
+            let mut moved = false;
+            for &nb in g.neighbours(cur, level) {
+                if nb >= n {
+                    continue;
+                }
+                let nd = d(nb);
+                if nd < cur_d {
+                    cur = nb;
+                    cur_d = nd;
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+    let mut visited = Visited::new(n);
+    visited.insert(cur);
+    // Min-heap of candidates (Reverse on Hit ordering).
+    let mut candidates = std::collections::BinaryHeap::new();
+    candidates.push(std::cmp::Reverse(Hit {
+        dist: cur_d,
+        row: cur,
+    }));
+    let mut results = TopK::new(ef);
+    if allow(cur) {
+        results.push(Hit {
+            dist: cur_d,
+            row: cur,
+        });
+    }
+    while let Some(std::cmp::Reverse(c)) = candidates.pop() {
+        if c.dist > results.bound() {
+            break;
+        }
+        for &nb in g.neighbours(c.row, 0) {
+            if nb >= n || !visited.insert(nb) {
+                continue;
+            }
+            let nd = d(nb);
+            if nd < results.bound() {
+                candidates.push(std::cmp::Reverse(Hit { dist: nd, row: nb }));
+                if allow(nb) {
+                    results.push(Hit { dist: nd, row: nb });
+                }
+            }
+        }
+    }
+    let mut out = results.into_sorted();
+    out.truncate(k);
+    out
+}

@@ -1,0 +1,357 @@
+//! A validated, zero-copy view of a segment file.
+
+use std::ops::Range;
+
+use strata_tiering::Blob;
+
+use super::format::*;
+use crate::codec::{DecodeError, cast_slice, crc};
+use crate::types::{Distance, Lsn, PointId};
+
+/// How much to check when opening.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verify {
+    /// Header, layout, every section checksum, and structural invariants (ids sorted, payload
+    /// offsets monotonic, neighbour ids in range). O(size). The default at start-up.
+    Full,
+    /// Header and layout only: O(1). For files whose bytes were verified when they arrived
+    /// (e.g. a download checked against its recorded checksum).
+    HeaderOnly,
+}
+
+/// The bytes of one segment and where each section lies.
+pub(crate) struct SegmentData {
+    blob: Blob,
+    pub(crate) header: Header,
+    pub(crate) distance: Distance,
+    sec: [Range<usize>; SECTION_COUNT],
+}
+
+impl std::fmt::Debug for SegmentData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentData")
+            .field("header", &self.header)
+            .field("blob", &self.blob)
+            .finish()
+    }
+}
+
+fn err(offset: u64, what: impl Into<String>) -> DecodeError {
+    DecodeError {
+        offset: offset as usize,
+        what: what.into(),
+    }
+}
+
+impl SegmentData {
+    /// Validates `blob` as a segment file.
+    pub(crate) fn open(blob: Blob, verify: Verify) -> Result<SegmentData, DecodeError> {
+        let b = blob.as_bytes();
+        if !(b.as_ptr() as usize).is_multiple_of(16) {
+            return Err(err(0, "segment bytes are not 16-byte aligned"));
+        }
+        let (h, table) = decode_prefix(b)?;
+        let distance = Distance::from_tag(h.distance)
+            .ok_or_else(|| err(12, format!("unknown distance tag {}", h.distance)))?;
+        let rows = h.rows as u64;
+        let dim = h.dim as u64;
+        if dim == 0 || dim > crate::types::MAX_DIM as u64 {
+            return Err(err(32, format!("dimension {dim} out of range")));
+        }
+        let has_graph = h.flags & FLAG_GRAPH != 0;
+        if h.flags & !FLAG_GRAPH != 0 {
+            return Err(err(13, format!("unknown flags {:#x}", h.flags)));
+        }
+        let g = |x: u64| if has_graph { x } else { 0 };
+        let expected: [Option<u64>; SECTION_COUNT] = [
+            Some(rows * dim * 4),
+            Some(rows),
+            Some(rows * 16),
+            Some(rows * 8),
+            Some((rows + 1) * 8),
+            None,
+            Some(h.tombstones as u64 * TOMBSTONE_LEN as u64),
+            Some(g(rows)),
+            Some(g(rows * (1 + h.graph_l0_width as u64) * 4)),
+            Some(g(rows * 4)),
+            Some(g(h.graph_upper_lists as u64
+                * (1 + h.graph_up_width as u64)
+                * 4)),
+        ];
+        let mut sec: [Range<usize>; SECTION_COUNT] = Default::default();
+        for (i, s) in table.iter().enumerate() {
+            let entry_at = (HEADER_LEN + i * SECTION_ENTRY_LEN) as u64;
+            let name = SECTION_NAMES[i];
+            if let Some(want) = expected[i]
+                && s.len != want
+            {
+                return Err(err(
+                    entry_at,
+                    format!("section '{name}' is {} bytes, expected {want}", s.len),
+                ));
+            }
+            let end = s.offset.checked_add(s.len);
+            if s.offset % ALIGN as u64 != 0
+                || s.offset < DATA_START as u64
+                || end.is_none_or(|e| e > b.len() as u64)
+            {
+                return Err(err(
+                    entry_at,
+                    format!(
+                        "section '{name}' at {}+{} lies outside the file ({} bytes) or is misaligned",
+                        s.offset,
+                        s.len,
+                        b.len()
+                    ),
+                ));
+            }
+            sec[i] = s.offset as usize..(s.offset + s.len) as usize;
+        }
+        if has_graph && rows > 0 && (h.graph_entry as u64 >= rows || h.graph_max_level > 255) {
+            return Err(err(44, "graph entry point out of range"));
+        }
+        let seg = SegmentData {
+            blob,
+            header: h,
+            distance,
+            sec,
+        };
+        if verify == Verify::Full {
+            seg.verify_full(&table)?;
+        }
+        Ok(seg)
+    }
+
+    fn verify_full(&self, table: &[SectionEntry; SECTION_COUNT]) -> Result<(), DecodeError> {
+        let b = self.blob.as_bytes();
+        // Every byte outside the sections (the padding) must be zero, so that no byte of the
+        // file can change unnoticed.
+        let mut covered: Vec<Range<usize>> =
+            self.sec.iter().filter(|r| !r.is_empty()).cloned().collect();
+        covered.sort_by_key(|r| r.start);
+        let mut pos = TABLE_END;
+        for r in covered.iter().chain(std::iter::once(&(b.len()..b.len()))) {
+            if r.start < pos {
+                return Err(err(r.start as u64, "sections overlap"));
+            }
+            if let Some(i) = b[pos..r.start].iter().position(|x| *x != 0) {
+                return Err(err((pos + i) as u64, "non-zero padding byte"));
+            }
+            pos = r.end;
+        }
+        for (i, s) in table.iter().enumerate() {
+            let r = &self.sec[i];
+            if crc(&b[r.clone()]) != s.crc {
+                return Err(err(
+                    r.start as u64,
+                    format!("section '{}' checksum mismatch", SECTION_NAMES[i]),
+                ));
+            }
+        }
+        let n = self.rows();
+        let at = |s: Sec, i: usize, w: usize| (self.sec[s as usize].start + i * w) as u64;
+        for row in 0..n {
+            let tag = b[self.sec[Sec::IdTags as usize].start + row as usize];
+            if tag > 1 || (tag == 0 && self.id_value(row) > u64::MAX as u128) {
+                return Err(err(at(Sec::IdTags, row as usize, 1), "invalid point id"));
+            }
+            if row > 0 && self.id(row - 1) >= self.id(row) {
+                return Err(err(at(Sec::IdValues, row as usize, 16), "ids not sorted"));
+            }
+        }
+        let offs = self.u64s(Sec::PayloadOffsets);
+        let data_len = self.sec[Sec::PayloadData as usize].len() as u64;
+        if offs.first() != Some(&0)
+            || offs.windows(2).any(|w| w[0] > w[1])
+            || offs.last() != Some(&data_len)
+        {
+            return Err(err(
+                at(Sec::PayloadOffsets, 0, 8),
+                "payload offsets not monotonic",
+            ));
+        }
+        for t in 0..self.header.tombstones as usize {
+            let e = self.tombstone(t);
+            if e.is_none() || (t > 0 && self.tombstone(t - 1).map(|x| x.0) >= e.map(|x| x.0)) {
+                return Err(err(
+                    at(Sec::Tombstones, t, TOMBSTONE_LEN),
+                    "bad or unsorted tombstone",
+                ));
+            }
+        }
+        if self.has_graph() {
+            let h = &self.header;
+            let levels = self.graph_levels();
+            let offsets = self.u32s(Sec::GraphUpperOffsets);
+            for row in 0..n as usize {
+                let lvl = levels[row] as u32;
+                if lvl > h.graph_max_level {
+                    return Err(err(at(Sec::GraphLevels, row, 1), "node level above max"));
+                }
+                if lvl > 0 && (offsets[row] as u64 + lvl as u64 > h.graph_upper_lists as u64) {
+                    return Err(err(
+                        at(Sec::GraphUpperOffsets, row, 4),
+                        "upper list offset out of range",
+                    ));
+                }
+                for level in 0..=lvl {
+                    let ok = self
+                        .raw_neighbours(row as u32, level)
+                        .is_some_and(|l| l.iter().all(|x| (*x as u64) < n as u64));
+                    if !ok {
+                        return Err(err(
+                            at(Sec::GraphL0, row, 4 * (1 + h.graph_l0_width as usize)),
+                            format!("bad neighbour list of node {row} at level {level}"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn bytes(&self, s: Sec) -> &[u8] {
+        &self.blob.as_bytes()[self.sec[s as usize].clone()]
+    }
+    fn u64s(&self, s: Sec) -> &[u64] {
+        cast_slice(self.bytes(s)).expect("section aligned and sized at open")
+    }
+    fn u32s(&self, s: Sec) -> &[u32] {
+        cast_slice(self.bytes(s)).expect("section aligned and sized at open")
+    }
+
+    pub(crate) fn rows(&self) -> u32 {
+        self.header.rows
+    }
+    pub(crate) fn dim(&self) -> usize {
+        self.header.dim as usize
+    }
+    pub(crate) fn segment_id(&self) -> u64 {
+        self.header.segment_id
+    }
+    pub(crate) fn file_len(&self) -> u64 {
+        self.blob.len() as u64
+    }
+    pub(crate) fn has_graph(&self) -> bool {
+        self.header.flags & FLAG_GRAPH != 0 && self.header.rows > 0
+    }
+    pub(crate) fn min_lsn(&self) -> Lsn {
+        self.header.min_lsn
+    }
+    pub(crate) fn max_lsn(&self) -> Lsn {
+        self.header.max_lsn
+    }
+
+    /// All vectors, row-major.
+    pub(crate) fn vectors(&self) -> &[f32] {
+        cast_slice(self.bytes(Sec::Vectors)).expect("section aligned and sized at open")
+    }
+    pub(crate) fn vector(&self, row: u32) -> &[f32] {
+        let d = self.dim();
+        &self.vectors()[row as usize * d..(row as usize + 1) * d]
+    }
+    fn id_value(&self, row: u32) -> u128 {
+        let b = self.bytes(Sec::IdValues);
+        let i = row as usize * 16;
+        u128::from_le_bytes(b[i..i + 16].try_into().expect("16 bytes"))
+    }
+    pub(crate) fn id(&self, row: u32) -> PointId {
+        let tag = self.bytes(Sec::IdTags)[row as usize];
+        // Verified at open (Full); a HeaderOnly file with a bad tag reads as a UUID.
+        PointId::from_parts(tag, self.id_value(row)).unwrap_or(PointId::Uuid(self.id_value(row)))
+    }
+    pub(crate) fn version(&self, row: u32) -> Lsn {
+        self.u64s(Sec::Versions)[row as usize]
+    }
+    pub(crate) fn payload(&self, row: u32) -> &[u8] {
+        let offs = self.u64s(Sec::PayloadOffsets);
+        let data = self.bytes(Sec::PayloadData);
+        let (a, b) = (offs[row as usize] as usize, offs[row as usize + 1] as usize);
+        data.get(a..b).unwrap_or(&[])
+    }
+
+    /// The row holding `id`, by binary search.
+    pub(crate) fn find(&self, id: PointId) -> Option<u32> {
+        let (mut lo, mut hi) = (0u32, self.rows());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.id(mid).cmp(&id) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    }
+
+    /// First row whose id is `>= id`.
+    pub(crate) fn lower_bound(&self, id: PointId) -> u32 {
+        let (mut lo, mut hi) = (0u32, self.rows());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.id(mid) < id {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    pub(crate) fn tombstone_count(&self) -> usize {
+        self.header.tombstones as usize
+    }
+
+    /// Tombstone `i`: (id, LSN of the delete).
+    pub(crate) fn tombstone(&self, i: usize) -> Option<(PointId, Lsn)> {
+        let b = self.bytes(Sec::Tombstones);
+        let e = b.get(i * TOMBSTONE_LEN..(i + 1) * TOMBSTONE_LEN)?;
+        let tag = e[0];
+        let value = u128::from_le_bytes(e[8..24].try_into().expect("16 bytes"));
+        let lsn = u64::from_le_bytes(e[24..32].try_into().expect("8 bytes"));
+        Some((PointId::from_parts(tag, value)?, lsn))
+    }
+
+    /// The delete LSN of `id` if this segment holds a tombstone for it.
+    #[cfg(test)]
+    pub(crate) fn find_tombstone(&self, id: PointId) -> Option<Lsn> {
+        let (mut lo, mut hi) = (0usize, self.tombstone_count());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let (tid, lsn) = self.tombstone(mid)?;
+            match tid.cmp(&id) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(lsn),
+            }
+        }
+        None
+    }
+
+    pub(crate) fn graph_levels(&self) -> &[u8] {
+        self.bytes(Sec::GraphLevels)
+    }
+
+    /// Neighbour list of `node` at `level`, or `None` if the node has no such level or the
+    /// stored list is malformed.
+    pub(crate) fn raw_neighbours(&self, node: u32, level: u32) -> Option<&[u32]> {
+        let h = &self.header;
+        if level == 0 {
+            let w = 1 + h.graph_l0_width as usize;
+            let l = self
+                .u32s(Sec::GraphL0)
+                .get(node as usize * w..(node as usize + 1) * w)?;
+            let n = *l.first()? as usize;
+            return l.get(1..1 + n);
+        }
+        if level > *self.graph_levels().get(node as usize)? as u32 {
+            return None;
+        }
+        let first = *self.u32s(Sec::GraphUpperOffsets).get(node as usize)? as usize;
+        let list = first + level as usize - 1;
+        let w = 1 + h.graph_up_width as usize;
+        let l = self.u32s(Sec::GraphUpper).get(list * w..(list + 1) * w)?;
+        let n = *l.first()? as usize;
+        l.get(1..1 + n)
+    }
+}

@@ -1,0 +1,412 @@
+//! The data model: point ids, distances, collection configuration, points and results.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+
+/// Log sequence number: the WAL position of a write, also the version (ETag) of what it wrote.
+pub type Lsn = u64;
+
+/// JSON payload of a point: always an object.
+pub type Payload = Map<String, Value>;
+
+/// A point id: an unsigned integer or a UUID, as in Qdrant. Integers sort before UUIDs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PointId {
+    /// An unsigned 64-bit id.
+    Num(u64),
+    /// A UUID, as its 128-bit value.
+    Uuid(u128),
+}
+
+impl PointId {
+    /// Kind tag used on disk: 0 = integer, 1 = UUID.
+    pub(crate) fn kind_tag(self) -> u8 {
+        match self {
+            PointId::Num(_) => 0,
+            PointId::Uuid(_) => 1,
+        }
+    }
+
+    /// Value used on disk (integers zero-extended).
+    pub(crate) fn value_u128(self) -> u128 {
+        match self {
+            PointId::Num(n) => n as u128,
+            PointId::Uuid(u) => u,
+        }
+    }
+
+    /// Rebuilds an id from its on-disk tag and value; `None` for an unknown tag or an integer
+    /// that does not fit 64 bits.
+    pub(crate) fn from_parts(tag: u8, value: u128) -> Option<PointId> {
+        match tag {
+            0 => u64::try_from(value).ok().map(PointId::Num),
+            1 => Some(PointId::Uuid(value)),
+            _ => None,
+        }
+    }
+
+    /// Parses a JSON id: a non-negative integer or a UUID string.
+    pub fn from_json(v: &Value) -> Result<PointId> {
+        match v {
+            Value::Number(n) => n.as_u64().map(PointId::Num).ok_or_else(|| {
+                Error::invalid(format!(
+                    "point id {n} is not an unsigned 64-bit integer or a UUID"
+                ))
+            }),
+            Value::String(s) => s.parse(),
+            other => Err(Error::invalid(format!(
+                "point id must be an unsigned integer or a UUID string, got {other}"
+            ))),
+        }
+    }
+
+    /// The id as JSON (a number or a hyphenated UUID string).
+    pub fn to_json(self) -> Value {
+        match self {
+            PointId::Num(n) => Value::from(n),
+            PointId::Uuid(_) => Value::String(self.to_string()),
+        }
+    }
+}
+
+impl FromStr for PointId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<PointId> {
+        if let Ok(n) = s.parse::<u64>() {
+            return Ok(PointId::Num(n));
+        }
+        uuid::Uuid::parse_str(s)
+            .map(|u| PointId::Uuid(u.as_u128()))
+            .map_err(|_| {
+                Error::invalid(format!(
+                    "point id {s:?} is not an unsigned integer or a UUID"
+                ))
+            })
+    }
+}
+
+impl fmt::Display for PointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PointId::Num(n) => write!(f, "{n}"),
+            PointId::Uuid(u) => write!(f, "{}", uuid::Uuid::from_u128(*u).hyphenated()),
+        }
+    }
+}
+
+impl Serialize for PointId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            PointId::Num(n) => s.serialize_u64(*n),
+            PointId::Uuid(_) => s.serialize_str(&self.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PointId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        PointId::from_json(&v).map_err(|e| serde::de::Error::custom(e.message()))
+    }
+}
+
+/// Similarity function of a collection (Qdrant's names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Distance {
+    /// Cosine similarity. Vectors are normalised on write and searched by dot product.
+    Cosine,
+    /// Euclidean distance. Ranked by squared L2; the reported score is the L2 distance.
+    Euclid,
+    /// Dot product (larger is closer).
+    Dot,
+}
+
+impl Distance {
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            Distance::Cosine => 0,
+            Distance::Euclid => 1,
+            Distance::Dot => 2,
+        }
+    }
+
+    pub(crate) fn from_tag(t: u8) -> Option<Distance> {
+        match t {
+            0 => Some(Distance::Cosine),
+            1 => Some(Distance::Euclid),
+            2 => Some(Distance::Dot),
+            _ => None,
+        }
+    }
+
+    /// True when a larger score means closer (Cosine, Dot); false for Euclid.
+    pub fn higher_is_better(self) -> bool {
+        !matches!(self, Distance::Euclid)
+    }
+}
+
+impl FromStr for Distance {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Distance> {
+        match s {
+            "Cosine" | "cosine" => Ok(Distance::Cosine),
+            "Euclid" | "euclid" | "Euclidean" => Ok(Distance::Euclid),
+            "Dot" | "dot" => Ok(Distance::Dot),
+            _ => Err(Error::invalid(format!(
+                "distance {s:?} is not one of Cosine, Euclid, Dot"
+            ))),
+        }
+    }
+}
+
+/// HNSW build parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HnswConfig {
+    /// Neighbours per node on upper layers (layer 0 keeps up to `2 * m`). 4..=128, default 16.
+    pub m: u32,
+    /// Candidate list size while building. 4..=4096, default 100.
+    pub ef_construct: u32,
+}
+
+impl Default for HnswConfig {
+    fn default() -> Self {
+        HnswConfig {
+            m: 16,
+            ef_construct: 100,
+        }
+    }
+}
+
+/// Maximum vector dimension.
+pub const MAX_DIM: u32 = 65_536;
+
+/// A collection's configuration, fixed at creation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionConfig {
+    /// Vector dimension, 1..=65,536.
+    pub dim: u32,
+    /// Similarity function.
+    pub distance: Distance,
+    /// HNSW build parameters.
+    pub hnsw: HnswConfig,
+}
+
+impl CollectionConfig {
+    /// A config with default HNSW parameters.
+    pub fn new(dim: u32, distance: Distance) -> CollectionConfig {
+        CollectionConfig {
+            dim,
+            distance,
+            hnsw: HnswConfig::default(),
+        }
+    }
+
+    /// Checks every field; the error names the bad one.
+    pub fn validate(&self) -> Result<()> {
+        if self.dim == 0 || self.dim > MAX_DIM {
+            return Err(Error::invalid(format!(
+                "vectors.size (dim) must be in 1..={MAX_DIM}, got {}",
+                self.dim
+            )));
+        }
+        if !(4..=128).contains(&self.hnsw.m) {
+            return Err(Error::invalid(format!(
+                "hnsw_config.m must be in 4..=128, got {}",
+                self.hnsw.m
+            )));
+        }
+        if !(4..=4096).contains(&self.hnsw.ef_construct) {
+            return Err(Error::invalid(format!(
+                "hnsw_config.ef_construct must be in 4..=4096, got {}",
+                self.hnsw.ef_construct
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a collection (or tenant) name: `[A-Za-z0-9_.-]{1,128}`, and not `.` or `..`.
+pub fn validate_name(what: &str, name: &str) -> Result<()> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    if name.is_empty() || name.len() > 128 || !ok_chars || name == "." || name == ".." {
+        return Err(Error::invalid(format!(
+            "{what} {name:?} is invalid: use 1 to 128 characters from [A-Za-z0-9_.-]"
+        )));
+    }
+    Ok(())
+}
+
+/// A point to upsert.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PointInput {
+    /// Its id.
+    pub id: PointId,
+    /// Its vector (`dim` finite components).
+    pub vector: Vec<f32>,
+    /// Its payload (an object; `None` is an empty payload).
+    pub payload: Option<Payload>,
+}
+
+impl PointInput {
+    /// Parses `{"id", "vector", "payload"?}`; errors name the field as `{at}.vector` etc.
+    pub fn from_json(v: &Value, at: &str) -> Result<PointInput> {
+        let obj = v
+            .as_object()
+            .ok_or_else(|| Error::invalid(format!("{at}: expected an object")))?;
+        let id = PointId::from_json(
+            obj.get("id")
+                .ok_or_else(|| Error::invalid(format!("{at}.id: missing")))?,
+        )
+        .map_err(|e| Error::invalid(format!("{at}.id: {}", e.message())))?;
+        let vector = match obj.get("vector") {
+            Some(Value::Array(xs)) => xs
+                .iter()
+                .enumerate()
+                .map(|(i, x)| {
+                    x.as_f64().map(|f| f as f32).ok_or_else(|| {
+                        Error::invalid(format!("{at}.vector[{i}]: expected a number, got {x}"))
+                    })
+                })
+                .collect::<Result<Vec<f32>>>()?,
+            Some(other) => {
+                return Err(Error::invalid(format!(
+                    "{at}.vector: expected a list of numbers, got {other}"
+                )));
+            }
+            None => return Err(Error::invalid(format!("{at}.vector: missing"))),
+        };
+        let payload = match obj.get("payload") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) => Some(m.clone()),
+            Some(other) => {
+                return Err(Error::invalid(format!(
+                    "{at}.payload: expected a JSON object, got {other}"
+                )));
+            }
+        };
+        Ok(PointInput {
+            id,
+            vector,
+            payload,
+        })
+    }
+}
+
+/// A stored point as returned by reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// Its id.
+    pub id: PointId,
+    /// The LSN of the write that produced it.
+    pub version: Lsn,
+    /// Its payload, when asked for.
+    pub payload: Option<Payload>,
+    /// Its vector, when asked for (normalised for Cosine collections).
+    pub vector: Option<Vec<f32>>,
+}
+
+/// A search hit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoredPoint {
+    /// Its id.
+    pub id: PointId,
+    /// The LSN of the write that produced it.
+    pub version: Lsn,
+    /// Similarity score: cosine similarity, dot product, or L2 distance (Euclid, lower is closer).
+    pub score: f32,
+    /// Its payload, when asked for.
+    pub payload: Option<Payload>,
+    /// Its vector, when asked for.
+    pub vector: Option<Vec<f32>>,
+}
+
+/// A similarity search.
+#[derive(Clone, Debug)]
+pub struct SearchRequest {
+    /// The query vector.
+    pub vector: Vec<f32>,
+    /// How many hits to return.
+    pub limit: usize,
+    /// How many of the best hits to skip first.
+    pub offset: usize,
+    /// HNSW candidate list size; default `max(ef_construct, limit + offset)`.
+    pub ef: Option<usize>,
+    /// Only points whose payload matches.
+    pub filter: Option<Filter>,
+    /// Scan every point exactly instead of using the graph.
+    pub exact: bool,
+    /// Return payloads.
+    pub with_payload: bool,
+    /// Return vectors.
+    pub with_vector: bool,
+    /// Drop hits worse than this score (for Euclid: farther than this distance).
+    pub score_threshold: Option<f32>,
+}
+
+impl SearchRequest {
+    /// A plain top-`limit` search for `vector`.
+    pub fn new(vector: Vec<f32>, limit: usize) -> SearchRequest {
+        SearchRequest {
+            vector,
+            limit,
+            offset: 0,
+            ef: None,
+            filter: None,
+            exact: false,
+            with_payload: false,
+            with_vector: false,
+            score_threshold: None,
+        }
+    }
+}
+
+/// A page request for [`crate::CollectionHandle::scroll`].
+#[derive(Clone, Debug, Default)]
+pub struct ScrollRequest {
+    /// First id of the page (inclusive); `None` starts at the smallest id.
+    pub offset: Option<PointId>,
+    /// Page size.
+    pub limit: usize,
+    /// Only points whose payload matches.
+    pub filter: Option<Filter>,
+    /// Return payloads.
+    pub with_payload: bool,
+    /// Return vectors.
+    pub with_vector: bool,
+}
+
+/// One page of a scroll.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScrollPage {
+    /// The points, ordered by id.
+    pub points: Vec<Record>,
+    /// The id that starts the next page, if any.
+    pub next_offset: Option<PointId>,
+}
+
+/// Statistics of a collection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CollectionInfo {
+    /// Its name.
+    pub name: String,
+    /// Its configuration.
+    pub config: CollectionConfig,
+    /// Live points.
+    pub points: u64,
+    /// Sealed segments (memtable excluded).
+    pub segments: u64,
+    /// Segments that carry an HNSW graph.
+    pub indexed_segments: u64,
+    /// Bytes of segment files plus an estimate of the memtable.
+    pub bytes: u64,
+    /// Points in the memtable (hot, unsealed).
+    pub memtable_points: u64,
+}

@@ -1,0 +1,127 @@
+//! [`Blob`]: immutable bytes, mapped or on the heap, aligned for in-place casting.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+/// Immutable bytes of one file.
+///
+/// The base address is always at least 16-byte aligned (page-aligned when mapped), so a format
+/// that puts a section at an offset aligned to its element size can view it as `&[f32]`,
+/// `&[u32]` or `&[u64]` in place, without decoding.
+pub struct Blob {
+    inner: Inner,
+}
+
+enum Inner {
+    Mapped(memmap2::Mmap),
+    /// Backed by `u128` words so the bytes are 16-byte aligned; `len` is the byte length.
+    Heap {
+        words: Vec<u128>,
+        len: usize,
+    },
+    Empty,
+}
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.inner {
+            Inner::Mapped(_) => "mapped",
+            Inner::Heap { .. } => "heap",
+            Inner::Empty => "empty",
+        };
+        f.debug_struct("Blob")
+            .field("kind", &kind)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl Blob {
+    /// Maps a file read-only. O(1): nothing is read until it is touched.
+    ///
+    /// The file must not be modified while mapped; Strata only maps immutable files it wrote
+    /// through [`crate::fs::write_atomic`].
+    pub fn map(path: &Path) -> io::Result<Blob> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        if len == 0 {
+            return Ok(Blob {
+                inner: Inner::Empty,
+            });
+        }
+        // SAFETY: the file is immutable by contract (written once, renamed into place, never
+        // rewritten); a concurrent truncation by another process is outside that contract.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(Blob {
+            inner: Inner::Mapped(map),
+        })
+    }
+
+    /// Copies bytes into an aligned heap buffer.
+    pub fn from_bytes(bytes: &[u8]) -> Blob {
+        if bytes.is_empty() {
+            return Blob {
+                inner: Inner::Empty,
+            };
+        }
+        let mut words = vec![0u128; bytes.len().div_ceil(16)];
+        // SAFETY: `words` owns at least `bytes.len()` initialised bytes; u8 has no alignment.
+        let dst =
+            unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), bytes.len()) };
+        dst.copy_from_slice(bytes);
+        Blob {
+            inner: Inner::Heap {
+                words,
+                len: bytes.len(),
+            },
+        }
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.inner {
+            Inner::Mapped(m) => m,
+            // SAFETY: `words` holds at least `len` initialised bytes (see `from_bytes`).
+            Inner::Heap { words, len } => unsafe {
+                std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), *len)
+            },
+            Inner::Empty => &[],
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// True when the blob has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when the bytes are a memory map of a file (as opposed to the heap).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.inner, Inner::Mapped(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_and_mapped_agree_and_are_aligned() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        crate::fs::write_atomic(d.path(), "b", &data).expect("write");
+        let m = Blob::map(&d.path().join("b")).expect("map");
+        let h = Blob::from_bytes(&data);
+        assert!(m.is_mapped() && !h.is_mapped());
+        assert_eq!(m.as_bytes(), &data[..]);
+        assert_eq!(h.as_bytes(), &data[..]);
+        assert_eq!(m.as_bytes().as_ptr() as usize % 16, 0);
+        assert_eq!(h.as_bytes().as_ptr() as usize % 16, 0);
+        assert!(Blob::from_bytes(&[]).is_empty());
+    }
+}
