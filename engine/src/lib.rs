@@ -67,5 +67,51 @@ pub use types::{
 };
 pub use wal::{AckMode, LocalWal, MAX_RECORD_BYTES, ReplayStats, ReplayVisitor, Wal};
 
+/// Entry points for fuzz targets and garbage-input property tests: every decoder, fed arbitrary
+/// bytes, must return an error rather than panic. Not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use strata_tiering::Blob;
+
+    use crate::segment::{SegmentData, Verify};
+
+    /// WAL frame and file header decoders.
+    pub fn wal_frame(data: &[u8]) {
+        let _ = crate::wal::decode_frame(data);
+        let _ = crate::wal::decode_file_header(data);
+    }
+
+    /// WAL record payload decoder.
+    pub fn wal_record(data: &[u8]) {
+        let _ = crate::record::WalOp::decode(data);
+    }
+
+    /// Manifest decoder.
+    pub fn manifest(data: &[u8]) {
+        let _ = crate::manifest::Manifest::decode(data);
+    }
+
+    /// Segment open (both verification levels) and, when it opens, every accessor and a graph
+    /// search: a header-only open must still never panic on hostile section contents.
+    pub fn segment(data: &[u8]) {
+        for verify in [Verify::Full, Verify::HeaderOnly] {
+            if let Ok(s) = SegmentData::open(Blob::from_bytes(data), verify) {
+                s.exercise();
+            }
+        }
+    }
+
+    /// Filter parser and evaluator.
+    pub fn filter(data: &[u8]) {
+        if let Ok(text) = std::str::from_utf8(data)
+            && let Ok(f) = crate::filter::Filter::parse_str(text)
+        {
+            let payload = serde_json::json!({"a": 1, "b": [1, "x", {"c": true}], "s": "x"});
+            let payload = payload.as_object().cloned().unwrap_or_default();
+            let _ = f.matches(crate::types::PointId::Num(1), &payload);
+        }
+    }
+}
+
 /// The tenant used when no tenant is given (single-tenant deployments).
 pub const DEFAULT_TENANT: &str = "default";

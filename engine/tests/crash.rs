@@ -59,6 +59,7 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
         .collect();
     let mut rng = SplitMix64::new(0x5eed);
     let mut total_acked = 0u64;
+    let mut max_indexed = 0u64;
     for round in 0..rounds {
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata-crash-child"))
             .arg(dir.path())
@@ -168,6 +169,7 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
             }
             models[t] = with;
         }
+        max_indexed = max_indexed.max(c.info().expect("info").indexed_segments);
         let expected: usize = models
             .iter()
             .map(|m| m.values().filter(|v| v.is_some()).count())
@@ -181,6 +183,10 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
     assert!(
         total_acked > rounds * 10,
         "the child acknowledged only {total_acked} writes: test too weak"
+    );
+    assert!(
+        max_indexed > 0,
+        "background compaction never built a graph during the rounds: test too weak"
     );
     eprintln!("{rounds} crash rounds, {total_acked} acknowledged writes verified");
 }

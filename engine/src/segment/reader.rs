@@ -36,6 +36,14 @@ impl std::fmt::Debug for SegmentData {
     }
 }
 
+/// List `index` of fixed-width (`w` u32: count, then ids) lists in `all`; `None` when out of
+/// range or malformed. Checked arithmetic: a header-only open may see hostile values.
+fn list_at(all: &[u32], index: usize, w: usize) -> Option<&[u32]> {
+    let l = all.get(index.checked_mul(w)?..index.checked_add(1)?.checked_mul(w)?)?;
+    let n = *l.first()? as usize;
+    l.get(1..1 + n)
+}
+
 fn err(offset: u64, what: impl Into<String>) -> DecodeError {
     DecodeError {
         offset: offset as usize,
@@ -62,6 +70,10 @@ impl SegmentData {
         if h.flags & !FLAG_GRAPH != 0 {
             return Err(err(13, format!("unknown flags {:#x}", h.flags)));
         }
+        if has_graph && (h.graph_l0_width > 4096 || h.graph_up_width > 4096) {
+            return Err(err(52, "graph list width out of range"));
+        }
+        // rows < 2^32, dim <= 2^16 and widths <= 4096: none of these products overflow u64.
         let g = |x: u64| if has_graph { x } else { 0 };
         let expected: [Option<u64>; SECTION_COUNT] = [
             Some(rows * dim * 4),
@@ -328,6 +340,33 @@ impl SegmentData {
         None
     }
 
+    /// Touches everything a reader can reach (fuzzing: must never panic on any accepted file).
+    pub(crate) fn exercise(&self) {
+        let rows = self.rows().min(4096);
+        for r in 0..rows {
+            let _ = (
+                self.id(r),
+                self.version(r),
+                self.vector(r).len(),
+                self.payload(r).len(),
+            );
+            for level in 0..=self.header.graph_max_level.min(16) {
+                let _ = self.raw_neighbours(r, level);
+            }
+        }
+        for t in 0..self.tombstone_count().min(4096) {
+            let _ = self.tombstone(t);
+        }
+        if rows > 0 {
+            let _ = self.find(self.id(0));
+            let _ = self.lower_bound(self.id(rows - 1));
+            if self.has_graph() {
+                let q = vec![0.5f32; self.dim()];
+                let _ = super::graph::search(self, self.distance, &q, 3, 8, &mut |_| true);
+            }
+        }
+    }
+
     pub(crate) fn graph_levels(&self) -> &[u8] {
         self.bytes(Sec::GraphLevels)
     }
@@ -337,21 +376,20 @@ impl SegmentData {
     pub(crate) fn raw_neighbours(&self, node: u32, level: u32) -> Option<&[u32]> {
         let h = &self.header;
         if level == 0 {
-            let w = 1 + h.graph_l0_width as usize;
-            let l = self
-                .u32s(Sec::GraphL0)
-                .get(node as usize * w..(node as usize + 1) * w)?;
-            let n = *l.first()? as usize;
-            return l.get(1..1 + n);
+            return list_at(
+                self.u32s(Sec::GraphL0),
+                node as usize,
+                1 + h.graph_l0_width as usize,
+            );
         }
         if level > *self.graph_levels().get(node as usize)? as u32 {
             return None;
         }
         let first = *self.u32s(Sec::GraphUpperOffsets).get(node as usize)? as usize;
-        let list = first + level as usize - 1;
-        let w = 1 + h.graph_up_width as usize;
-        let l = self.u32s(Sec::GraphUpper).get(list * w..(list + 1) * w)?;
-        let n = *l.first()? as usize;
-        l.get(1..1 + n)
+        list_at(
+            self.u32s(Sec::GraphUpper),
+            first + level as usize - 1,
+            1 + h.graph_up_width as usize,
+        )
     }
 }
