@@ -134,6 +134,30 @@ impl<'a> Reader<'a> {
     get_int!(u64, u64);
     get_int!(u128, u128);
 
+    /// Reads and checks the 8-byte magic and the u32 format version every Strata file starts
+    /// with; `what` names the file kind in errors ("WAL", "segment", "manifest").
+    pub(crate) fn magic_and_version(
+        &mut self,
+        magic: &[u8; 8],
+        version: u32,
+        what: &str,
+    ) -> Result<(), DecodeError> {
+        if self.take(8, &format!("{what} magic"))? != magic {
+            return Err(DecodeError {
+                offset: 0,
+                what: format!("bad {what} magic"),
+            });
+        }
+        let v = self.u32(&format!("{what} format version"))?;
+        if v != version {
+            return Err(DecodeError {
+                offset: 8,
+                what: format!("unsupported {what} format version {v}"),
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn f32s(&mut self, n: usize, what: &str) -> Result<Vec<f32>, DecodeError> {
         let bytes = self.take(
             n.checked_mul(4)

@@ -109,19 +109,7 @@ impl Manifest {
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Manifest, DecodeError> {
         let mut r = Reader::new(bytes);
-        if r.take(8, "manifest magic")? != MAGIC {
-            return Err(DecodeError {
-                offset: 0,
-                what: "bad manifest magic".into(),
-            });
-        }
-        let version = r.u32("manifest version")?;
-        if version != VERSION {
-            return Err(DecodeError {
-                offset: 8,
-                what: format!("unsupported manifest version {version}"),
-            });
-        }
+        r.magic_and_version(MAGIC, VERSION, "manifest")?;
         let _flags = r.u32("flags")?;
         let body_len = r.u64("body length")?;
         let body_crc = r.u32("body CRC")?;

@@ -87,20 +87,7 @@ pub(crate) fn encode_file_header(first_lsn: Lsn) -> Vec<u8> {
 /// Decodes a file header; returns `first_lsn`.
 pub(crate) fn decode_file_header(b: &[u8]) -> Result<Lsn, DecodeError> {
     let mut r = Reader::new(b);
-    let magic = r.take(8, "WAL magic")?;
-    if magic != FILE_MAGIC {
-        return Err(DecodeError {
-            offset: 0,
-            what: "bad WAL magic".into(),
-        });
-    }
-    let version = r.u32("WAL version")?;
-    if version != FILE_VERSION {
-        return Err(DecodeError {
-            offset: 8,
-            what: format!("unsupported WAL format version {version}"),
-        });
-    }
+    r.magic_and_version(FILE_MAGIC, FILE_VERSION, "WAL")?;
     let _flags = r.u32("WAL flags")?;
     let first = r.u64("first LSN")?;
     let _reserved = r.u32("reserved")?;

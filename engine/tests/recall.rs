@@ -54,6 +54,27 @@ fn exact_truth(c: &CollectionHandle, queries: &[Vec<f32>], filter: &Filter) -> V
         .collect()
 }
 
+/// Filtered recall@10 against an exact filtered scan, for each filter, at one stage.
+fn check_filtered(
+    c: &CollectionHandle,
+    queries: &[Vec<f32>],
+    filters: &[(&str, &Filter)],
+    stage: &str,
+) {
+    for (name, f) in filters {
+        let exact = exact_truth(c, queries, f);
+        // The exact scan itself honours the filter.
+        for ids in &exact {
+            for p in c.get(ids, true, false).expect("get") {
+                assert!(f.matches(p.id, p.payload.as_ref().expect("payload")));
+            }
+        }
+        let r = recall(c, queries, &|qi| exact[qi].clone(), Some(f));
+        eprintln!("filtered recall@10 {name}, {stage}: {r:.4}");
+        assert!(r >= 0.95, "filtered recall@10 {r} for {name} ({stage})");
+    }
+}
+
 #[test]
 fn recall_at_10_on_bigann10k() {
     let (base, queries, gt) = common::bigann10k();
@@ -114,12 +135,12 @@ fn recall_at_10_on_bigann10k() {
     let r = recall(&c, &queries, &truth, None);
     eprintln!("recall@10 memtable+segments: {r:.4}");
     assert!(r >= 0.95, "recall@10 {r} below 0.95 (memtable + segments)");
-    for (name, f) in [("bucket=3 (10%)", &bucket3), ("rare (1%)", &rare)] {
-        let exact = exact_truth(&c, &queries, f);
-        let r = recall(&c, &queries, &|qi| exact[qi].clone(), Some(f));
-        eprintln!("filtered recall@10 {name}, mixed: {r:.4}");
-        assert!(r >= 0.95, "filtered recall@10 {r} for {name} (mixed)");
-    }
+    check_filtered(
+        &c,
+        &queries,
+        &[("bucket=3 (10%)", &bucket3), ("rare (1%)", &rare)],
+        "mixed",
+    );
 
     assert!(c.flush().expect("flush"));
     assert!(c.compact().expect("compact"));
@@ -157,18 +178,12 @@ fn recall_at_10_on_bigann10k() {
         "recall@100 {r100}: is the graph used?"
     );
     assert!(r >= 0.95, "recall@10 {r} below 0.95 (compacted)");
-    for (name, f) in [("bucket=3 (10%)", &bucket3), ("rare (1%)", &rare)] {
-        let exact = exact_truth(&c, &queries, f);
-        // Every exact hit really matches the filter.
-        for ids in &exact {
-            for p in c.get(ids, true, false).expect("get") {
-                assert!(f.matches(p.id, p.payload.as_ref().expect("payload")));
-            }
-        }
-        let r = recall(&c, &queries, &|qi| exact[qi].clone(), Some(f));
-        eprintln!("filtered recall@10 {name}, compacted: {r:.4}");
-        assert!(r >= 0.95, "filtered recall@10 {r} for {name} (compacted)");
-    }
+    check_filtered(
+        &c,
+        &queries,
+        &[("bucket=3 (10%)", &bucket3), ("rare (1%)", &rare)],
+        "compacted",
+    );
 
     // Same answers after a restart (segments served from the mapped file).
     drop(c);

@@ -4,7 +4,7 @@
 //! rows that a newer version (in the memtable or another segment) has shadowed. The file never
 //! changes; the bitmap is rebuilt at start-up from versions and tombstones.
 
-mod format;
+pub(crate) mod format;
 pub(crate) mod graph;
 mod reader;
 pub(crate) mod writer;
