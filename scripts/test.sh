@@ -18,3 +18,17 @@ echo "== unit, integration, property and crash tests"
 cargo nextest run --workspace --no-fail-fast
 echo "== doc tests"
 cargo test --workspace --doc
+
+echo "== end-to-end tests: the strata binary against real Python clients"
+cargo build -p strata-server --bin strata
+VENV="${STRATA_TEST_VENV:-$PWD/target/e2e-venv}"
+REQ=server/tests/e2e/requirements.txt
+STAMP="$VENV/.requirements.sha256"
+WANT="$(sha256sum "$REQ" | cut -d' ' -f1)"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
+  echo "== installing the e2e test venv ($VENV)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQ"
+  echo "$WANT" > "$STAMP"
+fi
+STRATA_BIN="$PWD/target/debug/strata" "$VENV/bin/python" -m pytest -q -p no:cacheprovider server/tests/e2e

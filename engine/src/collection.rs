@@ -214,24 +214,107 @@ impl CollectionHandle {
 
     /// Logs `op`, waits until durable, applies it. Returns the LSN (the new version).
     fn commit(&self, op: WalOp) -> Result<Lsn> {
-        let bytes = op.encode();
         let lsn = {
             let _gate = read(&self.coll.gate);
-            self.check_live()?;
-            if self.inner.closed.load(Ordering::Acquire) {
-                return Err(Error::new(
-                    ErrorKind::Unavailable,
-                    "the engine is shutting down",
-                ));
-            }
-            let lsn = self.inner.wal.append(self.coll.id, &bytes)?;
-            self.inner.wal.sync(lsn)?;
-            self.coll.apply(lsn, op, self.inner.opts.clock.now_millis());
-            lsn
+            self.commit_gated(op)?
         };
+        self.after_commit();
+        Ok(lsn)
+    }
+
+    /// The body of [`Self::commit`]; the caller holds the gate (shared or exclusive).
+    fn commit_gated(&self, op: WalOp) -> Result<Lsn> {
+        self.check_live()?;
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                "the engine is shutting down",
+            ));
+        }
+        let bytes = op.encode();
+        let lsn = self.inner.wal.append(self.coll.id, &bytes)?;
+        self.inner.wal.sync(lsn)?;
+        self.coll.apply(lsn, op, self.inner.opts.clock.now_millis());
+        Ok(lsn)
+    }
+
+    fn after_commit(&self) {
         if read(&self.coll.mem).bytes() >= self.inner.opts.memtable_max_bytes {
             self.inner.wake.notify_all();
         }
+    }
+
+    /// Ids of every live point matching `filter`, in id order.
+    pub fn matching_ids(&self, filter: &Filter) -> Result<Vec<PointId>> {
+        let mut ids = Vec::new();
+        let mut offset = None;
+        loop {
+            let page = self.scroll(&ScrollRequest {
+                offset,
+                limit: self.inner.opts.max_result_window,
+                filter: Some(filter.clone()),
+                with_payload: false,
+                with_vector: false,
+            })?;
+            ids.extend(page.points.iter().map(|p| p.id));
+            match page.next_offset {
+                Some(o) => offset = Some(o),
+                None => return Ok(ids),
+            }
+        }
+    }
+
+    /// Deletes every point matching `filter` (in batches of the batch limit). Returns the LSN of
+    /// the last delete and how many points matched. Points inserted concurrently may or may not
+    /// be included.
+    pub fn delete_matching(&self, filter: &Filter) -> Result<(Lsn, usize)> {
+        let ids = self.matching_ids(filter)?;
+        let mut lsn = self.inner.wal.last_lsn();
+        for chunk in ids.chunks(self.inner.opts.max_batch_points.max(1)) {
+            lsn = self.delete(chunk)?;
+        }
+        Ok((lsn, ids.len()))
+    }
+
+    /// Merges `payload`'s keys into the payload of the given points (absent ids are skipped).
+    /// Atomic with respect to other writes of this collection: it holds the collection's write
+    /// gate exclusively from reading the current payloads to applying the new ones.
+    pub fn set_payload(&self, ids: &[PointId], payload: &Payload) -> Result<Lsn> {
+        self.check_live()?;
+        let lsn = {
+            let _gate = write(&self.coll.gate);
+            let current = self.get(ids, true, true)?;
+            if current.is_empty() {
+                return Ok(self.inner.wal.last_lsn());
+            }
+            let mut points = Vec::with_capacity(current.len());
+            for r in current {
+                let mut merged = r.payload.unwrap_or_default();
+                for (k, v) in payload {
+                    merged.insert(k.clone(), v.clone());
+                }
+                let bytes = serde_json::to_vec(&merged)
+                    .map_err(|e| Error::invalid(format!("payload: {e}")))?;
+                if bytes.len() > self.inner.opts.max_payload_bytes {
+                    return Err(Error::new(
+                        ErrorKind::ResourceExhausted,
+                        format!(
+                            "payload of point {} would be {} bytes, over the limit of {}",
+                            r.id,
+                            bytes.len(),
+                            self.inner.opts.max_payload_bytes
+                        ),
+                    ));
+                }
+                points.push(StoredPoint {
+                    id: r.id,
+                    vector: r.vector.unwrap_or_default(),
+                    payload: bytes,
+                });
+            }
+            self.commit_gated(WalOp::Upsert(points))?
+        };
+        self.after_commit();
         Ok(lsn)
     }
 

@@ -55,6 +55,32 @@ pub struct RecoveryReport {
     pub millis: u64,
 }
 
+/// Engine-wide counters and sizes (for metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EngineStats {
+    /// Collections of every tenant.
+    pub collections: u64,
+    /// Live points in memtables.
+    pub memtable_points: u64,
+    /// Approximate memtable bytes.
+    pub memtable_bytes: u64,
+    /// Live points in segments.
+    pub segment_points: u64,
+    /// Sealed segments.
+    pub segments: u64,
+    /// Segments with an HNSW graph.
+    pub indexed_segments: u64,
+    /// Bytes of segment files.
+    pub segment_bytes: u64,
+    /// Fsyncs of the WAL since open.
+    pub wal_fsyncs: u64,
+    /// Flushes since open.
+    pub flushes: u64,
+    /// Compactions since open.
+    pub compactions: u64,
+}
+
 pub(crate) enum ManifestChange<'a> {
     None,
     Add(&'a Arc<Collection>),
@@ -73,6 +99,8 @@ pub(crate) struct Inner {
     pub(crate) shutdown: Mutex<bool>,
     pub(crate) wake: Condvar,
     pub(crate) closed: AtomicBool,
+    pub(crate) flushes: AtomicU64,
+    pub(crate) compactions: AtomicU64,
     _lock: File,
 }
 
@@ -197,6 +225,8 @@ impl Engine {
             shutdown: Mutex::new(false),
             wake: Condvar::new(),
             closed: AtomicBool::new(false),
+            flushes: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
             _lock: lock_file,
         });
         tracing::info!(
@@ -224,6 +254,37 @@ impl Engine {
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.inner.opts.data_dir
+    }
+
+    /// True when writes can be accepted: not shutting down and the WAL is not poisoned by a
+    /// failed fsync. (Readiness probes report this.)
+    pub fn is_writable(&self) -> bool {
+        !self.inner.closed.load(Ordering::Acquire) && self.inner.wal.is_healthy()
+    }
+
+    /// Counters and sizes for metrics.
+    pub fn stats(&self) -> EngineStats {
+        let mut st = EngineStats {
+            wal_fsyncs: self.inner.wal.fsync_count(),
+            flushes: self.inner.flushes.load(Ordering::Relaxed),
+            compactions: self.inner.compactions.load(Ordering::Relaxed),
+            ..EngineStats::default()
+        };
+        for c in read(&self.inner.catalog).values() {
+            st.collections += 1;
+            {
+                let mem = read(&c.mem);
+                st.memtable_points += mem.live() as u64;
+                st.memtable_bytes += mem.bytes() as u64;
+            }
+            for s in c.segments().iter() {
+                st.segments += 1;
+                st.segment_points += s.live_rows();
+                st.segment_bytes += s.data.file_len();
+                st.indexed_segments += u64::from(s.data.has_graph());
+            }
+        }
+        st
     }
 
     /// The last LSN assigned.

@@ -55,7 +55,7 @@ mod wal;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use collection::CollectionHandle;
-pub use engine::{Engine, RecoveryReport};
+pub use engine::{Engine, EngineStats, RecoveryReport};
 pub use error::{Error, ErrorKind, Result};
 pub use filter::Filter;
 pub use options::EngineOptions;

@@ -107,6 +107,8 @@ pub(crate) fn flush(inner: &Inner, coll: &Collection) -> Result<bool> {
         inner.write_manifest(&mut m, ManifestChange::Flushed(coll.id, seal_lsn))?;
         coll.flushed_lsn.store(seal_lsn, Ordering::Release);
     }
+    inner.flushes.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("strata_flushes_total").increment(1);
     let released = inner.release_wal()?;
     tracing::debug!(collection = coll.name, seal_lsn, released, "flushed");
     Ok(true)
@@ -246,6 +248,8 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
             tracing::warn!(file = name, error = %e, "could not remove a compacted segment; it will be removed at the next start");
         }
     }
+    inner.compactions.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("strata_compactions_total").increment(1);
     tracing::debug!(
         collection = coll.name,
         inputs = inputs.len(),

@@ -315,6 +315,11 @@ impl LocalWal {
         self.fsyncs.load(Ordering::Relaxed)
     }
 
+    /// False once an fsync failure poisoned the log.
+    pub fn is_healthy(&self) -> bool {
+        !self.poisoned.load(Ordering::Acquire)
+    }
+
     /// Number of files (closed and current).
     pub fn file_count(&self) -> usize {
         lock(&self.inner).closed.len() + 1
@@ -345,9 +350,11 @@ impl LocalWal {
             let w = lock(&self.inner);
             (Arc::clone(&w.file), w.next_lsn - 1)
         };
+        let started = std::time::Instant::now();
         if let Err(e) = file.sync_data() {
             return Err(self.poison("fsync of the WAL", e));
         }
+        metrics::histogram!("strata_wal_fsync_seconds").record(started.elapsed().as_secs_f64());
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.durable.fetch_max(upto, Ordering::SeqCst);
         Ok(())

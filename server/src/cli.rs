@@ -1,8 +1,12 @@
 //! Command-line interface.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::config::{LogFormat, WalAck};
 
 /// Strata: vectors and actor state over RAM, local SSD and object storage.
 #[derive(Debug, Parser)]
@@ -13,44 +17,132 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
+/// Every setting as a flag (environment and TOML mirror them; see the README table). Flags win
+/// over the environment, which wins over the file.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct SettingsArgs {
+    /// TOML configuration file.
+    #[arg(long, short = 'c', env = "STRATA_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Data directory.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to bind.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<IpAddr>,
+    /// HTTP port.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_port: Option<u16>,
+    /// gRPC port.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_port: Option<u16>,
+    /// Metrics port.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_port: Option<u16>,
+    /// WAL acknowledgement.
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_ack: Option<WalAck>,
+    /// HS256 secret (prefer the file or the environment: flags are visible in `ps`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<String>,
+    /// File holding the HS256 secret.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// PEM or JWKS file of public keys.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_public_keys: Option<PathBuf>,
+    /// Longest accepted token lifetime.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_max_ttl: Option<String>,
+    /// Clock skew tolerated.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_leeway: Option<String>,
+    /// Runtime worker threads (0 = one per core).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<usize>,
+    /// Log level or filter.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    /// Largest request body in bytes.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+    /// Largest upsert batch in points.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_batch_points: Option<usize>,
+    /// Largest limit + offset.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_limit: Option<usize>,
+    /// Request timeout.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<String>,
 }
 
-/// Options every command shares.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Common {
-    /// Data directory.
-    #[arg(long, env = "STRATA_DATA_DIR", default_value = "./strata-data")]
-    pub data_dir: PathBuf,
-    /// Log level (error, warn, info, debug, trace) or a tracing filter.
-    #[arg(long, env = "STRATA_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
-    /// Log format.
-    #[arg(long, env = "STRATA_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+impl SettingsArgs {
+    /// The flags that were given, as a JSON object for the config layering.
+    pub fn flags(&self) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        }
+    }
 }
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Open the data directory, recover it, and serve until SIGTERM or SIGINT.
+    /// Run the server (HTTP, gRPC, metrics) until SIGTERM or SIGINT.
     Serve {
         #[command(flatten)]
-        common: Common,
-        /// WAL acknowledgement: fsync (durable, default) or none (benchmarks only).
-        #[arg(long, env = "STRATA_WAL_ACK", default_value = "fsync")]
-        wal_ack: String,
+        settings: SettingsArgs,
+        /// Check the configuration, print it (secrets hidden) and exit.
+        #[arg(long)]
+        validate: bool,
     },
-    /// Open the data directory, verify every segment and the WAL, print a report and exit
-    /// (non-zero on corruption).
+    /// Mint an HS256 token with the configured secret.
+    Token {
+        #[command(flatten)]
+        settings: SettingsArgs,
+        /// Tenant the token speaks for.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Access: r, rw or m (manage). With --collection: r or rw on those collections only.
+        #[arg(long, default_value = "r")]
+        access: String,
+        /// Restrict to these collections (repeatable).
+        #[arg(long = "collection")]
+        collections: Vec<String>,
+        /// Lifetime, e.g. 15m, 24h, 7d.
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// Subject (`sub` claim).
+        #[arg(long)]
+        sub: Option<String>,
+    },
+    /// Open the data directory, verify every file, print a JSON report and exit.
     Check {
         #[command(flatten)]
-        common: Common,
+        settings: SettingsArgs,
     },
 }

@@ -1,14 +1,25 @@
 //! # strata-server
 //!
-//! The `strata` binary: configuration, CLI, and (next) the HTTP and gRPC APIs over
-//! [`strata_engine`]. Handlers parse, authorize, call the engine and map errors; no storage
-//! logic lives here.
+//! The `strata` binary and the network APIs over [`strata_engine`]: a Qdrant-compatible HTTP
+//! API (axum), JWT authentication, Prometheus metrics, layered configuration. Handlers parse,
+//! authorize, call the engine and map errors; no storage logic lives here.
 //!
 //! # Layout
-//! - `cli`: command-line parsing (`strata serve`, `strata check`).
-//! - `run`: what each command does.
+//! - `config`: the typed configuration and its layering (defaults < TOML < env < flags).
+//! - `cli`, `run`: command-line parsing and what each command does.
+//! - `auth`: JWT verification, claims, rights, minting.
+//! - `http`: router, middleware, handlers, request parsing.
+//! - `error`: the API error and the one kind → status mapping.
+//! - `metrics`: the Prometheus recorder and `/metrics`.
+//! - `openapi`: the OpenAPI document.
+//! - `server`: listeners and graceful shutdown.
 
+pub mod auth;
 pub mod cli;
-mod run;
-
-pub use run::{check, init_logging as cli_init, serve};
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod openapi;
+pub mod run;
+pub mod server;

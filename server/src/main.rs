@@ -6,14 +6,16 @@ use strata_server::cli::{Cli, Command};
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Serve { common, wal_ack } => {
-            strata_server::cli_init(common);
-            strata_server::serve(common, wal_ack)
-        }
-        Command::Check { common } => {
-            strata_server::cli_init(common);
-            strata_server::check(common)
-        }
+        Command::Serve { settings, validate } => strata_server::run::serve(settings, *validate),
+        Command::Token {
+            settings,
+            tenant,
+            access,
+            collections,
+            ttl,
+            sub,
+        } => strata_server::run::token(settings, tenant, access, collections, ttl, sub.as_deref()),
+        Command::Check { settings } => strata_server::run::check(settings),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

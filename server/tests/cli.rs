@@ -103,18 +103,46 @@ fn serve_recovers_then_stops_cleanly_on_sigterm() {
     let d = tempfile::tempdir().expect("tempdir");
     seed(d.path());
     let mut child = strata()
-        .args(["serve", "--data-dir"])
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--data-dir",
+        ])
         .arg(d.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("report line");
+    out.read_line(&mut line).expect("report line");
     let report: serde_json::Value = serde_json::from_str(&line).expect("JSON report");
     assert_eq!(report["collections"][0]["points"], 21);
+    // First start: a secret is generated (mode 0600) and an admin token printed; then the ports.
+    let mut rest = String::new();
+    while !rest.contains("\"listening\"") {
+        let mut l = String::new();
+        assert!(
+            out.read_line(&mut l).expect("line") > 0,
+            "serve exited early: {rest}"
+        );
+        rest.push_str(&l);
+    }
+    assert!(rest.contains("admin token"), "{rest}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(d.path().join("jwt-secret"))
+        .expect("secret")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    drop(out); // a closed stdout must not bring the server down
     std::thread::sleep(Duration::from_millis(200));
     // SAFETY: sending a signal to our own child process.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);

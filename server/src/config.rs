@@ -1,0 +1,451 @@
+//! The one typed configuration: defaults < TOML file (`--config`) < environment `STRATA_*` <
+//! command-line flags. A bad value fails fast with a message naming the setting.
+//!
+//! [`SETTINGS`] lists every setting with its environment name, default and meaning; the README
+//! table is checked against it and it is checked against [`Config`]'s fields (tests below).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// WAL acknowledgement mode (see `strata_engine::AckMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum WalAck {
+    /// After fdatasync (group commit).
+    Fsync,
+    /// After the OS has the bytes (benchmarks only).
+    None,
+}
+
+/// Everything `strata serve` can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Address the listeners bind to.
+    pub bind: IpAddr,
+    /// HTTP (Qdrant-compatible REST) port.
+    pub http_port: u16,
+    /// gRPC port.
+    pub grpc_port: u16,
+    /// Prometheus metrics port.
+    pub metrics_port: u16,
+    /// WAL acknowledgement.
+    pub wal_ack: WalAck,
+    /// HS256 secret (at least 32 bytes).
+    pub jwt_secret: Option<String>,
+    /// File holding the HS256 secret.
+    pub jwt_secret_file: Option<PathBuf>,
+    /// PEM file (RSA or EC public keys) or JWKS file for RS256/ES256 tokens.
+    pub jwt_public_keys: Option<PathBuf>,
+    /// Longest token lifetime accepted (`exp - iat`), e.g. `30d`.
+    pub jwt_max_ttl: String,
+    /// Clock skew allowed on `exp`, `nbf`, `iat`.
+    pub jwt_leeway: String,
+    /// Tokio worker threads (0 = one per core).
+    pub worker_threads: usize,
+    /// Log level or `tracing` filter.
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Largest upsert batch in points.
+    pub max_batch_points: usize,
+    /// Largest `limit + offset` of a search, query or scroll.
+    pub max_limit: usize,
+    /// Longest a request may take before it answers 503.
+    pub request_timeout: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("./strata-data"),
+            bind: IpAddr::from([0, 0, 0, 0]),
+            http_port: 8080,
+            grpc_port: 50051,
+            metrics_port: 9090,
+            wal_ack: WalAck::Fsync,
+            jwt_secret: None,
+            jwt_secret_file: None,
+            jwt_public_keys: None,
+            jwt_max_ttl: "30d".into(),
+            jwt_leeway: "30s".into(),
+            worker_threads: 0,
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            max_body_bytes: 32 << 20,
+            max_batch_points: 10_000,
+            max_limit: 10_000,
+            request_timeout: "60s".into(),
+        }
+    }
+}
+
+/// One row of the settings table.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// TOML key (and `Config` field).
+    pub key: &'static str,
+    /// Default, as written in TOML/env.
+    pub default: &'static str,
+    /// What it does.
+    pub help: &'static str,
+}
+
+impl Setting {
+    /// The environment variable.
+    pub fn env(&self) -> String {
+        format!("STRATA_{}", self.key.to_uppercase())
+    }
+    /// The command-line flag.
+    pub fn flag(&self) -> String {
+        format!("--{}", self.key.replace('_', "-"))
+    }
+}
+
+/// Every setting, in README order.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "data_dir",
+        default: "./strata-data",
+        help: "where everything is stored",
+    },
+    Setting {
+        key: "bind",
+        default: "0.0.0.0",
+        help: "address the HTTP, gRPC and metrics listeners bind to",
+    },
+    Setting {
+        key: "http_port",
+        default: "8080",
+        help: "HTTP port (Qdrant-compatible REST, health, OpenAPI)",
+    },
+    Setting {
+        key: "grpc_port",
+        default: "50051",
+        help: "gRPC port (`strata.v1`, health, reflection)",
+    },
+    Setting {
+        key: "metrics_port",
+        default: "9090",
+        help: "Prometheus `/metrics` port (no auth)",
+    },
+    Setting {
+        key: "wal_ack",
+        default: "fsync",
+        help: "`fsync`: acknowledge writes after fdatasync (group commit); `none`: before (benchmarks only)",
+    },
+    Setting {
+        key: "jwt_secret",
+        default: "(generated)",
+        help: "HS256 secret, ≥ 32 bytes. If no secret and no public keys are set, one is generated into `DATA_DIR/jwt-secret` (mode 0600) at first start and an admin token is printed",
+    },
+    Setting {
+        key: "jwt_secret_file",
+        default: "(none)",
+        help: "file holding the HS256 secret",
+    },
+    Setting {
+        key: "jwt_public_keys",
+        default: "(none)",
+        help: "PEM file (RSA/EC public keys) or JWKS file: accept RS256/ES256 tokens",
+    },
+    Setting {
+        key: "jwt_max_ttl",
+        default: "30d",
+        help: "longest token lifetime accepted (`exp - iat`); `s`, `m`, `h`, `d` suffixes",
+    },
+    Setting {
+        key: "jwt_leeway",
+        default: "30s",
+        help: "clock skew tolerated on `exp`, `nbf`, `iat`",
+    },
+    Setting {
+        key: "worker_threads",
+        default: "0",
+        help: "runtime worker threads; 0 = one per core",
+    },
+    Setting {
+        key: "log_level",
+        default: "info",
+        help: "`error`…`trace`, or a `tracing` filter",
+    },
+    Setting {
+        key: "log_format",
+        default: "text",
+        help: "`text` or `json`",
+    },
+    Setting {
+        key: "max_body_bytes",
+        default: "33554432",
+        help: "largest request body (413 above)",
+    },
+    Setting {
+        key: "max_batch_points",
+        default: "10000",
+        help: "largest upsert batch in points",
+    },
+    Setting {
+        key: "max_limit",
+        default: "10000",
+        help: "largest `limit + offset` of a search, query or scroll",
+    },
+    Setting {
+        key: "request_timeout",
+        default: "60s",
+        help: "a request running longer answers 503",
+    },
+];
+
+/// `STRATA_*` variables that are not settings (test knobs), never warned about.
+const NOT_SETTINGS: &[&str] = &["STRATA_CRASH_ROUNDS"];
+
+/// Parses `30s`, `15m`, `24h`, `7d` or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mul) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        Some((i, 'd')) => (&s[..i], 86_400),
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is not a duration (use e.g. 30s, 15m, 24h, 7d)"))
+}
+
+fn named(key: &str) -> String {
+    format!("STRATA_{} ({key})", key.to_uppercase())
+}
+
+impl Config {
+    /// Layers defaults < `file` < environment < `flags` (a JSON object of the flags given).
+    pub fn load(
+        file: Option<&Path>,
+        flags: serde_json::Map<String, serde_json::Value>,
+    ) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.is_file() {
+                anyhow::bail!("--config: file {} does not exist", f.display());
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        let keys: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
+        for (name, _) in std::env::vars() {
+            if let Some(k) = name.strip_prefix("STRATA_")
+                && !keys.contains(&k.to_lowercase().as_str())
+                && !NOT_SETTINGS.contains(&name.as_str())
+            {
+                tracing::warn!(
+                    variable = name,
+                    "unknown STRATA_ environment variable ignored"
+                );
+            }
+        }
+        fig = fig
+            .merge(Env::prefixed("STRATA_").only(&keys))
+            .merge(Serialized::globals(flags));
+        let cfg: Config = fig.extract().map_err(|e| {
+            let key = e.path.join(".");
+            let msg = e.to_string();
+            if key.is_empty() {
+                anyhow::anyhow!("invalid configuration: {msg}")
+            } else {
+                anyhow::anyhow!("invalid setting {}: {msg}", named(&key))
+            }
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values beyond their types.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let ports = [
+            ("http_port", self.http_port),
+            ("grpc_port", self.grpc_port),
+            ("metrics_port", self.metrics_port),
+        ];
+        for (i, (k, p)) in ports.iter().enumerate() {
+            if let Some((k2, _)) = ports[i + 1..].iter().find(|(_, q)| q == p && *p != 0) {
+                anyhow::bail!(
+                    "invalid setting {}: port {p} is also {}",
+                    named(k),
+                    named(k2)
+                );
+            }
+        }
+        for key in ["jwt_max_ttl", "jwt_leeway", "request_timeout"] {
+            let v = match key {
+                "jwt_max_ttl" => &self.jwt_max_ttl,
+                "jwt_leeway" => &self.jwt_leeway,
+                _ => &self.request_timeout,
+            };
+            parse_duration(v)
+                .map_err(|e| anyhow::anyhow!("invalid setting {}: {e}", named(key)))?;
+        }
+        if let Some(s) = &self.jwt_secret
+            && s.len() < 32
+        {
+            anyhow::bail!(
+                "invalid setting {}: the secret must be at least 32 bytes",
+                named("jwt_secret")
+            );
+        }
+        if self.jwt_secret.is_some() && self.jwt_secret_file.is_some() {
+            anyhow::bail!(
+                "invalid setting {}: set the secret or the secret file, not both",
+                named("jwt_secret_file")
+            );
+        }
+        for (key, path) in [
+            ("jwt_secret_file", &self.jwt_secret_file),
+            ("jwt_public_keys", &self.jwt_public_keys),
+        ] {
+            if let Some(p) = path
+                && !p.is_file()
+            {
+                anyhow::bail!(
+                    "invalid setting {}: file {} does not exist",
+                    named(key),
+                    p.display()
+                );
+            }
+        }
+        for (key, v) in [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_batch_points", self.max_batch_points),
+            ("max_limit", self.max_limit),
+        ] {
+            if v == 0 {
+                anyhow::bail!("invalid setting {}: must be greater than 0", named(key));
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            anyhow::bail!(
+                "invalid setting {}: {:?} is not a level or filter",
+                named("log_level"),
+                self.log_level
+            );
+        }
+        Ok(())
+    }
+
+    /// Parsed `jwt_max_ttl`.
+    pub fn max_ttl(&self) -> Duration {
+        parse_duration(&self.jwt_max_ttl).unwrap_or(Duration::from_secs(30 * 86_400))
+    }
+    /// Parsed `jwt_leeway`.
+    pub fn leeway(&self) -> Duration {
+        parse_duration(&self.jwt_leeway).unwrap_or(Duration::from_secs(30))
+    }
+    /// Parsed `request_timeout`.
+    pub fn timeout(&self) -> Duration {
+        parse_duration(&self.request_timeout).unwrap_or(Duration::from_secs(60))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_table_matches_the_struct_and_defaults() {
+        let defaults = serde_json::to_value(Config::default()).expect("serialise");
+        let fields: Vec<&String> = defaults.as_object().expect("object").keys().collect();
+        let keys: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
+        assert_eq!(
+            fields.len(),
+            keys.len(),
+            "every field has a row and no more: {fields:?} vs {keys:?}"
+        );
+        for s in SETTINGS {
+            let v = &defaults[s.key];
+            let shown = match v {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(x) => Some(x.clone()),
+                other => Some(other.to_string()),
+            };
+            if let Some(shown) = shown {
+                assert_eq!(shown, s.default, "default of {}", s.key);
+            }
+        }
+    }
+
+    #[test]
+    fn readme_config_table_is_the_settings_table() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("README");
+        for s in SETTINGS {
+            let row = format!(
+                "| `{}` | `{}` | `{}` | {} |",
+                s.env(),
+                s.flag(),
+                s.default,
+                s.help
+            );
+            assert!(readme.contains(&row), "README lacks the row:\n{row}");
+        }
+    }
+
+    #[test]
+    fn layers_and_names_bad_settings() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("strata.toml");
+        std::fs::write(&f, "http_port = 1234\nlog_level = \"debug\"\n").expect("write");
+        let mut flags = serde_json::Map::new();
+        flags.insert("log_level".into(), "warn".into());
+        let c = Config::load(Some(&f), flags).expect("load");
+        assert_eq!((c.http_port, c.log_level.as_str()), (1234, "warn"));
+        std::fs::write(&f, "http_port = \"eighty\"\n").expect("write");
+        let e = Config::load(Some(&f), Default::default())
+            .expect_err("bad port")
+            .to_string();
+        assert!(e.contains("STRATA_HTTP_PORT (http_port)"), "{e}");
+        std::fs::write(&f, "htp_port = 1\n").expect("write");
+        let e = Config::load(Some(&f), Default::default())
+            .expect_err("unknown key")
+            .to_string();
+        assert!(e.contains("htp_port"), "{e}");
+        std::fs::write(&f, "grpc_port = 8080\n").expect("write");
+        let e = Config::load(Some(&f), Default::default())
+            .expect_err("clash")
+            .to_string();
+        assert!(
+            e.contains("STRATA_HTTP_PORT") && e.contains("STRATA_GRPC_PORT"),
+            "{e}"
+        );
+        std::fs::write(&f, "jwt_max_ttl = \"forever\"\n").expect("write");
+        let e = Config::load(Some(&f), Default::default())
+            .expect_err("ttl")
+            .to_string();
+        assert!(e.contains("STRATA_JWT_MAX_TTL"), "{e}");
+        assert_eq!(
+            parse_duration("24h").expect("24h"),
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(parse_duration("90").expect("90"), Duration::from_secs(90));
+    }
+}

@@ -1,0 +1,877 @@
+//! Qdrant-compatible REST handlers. Each parses the request (errors name the field), checks the
+//! caller's rights, calls the engine on the blocking pool, and wraps the result in Qdrant's
+//! envelope `{"result", "status": "ok", "time"}`.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use serde_json::{Value, json};
+use strata_engine::{
+    CollectionConfig, CollectionHandle, CollectionInfo, Distance, HnswConfig, PointId, PointInput,
+    Record, ScoredPoint, ScrollRequest, SearchRequest,
+};
+
+use super::parse::{self, Obj, PayloadSelector};
+use super::{AppState, Caller};
+use crate::error::ApiError;
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+fn ok(started: Instant, result: Value) -> ApiResult {
+    Ok(Json(
+        json!({"result": result, "status": "ok", "time": started.elapsed().as_secs_f64()}),
+    ))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(
+            crate::error::Kind::Engine(strata_engine::ErrorKind::Internal),
+            format!("worker failed: {e}"),
+        )
+    })?
+}
+
+fn update_result(lsn: u64) -> Value {
+    json!({"operation_id": lsn, "status": "completed"})
+}
+
+impl AppState {
+    fn readable(&self, caller: &Caller, c: &str) -> Result<CollectionHandle, ApiError> {
+        if !caller.0.can_read(c) {
+            return Err(ApiError::forbidden(format!(
+                "the token does not grant read access to collection {c:?}"
+            )));
+        }
+        self.lookup(caller, c)
+    }
+    fn writable(&self, caller: &Caller, c: &str) -> Result<CollectionHandle, ApiError> {
+        if !caller.0.can_write(c) {
+            return Err(ApiError::forbidden(format!(
+                "the token does not grant write access to collection {c:?}"
+            )));
+        }
+        self.lookup(caller, c)
+    }
+    fn lookup(&self, caller: &Caller, c: &str) -> Result<CollectionHandle, ApiError> {
+        self.engine
+            .collection(&caller.0.tenant, c)
+            .map_err(|e| match e.kind() {
+                strata_engine::ErrorKind::NotFound => {
+                    ApiError::not_found(format!("Collection `{c}` doesn't exist!"))
+                }
+                _ => e.into(),
+            })
+    }
+    fn manager(&self, caller: &Caller) -> Result<(), ApiError> {
+        if caller.0.can_manage() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "creating or deleting collections needs a token with access \"m\"",
+            ))
+        }
+    }
+}
+
+// ---------------------------------------------------------------- JSON shapes
+
+fn record_json(r: Record, sel: &PayloadSelector) -> Value {
+    let mut o = serde_json::Map::new();
+    o.insert("id".into(), r.id.to_json());
+    if let Some(p) = r.payload {
+        o.insert("payload".into(), Value::Object(sel.apply(p)));
+    }
+    if let Some(v) = r.vector {
+        o.insert("vector".into(), json!(v));
+    }
+    Value::Object(o)
+}
+
+fn scored_json(p: ScoredPoint, sel: &PayloadSelector) -> Value {
+    let mut o = serde_json::Map::new();
+    o.insert("id".into(), p.id.to_json());
+    o.insert("version".into(), json!(p.version));
+    o.insert("score".into(), json!(p.score));
+    if let Some(pl) = p.payload {
+        o.insert("payload".into(), Value::Object(sel.apply(pl)));
+    }
+    if let Some(v) = p.vector {
+        o.insert("vector".into(), json!(v));
+    }
+    Value::Object(o)
+}
+
+fn info_json(i: &CollectionInfo, max_segment_rows: u64) -> Value {
+    json!({
+        "status": "green",
+        "optimizer_status": "ok",
+        "points_count": i.points,
+        "indexed_vectors_count": i.points.saturating_sub(i.memtable_points),
+        "segments_count": i.segments,
+        "config": {
+            "params": {
+                "vectors": {"size": i.config.dim, "distance": i.config.distance},
+                "shard_number": 1,
+                "replication_factor": 1,
+                "write_consistency_factor": 1,
+                "on_disk_payload": true
+            },
+            "hnsw_config": {"m": i.config.hnsw.m, "ef_construct": i.config.hnsw.ef_construct, "full_scan_threshold": 2000, "on_disk": true},
+            "optimizer_config": {
+                "deleted_threshold": 0.2, "vacuum_min_vector_number": 1000, "default_segment_number": 0,
+                "max_segment_size": max_segment_rows, "indexing_threshold": 2000, "flush_interval_sec": 60
+            },
+            "wal_config": {"wal_capacity_mb": 64, "wal_segments_ahead": 0}
+        },
+        "payload_schema": {}
+    })
+}
+
+// ---------------------------------------------------------------- service
+
+pub(crate) async fn root(_caller: Caller) -> Json<Value> {
+    // Qdrant clients check the major version of `version`; Strata reports the Qdrant API
+    // version it follows, and its own in `strata_version`.
+    Json(
+        json!({"title": "strata", "version": "1.20.0", "strata_version": env!("CARGO_PKG_VERSION")}),
+    )
+}
+
+// ---------------------------------------------------------------- collections
+
+pub(crate) async fn list_collections(State(st): State<AppState>, caller: Caller) -> ApiResult {
+    let started = Instant::now();
+    let names: Vec<Value> = st
+        .engine
+        .list_collections(&caller.0.tenant)
+        .into_iter()
+        .filter(|n| caller.0.can_read(n))
+        .map(|n| json!({"name": n}))
+        .collect();
+    ok(started, json!({"collections": names}))
+}
+
+pub(crate) async fn create_collection(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(c): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    st.manager(&caller)?;
+    let b = parse::body(&body)?;
+    parse::check_fields(
+        &b,
+        "",
+        &[
+            "vectors",
+            "hnsw_config",
+            "shard_number",
+            "replication_factor",
+            "write_consistency_factor",
+            "on_disk_payload",
+            "optimizers_config",
+            "wal_config",
+            "strict_mode_config",
+            "metadata",
+        ],
+        &[
+            "sparse_vectors",
+            "quantization_config",
+            "init_from",
+            "sharding_method",
+        ],
+    )?;
+    let v = parse::obj_field(&b, "vectors", "")?
+        .ok_or_else(|| ApiError::invalid("vectors: missing (expected {\"size\", \"distance\"})"))?;
+    if !v.contains_key("size") && v.values().any(Value::is_object) {
+        return Err(ApiError::unsupported("vectors: named vectors"));
+    }
+    parse::check_fields(
+        v,
+        "vectors.",
+        &["size", "distance", "on_disk", "hnsw_config", "datatype"],
+        &["multivector_config", "quantization_config"],
+    )?;
+    if let Some(dt) = parse::get(v, "datatype").and_then(Value::as_str)
+        && dt != "float32"
+    {
+        return Err(ApiError::unsupported(&format!("vectors.datatype {dt:?}")));
+    }
+    let dim = parse::usize_field(v, "size", "vectors.")?
+        .ok_or_else(|| ApiError::invalid("vectors.size: missing"))?;
+    let distance: Distance = parse::get(v, "distance")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid("vectors.distance: missing (Cosine, Euclid or Dot)"))?
+        .parse()
+        .map_err(|e: strata_engine::Error| {
+            ApiError::invalid(format!("vectors.distance: {}", e.message()))
+        })?;
+    let mut hnsw = HnswConfig::default();
+    for (at, cfg) in [
+        ("hnsw_config.", parse::obj_field(&b, "hnsw_config", "")?),
+        (
+            "vectors.hnsw_config.",
+            parse::obj_field(v, "hnsw_config", "vectors.")?,
+        ),
+    ] {
+        if let Some(h) = cfg {
+            parse::check_fields(
+                h,
+                at,
+                &[
+                    "m",
+                    "ef_construct",
+                    "full_scan_threshold",
+                    "max_indexing_threads",
+                    "on_disk",
+                    "payload_m",
+                ],
+                &[],
+            )?;
+            if let Some(m) = parse::usize_field(h, "m", at)? {
+                hnsw.m = m.min(u32::MAX as usize) as u32;
+            }
+            if let Some(ef) = parse::usize_field(h, "ef_construct", at)? {
+                hnsw.ef_construct = ef.min(u32::MAX as usize) as u32;
+            }
+        }
+    }
+    let config = CollectionConfig {
+        dim: dim.min(u32::MAX as usize) as u32,
+        distance,
+        hnsw,
+    };
+    let tenant = caller.0.tenant.clone();
+    blocking(move || {
+        st.engine
+            .create_collection(&tenant, &c, config)
+            .map(|_| ())
+            .map_err(ApiError::from)
+    })
+    .await?;
+    ok(started, json!(true))
+}
+
+pub(crate) async fn get_collection(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(c): Path<String>,
+) -> ApiResult {
+    let started = Instant::now();
+    let h = st.readable(&caller, &c)?;
+    let max_rows = st.max_segment_rows;
+    let info = blocking(move || h.info().map_err(ApiError::from)).await?;
+    ok(started, info_json(&info, max_rows))
+}
+
+pub(crate) async fn delete_collection(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(c): Path<String>,
+) -> ApiResult {
+    let started = Instant::now();
+    st.manager(&caller)?;
+    let tenant = caller.0.tenant.clone();
+    let existed = blocking(move || match st.engine.delete_collection(&tenant, &c) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == strata_engine::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e.into()),
+    })
+    .await?;
+    ok(started, json!(existed))
+}
+
+pub(crate) async fn collection_exists(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(c): Path<String>,
+) -> ApiResult {
+    let started = Instant::now();
+    if !caller.0.can_read(&c) {
+        return Err(ApiError::forbidden(format!(
+            "the token does not grant read access to collection {c:?}"
+        )));
+    }
+    let exists = st.engine.collection(&caller.0.tenant, &c).is_ok();
+    ok(started, json!({"exists": exists}))
+}
+
+// ---------------------------------------------------------------- points: writes
+
+fn points_from_body(b: &Obj, max: usize) -> Result<Vec<PointInput>, ApiError> {
+    parse::check_fields(
+        b,
+        "",
+        &["points", "batch", "shard_key", "update_filter"],
+        &[],
+    )?;
+    if parse::get(b, "shard_key").is_some() {
+        return Err(ApiError::unsupported("shard_key"));
+    }
+    if parse::get(b, "update_filter").is_some() {
+        return Err(ApiError::unsupported("update_filter"));
+    }
+    let n_check = |n: usize| {
+        if n > max {
+            Err(ApiError::new(
+                crate::error::Kind::Engine(strata_engine::ErrorKind::ResourceExhausted),
+                format!(
+                    "points: batch of {n} exceeds the limit of {max} points (STRATA_MAX_BATCH_POINTS)"
+                ),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    match (parse::get(b, "points"), parse::obj_field(b, "batch", "")?) {
+        (Some(Value::Array(points)), None) => {
+            n_check(points.len())?;
+            points
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let at = format!("points[{i}]");
+                    if let Some(o) = p.as_object() {
+                        if o.get("vector").is_some_and(Value::is_object) {
+                            return Err(ApiError::unsupported(&format!(
+                                "{at}.vector: named or sparse vectors"
+                            )));
+                        }
+                        parse::check_fields(
+                            o,
+                            &format!("{at}."),
+                            &["id", "vector", "payload"],
+                            &[],
+                        )?;
+                    }
+                    PointInput::from_json(p, &at).map_err(ApiError::from)
+                })
+                .collect()
+        }
+        (None, Some(batch)) => {
+            parse::check_fields(batch, "batch.", &["ids", "vectors", "payloads"], &[])?;
+            let ids = parse::ids(
+                parse::get(batch, "ids").ok_or_else(|| ApiError::invalid("batch.ids: missing"))?,
+                "batch.ids",
+            )?;
+            n_check(ids.len())?;
+            let vectors = match parse::get(batch, "vectors") {
+                Some(Value::Array(vs)) => vs,
+                Some(Value::Object(_)) => {
+                    return Err(ApiError::unsupported("batch.vectors: named vectors"));
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        "batch.vectors: expected a list of vectors",
+                    ));
+                }
+            };
+            if vectors.len() != ids.len() {
+                return Err(ApiError::invalid(format!(
+                    "batch.vectors: {} vectors for {} ids",
+                    vectors.len(),
+                    ids.len()
+                )));
+            }
+            let payloads = match parse::get(batch, "payloads") {
+                None => None,
+                Some(Value::Array(ps)) if ps.len() == ids.len() => Some(ps),
+                Some(Value::Array(ps)) => {
+                    return Err(ApiError::invalid(format!(
+                        "batch.payloads: {} payloads for {} ids",
+                        ps.len(),
+                        ids.len()
+                    )));
+                }
+                Some(_) => return Err(ApiError::invalid("batch.payloads: expected a list")),
+            };
+            ids.into_iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    let payload = match payloads.and_then(|p| p.get(i)) {
+                        None | Some(Value::Null) => None,
+                        Some(Value::Object(m)) => Some(m.clone()),
+                        Some(other) => {
+                            return Err(ApiError::invalid(format!(
+                                "batch.payloads[{i}]: expected a JSON object, got {other}"
+                            )));
+                        }
+                    };
+                    Ok(PointInput {
+                        id,
+                        vector: parse::vector(&vectors[i], &format!("batch.vectors[{i}]"))?,
+                        payload,
+                    })
+                })
+                .collect()
+        }
+        (Some(_), Some(_)) => Err(ApiError::invalid("give either points or batch, not both")),
+        (Some(_), None) => Err(ApiError::invalid("points: expected a list")),
+        (None, None) => Err(ApiError::invalid("points: missing (or give batch)")),
+    }
+}
+
+pub(crate) async fn upsert_points(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(c): Path<String>,
+    _q: Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    let h = st.writable(&caller, &c)?;
+    let points = points_from_body(&parse::body(&body)?, st.max_batch_points)?;
+    let lsn = blocking(move || h.upsert(points).map_err(ApiError::from)).await?;
+    ok(started, update_result(lsn))
+}
+
+pub(crate) async fn delete_points(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(c): Path<String>,
+    _q: Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    let h = st.writable(&caller, &c)?;
+    let b = parse::body(&body)?;
+    parse::check_fields(&b, "", &["points", "filter"], &["shard_key"])?;
+    let lsn = match (
+        parse::get(&b, "points"),
+        parse::filter_field(&b, "filter", "")?,
+    ) {
+        (Some(ids), None) => {
+            let ids = parse::ids(ids, "points")?;
+            blocking(move || h.delete(&ids).map_err(ApiError::from)).await?
+        }
+        (None, Some(f)) => {
+            blocking(move || {
+                h.delete_matching(&f)
+                    .map(|(l, _)| l)
+                    .map_err(ApiError::from)
+            })
+            .await?
+        }
+        _ => return Err(ApiError::invalid("give points (a list of ids) or filter")),
+    };
+    ok(started, update_result(lsn))
+}
+
+pub(crate) async fn set_payload(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(c): Path<String>,
+    _q: Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    let h = st.writable(&caller, &c)?;
+    let b = parse::body(&body)?;
+    parse::check_fields(
+        &b,
+        "",
+        &["payload", "points", "filter"],
+        &["key", "shard_key"],
+    )?;
+    let payload = parse::obj_field(&b, "payload", "")?
+        .ok_or_else(|| ApiError::invalid("payload: missing (expected a JSON object)"))?
+        .clone();
+    let ids = parse::get(&b, "points")
+        .map(|v| parse::ids(v, "points"))
+        .transpose()?;
+    let filter = parse::filter_field(&b, "filter", "")?;
+    let lsn = blocking(move || {
+        let ids = match (ids, filter) {
+            (Some(ids), None) => ids,
+            (None, Some(f)) => h.matching_ids(&f)?,
+            _ => return Err(ApiError::invalid("give points (a list of ids) or filter")),
+        };
+        let mut lsn = 0;
+        for chunk in ids.chunks(1000) {
+            lsn = h.set_payload(chunk, &payload)?;
+        }
+        Ok(lsn)
+    })
+    .await?;
+    ok(started, update_result(lsn))
+}
+
+// ---------------------------------------------------------------- points: reads
+
+pub(crate) async fn retrieve_points(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(c): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    let h = st.readable(&caller, &c)?;
+    let b = parse::body(&body)?;
+    parse::check_fields(
+        &b,
+        "",
+        &["ids", "with_payload", "with_vector", "with_vectors"],
+        &["shard_key"],
+    )?;
+    let ids = parse::ids(
+        parse::get(&b, "ids").ok_or_else(|| ApiError::invalid("ids: missing"))?,
+        "ids",
+    )?;
+    let sel = parse::with_payload(&b, true, "")?;
+    let wv = parse::with_vector(&b, false, "")?;
+    let wp = sel.wants();
+    let recs = blocking(move || h.get(&ids, wp, wv).map_err(ApiError::from)).await?;
+    ok(
+        started,
+        Value::Array(recs.into_iter().map(|r| record_json(r, &sel)).collect()),
+    )
+}
+
+pub(crate) async fn get_point(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((c, id)): Path<(String, String)>,
+) -> ApiResult {
+    let started = Instant::now();
+    let h = st.readable(&caller, &c)?;
+    let pid: PointId = id
+        .parse()
+        .map_err(|e: strata_engine::Error| ApiError::invalid(format!("id: {}", e.message())))?;
+    let mut recs = blocking(move || h.get(&[pid], true, true).map_err(ApiError::from)).await?;
+    match recs.pop() {
+        Some(r) => ok(started, record_json(r, &PayloadSelector::All)),
+        None => Err(ApiError::not_found(format!("No point with id {pid} found"))),
+    }
+}
+
+pub(crate) async fn scroll_points(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(c): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    let h = st.readable(&caller, &c)?;
+    let b = parse::body(&body)?;
+    parse::check_fields(
+        &b,
+        "",
+        &[
+            "offset",
+            "limit",
+            "filter",
+            "with_payload",
+            "with_vector",
+            "with_vectors",
+        ],
+        &["order_by", "shard_key"],
+    )?;
+    let offset = parse::get(&b, "offset")
+        .map(|v| {
+            PointId::from_json(v).map_err(|e| ApiError::invalid(format!("offset: {}", e.message())))
+        })
+        .transpose()?;
+    let limit = parse::usize_field(&b, "limit", "")?.unwrap_or(10);
+    check_limit(limit, 0, st.max_limit)?;
+    let sel = parse::with_payload(&b, true, "")?;
+    let req = ScrollRequest {
+        offset,
+        limit,
+        filter: parse::filter_field(&b, "filter", "")?,
+        with_payload: sel.wants(),
+        with_vector: parse::with_vector(&b, false, "")?,
+    };
+    let page = blocking(move || h.scroll(&req).map_err(ApiError::from)).await?;
+    ok(
+        started,
+        json!({
+            "points": page.points.into_iter().map(|r| record_json(r, &sel)).collect::<Vec<_>>(),
+            "next_page_offset": page.next_offset.map(PointId::to_json),
+        }),
+    )
+}
+
+pub(crate) async fn count_points(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(c): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    let h = st.readable(&caller, &c)?;
+    let b = parse::body(&body)?;
+    parse::check_fields(&b, "", &["filter", "exact"], &["shard_key"])?;
+    let f = parse::filter_field(&b, "filter", "")?;
+    let n = blocking(move || h.count(f.as_ref()).map_err(ApiError::from)).await?;
+    ok(started, json!({"count": n}))
+}
+
+fn check_limit(limit: usize, offset: usize, max: usize) -> Result<(), ApiError> {
+    if limit == 0 {
+        return Err(ApiError::invalid("limit: must be at least 1"));
+    }
+    if limit.saturating_add(offset) > max {
+        return Err(ApiError::invalid(format!(
+            "limit + offset = {} exceeds the maximum of {max} (STRATA_MAX_LIMIT)",
+            limit.saturating_add(offset)
+        )));
+    }
+    Ok(())
+}
+
+/// A parsed search, whether it came as a `query` or a legacy `search` body.
+struct Search {
+    req: SearchRequest,
+    by_id: Option<PointId>,
+    sel: PayloadSelector,
+}
+
+fn search_params(b: &Obj, at: &str, req: &mut SearchRequest) -> Result<(), ApiError> {
+    if let Some(p) = parse::obj_field(b, "params", at)? {
+        let here = format!("{at}params.");
+        parse::check_fields(
+            p,
+            &here,
+            &["hnsw_ef", "exact", "indexed_only", "quantization"],
+            &["acorn"],
+        )?;
+        req.ef = parse::usize_field(p, "hnsw_ef", &here)?;
+        req.exact = parse::bool_field(p, "exact", &here)?.unwrap_or(false);
+    }
+    req.score_threshold = parse::f32_field(b, "score_threshold", at)?;
+    req.filter = parse::filter_field(b, "filter", at)?;
+    Ok(())
+}
+
+fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
+    parse::check_fields(
+        b,
+        at,
+        &[
+            "query",
+            "filter",
+            "limit",
+            "offset",
+            "with_payload",
+            "with_vector",
+            "with_vectors",
+            "params",
+            "score_threshold",
+            "using",
+        ],
+        &[
+            "prefetch",
+            "lookup_from",
+            "shard_key",
+            "group_by",
+            "group_size",
+        ],
+    )?;
+    if let Some(u) = parse::get(b, "using").and_then(Value::as_str)
+        && !u.is_empty()
+    {
+        return Err(ApiError::unsupported(&format!("{at}using: named vectors")));
+    }
+    let (vector, by_id) = match parse::get(b, "query") {
+        None => {
+            return Err(ApiError::unsupported(&format!(
+                "{at}query: a query without a vector (use scroll)"
+            )));
+        }
+        Some(v @ Value::Array(_)) => (parse::vector(v, &format!("{at}query"))?, None),
+        Some(v @ (Value::Number(_) | Value::String(_))) => (
+            Vec::new(),
+            Some(
+                PointId::from_json(v)
+                    .map_err(|e| ApiError::invalid(format!("{at}query: {}", e.message())))?,
+            ),
+        ),
+        Some(Value::Object(o)) => match o.iter().next() {
+            Some((k, v)) if k == "nearest" && o.len() == 1 => match v {
+                Value::Array(_) => (parse::vector(v, &format!("{at}query.nearest"))?, None),
+                other => (
+                    Vec::new(),
+                    Some(PointId::from_json(other).map_err(|e| {
+                        ApiError::invalid(format!("{at}query.nearest: {}", e.message()))
+                    })?),
+                ),
+            },
+            Some((k, _)) => return Err(ApiError::unsupported(&format!("{at}query.{k}"))),
+            None => return Err(ApiError::invalid(format!("{at}query: empty"))),
+        },
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "{at}query: expected a vector, got {other}"
+            )));
+        }
+    };
+    let limit = parse::usize_field(b, "limit", at)?.unwrap_or(10);
+    let offset = parse::usize_field(b, "offset", at)?.unwrap_or(0);
+    check_limit(limit, offset, max)?;
+    let mut req = SearchRequest::new(vector, limit);
+    req.offset = offset;
+    search_params(b, at, &mut req)?;
+    let sel = parse::with_payload(b, false, at)?;
+    req.with_payload = sel.wants();
+    req.with_vector = parse::with_vector(b, false, at)?;
+    Ok(Search { req, by_id, sel })
+}
+
+fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
+    parse::check_fields(
+        b,
+        at,
+        &[
+            "vector",
+            "filter",
+            "limit",
+            "offset",
+            "with_payload",
+            "with_vector",
+            "with_vectors",
+            "params",
+            "score_threshold",
+        ],
+        &["shard_key"],
+    )?;
+    let vector = parse::vector(
+        parse::get(b, "vector").ok_or_else(|| ApiError::invalid(format!("{at}vector: missing")))?,
+        &format!("{at}vector"),
+    )?;
+    let limit = parse::usize_field(b, "limit", at)?
+        .ok_or_else(|| ApiError::invalid(format!("{at}limit: missing")))?;
+    let offset = parse::usize_field(b, "offset", at)?.unwrap_or(0);
+    check_limit(limit, offset, max)?;
+    let mut req = SearchRequest::new(vector, limit);
+    req.offset = offset;
+    search_params(b, at, &mut req)?;
+    let sel = parse::with_payload(b, false, at)?;
+    req.with_payload = sel.wants();
+    req.with_vector = parse::with_vector(b, false, at)?;
+    Ok(Search {
+        req,
+        by_id: None,
+        sel,
+    })
+}
+
+/// Runs one search on the blocking pool (a query by point id first looks up that point's vector
+/// and excludes it from the results, as Qdrant does).
+fn run_search(h: &CollectionHandle, mut s: Search) -> Result<Vec<Value>, ApiError> {
+    if let Some(id) = s.by_id {
+        let rec = h
+            .get(&[id], false, true)?
+            .pop()
+            .ok_or_else(|| ApiError::not_found(format!("No point with id {id} found")))?;
+        s.req.vector = rec.vector.unwrap_or_default();
+        s.req.limit += 1;
+    }
+    let hits = h.search(&s.req)?;
+    Ok(hits
+        .into_iter()
+        .filter(|p| Some(p.id) != s.by_id)
+        .take(s.req.limit - usize::from(s.by_id.is_some()))
+        .map(|p| scored_json(p, &s.sel))
+        .collect())
+}
+
+pub(crate) async fn query_points(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(c): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    let h = st.readable(&caller, &c)?;
+    let s = parse_query(&parse::body(&body)?, "", st.max_limit)?;
+    let points = blocking(move || run_search(&h, s)).await?;
+    ok(started, json!({"points": points}))
+}
+
+fn searches(b: &Obj) -> Result<&Vec<Value>, ApiError> {
+    parse::check_fields(b, "", &["searches"], &[])?;
+    match parse::get(b, "searches") {
+        Some(Value::Array(a)) => Ok(a),
+        _ => Err(ApiError::invalid("searches: expected a list")),
+    }
+}
+
+pub(crate) async fn query_batch(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(c): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    let h = st.readable(&caller, &c)?;
+    let b = parse::body(&body)?;
+    let parsed = searches(&b)?
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let at = format!("searches[{i}].");
+            let o = s
+                .as_object()
+                .ok_or_else(|| ApiError::invalid(format!("{at}: expected an object")))?;
+            parse_query(o, &at, st.max_limit)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = blocking(move || {
+        parsed
+            .into_iter()
+            .map(|s| run_search(&h, s).map(|p| json!({"points": p})))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    ok(started, Value::Array(out))
+}
+
+pub(crate) async fn search_points(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(c): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    let h = st.readable(&caller, &c)?;
+    let s = parse_search(&parse::body(&body)?, "", st.max_limit)?;
+    let points = blocking(move || run_search(&h, s)).await?;
+    ok(started, Value::Array(points))
+}
+
+pub(crate) async fn search_batch(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(c): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    let h = st.readable(&caller, &c)?;
+    let b = parse::body(&body)?;
+    let parsed = searches(&b)?
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let at = format!("searches[{i}].");
+            let o = s
+                .as_object()
+                .ok_or_else(|| ApiError::invalid(format!("{at}: expected an object")))?;
+            parse_search(o, &at, st.max_limit)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = blocking(move || {
+        parsed
+            .into_iter()
+            .map(|s| run_search(&h, s).map(Value::Array))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    ok(started, Value::Array(out))
+}

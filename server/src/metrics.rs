@@ -1,0 +1,66 @@
+//! Prometheus metrics (`/metrics` on the metrics port, no auth). Names are documented in
+//! `docs/operations.md`.
+//!
+//! Counters and histograms are recorded where things happen (HTTP middleware, WAL fsync,
+//! flush, compaction); gauges (points, collections, segments, bytes, memory) are read from the
+//! engine at scrape time.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use strata_engine::Engine;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global recorder once (later calls return the same handle).
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .expect("bucket list is non-empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // A second recorder in the same process (tests) is harmless: keep the first.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+async fn render(State((engine, handle)): State<(Arc<Engine>, PrometheusHandle)>) -> String {
+    let st = engine.stats();
+    metrics::gauge!("strata_collections").set(st.collections as f64);
+    metrics::gauge!("strata_points", "tier" => "memtable").set(st.memtable_points as f64);
+    metrics::gauge!("strata_points", "tier" => "segments").set(st.segment_points as f64);
+    metrics::gauge!("strata_segments").set(st.segments as f64);
+    metrics::gauge!("strata_segments_indexed").set(st.indexed_segments as f64);
+    metrics::gauge!("strata_bytes", "kind" => "memtable").set(st.memtable_bytes as f64);
+    metrics::gauge!("strata_bytes", "kind" => "segments").set(st.segment_bytes as f64);
+    metrics::gauge!("strata_wal_fsyncs").set(st.wal_fsyncs as f64);
+    metrics::gauge!("strata_wal_writable").set(f64::from(u8::from(engine.is_writable())));
+    if let Some(rss) = resident_bytes() {
+        metrics::gauge!("strata_process_resident_memory_bytes").set(rss as f64);
+    }
+    handle.render()
+}
+
+/// The metrics router.
+pub fn router(engine: Arc<Engine>, handle: PrometheusHandle) -> Router {
+    Router::new()
+        .route("/metrics", get(render))
+        .with_state((engine, handle))
+}

@@ -1,0 +1,82 @@
+//! Running the listeners: HTTP and metrics (gRPC joins them), with graceful shutdown.
+//!
+//! `serve` is a library function over already-bound listeners, so tests run it on
+//! `127.0.0.1:0`. On shutdown it stops accepting, lets in-flight requests finish, then returns;
+//! the caller flushes the engine.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::http::{self, AppState};
+use strata_engine::Engine;
+
+/// Bound listeners.
+#[derive(Debug)]
+pub struct Listeners {
+    /// HTTP.
+    pub http: TcpListener,
+    /// Metrics.
+    pub metrics: TcpListener,
+}
+
+impl Listeners {
+    /// Binds every port of `cfg`.
+    pub async fn bind(cfg: &Config) -> anyhow::Result<Listeners> {
+        let bind = |port: u16, what: &'static str| {
+            let addr = std::net::SocketAddr::new(cfg.bind, port);
+            async move {
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("binding the {what} port {addr}: {e}"))
+            }
+        };
+        Ok(Listeners {
+            http: bind(cfg.http_port, "HTTP (STRATA_HTTP_PORT)").await?,
+            metrics: bind(cfg.metrics_port, "metrics (STRATA_METRICS_PORT)").await?,
+        })
+    }
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests and returns.
+pub async fn serve(
+    cfg: &Config,
+    engine: Arc<Engine>,
+    auth: Arc<Authenticator>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let handle = crate::metrics::install();
+    let (tx, rx) = watch::channel(false);
+    let wait = move |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let state = AppState::new(
+        Arc::clone(&engine),
+        auth,
+        cfg.max_batch_points,
+        cfg.max_limit,
+    );
+    let app = http::router(state, cfg.max_body_bytes, cfg.timeout());
+    tracing::info!(http = %listeners.http.local_addr()?, metrics = %listeners.metrics.local_addr()?, "listening");
+    let http = tokio::spawn(
+        axum::serve(listeners.http, app)
+            .with_graceful_shutdown(wait(rx.clone()))
+            .into_future(),
+    );
+    let metrics = tokio::spawn(
+        axum::serve(listeners.metrics, crate::metrics::router(engine, handle))
+            .with_graceful_shutdown(wait(rx))
+            .into_future(),
+    );
+    shutdown.await;
+    tracing::info!("shutdown requested: draining in-flight requests");
+    let _ = tx.send(true);
+    http.await??;
+    metrics.await??;
+    Ok(())
+}

@@ -1,0 +1,133 @@
+"""The official qdrant-client (REST) against Strata, unchanged: the everyday scenario on bigann10k."""
+
+import httpx
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+
+def recall(found, truth):
+    return sum(len(set(f) & set(t)) for f, t in zip(found, truth)) / sum(len(t) for t in truth)
+
+
+def test_everyday_scenario(server, bigann):
+    base, queries, truth = bigann
+    client = QdrantClient(url=server.http, api_key=server.admin_token, timeout=120)
+    name = "bigann"
+    assert client.create_collection(name, vectors_config=models.VectorParams(size=128, distance=models.Distance.EUCLID),
+                                    hnsw_config=models.HnswConfigDiff(m=16, ef_construct=100))
+    assert client.collection_exists(name)
+    assert name in [c.name for c in client.get_collections().collections]
+
+    # Upsert in batches: the points list form, and the columnar batch form.
+    for start in range(0, 5000, 1000):
+        ids = range(start, start + 1000)
+        res = client.upsert(name, wait=True, points=[
+            models.PointStruct(id=i, vector=base[i].tolist(), payload={"bucket": i % 10, "i": i}) for i in ids])
+        assert res.status == models.UpdateStatus.COMPLETED
+    for start in range(5000, 10000, 1000):
+        ids = list(range(start, start + 1000))
+        client.upsert(name, wait=True, points=models.Batch(
+            ids=ids, vectors=[base[i].tolist() for i in ids], payloads=[{"bucket": i % 10, "i": i} for i in ids]))
+    info = client.get_collection(name)
+    assert info.points_count == 10000
+    assert info.config.params.vectors.size == 128
+
+    # Search without a filter: recall@10 against the shipped ground truth.
+    found = [[p.id for p in client.query_points(name, query=q.tolist(), limit=10).points] for q in queries]
+    r = recall(found, truth[:, :10].tolist())
+    assert r >= 0.95, r
+
+    # With a filter keeping 10 %: every hit matches; recall against an exact filtered scan.
+    flt = models.Filter(must=[models.FieldCondition(key="bucket", match=models.MatchValue(value=3))])
+    keep = np.array([i % 10 == 3 for i in range(10000)])
+    exact = []
+    for q in queries:
+        d = ((base - q) ** 2).sum(axis=1)
+        d[~keep] = np.inf
+        exact.append(np.argsort(d, kind="stable")[:10].tolist())
+    found = []
+    for q in queries:
+        pts = client.query_points(name, query=q.tolist(), query_filter=flt, limit=10, with_payload=True).points
+        assert all(p.payload["bucket"] == 3 for p in pts)
+        found.append([p.id for p in pts])
+    r = recall(found, exact)
+    assert r >= 0.95, r
+
+    # Batch query, score threshold, offset, search params.
+    batch = client.query_batch_points(name, requests=[
+        models.QueryRequest(query=queries[0].tolist(), limit=5),
+        models.QueryRequest(query=queries[1].tolist(), limit=3, filter=flt, params=models.SearchParams(hnsw_ef=200)),
+    ])
+    assert [len(b.points) for b in batch] == [5, 3]
+    top = client.query_points(name, query=queries[0].tolist(), limit=10).points
+    page2 = client.query_points(name, query=queries[0].tolist(), limit=5, offset=5).points
+    assert [p.id for p in page2] == [p.id for p in top[5:]]
+    near = client.query_points(name, query=queries[0].tolist(), limit=10, score_threshold=top[2].score).points
+    assert [p.id for p in near] == [p.id for p in top[:3]]
+    assert abs(top[0].score - float(np.sqrt(((base[top[0].id] - queries[0]) ** 2).sum()))) < 1e-2
+
+    # The older search endpoints other SDKs still call.
+    headers = {"api-key": server.admin_token}
+    old = httpx.post(f"{server.http}/collections/{name}/points/search", headers=headers,
+                     json={"vector": queries[0].tolist(), "limit": 10}).json()["result"]
+    assert [p["id"] for p in old] == [p.id for p in top]
+    olds = httpx.post(f"{server.http}/collections/{name}/points/search/batch", headers=headers,
+                      json={"searches": [{"vector": queries[0].tolist(), "limit": 2}, {"vector": queries[1].tolist(), "limit": 1}]}).json()["result"]
+    assert [len(x) for x in olds] == [2, 1]
+
+    # Retrieve (POST and GET by id).
+    recs = client.retrieve(name, ids=[0, 1, 9999], with_vectors=True)
+    assert sorted(r.id for r in recs) == [0, 1, 9999]
+    assert all(np.allclose(r.vector, base[r.id]) for r in recs)
+    one = httpx.get(f"{server.http}/collections/{name}/points/42", headers=headers).json()["result"]
+    assert one["payload"] == {"bucket": 2, "i": 42}
+
+    # Scroll through every point.
+    seen, offset = [], None
+    while True:
+        pts, offset = client.scroll(name, limit=999, offset=offset, with_payload=False)
+        seen += [p.id for p in pts]
+        if offset is None:
+            break
+    assert seen == list(range(10000))
+
+    # Count.
+    assert client.count(name).count == 10000
+    assert client.count(name, count_filter=flt).count == 1000
+
+    # Set payload keeps the other keys.
+    client.set_payload(name, payload={"tag": "x"}, points=[5])
+    assert client.retrieve(name, ids=[5])[0].payload == {"bucket": 5, "i": 5, "tag": "x"}
+
+    # Delete by id, then by filter.
+    client.delete(name, points_selector=models.PointIdsList(points=[0, 1, 2]))
+    assert client.count(name).count == 9997
+    client.delete(name, points_selector=models.FilterSelector(filter=flt))
+    assert client.count(name).count == 8997
+    assert client.count(name, count_filter=flt).count == 0
+
+    # Delete the collection.
+    assert client.delete_collection(name)
+    assert not client.collection_exists(name)
+
+
+def test_errors_name_the_problem(server):
+    client = QdrantClient(url=server.http, api_key=server.admin_token)
+    client.create_collection("c", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE))
+    h = {"api-key": server.admin_token}
+    r = httpx.put(f"{server.http}/collections/c/points", headers=h, json={"points": [{"id": 1, "vector": [1, 2, 3]}]})
+    assert r.status_code == 400 and "points[0].vector: expected 4 dimensions, got 3" in r.json()["status"]["error"]
+    r = httpx.put(f"{server.http}/collections/c/points", headers=h, json={"points": [{"id": 1, "vector": [1, 2, 3, 4], "payload": [1]}]})
+    assert r.status_code == 400 and "points[0].payload" in r.json()["status"]["error"]
+    r = httpx.post(f"{server.http}/collections/c/points/query", headers=h, json={"query": {"recommend": {"positive": [1]}}})
+    assert r.status_code == 501 and "query.recommend" in r.json()["status"]["error"]
+    r = httpx.post(f"{server.http}/collections/c/points/query", headers=h, json={"query": [1, 2, 3, 4], "limit": 1000000})
+    assert r.status_code == 400 and "limit" in r.json()["status"]["error"]
+    r = httpx.post(f"{server.http}/collections/c/points/scroll", headers=h, json={"filter": {"must": [{"key": "a", "geo_radius": {}}]}})
+    assert r.status_code == 400 and "geo_radius" in r.json()["status"]["error"]
+    r = httpx.put(f"{server.http}/collections/d", headers=h, json={"vectors": {"size": 4, "distance": "Cosine"}, "quantization_config": {"scalar": {}}})
+    assert r.status_code == 501 and "quantization_config" in r.json()["status"]["error"]
+    r = httpx.get(f"{server.http}/collections/nope", headers=h)
+    assert r.status_code == 404
+    r = httpx.put(f"{server.http}/collections/c/points", headers={**h, "content-type": "application/json"}, content=b"{not json")
+    assert r.status_code == 400 and "invalid JSON" in r.json()["status"]["error"]
