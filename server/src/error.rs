@@ -29,27 +29,33 @@ pub enum Kind {
     PayloadTooLarge,
 }
 
-/// The single mapping: kind → (HTTP status, gRPC code name).
-pub fn status_of(kind: Kind) -> (StatusCode, &'static str) {
+/// The single mapping: kind → (HTTP status, gRPC code). Both APIs use only this.
+pub fn status_of(kind: Kind) -> (StatusCode, tonic::Code) {
+    use tonic::Code;
     match kind {
         Kind::Engine(k) => match k {
-            ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
-            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
-            ErrorKind::AlreadyExists => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
+            ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, Code::InvalidArgument),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, Code::NotFound),
+            ErrorKind::AlreadyExists => (StatusCode::CONFLICT, Code::AlreadyExists),
             ErrorKind::FailedPrecondition => {
-                (StatusCode::PRECONDITION_FAILED, "FAILED_PRECONDITION")
+                (StatusCode::PRECONDITION_FAILED, Code::FailedPrecondition)
             }
-            ErrorKind::ResourceExhausted => (StatusCode::PAYLOAD_TOO_LARGE, "RESOURCE_EXHAUSTED"),
-            ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
-            ErrorKind::Corruption | ErrorKind::Internal => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
+            ErrorKind::ResourceExhausted => {
+                (StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted)
             }
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+            ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal),
         },
-        Kind::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
-        Kind::PermissionDenied => (StatusCode::FORBIDDEN, "PERMISSION_DENIED"),
-        Kind::Unimplemented => (StatusCode::NOT_IMPLEMENTED, "UNIMPLEMENTED"),
-        Kind::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "RESOURCE_EXHAUSTED"),
+        Kind::Unauthenticated => (StatusCode::UNAUTHORIZED, Code::Unauthenticated),
+        Kind::PermissionDenied => (StatusCode::FORBIDDEN, Code::PermissionDenied),
+        Kind::Unimplemented => (StatusCode::NOT_IMPLEMENTED, Code::Unimplemented),
+        Kind::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted),
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> tonic::Status {
+        tonic::Status::new(status_of(e.kind).1, e.message)
     }
 }
 

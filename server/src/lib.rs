@@ -9,6 +9,7 @@
 //! - `cli`, `run`: command-line parsing and what each command does.
 //! - `auth`: JWT verification, claims, rights, minting.
 //! - `http`: router, middleware, handlers, request parsing.
+//! - `grpc`: the `strata.v1` services, health and reflection.
 //! - `error`: the API error and the one kind → status mapping.
 //! - `metrics`: the Prometheus recorder and `/metrics`.
 //! - `openapi`: the OpenAPI document.
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod openapi;

@@ -266,6 +266,7 @@ pub fn serve(settings: &SettingsArgs, validate: bool) -> anyhow::Result<()> {
         // One machine-readable line, so tools and tests using port 0 find the ports.
         say(&serde_json::json!({"listening": {
             "http": listeners.http.local_addr()?.to_string(),
+            "grpc": listeners.grpc.local_addr()?.to_string(),
             "metrics": listeners.metrics.local_addr()?.to_string(),
         }})
         .to_string());

@@ -20,6 +20,8 @@ use strata_engine::Engine;
 pub struct Listeners {
     /// HTTP.
     pub http: TcpListener,
+    /// gRPC.
+    pub grpc: TcpListener,
     /// Metrics.
     pub metrics: TcpListener,
 }
@@ -37,6 +39,7 @@ impl Listeners {
         };
         Ok(Listeners {
             http: bind(cfg.http_port, "HTTP (STRATA_HTTP_PORT)").await?,
+            grpc: bind(cfg.grpc_port, "gRPC (STRATA_GRPC_PORT)").await?,
             metrics: bind(cfg.metrics_port, "metrics (STRATA_METRICS_PORT)").await?,
         })
     }
@@ -61,8 +64,18 @@ pub async fn serve(
         cfg.max_batch_points,
         cfg.max_limit,
     );
-    let app = http::router(state, cfg.max_body_bytes, cfg.timeout());
-    tracing::info!(http = %listeners.http.local_addr()?, metrics = %listeners.metrics.local_addr()?, "listening");
+    let app = http::router(state.clone(), cfg.max_body_bytes, cfg.timeout());
+    let grpc = crate::grpc::router(state, cfg.max_body_bytes).await?;
+    tracing::info!(
+        http = %listeners.http.local_addr()?,
+        grpc = %listeners.grpc.local_addr()?,
+        metrics = %listeners.metrics.local_addr()?,
+        "listening"
+    );
+    let grpc = tokio::spawn(grpc.serve_with_incoming_shutdown(
+        tonic::transport::server::TcpIncoming::from(listeners.grpc),
+        wait(rx.clone()),
+    ));
     let http = tokio::spawn(
         axum::serve(listeners.http, app)
             .with_graceful_shutdown(wait(rx.clone()))
@@ -77,6 +90,7 @@ pub async fn serve(
     tracing::info!("shutdown requested: draining in-flight requests");
     let _ = tx.send(true);
     http.await??;
+    grpc.await??;
     metrics.await??;
     Ok(())
 }

@@ -26,7 +26,8 @@ fn ok(started: Instant, result: Value) -> ApiResult {
     ))
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs engine work on the blocking pool (the engine is synchronous: fsync, SIMD scans).
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
@@ -42,7 +43,7 @@ fn update_result(lsn: u64) -> Value {
 }
 
 impl AppState {
-    fn readable(&self, caller: &Caller, c: &str) -> Result<CollectionHandle, ApiError> {
+    pub(crate) fn readable(&self, caller: &Caller, c: &str) -> Result<CollectionHandle, ApiError> {
         if !caller.0.can_read(c) {
             return Err(ApiError::forbidden(format!(
                 "the token does not grant read access to collection {c:?}"
@@ -50,7 +51,7 @@ impl AppState {
         }
         self.lookup(caller, c)
     }
-    fn writable(&self, caller: &Caller, c: &str) -> Result<CollectionHandle, ApiError> {
+    pub(crate) fn writable(&self, caller: &Caller, c: &str) -> Result<CollectionHandle, ApiError> {
         if !caller.0.can_write(c) {
             return Err(ApiError::forbidden(format!(
                 "the token does not grant write access to collection {c:?}"
@@ -58,7 +59,7 @@ impl AppState {
         }
         self.lookup(caller, c)
     }
-    fn lookup(&self, caller: &Caller, c: &str) -> Result<CollectionHandle, ApiError> {
+    pub(crate) fn lookup(&self, caller: &Caller, c: &str) -> Result<CollectionHandle, ApiError> {
         self.engine
             .collection(&caller.0.tenant, c)
             .map_err(|e| match e.kind() {
@@ -68,7 +69,7 @@ impl AppState {
                 _ => e.into(),
             })
     }
-    fn manager(&self, caller: &Caller) -> Result<(), ApiError> {
+    pub(crate) fn manager(&self, caller: &Caller) -> Result<(), ApiError> {
         if caller.0.can_manage() {
             Ok(())
         } else {

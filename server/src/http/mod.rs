@@ -6,7 +6,7 @@
 //!            engine call on the blocking pool, envelope
 //! ```
 
-mod handlers;
+pub(crate) mod handlers;
 pub(crate) mod parse;
 
 use std::sync::Arc;

@@ -39,6 +39,7 @@ class Server:
         listen = json.loads(self.lines[-1])["listening"]
         self.http = f"http://{listen['http']}"
         self.metrics = f"http://{listen['metrics']}"
+        self.grpc = listen["grpc"]
         self.report = json.loads(self.lines[0])
         self.admin_token = next((self.lines[i + 1].strip() for i, l in enumerate(self.lines) if l.startswith("admin token")), None)
         secret_file = self.data_dir / "jwt-secret"
@@ -88,6 +89,25 @@ def read_vecs(path, dtype):
     raw = np.fromfile(path, dtype=np.int32)
     dim = raw[0]
     return raw.reshape(-1, dim + 1)[:, 1:].copy().view(dtype)
+
+
+@pytest.fixture(scope="session")
+def strata_pb(tmp_path_factory):
+    """Python stubs generated from the checked-in proto."""
+    import importlib
+    import sys
+
+    from grpc_tools import protoc
+
+    out = tmp_path_factory.mktemp("stubs")
+    proto_dir = ROOT / "server" / "proto"
+    rc = protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={out}", f"--grpc_python_out={out}",
+                      str(proto_dir / "strata" / "v1" / "strata.proto")])
+    assert rc == 0, "protoc failed"
+    sys.path.insert(0, str(out))
+    pb = importlib.import_module("strata.v1.strata_pb2")
+    pb_grpc = importlib.import_module("strata.v1.strata_pb2_grpc")
+    return pb, pb_grpc
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,578 @@
+//! The gRPC API (`strata.v1`, see `proto/strata/v1/strata.proto`), plus the standard
+//! `grpc.health.v1` service and server reflection.
+//!
+//! ```text
+//! call ─▶ interceptor (JWT from `authorization: Bearer` or `api-key` metadata → Caller in the
+//!         request extensions; UNAUTHENTICATED otherwise) ─▶ service method: convert, authorize
+//!         (the same rules as HTTP), engine call on the blocking pool, map errors through
+//!         `error::status_of`
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use strata_engine::{
+    CollectionConfig, Distance, Filter, HnswConfig, Payload, PointId, PointInput, Record,
+    ScoredPoint, ScrollRequest, SearchRequest,
+};
+use tonic::{Request, Response, Status};
+
+use crate::auth::Authenticator;
+use crate::error::ApiError;
+use crate::http::handlers::blocking;
+use crate::http::{AppState, Caller};
+
+/// Generated code.
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    missing_debug_implementations
+)]
+pub mod pb {
+    tonic::include_proto!("strata.v1");
+    /// Descriptor set for reflection.
+    pub const DESCRIPTOR: &[u8] = tonic::include_file_descriptor_set!("strata_v1_descriptor");
+}
+
+use pb::collections_server::{Collections, CollectionsServer};
+use pb::points_server::{Points, PointsServer};
+
+/// Both services share the HTTP state (engine, authenticator, limits).
+#[derive(Debug, Clone)]
+pub struct Service(AppState);
+
+fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
+    req.extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("missing token"))
+}
+
+/// Records request metrics around `f`.
+async fn tracked<T>(
+    method: &'static str,
+    f: impl Future<Output = Result<T, ApiError>>,
+) -> Result<Response<T>, Status> {
+    let started = Instant::now();
+    let res = f.await;
+    let code = match &res {
+        Ok(_) => tonic::Code::Ok,
+        Err(e) => crate::error::status_of(e.kind).1,
+    };
+    let code = format!("{code:?}");
+    metrics::counter!("strata_grpc_requests_total", "method" => method, "code" => code.clone())
+        .increment(1);
+    if res.is_err() {
+        metrics::counter!("strata_grpc_errors_total", "method" => method, "code" => code)
+            .increment(1);
+    }
+    metrics::histogram!("strata_grpc_request_duration_seconds", "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    res.map(Response::new).map_err(Status::from)
+}
+
+fn pid_from(p: Option<&pb::PointId>, at: &str) -> Result<PointId, ApiError> {
+    match p.and_then(|p| p.kind.as_ref()) {
+        Some(pb::point_id::Kind::Num(n)) => Ok(PointId::Num(*n)),
+        Some(pb::point_id::Kind::Uuid(u)) => u
+            .parse()
+            .map_err(|e: strata_engine::Error| ApiError::invalid(format!("{at}: {}", e.message()))),
+        None => Err(ApiError::invalid(format!("{at}: missing"))),
+    }
+}
+
+fn pid_to(id: PointId) -> pb::PointId {
+    pb::PointId {
+        kind: Some(match id {
+            PointId::Num(n) => pb::point_id::Kind::Num(n),
+            PointId::Uuid(_) => pb::point_id::Kind::Uuid(id.to_string()),
+        }),
+    }
+}
+
+fn payload_from(s: &str, at: &str) -> Result<Option<Payload>, ApiError> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    match serde_json::from_str::<Value>(s) {
+        Ok(Value::Object(m)) => Ok(Some(m)),
+        Ok(_) => Err(ApiError::invalid(format!("{at}: expected a JSON object"))),
+        Err(e) => Err(ApiError::invalid(format!("{at}: invalid JSON: {e}"))),
+    }
+}
+
+fn filter_from(s: &str, at: &str) -> Result<Option<Filter>, ApiError> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    let v: Value = serde_json::from_str(s)
+        .map_err(|e| ApiError::invalid(format!("{at}: invalid JSON: {e}")))?;
+    Filter::from_json(&v, at).map(Some).map_err(ApiError::from)
+}
+
+fn payload_to(p: Option<Payload>) -> String {
+    p.map(|m| Value::Object(m).to_string()).unwrap_or_default()
+}
+
+fn record_to(r: Record) -> pb::Record {
+    pb::Record {
+        id: Some(pid_to(r.id)),
+        version: r.version,
+        payload_json: payload_to(r.payload),
+        vector: r.vector.unwrap_or_default(),
+    }
+}
+
+fn scored_to(p: ScoredPoint) -> pb::ScoredPoint {
+    pb::ScoredPoint {
+        id: Some(pid_to(p.id)),
+        version: p.version,
+        score: p.score,
+        payload_json: payload_to(p.payload),
+        vector: p.vector.unwrap_or_default(),
+    }
+}
+
+fn distance_from(d: i32) -> Result<Distance, ApiError> {
+    match pb::Distance::try_from(d) {
+        Ok(pb::Distance::Cosine) => Ok(Distance::Cosine),
+        Ok(pb::Distance::Euclid) => Ok(Distance::Euclid),
+        Ok(pb::Distance::Dot) => Ok(Distance::Dot),
+        _ => Err(ApiError::invalid("distance: must be COSINE, EUCLID or DOT")),
+    }
+}
+
+fn distance_to(d: Distance) -> i32 {
+    match d {
+        Distance::Cosine => pb::Distance::Cosine as i32,
+        Distance::Euclid => pb::Distance::Euclid as i32,
+        Distance::Dot => pb::Distance::Dot as i32,
+    }
+}
+
+fn ids_from(ids: &[pb::PointId], at: &str) -> Result<Vec<PointId>, ApiError> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, p)| pid_from(Some(p), &format!("{at}[{i}]")))
+        .collect()
+}
+
+fn search_from(
+    r: &pb::SearchPointsRequest,
+    at: &str,
+    max: usize,
+) -> Result<SearchRequest, ApiError> {
+    let limit = if r.limit == 0 { 10 } else { r.limit as usize };
+    let window = limit + r.offset as usize;
+    if window > max {
+        return Err(ApiError::invalid(format!(
+            "{at}limit + offset = {window} exceeds the maximum of {max} (STRATA_MAX_LIMIT)"
+        )));
+    }
+    let mut req = SearchRequest::new(r.vector.clone(), limit);
+    req.offset = r.offset as usize;
+    req.filter = filter_from(&r.filter_json, &format!("{at}filter_json"))?;
+    req.ef = (r.ef > 0).then_some(r.ef as usize);
+    req.exact = r.exact;
+    req.with_payload = r.with_payload;
+    req.with_vector = r.with_vector;
+    req.score_threshold = r.score_threshold;
+    Ok(req)
+}
+
+#[tonic::async_trait]
+impl Collections for Service {
+    async fn create(
+        &self,
+        req: Request<pb::CreateCollectionRequest>,
+    ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
+        let c = caller(&req)?;
+        let st = self.0.clone();
+        let r = req.into_inner();
+        tracked("Collections/Create", async move {
+            st.manager(&c)?;
+            let hnsw = r.hnsw.unwrap_or_default();
+            let d = HnswConfig::default();
+            let config = CollectionConfig {
+                dim: r.dim,
+                distance: distance_from(r.distance)?,
+                hnsw: HnswConfig {
+                    m: if hnsw.m == 0 { d.m } else { hnsw.m },
+                    ef_construct: if hnsw.ef_construct == 0 {
+                        d.ef_construct
+                    } else {
+                        hnsw.ef_construct
+                    },
+                },
+            };
+            blocking(move || {
+                st.engine
+                    .create_collection(&c.0.tenant, &r.collection, config)
+                    .map(|_| pb::CreateCollectionResponse {})
+                    .map_err(ApiError::from)
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn get(
+        &self,
+        req: Request<pb::GetCollectionRequest>,
+    ) -> Result<Response<pb::CollectionInfo>, Status> {
+        let c = caller(&req)?;
+        let st = self.0.clone();
+        let r = req.into_inner();
+        tracked("Collections/Get", async move {
+            let h = st.readable(&c, &r.collection)?;
+            let i = blocking(move || h.info().map_err(ApiError::from)).await?;
+            Ok(pb::CollectionInfo {
+                collection: i.name,
+                dim: i.config.dim,
+                distance: distance_to(i.config.distance),
+                hnsw: Some(pb::HnswConfig {
+                    m: i.config.hnsw.m,
+                    ef_construct: i.config.hnsw.ef_construct,
+                }),
+                points: i.points,
+                segments: i.segments,
+                indexed_segments: i.indexed_segments,
+                bytes: i.bytes,
+            })
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        req: Request<pb::ListCollectionsRequest>,
+    ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
+        let c = caller(&req)?;
+        let st = self.0.clone();
+        tracked("Collections/List", async move {
+            let collections = st
+                .engine
+                .list_collections(&c.0.tenant)
+                .into_iter()
+                .filter(|n| c.0.can_read(n))
+                .collect();
+            Ok(pb::ListCollectionsResponse { collections })
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteCollectionRequest>,
+    ) -> Result<Response<pb::DeleteCollectionResponse>, Status> {
+        let c = caller(&req)?;
+        let st = self.0.clone();
+        let r = req.into_inner();
+        tracked("Collections/Delete", async move {
+            st.manager(&c)?;
+            blocking(
+                move || match st.engine.delete_collection(&c.0.tenant, &r.collection) {
+                    Ok(()) => Ok(pb::DeleteCollectionResponse { existed: true }),
+                    Err(e) if e.kind() == strata_engine::ErrorKind::NotFound => {
+                        Ok(pb::DeleteCollectionResponse { existed: false })
+                    }
+                    Err(e) => Err(e.into()),
+                },
+            )
+            .await
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl Points for Service {
+    async fn upsert(
+        &self,
+        req: Request<pb::UpsertPointsRequest>,
+    ) -> Result<Response<pb::UpdateResponse>, Status> {
+        let c = caller(&req)?;
+        let st = self.0.clone();
+        let r = req.into_inner();
+        tracked("Points/Upsert", async move {
+            let h = st.writable(&c, &r.collection)?;
+            let points = r
+                .points
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    Ok(PointInput {
+                        id: pid_from(p.id.as_ref(), &format!("points[{i}].id"))?,
+                        vector: p.vector,
+                        payload: payload_from(
+                            &p.payload_json,
+                            &format!("points[{i}].payload_json"),
+                        )?,
+                    })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            let version = blocking(move || h.upsert(points).map_err(ApiError::from)).await?;
+            Ok(pb::UpdateResponse { version })
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeletePointsRequest>,
+    ) -> Result<Response<pb::UpdateResponse>, Status> {
+        let c = caller(&req)?;
+        let st = self.0.clone();
+        let r = req.into_inner();
+        tracked("Points/Delete", async move {
+            let h = st.writable(&c, &r.collection)?;
+            let version = match r.selector {
+                Some(pb::delete_points_request::Selector::Ids(ids)) => {
+                    let ids = ids_from(&ids.ids, "ids")?;
+                    blocking(move || h.delete(&ids).map_err(ApiError::from)).await?
+                }
+                Some(pb::delete_points_request::Selector::FilterJson(f)) => {
+                    let f = filter_from(&f, "filter_json")?
+                        .ok_or_else(|| ApiError::invalid("filter_json: empty"))?;
+                    blocking(move || {
+                        h.delete_matching(&f)
+                            .map(|(l, _)| l)
+                            .map_err(ApiError::from)
+                    })
+                    .await?
+                }
+                None => return Err(ApiError::invalid("selector: give ids or filter_json")),
+            };
+            Ok(pb::UpdateResponse { version })
+        })
+        .await
+    }
+
+    async fn get(
+        &self,
+        req: Request<pb::GetPointsRequest>,
+    ) -> Result<Response<pb::GetPointsResponse>, Status> {
+        let c = caller(&req)?;
+        let st = self.0.clone();
+        let r = req.into_inner();
+        tracked("Points/Get", async move {
+            let h = st.readable(&c, &r.collection)?;
+            let ids = ids_from(&r.ids, "ids")?;
+            let recs = blocking(move || {
+                h.get(&ids, r.with_payload, r.with_vector)
+                    .map_err(ApiError::from)
+            })
+            .await?;
+            Ok(pb::GetPointsResponse {
+                points: recs.into_iter().map(record_to).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn set_payload(
+        &self,
+        req: Request<pb::SetPayloadRequest>,
+    ) -> Result<Response<pb::UpdateResponse>, Status> {
+        let c = caller(&req)?;
+        let st = self.0.clone();
+        let r = req.into_inner();
+        tracked("Points/SetPayload", async move {
+            let h = st.writable(&c, &r.collection)?;
+            let payload = payload_from(&r.payload_json, "payload_json")?
+                .ok_or_else(|| ApiError::invalid("payload_json: empty"))?;
+            let (ids, filter) = match &r.selector {
+                Some(pb::set_payload_request::Selector::Ids(ids)) => {
+                    (Some(ids_from(&ids.ids, "ids")?), None)
+                }
+                Some(pb::set_payload_request::Selector::FilterJson(f)) => {
+                    (None, filter_from(f, "filter_json")?)
+                }
+                None => (None, None),
+            };
+            let version = blocking(move || {
+                let ids = match (ids, filter) {
+                    (Some(ids), _) => ids,
+                    (None, Some(f)) => h.matching_ids(&f)?,
+                    (None, None) => {
+                        return Err(ApiError::invalid("selector: give ids or filter_json"));
+                    }
+                };
+                let mut v = 0;
+                for chunk in ids.chunks(1000) {
+                    v = h.set_payload(chunk, &payload)?;
+                }
+                Ok(v)
+            })
+            .await?;
+            Ok(pb::UpdateResponse { version })
+        })
+        .await
+    }
+
+    async fn scroll(
+        &self,
+        req: Request<pb::ScrollPointsRequest>,
+    ) -> Result<Response<pb::ScrollPointsResponse>, Status> {
+        let c = caller(&req)?;
+        let st = self.0.clone();
+        let r = req.into_inner();
+        tracked("Points/Scroll", async move {
+            let h = st.readable(&c, &r.collection)?;
+            let limit = if r.limit == 0 { 10 } else { r.limit as usize };
+            if limit > st.max_limit {
+                return Err(ApiError::invalid(format!(
+                    "limit {limit} exceeds the maximum of {} (STRATA_MAX_LIMIT)",
+                    st.max_limit
+                )));
+            }
+            let req = ScrollRequest {
+                offset: r
+                    .offset
+                    .as_ref()
+                    .map(|o| pid_from(Some(o), "offset"))
+                    .transpose()?,
+                limit,
+                filter: filter_from(&r.filter_json, "filter_json")?,
+                with_payload: r.with_payload,
+                with_vector: r.with_vector,
+            };
+            let page = blocking(move || h.scroll(&req).map_err(ApiError::from)).await?;
+            Ok(pb::ScrollPointsResponse {
+                points: page.points.into_iter().map(record_to).collect(),
+                next_offset: page.next_offset.map(pid_to),
+            })
+        })
+        .await
+    }
+
+    async fn count(
+        &self,
+        req: Request<pb::CountPointsRequest>,
+    ) -> Result<Response<pb::CountPointsResponse>, Status> {
+        let c = caller(&req)?;
+        let st = self.0.clone();
+        let r = req.into_inner();
+        tracked("Points/Count", async move {
+            let h = st.readable(&c, &r.collection)?;
+            let f = filter_from(&r.filter_json, "filter_json")?;
+            let count = blocking(move || h.count(f.as_ref()).map_err(ApiError::from)).await?;
+            Ok(pb::CountPointsResponse { count })
+        })
+        .await
+    }
+
+    async fn search(
+        &self,
+        req: Request<pb::SearchPointsRequest>,
+    ) -> Result<Response<pb::SearchPointsResponse>, Status> {
+        let c = caller(&req)?;
+        let st = self.0.clone();
+        let r = req.into_inner();
+        tracked("Points/Search", async move {
+            let h = st.readable(&c, &r.collection)?;
+            let s = search_from(&r, "", st.max_limit)?;
+            let hits = blocking(move || h.search(&s).map_err(ApiError::from)).await?;
+            Ok(pb::SearchPointsResponse {
+                points: hits.into_iter().map(scored_to).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn search_batch(
+        &self,
+        req: Request<pb::SearchBatchRequest>,
+    ) -> Result<Response<pb::SearchBatchResponse>, Status> {
+        let c = caller(&req)?;
+        let st = self.0.clone();
+        let r = req.into_inner();
+        tracked("Points/SearchBatch", async move {
+            let h = st.readable(&c, &r.collection)?;
+            let reqs = r
+                .searches
+                .iter()
+                .enumerate()
+                .map(|(i, s)| search_from(s, &format!("searches[{i}]."), st.max_limit))
+                .collect::<Result<Vec<_>, _>>()?;
+            let results = blocking(move || {
+                reqs.iter()
+                    .map(|s| {
+                        h.search(s)
+                            .map(|hits| pb::SearchPointsResponse {
+                                points: hits.into_iter().map(scored_to).collect(),
+                            })
+                            .map_err(ApiError::from)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+            Ok(pb::SearchBatchResponse { results })
+        })
+        .await
+    }
+}
+
+fn authenticate(auth: &Authenticator, mut req: Request<()>) -> Result<Request<()>, Status> {
+    let md = req.metadata();
+    let token = md
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.trim()
+                .strip_prefix("Bearer ")
+                .or_else(|| v.trim().strip_prefix("bearer "))
+        })
+        .or_else(|| md.get("api-key").and_then(|v| v.to_str().ok()))
+        .map(|t| t.trim().to_string())
+        .ok_or_else(|| {
+            Status::unauthenticated(
+                "missing token: send metadata authorization: Bearer <JWT> (or api-key)",
+            )
+        })?;
+    let principal = auth
+        .verify(&token)
+        .map_err(|e| Status::unauthenticated(e.0))?;
+    req.extensions_mut().insert(Caller(principal));
+    Ok(req)
+}
+
+/// The gRPC router: `strata.v1` services (authenticated), health and reflection (not).
+pub async fn router(
+    state: AppState,
+    max_message_bytes: usize,
+) -> anyhow::Result<tonic::transport::server::Router> {
+    let auth: Arc<Authenticator> = Arc::clone(&state.auth);
+    let svc = Service(state);
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health.set_serving::<CollectionsServer<Service>>().await;
+    health.set_serving::<PointsServer<Service>>().await;
+    // Reflection v1 and the older v1alpha (which grpcurl and many clients still ask for).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::DESCRIPTOR)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let a1 = Arc::clone(&auth);
+    let a2 = auth;
+    let collections =
+        CollectionsServer::new(svc.clone()).max_decoding_message_size(max_message_bytes);
+    let points = PointsServer::new(svc).max_decoding_message_size(max_message_bytes);
+    Ok(tonic::transport::Server::builder()
+        .add_service(health_svc)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            collections,
+            move |r| authenticate(&a1, r),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            points,
+            move |r| authenticate(&a2, r),
+        )))
+}
