@@ -11,7 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
-        .build_client(false)
+        .build_client(true) // the load generator in benches/ is a client
         .file_descriptor_set_path(out.join("strata_v1_descriptor.bin"))
         .compile_protos(&["proto/strata/v1/strata.proto"], &["proto"])?;
     Ok(())

@@ -171,3 +171,63 @@ fn a_bad_setting_is_named() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("STRATA_WAL_ACK"));
 }
+
+#[test]
+fn serve_validate_accepts_good_and_names_bad_settings() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let secret = "s".repeat(40);
+    let out = strata()
+        .args(["serve", "--validate", "--data-dir"])
+        .arg(d.path())
+        .env("STRATA_JWT_SECRET", &secret)
+        .env("STRATA_HTTP_PORT", "18080")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON config");
+    assert_eq!(shown["http_port"], 18080);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(&secret),
+        "the secret is hidden"
+    );
+
+    let bad = |envs: &[(&str, &str)], args: &[&str], needle: &str| {
+        let mut c = strata();
+        c.args(["serve", "--validate", "--data-dir"])
+            .arg(d.path())
+            .args(args);
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let out = c.output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "should fail: {envs:?} {args:?}");
+        assert!(err.contains(needle), "{err} should name {needle}");
+    };
+    bad(
+        &[("STRATA_HTTP_PORT", "eighty")],
+        &[],
+        "STRATA_HTTP_PORT (http_port)",
+    );
+    bad(&[("STRATA_JWT_SECRET", "short")], &[], "STRATA_JWT_SECRET");
+    bad(&[("STRATA_LOG_FORMAT", "xml")], &[], "STRATA_LOG_FORMAT");
+    bad(&[], &["--http-port", "50051"], "STRATA_GRPC_PORT");
+    let toml = d.path().join("strata.toml");
+    std::fs::write(&toml, "http_prot = 1\n").expect("write");
+    bad(
+        &[],
+        &["--config", toml.to_str().expect("utf8")],
+        "http_prot",
+    );
+    let not_a_key = d.path().join("key.pem");
+    std::fs::write(&not_a_key, "hello").expect("write");
+    bad(
+        &[],
+        &["--jwt-public-keys", not_a_key.to_str().expect("utf8")],
+        "STRATA_JWT_PUBLIC_KEYS",
+    );
+}

@@ -804,11 +804,15 @@ fn searches(b: &Obj) -> Result<&Vec<Value>, ApiError> {
     }
 }
 
-pub(crate) async fn query_batch(
-    State(st): State<AppState>,
+/// A batch of searches: each entry parsed with `parse` (errors name `searches[i].field`), all
+/// run on one blocking task, each result wrapped with `wrap`.
+async fn run_batch(
+    st: AppState,
     caller: Caller,
-    Path(c): Path<String>,
+    c: String,
     body: Bytes,
+    parse: fn(&Obj, &str, usize) -> Result<Search, ApiError>,
+    wrap: fn(Vec<Value>) -> Value,
 ) -> ApiResult {
     let started = Instant::now();
     let h = st.readable(&caller, &c)?;
@@ -821,17 +825,26 @@ pub(crate) async fn query_batch(
             let o = s
                 .as_object()
                 .ok_or_else(|| ApiError::invalid(format!("{at}: expected an object")))?;
-            parse_query(o, &at, st.max_limit)
+            parse(o, &at, st.max_limit)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let out = blocking(move || {
         parsed
             .into_iter()
-            .map(|s| run_search(&h, s).map(|p| json!({"points": p})))
+            .map(|s| run_search(&h, s).map(wrap))
             .collect::<Result<Vec<_>, _>>()
     })
     .await?;
     ok(started, Value::Array(out))
+}
+
+pub(crate) async fn query_batch(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(c): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    run_batch(st, caller, c, body, parse_query, |p| json!({"points": p})).await
 }
 
 pub(crate) async fn search_points(
@@ -853,26 +866,5 @@ pub(crate) async fn search_batch(
     Path(c): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let started = Instant::now();
-    let h = st.readable(&caller, &c)?;
-    let b = parse::body(&body)?;
-    let parsed = searches(&b)?
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let at = format!("searches[{i}].");
-            let o = s
-                .as_object()
-                .ok_or_else(|| ApiError::invalid(format!("{at}: expected an object")))?;
-            parse_search(o, &at, st.max_limit)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let out = blocking(move || {
-        parsed
-            .into_iter()
-            .map(|s| run_search(&h, s).map(Value::Array))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await?;
-    ok(started, Value::Array(out))
+    run_batch(st, caller, c, body, parse_search, Value::Array).await
 }

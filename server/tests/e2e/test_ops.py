@@ -71,3 +71,11 @@ def test_sigterm_during_writes_loses_no_acknowledged_write(start):
     assert not missing, f"{len(missing)} acknowledged writes lost"
     # It flushed on the way out: nothing to replay.
     assert again.report["recovery"]["wal_records_replayed"] == 0
+
+
+def test_openapi_document_is_valid_and_complete(server):
+    from openapi_spec_validator import validate
+    doc = httpx.get(server.http + "/openapi.json").json()
+    validate(doc)
+    for path in ["/collections/{collection_name}/points/query", "/collections/{collection_name}/points/search/batch", "/health/ready"]:
+        assert path in doc["paths"], path

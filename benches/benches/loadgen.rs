@@ -1,0 +1,357 @@
+//! Load generator: the real server (HTTP and gRPC) on loopback vs the same operations called
+//! in-process on the engine, in one run, on bigann10k.
+//!
+//! `cargo bench -p strata-benches --bench loadgen` (env: `LOADGEN_SECONDS`, default 3 per cell).
+//! For each protocol, mix (search k=10 / upsert of one point / 90 % search + 10 % upsert) and
+//! concurrency (1, 4, 16 clients) it reports QPS, p50 and p99, and the in-process QPS of the same
+//! mix and concurrency, so the server's overhead is a ratio on the same machine and data.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use strata_engine::*;
+use strata_server::auth::{Access, Authenticator, Level};
+use strata_server::config::Config;
+use strata_server::grpc::pb;
+use strata_server::server::{Listeners, serve};
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Mix {
+    Search,
+    Upsert,
+    Mixed,
+}
+
+impl Mix {
+    fn name(self) -> &'static str {
+        match self {
+            Mix::Search => "search k=10",
+            Mix::Upsert => "upsert 1 point",
+            Mix::Mixed => "90% search / 10% upsert",
+        }
+    }
+    fn is_search(self, i: u64) -> bool {
+        match self {
+            Mix::Search => true,
+            Mix::Upsert => false,
+            Mix::Mixed => !i.is_multiple_of(10),
+        }
+    }
+}
+
+struct Stats {
+    qps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Stats {
+    lat.sort();
+    let pick = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Stats {
+        qps: lat.len() as f64 / elapsed.as_secs_f64(),
+        p50: pick(0.5),
+        p99: pick(0.99),
+    }
+}
+
+struct Data {
+    base: Arc<Vec<Vec<f32>>>,
+    queries: Arc<Vec<Vec<f32>>>,
+}
+
+fn in_process(
+    c: &CollectionHandle,
+    data: &Data,
+    mix: Mix,
+    clients: usize,
+    secs: Duration,
+    next_id: &Arc<AtomicU64>,
+) -> Stats {
+    let start = Instant::now();
+    let lats: Vec<Vec<Duration>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..clients)
+            .map(|t| {
+                let c = c.clone();
+                let next_id = Arc::clone(next_id);
+                s.spawn(move || {
+                    let mut lat = Vec::new();
+                    let mut i = t as u64;
+                    while start.elapsed() < secs {
+                        let t0 = Instant::now();
+                        if mix.is_search(i) {
+                            let q = &data.queries[(i % 100) as usize];
+                            std::hint::black_box(
+                                c.search(&SearchRequest::new(q.clone(), 10))
+                                    .expect("search"),
+                            );
+                        } else {
+                            let id = next_id.fetch_add(1, Ordering::Relaxed);
+                            let v = data.base[(id % 10_000) as usize].clone();
+                            c.upsert(vec![PointInput {
+                                id: PointId::Num(id),
+                                vector: v,
+                                payload: None,
+                            }])
+                            .expect("upsert");
+                        }
+                        lat.push(t0.elapsed());
+                        i += clients as u64;
+                    }
+                    lat
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("client")).collect()
+    });
+    summarize(lats.concat(), start.elapsed())
+}
+
+async fn over_http(
+    url: &str,
+    token: &str,
+    data: &Data,
+    mix: Mix,
+    clients: usize,
+    secs: Duration,
+    next_id: &Arc<AtomicU64>,
+) -> Stats {
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..clients {
+        let (client, url, token) = (client.clone(), url.to_string(), token.to_string());
+        let (base, queries, next_id) = (
+            Arc::clone(&data.base),
+            Arc::clone(&data.queries),
+            Arc::clone(next_id),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = t as u64;
+            while start.elapsed() < secs {
+                let (method, path, body) = if mix.is_search(i) {
+                    let q = &queries[(i % 100) as usize];
+                    ("POST", "points/query", serde_json::json!({"query": q, "limit": 10}))
+                } else {
+                    let id = next_id.fetch_add(1, Ordering::Relaxed);
+                    ("PUT", "points", serde_json::json!({"points": [{"id": id, "vector": base[(id % 10_000) as usize]}]}))
+                };
+                let req = hyper::Request::builder()
+                    .method(method)
+                    .uri(format!("{url}/collections/b/{path}"))
+                    .header("api-key", &token)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body.to_string())))
+                    .expect("request");
+                let t0 = Instant::now();
+                let resp = client.request(req).await.expect("http");
+                assert!(resp.status().is_success(), "HTTP {}", resp.status());
+                let _ = resp.into_body().collect().await.expect("body");
+                lat.push(t0.elapsed());
+                i += clients as u64;
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client"));
+    }
+    summarize(all, start.elapsed())
+}
+
+async fn over_grpc(
+    addr: &str,
+    token: &str,
+    data: &Data,
+    mix: Mix,
+    clients: usize,
+    secs: Duration,
+    next_id: &Arc<AtomicU64>,
+) -> Stats {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..clients {
+        let mut client = pb::points_client::PointsClient::new(channel.clone());
+        let token: tonic::metadata::MetadataValue<_> =
+            format!("Bearer {token}").parse().expect("metadata");
+        let (base, queries, next_id) = (
+            Arc::clone(&data.base),
+            Arc::clone(&data.queries),
+            Arc::clone(next_id),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = t as u64;
+            while start.elapsed() < secs {
+                let t0 = Instant::now();
+                if mix.is_search(i) {
+                    let mut req = tonic::Request::new(pb::SearchPointsRequest {
+                        collection: "b".into(),
+                        vector: queries[(i % 100) as usize].clone(),
+                        limit: 10,
+                        ..Default::default()
+                    });
+                    req.metadata_mut().insert("authorization", token.clone());
+                    client.search(req).await.expect("search");
+                } else {
+                    let id = next_id.fetch_add(1, Ordering::Relaxed);
+                    let mut req = tonic::Request::new(pb::UpsertPointsRequest {
+                        collection: "b".into(),
+                        points: vec![pb::Point {
+                            id: Some(pb::PointId {
+                                kind: Some(pb::point_id::Kind::Num(id)),
+                            }),
+                            vector: base[(id % 10_000) as usize].clone(),
+                            payload_json: String::new(),
+                        }],
+                    });
+                    req.metadata_mut().insert("authorization", token.clone());
+                    client.upsert(req).await.expect("upsert");
+                }
+                lat.push(t0.elapsed());
+                i += clients as u64;
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client"));
+    }
+    summarize(all, start.elapsed())
+}
+
+fn main() {
+    let secs = Duration::from_secs(
+        std::env::var("LOADGEN_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = EngineOptions::new(dir.path());
+    opts.background = true;
+    let engine = Arc::new(Engine::open(opts).expect("open"));
+    let coll = engine
+        .create_collection(
+            DEFAULT_TENANT,
+            "b",
+            CollectionConfig::new(128, Distance::Euclid),
+        )
+        .expect("create");
+    let base = strata_benches::bigann_base();
+    for (n, chunk) in base.chunks(1000).enumerate() {
+        coll.upsert(
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(i, v)| PointInput {
+                    id: PointId::Num((n * 1000 + i) as u64),
+                    vector: v.clone(),
+                    payload: None,
+                })
+                .collect(),
+        )
+        .expect("upsert");
+    }
+    coll.flush().expect("flush");
+    coll.compact().expect("compact"); // one indexed segment: searches use the HNSW graph
+    let data = Data {
+        base: Arc::new(base),
+        queries: Arc::new(strata_benches::bigann_queries()),
+    };
+    let secret = b"loadgen-secret-loadgen-secret-loadgen-secret".to_vec();
+    let auth = Arc::new(
+        Authenticator::new(
+            Some(&secret),
+            None,
+            Duration::from_secs(30),
+            Duration::from_secs(86_400),
+        )
+        .expect("auth"),
+    );
+    let token = auth
+        .mint(
+            DEFAULT_TENANT,
+            Access::Global(Level::Manage),
+            Some("loadgen"),
+            Duration::from_secs(3600),
+        )
+        .expect("token");
+    let cfg = Config {
+        bind: [127, 0, 0, 1].into(),
+        http_port: 0,
+        grpc_port: 0,
+        metrics_port: 0,
+        ..Config::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let listeners = rt.block_on(Listeners::bind(&cfg)).expect("bind");
+    let http = format!("http://{}", listeners.http.local_addr().expect("addr"));
+    let grpc = listeners.grpc.local_addr().expect("addr").to_string();
+    let server = {
+        let (engine, auth, cfg) = (Arc::clone(&engine), Arc::clone(&auth), cfg.clone());
+        rt.spawn(async move {
+            serve(&cfg, engine, auth, listeners, async {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    };
+    let next_id = Arc::new(AtomicU64::new(1_000_000));
+    println!(
+        "machine: {}; {}s per cell; bigann10k (128-d, Euclid) in one indexed segment; WAL ack fsync",
+        strata_benches::machine(),
+        secs.as_secs()
+    );
+    println!();
+    println!(
+        "| protocol | mix | clients | QPS | p50 | p99 | in-process QPS | server / in-process |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for mix in [Mix::Search, Mix::Upsert, Mix::Mixed] {
+        for clients in [1usize, 4, 16] {
+            let local = in_process(&coll, &data, mix, clients, secs, &next_id);
+            for proto in ["HTTP", "gRPC"] {
+                let s = rt.block_on(async {
+                    if proto == "HTTP" {
+                        over_http(&http, &token, &data, mix, clients, secs, &next_id).await
+                    } else {
+                        over_grpc(&grpc, &token, &data, mix, clients, secs, &next_id).await
+                    }
+                });
+                println!(
+                    "| {proto} | {} | {clients} | {:.0} | {:.2} ms | {:.2} ms | {:.0} | {:.2} |",
+                    mix.name(),
+                    s.qps,
+                    s.p50.as_secs_f64() * 1e3,
+                    s.p99.as_secs_f64() * 1e3,
+                    local.qps,
+                    s.qps / local.qps
+                );
+            }
+        }
+    }
+    let _ = stop_tx.send(());
+    rt.block_on(server).expect("join").expect("server");
+}
