@@ -31,4 +31,13 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; 
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQ"
   echo "$WANT" > "$STAMP"
 fi
+if ! command -v node >/dev/null 2>&1; then
+  echo "== installing Node.js (for the JS client test)"
+  apt-get update -qq && apt-get install -y -qq nodejs npm
+fi
+JS=server/tests/e2e/js
+if [ ! -d "$JS/node_modules/@qdrant/js-client-rest" ]; then
+  echo "== installing the JS client"
+  (cd "$JS" && npm install --no-audit --no-fund --no-package-lock --loglevel=error)
+fi
 STRATA_BIN="$PWD/target/debug/strata" "$VENV/bin/python" -m pytest -q -p no:cacheprovider server/tests/e2e
