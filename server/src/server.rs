@@ -73,11 +73,18 @@ pub async fn serve(
         "listening"
     );
     let grpc = tokio::spawn(grpc.serve_with_incoming_shutdown(
-        tonic::transport::server::TcpIncoming::from(listeners.grpc),
+        tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
         wait(rx.clone()),
     ));
+    // TCP_NODELAY on every accepted socket: small responses must not wait for Nagle's
+    // algorithm (measured: a 40 ms p99 on gRPC without it, docs/benchmarks.md).
+    let http_listener = axum::serve::ListenerExt::tap_io(listeners.http, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let http = tokio::spawn(
-        axum::serve(listeners.http, app)
+        axum::serve(http_listener, app)
             .with_graceful_shutdown(wait(rx.clone()))
             .into_future(),
     );
