@@ -475,8 +475,9 @@ impl CollectionHandle {
         for s in self.coll.segments().iter() {
             let mut r = req.offset.map_or(0, |o| s.data.lower_bound(o));
             let mut taken = 0;
+            let prepared = s.prepare(filter);
             while r < s.data.rows() && taken < want {
-                if !s.is_dead(r) && s.row_matches(r, filter) {
+                if prepared.allows(r) {
                     cands.push((s.data.id(r), s.data.version(r), Src::Seg(Arc::clone(s), r)));
                     taken += 1;
                 }
@@ -512,9 +513,10 @@ impl CollectionHandle {
         for s in self.coll.segments().iter() {
             n += match filter {
                 None => s.live_rows(),
-                Some(_) => (0..s.data.rows())
-                    .filter(|r| !s.is_dead(*r) && s.row_matches(*r, filter))
-                    .count() as u64,
+                Some(_) => {
+                    let prepared = s.prepare(filter);
+                    (0..s.data.rows()).filter(|r| prepared.allows(*r)).count() as u64
+                }
             };
         }
         Ok(n)

@@ -106,9 +106,37 @@ impl Filter {
 
     /// True when the point satisfies the filter.
     pub fn matches(&self, id: PointId, payload: &Payload) -> bool {
+        self.matches_fields(id, payload)
+    }
+
+    /// [`Filter::matches`] over any storage of the payload's top-level fields.
+    pub(crate) fn matches_fields(&self, id: PointId, payload: &dyn Fields) -> bool {
         self.must.iter().all(|c| c.matches(id, payload))
             && !self.must_not.iter().any(|c| c.matches(id, payload))
             && (self.should.is_empty() || self.should.iter().any(|c| c.matches(id, payload)))
+    }
+
+    /// The top-level payload keys the filter reads (the first segment of each key path).
+    pub(crate) fn top_level_keys(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.collect_keys(&mut out);
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn collect_keys(&self, out: &mut Vec<String>) {
+        for c in self.must.iter().chain(&self.should).chain(&self.must_not) {
+            match c {
+                Condition::Match { key, .. }
+                | Condition::Except { key, .. }
+                | Condition::Range { key, .. }
+                | Condition::IsEmpty(key)
+                | Condition::IsNull(key) => out.extend(key.first().cloned()),
+                Condition::Nested(f) => f.collect_keys(out),
+                Condition::HasId(_) => {}
+            }
+        }
     }
 
     /// True when the filter only looks at ids (no payload needed to evaluate it).
@@ -118,6 +146,19 @@ impl Filter {
             .chain(&self.should)
             .chain(&self.must_not)
             .any(Condition::needs_payload)
+    }
+}
+
+/// The top-level fields of one point's payload, however they are stored (a parsed map, or the
+/// per-key columns a segment caches).
+pub(crate) trait Fields {
+    /// The value of top-level key `key`, if present.
+    fn field(&self, key: &str) -> Option<&Value>;
+}
+
+impl Fields for Payload {
+    fn field(&self, key: &str) -> Option<&Value> {
+        self.get(key)
     }
 }
 
@@ -270,10 +311,10 @@ impl Condition {
         }
     }
 
-    fn matches(&self, id: PointId, payload: &Payload) -> bool {
+    fn matches(&self, id: PointId, payload: &dyn Fields) -> bool {
         match self {
             Condition::HasId(ids) => ids.contains(&id),
-            Condition::Nested(f) => f.matches(id, payload),
+            Condition::Nested(f) => f.matches_fields(id, payload),
             Condition::Match { key, values } => {
                 let mut found = false;
                 visit(payload, key, &mut |v| {
@@ -325,7 +366,7 @@ fn value_eq(a: &Value, b: &Value) -> bool {
 
 /// Calls `f` on every value at `path`, flattening arrays (the leaf array's elements are
 /// visited one by one).
-fn visit(payload: &Payload, path: &[String], f: &mut dyn FnMut(&Value)) {
+fn visit(payload: &dyn Fields, path: &[String], f: &mut dyn FnMut(&Value)) {
     visit_raw(payload, path, &mut |v| match v {
         Value::Array(items) => items.iter().for_each(&mut *f),
         other => f(other),
@@ -333,7 +374,7 @@ fn visit(payload: &Payload, path: &[String], f: &mut dyn FnMut(&Value)) {
 }
 
 /// Like [`visit`] but without flattening the leaf value.
-fn visit_raw(payload: &Payload, path: &[String], f: &mut dyn FnMut(&Value)) {
+fn visit_raw(payload: &dyn Fields, path: &[String], f: &mut dyn FnMut(&Value)) {
     fn walk(v: &Value, path: &[String], f: &mut dyn FnMut(&Value)) {
         match path.split_first() {
             None => f(v),
@@ -349,7 +390,7 @@ fn visit_raw(payload: &Payload, path: &[String], f: &mut dyn FnMut(&Value)) {
         }
     }
     if let Some((head, rest)) = path.split_first()
-        && let Some(v) = payload.get(head)
+        && let Some(v) = payload.field(head)
     {
         walk(v, rest, f);
     }

@@ -9,12 +9,16 @@ pub(crate) mod graph;
 mod reader;
 pub(crate) mod writer;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use serde_json::Value;
 
 pub(crate) use reader::SegmentData;
 pub use reader::Verify;
 
-use crate::filter::Filter;
+use crate::filter::{Fields, Filter};
 use crate::scan::{self, Hit};
 use crate::types::{Distance, Lsn, Payload, PointId};
 
@@ -50,6 +54,48 @@ pub(crate) fn parse_payload(bytes: &[u8]) -> Payload {
     serde_json::from_slice(bytes).unwrap_or_default()
 }
 
+/// A filter prepared for one segment (see [`Segment::prepare`]).
+pub(crate) struct RowFilter<'a> {
+    seg: &'a Segment,
+    filter: Option<&'a Filter>,
+    cols: Vec<(String, Arc<Vec<Option<Value>>>)>,
+}
+
+/// One row's top-level fields, read from the cached columns.
+struct RowFields<'a> {
+    cols: &'a [(String, Arc<Vec<Option<Value>>>)],
+    row: usize,
+}
+
+impl Fields for RowFields<'_> {
+    fn field(&self, key: &str) -> Option<&Value> {
+        self.cols
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, c)| c.get(self.row).and_then(Option::as_ref))
+    }
+}
+
+impl RowFilter<'_> {
+    /// True when `row` is live and matches the filter.
+    #[inline]
+    pub(crate) fn allows(&self, row: u32) -> bool {
+        if self.seg.is_dead(row) {
+            return false;
+        }
+        match self.filter {
+            None => true,
+            Some(f) => f.matches_fields(
+                self.seg.data.id(row),
+                &RowFields {
+                    cols: &self.cols,
+                    row: row as usize,
+                },
+            ),
+        }
+    }
+}
+
 /// A sealed segment with its shadow bitmap.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -58,6 +104,9 @@ pub(crate) struct Segment {
     dead_count: AtomicU64,
     /// True once the file is durable and may be named in the manifest.
     pub(crate) persisted: AtomicBool,
+    /// Parsed payload columns by top-level key, built lazily for filters. Memory: one
+    /// `Option<Value>` (32 bytes + any string) per row per key a filter has used.
+    columns: RwLock<HashMap<String, Arc<Vec<Option<Value>>>>>,
 }
 
 impl Segment {
@@ -68,6 +117,7 @@ impl Segment {
             dead: (0..words).map(|_| AtomicU64::new(0)).collect(),
             dead_count: AtomicU64::new(0),
             persisted: AtomicBool::new(persisted),
+            columns: RwLock::new(HashMap::new()),
         }
     }
 
@@ -118,17 +168,54 @@ impl Segment {
         }
     }
 
-    pub(crate) fn row_matches(&self, row: u32, filter: Option<&Filter>) -> bool {
-        match filter {
-            None => true,
-            Some(f) => {
-                let id = self.data.id(row);
-                if f.needs_payload() {
-                    f.matches(id, &parse_payload(self.data.payload(row)))
-                } else {
-                    f.matches(id, &Payload::new())
+    /// Parsed columns of the given top-level payload keys, built on first use: every payload of
+    /// the (immutable) segment is parsed once per key instead of once per candidate per query.
+    fn columns(&self, keys: &[String]) -> Vec<(String, Arc<Vec<Option<Value>>>)> {
+        {
+            let cache = self
+                .columns
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if keys.iter().all(|k| cache.contains_key(k)) {
+                return keys
+                    .iter()
+                    .map(|k| (k.clone(), Arc::clone(&cache[k])))
+                    .collect();
+            }
+        }
+        let mut cache = self
+            .columns
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let missing: Vec<&String> = keys.iter().filter(|k| !cache.contains_key(*k)).collect();
+        if !missing.is_empty() {
+            let mut cols: Vec<Vec<Option<Value>>> =
+                vec![Vec::with_capacity(self.data.rows() as usize); missing.len()];
+            for row in 0..self.data.rows() {
+                let mut p = parse_payload(self.data.payload(row));
+                for (col, key) in cols.iter_mut().zip(&missing) {
+                    col.push(p.remove(key.as_str()));
                 }
             }
+            for (key, col) in missing.into_iter().zip(cols) {
+                cache.insert(key.clone(), Arc::new(col));
+            }
+        }
+        keys.iter()
+            .map(|k| (k.clone(), Arc::clone(&cache[k])))
+            .collect()
+    }
+
+    /// `filter` prepared for this segment: decides for each row whether it is live and matches.
+    pub(crate) fn prepare<'a>(&'a self, filter: Option<&'a Filter>) -> RowFilter<'a> {
+        let cols = match filter {
+            Some(f) if f.needs_payload() => self.columns(&f.top_level_keys()),
+            _ => Vec::new(),
+        };
+        RowFilter {
+            seg: self,
+            filter,
+            cols,
         }
     }
 
@@ -146,7 +233,8 @@ impl Segment {
         if n == 0 || k == 0 || self.live_rows() == 0 {
             return Vec::new();
         }
-        let mut allow = |row: u32| !self.is_dead(row) && self.row_matches(row, filter);
+        let prepared = self.prepare(filter);
+        let mut allow = |row: u32| prepared.allows(row);
         let use_graph = !exact
             && self.data.has_graph()
             && match filter {
