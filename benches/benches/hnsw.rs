@@ -146,6 +146,44 @@ fn hnsw(c: &mut Criterion) {
             })
         });
     }
+    // The same 10 % filter over a memtable (fresh data, not yet flushed): exact scan.
+    let fresh = engine
+        .create_collection(
+            DEFAULT_TENANT,
+            "fresh",
+            CollectionConfig::new(128, Distance::Euclid),
+        )
+        .expect("create");
+    for (n, chunk) in base.chunks(1000).enumerate() {
+        fresh
+            .upsert(
+                chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let id = n * 1000 + i;
+                        let payload = serde_json::json!({"bucket": id % 10}).as_object().cloned();
+                        PointInput {
+                            id: PointId::Num(id as u64),
+                            vector: v.clone(),
+                            payload,
+                        }
+                    })
+                    .collect(),
+            )
+            .expect("upsert");
+    }
+    let f10 = Filter::parse_str(r#"{"must": [{"key": "bucket", "match": {"value": 3}}]}"#)
+        .expect("filter");
+    g.bench_function("memtable_filter_10pct", |b| {
+        b.iter(|| {
+            for q in &queries {
+                let mut r = SearchRequest::new(q.clone(), 10);
+                r.filter = Some(f10.clone());
+                black_box(fresh.search(&r).expect("search"));
+            }
+        })
+    });
     g.bench_function("strata_exact", |b| {
         b.iter(|| {
             for q in &queries {
