@@ -276,10 +276,27 @@ impl CollectionHandle {
         Ok((lsn, ids.len()))
     }
 
-    /// Merges `payload`'s keys into the payload of the given points (absent ids are skipped).
-    /// Atomic with respect to other writes of this collection: it holds the collection's write
-    /// gate exclusively from reading the current payloads to applying the new ones.
+    /// Merges `payload`'s keys into the payload of the given points (absent ids are skipped),
+    /// in batches of the batch limit. Returns the LSN of the last batch.
     pub fn set_payload(&self, ids: &[PointId], payload: &Payload) -> Result<Lsn> {
+        let mut lsn = self.inner.wal.last_lsn();
+        for chunk in ids.chunks(self.inner.opts.max_batch_points.max(1)) {
+            lsn = self.set_payload_batch(chunk, payload)?;
+        }
+        Ok(lsn)
+    }
+
+    /// [`Self::set_payload`] on every point matching `filter`. Points inserted concurrently may
+    /// or may not be included.
+    pub fn set_payload_matching(&self, filter: &Filter, payload: &Payload) -> Result<Lsn> {
+        let ids = self.matching_ids(filter)?;
+        self.set_payload(&ids, payload)
+    }
+
+    /// One batch of [`Self::set_payload`]. Atomic with respect to other writes of this
+    /// collection: it holds the collection's write gate exclusively from reading the current
+    /// payloads to applying the new ones.
+    fn set_payload_batch(&self, ids: &[PointId], payload: &Payload) -> Result<Lsn> {
         self.check_live()?;
         let lsn = {
             let _gate = write(&self.coll.gate);

@@ -356,3 +356,56 @@ fn background_flush_by_age_uses_the_injected_clock() {
     }
     assert_eq!(c.info().expect("info").memtable_points, 0);
 }
+
+#[test]
+fn set_payload_merges_by_id_and_by_filter_and_survives_restart() {
+    let d = tempfile::tempdir().expect("tempdir");
+    {
+        let mut o = opts(d.path());
+        o.max_batch_points = 3; // several batches
+        let e = Engine::open(o).expect("open");
+        let c = e
+            .create_collection(DEFAULT_TENANT, "c", CollectionConfig::new(4, Distance::Dot))
+            .expect("create");
+        for chunk in (0..10u64).collect::<Vec<_>>().chunks(3) {
+            c.upsert(chunk.iter().map(|i| point(*i, *i as f32)).collect())
+                .expect("upsert");
+        }
+        c.flush().expect("flush"); // half in a segment, half in the memtable
+        c.upsert(
+            (10..20)
+                .map(|i| point(i, i as f32))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .take(3)
+                .collect(),
+        )
+        .expect("upsert");
+        let tag = json!({"tag": "t"}).as_object().expect("obj").clone();
+        c.set_payload(
+            &[PointId::Num(1), PointId::Num(11), PointId::Num(999)],
+            &tag,
+        )
+        .expect("by id");
+        let big =
+            Filter::parse_str(r#"{"must": [{"key": "x", "range": {"gte": 5}}]}"#).expect("filter");
+        let seven = json!({"big": true}).as_object().expect("obj").clone();
+        c.set_payload_matching(&big, &seven).expect("by filter");
+    }
+    let e = Engine::open(opts(d.path())).expect("reopen");
+    let c = e.collection(DEFAULT_TENANT, "c").expect("c");
+    let recs = c
+        .get(&(0..13).map(PointId::Num).collect::<Vec<_>>(), true, true)
+        .expect("get");
+    assert_eq!(recs.len(), 13, "set_payload never drops a point");
+    for r in recs {
+        let PointId::Num(i) = r.id else {
+            panic!("uuid")
+        };
+        let p = r.payload.expect("payload");
+        assert_eq!(p["x"], json!(i as f32), "other keys kept");
+        assert_eq!(p.get("tag").is_some(), i == 1 || i == 11, "tag on {i}");
+        assert_eq!(p.get("big").is_some(), i >= 5, "big on {i}");
+        assert_eq!(r.vector.expect("vector")[0], i as f32, "vector kept");
+    }
+}

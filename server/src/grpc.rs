@@ -393,19 +393,10 @@ impl Points for Service {
                 }
                 None => (None, None),
             };
-            let version = blocking(move || {
-                let ids = match (ids, filter) {
-                    (Some(ids), _) => ids,
-                    (None, Some(f)) => h.matching_ids(&f)?,
-                    (None, None) => {
-                        return Err(ApiError::invalid("selector: give ids or filter_json"));
-                    }
-                };
-                let mut v = 0;
-                for chunk in ids.chunks(1000) {
-                    v = h.set_payload(chunk, &payload)?;
-                }
-                Ok(v)
+            let version = blocking(move || match (ids, filter) {
+                (Some(ids), _) => h.set_payload(&ids, &payload).map_err(ApiError::from),
+                (None, Some(f)) => h.set_payload_matching(&f, &payload).map_err(ApiError::from),
+                (None, None) => Err(ApiError::invalid("selector: give ids or filter_json")),
             })
             .await?;
             Ok(pb::UpdateResponse { version })

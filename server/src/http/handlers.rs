@@ -488,17 +488,10 @@ pub(crate) async fn set_payload(
         .map(|v| parse::ids(v, "points"))
         .transpose()?;
     let filter = parse::filter_field(&b, "filter", "")?;
-    let lsn = blocking(move || {
-        let ids = match (ids, filter) {
-            (Some(ids), None) => ids,
-            (None, Some(f)) => h.matching_ids(&f)?,
-            _ => return Err(ApiError::invalid("give points (a list of ids) or filter")),
-        };
-        let mut lsn = 0;
-        for chunk in ids.chunks(1000) {
-            lsn = h.set_payload(chunk, &payload)?;
-        }
-        Ok(lsn)
+    let lsn = blocking(move || match (ids, filter) {
+        (Some(ids), None) => h.set_payload(&ids, &payload).map_err(ApiError::from),
+        (None, Some(f)) => h.set_payload_matching(&f, &payload).map_err(ApiError::from),
+        _ => Err(ApiError::invalid("give points (a list of ids) or filter")),
     })
     .await?;
     ok(started, update_result(lsn))
