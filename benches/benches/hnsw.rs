@@ -20,26 +20,6 @@ fn recall(found: &[Vec<u64>], truth: &[Vec<i32>]) -> f64 {
     hits as f64 / (10 * found.len()) as f64
 }
 
-/// Upserts bigann10k with payloads `{"bucket": i % 10, "rare": i % 97 == 5}` (10 % and 1 %).
-fn load(coll: &CollectionHandle, base: &[Vec<f32>]) {
-    for (n, chunk) in base.chunks(1000).enumerate() {
-        let points = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let id = n * 1000 + i;
-                let payload = serde_json::json!({"bucket": id % 10, "rare": id % 97 == 5});
-                PointInput {
-                    id: PointId::Num(id as u64),
-                    vector: v.clone(),
-                    payload: payload.as_object().cloned(),
-                }
-            })
-            .collect();
-        coll.upsert(points).expect("upsert");
-    }
-}
-
 fn hnsw(c: &mut Criterion) {
     eprintln!("machine: {}", strata_benches::machine());
     let base = strata_benches::bigann_base();
@@ -58,7 +38,7 @@ fn hnsw(c: &mut Criterion) {
             CollectionConfig::new(128, Distance::Euclid),
         )
         .expect("create");
-    load(&coll, &base);
+    strata_benches::load_bigann(&coll, &base);
     coll.flush().expect("flush");
     let t = Instant::now();
     coll.compact().expect("compact");
@@ -155,7 +135,7 @@ fn hnsw(c: &mut Criterion) {
             CollectionConfig::new(128, Distance::Euclid),
         )
         .expect("create");
-    load(&fresh, &base);
+    strata_benches::load_bigann(&fresh, &base);
     let f10 = Filter::parse_str(r#"{"must": [{"key": "bucket", "match": {"value": 3}}]}"#)
         .expect("filter");
     g.bench_function("memtable_filter_10pct", |b| {

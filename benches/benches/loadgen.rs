@@ -260,20 +260,7 @@ fn main() {
         )
         .expect("create");
     let base = strata_benches::bigann_base();
-    for (n, chunk) in base.chunks(1000).enumerate() {
-        coll.upsert(
-            chunk
-                .iter()
-                .enumerate()
-                .map(|(i, v)| PointInput {
-                    id: PointId::Num((n * 1000 + i) as u64),
-                    vector: v.clone(),
-                    payload: None,
-                })
-                .collect(),
-        )
-        .expect("upsert");
-    }
+    strata_benches::load_bigann(&coll, &base);
     coll.flush().expect("flush");
     coll.compact().expect("compact"); // one indexed segment: searches use the HNSW graph
     let data = Data {

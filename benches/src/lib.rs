@@ -1,4 +1,4 @@
-//! Shared helpers for Strata's benches: the bigann10k loader and machine description.
+//! Shared helpers for Strata's benches: bigann10k readers and loader, machine description.
 
 use std::path::PathBuf;
 
@@ -62,4 +62,25 @@ pub fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{cpu}, {cores} cores")
+}
+
+/// Upserts bigann10k into `coll` as ids `0..10_000`, in batches of 1,000, with payloads
+/// `{"bucket": i % 10, "rare": i % 97 == 5}` (filters keeping 10 % and 1 % of points).
+pub fn load_bigann(coll: &strata_engine::CollectionHandle, base: &[Vec<f32>]) {
+    for (n, chunk) in base.chunks(1000).enumerate() {
+        let points = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let id = n * 1000 + i;
+                let payload = serde_json::json!({"bucket": id % 10, "rare": id % 97 == 5});
+                strata_engine::PointInput {
+                    id: strata_engine::PointId::Num(id as u64),
+                    vector: v.clone(),
+                    payload: payload.as_object().cloned(),
+                }
+            })
+            .collect();
+        coll.upsert(points).expect("upsert");
+    }
 }
