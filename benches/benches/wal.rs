@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use strata_engine::{AckMode, LocalWal, Wal};
+use strata_engine::storage::Storage;
+use strata_engine::{AckMode, LocalWal, LocalWalOptions, Wal};
 
 const RECORD: usize = 512;
 
@@ -44,8 +45,9 @@ fn group_commit(c: &mut Criterion) {
         let mut g = c.benchmark_group(name);
         for writers in [1usize, 4, 16, 64] {
             let dir = tempfile::tempdir().expect("tempdir");
-            let (wal, _) =
-                LocalWal::open(dir.path(), ack, 64 << 20, 0, &mut |_, _, _| Ok(())).expect("open");
+            let log = Storage::open_local(dir.path()).expect("storage").log;
+            let wal = LocalWal::new(log, LocalWalOptions::new(ack));
+            wal.open(0, &mut |_, _, _| Ok(())).expect("open");
             let wal = Arc::new(wal);
             let per = 20u64;
             g.throughput(Throughput::Elements(writers as u64 * per));

@@ -188,16 +188,11 @@ impl<'a> Reader<'a> {
 }
 
 /// Views little-endian bytes as `&[T]` in place. `None` if misaligned or not a whole number of
-/// elements. (Strata only supports little-endian targets; see `lib.rs`.)
-pub(crate) fn cast_slice<T: Pod>(bytes: &[u8]) -> Option<&[T]> {
-    // SAFETY: `T: Pod` guarantees every bit pattern is a valid `T`; `align_to` only yields the
-    // middle part at a correctly aligned address, and we reject any prefix or suffix.
-    let (pre, mid, post) = unsafe { bytes.align_to::<T>() };
-    (pre.is_empty() && post.is_empty()).then_some(mid)
+/// elements. (Strata only supports little-endian targets; see `lib.rs`.) `bytemuck` checks
+/// that every bit pattern is a valid `T` (`Pod`), so no unsafe code is needed here.
+pub(crate) fn cast_slice<T: bytemuck::Pod>(bytes: &[u8]) -> Option<&[T]> {
+    if bytes.is_empty() {
+        return Some(&[]);
+    }
+    bytemuck::try_cast_slice(bytes).ok()
 }
-
-/// Plain-old-data element types that may be viewed in place.
-pub(crate) trait Pod: Copy + 'static {}
-impl Pod for f32 {}
-impl Pod for u32 {}
-impl Pod for u64 {}

@@ -1,37 +1,56 @@
-//! The engine: open and recover a data directory, manage collections, write manifests.
+//! The engine: open and recover storage, manage collections, publish manifests.
+//!
+//! Every persisted byte goes through the storage layer (`strata-tiering`): segments and the
+//! manifest through a [`BlobStore`], the WAL through a [`Wal`] (by default [`LocalWal`] on a
+//! log store). Names come from `strata_tiering::layout`. Locally:
 //!
 //! ```text
 //! data_dir/
-//!   LOCK                 flock: one process per directory
-//!   MANIFEST             collections + live segments + flushed LSNs (atomic replace)
-//!   wal/{lsn:020}.wal    the write-ahead log
+//!   LOCK                  flock: one process per directory
+//!   MANIFEST              collections + live segments + flushed LSNs (atomic replace)
+//!   wal/{lsn:020}.wal     the write-ahead log
 //!   segments/{id:020}.seg immutable segment files
 //! ```
 //!
-//! Recovery: read `MANIFEST` → delete files it does not name (crash leftovers) → open (and by
-//! default verify) every segment → rebuild shadow bitmaps from versions and tombstones → replay
-//! WAL records newer than each collection's flushed LSN into its memtable.
+//! Recovery: read `MANIFEST` (every value checked) → delete segments it does not name (crash
+//! leftovers) → open (and by default verify) every segment → rebuild shadow bitmaps from
+//! versions and tombstones → replay WAL records newer than each collection's flushed LSN
+//! into its memtable (each checked against the collection's configuration).
 //!
-//! Lock order (outer first): `manifest` → `catalog` → collection `gate` → `mem` → `segments`.
+//! **Failures**, decided one by one (`docs/operations.md` has the table):
+//! - a failed **manifest write** leaves the manifest on disk old or new — unknown which — so
+//!   the engine refuses writes (readiness false) until a later write of the whole manifest
+//!   succeeds; the in-memory state it writes is consistent with both, because nothing the old
+//!   one names is deleted and no WAL is released until a write succeeds. Maintenance retries
+//!   it with backoff;
+//! - a failed **segment write** keeps the sealed segment in RAM (readable) and the WAL that
+//!   covers it; the next flush writes it first;
+//! - WAL failures: see `wal.rs` (rollback, or poisoned until restart).
+//!
+//! Lock order (outer first): flush queue / compaction lock → `manifest` → `catalog` →
+//! collection gate → `mem` → `segments`. The catalog is only changed with the manifest lock
+//! held; segment swaps need the manifest lock as an argument ([`ManifestLock`]).
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use strata_tiering::{Blob, fs as tfs};
+use strata_tiering::{BlobStore, PutMode, Storage, StoreError, layout};
 
-use crate::collection::{Collection, CollectionHandle};
+use crate::collection::Collection;
+use crate::columns::ColumnCache;
 use crate::error::{Error, ErrorKind, Result};
-use crate::manifest::{self, CollectionEntry, Manifest, SegmentEntry};
+use crate::handle::CollectionHandle;
+use crate::maintenance::{JobFailure, Jobs};
+use crate::manifest::{CollectionEntry, Manifest, SegmentEntry};
 use crate::options::EngineOptions;
 use crate::record::WalOp;
-use crate::segment::{Segment, SegmentData};
+use crate::segment::{Segment, SegmentData, Verify};
 use crate::types::{CollectionConfig, Lsn, PointId, validate_name};
-use crate::wal::{LocalWal, Wal};
+use crate::wal::{LocalWal, LocalWalOptions, Wal};
 
 /// What start-up found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,9 +64,11 @@ pub struct RecoveryReport {
     pub wal_records_replayed: u64,
     /// WAL records already covered by segments (or of dropped collections).
     pub wal_records_skipped: u64,
-    /// Bytes of a torn WAL tail that were truncated.
+    /// Bytes of a torn WAL tail (truncated; read-only: found and left).
     pub wal_torn_bytes: u64,
-    /// Leftover files (unreferenced segments, temp files) removed.
+    /// Leftover files (unreferenced segments, temp files) found.
+    pub orphans_found: usize,
+    /// Leftover files removed (read-only: none).
     pub orphans_removed: usize,
     /// Highest LSN in use.
     pub last_lsn: Lsn,
@@ -69,6 +90,8 @@ pub struct EngineStats {
     pub segment_points: u64,
     /// Sealed segments.
     pub segments: u64,
+    /// Sealed segments whose file is not written yet (a flush failed; retried).
+    pub unwritten_segments: u64,
     /// Segments with an HNSW graph.
     pub indexed_segments: u64,
     /// Bytes of segment files.
@@ -79,29 +102,50 @@ pub struct EngineStats {
     pub flushes: u64,
     /// Compactions since open.
     pub compactions: u64,
+    /// Bytes of parsed payload columns cached for filters.
+    pub filter_cache_bytes: u64,
 }
 
+/// Whether the engine accepts writes, and what is failing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Health {
+    /// True when writes are accepted.
+    pub writable: bool,
+    /// Why they are not, when they are not.
+    pub reason: Option<String>,
+    /// Background jobs failing now (retried with backoff).
+    pub failing: Vec<JobFailure>,
+}
+
+/// A change to the catalog that a manifest publish carries.
 pub(crate) enum ManifestChange<'a> {
     None,
     Add(&'a Arc<Collection>),
     Remove(u64),
-    Flushed(u64, Lsn),
 }
 
 pub(crate) struct Inner {
-    pub(crate) opts: EngineOptions,
-    pub(crate) seg_dir: PathBuf,
-    pub(crate) wal: LocalWal,
-    pub(crate) manifest: Mutex<Manifest>,
-    pub(crate) catalog: RwLock<BTreeMap<(String, String), Arc<Collection>>>,
-    pub(crate) next_segment_id: AtomicU64,
-    pub(crate) report: RecoveryReport,
-    pub(crate) shutdown: Mutex<bool>,
-    pub(crate) wake: Condvar,
-    pub(crate) closed: AtomicBool,
-    pub(crate) flushes: AtomicU64,
-    pub(crate) compactions: AtomicU64,
-    _lock: File,
+    opts: EngineOptions,
+    blobs: Arc<dyn BlobStore>,
+    wal: Arc<dyn Wal>,
+    /// The last manifest written successfully.
+    manifest: Mutex<Manifest>,
+    catalog: RwLock<BTreeMap<(String, String), Arc<Collection>>>,
+    next_segment_id: AtomicU64,
+    report: RecoveryReport,
+    shutdown: Mutex<bool>,
+    wake: Condvar,
+    closed: AtomicBool,
+    /// Set while the manifest on disk is unknown (a write of it failed).
+    manifest_failure: Mutex<Option<String>>,
+    /// Segments no manifest in memory names any more, deleted after the next successful
+    /// manifest write (an older manifest on disk may still name them until then).
+    retired: Mutex<Vec<u64>>,
+    flushes: AtomicU64,
+    compactions: AtomicU64,
+    columns: ColumnCache,
+    jobs: Jobs,
 }
 
 impl std::fmt::Debug for Inner {
@@ -112,7 +156,7 @@ impl std::fmt::Debug for Inner {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 pub(crate) fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -122,46 +166,56 @@ pub(crate) fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A Strata storage engine over one data directory.
+/// A Strata storage engine over one storage (by default a local data directory).
 ///
 /// Thread-safe: share it behind an `Arc`. Dropping it stops the background threads; every
 /// acknowledged write is already durable in the WAL.
 #[derive(Debug)]
 pub struct Engine {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
     workers: Vec<JoinHandle<()>>,
 }
 
-impl Engine {
-    /// Opens (creating if needed) the data directory and recovers it.
-    pub fn open(opts: EngineOptions) -> Result<Engine> {
-        let started = Instant::now();
-        let dir = opts.data_dir.clone();
-        let seg_dir = dir.join("segments");
-        let wal_dir = dir.join("wal");
-        for d in [&dir, &seg_dir] {
-            tfs::create_dir_durable(d)
-                .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
-        }
-        let lock_path = dir.join("LOCK");
-        let lock_file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-        if let Err(e) = lock_file.try_lock() {
-            return Err(Error::new(
+fn open_storage(opts: &EngineOptions) -> Result<Storage> {
+    if let Some(s) = &opts.storage {
+        return Ok(s.clone());
+    }
+    let dir = &opts.data_dir;
+    let res = if opts.read_only {
+        Storage::open_local_read_only(dir)
+    } else {
+        Storage::open_local(dir)
+    };
+    res.map_err(|e| match &e {
+        StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::WouldBlock => {
+            Error::new(
                 ErrorKind::Unavailable,
                 format!(
-                    "data directory {} is in use by another Strata process ({e})",
+                    "data directory {} is in use by another Strata process",
                     dir.display()
                 ),
-            ));
+            )
         }
+        _ => Error::store(&format!("opening data directory {}", dir.display()), e),
+    })
+}
+
+impl Engine {
+    /// Opens (creating if needed) the storage and recovers it.
+    pub fn open(opts: EngineOptions) -> Result<Engine> {
+        let started = Instant::now();
+        let storage = open_storage(&opts)?;
+        let blobs = Arc::clone(&storage.blobs);
         let mut report = RecoveryReport::default();
-        let manifest = read_manifest(&dir)?;
-        report.orphans_removed = remove_orphans(&dir, &seg_dir, &manifest)?;
+        let manifest = read_manifest(&*blobs)?;
+        let (found, removed) = remove_orphans(&*blobs, &manifest, opts.read_only)?;
+        report.orphans_found = found + storage.swept_temp_files;
+        report.orphans_removed = removed
+            + if opts.read_only {
+                0
+            } else {
+                storage.swept_temp_files
+            };
 
         let mut catalog = BTreeMap::new();
         let mut by_id: HashMap<u64, Arc<Collection>> = HashMap::new();
@@ -170,7 +224,7 @@ impl Engine {
             let mut segs = Vec::new();
             for s in &entry.segments {
                 segs.push(Arc::new(open_segment(
-                    &seg_dir,
+                    &*blobs,
                     s,
                     entry,
                     opts.verify_on_open,
@@ -185,39 +239,42 @@ impl Engine {
         }
         report.collections = catalog.len();
 
+        let wal: Arc<dyn Wal> = match &opts.wal {
+            Some(w) => Arc::clone(w),
+            None => {
+                let mut o = LocalWalOptions::new(opts.wal_ack);
+                o.max_file_bytes = opts.wal_file_bytes;
+                o.read_only = opts.read_only;
+                Arc::new(LocalWal::new(Arc::clone(&storage.log), o))
+            }
+        };
         let now = opts.clock.now_millis();
         let (mut replayed, mut skipped) = (0u64, 0u64);
-        let (wal, stats) = LocalWal::open(
-            &wal_dir,
-            opts.wal_ack,
-            opts.wal_file_bytes,
-            manifest.last_lsn,
-            &mut |lsn, stream, payload| {
-                let Some(coll) = by_id.get(&stream) else {
-                    skipped += 1;
-                    return Ok(());
-                };
-                if lsn <= coll.flushed_lsn.load(Ordering::Acquire) {
-                    skipped += 1;
-                    return Ok(());
-                }
-                let op = WalOp::decode(payload)
-                    .map_err(|e| Error::corruption(format!("undecodable record: {e}")))?;
-                coll.apply(lsn, op, now);
-                replayed += 1;
-                Ok(())
-            },
-        )?;
+        let stats = wal.open(manifest.last_lsn, &mut |lsn, stream, payload| {
+            let Some(coll) = by_id.get(&stream) else {
+                skipped += 1;
+                return Ok(());
+            };
+            if lsn <= coll.flushed_lsn() {
+                skipped += 1;
+                return Ok(());
+            }
+            let op = WalOp::decode(payload)
+                .map_err(|e| Error::corruption(format!("undecodable record: {e}")))?;
+            coll.check_op(&op)?;
+            coll.apply(lsn, op, now);
+            replayed += 1;
+            Ok(())
+        })?;
         report.wal_records_replayed = replayed;
         report.wal_records_skipped = skipped;
         report.wal_torn_bytes = stats.torn_bytes;
         report.last_lsn = wal.last_lsn();
         report.millis = started.elapsed().as_millis() as u64;
-        let background = opts.background;
+        let background = opts.background && !opts.read_only;
         let inner = Arc::new(Inner {
             next_segment_id: AtomicU64::new(manifest.next_segment_id.max(max_seg_id + 1)),
-            opts,
-            seg_dir,
+            blobs,
             wal,
             manifest: Mutex::new(manifest),
             catalog: RwLock::new(catalog),
@@ -225,12 +282,16 @@ impl Engine {
             shutdown: Mutex::new(false),
             wake: Condvar::new(),
             closed: AtomicBool::new(false),
+            manifest_failure: Mutex::new(None),
+            retired: Mutex::new(Vec::new()),
             flushes: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
-            _lock: lock_file,
+            columns: ColumnCache::new(opts.filter_cache_bytes),
+            jobs: Jobs::default(),
+            opts,
         });
         tracing::info!(
-            dir = %dir.display(),
+            dir = %inner.opts.data_dir.display(),
             collections = report.collections,
             segments = report.segments,
             replayed = report.wal_records_replayed,
@@ -251,15 +312,30 @@ impl Engine {
         &self.inner.report
     }
 
-    /// The data directory.
+    /// The data directory (a label when the storage was given).
     pub fn data_dir(&self) -> &Path {
         &self.inner.opts.data_dir
     }
 
-    /// True when writes can be accepted: not shutting down and the WAL is not poisoned by a
-    /// failed fsync. (Readiness probes report this.)
+    /// True when writes can be accepted: not shutting down, not read-only, the WAL is not
+    /// poisoned by a failed fsync, and the last manifest write did not fail. (Readiness probes
+    /// report this.)
     pub fn is_writable(&self) -> bool {
-        !self.inner.closed.load(Ordering::Acquire) && self.inner.wal.is_healthy()
+        self.inner.check_writable().is_ok()
+    }
+
+    /// Writability, its reason, and failing background jobs.
+    pub fn health(&self) -> Health {
+        let reason = self
+            .inner
+            .check_writable()
+            .err()
+            .map(|e| e.message().to_string());
+        Health {
+            writable: reason.is_none(),
+            reason,
+            failing: self.inner.jobs.failing(),
+        }
     }
 
     /// Counters and sizes for metrics.
@@ -268,17 +344,17 @@ impl Engine {
             wal_fsyncs: self.inner.wal.fsync_count(),
             flushes: self.inner.flushes.load(Ordering::Relaxed),
             compactions: self.inner.compactions.load(Ordering::Relaxed),
+            filter_cache_bytes: self.inner.columns.bytes() as u64,
             ..EngineStats::default()
         };
         for c in read(&self.inner.catalog).values() {
             st.collections += 1;
-            {
-                let mem = read(&c.mem);
-                st.memtable_points += mem.live() as u64;
-                st.memtable_bytes += mem.bytes() as u64;
-            }
+            let (points, bytes, _) = c.memtable_stats();
+            st.memtable_points += points;
+            st.memtable_bytes += bytes;
             for s in c.segments().iter() {
                 st.segments += 1;
+                st.unwritten_segments += u64::from(!s.is_persisted());
                 st.segment_points += s.live_rows();
                 st.segment_bytes += s.data.file_len();
                 st.indexed_segments += u64::from(s.data.has_graph());
@@ -303,7 +379,8 @@ impl Engine {
         validate_name("collection name", name)?;
         config.validate()?;
         let inner = &self.inner;
-        let mut m = lock(&inner.manifest);
+        inner.check_writable()?;
+        let mut m = inner.lock_manifest();
         let key = (tenant.to_string(), name.to_string());
         if read(&inner.catalog).contains_key(&key) {
             return Err(Error::new(
@@ -313,7 +390,7 @@ impl Engine {
         }
         let lsn = inner.wal.last_lsn();
         let entry = CollectionEntry {
-            id: m.next_collection_id.max(1),
+            id: m.take_collection_id(),
             tenant: key.0.clone(),
             name: key.1.clone(),
             config,
@@ -322,33 +399,27 @@ impl Engine {
             segments: Vec::new(),
         };
         let coll = Arc::new(Collection::new(&entry, Vec::new()));
-        m.next_collection_id = entry.id + 1;
-        inner.write_manifest(&mut m, ManifestChange::Add(&coll))?;
+        m.publish(ManifestChange::Add(&coll))?;
         write(&inner.catalog).insert(key, Arc::clone(&coll));
         Ok(CollectionHandle::new(Arc::clone(inner), coll))
     }
 
-    /// Deletes a collection and all its data.
+    /// Deletes a collection and all its data. If the manifest write fails the collection stays
+    /// (and writes are refused until a manifest write succeeds).
     pub fn delete_collection(&self, tenant: &str, name: &str) -> Result<()> {
         let inner = &self.inner;
-        let mut m = lock(&inner.manifest);
+        inner.check_writable()?;
+        let mut m = inner.lock_manifest();
         let coll = inner.lookup(tenant, name)?;
-        {
-            let _gate = write(&coll.gate);
-            coll.dropped.store(true, Ordering::Release);
-            if let Err(e) = inner.write_manifest(&mut m, ManifestChange::Remove(coll.id)) {
-                coll.dropped.store(false, Ordering::Release);
-                return Err(e);
-            }
+        coll.set_dropped(true);
+        if let Err(e) = m.publish(ManifestChange::Remove(coll.id())) {
+            coll.set_dropped(false);
+            return Err(e);
         }
         write(&inner.catalog).remove(&(tenant.to_string(), name.to_string()));
+        m.retire(coll.segments().iter().map(|s| s.id()));
+        m.delete_retired();
         drop(m);
-        for s in read(&coll.segments).iter() {
-            let name = manifest::segment_file_name(s.id());
-            if let Err(e) = tfs::remove_durable(&inner.seg_dir, &name) {
-                tracing::warn!(file = name, error = %e, "could not remove segment of a dropped collection");
-            }
-        }
         inner.release_wal()?;
         Ok(())
     }
@@ -370,9 +441,10 @@ impl Engine {
 
     /// Handles on every collection of every tenant.
     pub fn all_collections(&self) -> Vec<CollectionHandle> {
-        read(&self.inner.catalog)
-            .values()
-            .map(|c| CollectionHandle::new(Arc::clone(&self.inner), Arc::clone(c)))
+        self.inner
+            .collections()
+            .into_iter()
+            .map(|c| CollectionHandle::new(Arc::clone(&self.inner), c))
             .collect()
     }
 
@@ -406,7 +478,118 @@ impl Drop for Engine {
     }
 }
 
+/// The manifest lock, held. Publishing and segment swaps require it.
+pub(crate) struct ManifestLock<'a> {
+    inner: &'a Inner,
+    m: MutexGuard<'a, Manifest>,
+}
+
+impl ManifestLock<'_> {
+    /// A fresh collection id (never reused: the counter is kept even if the publish fails).
+    fn take_collection_id(&mut self) -> u64 {
+        let id = self.m.next_collection_id.max(1);
+        self.m.next_collection_id = id + 1;
+        id
+    }
+
+    /// Writes a complete new manifest: the catalog plus `change`. On failure the engine
+    /// refuses writes until a later publish succeeds; on success it deletes retired segments.
+    pub(crate) fn publish(&mut self, change: ManifestChange<'_>) -> Result<()> {
+        let inner = self.inner;
+        let mut colls = inner.collections();
+        match change {
+            ManifestChange::Add(c) => colls.push(Arc::clone(c)),
+            ManifestChange::Remove(id) => colls.retain(|c| c.id() != id),
+            ManifestChange::None => {}
+        }
+        let next = Manifest {
+            generation: self.m.generation + 1,
+            last_lsn: self.m.last_lsn.max(inner.wal.last_lsn()),
+            next_collection_id: self.m.next_collection_id,
+            next_segment_id: inner.next_segment_id.load(Ordering::Acquire),
+            collections: colls.iter().map(|c| c.manifest_entry()).collect(),
+        };
+        if let Err(e) = inner
+            .blobs
+            .put(layout::MANIFEST, &next.encode(), PutMode::Overwrite)
+        {
+            // Generations stay unique across attempts: the failed one may be on disk.
+            self.m.generation = next.generation;
+            let err = Error::store("writing the manifest", e);
+            tracing::error!(error = %err, "manifest write failed: refusing writes until it is written again");
+            metrics::counter!("strata_manifest_write_failures_total").increment(1);
+            *lock(&inner.manifest_failure) = Some(err.message().to_string());
+            return Err(err);
+        }
+        *self.m = next;
+        if lock(&inner.manifest_failure).take().is_some() {
+            tracing::info!("manifest written again: writes are accepted");
+        }
+        self.delete_retired();
+        Ok(())
+    }
+
+    /// Queues segments for deletion after the next successful publish.
+    pub(crate) fn retire(&mut self, ids: impl IntoIterator<Item = u64>) {
+        lock(&self.inner.retired).extend(ids);
+    }
+
+    /// Deletes retired segments (if the last publish succeeded). Failures stay queued; the
+    /// files are also removed at the next start, as no manifest names them.
+    pub(crate) fn delete_retired(&mut self) {
+        if lock(&self.inner.manifest_failure).is_some() {
+            return;
+        }
+        let ids = std::mem::take(&mut *lock(&self.inner.retired));
+        let mut failed = Vec::new();
+        for id in ids {
+            self.inner.columns.forget(id);
+            if let Err(e) = self.inner.blobs.delete(&layout::segment(id)) {
+                tracing::warn!(segment = id, error = %e, "could not remove a retired segment; will retry");
+                failed.push(id);
+            }
+        }
+        lock(&self.inner.retired).extend(failed);
+    }
+
+    /// Flushed LSN of each collection in the last manifest written.
+    fn published_flushed(&self) -> HashMap<u64, Lsn> {
+        self.m
+            .collections
+            .iter()
+            .map(|c| (c.id, c.flushed_lsn))
+            .collect()
+    }
+}
+
 impl Inner {
+    pub(crate) fn opts(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    pub(crate) fn wal(&self) -> &dyn Wal {
+        &*self.wal
+    }
+
+    pub(crate) fn columns(&self) -> &ColumnCache {
+        &self.columns
+    }
+
+    pub(crate) fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    pub(crate) fn new_segment_id(&self) -> u64 {
+        self.next_segment_id.fetch_add(1, Ordering::AcqRel)
+    }
+
+    pub(crate) fn lock_manifest(&self) -> ManifestLock<'_> {
+        ManifestLock {
+            inner: self,
+            m: lock(&self.manifest),
+        }
+    }
+
     pub(crate) fn lookup(&self, tenant: &str, name: &str) -> Result<Arc<Collection>> {
         read(&self.catalog)
             .get(&(tenant.to_string(), name.to_string()))
@@ -414,140 +597,208 @@ impl Inner {
             .ok_or_else(|| Error::not_found(format!("collection {name:?} does not exist")))
     }
 
-    /// Writes a new manifest from the catalog plus `change`. Caller holds `self.manifest`.
-    pub(crate) fn write_manifest(
-        &self,
-        m: &mut Manifest,
-        change: ManifestChange<'_>,
-    ) -> Result<()> {
-        let mut colls: Vec<Arc<Collection>> = read(&self.catalog).values().cloned().collect();
-        match change {
-            ManifestChange::Add(c) => colls.push(Arc::clone(c)),
-            ManifestChange::Remove(id) => colls.retain(|c| c.id != id),
-            ManifestChange::None | ManifestChange::Flushed(..) => {}
+    pub(crate) fn collections(&self) -> Vec<Arc<Collection>> {
+        read(&self.catalog).values().cloned().collect()
+    }
+
+    /// `Ok` when writes are accepted; otherwise `Unavailable` saying why.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        let refuse = |why: String| Err(Error::new(ErrorKind::Unavailable, why));
+        if self.opts.read_only {
+            return refuse("the engine was opened read-only".into());
         }
-        let flushed_override = match change {
-            ManifestChange::Flushed(id, lsn) => Some((id, lsn)),
-            _ => None,
-        };
-        let next = Manifest {
-            generation: m.generation + 1,
-            last_lsn: m.last_lsn.max(self.wal.last_lsn()),
-            next_collection_id: m.next_collection_id,
-            next_segment_id: self.next_segment_id.load(Ordering::Acquire),
-            collections: colls
-                .iter()
-                .map(|c| c.manifest_entry(flushed_override))
-                .collect(),
-        };
-        tfs::write_atomic(&self.opts.data_dir, manifest::FILE_NAME, &next.encode()).map_err(
-            |e| {
-                Error::io(
-                    format!(
-                        "writing {}",
-                        self.opts.data_dir.join(manifest::FILE_NAME).display()
-                    ),
-                    e,
-                )
-            },
-        )?;
-        *m = next;
+        if self.closed.load(Ordering::Acquire) {
+            return refuse("the engine is shutting down".into());
+        }
+        if !self.wal.is_healthy() {
+            return refuse(
+                "the WAL is unavailable after a failed fsync or rollback; restart the server to recover"
+                    .into(),
+            );
+        }
+        if let Some(why) = &*lock(&self.manifest_failure) {
+            return refuse(format!(
+                "the last manifest write failed ({why}); writes are refused until it is written again (retried in the background)"
+            ));
+        }
         Ok(())
     }
 
-    /// Deletes WAL files whose records are all in segments (or belong to dropped collections).
+    /// True while a manifest write failed and none has succeeded since.
+    pub(crate) fn manifest_failed(&self) -> bool {
+        lock(&self.manifest_failure).is_some()
+    }
+
+    /// Writes a segment file and maps it back, checked. Segment ids are never reused, so an
+    /// overwrite can only replace this segment's own earlier, failed attempt.
+    pub(crate) fn write_segment(&self, id: u64, bytes: &[u8]) -> Result<SegmentData> {
+        let name = layout::segment(id);
+        self.blobs
+            .put(&name, bytes, PutMode::Overwrite)
+            .map_err(|e| Error::store("writing a segment", e))?;
+        let blob = self
+            .blobs
+            .open(&name)
+            .map_err(|e| Error::store("opening a segment just written", e))?;
+        if blob.len() != bytes.len() {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "segment {} reads back as {} bytes, {} were written",
+                    self.blobs.location(&name),
+                    blob.len(),
+                    bytes.len()
+                ),
+            ));
+        }
+        SegmentData::open(blob, Verify::HeaderOnly).map_err(|e| {
+            Error::corruption(format!(
+                "segment {} rejected after write: {e}",
+                self.blobs.location(&name)
+            ))
+        })
+    }
+
+    /// Best-effort removal of a segment file no manifest names (an abandoned write).
+    pub(crate) fn discard_segment(&self, id: u64) {
+        if let Err(e) = self.blobs.delete(&layout::segment(id)) {
+            tracing::warn!(segment = id, error = %e, "could not remove an abandoned segment; it is removed at the next start");
+        }
+    }
+
+    pub(crate) fn note_flush(&self) {
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("strata_flushes_total").increment(1);
+    }
+
+    pub(crate) fn note_compaction(&self) {
+        self.compactions.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("strata_compactions_total").increment(1);
+    }
+
+    pub(crate) fn wake_maintenance(&self) {
+        self.wake.notify_all();
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        *lock(&self.shutdown)
+    }
+
+    /// Waits for `interval` or a wake-up; false once shut down.
+    pub(crate) fn wait(&self, interval: std::time::Duration) -> bool {
+        let guard = lock(&self.shutdown);
+        if *guard {
+            return false;
+        }
+        let (guard, _) = self
+            .wake
+            .wait_timeout(guard, interval)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        !*guard
+    }
+
+    /// Deletes WAL files whose records are all in segments that a *written* manifest names (or
+    /// belong to collections it no longer has).
     pub(crate) fn release_wal(&self) -> Result<usize> {
-        let flushed: HashMap<u64, Lsn> = read(&self.catalog)
-            .values()
-            .map(|c| (c.id, c.flushed_lsn.load(Ordering::Acquire)))
-            .collect();
+        let flushed = self.lock_manifest().published_flushed();
         self.wal
             .release(&|stream, max| flushed.get(&stream).is_some_and(|f| max > *f))
     }
+
+    /// Writes the manifest again if the last write failed. True if it did (successfully).
+    pub(crate) fn republish_if_failed(&self) -> Result<bool> {
+        if !self.manifest_failed() {
+            return Ok(false);
+        }
+        let mut m = self.lock_manifest();
+        if !self.manifest_failed() {
+            return Ok(false);
+        }
+        m.publish(ManifestChange::None)?;
+        drop(m);
+        self.release_wal()?;
+        Ok(true)
+    }
 }
 
-fn read_manifest(dir: &Path) -> Result<Manifest> {
-    let path = dir.join(manifest::FILE_NAME);
-    match fs::read(&path) {
-        Ok(bytes) => Manifest::decode(&bytes).map_err(|e| {
+fn read_manifest(blobs: &dyn BlobStore) -> Result<Manifest> {
+    match blobs.open(layout::MANIFEST) {
+        Ok(blob) => Manifest::decode(blob.as_bytes()).map_err(|e| {
             Error::corruption(format!(
                 "manifest {} is corrupt at byte offset {}: {}",
-                path.display(),
+                blobs.location(layout::MANIFEST),
                 e.offset,
                 e.what
             ))
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest {
+        Err(e) if e.is_not_found() => Ok(Manifest {
             next_collection_id: 1,
             next_segment_id: 1,
             ..Manifest::default()
         }),
-        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        Err(e) => Err(Error::store("reading the manifest", e)),
     }
 }
 
-/// Removes temp files and segment files the manifest does not name (a crash between writing a
-/// file and recording it leaves these).
-fn remove_orphans(dir: &Path, seg_dir: &Path, m: &Manifest) -> Result<usize> {
-    let live: std::collections::HashSet<String> = m
+/// Finds (and unless read-only removes) segment files the manifest does not name: a crash
+/// between writing a file and recording it leaves these. Returns (found, removed).
+fn remove_orphans(blobs: &dyn BlobStore, m: &Manifest, read_only: bool) -> Result<(usize, usize)> {
+    let live: HashSet<u64> = m
         .collections
         .iter()
-        .flat_map(|c| c.segments.iter().map(|s| manifest::segment_file_name(s.id)))
+        .flat_map(|c| c.segments.iter().map(|s| s.id))
         .collect();
-    let mut removed = 0;
-    for d in [dir, seg_dir] {
-        for entry in
-            fs::read_dir(d).map_err(|e| Error::io(format!("listing {}", d.display()), e))?
-        {
-            let entry = entry.map_err(|e| Error::io(format!("listing {}", d.display()), e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let orphan = name.ends_with(tfs::TMP_SUFFIX)
-                || (d == seg_dir && name.ends_with(".seg") && !live.contains(&name));
-            if orphan {
-                tracing::info!(file = %entry.path().display(), "removing leftover file");
-                fs::remove_file(entry.path())
-                    .map_err(|e| Error::io(format!("removing {}", entry.path().display()), e))?;
-                removed += 1;
-            }
+    let (mut found, mut removed) = (0, 0);
+    for meta in blobs
+        .list(layout::SEGMENTS)
+        .map_err(|e| Error::store("listing segments", e))?
+    {
+        let Some(id) = layout::segment_id(&meta.name) else {
+            continue;
+        };
+        if live.contains(&id) {
+            continue;
         }
+        found += 1;
+        if read_only {
+            tracing::warn!(file = %blobs.location(&meta.name), "segment not named by the manifest (left in place: read-only)");
+            continue;
+        }
+        tracing::info!(file = %blobs.location(&meta.name), "removing leftover segment");
+        blobs
+            .delete(&meta.name)
+            .map_err(|e| Error::store("removing a leftover segment", e))?;
+        removed += 1;
     }
-    if removed > 0 {
-        tfs::sync_dir(seg_dir).map_err(|e| Error::io("syncing segments dir", e))?;
-    }
-    Ok(removed)
+    Ok((found, removed))
 }
 
 fn open_segment(
-    seg_dir: &Path,
+    blobs: &dyn BlobStore,
     s: &SegmentEntry,
     c: &CollectionEntry,
-    verify: crate::segment::Verify,
+    verify: Verify,
 ) -> Result<Segment> {
-    let path = seg_dir.join(manifest::segment_file_name(s.id));
-    let blob = Blob::map(&path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::corruption(format!(
-                "segment file {} named in MANIFEST is missing",
-                path.display()
-            ))
+    let name = layout::segment(s.id);
+    let path = blobs.location(&name);
+    let blob = blobs.open(&name).map_err(|e| {
+        if e.is_not_found() {
+            Error::corruption(format!("segment file {path} named in MANIFEST is missing"))
         } else {
-            Error::io(format!("mapping {}", path.display()), e)
+            Error::store("opening a segment", e)
         }
     })?;
     if blob.len() as u64 != s.file_len {
         return Err(Error::corruption(format!(
-            "segment file {} is {} bytes, MANIFEST records {}",
-            path.display(),
+            "segment file {path} is {} bytes, MANIFEST records {}",
             blob.len(),
             s.file_len
         )));
     }
     let data = SegmentData::open(blob, verify).map_err(|e| {
         Error::corruption(format!(
-            "segment file {} is corrupt at byte offset {}: {}",
-            path.display(),
-            e.offset,
-            e.what
+            "segment file {path} is corrupt at byte offset {}: {}",
+            e.offset, e.what
         ))
     })?;
     if data.header.collection_id != c.id
@@ -556,8 +807,7 @@ fn open_segment(
         || data.distance != c.config.distance
     {
         return Err(Error::corruption(format!(
-            "segment file {} belongs to another collection, or its dimension or distance differs",
-            path.display()
+            "segment file {path} belongs to another collection, or its dimension or distance differs"
         )));
     }
     Ok(Segment::new(data, true))

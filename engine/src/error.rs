@@ -20,8 +20,13 @@ pub enum ErrorKind {
     FailedPrecondition,
     /// A limit was exceeded (batch size, record size).
     ResourceExhausted,
-    /// A transient condition: the store is closing, or a previous I/O failure poisoned the WAL.
+    /// A transient condition: the store is closing, or a previous I/O failure made it refuse
+    /// writes until it recovers (a failed fsync poisons the WAL until restart; a failed
+    /// manifest write until the manifest is written again).
     Unavailable,
+    /// The request's deadline passed (or its caller went away) before it could take effect.
+    /// A write that fails with this kind was not applied.
+    DeadlineExceeded,
     /// Stored data failed verification. Names the file and offset.
     Corruption,
     /// An I/O error or a broken invariant.
@@ -38,6 +43,7 @@ impl ErrorKind {
             ErrorKind::FailedPrecondition => "failed_precondition",
             ErrorKind::ResourceExhausted => "resource_exhausted",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::DeadlineExceeded => "deadline_exceeded",
             ErrorKind::Corruption => "corruption",
             ErrorKind::Internal => "internal",
         }
@@ -77,11 +83,21 @@ impl Error {
         Error::new(ErrorKind::Corruption, message)
     }
 
-    /// Wraps an I/O error with what was being done (`context` names the file).
-    pub(crate) fn io(context: impl Into<String>, e: std::io::Error) -> Error {
+    /// Wraps a storage-layer error with what was being done. A missing file or object is
+    /// `NotFound`, a read-only store `Unavailable`, anything else `Internal`; the message names
+    /// the file or object.
+    pub(crate) fn store(context: &str, e: strata_tiering::StoreError) -> Error {
+        use strata_tiering::StoreError as S;
+        let kind = match &e {
+            S::NotFound { .. } => ErrorKind::NotFound,
+            S::ReadOnly { .. } => ErrorKind::Unavailable,
+            S::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            S::Precondition { .. } => ErrorKind::FailedPrecondition,
+            _ => ErrorKind::Internal,
+        };
         Error {
-            kind: ErrorKind::Internal,
-            message: format!("{}: {e}", context.into()),
+            kind,
+            message: format!("{context}: {e}"),
             source: Some(Box::new(e)),
         }
     }

@@ -37,6 +37,7 @@ enum Condition {
         key: Vec<String>,
         range: Range,
     },
+    /// Sorted and deduplicated: checked by binary search.
     HasId(Vec<PointId>),
     IsEmpty(Vec<String>),
     IsNull(Vec<String>),
@@ -139,6 +140,24 @@ impl Filter {
         }
     }
 
+    /// How many conditions the filter holds, nested ones and `has_id` ids included: a bound on
+    /// the work of evaluating it once.
+    pub fn size(&self) -> usize {
+        self.must
+            .iter()
+            .chain(&self.should)
+            .chain(&self.must_not)
+            .map(|c| match c {
+                Condition::Nested(f) => 1 + f.size(),
+                Condition::HasId(ids) => 1 + ids.len().max(1).ilog2() as usize,
+                Condition::Match { values, .. } | Condition::Except { values, .. } => {
+                    values.len().max(1)
+                }
+                _ => 1,
+            })
+            .sum()
+    }
+
     /// True when the filter only looks at ids (no payload needed to evaluate it).
     pub fn needs_payload(&self) -> bool {
         self.must
@@ -206,7 +225,7 @@ impl Condition {
             let arr = ids
                 .as_array()
                 .ok_or_else(|| Error::invalid(format!("{at}.has_id: expected a list of ids")))?;
-            let ids = arr
+            let mut ids = arr
                 .iter()
                 .enumerate()
                 .map(|(i, x)| {
@@ -214,6 +233,8 @@ impl Condition {
                         .map_err(|e| Error::invalid(format!("{at}.has_id[{i}]: {}", e.message())))
                 })
                 .collect::<Result<Vec<_>>>()?;
+            ids.sort_unstable();
+            ids.dedup();
             return Ok(Condition::HasId(ids));
         }
         for (name, ctor) in [
@@ -313,7 +334,7 @@ impl Condition {
 
     fn matches(&self, id: PointId, payload: &dyn Fields) -> bool {
         match self {
-            Condition::HasId(ids) => ids.contains(&id),
+            Condition::HasId(ids) => ids.binary_search(&id).is_ok(),
             Condition::Nested(f) => f.matches_fields(id, payload),
             Condition::Match { key, values } => {
                 let mut found = false;

@@ -17,11 +17,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Every persisted byte goes through `strata-tiering` (a blob store for segments and the
+//! manifest, a log store for the WAL): the engine has no file I/O of its own, so it runs the
+//! same on a local directory, in RAM, or over storage that fails on purpose.
+//!
 //! # Layout
-//! - `engine`: open/recover a data directory, create/drop collections, manifests.
-//! - `collection`: the read and write paths of one collection ([`CollectionHandle`]).
-//! - `maintenance`: flush (memtable → segment) and compaction (merge, build HNSW), background.
+//! - `engine`: open/recover storage, create/drop collections, publish manifests, failure policy.
+//! - `collection`: the state of one collection behind methods (apply, seal, install).
+//! - `handle`: the read and write paths of one collection ([`CollectionHandle`]).
+//! - `read`: one read-source abstraction over memtable and segments, merged once.
+//! - `maintenance`: flush (memtable → segment) and compaction (merge, build HNSW), background
+//!   workers that survive failures and panics.
 //! - `wal`: the write-ahead log ([`Wal`] trait, [`LocalWal`]), group commit, replay.
+//! - `deadline`: deadlines and cancellation carried into every operation.
+//! - `columns`: the bounded cache of parsed payload columns for filters.
 //! - `record`: the WAL record payload codec.
 //! - `memtable`: newest writes in RAM, exact search.
 //! - `segment`: the segment file format, its zero-copy reader, the flat HNSW graph.
@@ -38,34 +47,43 @@ compile_error!("Strata's on-disk formats are read in place and require a little-
 mod clock;
 mod codec;
 mod collection;
+mod columns;
+mod deadline;
 pub mod distance;
 mod engine;
 mod error;
 mod filter;
+mod handle;
 mod maintenance;
 mod manifest;
 mod memtable;
 mod options;
+mod read;
 mod record;
-mod rng;
 pub mod scan;
 mod segment;
 mod types;
 mod wal;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use collection::CollectionHandle;
-pub use engine::{Engine, EngineStats, RecoveryReport};
+pub use deadline::Deadline;
+pub use engine::{Engine, EngineStats, Health, RecoveryReport};
 pub use error::{Error, ErrorKind, Result};
 pub use filter::Filter;
+pub use handle::CollectionHandle;
+pub use maintenance::JobFailure;
 pub use options::EngineOptions;
-pub use rng::SplitMix64;
 pub use segment::Verify;
+/// The storage layer the engine persists through (re-exported for tests and embedders).
+pub use strata_tiering as storage;
+pub use strata_tiering::SplitMix64;
 pub use types::{
     CollectionConfig, CollectionInfo, Distance, HnswConfig, Lsn, MAX_DIM, Payload, PointId,
     PointInput, Record, ScoredPoint, ScrollPage, ScrollRequest, SearchRequest, validate_name,
 };
-pub use wal::{AckMode, LocalWal, MAX_RECORD_BYTES, ReplayStats, ReplayVisitor, Wal};
+pub use wal::{
+    AckMode, LocalWal, LocalWalOptions, MAX_RECORD_BYTES, ReplayStats, ReplayVisitor, Wal,
+};
 
 /// Entry points for fuzz targets and garbage-input property tests: every decoder, fed arbitrary
 /// bytes, must return an error rather than panic. Not part of the API.

@@ -2,115 +2,94 @@
 //!
 //! **Flush** (fast, never builds a graph):
 //! ```text
-//! gate(write) → encode memtable as a segment in RAM → add to the list → empty memtable
-//!   → write file (temp, fsync, rename, fsync dir) → swap RAM copy for the mmap
-//!   → manifest { segment, flushed_lsn = seal LSN } → release WAL files it covered
+//! flush queue lock → seal: gate(write) → encode memtable as a segment in RAM → add to the list
+//!   → empty memtable → queue it   (readers see it at once; the WAL still holds its records)
+//! for each queued segment, oldest first:
+//!   write file (temp, fsync, rename, fsync dir) → [manifest lock] swap RAM copy for the map,
+//!   flushed LSN = its seal LSN → publish manifest → dequeue
+//! release WAL files the *published* flushed LSNs cover
 //! ```
+//! A failed write leaves the segment queued (in RAM, readable) and the WAL unreleased: nothing
+//! acknowledged is lost, and the next flush writes it first, so flushed LSNs only advance in
+//! order.
+//!
 //! **Compaction** (slow, off the write path; also how segments get their HNSW graph):
 //! ```text
 //! pick persisted inputs → gather live rows (newest per id) → hnsw_rs build → write file
-//!   → [manifest lock, mem lock] carry dead bits over, swap inputs for output → manifest
-//!   → delete input files
+//!   → [manifest lock, mem lock] carry dead bits over, swap inputs for output → publish
+//!   → delete input files (only after a publish that no longer names them succeeded)
 //! ```
 //! A crash at any point leaves a manifest naming either the inputs or the output, never
 //! neither; files it does not name are removed at the next start.
+//!
+//! **Workers** run each job per collection with `catch_unwind`: a failure or a panic is
+//! logged, counted (`strata_maintenance_failures_total`, `strata_maintenance_panics_total`),
+//! shown by [`crate::Engine::health`] and retried with exponential backoff; it never kills the
+//! worker. The flush worker also rewrites the manifest after a failed manifest write.
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
-
-use strata_tiering::{Blob, fs as tfs};
 
 use crate::collection::Collection;
-use crate::engine::{Inner, ManifestChange, lock, read, write};
-use crate::error::{Error, Result};
-use crate::manifest::segment_file_name;
-use crate::memtable::Memtable;
+use crate::engine::{Inner, ManifestChange, lock};
+use crate::error::{Error, ErrorKind, Result};
 use crate::options::EngineOptions;
 use crate::segment::writer::{RowRef, SegmentInput, encode};
-use crate::segment::{Segment, SegmentData, Verify, graph};
+use crate::segment::{Segment, graph};
 use crate::types::{Lsn, PointId};
-use crate::wal::Wal;
 
-fn open_in_ram(bytes: &[u8]) -> Result<SegmentData> {
-    SegmentData::open(Blob::from_bytes(bytes), Verify::HeaderOnly)
-        .map_err(|e| Error::corruption(format!("freshly encoded segment rejected: {e}")))
-}
-
-fn write_and_map(inner: &Inner, id: u64, bytes: &[u8]) -> Result<SegmentData> {
-    let name = segment_file_name(id);
-    tfs::write_atomic(&inner.seg_dir, &name, bytes)
-        .map_err(|e| Error::io(format!("writing segment {name}"), e))?;
-    let path = inner.seg_dir.join(&name);
-    let blob = Blob::map(&path).map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
-    SegmentData::open(blob, Verify::HeaderOnly).map_err(|e| {
-        Error::corruption(format!(
-            "segment {} rejected after write: {e}",
-            path.display()
-        ))
-    })
-}
-
-/// Swaps `old` for `new` in the list, carrying over dead bits: `origin[r]` is the (index in
-/// `old`, row) that new row `r` came from. Caller holds the manifest lock.
-fn install(coll: &Collection, old: &[Arc<Segment>], new: Arc<Segment>, origin: &[(u16, u32)]) {
-    let _mem = write(&coll.mem); // no apply() marks rows while bits are copied
-    let mut list = write(&coll.segments);
-    for (r, (i, orow)) in origin.iter().enumerate() {
-        if old[*i as usize].is_dead(*orow) {
-            new.mark_dead(r as u32);
-        }
+fn refuse_read_only(inner: &Inner) -> Result<()> {
+    if inner.opts().read_only {
+        return Err(Error::new(
+            ErrorKind::Unavailable,
+            "the engine was opened read-only",
+        ));
     }
-    let mut next: Vec<Arc<Segment>> = list
-        .iter()
-        .filter(|s| !old.iter().any(|o| Arc::ptr_eq(o, s)))
-        .cloned()
-        .collect();
-    next.push(new);
-    *list = Arc::new(next);
+    Ok(())
 }
 
-/// Seals and persists the memtable of `coll`. False if it was empty.
+/// Seals and persists the memtable of `coll` (and any segment an earlier flush sealed but
+/// could not write). False if there was nothing to do.
 pub(crate) fn flush(inner: &Inner, coll: &Collection) -> Result<bool> {
-    let _flush = lock(&coll.flush_lock);
-    let (seg, bytes, seal_lsn) = {
-        let _gate = write(&coll.gate);
-        if coll.dropped.load(Ordering::Acquire) {
-            return Ok(false);
-        }
-        let mut mem = write(&coll.mem);
-        if mem.is_empty() {
-            return Ok(false);
-        }
-        let seal_lsn = inner.wal.last_lsn();
-        let id = inner.next_segment_id.fetch_add(1, Ordering::AcqRel);
-        let bytes = encode(&mem.segment_input(id, coll.id, coll.metric()));
-        let seg = Arc::new(Segment::new(open_in_ram(&bytes)?, false));
-        let mut list = write(&coll.segments);
-        let mut next = (**list).clone();
-        next.push(Arc::clone(&seg));
-        *list = Arc::new(next);
-        *mem = Memtable::new(coll.config.dim as usize);
-        (seg, bytes, seal_lsn)
-    };
-    let mapped = Arc::new(Segment::new(write_and_map(inner, seg.id(), &bytes)?, true));
-    drop(bytes);
-    {
-        let mut m = lock(&inner.manifest);
-        if coll.dropped.load(Ordering::Acquire) {
-            let _ = tfs::remove_durable(&inner.seg_dir, &segment_file_name(seg.id()));
-            return Ok(false);
-        }
-        let identity: Vec<(u16, u32)> = (0..seg.data.rows()).map(|r| (0, r)).collect();
-        install(coll, std::slice::from_ref(&seg), mapped, &identity);
-        inner.write_manifest(&mut m, ManifestChange::Flushed(coll.id, seal_lsn))?;
-        coll.flushed_lsn.store(seal_lsn, Ordering::Release);
+    refuse_read_only(inner)?;
+    let mut queue = coll.flush_queue();
+    if let Some(sealed) = coll.seal(inner)? {
+        queue.unwritten.push_back(sealed);
     }
-    inner.flushes.fetch_add(1, Ordering::Relaxed);
-    metrics::counter!("strata_flushes_total").increment(1);
-    let released = inner.release_wal()?;
-    tracing::debug!(collection = coll.name, seal_lsn, released, "flushed");
+    if queue.unwritten.is_empty() {
+        return Ok(false);
+    }
+    while let Some((seg, seal_lsn)) = queue.unwritten.front().cloned() {
+        if coll.is_dropped() {
+            queue.unwritten.clear();
+            return Ok(false);
+        }
+        let data = inner.write_segment(seg.id(), seg.data.bytes_all())?;
+        let mapped = Arc::new(Segment::new(data, true));
+        let published = {
+            let mut m = inner.lock_manifest();
+            if coll.is_dropped() {
+                drop(m);
+                inner.discard_segment(seg.id());
+                queue.unwritten.clear();
+                return Ok(false);
+            }
+            let identity: Vec<(u16, u32)> = (0..seg.data.rows()).map(|r| (0, r)).collect();
+            coll.install(&m, std::slice::from_ref(&seg), mapped, &identity);
+            coll.set_flushed(&m, seal_lsn);
+            queue.unwritten.pop_front();
+            // On failure the segment is installed and persisted: the retried publish names
+            // it together with the flushed LSN.
+            m.publish(ManifestChange::None)
+        };
+        inner.note_flush();
+        published?;
+        tracing::debug!(collection = coll.name(), seal_lsn, "flushed");
+    }
+    drop(queue);
+    inner.release_wal()?;
     Ok(true)
 }
 
@@ -153,23 +132,20 @@ pub(crate) fn plan(segs: &[Arc<Segment>], o: &EngineOptions) -> Vec<Arc<Segment>
 
 /// Merges segments of `coll`: all of them (`full`) or what [`plan`] picks. False if no work.
 pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bool> {
-    let _c = lock(&coll.compact_lock);
+    refuse_read_only(inner)?;
+    let _c = coll.compaction_lock();
     let all = coll.segments();
-    let persisted: Vec<Arc<Segment>> = all
-        .iter()
-        .filter(|s| s.persisted.load(Ordering::Acquire))
-        .cloned()
-        .collect();
+    let persisted: Vec<Arc<Segment>> = all.iter().filter(|s| s.is_persisted()).cloned().collect();
     let inputs = if full {
         let single_clean = persisted.len() == 1 && {
             let s = &persisted[0];
             s.dead_fraction() == 0.0
-                && (s.data.has_graph() || s.live_rows() < inner.opts.index_threshold_rows as u64)
+                && (s.data.has_graph() || s.live_rows() < inner.opts().index_threshold_rows as u64)
                 && s.data.tombstone_count() == 0
         };
         if single_clean { Vec::new() } else { persisted }
     } else {
-        plan(&persisted, &inner.opts)
+        plan(&persisted, inner.opts())
     };
     if inputs.is_empty() {
         return Ok(false);
@@ -202,18 +178,19 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
                 .iter()
                 .any(|s| s.data.find(*id).is_some_and(|r| s.data.version(r) < *lsn))
     });
-    let dim = coll.config.dim as usize;
+    let config = coll.config();
+    let dim = config.dim as usize;
     let mut vectors = Vec::with_capacity(rows.len() * dim);
     for (_, _, i, r) in &rows {
         vectors.extend_from_slice(inputs[*i as usize].data.vector(*r));
     }
-    let graph = (rows.len() as u64 >= inner.opts.index_threshold_rows as u64 && !rows.is_empty())
-        .then(|| graph::build(&vectors, dim, coll.metric(), coll.config.hnsw));
-    let id = inner.next_segment_id.fetch_add(1, Ordering::AcqRel);
+    let graph = (rows.len() as u64 >= inner.opts().index_threshold_rows as u64 && !rows.is_empty())
+        .then(|| graph::build(&vectors, dim, coll.metric(), config.hnsw));
+    let id = inner.new_segment_id();
     let input = SegmentInput {
         segment_id: id,
-        collection_id: coll.id,
-        dim: coll.config.dim,
+        collection_id: coll.id(),
+        dim: config.dim,
         distance: coll.metric(),
         rows: rows
             .iter()
@@ -230,28 +207,31 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
     };
     let bytes = encode(&input);
     drop(input);
-    let new = Arc::new(Segment::new(write_and_map(inner, id, &bytes)?, true));
+    let data = match inner.write_segment(id, &bytes) {
+        Ok(d) => d,
+        Err(e) => {
+            // The inputs are untouched; a partial or unverified output is abandoned.
+            inner.discard_segment(id);
+            return Err(e);
+        }
+    };
     drop(bytes);
+    let new = Arc::new(Segment::new(data, true));
     let origin: Vec<(u16, u32)> = rows.iter().map(|(_, _, i, r)| (*i, *r)).collect();
     {
-        let mut m = lock(&inner.manifest);
-        if coll.dropped.load(Ordering::Acquire) {
-            let _ = tfs::remove_durable(&inner.seg_dir, &segment_file_name(id));
+        let mut m = inner.lock_manifest();
+        if coll.is_dropped() {
+            drop(m);
+            inner.discard_segment(id);
             return Ok(false);
         }
-        install(coll, &inputs, new, &origin);
-        inner.write_manifest(&mut m, ManifestChange::None)?;
+        coll.install(&m, &inputs, new, &origin);
+        m.retire(inputs.iter().map(|s| s.id()));
+        m.publish(ManifestChange::None)?;
     }
-    for s in &inputs {
-        let name = segment_file_name(s.id());
-        if let Err(e) = tfs::remove_durable(&inner.seg_dir, &name) {
-            tracing::warn!(file = name, error = %e, "could not remove a compacted segment; it will be removed at the next start");
-        }
-    }
-    inner.compactions.fetch_add(1, Ordering::Relaxed);
-    metrics::counter!("strata_compactions_total").increment(1);
+    inner.note_compaction();
     tracing::debug!(
-        collection = coll.name,
+        collection = coll.name(),
         inputs = inputs.len(),
         rows = rows.len(),
         "compacted"
@@ -260,43 +240,173 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
 }
 
 fn needs_flush(inner: &Inner, coll: &Collection) -> bool {
-    let mem = read(&coll.mem);
-    !mem.is_empty()
-        && (mem.bytes() >= inner.opts.memtable_max_bytes
-            || mem.first_write_ms.is_some_and(|t| {
-                inner.opts.clock.now_millis().saturating_sub(t)
-                    >= inner.opts.memtable_max_age.as_millis() as u64
-            }))
+    let (_, bytes, first_write) = coll.memtable_stats();
+    coll.has_unwritten()
+        || (bytes > 0
+            && (bytes >= inner.opts().memtable_max_bytes as u64
+                || first_write.is_some_and(|t| {
+                    inner.opts().clock.now_millis().saturating_sub(t)
+                        >= inner.opts().memtable_max_age.as_millis() as u64
+                })))
 }
 
-/// Waits for `interval` or a wake-up; false once shut down.
-fn wait(inner: &Inner, interval: Duration) -> bool {
-    let guard = lock(&inner.shutdown);
-    if *guard {
-        return false;
+/// A background job that is failing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobFailure {
+    /// `flush`, `compaction` or `manifest`.
+    pub job: String,
+    /// Tenant of the collection (empty for engine-wide jobs).
+    pub tenant: String,
+    /// The collection (empty for engine-wide jobs).
+    pub collection: String,
+    /// Failures in a row.
+    pub failures: u32,
+    /// The last error or panic message.
+    pub last_error: String,
+    /// True when the last failure was a panic.
+    pub panicked: bool,
+    /// Milliseconds (injected clock) until the next try.
+    pub retry_in_ms: u64,
+}
+
+#[derive(Debug)]
+struct JobState {
+    failure: JobFailure,
+    retry_at_ms: u64,
+}
+
+/// Failure and backoff state of every (job, collection).
+#[derive(Debug, Default)]
+pub(crate) struct Jobs {
+    state: Mutex<HashMap<(&'static str, u64), JobState>>,
+}
+
+impl Jobs {
+    fn due(&self, job: &'static str, id: u64, now_ms: u64) -> bool {
+        lock(&self.state)
+            .get(&(job, id))
+            .is_none_or(|s| now_ms >= s.retry_at_ms)
     }
-    let (guard, _) = inner
-        .wake
-        .wait_timeout(guard, interval)
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    !*guard
+
+    fn succeeded(&self, job: &'static str, id: u64) {
+        if lock(&self.state).remove(&(job, id)).is_some() {
+            tracing::info!(job, "background job recovered");
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn failed(
+        &self,
+        job: &'static str,
+        id: u64,
+        who: (&str, &str),
+        error: String,
+        panicked: bool,
+        now_ms: u64,
+        o: &EngineOptions,
+    ) {
+        let mut st = lock(&self.state);
+        let failures = st.get(&(job, id)).map_or(0, |s| s.failure.failures) + 1;
+        let base = o.maintenance_interval.as_millis().max(1) as u64;
+        let delay = base
+            .saturating_mul(1u64 << failures.min(20))
+            .min(o.maintenance_backoff_max.as_millis() as u64);
+        st.insert(
+            (job, id),
+            JobState {
+                failure: JobFailure {
+                    job: job.to_string(),
+                    tenant: who.0.to_string(),
+                    collection: who.1.to_string(),
+                    failures,
+                    last_error: error,
+                    panicked,
+                    retry_in_ms: delay,
+                },
+                retry_at_ms: now_ms + delay,
+            },
+        );
+    }
+
+    /// Jobs failing now.
+    pub(crate) fn failing(&self) -> Vec<JobFailure> {
+        let mut v: Vec<JobFailure> = lock(&self.state)
+            .values()
+            .map(|s| s.failure.clone())
+            .collect();
+        v.sort_by(|a, b| {
+            (&a.job, &a.tenant, &a.collection).cmp(&(&b.job, &b.tenant, &b.collection))
+        });
+        v
+    }
+
+    fn forget_missing(&self, live: &[u64]) {
+        lock(&self.state).retain(|(_, id), _| *id == 0 || live.contains(id));
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-text payload".into())
+}
+
+/// Runs one job under `catch_unwind`, with backoff after failures.
+fn run_guarded(
+    inner: &Inner,
+    job: &'static str,
+    id: u64,
+    who: (&str, &str),
+    f: impl FnOnce() -> Result<bool>,
+) {
+    let now = inner.opts().clock.now_millis();
+    if !inner.jobs().due(job, id, now) {
+        return;
+    }
+    let (error, panicked) = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(_)) => {
+            inner.jobs().succeeded(job, id);
+            return;
+        }
+        Ok(Err(e)) => (e.to_string(), false),
+        Err(p) => (panic_message(&*p), true),
+    };
+    if panicked {
+        metrics::counter!("strata_maintenance_panics_total", "job" => job).increment(1);
+    } else {
+        metrics::counter!("strata_maintenance_failures_total", "job" => job).increment(1);
+    }
+    tracing::error!(job, tenant = who.0, collection = who.1, panicked, error = %error, "background job failed; will retry with backoff");
+    inner
+        .jobs()
+        .failed(job, id, who, error, panicked, now, inner.opts());
 }
 
 fn worker(weak: Weak<Inner>, name: &'static str, job: fn(&Inner, &Collection) -> Result<bool>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        let interval = inner.opts.maintenance_interval;
-        if !wait(&inner, interval) {
+        let interval = inner.opts().maintenance_interval;
+        if !inner.wait(interval) {
             return;
         }
-        let colls: Vec<Arc<Collection>> = read(&inner.catalog).values().cloned().collect();
+        if name == "flush" {
+            run_guarded(&inner, "manifest", 0, ("", ""), || {
+                inner.republish_if_failed()
+            });
+        }
+        let colls = inner.collections();
+        inner
+            .jobs()
+            .forget_missing(&colls.iter().map(|c| c.id()).collect::<Vec<_>>());
         for c in colls {
-            if *lock(&inner.shutdown) {
+            if inner.is_shut_down() {
                 return;
             }
-            if let Err(e) = job(&inner, &c) {
-                tracing::error!(collection = c.name, error = %e, "{name} failed; will retry");
-            }
+            run_guarded(&inner, name, c.id(), (c.tenant(), c.name()), || {
+                job(&inner, &c)
+            });
         }
     }
 }

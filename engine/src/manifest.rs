@@ -2,18 +2,19 @@
 //!
 //! It is the root of recovery. Every change (a collection created or dropped, a flush, a
 //! compaction) writes a complete new manifest with a higher `generation`, atomically
-//! (temp file, fsync, rename, fsync dir) as `MANIFEST`. In cluster mode the same bytes become
-//! the object `manifest/{generation}` created with If-None-Match. Byte layout:
-//! `docs/format.md`.
+//! through the blob store (`layout::MANIFEST`; locally: temp file, fsync, rename, fsync dir). In
+//! cluster mode the same bytes become the object `manifest/{generation}` created with
+//! If-None-Match. Byte layout: `docs/format.md`.
+//!
+//! Decoding trusts nothing: besides checksums, every collection's name and configuration is
+//! checked as the API would check it, and duplicate ids, names or segments are refused.
 
 use crate::codec::{DecodeError, Reader, Writer, crc};
-use crate::types::{CollectionConfig, Distance, HnswConfig, Lsn};
+use crate::types::{CollectionConfig, Distance, HnswConfig, Lsn, validate_name};
 
 pub(crate) const MAGIC: &[u8; 8] = b"STRATMAN";
 pub(crate) const VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: usize = 32;
-/// File name of the manifest in the data directory.
-pub(crate) const FILE_NAME: &str = "MANIFEST";
 
 /// One sealed segment of a collection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,10 +144,26 @@ impl Manifest {
             collections: Vec::new(),
         };
         let n = r.u32("collection count")?;
+        let mut seen_ids = std::collections::HashSet::new();
+        let mut seen_names = std::collections::HashSet::new();
+        let mut seen_segments = std::collections::HashSet::new();
         for _ in 0..n {
+            let entry_at = r.pos();
             let id = r.u64("collection id")?;
             let tenant = get_str16(&mut r, "tenant")?;
             let name = get_str16(&mut r, "collection name")?;
+            // Nothing read from disk is trusted: a value the API would refuse is refused here,
+            // before it can reach code that assumes it valid.
+            let invalid = |what: String| DecodeError {
+                offset: entry_at,
+                what: format!("collection {tenant:?}/{name:?} (id {id}): {what}"),
+            };
+            validate_name("tenant", &tenant).map_err(|e| invalid(e.message().to_string()))?;
+            validate_name("collection name", &name)
+                .map_err(|e| invalid(e.message().to_string()))?;
+            if !seen_ids.insert(id) || !seen_names.insert((tenant.clone(), name.clone())) {
+                return Err(invalid("listed twice".into()));
+            }
             let dim = r.u32("dim")?;
             let at = r.pos();
             let tag = r.u8("distance")?;
@@ -173,15 +190,30 @@ impl Manifest {
                     has_graph: r.u8("flags")? & 1 == 1,
                 });
             }
+            let config = CollectionConfig {
+                dim,
+                distance,
+                hnsw,
+            };
+            config
+                .validate()
+                .map_err(|e| invalid(e.message().to_string()))?;
+            for s in &segments {
+                if !seen_segments.insert(s.id) {
+                    return Err(invalid(format!("segment {} is listed twice", s.id)));
+                }
+                if s.min_lsn > s.max_lsn && s.rows + s.tombstones > 0 {
+                    return Err(invalid(format!(
+                        "segment {} has LSN range {}..{}",
+                        s.id, s.min_lsn, s.max_lsn
+                    )));
+                }
+            }
             m.collections.push(CollectionEntry {
                 id,
                 tenant,
                 name,
-                config: CollectionConfig {
-                    dim,
-                    distance,
-                    hnsw,
-                },
+                config,
                 created_lsn,
                 flushed_lsn,
                 segments,
@@ -192,11 +224,6 @@ impl Manifest {
         }
         Ok(m)
     }
-}
-
-/// Segment file name for `id`.
-pub(crate) fn segment_file_name(id: u64) -> String {
-    format!("{id:020}.seg")
 }
 
 #[cfg(test)]
@@ -215,12 +242,12 @@ mod tests {
             any::<bool>(),
         )
             .prop_map(
-                |(id, rows, tombstones, min_lsn, max_lsn, file_len, has_graph)| SegmentEntry {
+                |(id, rows, tombstones, a, b, file_len, has_graph)| SegmentEntry {
                     id,
                     rows,
                     tombstones,
-                    min_lsn,
-                    max_lsn,
+                    min_lsn: a.min(b),
+                    max_lsn: a.max(b),
                     file_len,
                     has_graph,
                 },
@@ -228,7 +255,7 @@ mod tests {
         let coll = (
             any::<u64>(),
             "[a-z]{1,8}",
-            "[A-Za-z0-9_.-]{1,20}",
+            "[A-Za-z0-9_-]{1,20}",
             1u32..5000,
             0u8..3,
             4u32..64,
@@ -265,7 +292,17 @@ mod tests {
             prop::collection::vec(coll, 0..4),
         )
             .prop_map(
-                |(generation, last_lsn, next_collection_id, next_segment_id, collections)| {
+                |(generation, last_lsn, next_collection_id, next_segment_id, mut collections)| {
+                    // Ids, names and segment ids are unique in a real manifest.
+                    let mut seg = 0;
+                    for (i, c) in collections.iter_mut().enumerate() {
+                        c.id = i as u64 + 1;
+                        c.name = format!("{i}{}", c.name);
+                        for s in &mut c.segments {
+                            seg += 1;
+                            s.id = seg;
+                        }
+                    }
                     Manifest {
                         generation,
                         last_lsn,
@@ -294,6 +331,51 @@ mod tests {
         #[test]
         fn never_panics_on_garbage(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
             let _ = Manifest::decode(&bytes);
+        }
+    }
+
+    fn one(config: CollectionConfig, tenant: &str, name: &str) -> Manifest {
+        Manifest {
+            generation: 1,
+            next_collection_id: 2,
+            next_segment_id: 1,
+            collections: vec![CollectionEntry {
+                id: 1,
+                tenant: tenant.into(),
+                name: name.into(),
+                config,
+                created_lsn: 0,
+                flushed_lsn: 0,
+                segments: Vec::new(),
+            }],
+            ..Manifest::default()
+        }
+    }
+
+    #[test]
+    fn a_checksummed_manifest_with_values_the_api_refuses_is_refused() {
+        let ok = CollectionConfig::new(4, Distance::Dot);
+        assert!(Manifest::decode(&one(ok, "t", "c").encode()).is_ok());
+        let mut bad = Vec::new();
+        for (dim, m, ef) in [(0, 16, 100), (65_537, 16, 100), (4, 0, 100), (4, 16, 0)] {
+            let mut c = ok;
+            c.dim = dim;
+            c.hnsw.m = m;
+            c.hnsw.ef_construct = ef;
+            bad.push(one(c, "t", "c"));
+        }
+        bad.push(one(ok, "", "c"));
+        bad.push(one(ok, "t", "../x"));
+        let mut twice = one(ok, "t", "c");
+        twice.collections.push(twice.collections[0].clone());
+        bad.push(twice);
+        for m in bad {
+            let e = Manifest::decode(&m.encode()).expect_err("must be refused");
+            assert!(
+                e.offset >= HEADER_LEN + 36,
+                "points at a collection entry: {e}"
+            );
+            assert!(e.what.contains("collection"), "names the collection: {e}");
         }
     }
 }

@@ -4,16 +4,27 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata_tiering::Storage;
+
 use crate::clock::{Clock, SystemClock};
 use crate::segment::Verify;
-use crate::wal::AckMode;
+use crate::wal::{AckMode, Wal};
 
 /// How an [`crate::Engine`] runs. Build with [`EngineOptions::new`] and adjust fields.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct EngineOptions {
-    /// Root of everything the engine stores (`MANIFEST`, `wal/`, `segments/`, `LOCK`).
+    /// Root of everything the engine stores (`MANIFEST`, `wal/`, `segments/`, `LOCK`) when
+    /// `storage` is not given.
     pub data_dir: PathBuf,
+    /// Where every byte is persisted. Default: the local directory `data_dir`, locked for this
+    /// process. Tests give in-memory or fault-injecting storage.
+    pub storage: Option<Storage>,
+    /// The write-ahead log. Default: a [`crate::LocalWal`] over `storage`'s log store.
+    pub wal: Option<Arc<dyn Wal>>,
+    /// Open for inspection only: nothing on disk changes (no orphan removal, no torn-tail cut,
+    /// no new WAL file) and every write is refused. `strata check` uses it.
+    pub read_only: bool,
     /// When writes are acknowledged. Default [`AckMode::Fsync`].
     pub wal_ack: AckMode,
     /// WAL file size before rotation. Default 64 MiB.
@@ -35,6 +46,9 @@ pub struct EngineOptions {
     pub background: bool,
     /// How often the background threads look for work. Default 200 ms.
     pub maintenance_interval: Duration,
+    /// Longest wait before retrying a failing maintenance job (the wait doubles from
+    /// `maintenance_interval` after each failure). Default 60 s.
+    pub maintenance_backoff_max: Duration,
     /// How segment files are checked at start-up. Default [`Verify::Full`].
     pub verify_on_open: Verify,
     /// Largest upsert batch, in points. Default 10,000.
@@ -43,6 +57,15 @@ pub struct EngineOptions {
     pub max_payload_bytes: usize,
     /// Largest `limit + offset` of a search or scroll. Default 10,000.
     pub max_result_window: usize,
+    /// RAM for parsed payload columns that filters read (all collections), evicted least
+    /// recently used. Default 256 MiB.
+    pub filter_cache_bytes: usize,
+    /// Most distinct top-level payload keys one filter may read (each is a column per
+    /// segment). Default 32.
+    pub max_filter_keys: usize,
+    /// Most conditions in one filter (nested ones and `match.any` values included). Default
+    /// 1,024.
+    pub max_filter_conditions: usize,
     /// Time source (tests inject a manual clock).
     pub clock: Arc<dyn Clock>,
 }
@@ -52,6 +75,9 @@ impl EngineOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> EngineOptions {
         EngineOptions {
             data_dir: data_dir.into(),
+            storage: None,
+            wal: None,
+            read_only: false,
             wal_ack: AckMode::Fsync,
             wal_file_bytes: 64 << 20,
             memtable_max_bytes: 64 << 20,
@@ -62,11 +88,23 @@ impl EngineOptions {
             compact_dead_fraction: 0.2,
             background: true,
             maintenance_interval: Duration::from_millis(200),
+            maintenance_backoff_max: Duration::from_secs(60),
             verify_on_open: Verify::Full,
             max_batch_points: 10_000,
             max_payload_bytes: 1 << 20,
             max_result_window: 10_000,
+            filter_cache_bytes: 256 << 20,
+            max_filter_keys: 32,
+            max_filter_conditions: 1_024,
             clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Defaults over the given storage (in memory, fault-injecting, …); `data_dir` is only a
+    /// label.
+    pub fn with_storage(storage: Storage) -> EngineOptions {
+        let mut o = EngineOptions::new("(custom storage)");
+        o.storage = Some(storage);
+        o
     }
 }

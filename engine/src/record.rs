@@ -61,9 +61,12 @@ impl WalOp {
         if count > r.remaining() / 9 + 1 {
             return Err(r.err(format!("point count {count} exceeds the record size")));
         }
+        // Never reserve from a count read off the disk: a hostile 64 MiB record could claim
+        // millions of entries. Grow as entries actually decode.
+        let reserve = count.min(1024);
         let out = match op {
             OP_UPSERT => {
-                let mut points = Vec::with_capacity(count);
+                let mut points = Vec::with_capacity(reserve);
                 for _ in 0..count {
                     let id = r.point_id()?;
                     let dim = r.u32("vector dimension")? as usize;
@@ -81,7 +84,7 @@ impl WalOp {
                 WalOp::Upsert(points)
             }
             OP_DELETE => {
-                let mut ids = Vec::with_capacity(count);
+                let mut ids = Vec::with_capacity(reserve);
                 for _ in 0..count {
                     ids.push(r.point_id()?);
                 }

@@ -5,30 +5,36 @@
 //! [`AckMode::Fsync`] concurrent writers share one `fdatasync` (group commit).
 //!
 //! ```text
-//!  writer ─append─▶ [inner lock: assign LSN, pwrite frame] ─sync(lsn)─▶ [sync lock: one
-//!  fdatasync covers every frame written so far] ─▶ ack
+//!  writer ─append─▶ [state lock: assign LSN, write frame at the end] ─sync(lsn)─▶ [one leader
+//!  fsyncs every frame written so far; followers park] ─▶ ack
 //! ```
 //!
-//! The log is a directory of files `{first_lsn:020}.wal`. A file is closed (fsynced) when it
-//! reaches `max_file_bytes` and at every open; closed files are deleted by [`Wal::release`] once
-//! no stream (collection) still needs any of their records. Byte layouts: `docs/format.md`.
+//! [`Wal`] is the contract the engine uses (open with replay, append, sync, release); a second
+//! implementation (an object-store WAL for cluster mode) plugs in through
+//! `EngineOptions::wal`, and `tests/custom_wal.rs` proves it with one in RAM. [`LocalWal`] is
+//! the default: files `{first_lsn:020}.wal` on a [`LogStore`] (the local `wal/` directory, or
+//! any other implementation — RAM, fault injection). A file is closed (fsynced) when it
+//! reaches `max_file_bytes` and at every open; closed files are deleted by [`Wal::release`]
+//! once no stream (collection) still needs any of their records. Byte layouts:
+//! `docs/format.md`.
 //!
-//! Recovery ([`LocalWal::open`]) replays every record in order. A torn tail of the *last* file
-//! (an incomplete frame, a last frame whose CRC fails, or trailing zeros) is truncated with a
-//! warning; any other damage stops start-up with an error naming the file and offset.
+//! **Recovery** replays every record in order. Within a file LSNs are contiguous. A damaged
+//! frame at the end of the *last* file is a torn tail (the last write of a crash) and is cut
+//! with a warning — unless a valid frame with a later LSN follows it: then it is corruption in
+//! the middle of the log, and start-up stops with the file and offset, as it does for any
+//! other damage.
 //!
-//! A failed write is rolled back (the file is truncated to its previous length); a failed
-//! fsync poisons the log — after fsync fails, what reached the disk is unknown, so every later
-//! append answers `Unavailable` until the process restarts and recovers.
+//! **Failures.** A failed write is rolled back (the file is cut to its previous length); a
+//! failed fsync poisons the log — after fsync fails, what reached the disk is unknown, so every
+//! later append answers `Unavailable` until the process restarts and recovers. A failed
+//! rollback poisons it too.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+use strata_tiering::{LogFile, LogStore, layout};
 
 use crate::codec::{DecodeError, Reader, Writer, crc};
 use crate::error::{Error, ErrorKind, Result};
@@ -48,7 +54,15 @@ pub enum AckMode {
 
 /// A write-ahead log. One per engine; records carry the id of the stream (collection) they
 /// belong to so that the log can be released stream by stream.
+///
+/// Contract: [`Wal::open`] is called once per engine open, before any append; it replays every
+/// record the log still holds, in LSN order, and readies the log to number new records after
+/// `max(last replayed LSN, lsn_floor)`. An engine may be opened again on the same log after the
+/// previous one was dropped. LSNs are assigned contiguously; a record is acknowledged only
+/// after [`Wal::sync`] covers it.
 pub trait Wal: Send + Sync + std::fmt::Debug {
+    /// Replays every record with `visit(lsn, stream, payload)` and readies appends.
+    fn open(&self, lsn_floor: Lsn, visit: &mut ReplayVisitor<'_>) -> Result<ReplayStats>;
     /// Appends one record for `stream`; returns its LSN. Not yet durable: call [`Wal::sync`].
     fn append(&self, stream: u64, payload: &[u8]) -> Result<Lsn>;
     /// Returns once every record up to `lsn` is durable (per the ack mode). Concurrent callers
@@ -56,9 +70,18 @@ pub trait Wal: Send + Sync + std::fmt::Debug {
     fn sync(&self, lsn: Lsn) -> Result<()>;
     /// The last LSN assigned.
     fn last_lsn(&self) -> Lsn;
-    /// Deletes closed files none of whose records are still `needed(stream, max_lsn_of_stream)`.
-    /// Returns how many files were deleted.
+    /// Drops records none of whose streams still need them: a record of `stream` is needed
+    /// while `needed(stream, lsn)` is true. Returns how many units (files) were released.
     fn release(&self, needed: &dyn Fn(u64, Lsn) -> bool) -> Result<usize>;
+    /// False once a failure made the log refuse appends until restart.
+    fn is_healthy(&self) -> bool {
+        true
+    }
+    /// Fsyncs issued for acknowledgements since open (group commit makes this smaller than
+    /// the number of acknowledged records).
+    fn fsync_count(&self) -> u64 {
+        0
+    }
 }
 
 /// Largest record payload accepted (64 MiB).
@@ -169,31 +192,59 @@ pub(crate) fn decode_frame(b: &[u8]) -> Result<(Frame<'_>, usize), FrameError> {
 
 #[derive(Debug, Clone)]
 struct ClosedFile {
-    path: PathBuf,
+    name: String,
     first_lsn: Lsn,
     /// Highest LSN of each stream in the file.
     streams: HashMap<u64, Lsn>,
 }
 
+/// The file being appended to.
 #[derive(Debug)]
-struct Inner {
-    file: Arc<File>,
-    path: PathBuf,
+struct Current {
+    file: Arc<dyn LogFile>,
+    name: String,
     first_lsn: Lsn,
     len: u64,
-    next_lsn: Lsn,
     streams: HashMap<u64, Lsn>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    current: Option<Current>,
+    next_lsn: Lsn,
     closed: Vec<ClosedFile>,
     frame: Vec<u8>,
 }
 
-/// A WAL in a local directory.
+/// Settings of a [`LocalWal`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LocalWalOptions {
+    /// When writes are acknowledged.
+    pub ack: AckMode,
+    /// File size before rotation (at least 4 KiB).
+    pub max_file_bytes: u64,
+    /// Replay only: cut no torn tail, create no file, refuse appends (`strata check`).
+    pub read_only: bool,
+}
+
+impl LocalWalOptions {
+    /// `ack` mode, 64 MiB files, read-write.
+    pub fn new(ack: AckMode) -> LocalWalOptions {
+        LocalWalOptions {
+            ack,
+            max_file_bytes: 64 << 20,
+            read_only: false,
+        }
+    }
+}
+
+/// The WAL as files on a [`LogStore`].
 #[derive(Debug)]
 pub struct LocalWal {
-    dir: PathBuf,
-    ack: AckMode,
-    max_file_bytes: u64,
-    inner: Mutex<Inner>,
+    log: Arc<dyn LogStore>,
+    opts: LocalWalOptions,
+    state: Mutex<State>,
     /// True while a leader is fsyncing on behalf of everyone.
     syncing: AtomicBool,
     /// Threads parked until the running fsync completes.
@@ -209,19 +260,16 @@ pub type ReplayVisitor<'a> = dyn FnMut(Lsn, u64, &[u8]) -> Result<()> + 'a;
 
 /// Summary of a replay.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReplayStats {
     /// Records replayed.
     pub records: u64,
     /// Files read.
     pub files: u64,
-    /// Bytes dropped from a torn tail.
+    /// Bytes of a torn tail (cut, or in read-only mode only found).
     pub torn_bytes: u64,
     /// Last LSN found.
     pub last_lsn: Lsn,
-}
-
-fn file_name(first_lsn: Lsn) -> String {
-    format!("{first_lsn:020}.wal")
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -229,114 +277,43 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl LocalWal {
-    /// Opens (or creates) the log in `dir`, replaying every record with `visit(lsn, stream,
-    /// payload)` in LSN order, then starts a new file for appends. `lsn_floor` is the highest
-    /// LSN known to be used elsewhere (the manifest's), so numbering never goes backwards even
-    /// when every file was released.
-    pub fn open(
-        dir: &Path,
-        ack: AckMode,
-        max_file_bytes: u64,
-        lsn_floor: Lsn,
-        visit: &mut ReplayVisitor<'_>,
-    ) -> Result<(LocalWal, ReplayStats)> {
-        strata_tiering::fs::create_dir_durable(dir)
-            .map_err(|e| Error::io(format!("creating WAL directory {}", dir.display()), e))?;
-        let mut names: Vec<(Lsn, PathBuf)> = Vec::new();
-        for entry in
-            fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?
-        {
-            let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(stem) = name.strip_suffix(".wal")
-                && let Ok(n) = stem.parse::<u64>()
-            {
-                names.push((n, entry.path()));
-            }
-        }
-        names.sort();
-        let mut stats = ReplayStats::default();
-        let mut closed = Vec::new();
-        let mut prev: Lsn = 0;
-        let count = names.len();
-        for (i, (_, path)) in names.into_iter().enumerate() {
-            let is_last = i + 1 == count;
-            let (streams, first, last) = replay_file(&path, is_last, &mut prev, &mut stats, visit)?;
-            stats.files += 1;
-            match first {
-                Some(first_lsn) => closed.push(ClosedFile {
-                    path,
-                    first_lsn,
-                    streams,
-                }),
-                // A file with no records holds nothing: remove it.
-                None => {
-                    fs::remove_file(&path)
-                        .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
-                }
-            }
-            let _ = last;
-        }
-        stats.last_lsn = prev;
-        let next_lsn = prev.max(lsn_floor) + 1;
-        let (file, path) = create_file(dir, next_lsn)?;
-        let wal = LocalWal {
-            dir: dir.to_path_buf(),
-            ack,
-            max_file_bytes: max_file_bytes.max(4096),
-            inner: Mutex::new(Inner {
-                file: Arc::new(file),
-                path,
-                first_lsn: next_lsn,
-                len: FILE_HEADER_LEN as u64,
-                next_lsn,
-                streams: HashMap::new(),
-                closed,
-                frame: Vec::new(),
-            }),
+    /// A WAL over `log`; nothing is read until [`Wal::open`].
+    pub fn new(log: Arc<dyn LogStore>, opts: LocalWalOptions) -> LocalWal {
+        LocalWal {
+            log,
+            opts: LocalWalOptions {
+                max_file_bytes: opts.max_file_bytes.max(4096),
+                ..opts
+            },
+            state: Mutex::new(State::default()),
             syncing: AtomicBool::new(false),
             waiters: Mutex::new(Vec::new()),
-            durable: AtomicU64::new(next_lsn - 1),
-            last: AtomicU64::new(next_lsn - 1),
+            durable: AtomicU64::new(0),
+            last: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             fsyncs: AtomicU64::new(0),
-        };
-        Ok((wal, stats))
-    }
-
-    /// The directory of the log.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Number of fsyncs issued for acknowledgements since open (group commit makes this smaller
-    /// than the number of acknowledged records).
-    pub fn fsync_count(&self) -> u64 {
-        self.fsyncs.load(Ordering::Relaxed)
-    }
-
-    /// False once an fsync failure poisoned the log.
-    pub fn is_healthy(&self) -> bool {
-        !self.poisoned.load(Ordering::Acquire)
+        }
     }
 
     /// Number of files (closed and current).
     pub fn file_count(&self) -> usize {
-        lock(&self.inner).closed.len() + 1
+        let s = lock(&self.state);
+        s.closed.len() + usize::from(s.current.is_some())
     }
 
     fn check_poisoned(&self) -> Result<()> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::new(
                 ErrorKind::Unavailable,
-                "the WAL is unavailable after an fsync failure; restart the server to recover",
+                "the WAL is unavailable after a failed fsync or rollback; restart the server to recover",
             ));
         }
         Ok(())
     }
 
-    fn poison(&self, what: &str, e: std::io::Error) -> Error {
+    fn poison(&self, what: &str, e: impl std::fmt::Display) -> Error {
         self.poisoned.store(true, Ordering::Release);
+        metrics::counter!("strata_wal_poisoned_total").increment(1);
         tracing::error!(error = %e, "{what}: WAL poisoned");
         Error::new(
             ErrorKind::Unavailable,
@@ -347,11 +324,14 @@ impl LocalWal {
     /// Fsyncs everything written so far and advances the durable LSN.
     fn fsync_written(&self) -> Result<()> {
         let (file, upto) = {
-            let w = lock(&self.inner);
-            (Arc::clone(&w.file), w.next_lsn - 1)
+            let s = lock(&self.state);
+            let Some(c) = &s.current else {
+                return Err(not_open());
+            };
+            (Arc::clone(&c.file), s.next_lsn - 1)
         };
         let started = std::time::Instant::now();
-        if let Err(e) = file.sync_data() {
+        if let Err(e) = file.sync() {
             return Err(self.poison("fsync of the WAL", e));
         }
         metrics::histogram!("strata_wal_fsync_seconds").record(started.elapsed().as_secs_f64());
@@ -360,142 +340,242 @@ impl LocalWal {
         Ok(())
     }
 
-    fn rotate(&self, w: &mut Inner) -> Result<()> {
-        if let Err(e) = w.file.sync_data() {
+    /// Closes the current file (fsynced) and starts a new one at the next LSN. On a failed
+    /// create the current file stays in use.
+    fn rotate(&self, s: &mut State) -> Result<()> {
+        let Some(cur) = &s.current else {
+            return Err(not_open());
+        };
+        if let Err(e) = cur.file.sync() {
             return Err(self.poison("fsync of WAL file before rotation", e));
         }
-        self.durable.fetch_max(w.next_lsn - 1, Ordering::AcqRel);
-        let (file, path) = create_file(&self.dir, w.next_lsn)?;
-        let old_path = std::mem::replace(&mut w.path, path);
-        let old_streams = std::mem::take(&mut w.streams);
-        w.closed.push(ClosedFile {
-            path: old_path,
-            first_lsn: w.first_lsn,
-            streams: old_streams,
+        self.durable.fetch_max(s.next_lsn - 1, Ordering::AcqRel);
+        let (file, name) = self.create_file(s.next_lsn)?;
+        let old = s.current.replace(Current {
+            file,
+            name,
+            first_lsn: s.next_lsn,
+            len: FILE_HEADER_LEN as u64,
+            streams: HashMap::new(),
         });
-        w.file = Arc::new(file);
-        w.first_lsn = w.next_lsn;
-        w.len = FILE_HEADER_LEN as u64;
+        if let Some(old) = old {
+            s.closed.push(ClosedFile {
+                name: old.name,
+                first_lsn: old.first_lsn,
+                streams: old.streams,
+            });
+        }
         Ok(())
     }
-}
 
-fn create_file(dir: &Path, first_lsn: Lsn) -> Result<(File, PathBuf)> {
-    let path = dir.join(file_name(first_lsn));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-    file.write_all_at(&encode_file_header(first_lsn), 0)
-        .and_then(|()| file.sync_all())
-        .and_then(|()| strata_tiering::fs::sync_dir(dir))
-        .map_err(|e| Error::io(format!("initialising {}", path.display()), e))?;
-    Ok((file, path))
-}
-
-type ReplayedFile = (HashMap<u64, Lsn>, Option<Lsn>, Option<Lsn>);
-
-fn replay_file(
-    path: &Path,
-    is_last: bool,
-    prev: &mut Lsn,
-    stats: &mut ReplayStats,
-    visit: &mut ReplayVisitor<'_>,
-) -> Result<ReplayedFile> {
-    let bytes = fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let at = |off: usize, what: &str| {
-        Error::corruption(format!(
-            "WAL file {} is corrupt at byte offset {off}: {what}",
-            path.display()
-        ))
-    };
-    let mut streams = HashMap::new();
-    if bytes.len() < FILE_HEADER_LEN {
-        if is_last {
-            tracing::warn!(file = %path.display(), "WAL file with a torn header: ignored");
-            return Ok((streams, None, None));
-        }
-        return Err(at(0, "file shorter than its header"));
+    fn create_file(&self, first_lsn: Lsn) -> Result<(Arc<dyn LogFile>, String)> {
+        let name = layout::wal_file(first_lsn);
+        let file = self
+            .log
+            .create(&name, &encode_file_header(first_lsn))
+            .map_err(|e| Error::store("creating a WAL file", e))?;
+        Ok((file, name))
     }
-    decode_file_header(&bytes[..FILE_HEADER_LEN]).map_err(|e| at(e.offset, &e.what))?;
-    let mut off = FILE_HEADER_LEN;
-    let (mut first, mut last) = (None, None);
-    while off < bytes.len() {
-        let rest = &bytes[off..];
-        match decode_frame(rest) {
-            Ok((frame, len)) => {
-                if frame.lsn <= *prev {
-                    return Err(at(
-                        off,
-                        &format!("LSN {} does not follow LSN {}", frame.lsn, *prev),
-                    ));
-                }
-                visit(frame.lsn, frame.stream, frame.payload).map_err(|e| {
-                    Error::new(
-                        e.kind(),
-                        format!(
-                            "WAL file {} at byte offset {off} (LSN {}): {}",
-                            path.display(),
-                            frame.lsn,
-                            e.message()
-                        ),
-                    )
-                })?;
-                *prev = frame.lsn;
-                first.get_or_insert(frame.lsn);
-                last = Some(frame.lsn);
-                let e = streams.entry(frame.stream).or_insert(0);
-                *e = (*e).max(frame.lsn);
-                stats.records += 1;
-                off += len;
+
+    /// Reads one whole file, refusing a short read (a shorter copy could pass for a torn tail
+    /// and have real records cut).
+    fn read_whole(&self, name: &str) -> Result<Vec<u8>> {
+        let bytes = self
+            .log
+            .read(name)
+            .map_err(|e| Error::store("reading the WAL", e))?;
+        let len = self
+            .log
+            .len(name)
+            .map_err(|e| Error::store("reading the WAL", e))?;
+        if bytes.len() as u64 != len {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "short read of WAL file {}: got {} of {len} bytes",
+                    self.log.location(name),
+                    bytes.len()
+                ),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Replays one file; returns the streams it holds and its first record's LSN.
+    fn replay_file(
+        &self,
+        name: &str,
+        is_last: bool,
+        prev: &mut Lsn,
+        stats: &mut ReplayStats,
+        visit: &mut ReplayVisitor<'_>,
+    ) -> Result<(HashMap<u64, Lsn>, Option<Lsn>)> {
+        let location = self.log.location(name);
+        let bytes = self.read_whole(name)?;
+        let at = |off: usize, what: &str| {
+            Error::corruption(format!(
+                "WAL file {location} is corrupt at byte offset {off}: {what}"
+            ))
+        };
+        let mut streams = HashMap::new();
+        if bytes.len() < FILE_HEADER_LEN {
+            if is_last {
+                tracing::warn!(file = %location, "WAL file with a torn header: ignored");
+                return Ok((streams, None));
             }
-            Err(err) => {
-                let all_zero = rest.iter().all(|b| *b == 0);
-                let torn = is_last
-                    && match &err {
-                        FrameError::Incomplete => true,
-                        FrameError::Bad(_) => {
-                            all_zero || frame_end(rest).is_none_or(|end| end >= rest.len())
-                        }
+            return Err(at(0, "file shorter than its header"));
+        }
+        let header_first =
+            decode_file_header(&bytes[..FILE_HEADER_LEN]).map_err(|e| at(e.offset, &e.what))?;
+        let mut off = FILE_HEADER_LEN;
+        let mut first = None;
+        while off < bytes.len() {
+            let rest = &bytes[off..];
+            match decode_frame(rest) {
+                Ok((frame, len)) => {
+                    // Contiguous within a file: the first record is the header's LSN.
+                    let want = match first {
+                        None => header_first.max(*prev + 1),
+                        Some(_) => *prev + 1,
                     };
-                if !torn {
+                    if frame.lsn != want {
+                        return Err(at(
+                            off,
+                            &format!("LSN {} where LSN {want} was expected", frame.lsn),
+                        ));
+                    }
+                    visit(frame.lsn, frame.stream, frame.payload).map_err(|e| {
+                        Error::new(
+                            e.kind(),
+                            format!(
+                                "WAL file {location} at byte offset {off} (LSN {}): {}",
+                                frame.lsn,
+                                e.message()
+                            ),
+                        )
+                    })?;
+                    *prev = frame.lsn;
+                    first.get_or_insert(frame.lsn);
+                    let e = streams.entry(frame.stream).or_insert(0);
+                    *e = (*e).max(frame.lsn);
+                    stats.records += 1;
+                    off += len;
+                }
+                Err(err) => {
                     let what = match err {
                         FrameError::Incomplete => "incomplete record".to_string(),
                         FrameError::Bad(w) => w,
                     };
-                    return Err(at(off, &what));
+                    if !is_last {
+                        return Err(at(off, &what));
+                    }
+                    if let Some((p, lsn)) = later_frame(rest, *prev) {
+                        return Err(at(
+                            off,
+                            &format!(
+                                "{what}, but a valid record with LSN {lsn} follows at byte offset {}: \
+                                 damage inside the log, not a torn tail",
+                                off + p
+                            ),
+                        ));
+                    }
+                    stats.torn_bytes += rest.len() as u64;
+                    if self.opts.read_only {
+                        tracing::warn!(file = %location, offset = off, bytes = rest.len(), "torn WAL tail (read-only: left in place)");
+                    } else {
+                        tracing::warn!(file = %location, offset = off, bytes = rest.len(), "truncating torn WAL tail");
+                        self.log
+                            .truncate(name, off as u64)
+                            .map_err(|e| Error::store("truncating a torn WAL tail", e))?;
+                    }
+                    break;
                 }
-                tracing::warn!(
-                    file = %path.display(),
-                    offset = off,
-                    bytes = rest.len(),
-                    "truncating torn WAL tail"
-                );
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-                f.set_len(off as u64)
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| Error::io(format!("truncating {}", path.display()), e))?;
-                stats.torn_bytes += rest.len() as u64;
-                break;
             }
         }
+        Ok((streams, first))
     }
-    Ok((streams, first, last))
 }
 
-/// Where the frame starting at `b` claims to end, if its length field is readable.
-fn frame_end(b: &[u8]) -> Option<usize> {
-    let len = u32::from_le_bytes(b.get(0..4)?.try_into().ok()?) as usize;
-    Some(FRAME_HEADER_LEN + len)
+fn not_open() -> Error {
+    Error::new(ErrorKind::Internal, "the WAL is not open")
+}
+
+/// A valid frame starting somewhere in `rest[1..]` whose LSN is after `prev`: its offset and
+/// LSN. LSNs are contiguous, so only the few LSNs that could follow are candidates; the CRC is
+/// computed only where the LSN field matches one, which keeps the scan linear.
+fn later_frame(rest: &[u8], prev: Lsn) -> Option<(usize, Lsn)> {
+    let max_frames = (rest.len() / FRAME_HEADER_LEN) as u64 + 1;
+    (1..rest.len().saturating_sub(FRAME_HEADER_LEN - 1)).find_map(|p| {
+        let lsn = u64::from_le_bytes(rest[p + 8..p + 16].try_into().expect("8 bytes"));
+        if lsn <= prev || lsn - prev > max_frames {
+            return None;
+        }
+        match decode_frame(&rest[p..]) {
+            Ok((f, _)) if f.lsn == lsn => Some((p, lsn)),
+            _ => None,
+        }
+    })
 }
 
 impl Wal for LocalWal {
+    fn open(&self, lsn_floor: Lsn, visit: &mut ReplayVisitor<'_>) -> Result<ReplayStats> {
+        let mut names: Vec<(Lsn, String)> = self
+            .log
+            .list()
+            .map_err(|e| Error::store("listing the WAL", e))?
+            .into_iter()
+            .filter_map(|n| layout::wal_first_lsn(&n).map(|l| (l, n)))
+            .collect();
+        names.sort();
+        let mut stats = ReplayStats::default();
+        let mut closed = Vec::new();
+        let mut prev: Lsn = 0;
+        let count = names.len();
+        for (i, (_, name)) in names.into_iter().enumerate() {
+            let is_last = i + 1 == count;
+            let (streams, first) =
+                self.replay_file(&name, is_last, &mut prev, &mut stats, visit)?;
+            stats.files += 1;
+            match first {
+                Some(first_lsn) => closed.push(ClosedFile {
+                    name,
+                    first_lsn,
+                    streams,
+                }),
+                // A file with no records holds nothing: remove it.
+                None if !self.opts.read_only => self
+                    .log
+                    .remove(&name)
+                    .map_err(|e| Error::store("removing an empty WAL file", e))?,
+                None => {}
+            }
+        }
+        stats.last_lsn = prev;
+        let next_lsn = prev.max(lsn_floor) + 1;
+        let current = if self.opts.read_only {
+            None
+        } else {
+            let (file, name) = self.create_file(next_lsn)?;
+            Some(Current {
+                file,
+                name,
+                first_lsn: next_lsn,
+                len: FILE_HEADER_LEN as u64,
+                streams: HashMap::new(),
+            })
+        };
+        *lock(&self.state) = State {
+            current,
+            next_lsn,
+            closed,
+            frame: Vec::new(),
+        };
+        self.durable.store(next_lsn - 1, Ordering::SeqCst);
+        self.last.store(next_lsn - 1, Ordering::SeqCst);
+        self.poisoned.store(false, Ordering::SeqCst);
+        Ok(stats)
+    }
+
     fn append(&self, stream: u64, payload: &[u8]) -> Result<Lsn> {
         self.check_poisoned()?;
         if payload.len() > MAX_RECORD_BYTES {
@@ -508,34 +588,36 @@ impl Wal for LocalWal {
                 ),
             ));
         }
-        let mut guard = lock(&self.inner);
-        let w = &mut *guard;
-        if w.len >= self.max_file_bytes {
-            self.rotate(w)?;
+        let mut guard = lock(&self.state);
+        let s = &mut *guard;
+        let len = s.current.as_ref().ok_or_else(not_open)?.len;
+        if len >= self.opts.max_file_bytes {
+            self.rotate(s)?;
         }
-        let lsn = w.next_lsn;
-        let mut frame = std::mem::take(&mut w.frame);
+        let lsn = s.next_lsn;
+        let mut frame = std::mem::take(&mut s.frame);
         encode_frame(&mut frame, lsn, stream, payload);
-        let res = w.file.write_all_at(&frame, w.len);
+        let cur = s.current.as_mut().ok_or_else(not_open)?;
+        let res = cur.file.write_at(cur.len, &frame);
         let n = frame.len() as u64;
-        w.frame = frame;
+        s.frame = frame;
         if let Err(e) = res {
             // Roll back a partial frame so that later frames do not follow garbage.
-            if let Err(e2) = w.file.set_len(w.len) {
+            if let Err(e2) = cur.file.set_len(cur.len) {
                 return Err(self.poison("rolling back a failed WAL write", e2));
             }
-            return Err(Error::io(format!("writing {}", w.path.display()), e));
+            return Err(Error::store("writing the WAL", e));
         }
-        w.len += n;
-        w.next_lsn += 1;
-        let e = w.streams.entry(stream).or_insert(0);
+        cur.len += n;
+        let e = cur.streams.entry(stream).or_insert(0);
         *e = (*e).max(lsn);
+        s.next_lsn += 1;
         self.last.store(lsn, Ordering::Release);
         Ok(lsn)
     }
 
     fn sync(&self, lsn: Lsn) -> Result<()> {
-        if self.ack == AckMode::None {
+        if self.opts.ack == AckMode::None {
             return self.check_poisoned();
         }
         // Group commit. The first writer to find no fsync running becomes the leader and syncs
@@ -576,33 +658,47 @@ impl Wal for LocalWal {
     }
 
     fn release(&self, needed: &dyn Fn(u64, Lsn) -> bool) -> Result<usize> {
-        let snapshot = lock(&self.inner).closed.clone();
-        let drop_firsts: Vec<Lsn> = snapshot
-            .iter()
-            .filter(|f| !f.streams.iter().any(|(s, m)| needed(*s, *m)))
-            .map(|f| f.first_lsn)
-            .collect();
-        if drop_firsts.is_empty() {
+        if self.opts.read_only {
             return Ok(0);
         }
-        let removed: Vec<ClosedFile> = {
-            let mut w = lock(&self.inner);
-            let (gone, keep) = std::mem::take(&mut w.closed)
+        let gone: Vec<ClosedFile> = {
+            let mut s = lock(&self.state);
+            let (gone, keep) = std::mem::take(&mut s.closed)
                 .into_iter()
-                .partition(|f| drop_firsts.contains(&f.first_lsn));
-            w.closed = keep;
+                .partition(|f| !f.streams.iter().any(|(st, m)| needed(*st, *m)));
+            s.closed = keep;
             gone
         };
-        for f in &removed {
-            match fs::remove_file(&f.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(format!("removing {}", f.path.display()), e)),
+        let mut removed = 0;
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        for f in gone {
+            match self.log.remove(&f.name) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    failed.push(f);
+                }
             }
         }
-        strata_tiering::fs::sync_dir(&self.dir)
-            .map_err(|e| Error::io(format!("syncing {}", self.dir.display()), e))?;
-        Ok(removed.len())
+        if !failed.is_empty() {
+            // Kept for the next release; recovery skips their records anyway.
+            let mut s = lock(&self.state);
+            s.closed.extend(failed);
+            s.closed.sort_by_key(|f| f.first_lsn);
+        }
+        match first_error {
+            Some(e) => Err(Error::store("removing a released WAL file", e)),
+            None => Ok(removed),
+        }
+    }
+
+    fn is_healthy(&self) -> bool {
+        !self.poisoned.load(Ordering::Acquire)
+    }
+
+    fn fsync_count(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
     }
 }
 

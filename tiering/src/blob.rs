@@ -2,7 +2,6 @@
 
 use std::fs::File;
 use std::io;
-use std::path::Path;
 
 /// Immutable bytes of one file.
 ///
@@ -38,12 +37,11 @@ impl std::fmt::Debug for Blob {
 }
 
 impl Blob {
-    /// Maps a file read-only. O(1): nothing is read until it is touched.
+    /// Maps an open file read-only. O(1): nothing is read until it is touched.
     ///
     /// The file must not be modified while mapped; Strata only maps immutable files it wrote
-    /// through [`crate::fs::write_atomic`].
-    pub fn map(path: &Path) -> io::Result<Blob> {
-        let file = File::open(path)?;
+    /// atomically (temp file, fsync, rename) and never rewrites.
+    pub(crate) fn map_file(file: &File) -> io::Result<Blob> {
         let len = file.metadata()?.len();
         if len == 0 {
             return Ok(Blob {
@@ -52,7 +50,7 @@ impl Blob {
         }
         // SAFETY: the file is immutable by contract (written once, renamed into place, never
         // rewritten); a concurrent truncation by another process is outside that contract.
-        let map = unsafe { memmap2::Mmap::map(&file)? };
+        let map = unsafe { memmap2::Mmap::map(file)? };
         Ok(Blob {
             inner: Inner::Mapped(map),
         })
@@ -114,8 +112,9 @@ mod tests {
     fn heap_and_mapped_agree_and_are_aligned() {
         let d = tempfile::tempdir().expect("tempdir");
         let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
-        crate::fs::write_atomic(d.path(), "b", &data).expect("write");
-        let m = Blob::map(&d.path().join("b")).expect("map");
+        let path = d.path().join("b");
+        std::fs::write(&path, &data).expect("write");
+        let m = Blob::map_file(&File::open(&path).expect("open")).expect("map");
         let h = Blob::from_bytes(&data);
         assert!(m.is_mapped() && !h.is_mapped());
         assert_eq!(m.as_bytes(), &data[..]);

@@ -1,26 +1,56 @@
 //! # strata-tiering
 //!
-//! Byte-level storage for Strata. This crate moves and serves immutable files ("blobs") and knows
-//! nothing of vectors or actors: the engine interprets the bytes.
-//!
-//! What it has today:
-//! - [`fs`]: crash-safe local files (`write_atomic`: temp file, fsync, rename, fsync directory).
-//! - [`Blob`]: an immutable byte buffer, either memory-mapped from a file (zero-copy, O(1) open)
-//!   or held on the heap with an alignment fit for casting to `f32`/`u32`/`u64` slices.
-//! - [`PositionalRead`]: the small read trait every warm/cold backend implements, with two
-//!   implementations ([`MmapFile`], [`PreadFile`]) sharing one conformance suite.
+//! Byte-level storage for Strata: the only code that touches files or objects. It moves and
+//! serves immutable blobs and log files and knows nothing of vectors or actors; the engine
+//! interprets the bytes.
 //!
 //! ```text
-//!   engine ──bytes──▶ fs::write_atomic ──▶ dir/name (durable)
-//!   engine ◀─&[u8]─── Blob::map(dir/name)   (mmap, no decode)
+//!   engine ── put / open / list / delete ──▶ dyn BlobStore ──▶ LocalDir   (files, mmap, pread)
+//!          │                                              ├─▶ MemStore   (RAM)
+//!          │                                              └─▶ FaultyStore(any) — fails on purpose
+//!          └─ create / write_at / sync / read ─▶ dyn LogStore ─▶ LocalLog · MemLog · FaultyLog
 //! ```
 //!
-//! Later issues add the io_uring reader, object stores (`object_store`), tier residency, the pure
-//! policy engine and the mover.
+//! - [`BlobStore`]: atomic durable put (overwrite, create-only, if-match), open as a [`Blob`]
+//!   (mapped or aligned heap), batched range reads, list, delete.
+//! - [`LogStore`] / [`LogFile`]: the WAL's device — create, append at an offset, sync, cut,
+//!   list, read, remove.
+//! - [`layout`]: the one module that names every file and object.
+//! - Implementations: the local directory ([`Storage::open_local`]: today's files), RAM
+//!   ([`MemStorage`], with crash simulation), and the fault-injecting decorators
+//!   ([`Faults`], [`FaultyStore`], [`FaultyLog`]). One conformance suite runs against all.
+//!
+//! ```
+//! use strata_tiering::{BlobStore, MemStorage, PutMode};
+//!
+//! let storage = MemStorage::new().storage();
+//! storage.blobs.put("segments/1.seg", b"bytes", PutMode::Create)?;
+//! assert_eq!(storage.blobs.open("segments/1.seg")?.as_bytes(), b"bytes");
+//! assert!(storage.blobs.put("segments/1.seg", b"again", PutMode::Create).is_err());
+//! # Ok::<(), strata_tiering::StoreError>(())
+//! ```
+//!
+//! Next: an object-store backend (`object_store`) and io_uring batched reads are further
+//! implementations of these traits; tier residency, the policy engine and the mover sit on top.
 
 mod blob;
-pub mod fs;
-mod read;
+mod error;
+mod fault;
+pub mod layout;
+mod local;
+mod memory;
+mod rng;
+mod storage;
+mod store;
+
+#[cfg(test)]
+mod conformance;
 
 pub use blob::Blob;
-pub use read::{MmapFile, PositionalRead, PreadFile};
+pub use error::{StoreError, StoreResult};
+pub use fault::{Fault, FaultOp, FaultRule, Faults, FaultyLog, FaultyStore, Trigger};
+pub use local::{LocalDir, LocalLog, Replace, write_file_atomic};
+pub use memory::{MemLog, MemStore};
+pub use rng::SplitMix64;
+pub use storage::{MemStorage, Storage};
+pub use store::{BlobMeta, BlobStore, ETag, LogFile, LogStore, PutMode};

@@ -46,11 +46,14 @@ struct BuildDistance {
 
 impl HnswDistance<f32> for BuildDistance {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        match self.metric {
+        let d = match self.metric {
             Distance::Euclid => distance::l2sq(a, b),
             Distance::Cosine => (1.0 - distance::dot(a, b)).max(0.0),
             Distance::Dot => (self.dot_bound - distance::dot(a, b)).max(0.0),
-        }
+        };
+        // Finite inputs can still overflow (components near f32::MAX): hnsw_rs panics on a
+        // NaN, so an overflowed distance counts as the farthest possible.
+        if d.is_nan() { f32::MAX } else { d }
     }
 }
 

@@ -9,15 +9,15 @@ pub(crate) mod graph;
 mod reader;
 pub(crate) mod writer;
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 
 pub(crate) use reader::SegmentData;
 pub use reader::Verify;
 
+use crate::columns::{Column, ColumnCache};
 use crate::filter::{Fields, Filter};
 use crate::scan::{self, Hit};
 use crate::types::{Distance, Lsn, Payload, PointId};
@@ -58,21 +58,25 @@ pub(crate) fn parse_payload(bytes: &[u8]) -> Payload {
 pub(crate) struct RowFilter<'a> {
     seg: &'a Segment,
     filter: Option<&'a Filter>,
-    cols: Vec<(String, Arc<Vec<Option<Value>>>)>,
+    keys: Vec<String>,
+    cols: Vec<Arc<Column>>,
+    /// Dead bits as of a snapshot (exact counts); the live bitmap when `None`.
+    frozen: Option<&'a [u64]>,
 }
 
 /// One row's top-level fields, read from the cached columns.
 struct RowFields<'a> {
-    cols: &'a [(String, Arc<Vec<Option<Value>>>)],
+    keys: &'a [String],
+    cols: &'a [Arc<Column>],
     row: usize,
 }
 
 impl Fields for RowFields<'_> {
     fn field(&self, key: &str) -> Option<&Value> {
-        self.cols
+        self.keys
             .iter()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, c)| c.get(self.row).and_then(Option::as_ref))
+            .position(|k| k == key)
+            .and_then(|i| self.cols[i].get(self.row).and_then(Option::as_ref))
     }
 }
 
@@ -80,7 +84,13 @@ impl RowFilter<'_> {
     /// True when `row` is live and matches the filter.
     #[inline]
     pub(crate) fn allows(&self, row: u32) -> bool {
-        if self.seg.is_dead(row) {
+        let dead = match self.frozen {
+            Some(bits) => bits
+                .get((row / 64) as usize)
+                .is_some_and(|w| w & (1u64 << (row % 64)) != 0),
+            None => self.seg.is_dead(row),
+        };
+        if dead {
             return false;
         }
         match self.filter {
@@ -88,11 +98,19 @@ impl RowFilter<'_> {
             Some(f) => f.matches_fields(
                 self.seg.data.id(row),
                 &RowFields {
+                    keys: &self.keys,
                     cols: &self.cols,
                     row: row as usize,
                 },
             ),
         }
+    }
+
+    /// Matching live rows.
+    pub(crate) fn count(&self) -> u64 {
+        (0..self.seg.data.rows())
+            .filter(|r| self.allows(*r))
+            .count() as u64
     }
 }
 
@@ -103,10 +121,7 @@ pub(crate) struct Segment {
     dead: Vec<AtomicU64>,
     dead_count: AtomicU64,
     /// True once the file is durable and may be named in the manifest.
-    pub(crate) persisted: AtomicBool,
-    /// Parsed payload columns by top-level key, built lazily for filters. Memory: one
-    /// `Option<Value>` (32 bytes + any string) per row per key a filter has used.
-    columns: RwLock<HashMap<String, Arc<Vec<Option<Value>>>>>,
+    persisted: AtomicBool,
 }
 
 impl Segment {
@@ -117,12 +132,16 @@ impl Segment {
             dead: (0..words).map(|_| AtomicU64::new(0)).collect(),
             dead_count: AtomicU64::new(0),
             persisted: AtomicBool::new(persisted),
-            columns: RwLock::new(HashMap::new()),
         }
     }
 
     pub(crate) fn id(&self) -> u64 {
         self.data.segment_id()
+    }
+
+    /// True once the file is durable (it may be named in the manifest and compacted).
+    pub(crate) fn is_persisted(&self) -> bool {
+        self.persisted.load(Ordering::Acquire)
     }
 
     /// Marks `row` shadowed. True if it was live.
@@ -141,6 +160,14 @@ impl Segment {
         self.dead[(row / 64) as usize].load(Ordering::Acquire) & (1u64 << (row % 64)) != 0
     }
 
+    /// A copy of the dead bits, for reads that must be exact at one instant (count).
+    pub(crate) fn dead_snapshot(&self) -> Vec<u64> {
+        self.dead
+            .iter()
+            .map(|w| w.load(Ordering::Acquire))
+            .collect()
+    }
+
     pub(crate) fn live_rows(&self) -> u64 {
         self.data.rows() as u64 - self.dead_count.load(Ordering::Acquire)
     }
@@ -152,9 +179,15 @@ impl Segment {
         self.dead_count.load(Ordering::Acquire) as f64 / self.data.rows() as f64
     }
 
-    /// The live row holding `id`.
-    pub(crate) fn find_live(&self, id: PointId) -> Option<u32> {
-        self.data.find(id).filter(|r| !self.is_dead(*r))
+    /// The newest state of `id` here: `Some((version, Some(row)))` for a live row,
+    /// `Some((version, None))` for a tombstone, `None` when the segment says nothing (or its row
+    /// was shadowed by something newer elsewhere).
+    pub(crate) fn lookup(&self, id: PointId) -> Option<(Lsn, Option<u32>)> {
+        match self.data.find(id) {
+            Some(r) if self.is_dead(r) => None,
+            Some(r) => Some((self.data.version(r), Some(r))),
+            None => self.data.find_tombstone(id).map(|l| (l, None)),
+        }
     }
 
     /// Marks `id`'s row dead if a write at `lsn` supersedes it. Equal versions count: after a
@@ -168,74 +201,57 @@ impl Segment {
         }
     }
 
-    /// Parsed columns of the given top-level payload keys, built on first use: every payload of
-    /// the (immutable) segment is parsed once per key instead of once per candidate per query.
-    fn columns(&self, keys: &[String]) -> Vec<(String, Arc<Vec<Option<Value>>>)> {
-        {
-            let cache = self
-                .columns
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if keys.iter().all(|k| cache.contains_key(k)) {
-                return keys
-                    .iter()
-                    .map(|k| (k.clone(), Arc::clone(&cache[k])))
-                    .collect();
+    /// `filter` prepared for this segment: decides for each row whether it is live and
+    /// matches. Payload columns come from (and go to) the engine's bounded `cache`.
+    pub(crate) fn prepare<'a>(
+        &'a self,
+        filter: Option<&'a Filter>,
+        cache: &ColumnCache,
+        frozen: Option<&'a [u64]>,
+    ) -> RowFilter<'a> {
+        let (keys, cols) = match filter {
+            Some(f) if f.needs_payload() => {
+                let keys = f.top_level_keys();
+                let cols = cache.get(self.id(), &keys, |missing| self.build_columns(missing));
+                (keys, cols)
             }
-        }
-        let mut cache = self
-            .columns
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let missing: Vec<&String> = keys.iter().filter(|k| !cache.contains_key(*k)).collect();
-        if !missing.is_empty() {
-            let mut cols: Vec<Vec<Option<Value>>> =
-                vec![Vec::with_capacity(self.data.rows() as usize); missing.len()];
-            for row in 0..self.data.rows() {
-                let mut p = parse_payload(self.data.payload(row));
-                for (col, key) in cols.iter_mut().zip(&missing) {
-                    col.push(p.remove(key.as_str()));
-                }
-            }
-            for (key, col) in missing.into_iter().zip(cols) {
-                cache.insert(key.clone(), Arc::new(col));
-            }
-        }
-        keys.iter()
-            .map(|k| (k.clone(), Arc::clone(&cache[k])))
-            .collect()
-    }
-
-    /// `filter` prepared for this segment: decides for each row whether it is live and matches.
-    pub(crate) fn prepare<'a>(&'a self, filter: Option<&'a Filter>) -> RowFilter<'a> {
-        let cols = match filter {
-            Some(f) if f.needs_payload() => self.columns(&f.top_level_keys()),
-            _ => Vec::new(),
+            _ => (Vec::new(), Vec::new()),
         };
         RowFilter {
             seg: self,
             filter,
+            keys,
             cols,
+            frozen,
         }
+    }
+
+    /// Parses every payload once and extracts the `keys` columns.
+    fn build_columns(&self, keys: &[&String]) -> Vec<Column> {
+        let mut cols: Vec<Column> = vec![Vec::with_capacity(self.data.rows() as usize); keys.len()];
+        for row in 0..self.data.rows() {
+            let mut p = parse_payload(self.data.payload(row));
+            for (col, key) in cols.iter_mut().zip(keys) {
+                col.push(p.remove(key.as_str()));
+            }
+        }
+        cols
     }
 
     /// Top-`k` live rows matching `filter`.
     pub(crate) fn search(
         &self,
-        metric: Distance,
-        q: &[f32],
-        k: usize,
-        ef: usize,
+        q: &SearchQuery<'_>,
         filter: Option<&Filter>,
-        exact: bool,
+        cache: &ColumnCache,
     ) -> Vec<Hit> {
         let n = self.data.rows();
-        if n == 0 || k == 0 || self.live_rows() == 0 {
+        if n == 0 || q.k == 0 || self.live_rows() == 0 {
             return Vec::new();
         }
-        let prepared = self.prepare(filter);
+        let prepared = self.prepare(filter, cache, None);
         let mut allow = |row: u32| prepared.allows(row);
-        let use_graph = !exact
+        let use_graph = !q.exact
             && self.data.has_graph()
             && match filter {
                 None => true,
@@ -245,15 +261,33 @@ impl Segment {
                         .filter(|i| allow((*i as u64 * n as u64 / sample as u64) as u32))
                         .count();
                     let frac = hits as f64 / sample as f64;
-                    frac >= EXACT_FILTER_FRACTION && frac * n as f64 > ef as f64
+                    frac >= EXACT_FILTER_FRACTION && frac * n as f64 > q.ef as f64
                 }
             };
         if use_graph {
-            graph::search(&self.data, metric, q, k, ef, &mut allow)
+            graph::search(&self.data, q.metric, q.vector, q.k, q.ef, &mut allow)
         } else {
-            scan::top_k(metric, q, self.data.vectors(), self.data.dim(), k, allow)
+            scan::top_k(
+                q.metric,
+                q.vector,
+                self.data.vectors(),
+                self.data.dim(),
+                q.k,
+                allow,
+            )
         }
     }
+}
+
+/// A similarity query as every source sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SearchQuery<'a> {
+    pub(crate) metric: Distance,
+    /// Normalised for Cosine.
+    pub(crate) vector: &'a [f32],
+    pub(crate) k: usize,
+    pub(crate) ef: usize,
+    pub(crate) exact: bool,
 }
 
 #[cfg(test)]

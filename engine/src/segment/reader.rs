@@ -244,6 +244,10 @@ impl SegmentData {
     pub(crate) fn file_len(&self) -> u64 {
         self.blob.len() as u64
     }
+    /// The whole file (to write an in-RAM segment out).
+    pub(crate) fn bytes_all(&self) -> &[u8] {
+        self.blob.as_bytes()
+    }
     pub(crate) fn has_graph(&self) -> bool {
         self.header.flags & FLAG_GRAPH != 0 && self.header.rows > 0
     }
@@ -325,7 +329,6 @@ impl SegmentData {
     }
 
     /// The delete LSN of `id` if this segment holds a tombstone for it.
-    #[cfg(test)]
     pub(crate) fn find_tombstone(&self, id: PointId) -> Option<Lsn> {
         let (mut lo, mut hi) = (0usize, self.tombstone_count());
         while lo < hi {

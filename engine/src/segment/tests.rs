@@ -118,7 +118,7 @@ proptest! {
 fn graph_round_trip_and_search_finds_neighbours() {
     let dim = 8;
     let n = 600u64;
-    let mut rng = crate::rng::SplitMix64::new(42);
+    let mut rng = crate::SplitMix64::new(42);
     let rows: Rows = (0..n)
         .map(|i| {
             let v: Vec<f32> = (0..dim).map(|_| rng.next_f32()).collect();
@@ -147,11 +147,22 @@ fn graph_round_trip_and_search_finds_neighbours() {
         );
     }
     let seg = Segment::new(data, true);
+    let cache = crate::columns::ColumnCache::new(1 << 20);
+    let query = |q: &[f32], exact: bool, k: usize| {
+        let sq = SearchQuery {
+            metric: Distance::Euclid,
+            vector: q,
+            k,
+            ef: 64,
+            exact,
+        };
+        seg.search(&sq, None, &cache)
+    };
     let mut found = 0;
     for qi in 0..50u32 {
         let q = seg.data.vector(qi * 7).to_vec();
-        let exact = seg.search(Distance::Euclid, &q, 10, 64, None, true);
-        let approx = seg.search(Distance::Euclid, &q, 10, 64, None, false);
+        let exact = query(&q, true, 10);
+        let approx = query(&q, false, 10);
         found += approx
             .iter()
             .filter(|h| exact.iter().any(|e| e.row == h.row))
@@ -165,10 +176,6 @@ fn graph_round_trip_and_search_finds_neighbours() {
     // Dead rows never come back.
     let q = seg.data.vector(3).to_vec();
     seg.mark_dead(3);
-    assert!(
-        seg.search(Distance::Euclid, &q, 5, 64, None, false)
-            .iter()
-            .all(|h| h.row != 3)
-    );
+    assert!(query(&q, false, 5).iter().all(|h| h.row != 3));
     assert_eq!(seg.live_rows(), n - 1);
 }

@@ -1,20 +1,47 @@
 use super::*;
 use proptest::prelude::*;
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use strata_tiering::{Fault, FaultOp, FaultRule, Faults, MemStorage, Storage, Trigger};
 
 type Replayed = Vec<(Lsn, u64, Vec<u8>)>;
 
-fn open(dir: &Path, floor: Lsn) -> (LocalWal, Replayed, ReplayStats) {
+fn opts(max_file_bytes: u64) -> LocalWalOptions {
+    let mut o = LocalWalOptions::new(AckMode::Fsync);
+    o.max_file_bytes = max_file_bytes;
+    o
+}
+
+fn open_on(
+    log: Arc<dyn LogStore>,
+    o: LocalWalOptions,
+    floor: Lsn,
+) -> Result<(LocalWal, Replayed, ReplayStats)> {
     let mut seen = Vec::new();
-    let (wal, stats) = LocalWal::open(dir, AckMode::Fsync, 1 << 20, floor, &mut |l, s, p| {
+    let wal = LocalWal::new(log, o);
+    let stats = wal.open(floor, &mut |l, s, p| {
         seen.push((l, s, p.to_vec()));
         Ok(())
-    })
-    .expect("open");
-    (wal, seen, stats)
+    })?;
+    Ok((wal, seen, stats))
+}
+
+fn open(dir: &Path, floor: Lsn) -> (LocalWal, Replayed, ReplayStats) {
+    let log = Storage::open_local(dir).expect("storage").log;
+    open_on(log, opts(1 << 20), floor).expect("open")
+}
+
+fn try_open(dir: &Path) -> Result<(LocalWal, Replayed, ReplayStats)> {
+    open_on(
+        Storage::open_local(dir).expect("storage").log,
+        opts(1 << 20),
+        0,
+    )
 }
 
 fn wal_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
         .expect("ls")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "wal"))
@@ -172,8 +199,7 @@ fn corruption_before_the_tail_names_file_and_offset() {
     let second_frame = FILE_HEADER_LEN + FRAME_HEADER_LEN + 100;
     bytes[second_frame + 30] ^= 0xFF; // inside record 2's payload
     fs::write(&last, &bytes).expect("write");
-    let err = LocalWal::open(d.path(), AckMode::Fsync, 1 << 20, 0, &mut |_, _, _| Ok(()))
-        .expect_err("must refuse to start");
+    let err = try_open(d.path()).expect_err("must refuse to start");
     assert_eq!(err.kind(), ErrorKind::Corruption);
     let msg = err.to_string();
     assert!(msg.contains(&last.display().to_string()), "{msg}");
@@ -185,12 +211,8 @@ fn corruption_before_the_tail_names_file_and_offset() {
 #[test]
 fn rotation_and_release_by_stream() {
     let d = tempfile::tempdir().expect("tempdir");
-    let mut seen = 0;
-    let (wal, _) = LocalWal::open(d.path(), AckMode::Fsync, 4096, 0, &mut |_, _, _| {
-        seen += 1;
-        Ok(())
-    })
-    .expect("open");
+    let log = Storage::open_local(d.path()).expect("storage").log;
+    let (wal, _, _) = open_on(log, opts(4096), 0).expect("open");
     for i in 0..100u64 {
         let stream = if i < 50 { 1 } else { 2 };
         let l = wal.append(stream, &[0u8; 200]).expect("append");
@@ -263,5 +285,228 @@ fn concurrent_writers_share_fsyncs() {
     assert!(
         fsyncs * 4 < 3200 * 3,
         "{fsyncs} fsyncs for 3,200 commits: no group commit"
+    );
+}
+
+/// Five acknowledged records; returns the last WAL file and the offsets of its frames.
+fn five_records(dir: &Path) -> (PathBuf, Vec<usize>) {
+    let (wal, _, _) = open(dir, 0);
+    for i in 0..5u64 {
+        let l = wal.append(1, &[i as u8; 40]).expect("append");
+        wal.sync(l).expect("sync");
+    }
+    drop(wal);
+    let last = wal_files(dir).pop().expect("a file");
+    let offsets = (0..5)
+        .map(|i| FILE_HEADER_LEN + i * (FRAME_HEADER_LEN + 40))
+        .collect();
+    (last, offsets)
+}
+
+#[test]
+fn a_damaged_length_in_the_middle_is_corruption_not_a_torn_tail() {
+    // The reproduction from the review: a plausible wrong length in a middle frame of the last
+    // file used to be cut as a "torn tail", dropping every acknowledged record after it.
+    for (what, len) in [("longer", 400u32), ("past the end", 10_000), ("shorter", 8)] {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (last, offs) = five_records(d.path());
+        let mut bytes = fs::read(&last).expect("read");
+        bytes[offs[2]..offs[2] + 4].copy_from_slice(&len.to_le_bytes());
+        fs::write(&last, &bytes).expect("write");
+        let err = try_open(d.path()).expect_err(what);
+        assert_eq!(err.kind(), ErrorKind::Corruption, "{what}: {err}");
+        let msg = err.to_string();
+        assert!(msg.contains(&last.display().to_string()), "{msg}");
+        assert!(
+            msg.contains(&format!("byte offset {}", offs[2])),
+            "{what}: {msg}"
+        );
+        assert!(msg.contains("LSN 4 follows"), "{what}: {msg}");
+        assert_eq!(fs::read(&last).expect("read"), bytes, "nothing was cut");
+    }
+}
+
+#[test]
+fn a_damaged_last_frame_is_still_a_torn_tail() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let (last, offs) = five_records(d.path());
+    let mut bytes = fs::read(&last).expect("read");
+    bytes[offs[4]..offs[4] + 4].copy_from_slice(&400u32.to_le_bytes());
+    fs::write(&last, &bytes).expect("write");
+    let (_, seen, stats) = try_open(d.path()).expect("opens");
+    assert_eq!(seen.len(), 4);
+    assert_eq!(stats.torn_bytes, (FRAME_HEADER_LEN + 40) as u64);
+}
+
+#[test]
+fn lsns_must_be_contiguous_within_a_file() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let (last, offs) = five_records(d.path());
+    let mut bytes = fs::read(&last).expect("read");
+    // Re-frame record 3 with LSN 9 (valid CRC): a gap no writer produces.
+    let mut frame = Vec::new();
+    encode_frame(&mut frame, 9, 1, &[2u8; 40]);
+    bytes[offs[2]..offs[3]].copy_from_slice(&frame);
+    fs::write(&last, &bytes).expect("write");
+    let err = try_open(d.path()).expect_err("gap");
+    assert!(
+        err.to_string().contains("LSN 9 where LSN 3 was expected"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_read_only_open_cuts_nothing_and_creates_nothing() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let (last, _) = five_records(d.path());
+    let mut bytes = fs::read(&last).expect("read");
+    bytes.extend_from_slice(&[7u8; 11]);
+    fs::write(&last, &bytes).expect("write");
+    let files = wal_files(d.path());
+    let log = Storage::open_local_read_only(d.path())
+        .expect("storage")
+        .log;
+    let mut o = opts(1 << 20);
+    o.read_only = true;
+    let (wal, seen, stats) = open_on(log, o, 0).expect("open");
+    assert_eq!((seen.len(), stats.torn_bytes), (5, 11));
+    assert!(wal.append(1, b"x").is_err(), "read-only refuses appends");
+    assert_eq!(wal_files(d.path()), files, "no file created");
+    assert_eq!(
+        fs::read(&last).expect("read"),
+        bytes,
+        "the torn tail is left in place"
+    );
+}
+
+#[test]
+fn a_short_read_is_refused_rather_than_taken_for_a_torn_tail() {
+    let m = MemStorage::new();
+    {
+        let (wal, _, _) = open_on(m.log.clone(), opts(1 << 20), 0).expect("open");
+        for i in 0..5u64 {
+            let l = wal.append(1, &[i as u8; 40]).expect("append");
+            wal.sync(l).expect("sync");
+        }
+    }
+    let faults = Faults::new(3);
+    faults.add(FaultRule::new(FaultOp::Read, Trigger::Nth(1)).fault(Fault::ShortRead));
+    let faulty = m.storage().with_faults(&faults);
+    let err = open_on(faulty.log, opts(1 << 20), 0).expect_err("short read");
+    assert!(err.to_string().contains("short read"), "{err}");
+    let (_, seen, stats) = open_on(m.log.clone(), opts(1 << 20), 0).expect("clean reopen");
+    assert_eq!((seen.len(), stats.torn_bytes), (5, 0), "nothing was cut");
+}
+
+#[test]
+fn a_failed_fsync_poisons_the_wal_and_loses_nothing_acknowledged() {
+    let m = MemStorage::new();
+    let faults = Faults::new(1);
+    let faulty = m.storage().with_faults(&faults);
+    let (wal, _, _) = open_on(faulty.log, opts(1 << 20), 0).expect("open");
+    let mut acked = Vec::new();
+    for i in 0..3u64 {
+        let l = wal.append(1, &[i as u8; 8]).expect("append");
+        wal.sync(l).expect("sync");
+        acked.push(l);
+    }
+    faults.add(
+        FaultRule::new(FaultOp::Sync, Trigger::Nth(1)).fault(Fault::Error(io::ErrorKind::Other)),
+    );
+    let l = wal
+        .append(1, b"doomed")
+        .expect("append is not yet a commit");
+    let e = wal.sync(l).expect_err("fsync fails");
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(!wal.is_healthy());
+    faults.clear();
+    let e = wal
+        .append(1, b"after")
+        .expect_err("poisoned: refused even once the disk is fine");
+    assert!(e.to_string().contains("restart"), "{e}");
+    assert!(
+        wal.sync(l).is_err(),
+        "the failed record is never acknowledged later"
+    );
+    drop(wal);
+    m.crash(None);
+    let (_, seen, _) = open_on(m.log.clone(), opts(1 << 20), 0).expect("recover");
+    let lsns: Vec<Lsn> = seen.iter().map(|r| r.0).collect();
+    assert_eq!(
+        lsns, acked,
+        "every acknowledged record, and the unsynced one gone with the crash"
+    );
+}
+
+#[test]
+fn a_failed_write_is_rolled_back_and_the_lsn_reused() {
+    let m = MemStorage::new();
+    let faults = Faults::new(5);
+    let faulty = m.storage().with_faults(&faults);
+    let (wal, _, _) = open_on(faulty.log, opts(1 << 20), 0).expect("open");
+    let a = wal.append(1, b"first").expect("append");
+    wal.sync(a).expect("sync");
+    faults.add(
+        FaultRule::new(FaultOp::Write, Trigger::Nth(1))
+            .fault(Fault::Error(io::ErrorKind::StorageFull)),
+    );
+    let e = wal.append(1, &[9u8; 100]).expect_err("ENOSPC");
+    assert!(e.to_string().contains("injected"), "{e}");
+    assert!(wal.is_healthy(), "a rolled-back write does not poison");
+    let b = wal.append(1, b"second").expect("append");
+    assert_eq!(b, a + 1, "the failed record took no LSN");
+    wal.sync(b).expect("sync");
+    drop(wal);
+    let (_, seen, stats) = open_on(m.log.clone(), opts(1 << 20), 0).expect("reopen");
+    assert_eq!(
+        seen.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
+        vec![b"first".to_vec(), b"second".to_vec()]
+    );
+    assert_eq!(
+        stats.torn_bytes, 0,
+        "no garbage was left between the frames"
+    );
+}
+
+#[test]
+fn a_failed_rollback_poisons() {
+    let m = MemStorage::new();
+    let faults = Faults::new(5);
+    let faulty = m.storage().with_faults(&faults);
+    let (wal, _, _) = open_on(faulty.log, opts(1 << 20), 0).expect("open");
+    // The append's write fails, then the rollback's set_len (also a write step) fails.
+    faults.add(FaultRule::new(FaultOp::Write, Trigger::From(1)));
+    assert!(wal.append(1, b"x").is_err());
+    assert!(!wal.is_healthy());
+}
+
+#[test]
+fn a_failed_rotation_keeps_the_current_file() {
+    let m = MemStorage::new();
+    let faults = Faults::new(5);
+    let faulty = m.storage().with_faults(&faults);
+    let (wal, _, _) = open_on(faulty.log, opts(4096), 0).expect("open");
+    // 32-byte header + 4 frames of 1,024 bytes: the next append rotates.
+    for _ in 0..4 {
+        let l = wal.append(1, &[1u8; 1000]).expect("append");
+        wal.sync(l).expect("sync");
+    }
+    assert_eq!(wal.file_count(), 1);
+    faults.add(FaultRule::new(FaultOp::Rename, Trigger::Nth(1)).on(".wal"));
+    assert!(
+        wal.append(1, &[1u8; 10]).is_err(),
+        "creating the next file fails"
+    );
+    assert!(wal.is_healthy());
+    assert_eq!(wal.file_count(), 1);
+    let next = wal.append(1, &[2u8; 10]).expect("rotation retried");
+    assert_eq!(next, 5, "the failed append took no LSN");
+    assert_eq!(wal.file_count(), 2);
+    wal.sync(next).expect("sync");
+    drop(wal);
+    let (_, seen, _) = open_on(m.log.clone(), opts(4096), 0).expect("reopen");
+    assert_eq!(
+        seen.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
     );
 }

@@ -1,6 +1,5 @@
-//! Injected randomness: a small seeded generator (SplitMix64), so that every randomised decision
-//! in the engine (HNSW level draws in tests, sampling for filter cardinality) is reproducible
-//! from a seed.
+//! Seeded randomness: a small generator (SplitMix64), so that every randomised decision (fault
+//! injection here; sampling and test workloads in the engine) is reproducible from a seed.
 
 /// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast and good enough for sampling.
 #[derive(Clone, Debug)]

@@ -1,0 +1,605 @@
+//! [`CollectionHandle`]: the read and write paths of one collection.
+//!
+//! ```text
+//! upsert ─validate─▶ encode batch ─▶ gate(shared) ─▶ checks (dropped, writable, deadline)
+//!        ─▶ WAL append ─▶ WAL sync (group commit) ─▶ apply: shadow older rows, memtable ─▶ ack
+//!
+//! get / scroll / search ─▶ Sources (memtable read-locked + segment list of that instant)
+//!        ─▶ each source (ReadSource) ─▶ newest version per id wins ─▶ materialise
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::collection::Collection;
+use crate::deadline::Deadline;
+use crate::distance;
+use crate::engine::Inner;
+use crate::error::{Error, ErrorKind, Result};
+use crate::filter::Filter;
+use crate::read::{Found, ReadSource, newest};
+use crate::record::{StoredPoint, WalOp};
+use crate::segment::SearchQuery;
+use crate::types::*;
+
+/// A handle on one collection. Cheap to clone; every operation is thread-safe.
+#[derive(Clone)]
+pub struct CollectionHandle {
+    inner: Arc<Inner>,
+    coll: Arc<Collection>,
+    deadline: Deadline,
+}
+
+impl std::fmt::Debug for CollectionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectionHandle")
+            .field("tenant", &self.coll.tenant())
+            .field("name", &self.coll.name())
+            .finish()
+    }
+}
+
+fn too_many(what: &str, n: usize, max: usize) -> Error {
+    Error::new(
+        ErrorKind::ResourceExhausted,
+        format!("{what}: {n} exceed the limit of {max}"),
+    )
+}
+
+impl CollectionHandle {
+    pub(crate) fn new(inner: Arc<Inner>, coll: Arc<Collection>) -> CollectionHandle {
+        CollectionHandle {
+            inner,
+            coll,
+            deadline: Deadline::none(),
+        }
+    }
+
+    /// The same handle, whose operations give up at `deadline` (see [`Deadline`]: a write that
+    /// gives up was not applied).
+    pub fn with_deadline(&self, deadline: Deadline) -> CollectionHandle {
+        CollectionHandle {
+            deadline,
+            ..self.clone()
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        self.coll.name()
+    }
+
+    /// Its tenant.
+    pub fn tenant(&self) -> &str {
+        self.coll.tenant()
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> CollectionConfig {
+        self.coll.config()
+    }
+
+    fn check_live(&self) -> Result<()> {
+        if self.coll.is_dropped() {
+            return Err(Error::not_found(format!(
+                "collection {:?} does not exist",
+                self.coll.name()
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_query(&self, v: &[f32], field: &str) -> Result<()> {
+        let dim = self.coll.config().dim as usize;
+        if v.len() != dim {
+            return Err(Error::invalid(format!(
+                "{field}: expected {dim} dimensions, got {}",
+                v.len()
+            )));
+        }
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(Error::invalid(format!(
+                "{field}[{i}] is {}: components must be finite",
+                v[i]
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a filter whose evaluation would cost too much (keys read, conditions).
+    fn check_filter(&self, f: Option<&Filter>) -> Result<()> {
+        let Some(f) = f else { return Ok(()) };
+        let o = self.inner.opts();
+        let keys = f.top_level_keys().len();
+        if keys > o.max_filter_keys {
+            return Err(Error::invalid(format!(
+                "filter: reads {keys} distinct payload keys, over the limit of {}",
+                o.max_filter_keys
+            )));
+        }
+        let size = f.size();
+        if size > o.max_filter_conditions {
+            return Err(Error::invalid(format!(
+                "filter: holds {size} conditions, over the limit of {}",
+                o.max_filter_conditions
+            )));
+        }
+        Ok(())
+    }
+
+    /// Logs `op`, waits until durable, applies it. Returns the LSN (the new version).
+    fn commit(&self, op: WalOp) -> Result<Lsn> {
+        let lsn = self.coll.writer(|| self.commit_gated(op))?;
+        self.after_commit();
+        Ok(lsn)
+    }
+
+    /// The body of [`Self::commit`]; the caller holds the gate (shared or exclusive). The
+    /// checks happen under the gate, right before the append: the commit point.
+    fn commit_gated(&self, op: WalOp) -> Result<Lsn> {
+        self.check_live()?;
+        self.inner.check_writable()?;
+        self.deadline.check("write")?;
+        let bytes = op.encode();
+        let wal = self.inner.wal();
+        let lsn = wal.append(self.coll.id(), &bytes)?;
+        wal.sync(lsn)?;
+        self.coll
+            .apply(lsn, op, self.inner.opts().clock.now_millis());
+        Ok(lsn)
+    }
+
+    fn after_commit(&self) {
+        if self.coll.memtable_stats().1 >= self.inner.opts().memtable_max_bytes as u64 {
+            self.inner.wake_maintenance();
+        }
+    }
+
+    /// Ids of every live point matching `filter`, in id order.
+    pub fn matching_ids(&self, filter: &Filter) -> Result<Vec<PointId>> {
+        let mut ids = Vec::new();
+        let mut offset = None;
+        loop {
+            let page = self.scroll(&ScrollRequest {
+                offset,
+                limit: self.inner.opts().max_result_window,
+                filter: Some(filter.clone()),
+                with_payload: false,
+                with_vector: false,
+            })?;
+            ids.extend(page.points.iter().map(|p| p.id));
+            match page.next_offset {
+                Some(o) => offset = Some(o),
+                None => return Ok(ids),
+            }
+        }
+    }
+
+    /// Runs `batch` on each chunk of `ids` (of the batch limit); a failure after some chunks
+    /// committed says how many did.
+    fn in_batches(
+        &self,
+        ids: &[PointId],
+        what: &str,
+        mut batch: impl FnMut(&[PointId]) -> Result<Lsn>,
+    ) -> Result<Lsn> {
+        let mut lsn = self.inner.wal().last_lsn();
+        let size = self.inner.opts().max_batch_points.max(1);
+        let chunks: Vec<&[PointId]> = ids.chunks(size).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            match batch(chunk) {
+                Ok(l) => lsn = l,
+                Err(e) if i > 0 => {
+                    return Err(Error::new(
+                        e.kind(),
+                        format!(
+                            "{what}: {} of {} batches ({} of {} points) were applied before: {}",
+                            i,
+                            chunks.len(),
+                            i * size,
+                            ids.len(),
+                            e.message()
+                        ),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(lsn)
+    }
+
+    /// Deletes every point matching `filter` (in batches of the batch limit). Returns the LSN of
+    /// the last delete and how many points matched. Points inserted concurrently may or may not
+    /// be included.
+    pub fn delete_matching(&self, filter: &Filter) -> Result<(Lsn, usize)> {
+        let ids = self.matching_ids(filter)?;
+        let lsn = self.in_batches(&ids, "delete by filter", |chunk| self.delete(chunk))?;
+        Ok((lsn, ids.len()))
+    }
+
+    /// Merges `payload`'s keys into the payload of the given points (absent ids are skipped),
+    /// in batches of the batch limit. Returns the LSN of the last batch.
+    pub fn set_payload(&self, ids: &[PointId], payload: &Payload) -> Result<Lsn> {
+        self.in_batches(ids, "set payload", |chunk| {
+            self.set_payload_batch(chunk, payload)
+        })
+    }
+
+    /// [`Self::set_payload`] on every point matching `filter`. Points inserted concurrently may
+    /// or may not be included.
+    pub fn set_payload_matching(&self, filter: &Filter, payload: &Payload) -> Result<Lsn> {
+        let ids = self.matching_ids(filter)?;
+        self.set_payload(&ids, payload)
+    }
+
+    /// One batch of [`Self::set_payload`]. Atomic with respect to other writes of this
+    /// collection: it holds the collection's write gate exclusively from reading the current
+    /// payloads to applying the new ones.
+    fn set_payload_batch(&self, ids: &[PointId], payload: &Payload) -> Result<Lsn> {
+        self.check_live()?;
+        let max_payload = self.inner.opts().max_payload_bytes;
+        let lsn = self.coll.exclusive(|| {
+            let current = self.get(ids, true, true)?;
+            if current.is_empty() {
+                return Ok(self.inner.wal().last_lsn());
+            }
+            let mut points = Vec::with_capacity(current.len());
+            for r in current {
+                let mut merged = r.payload.unwrap_or_default();
+                for (k, v) in payload {
+                    merged.insert(k.clone(), v.clone());
+                }
+                let bytes = serde_json::to_vec(&merged)
+                    .map_err(|e| Error::invalid(format!("payload: {e}")))?;
+                if bytes.len() > max_payload {
+                    return Err(Error::new(
+                        ErrorKind::ResourceExhausted,
+                        format!(
+                            "payload of point {} would be {} bytes, over the limit of {max_payload}",
+                            r.id,
+                            bytes.len(),
+                        ),
+                    ));
+                }
+                points.push(StoredPoint {
+                    id: r.id,
+                    vector: r.vector.unwrap_or_default(),
+                    payload: bytes,
+                });
+            }
+            self.commit_gated(WalOp::Upsert(points))
+        })?;
+        self.after_commit();
+        Ok(lsn)
+    }
+
+    /// Inserts or replaces points, all or nothing. Returns the LSN (version) of the batch.
+    /// Within a batch, a repeated id keeps its last occurrence.
+    pub fn upsert(&self, points: Vec<PointInput>) -> Result<Lsn> {
+        self.check_live()?;
+        let o = self.inner.opts();
+        if points.len() > o.max_batch_points {
+            return Err(Error::new(
+                ErrorKind::ResourceExhausted,
+                format!(
+                    "points: batch of {} exceeds the limit of {} points",
+                    points.len(),
+                    o.max_batch_points
+                ),
+            ));
+        }
+        if points.is_empty() {
+            return Ok(self.inner.wal().last_lsn());
+        }
+        let cosine = self.coll.metric() == Distance::Cosine;
+        let mut last: HashMap<PointId, usize> = HashMap::with_capacity(points.len());
+        for (i, p) in points.iter().enumerate() {
+            last.insert(p.id, i);
+        }
+        let mut stored = Vec::with_capacity(last.len());
+        for (i, p) in points.into_iter().enumerate() {
+            self.check_query(&p.vector, &format!("points[{i}].vector"))?;
+            if last[&p.id] != i {
+                continue;
+            }
+            let payload = match &p.payload {
+                Some(m) if !m.is_empty() => serde_json::to_vec(m)
+                    .map_err(|e| Error::invalid(format!("points[{i}].payload: {e}")))?,
+                _ => Vec::new(),
+            };
+            if payload.len() > o.max_payload_bytes {
+                return Err(Error::new(
+                    ErrorKind::ResourceExhausted,
+                    format!(
+                        "points[{i}].payload is {} bytes, over the limit of {}",
+                        payload.len(),
+                        o.max_payload_bytes
+                    ),
+                ));
+            }
+            let mut vector = p.vector;
+            if cosine {
+                distance::normalize(&mut vector);
+            }
+            stored.push(StoredPoint {
+                id: p.id,
+                vector,
+                payload,
+            });
+        }
+        self.commit(WalOp::Upsert(stored))
+    }
+
+    /// Deletes points by id (absent ids are fine). Returns the LSN of the delete.
+    pub fn delete(&self, ids: &[PointId]) -> Result<Lsn> {
+        self.check_live()?;
+        let max = self.inner.opts().max_batch_points;
+        if ids.len() > max {
+            return Err(too_many("points: ids", ids.len(), max));
+        }
+        if ids.is_empty() {
+            return Ok(self.inner.wal().last_lsn());
+        }
+        self.commit(WalOp::Delete(ids.to_vec()))
+    }
+
+    /// The newest live version of each id that exists, in the order asked.
+    pub fn get(
+        &self,
+        ids: &[PointId],
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Result<Vec<Record>> {
+        self.check_live()?;
+        self.deadline.check("retrieve")?;
+        let mut unique = Vec::with_capacity(ids.len());
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        unique.extend(ids.iter().filter(|id| seen.insert(**id)).copied());
+        let mut found: Vec<Found> = Vec::with_capacity(unique.len());
+        let look = |src: &dyn ReadSource, found: &mut Vec<Found>| {
+            for id in &unique {
+                if let Some((version, row)) = src.lookup(*id) {
+                    found.push(Found {
+                        id: *id,
+                        version,
+                        dist: 0.0,
+                        held: row.map(|r| src.hold(r, with_payload, with_vector)),
+                    });
+                }
+            }
+        };
+        let segments = {
+            let s = self.coll.sources();
+            look(&*s.mem, &mut found);
+            s.segments
+        };
+        for seg in segments.iter() {
+            look(seg, &mut found);
+        }
+        let by_id: HashMap<PointId, Found> = newest(found).into_iter().map(|f| (f.id, f)).collect();
+        Ok(unique
+            .iter()
+            .filter_map(|id| by_id.get(id))
+            .map(|f| {
+                let (payload, vector) = f
+                    .held
+                    .as_ref()
+                    .map(|h| h.materialize(with_payload, with_vector))
+                    .unwrap_or_default();
+                Record {
+                    id: f.id,
+                    version: f.version,
+                    payload,
+                    vector,
+                }
+            })
+            .collect())
+    }
+
+    /// One page of points in id order.
+    pub fn scroll(&self, req: &ScrollRequest) -> Result<ScrollPage> {
+        self.check_live()?;
+        let limit = req.limit;
+        let max = self.inner.opts().max_result_window;
+        if limit == 0 || limit > max {
+            return Err(Error::invalid(format!(
+                "limit must be in 1..={max}, got {limit}"
+            )));
+        }
+        let filter = req.filter.as_ref();
+        self.check_filter(filter)?;
+        self.deadline.check("scroll")?;
+        let want = limit + 1;
+        let cache = self.inner.columns();
+        let (wp, wv) = (req.with_payload, req.with_vector);
+        let mut found = Vec::new();
+        let gather = |src: &dyn ReadSource, found: &mut Vec<Found>| {
+            for r in src.scan(req.offset, want, filter, cache) {
+                found.push(src.found(r, 0.0, wp, wv));
+            }
+        };
+        let segments = {
+            let s = self.coll.sources();
+            gather(&*s.mem, &mut found);
+            s.segments
+        };
+        for seg in segments.iter() {
+            self.deadline.check("scroll")?;
+            gather(seg, &mut found);
+        }
+        let mut rows = newest(found);
+        let next_offset = rows.get(limit).map(|f| f.id);
+        rows.truncate(limit);
+        let points = rows
+            .into_iter()
+            .map(|f| {
+                let (payload, vector) = f
+                    .held
+                    .as_ref()
+                    .map(|h| h.materialize(wp, wv))
+                    .unwrap_or_default();
+                Record {
+                    id: f.id,
+                    version: f.version,
+                    payload,
+                    vector,
+                }
+            })
+            .collect();
+        Ok(ScrollPage {
+            points,
+            next_offset,
+        })
+    }
+
+    /// Live points matching `filter` (all when `None`), exact at one instant: the memtable and
+    /// the segments' shadow bits are read together, so neither a concurrent flush nor a
+    /// concurrent write makes a point count twice or not at all.
+    pub fn count(&self, filter: Option<&Filter>) -> Result<u64> {
+        self.check_live()?;
+        self.check_filter(filter)?;
+        self.deadline.check("count")?;
+        let (mut n, frozen) = {
+            let s = self.coll.sources();
+            let n = s.mem.count(filter);
+            match filter {
+                None => {
+                    return Ok(n + s.segments.iter().map(|seg| seg.live_rows()).sum::<u64>());
+                }
+                Some(_) => {
+                    let frozen: Vec<_> = s
+                        .segments
+                        .iter()
+                        .map(|seg| (Arc::clone(seg), seg.dead_snapshot()))
+                        .collect();
+                    (n, frozen)
+                }
+            }
+        };
+        let cache = self.inner.columns();
+        for (seg, dead) in &frozen {
+            self.deadline.check("count")?;
+            n += seg.prepare(filter, cache, Some(dead)).count();
+        }
+        Ok(n)
+    }
+
+    /// Similarity search over every point of the collection.
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
+        self.check_live()?;
+        self.check_query(&req.vector, "vector")?;
+        let window = req.limit.saturating_add(req.offset);
+        let max = self.inner.opts().max_result_window;
+        if window > max {
+            return Err(Error::invalid(format!(
+                "limit + offset must be at most {max}, got {window}"
+            )));
+        }
+        if req.limit == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(ef) = req.ef
+            && (ef == 0 || ef > 100_000)
+        {
+            return Err(Error::invalid(format!(
+                "hnsw_ef must be in 1..=100000, got {ef}"
+            )));
+        }
+        let filter = req.filter.as_ref();
+        self.check_filter(filter)?;
+        self.deadline.check("search")?;
+        let metric = self.coll.metric();
+        let mut q = req.vector.clone();
+        if metric == Distance::Cosine {
+            distance::normalize(&mut q);
+        }
+        let query = SearchQuery {
+            metric,
+            vector: &q,
+            k: window,
+            ef: req
+                .ef
+                .unwrap_or(self.coll.config().hnsw.ef_construct as usize)
+                .max(window),
+            exact: req.exact,
+        };
+        let cache = self.inner.columns();
+        let (wp, wv) = (req.with_payload, req.with_vector);
+        let mut found = Vec::new();
+        let gather = |src: &dyn ReadSource, found: &mut Vec<Found>| {
+            for h in src.top_k(&query, filter, cache) {
+                found.push(src.found(h.row, h.dist, wp, wv));
+            }
+        };
+        let segments = {
+            let s = self.coll.sources();
+            gather(&*s.mem, &mut found);
+            s.segments
+        };
+        for seg in segments.iter() {
+            self.deadline.check("search")?;
+            gather(seg, &mut found);
+        }
+        let mut hits = newest(found);
+        hits.sort_by(|a, b| a.dist.total_cmp(&b.dist).then(a.id.cmp(&b.id)));
+        Ok(hits
+            .into_iter()
+            .skip(req.offset)
+            .take(req.limit)
+            .map(|f| (distance::score(metric, f.dist), f))
+            .filter(|(score, _)| match req.score_threshold {
+                None => true,
+                Some(t) if metric.higher_is_better() => *score >= t,
+                Some(t) => *score <= t,
+            })
+            .map(|(score, f)| {
+                let (payload, vector) = f
+                    .held
+                    .as_ref()
+                    .map(|h| h.materialize(wp, wv))
+                    .unwrap_or_default();
+                ScoredPoint {
+                    id: f.id,
+                    version: f.version,
+                    score,
+                    payload,
+                    vector,
+                }
+            })
+            .collect())
+    }
+
+    /// Statistics.
+    pub fn info(&self) -> Result<CollectionInfo> {
+        self.check_live()?;
+        let segs = self.coll.segments();
+        let (mem_points, mem_bytes, _) = self.coll.memtable_stats();
+        Ok(CollectionInfo {
+            name: self.coll.name().to_string(),
+            config: self.coll.config(),
+            points: self.count(None)?,
+            segments: segs.len() as u64,
+            indexed_segments: segs.iter().filter(|s| s.data.has_graph()).count() as u64,
+            bytes: mem_bytes + segs.iter().map(|s| s.data.file_len()).sum::<u64>(),
+            memtable_points: mem_points,
+        })
+    }
+
+    /// Seals the memtable into a segment and persists it (and any sealed segment an earlier
+    /// flush could not write). False if there was nothing to flush.
+    pub fn flush(&self) -> Result<bool> {
+        crate::maintenance::flush(&self.inner, &self.coll)
+    }
+
+    /// Merges every segment into one (dropping dead rows, building the graph). False if there
+    /// was nothing to do.
+    pub fn compact(&self) -> Result<bool> {
+        crate::maintenance::compact(&self.inner, &self.coll, true)
+    }
+
+    /// Runs one round of the background compaction policy now (indexing unindexed segments,
+    /// merging small ones, rewriting ones with many dead rows). False if it found no work.
+    pub fn maintain(&self) -> Result<bool> {
+        crate::maintenance::compact(&self.inner, &self.coll, false)
+    }
+}

@@ -1,0 +1,174 @@
+//! One read-source abstraction over the memtable and sealed segments (as Qdrant's
+//! `SegmentEntry`), so that get, scroll and search gather and merge rows once.
+//!
+//! ```text
+//! Sources (memtable read-locked + segment list of that instant)
+//!   ├─ memtable: ReadSource ─┐  lookup / top_k / scan → Found { id, version, dist, held }
+//!   └─ segment:  ReadSource ─┴▶ newest(): per id keep the highest version (a delete hides)
+//! ```
+//! A segment whose bytes are not local (the cold tier) will be a third implementation.
+
+use std::sync::Arc;
+
+use crate::columns::ColumnCache;
+use crate::filter::Filter;
+use crate::memtable::{Memtable, Slot};
+use crate::scan::Hit;
+use crate::segment::{SearchQuery, Segment, parse_payload};
+use crate::types::{Lsn, Payload, PointId};
+
+/// A result row's data until it is materialised: copied out of the memtable (which changes
+/// under its lock), or a reference into an immutable segment.
+#[derive(Debug)]
+pub(crate) enum Held {
+    Copied {
+        payload: Option<Vec<u8>>,
+        vector: Option<Vec<f32>>,
+    },
+    Segment(Arc<Segment>, u32),
+}
+
+impl Held {
+    /// The payload and vector, when asked for.
+    pub(crate) fn materialize(
+        &self,
+        payload: bool,
+        vector: bool,
+    ) -> (Option<Payload>, Option<Vec<f32>>) {
+        match self {
+            Held::Copied {
+                payload: p,
+                vector: v,
+            } => (
+                payload.then(|| p.as_deref().map(parse_payload).unwrap_or_default()),
+                vector.then(|| v.clone().unwrap_or_default()),
+            ),
+            Held::Segment(s, r) => (
+                payload.then(|| parse_payload(s.data.payload(*r))),
+                vector.then(|| s.data.vector(*r).to_vec()),
+            ),
+        }
+    }
+}
+
+/// A row a read found in some source.
+#[derive(Debug)]
+pub(crate) struct Found {
+    pub(crate) id: PointId,
+    pub(crate) version: Lsn,
+    /// Internal distance for searches (lower is closer); 0 otherwise.
+    pub(crate) dist: f32,
+    /// `None` when the source holds a delete of `id` at `version`.
+    pub(crate) held: Option<Held>,
+}
+
+/// What every kind of source answers.
+pub(crate) trait ReadSource {
+    /// The newest state of `id` here: `Some((version, Some(row)))` live, `Some((version,
+    /// None))` deleted, `None` when this source says nothing of it.
+    fn lookup(&self, id: PointId) -> Option<(Lsn, Option<u32>)>;
+    /// The `q.k` closest live rows matching `filter`.
+    fn top_k(&self, q: &SearchQuery<'_>, filter: Option<&Filter>, cache: &ColumnCache) -> Vec<Hit>;
+    /// Live rows matching `filter` with id `>= from`, in id order, at most `limit`.
+    fn scan(
+        &self,
+        from: Option<PointId>,
+        limit: usize,
+        filter: Option<&Filter>,
+        cache: &ColumnCache,
+    ) -> Vec<u32>;
+    /// Id of `row`.
+    fn id(&self, row: u32) -> PointId;
+    /// Version of `row`.
+    fn version(&self, row: u32) -> Lsn;
+    /// Keeps what a result needs of `row`.
+    fn hold(&self, row: u32, payload: bool, vector: bool) -> Held;
+
+    /// `row` as a found row.
+    fn found(&self, row: u32, dist: f32, payload: bool, vector: bool) -> Found {
+        Found {
+            id: self.id(row),
+            version: self.version(row),
+            dist,
+            held: Some(self.hold(row, payload, vector)),
+        }
+    }
+}
+
+impl ReadSource for Memtable {
+    fn lookup(&self, id: PointId) -> Option<(Lsn, Option<u32>)> {
+        Memtable::lookup(self, id).map(|(slot, v)| match slot {
+            Slot::Row(r) => (v, Some(r)),
+            Slot::Deleted(_) => (v, None),
+        })
+    }
+    fn top_k(&self, q: &SearchQuery<'_>, filter: Option<&Filter>, _: &ColumnCache) -> Vec<Hit> {
+        self.search(q.metric, q.vector, q.k, filter)
+    }
+    fn scan(
+        &self,
+        from: Option<PointId>,
+        limit: usize,
+        filter: Option<&Filter>,
+        _: &ColumnCache,
+    ) -> Vec<u32> {
+        self.range(from, limit, filter)
+    }
+    fn id(&self, row: u32) -> PointId {
+        Memtable::id(self, row)
+    }
+    fn version(&self, row: u32) -> Lsn {
+        Memtable::version(self, row)
+    }
+    fn hold(&self, row: u32, payload: bool, vector: bool) -> Held {
+        Held::Copied {
+            payload: payload.then(|| self.payload(row).to_vec()),
+            vector: vector.then(|| self.vector(row).to_vec()),
+        }
+    }
+}
+
+impl ReadSource for Arc<Segment> {
+    fn lookup(&self, id: PointId) -> Option<(Lsn, Option<u32>)> {
+        Segment::lookup(self, id)
+    }
+    fn top_k(&self, q: &SearchQuery<'_>, filter: Option<&Filter>, cache: &ColumnCache) -> Vec<Hit> {
+        self.search(q, filter, cache)
+    }
+    fn scan(
+        &self,
+        from: Option<PointId>,
+        limit: usize,
+        filter: Option<&Filter>,
+        cache: &ColumnCache,
+    ) -> Vec<u32> {
+        let prepared = self.prepare(filter, cache, None);
+        let mut r = from.map_or(0, |o| self.data.lower_bound(o));
+        let mut out = Vec::new();
+        while r < self.data.rows() && out.len() < limit {
+            if prepared.allows(r) {
+                out.push(r);
+            }
+            r += 1;
+        }
+        out
+    }
+    fn id(&self, row: u32) -> PointId {
+        self.data.id(row)
+    }
+    fn version(&self, row: u32) -> Lsn {
+        self.data.version(row)
+    }
+    fn hold(&self, row: u32, _: bool, _: bool) -> Held {
+        Held::Segment(Arc::clone(self), row)
+    }
+}
+
+/// Keeps, for each id, only its newest version (the merge every read shares), dropping ids
+/// whose newest state is a delete. Output is sorted by id.
+pub(crate) fn newest(mut found: Vec<Found>) -> Vec<Found> {
+    found.sort_by(|a, b| a.id.cmp(&b.id).then(b.version.cmp(&a.version)));
+    found.dedup_by_key(|f| f.id);
+    found.retain(|f| f.held.is_some());
+    found
+}

@@ -1,0 +1,510 @@
+//! One conformance suite per trait, run against every implementation (as `object_store`'s
+//! `integration.rs` and tantivy's directory tests): the local directory, RAM, and the
+//! fault-injecting decorators with no rules (and with delays) around both. Then the behaviour
+//! specific to each: reopening, temp-file sweeping, read-only mode and the lock (local), crash
+//! simulation (RAM), and every kind of injected fault.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::*;
+
+fn blob_suite(s: &dyn BlobStore) {
+    // Absent names.
+    assert!(s.open("MANIFEST").expect_err("absent").is_not_found());
+    assert!(s.head("MANIFEST").expect_err("absent").is_not_found());
+    assert!(s.list("segments/").expect("list of nothing").is_empty());
+    s.delete("segments/none.seg")
+        .expect("deleting an absent name is fine");
+
+    // Put, open, head, read ranges; nested names create their directory.
+    let data: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    let t1 = s
+        .put("segments/a.seg", &data, PutMode::Overwrite)
+        .expect("put");
+    let b = s.open("segments/a.seg").expect("open");
+    assert_eq!(b.as_bytes(), &data[..]);
+    assert_eq!(b.as_bytes().as_ptr() as usize % 16, 0, "16-byte aligned");
+    let h = s.head("segments/a.seg").expect("head");
+    assert_eq!((h.size, &h.e_tag), (70_000, &t1));
+    let got = s
+        .read_ranges(
+            "segments/a.seg",
+            &[0..0, 0..1, 5..4101, 65_536..70_000, 69_999..70_000],
+        )
+        .expect("ranges");
+    for (g, r) in got
+        .iter()
+        .zip([0..0, 0..1, 5..4101, 65_536..70_000, 69_999..70_000])
+    {
+        assert_eq!(&g[..], &data[r.start as usize..r.end as usize], "{r:?}");
+    }
+    for bad in [69_999..70_001, 70_001..70_002, u64::MAX - 1..u64::MAX] {
+        let e = s
+            .read_ranges("segments/a.seg", &[0..1, bad.clone()])
+            .expect_err("past the end");
+        assert_eq!(
+            e.io_kind(),
+            Some(io::ErrorKind::UnexpectedEof),
+            "{bad:?}: {e}"
+        );
+    }
+    // Empty blobs exist and are empty.
+    s.put("segments/empty.seg", b"", PutMode::Overwrite)
+        .expect("empty put");
+    assert!(s.open("segments/empty.seg").expect("open").is_empty());
+
+    // Overwrite changes the version; create-only refuses a taken name; if-match checks it.
+    let t2 = s
+        .put("segments/a.seg", b"second", PutMode::Overwrite)
+        .expect("overwrite");
+    assert_ne!(t1, t2);
+    assert_eq!(
+        s.open("segments/a.seg").expect("open").as_bytes(),
+        b"second"
+    );
+    assert!(matches!(
+        s.put("segments/a.seg", b"x", PutMode::Create),
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert_eq!(
+        s.open("segments/a.seg").expect("open").as_bytes(),
+        b"second"
+    );
+    assert!(matches!(
+        s.put("segments/a.seg", b"x", PutMode::Update(t1.clone())),
+        Err(StoreError::Precondition { .. })
+    ));
+    let t3 = s
+        .put("segments/a.seg", b"third", PutMode::Update(t2.clone()))
+        .expect("if-match with the current version");
+    assert_eq!(s.head("segments/a.seg").expect("head").e_tag, t3);
+    assert!(
+        matches!(
+            s.put("MANIFEST", b"x", PutMode::Update(t3.clone())),
+            Err(StoreError::Precondition { .. })
+        ),
+        "if-match on an absent blob"
+    );
+    s.put("MANIFEST", b"m1", PutMode::Create)
+        .expect("create a free name");
+
+    // List: direct children of the prefix only, sorted, with sizes.
+    s.put("segments/sub/deep.seg", b"deep", PutMode::Overwrite)
+        .expect("deep put");
+    s.put("segments/0.seg", b"zero", PutMode::Overwrite)
+        .expect("put");
+    let names: Vec<(String, u64)> = s
+        .list("segments/")
+        .expect("list")
+        .into_iter()
+        .map(|m| (m.name, m.size))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("segments/0.seg".to_string(), 4),
+            ("segments/a.seg".to_string(), 5),
+            ("segments/empty.seg".to_string(), 0),
+        ]
+    );
+    let root: Vec<String> = s
+        .list("")
+        .expect("list")
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(root, vec!["MANIFEST".to_string()]);
+
+    // Delete is idempotent.
+    s.delete("segments/a.seg").expect("delete");
+    s.delete("segments/a.seg").expect("delete again");
+    assert!(s.open("segments/a.seg").expect_err("gone").is_not_found());
+
+    // Names that must never reach a backend.
+    for bad in [
+        "", "/abs", "a/../b", "./a", "a//b", "dir/", "x.tmp", "a\\b", "nul\0",
+    ] {
+        assert!(
+            matches!(
+                s.put(bad, b"x", PutMode::Overwrite),
+                Err(StoreError::InvalidName { .. })
+            ),
+            "{bad:?} accepted"
+        );
+        assert!(s.open(bad).is_err(), "{bad:?} opened");
+    }
+    assert!(s.list("segments").is_err(), "a prefix ends with /");
+
+    // Concurrent puts of different names and reads of one.
+    let shared: Vec<u8> = vec![7u8; 10_000];
+    s.put("segments/shared.seg", &shared, PutMode::Overwrite)
+        .expect("put");
+    std::thread::scope(|scope| {
+        for t in 0..4u8 {
+            scope.spawn(move || {
+                for i in 0..20u8 {
+                    let name = format!("segments/t{t}-{i}.seg");
+                    s.put(&name, &[t, i], PutMode::Create).expect("put");
+                    assert_eq!(s.open(&name).expect("open").as_bytes(), &[t, i]);
+                    let r = s
+                        .read_ranges("segments/shared.seg", &[100..200, 0..0])
+                        .expect("read");
+                    assert_eq!(r[0], vec![7u8; 100]);
+                }
+            });
+        }
+    });
+    assert_eq!(s.list("segments/").expect("list").len(), 3 + 80);
+}
+
+fn log_suite(l: &dyn LogStore) {
+    assert!(l.list().expect("list").is_empty());
+    assert!(l.read("1.wal").expect_err("absent").is_not_found());
+    assert!(l.len("1.wal").expect_err("absent").is_not_found());
+    l.remove("1.wal").expect("removing an absent file is fine");
+
+    let f = l
+        .create("00000000000000000001.wal", b"HEADER")
+        .expect("create");
+    assert_eq!(l.read("00000000000000000001.wal").expect("read"), b"HEADER");
+    f.write_at(6, b"abc").expect("append");
+    f.write_at(9, b"defg").expect("append");
+    assert_eq!(
+        l.len("00000000000000000001.wal").expect("len"),
+        13,
+        "visible before sync"
+    );
+    f.sync().expect("sync");
+    assert_eq!(
+        l.read("00000000000000000001.wal").expect("read"),
+        b"HEADERabcdefg"
+    );
+    f.set_len(8).expect("roll back");
+    f.write_at(8, b"XY").expect("append after rollback");
+    f.sync().expect("sync");
+    assert_eq!(
+        l.read("00000000000000000001.wal").expect("read"),
+        b"HEADERabXY"
+    );
+
+    let g = l.create("00000000000000000000.wal", b"H0").expect("create");
+    g.sync().expect("sync");
+    assert_eq!(
+        l.list().expect("list"),
+        vec![
+            "00000000000000000000.wal".to_string(),
+            "00000000000000000001.wal".to_string()
+        ]
+    );
+    l.truncate("00000000000000000001.wal", 7).expect("truncate");
+    assert_eq!(
+        l.read("00000000000000000001.wal").expect("read"),
+        b"HEADERa"
+    );
+    // Creating an existing name replaces it.
+    l.create("00000000000000000000.wal", b"NEW")
+        .expect("re-create");
+    assert_eq!(l.read("00000000000000000000.wal").expect("read"), b"NEW");
+    l.remove("00000000000000000000.wal").expect("remove");
+    assert_eq!(
+        l.list().expect("list"),
+        vec!["00000000000000000001.wal".to_string()]
+    );
+    for bad in ["", "a/b.wal", "../x.wal", "x.wal.tmp"] {
+        assert!(l.create(bad, b"h").is_err(), "{bad:?} accepted");
+    }
+    // Appends from several threads to several files.
+    std::thread::scope(|scope| {
+        for t in 0..4u64 {
+            scope.spawn(move || {
+                let name = format!("{:020}.wal", 100 + t);
+                let f = l.create(&name, b"h").expect("create");
+                let mut off = 1;
+                for i in 0..50u8 {
+                    f.write_at(off, &[i; 10]).expect("write");
+                    off += 10;
+                }
+                f.sync().expect("sync");
+                assert_eq!(l.len(&name).expect("len"), off);
+            });
+        }
+    });
+    assert_eq!(l.list().expect("list").len(), 5);
+}
+
+fn local() -> (tempfile::TempDir, Storage) {
+    let d = tempfile::tempdir().expect("tempdir");
+    let s = Storage::open_local(d.path()).expect("open");
+    (d, s)
+}
+
+#[test]
+fn local_directory_conforms() {
+    let (_d, s) = local();
+    blob_suite(&*s.blobs);
+    log_suite(&*s.log);
+}
+
+#[test]
+fn memory_conforms() {
+    let m = MemStorage::new();
+    blob_suite(&*m.blobs);
+    log_suite(&*m.log);
+}
+
+#[test]
+fn fault_decorators_without_faults_conform() {
+    let faults = Faults::new(1);
+    faults.set_max_delay(Duration::from_micros(50));
+    let m = MemStorage::new().storage().with_faults(&faults);
+    blob_suite(&*m.blobs);
+    log_suite(&*m.log);
+    let (_d, s) = local();
+    let s = s.with_faults(&Faults::new(2));
+    blob_suite(&*s.blobs);
+    log_suite(&*s.log);
+    assert_eq!(faults.injected(), 0);
+}
+
+#[test]
+fn local_data_survives_reopen_and_crash_leftovers_are_swept() {
+    let d = tempfile::tempdir().expect("tempdir");
+    {
+        let s = Storage::open_local(d.path()).expect("open");
+        s.blobs
+            .put("MANIFEST", b"m", PutMode::Overwrite)
+            .expect("put");
+        s.blobs
+            .put("segments/1.seg", b"seg", PutMode::Create)
+            .expect("put");
+        let f = s.log.create("1.wal", b"h").expect("create");
+        f.write_at(1, b"rec").expect("write");
+        f.sync().expect("sync");
+    }
+    std::fs::write(d.path().join("MANIFEST.77.0.tmp"), b"half").expect("w");
+    std::fs::write(d.path().join("segments/2.seg.1.2.tmp"), b"half").expect("w");
+    std::fs::write(d.path().join("wal/2.wal.3.4.tmp"), b"half").expect("w");
+    let ro = Storage::open_local_read_only(d.path()).expect("read-only open");
+    assert_eq!(ro.swept_temp_files, 3, "counted");
+    assert!(matches!(
+        ro.blobs.put("x", b"x", PutMode::Overwrite),
+        Err(StoreError::ReadOnly { .. })
+    ));
+    assert!(matches!(
+        ro.log.create("3.wal", b"h"),
+        Err(StoreError::ReadOnly { .. })
+    ));
+    assert!(matches!(
+        ro.log.truncate("1.wal", 1),
+        Err(StoreError::ReadOnly { .. })
+    ));
+    drop(ro);
+    assert!(
+        d.path().join("MANIFEST.77.0.tmp").exists(),
+        "read-only leaves them"
+    );
+    let s = Storage::open_local(d.path()).expect("reopen");
+    assert_eq!(s.swept_temp_files, 3);
+    assert!(!d.path().join("MANIFEST.77.0.tmp").exists());
+    assert_eq!(s.blobs.open("MANIFEST").expect("open").as_bytes(), b"m");
+    assert_eq!(
+        s.blobs.open("segments/1.seg").expect("open").as_bytes(),
+        b"seg"
+    );
+    assert_eq!(s.log.read("1.wal").expect("read"), b"hrec");
+    assert_eq!(s.log.list().expect("list"), vec!["1.wal".to_string()]);
+    assert!(Storage::open_local_read_only(&d.path().join("missing")).is_err());
+}
+
+#[test]
+fn one_process_per_local_directory() {
+    let (d, _s) = local();
+    let e = Storage::open_local(d.path()).expect_err("locked");
+    assert!(
+        e.to_string().contains("in use by another Strata process"),
+        "{e}"
+    );
+    drop(_s);
+    Storage::open_local(d.path()).expect("free again");
+}
+
+#[test]
+fn write_file_atomic_sets_mode_and_refuses_to_replace_when_asked() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path().join("secret");
+    write_file_atomic(&p, b"one", 0o600, Replace::CreateOnly).expect("create");
+    let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(matches!(
+        write_file_atomic(&p, b"two", 0o600, Replace::CreateOnly),
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert_eq!(std::fs::read(&p).expect("read"), b"one");
+    write_file_atomic(&p, b"three", 0o600, Replace::Overwrite).expect("overwrite");
+    assert_eq!(std::fs::read(&p).expect("read"), b"three");
+    let left: Vec<_> = std::fs::read_dir(d.path()).expect("ls").collect();
+    assert_eq!(left.len(), 1, "no temporary file left behind");
+}
+
+#[test]
+fn a_memory_crash_keeps_synced_bytes_and_at_most_a_prefix_of_the_rest() {
+    let m = MemStorage::new();
+    let f = m.log.create("1.wal", b"H").expect("create");
+    f.write_at(1, b"synced").expect("w");
+    f.sync().expect("sync");
+    f.write_at(7, b"unsynced").expect("w");
+    assert_eq!(m.log.unsynced_bytes(), 8);
+    m.blobs
+        .put("MANIFEST", b"m", PutMode::Overwrite)
+        .expect("put");
+    m.crash(None);
+    assert_eq!(m.log.read("1.wal").expect("read"), b"Hsynced");
+    assert_eq!(m.blobs.open("MANIFEST").expect("open").as_bytes(), b"m");
+    let f = m.log.create("2.wal", b"H").expect("create");
+    f.write_at(1, b"0123456789").expect("w");
+    m.crash(Some(9));
+    let kept = m.log.read("2.wal").expect("read");
+    assert!(
+        kept.len() <= 11 && b"H0123456789".starts_with(&kept),
+        "{kept:?}"
+    );
+    assert_eq!(m.log.unsynced_bytes(), 0);
+}
+
+fn mem_with(rule: FaultRule) -> (MemStorage, Storage, Arc<Faults>) {
+    let m = MemStorage::new();
+    let faults = Faults::new(7);
+    faults.add(rule);
+    let s = m.storage().with_faults(&faults);
+    (m, s, faults)
+}
+
+#[test]
+fn nth_faults_fire_once_and_from_faults_persist() {
+    let (_m, s, faults) = mem_with(
+        FaultRule::new(FaultOp::Rename, Trigger::Nth(2))
+            .fault(Fault::Error(io::ErrorKind::StorageFull)),
+    );
+    s.blobs
+        .put("a", b"1", PutMode::Overwrite)
+        .expect("first rename fine");
+    let e = s
+        .blobs
+        .put("b", b"2", PutMode::Overwrite)
+        .expect_err("second fails");
+    assert_eq!(e.io_kind(), Some(io::ErrorKind::StorageFull));
+    assert!(e.to_string().contains("injected"), "{e}");
+    assert!(
+        s.blobs
+            .open("b")
+            .expect_err("a failed rename leaves nothing")
+            .is_not_found()
+    );
+    s.blobs
+        .put("b", b"2", PutMode::Overwrite)
+        .expect("third fine");
+    assert_eq!(faults.injected(), 1);
+
+    let (_m, s, _f) = mem_with(FaultRule::new(FaultOp::Sync, Trigger::From(1)).on("wal"));
+    s.blobs
+        .put("MANIFEST", b"m", PutMode::Overwrite)
+        .expect("not a wal: unaffected");
+    let f = s.log.create("1.wal", b"h");
+    assert!(f.is_err(), "create syncs");
+    for _ in 0..3 {
+        assert!(
+            s.log.remove("1.wal").is_err(),
+            "every sync fails from then on"
+        );
+    }
+}
+
+#[test]
+fn a_failed_directory_fsync_is_ambiguous_the_change_happened() {
+    // put = write, sync, rename, then the directory sync: the 2nd sync is the directory's.
+    let (_m, s, _f) = mem_with(FaultRule::new(FaultOp::Sync, Trigger::Nth(2)));
+    assert!(s.blobs.put("MANIFEST", b"new", PutMode::Overwrite).is_err());
+    assert_eq!(
+        s.blobs.open("MANIFEST").expect("visible").as_bytes(),
+        b"new"
+    );
+}
+
+#[test]
+fn failed_log_writes_leave_a_prefix_and_failed_syncs_lose_on_crash() {
+    let (m, s, _f) = mem_with(FaultRule::new(FaultOp::Write, Trigger::Nth(2)));
+    // create = 1st write step; the append is the 2nd.
+    let f = s.log.create("1.wal", b"H").expect("create");
+    assert!(f.write_at(1, b"0123456789").is_err());
+    let got = m.log.read("1.wal").expect("read");
+    assert!(
+        b"H0123456789".starts_with(&got) && got.len() < 12,
+        "{got:?}"
+    );
+
+    let (m, s, _f) = mem_with(FaultRule::new(FaultOp::Sync, Trigger::Nth(3)));
+    let f = s.log.create("1.wal", b"H").expect("create: syncs 1 and 2");
+    f.write_at(1, b"abc").expect("write");
+    assert!(f.sync().is_err());
+    m.crash(None);
+    assert_eq!(
+        m.log.read("1.wal").expect("read"),
+        b"H",
+        "nothing past the failed sync survives"
+    );
+}
+
+#[test]
+fn short_reads_return_fewer_bytes_without_an_error() {
+    let (_m, s, _f) =
+        mem_with(FaultRule::new(FaultOp::Read, Trigger::From(1)).fault(Fault::ShortRead));
+    s.blobs
+        .put("b", &[1u8; 100], PutMode::Overwrite)
+        .expect("put");
+    assert!(s.blobs.open("b").expect("open").len() < 100);
+    let r = s.blobs.read_ranges("b", &[0..10, 10..60]).expect("read");
+    assert_eq!(r[0].len(), 10);
+    assert!(r[1].len() < 50);
+    let f = s.log.create("1.wal", &[2u8; 64]).expect("create");
+    f.sync().expect("sync");
+    assert!(s.log.read("1.wal").expect("read").len() < 64);
+}
+
+#[test]
+fn chance_faults_replay_exactly_from_their_seed() {
+    let run = |seed: u64| {
+        let faults = Faults::new(seed);
+        faults.add(FaultRule::new(FaultOp::Write, Trigger::Chance(0.3)));
+        faults.add(FaultRule::new(FaultOp::Read, Trigger::Chance(0.2)).fault(Fault::ShortRead));
+        let s = MemStorage::new().storage().with_faults(&faults);
+        let mut outcomes = Vec::new();
+        for i in 0..200u32 {
+            let name = format!("b{i}");
+            outcomes.push(
+                s.blobs
+                    .put(&name, &i.to_le_bytes(), PutMode::Overwrite)
+                    .is_ok(),
+            );
+            outcomes.push(s.blobs.open(&name).map(|b| b.len()).unwrap_or(99) == 4);
+        }
+        (outcomes, faults.history())
+    };
+    let (a, ha) = run(11);
+    assert_eq!((a.clone(), ha.clone()), run(11), "same seed, same faults");
+    assert_ne!(a, run(12).0, "another seed, other faults");
+    let failed = a.iter().step_by(2).filter(|ok| !**ok).count();
+    assert!(
+        (30..90).contains(&failed),
+        "{failed} of 200 puts failed at p = 0.3"
+    );
+}
+
+#[test]
+#[should_panic(expected = "injected panic")]
+fn panics_are_injected_too() {
+    let (_m, s, _f) = mem_with(FaultRule::new(FaultOp::Write, Trigger::Nth(1)).fault(Fault::Panic));
+    let _ = s.blobs.put("a", b"x", PutMode::Overwrite);
+}

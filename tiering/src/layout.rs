@@ -1,0 +1,84 @@
+//! The one module that names every file and object Strata persists.
+//!
+//! Nothing else spells a file name: the engine asks for `layout::segment(id)`, the WAL for
+//! `layout::wal_file(lsn)`, and a backend maps these names to paths (local directory) or keys
+//! (object store, `{prefix}/{name}`). Names are relative, `/`-separated, ASCII.
+//!
+//! ```text
+//! MANIFEST                      the root of recovery (blob store, replaced atomically)
+//! segments/{id:020}.seg         immutable segment files (blob store)
+//! {first_lsn:020}.wal           write-ahead log files (log store; locally under wal/)
+//! LOCK                          flock of the process owning a local data directory
+//! jwt-secret                    the generated HS256 secret of the server (local only)
+//! ```
+
+/// The manifest blob.
+pub const MANIFEST: &str = "MANIFEST";
+
+/// Prefix (a "directory") of segment blobs.
+pub const SEGMENTS: &str = "segments/";
+
+/// Sub-directory of a local data directory that holds the WAL files.
+pub const WAL_DIR: &str = "wal";
+
+/// Lock file of a local data directory.
+pub const LOCK: &str = "LOCK";
+
+/// The server's generated HS256 secret, in the data directory.
+pub const JWT_SECRET: &str = "jwt-secret";
+
+/// Suffix of temporary files. A local store never lists them, and removes those a crash left.
+pub const TMP_SUFFIX: &str = ".tmp";
+
+const SEGMENT_EXT: &str = ".seg";
+const WAL_EXT: &str = ".wal";
+
+/// Blob name of segment `id`.
+pub fn segment(id: u64) -> String {
+    format!("{SEGMENTS}{id:020}{SEGMENT_EXT}")
+}
+
+/// The segment id a blob name stands for, if it is a segment name.
+pub fn segment_id(name: &str) -> Option<u64> {
+    parse_number(name.strip_prefix(SEGMENTS)?.strip_suffix(SEGMENT_EXT)?)
+}
+
+/// Log file name of the WAL file whose first record is `first_lsn`.
+pub fn wal_file(first_lsn: u64) -> String {
+    format!("{first_lsn:020}{WAL_EXT}")
+}
+
+/// The first LSN a log file name stands for, if it is a WAL file name.
+pub fn wal_first_lsn(name: &str) -> Option<u64> {
+    parse_number(name.strip_suffix(WAL_EXT)?)
+}
+
+fn parse_number(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_strangers_are_refused() {
+        assert_eq!(segment(7), "segments/00000000000000000007.seg");
+        assert_eq!(segment_id(&segment(u64::MAX)), Some(u64::MAX));
+        assert_eq!(wal_first_lsn(&wal_file(42)), Some(42));
+        for bad in [
+            "segments/x.seg",
+            "segments/.seg",
+            "7.seg",
+            "segments/+7.seg",
+        ] {
+            assert_eq!(segment_id(bad), None, "{bad}");
+        }
+        for bad in ["7.wal.tmp", ".wal", "-1.wal", "99999999999999999999999.wal"] {
+            assert_eq!(wal_first_lsn(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! In-memory backends: a [`BlobStore`] and a [`LogStore`] in RAM.
+//!
+//! They follow the same contract as the local directory (the conformance suite runs on both)
+//! and add what a disk cannot give a test: [`MemLog::crash`] drops every log byte that was
+//! written but not synced (or keeps a seeded random prefix of it, as a partial write-back
+//! would), so crash-recovery tests run in-process, deterministically, thousands of times.
+//! Blob puts, log creates, truncates and removes are durable when they return, as the contract
+//! says, so a crash keeps them.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::blob::Blob;
+use crate::error::{StoreError, StoreResult};
+use crate::rng::SplitMix64;
+use crate::store::{
+    BlobMeta, BlobStore, ETag, LogFile, LogStore, PutMode, check_name, check_prefix, check_ranges,
+};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn location(name: &str) -> String {
+    format!("memory:{name}")
+}
+
+#[derive(Debug, Default)]
+struct Blobs {
+    map: BTreeMap<String, (Arc<[u8]>, u64)>,
+    next_version: u64,
+}
+
+/// Blobs in RAM.
+#[derive(Debug, Default)]
+pub struct MemStore {
+    state: Mutex<Blobs>,
+}
+
+impl MemStore {
+    /// An empty store.
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+
+    fn get(&self, name: &str) -> StoreResult<Arc<[u8]>> {
+        check_name(name)?;
+        lock(&self.state)
+            .map
+            .get(name)
+            .map(|(b, _)| Arc::clone(b))
+            .ok_or_else(|| StoreError::NotFound {
+                location: location(name),
+            })
+    }
+}
+
+fn tag(version: u64) -> ETag {
+    ETag(format!("v{version}"))
+}
+
+impl BlobStore for MemStore {
+    fn location(&self, name: &str) -> String {
+        location(name)
+    }
+
+    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> StoreResult<ETag> {
+        check_name(name)?;
+        let mut s = lock(&self.state);
+        let current = s.map.get(name).map(|(_, v)| tag(*v));
+        match (&mode, &current) {
+            (PutMode::Create, Some(_)) => {
+                return Err(StoreError::AlreadyExists {
+                    location: location(name),
+                });
+            }
+            (PutMode::Update(expected), found) if found.as_ref() != Some(expected) => {
+                return Err(StoreError::Precondition {
+                    location: location(name),
+                    expected: expected.0.clone(),
+                    found: found
+                        .as_ref()
+                        .map_or_else(|| "none".into(), |t| t.0.clone()),
+                });
+            }
+            _ => {}
+        }
+        s.next_version += 1;
+        let v = s.next_version;
+        s.map.insert(name.to_string(), (Arc::from(bytes), v));
+        Ok(tag(v))
+    }
+
+    fn open(&self, name: &str) -> StoreResult<Blob> {
+        Ok(Blob::from_bytes(&self.get(name)?))
+    }
+
+    fn read_ranges(&self, name: &str, ranges: &[Range<u64>]) -> StoreResult<Vec<Vec<u8>>> {
+        let b = self.get(name)?;
+        check_ranges(&location(name), b.len() as u64, ranges)?;
+        Ok(ranges
+            .iter()
+            .map(|r| b[r.start as usize..r.end as usize].to_vec())
+            .collect())
+    }
+
+    fn head(&self, name: &str) -> StoreResult<BlobMeta> {
+        check_name(name)?;
+        let s = lock(&self.state);
+        let (b, v) = s.map.get(name).ok_or_else(|| StoreError::NotFound {
+            location: location(name),
+        })?;
+        Ok(BlobMeta {
+            name: name.to_string(),
+            size: b.len() as u64,
+            e_tag: tag(*v),
+        })
+    }
+
+    fn list(&self, prefix: &str) -> StoreResult<Vec<BlobMeta>> {
+        check_prefix(prefix)?;
+        let s = lock(&self.state);
+        Ok(s.map
+            .range(prefix.to_string()..)
+            .take_while(|(n, _)| n.starts_with(prefix))
+            .filter(|(n, _)| !n[prefix.len()..].contains('/'))
+            .map(|(n, (b, v))| BlobMeta {
+                name: n.clone(),
+                size: b.len() as u64,
+                e_tag: tag(*v),
+            })
+            .collect())
+    }
+
+    fn delete(&self, name: &str) -> StoreResult<()> {
+        check_name(name)?;
+        lock(&self.state).map.remove(name);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default)]
+struct FileState {
+    data: Vec<u8>,
+    /// Bytes that survive a crash.
+    durable: usize,
+}
+
+#[derive(Debug)]
+struct MemLogFile {
+    state: Mutex<FileState>,
+}
+
+impl LogFile for MemLogFile {
+    fn write_at(&self, offset: u64, bytes: &[u8]) -> StoreResult<()> {
+        let mut s = lock(&self.state);
+        let start = offset as usize;
+        let end = start + bytes.len();
+        if s.data.len() < end {
+            s.data.resize(end, 0);
+        }
+        s.data[start..end].copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn sync(&self) -> StoreResult<()> {
+        let mut s = lock(&self.state);
+        s.durable = s.data.len();
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> StoreResult<()> {
+        let mut s = lock(&self.state);
+        s.data.resize(len as usize, 0);
+        s.durable = s.durable.min(len as usize);
+        Ok(())
+    }
+}
+
+/// Log files in RAM, with crash simulation.
+#[derive(Debug, Default)]
+pub struct MemLog {
+    files: Mutex<BTreeMap<String, Arc<MemLogFile>>>,
+}
+
+impl MemLog {
+    /// An empty log store.
+    pub fn new() -> MemLog {
+        MemLog::default()
+    }
+
+    fn file(&self, name: &str) -> StoreResult<Arc<MemLogFile>> {
+        check_name(name)?;
+        lock(&self.files)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound {
+                location: location(name),
+            })
+    }
+
+    /// Simulates a machine crash: each file keeps its synced bytes, plus — when `torn_seed` is
+    /// given — a seeded random prefix of the bytes written after the last sync (a write-back
+    /// that got part of the way). Handles from before the crash must not be used afterwards.
+    pub fn crash(&self, torn_seed: Option<u64>) {
+        let mut rng = torn_seed.map(SplitMix64::new);
+        for f in lock(&self.files).values() {
+            let mut s = lock(&f.state);
+            let unsynced = s.data.len() - s.durable;
+            let keep = match &mut rng {
+                Some(r) if unsynced > 0 => r.below(unsynced as u64 + 1) as usize,
+                _ => 0,
+            };
+            let len = s.durable + keep;
+            s.data.truncate(len);
+            s.durable = len;
+        }
+    }
+
+    /// Bytes written but not yet synced, over every file.
+    pub fn unsynced_bytes(&self) -> u64 {
+        lock(&self.files)
+            .values()
+            .map(|f| {
+                let s = lock(&f.state);
+                (s.data.len() - s.durable) as u64
+            })
+            .sum()
+    }
+}
+
+impl LogStore for MemLog {
+    fn location(&self, name: &str) -> String {
+        location(name)
+    }
+
+    fn list(&self) -> StoreResult<Vec<String>> {
+        Ok(lock(&self.files).keys().cloned().collect())
+    }
+
+    fn read(&self, name: &str) -> StoreResult<Vec<u8>> {
+        Ok(lock(&self.file(name)?.state).data.clone())
+    }
+
+    fn len(&self, name: &str) -> StoreResult<u64> {
+        Ok(lock(&self.file(name)?.state).data.len() as u64)
+    }
+
+    fn create(&self, name: &str, header: &[u8]) -> StoreResult<Arc<dyn LogFile>> {
+        check_name(name)?;
+        if name.contains('/') {
+            return Err(StoreError::InvalidName {
+                name: name.to_string(),
+                why: "log file names are flat",
+            });
+        }
+        let f = Arc::new(MemLogFile {
+            state: Mutex::new(FileState {
+                data: header.to_vec(),
+                durable: header.len(),
+            }),
+        });
+        lock(&self.files).insert(name.to_string(), Arc::clone(&f));
+        Ok(f)
+    }
+
+    fn truncate(&self, name: &str, len: u64) -> StoreResult<()> {
+        let f = self.file(name)?;
+        let mut s = lock(&f.state);
+        s.data.resize(len as usize, 0);
+        s.durable = s.data.len();
+        Ok(())
+    }
+
+    fn remove(&self, name: &str) -> StoreResult<()> {
+        check_name(name)?;
+        lock(&self.files).remove(name);
+        Ok(())
+    }
+}
