@@ -55,6 +55,8 @@ fn refuse_read_only(inner: &Inner) -> Result<()> {
 pub(crate) fn flush(inner: &Inner, coll: &Collection) -> Result<bool> {
     refuse_read_only(inner)?;
     let mut queue = coll.flush_queue();
+    // A flush makes things durable: first the manifest, if its last write failed.
+    inner.republish_if_failed()?;
     if let Some(sealed) = coll.seal(inner)? {
         queue.unwritten.push_back(sealed);
     }

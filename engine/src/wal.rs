@@ -537,11 +537,20 @@ impl Wal for LocalWal {
                 self.replay_file(&name, is_last, &mut prev, &mut stats, visit)?;
             stats.files += 1;
             match first {
-                Some(first_lsn) => closed.push(ClosedFile {
-                    name,
-                    first_lsn,
-                    streams,
-                }),
+                Some(first_lsn) => {
+                    if !self.opts.read_only {
+                        // What recovery shows must survive the next crash: a crashed process
+                        // may have left records written but not synced.
+                        self.log
+                            .sync_file(&name)
+                            .map_err(|e| Error::store("syncing a replayed WAL file", e))?;
+                    }
+                    closed.push(ClosedFile {
+                        name,
+                        first_lsn,
+                        streams,
+                    })
+                }
                 // A file with no records holds nothing: remove it.
                 None if !self.opts.read_only => self
                     .log

@@ -198,6 +198,13 @@ fn log_suite(l: &dyn LogStore) {
             "00000000000000000001.wal".to_string()
         ]
     );
+    l.sync_file("00000000000000000001.wal")
+        .expect("sync a whole file");
+    assert!(
+        l.sync_file("00000000000000000009.wal")
+            .expect_err("absent")
+            .is_not_found()
+    );
     l.truncate("00000000000000000001.wal", 7).expect("truncate");
     assert_eq!(
         l.read("00000000000000000001.wal").expect("read"),
@@ -372,6 +379,11 @@ fn a_memory_crash_keeps_synced_bytes_and_at_most_a_prefix_of_the_rest() {
         "{kept:?}"
     );
     assert_eq!(m.log.unsynced_bytes(), 0);
+    let f = m.log.create("3.wal", b"H").expect("create");
+    f.write_at(1, b"abc").expect("w");
+    m.log.sync_file("3.wal").expect("sync the whole file");
+    m.crash(None);
+    assert_eq!(m.log.read("3.wal").expect("read"), b"Habc");
 }
 
 fn mem_with(rule: FaultRule) -> (MemStorage, Storage, Arc<Faults>) {

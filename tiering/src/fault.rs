@@ -10,6 +10,7 @@
 //! | `delete`, log `remove` | delete | sync (directory) |
 //! | log `create` | write, sync, rename | sync (directory) |
 //! | log `truncate` | write | sync |
+//! | log `sync_file` | sync | |
 //! | `open`, `read_ranges`, `head`, log `read`, `len` | read | |
 //! | `list` | list | |
 //! | log file `write_at` | write (writes a seeded random prefix, then fails) | |
@@ -399,6 +400,11 @@ impl LogStore for FaultyLog {
         self.faults.check(FaultOp::Write, &at)?;
         self.inner.truncate(name, len)?;
         self.faults.check(FaultOp::Sync, &at)
+    }
+
+    fn sync_file(&self, name: &str) -> StoreResult<()> {
+        self.faults.check(FaultOp::Sync, &self.location(name))?;
+        self.inner.sync_file(name)
     }
 
     fn remove(&self, name: &str) -> StoreResult<()> {

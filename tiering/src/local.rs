@@ -500,6 +500,16 @@ impl LogStore for LocalLog {
             .map_err(|e| StoreError::io("fsync of", show(&path), e))
     }
 
+    fn sync_file(&self, name: &str) -> StoreResult<()> {
+        let path = self.path(name)?;
+        self.writable(name)?;
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| StoreError::io("fsync of", show(&path), e))
+    }
+
     fn remove(&self, name: &str) -> StoreResult<()> {
         let path = self.path(name)?;
         self.writable(name)?;

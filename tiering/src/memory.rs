@@ -273,6 +273,10 @@ impl LogStore for MemLog {
         Ok(())
     }
 
+    fn sync_file(&self, name: &str) -> StoreResult<()> {
+        self.file(name)?.sync()
+    }
+
     fn remove(&self, name: &str) -> StoreResult<()> {
         check_name(name)?;
         lock(&self.files).remove(name);

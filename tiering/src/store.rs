@@ -100,7 +100,8 @@ pub trait LogFile: Send + Sync + fmt::Debug {
 ///   leaves a partial header under the name); creating an existing name replaces it.
 /// - **read** returns the whole file, **len** its size; appended bytes are visible to both as
 ///   soon as `write_at` returns.
-/// - **truncate** and **remove** are durable when they return; removing an absent file is `Ok`.
+/// - **truncate**, **sync_file** and **remove** are durable when they return; removing an
+///   absent file is `Ok`.
 /// - **list** returns every log file name, sorted, never temporary files.
 pub trait LogStore: Send + Sync + fmt::Debug {
     /// Where `name` lives, for messages.
@@ -115,6 +116,9 @@ pub trait LogStore: Send + Sync + fmt::Debug {
     fn create(&self, name: &str, header: &[u8]) -> StoreResult<Arc<dyn LogFile>>;
     /// Cuts `name` to `len` bytes, durably (a torn tail at recovery).
     fn truncate(&self, name: &str, len: u64) -> StoreResult<()>;
+    /// Makes all of `name` durable. Recovery syncs what it replayed, so that what it shows
+    /// (records a crashed process had written but not synced) survives a later crash.
+    fn sync_file(&self, name: &str) -> StoreResult<()>;
     /// Removes `name`, durably.
     fn remove(&self, name: &str) -> StoreResult<()>;
 }

@@ -1,0 +1,548 @@
+//! Durability under failing storage: every failure the storage layer can produce, at the
+//! points where the engine must handle it, with the outcome checked after a crash.
+//!
+//! The engine runs on in-memory storage behind the fault-injecting decorator; a "crash" drops
+//! the engine and every WAL byte that was not synced, then recovers.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use strata_engine::storage::{Fault, FaultOp, FaultRule, Faults, MemStorage, Trigger};
+use strata_engine::*;
+
+struct Rig {
+    mem: MemStorage,
+    faults: Arc<Faults>,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        Rig {
+            mem: MemStorage::new(),
+            faults: Faults::new(42),
+        }
+    }
+    fn opts(&self) -> EngineOptions {
+        let mut o = EngineOptions::with_storage(self.mem.storage().with_faults(&self.faults));
+        o.background = false;
+        o
+    }
+    fn open(&self) -> Engine {
+        Engine::open(self.opts()).expect("open")
+    }
+    /// Drops the engine, loses every unsynced WAL byte, and recovers without faults.
+    fn crash(&self, e: Engine) -> Engine {
+        drop(e);
+        self.faults.clear();
+        self.mem.crash(None);
+        self.open()
+    }
+    fn fail(&self, rule: FaultRule) {
+        self.faults.add(rule);
+    }
+}
+
+fn enospc(op: FaultOp, trigger: Trigger) -> FaultRule {
+    FaultRule::new(op, trigger).fault(Fault::Error(io::ErrorKind::StorageFull))
+}
+
+fn points(ids: std::ops::Range<u64>, tag: f32) -> Vec<PointInput> {
+    ids.map(|i| PointInput {
+        id: PointId::Num(i),
+        vector: vec![i as f32, tag, 1.0, 0.5],
+        payload: Some(
+            json!({"i": i, "tag": tag})
+                .as_object()
+                .expect("obj")
+                .clone(),
+        ),
+    })
+    .collect()
+}
+
+fn coll(e: &Engine) -> CollectionHandle {
+    e.collection(DEFAULT_TENANT, "c").expect("collection")
+}
+
+fn create(e: &Engine) -> CollectionHandle {
+    e.create_collection(
+        DEFAULT_TENANT,
+        "c",
+        CollectionConfig::new(4, Distance::Euclid),
+    )
+    .expect("create")
+}
+
+/// Every id in `ids` is present with vector tag `tag`.
+fn assert_all(c: &CollectionHandle, ids: std::ops::Range<u64>, tag: f32) {
+    let want: Vec<PointId> = ids.clone().map(PointId::Num).collect();
+    let got = c.get(&want, false, true).expect("get");
+    assert_eq!(got.len(), want.len(), "every acknowledged point is there");
+    for r in got {
+        assert_eq!(
+            r.vector.expect("vector")[1],
+            tag,
+            "point {} has its acknowledged version",
+            r.id
+        );
+    }
+}
+
+#[test]
+fn a_failed_flush_loses_nothing_and_is_retried_in_order() {
+    let rig = Rig::new();
+    let e = rig.open();
+    let c = create(&e);
+    c.upsert(points(0..50, 1.0)).expect("upsert");
+    rig.fail(enospc(FaultOp::Write, Trigger::Nth(1)).on("segments/"));
+    let err = c.flush().expect_err("disk full");
+    assert!(err.to_string().contains("injected"), "{err}");
+    // Still readable from the sealed segment held in RAM, and writes go on.
+    assert_eq!(c.count(None).expect("count"), 50);
+    assert_all(&c, 0..50, 1.0);
+    assert_eq!(e.stats().unwritten_segments, 1);
+    c.upsert(points(50..80, 2.0)).expect("writes continue");
+    // The next flush writes the old segment first, then the new one.
+    assert!(c.flush().expect("retry"));
+    assert_eq!(e.stats().unwritten_segments, 0);
+    assert_eq!(e.stats().segments, 2);
+    let e = rig.crash(e);
+    let c = coll(&e);
+    assert_eq!(c.count(None).expect("count"), 80);
+    assert_all(&c, 0..50, 1.0);
+    assert_all(&c, 50..80, 2.0);
+}
+
+#[test]
+fn a_flush_that_keeps_failing_never_releases_the_wal_it_needs() {
+    // The defect: the memtable was emptied and a later flush recorded a later flushed LSN, so
+    // replay skipped the rows of the segment that was never written.
+    let rig = Rig::new();
+    let e = rig.open();
+    let c = create(&e);
+    c.upsert(points(0..40, 1.0)).expect("upsert");
+    rig.fail(enospc(FaultOp::Write, Trigger::Nth(1)).on("segments/"));
+    assert!(c.flush().is_err());
+    c.upsert(points(40..60, 2.0)).expect("upsert");
+    // Now the first segment can't be written either way: its retry fails again.
+    rig.fail(enospc(FaultOp::Rename, Trigger::Nth(1)).on("segments/"));
+    assert!(c.flush().is_err());
+    let e = rig.crash(e);
+    let c = coll(&e);
+    assert_eq!(c.count(None).expect("count"), 60);
+    assert_all(&c, 0..40, 1.0);
+    assert_all(&c, 40..60, 2.0);
+}
+
+#[test]
+fn a_failed_manifest_write_refuses_writes_until_it_is_written_again() {
+    for ambiguous in [false, true] {
+        let rig = Rig::new();
+        let e = rig.open();
+        let c = create(&e);
+        c.upsert(points(0..30, 1.0)).expect("upsert");
+        // put = write, sync, rename, dir sync: fail the rename (old manifest stays) or the
+        // directory sync after it (the new one is visible, maybe not durable).
+        let rule = if ambiguous {
+            FaultRule::new(FaultOp::Sync, Trigger::Nth(2)).on("MANIFEST")
+        } else {
+            FaultRule::new(FaultOp::Rename, Trigger::Nth(1)).on("MANIFEST")
+        };
+        rig.fail(rule);
+        assert!(c.flush().is_err(), "the publish fails");
+        assert!(!e.is_writable());
+        let h = e.health();
+        assert!(
+            h.reason.as_deref().is_some_and(|r| r.contains("manifest")),
+            "{h:?}"
+        );
+        let err = c.upsert(points(30..31, 9.0)).expect_err("writes refused");
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert_all(&c, 0..30, 1.0); // reads go on
+        // The retry (the flush worker's job; a flush does it too) writes it again.
+        c.flush().expect("a flush writes the manifest again");
+        assert!(
+            e.is_writable(),
+            "a successful manifest write lifts the refusal"
+        );
+        c.upsert(points(30..40, 2.0))
+            .expect("writes accepted again");
+        let e = rig.crash(e);
+        let c = coll(&e);
+        assert_eq!(c.count(None).expect("count"), 40, "ambiguous = {ambiguous}");
+        assert_all(&c, 30..40, 2.0);
+    }
+}
+
+#[test]
+fn a_crash_right_after_a_failed_manifest_write_loses_nothing_acknowledged() {
+    for ambiguous in [false, true] {
+        let rig = Rig::new();
+        let e = rig.open();
+        let c = create(&e);
+        c.upsert(points(0..30, 1.0)).expect("upsert");
+        c.flush().expect("flush");
+        c.upsert(points(30..60, 2.0)).expect("upsert");
+        c.flush().expect("flush");
+        c.upsert(points(60..70, 3.0)).expect("upsert");
+        let rule = |n| {
+            if ambiguous {
+                FaultRule::new(FaultOp::Sync, Trigger::Nth(2 * n)).on("MANIFEST")
+            } else {
+                FaultRule::new(FaultOp::Write, Trigger::Nth(n)).on("MANIFEST")
+            }
+        };
+        // A compaction whose publish fails (inputs swapped out in memory, not deleted)...
+        rig.fail(rule(1));
+        assert!(c.compact().is_err());
+        // ... and, still refused, a flush whose publish fails too.
+        rig.fail(rule(2));
+        assert!(c.flush().is_err());
+        let e = rig.crash(e);
+        let c = coll(&e);
+        assert_eq!(c.count(None).expect("count"), 70, "ambiguous = {ambiguous}");
+        assert_all(&c, 0..30, 1.0);
+        assert_all(&c, 30..60, 2.0);
+        assert_all(&c, 60..70, 3.0);
+    }
+}
+
+#[test]
+fn a_failed_drop_keeps_the_collection_and_refuses_writes_until_republished() {
+    // The defect: `dropped` was reset although the manifest on disk no longer named the
+    // collection; writes were accepted, then vanished at restart.
+    for crash_before_retry in [true, false] {
+        let rig = Rig::new();
+        let e = rig.open();
+        let c = create(&e);
+        c.upsert(points(0..20, 1.0)).expect("upsert");
+        c.flush().expect("flush");
+        c.upsert(points(20..30, 1.0)).expect("upsert");
+        // The directory fsync after the rename fails: the new manifest (without "c") is on
+        // disk, but the engine cannot know it.
+        rig.fail(FaultRule::new(FaultOp::Sync, Trigger::Nth(2)).on("MANIFEST"));
+        assert!(e.delete_collection(DEFAULT_TENANT, "c").is_err());
+        let c = coll(&e);
+        assert_eq!(c.count(None).expect("still there"), 30);
+        assert_eq!(
+            c.upsert(points(30..31, 1.0)).expect_err("refused").kind(),
+            ErrorKind::Unavailable
+        );
+        if crash_before_retry {
+            // The drop may or may not have happened; nothing was acknowledged after it.
+            let e = rig.crash(e);
+            if let Ok(c) = e.collection(DEFAULT_TENANT, "c") {
+                assert_eq!(c.count(None).expect("count"), 30);
+            }
+            continue;
+        }
+        // The retry writes the manifest with the collection again; then writes are safe.
+        c.flush().expect("republish");
+        assert!(e.is_writable());
+        c.upsert(points(30..40, 3.0)).expect("accepted");
+        let e = rig.crash(e);
+        let c = coll(&e);
+        assert_eq!(c.count(None).expect("count"), 40);
+        assert_all(&c, 30..40, 3.0);
+        assert_all(&c, 0..30, 1.0);
+    }
+}
+
+#[test]
+fn a_failed_compaction_leaves_the_inputs_and_is_retried() {
+    let rig = Rig::new();
+    let e = rig.open();
+    let c = create(&e);
+    for k in 0..3u64 {
+        c.upsert(points(k * 10..k * 10 + 10, 1.0)).expect("upsert");
+        c.flush().expect("flush");
+    }
+    c.delete(&[PointId::Num(5)]).expect("delete");
+    rig.fail(enospc(FaultOp::Write, Trigger::Nth(1)).on("segments/"));
+    assert!(c.compact().is_err());
+    assert!(
+        e.is_writable(),
+        "a failed segment write does not refuse writes"
+    );
+    assert_eq!(c.info().expect("info").segments, 3);
+    assert_eq!(c.count(None).expect("count"), 29);
+    assert!(c.compact().expect("retry"));
+    assert_eq!(c.info().expect("info").segments, 1);
+    let e = rig.crash(e);
+    let c = coll(&e);
+    assert_eq!(c.count(None).expect("count"), 29);
+    assert!(
+        c.get(&[PointId::Num(5)], false, false)
+            .expect("get")
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_failed_wal_fsync_refuses_writes_and_loses_nothing_acknowledged() {
+    let rig = Rig::new();
+    let e = rig.open();
+    let c = create(&e);
+    c.upsert(points(0..10, 1.0)).expect("upsert");
+    rig.fail(FaultRule::new(FaultOp::Sync, Trigger::Nth(1)).on(".wal"));
+    let err = c.upsert(points(10..20, 2.0)).expect_err("fsync fails");
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(!e.is_writable());
+    assert!(e.health().reason.expect("a reason").contains("WAL"));
+    rig.faults.clear();
+    assert!(
+        c.upsert(points(20..21, 3.0)).is_err(),
+        "poisoned until restart"
+    );
+    let e = rig.crash(e);
+    assert!(e.is_writable());
+    let c = coll(&e);
+    assert_all(&c, 0..10, 1.0);
+    assert_eq!(
+        c.count(None).expect("count"),
+        10,
+        "the unacknowledged batch died with the crash"
+    );
+}
+
+#[test]
+fn a_torn_manifest_is_refused_with_its_location_and_a_torn_temp_file_is_ignored() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let mut o = EngineOptions::new(d.path());
+    o.background = false;
+    {
+        let e = Engine::open(o.clone()).expect("open");
+        create(&e).upsert(points(0..10, 1.0)).expect("upsert");
+        coll(&e).flush().expect("flush");
+    }
+    // A crash while writing the next manifest leaves a partial temporary file: ignored.
+    let good = std::fs::read(d.path().join("MANIFEST")).expect("read");
+    std::fs::write(d.path().join("MANIFEST.1.2.tmp"), &good[..good.len() / 2]).expect("write");
+    {
+        let e = Engine::open(o.clone()).expect("open");
+        assert_eq!(coll(&e).count(None).expect("count"), 10);
+        assert_eq!(e.recovery_report().orphans_removed, 1);
+    }
+    // A manifest cut short (a file system that lost its tail) is corruption, named.
+    std::fs::write(d.path().join("MANIFEST"), &good[..good.len() - 7]).expect("write");
+    let err = Engine::open(o).expect_err("refused");
+    assert_eq!(err.kind(), ErrorKind::Corruption);
+    assert!(err.to_string().contains("MANIFEST"), "{err}");
+}
+
+#[test]
+fn a_panicking_maintenance_job_is_caught_reported_and_retried() {
+    let rig = Rig::new();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let mut o = rig.opts();
+    o.background = true;
+    o.clock = clock.clone();
+    o.memtable_max_bytes = 1;
+    o.maintenance_interval = Duration::from_millis(5);
+    let e = Engine::open(o).expect("open");
+    rig.fail(
+        FaultRule::new(FaultOp::Write, Trigger::Nth(1))
+            .on("segments/")
+            .fault(Fault::Panic),
+    );
+    let c = create(&e);
+    c.upsert(points(0..10, 1.0)).expect("upsert");
+    let wait_for = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_for("the failure to be reported", &|| {
+        !e.health().failing.is_empty()
+    });
+    let h = e.health();
+    let f = &h.failing[0];
+    assert_eq!(
+        (f.job.as_str(), f.collection.as_str(), f.panicked),
+        ("flush", "c", true)
+    );
+    assert!(f.last_error.contains("injected panic"), "{f:?}");
+    assert!(
+        e.is_writable(),
+        "a maintenance failure does not refuse writes"
+    );
+    c.upsert(points(10..20, 1.0)).expect("writes go on");
+    // The worker survived: once the backoff passes it flushes.
+    clock.advance(60_000);
+    wait_for("the retry to succeed", &|| {
+        e.health().failing.is_empty() && e.stats().memtable_points == 0
+    });
+    assert_eq!(c.count(None).expect("count"), 20);
+}
+
+#[test]
+fn count_is_exact_under_concurrent_flushes_and_overwrites() {
+    let rig = Rig::new();
+    let e = Arc::new(rig.open());
+    let c = create(&e);
+    c.upsert(points(0..500, 0.0)).expect("upsert");
+    let f = Filter::parse_str(r#"{"must": [{"key": "i", "range": {"lt": 100}}]}"#).expect("filter");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (c, stop) = (c.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut round = 1.0;
+            while !stop.load(Ordering::Relaxed) {
+                // Overwrites and flushes: rows move between the memtable and segments.
+                c.upsert(points(0..500, round)).expect("overwrite");
+                c.flush().expect("flush");
+                round += 1.0;
+            }
+        })
+    };
+    let started = std::time::Instant::now();
+    let mut checks = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(c.count(None).expect("count"), 500);
+        assert_eq!(c.count(Some(&f)).expect("count"), 100);
+        checks += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    assert!(checks > 10, "{checks}");
+}
+
+#[test]
+fn an_expired_or_cancelled_deadline_applies_nothing() {
+    let rig = Rig::new();
+    let e = rig.open();
+    let c = create(&e);
+    c.upsert(points(0..5, 1.0)).expect("upsert");
+    let expired = c.with_deadline(Deadline::at(std::time::Instant::now()));
+    let err = expired.upsert(points(5..10, 1.0)).expect_err("too late");
+    assert_eq!(err.kind(), ErrorKind::DeadlineExceeded);
+    assert!(expired.delete(&[PointId::Num(1)]).is_err());
+    assert!(
+        expired
+            .search(&SearchRequest::new(vec![0.0; 4], 3))
+            .is_err()
+    );
+    assert!(expired.count(None).is_err());
+    let flag = Arc::new(AtomicBool::new(true));
+    let cancelled = c.with_deadline(Deadline::none().cancelled_by(flag));
+    assert!(cancelled.upsert(points(5..10, 1.0)).is_err());
+    let e = rig.crash(e);
+    assert_eq!(
+        coll(&e).count(None).expect("count"),
+        5,
+        "nothing of a refused write applied"
+    );
+    let ok = coll(&e).with_deadline(Deadline::after(Duration::from_secs(60)));
+    ok.upsert(points(5..10, 1.0)).expect("in time");
+}
+
+#[test]
+fn filters_are_bounded_in_keys_conditions_and_cache_memory() {
+    let rig = Rig::new();
+    let mut o = rig.opts();
+    o.max_filter_keys = 4;
+    o.max_filter_conditions = 50;
+    o.filter_cache_bytes = 64 << 10;
+    let e = Engine::open(o).expect("open");
+    let c = create(&e);
+    for k in 0..4u64 {
+        c.upsert(points(k * 500..k * 500 + 500, 1.0))
+            .expect("upsert");
+        c.flush().expect("flush");
+    }
+    let keys: Vec<String> = (0..5)
+        .map(|k| format!(r#"{{"key": "k{k}", "match": {{"value": 1}}}}"#))
+        .collect();
+    let wide = Filter::parse_str(&format!(r#"{{"should": [{}]}}"#, keys.join(","))).expect("parse");
+    let err = c.count(Some(&wide)).expect_err("too many keys");
+    assert!(err.to_string().contains("5 distinct payload keys"), "{err}");
+    let big = Filter::parse_str(&format!(
+        r#"{{"must": [{{"key": "i", "match": {{"any": [{}]}}}}]}}"#,
+        (0..60).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    ))
+    .expect("parse");
+    let err = c
+        .scroll(&ScrollRequest {
+            limit: 5,
+            filter: Some(big),
+            ..ScrollRequest::default()
+        })
+        .expect_err("too many conditions");
+    assert!(err.to_string().contains("60 conditions"), "{err}");
+    // Columns of every key on every segment would need far more than 64 KiB: the cache stays
+    // under its budget and answers stay right.
+    for key in ["i", "tag", "x", "y"] {
+        let f = Filter::parse_str(&format!(
+            r#"{{"must_not": [{{"key": "{key}", "match": {{"value": 7}}}}]}}"#
+        ))
+        .expect("parse");
+        let n = c.count(Some(&f)).expect("count");
+        assert_eq!(n, if key == "i" { 1999 } else { 2000 }, "{key}");
+        assert!(e.stats().filter_cache_bytes <= 64 << 10, "{:?}", e.stats());
+    }
+}
+
+#[test]
+fn a_read_only_engine_changes_nothing() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let mut o = EngineOptions::new(d.path());
+    o.background = false;
+    {
+        let e = Engine::open(o.clone()).expect("open");
+        create(&e).upsert(points(0..10, 1.0)).expect("upsert");
+        coll(&e).flush().expect("flush");
+        coll(&e).upsert(points(10..12, 1.0)).expect("upsert");
+    }
+    std::fs::write(
+        d.path().join("segments/00000000000000000777.seg"),
+        b"orphan",
+    )
+    .expect("w");
+    let snapshot = |p: &std::path::Path| {
+        let mut v: Vec<(String, Vec<u8>)> = walk(p);
+        v.sort();
+        v
+    };
+    let before = snapshot(d.path());
+    let mut ro = o.clone();
+    ro.read_only = true;
+    let e = Engine::open(ro).expect("read-only open");
+    assert_eq!(e.recovery_report().orphans_found, 1);
+    assert_eq!(e.recovery_report().orphans_removed, 0);
+    assert_eq!(coll(&e).count(None).expect("count"), 12);
+    assert!(!e.is_writable());
+    assert_eq!(
+        coll(&e)
+            .upsert(points(0..1, 1.0))
+            .expect_err("read-only")
+            .kind(),
+        ErrorKind::Unavailable
+    );
+    assert!(coll(&e).flush().is_err());
+    drop(e);
+    assert_eq!(snapshot(d.path()), before, "not a byte changed");
+}
+
+fn walk(p: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(p).expect("ls") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push((
+                path.display().to_string(),
+                std::fs::read(&path).expect("read"),
+            ));
+        }
+    }
+    out
+}
