@@ -229,6 +229,17 @@ impl Authenticator {
         if secret.is_none() && public.is_empty() {
             anyhow::bail!("no JWT secret and no public keys: nothing could verify a token");
         }
+        // The last line of defence: whatever the source, a short (or empty) HMAC key would let
+        // anyone who guesses it mint tokens.
+        if let Some(s) = secret
+            && s.len() < crate::run::MIN_SECRET_BYTES
+        {
+            anyhow::bail!(
+                "the HS256 secret is {} bytes; at least {} are required",
+                s.len(),
+                crate::run::MIN_SECRET_BYTES
+            );
+        }
         Ok(Authenticator {
             secret: secret.map(|s| (DecodingKey::from_secret(s), EncodingKey::from_secret(s))),
             public,

@@ -89,6 +89,10 @@ pub struct SettingsArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_batch_points: Option<usize>,
+    /// Most searches in one batch request.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_batch_searches: Option<usize>,
     /// Largest limit + offset.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -68,9 +68,11 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest upsert batch in points.
     pub max_batch_points: usize,
+    /// Most searches in one batch request.
+    pub max_batch_searches: usize,
     /// Largest `limit + offset` of a search, query or scroll.
     pub max_limit: usize,
-    /// Longest a request may take before it answers 503.
+    /// Deadline of a request (a write not logged by then is refused, not applied).
     pub request_timeout: String,
 }
 
@@ -93,6 +95,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             max_body_bytes: 32 << 20,
             max_batch_points: 10_000,
+            max_batch_searches: 256,
             max_limit: 10_000,
             request_timeout: "60s".into(),
         }
@@ -204,6 +207,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "largest upsert batch in points",
     },
     Setting {
+        key: "max_batch_searches",
+        default: "256",
+        help: "most searches in one `search/batch` or `query/batch` request (gRPC `SearchBatch` too)",
+    },
+    Setting {
         key: "max_limit",
         default: "10000",
         help: "largest `limit + offset` of a search, query or scroll",
@@ -211,12 +219,18 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         key: "request_timeout",
         default: "60s",
-        help: "a request running longer answers 503",
+        help: "deadline of a request (gRPC: or the client's `grpc-timeout`, if shorter). A write not logged by then answers 503 and is not applied; one logged in time completes. Reads stop between segments",
     },
 ];
 
 /// `STRATA_*` variables that are not settings (test knobs), never warned about.
-const NOT_SETTINGS: &[&str] = &["STRATA_CRASH_ROUNDS"];
+const NOT_SETTINGS: &[&str] = &[
+    "STRATA_CRASH_ROUNDS",
+    "STRATA_FAULT_SEEDS",
+    "STRATA_FAULT_SEED",
+    "STRATA_TEST_VENV",
+    "STRATA_BIN",
+];
 
 /// Parses `30s`, `15m`, `24h`, `7d` or a number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -303,8 +317,11 @@ impl Config {
                 "jwt_leeway" => &self.jwt_leeway,
                 _ => &self.request_timeout,
             };
-            parse_duration(v)
+            let d = parse_duration(v)
                 .map_err(|e| anyhow::anyhow!("invalid setting {}: {e}", named(key)))?;
+            if key == "request_timeout" && d.is_zero() {
+                anyhow::bail!("invalid setting {}: must be at least 1s", named(key));
+            }
         }
         if let Some(s) = &self.jwt_secret
             && s.len() < 32
@@ -337,6 +354,7 @@ impl Config {
         for (key, v) in [
             ("max_body_bytes", self.max_body_bytes),
             ("max_batch_points", self.max_batch_points),
+            ("max_batch_searches", self.max_batch_searches),
             ("max_limit", self.max_limit),
         ] {
             if v == 0 {

@@ -44,6 +44,10 @@ pub fn status_of(kind: Kind) -> (StatusCode, tonic::Code) {
                 (StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted)
             }
             ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable),
+            // Qdrant answers a timed-out request with 503 as well; gRPC has its own code.
+            ErrorKind::DeadlineExceeded => {
+                (StatusCode::SERVICE_UNAVAILABLE, Code::DeadlineExceeded)
+            }
             _ => (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal),
         },
         Kind::Unauthenticated => (StatusCode::UNAUTHORIZED, Code::Unauthenticated),

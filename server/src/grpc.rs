@@ -4,9 +4,13 @@
 //! ```text
 //! call ─▶ interceptor (JWT from `authorization: Bearer` or `api-key` metadata → Caller in the
 //!         request extensions; UNAUTHENTICATED otherwise) ─▶ service method: convert, authorize
-//!         (the same rules as HTTP), engine call on the blocking pool, map errors through
-//!         `error::status_of`
+//!         (the same rules as HTTP), engine call on the blocking pool with the request's
+//!         deadline, map errors through `error::status_of`
 //! ```
+//!
+//! The deadline is the server's request timeout, or the client's `grpc-timeout` when that is
+//! shorter; a call the client cancels raises the cancel flag (the method's future is dropped),
+//! so a write that had not reached the WAL is not applied.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,7 +26,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::Authenticator;
 use crate::error::ApiError;
 use crate::http::handlers::blocking;
-use crate::http::{AppState, Caller};
+use crate::http::{AppState, Caller, ReqDeadline};
 
 /// Generated code.
 #[allow(
@@ -43,6 +47,36 @@ use pb::points_server::{Points, PointsServer};
 /// Both services share the HTTP state (engine, authenticator, limits).
 #[derive(Debug, Clone)]
 pub struct Service(AppState);
+
+/// Parses a `grpc-timeout` header value: up to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`,
+/// `n`).
+fn grpc_timeout(v: &str) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The call's deadline (see the module docs).
+fn deadline<T>(req: &Request<T>, st: &AppState) -> ReqDeadline {
+    let client = req
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(grpc_timeout);
+    ReqDeadline::new(st.timeout, client)
+}
 
 fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
     req.extensions()
@@ -190,6 +224,7 @@ impl Collections for Service {
         req: Request<pb::CreateCollectionRequest>,
     ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
         let c = caller(&req)?;
+        let dl = deadline(&req, &self.0);
         let st = self.0.clone();
         let r = req.into_inner();
         tracked("Collections/Create", async move {
@@ -208,7 +243,9 @@ impl Collections for Service {
                     },
                 },
             };
+            let deadline = dl.get();
             blocking(move || {
+                deadline.check("create collection")?;
                 st.engine
                     .create_collection(&c.0.tenant, &r.collection, config)
                     .map(|_| pb::CreateCollectionResponse {})
@@ -224,10 +261,11 @@ impl Collections for Service {
         req: Request<pb::GetCollectionRequest>,
     ) -> Result<Response<pb::CollectionInfo>, Status> {
         let c = caller(&req)?;
+        let dl = deadline(&req, &self.0);
         let st = self.0.clone();
         let r = req.into_inner();
         tracked("Collections/Get", async move {
-            let h = st.readable(&c, &r.collection)?;
+            let h = st.readable(&c, &r.collection, &dl)?;
             let i = blocking(move || h.info().map_err(ApiError::from)).await?;
             Ok(pb::CollectionInfo {
                 collection: i.name,
@@ -269,19 +307,24 @@ impl Collections for Service {
         req: Request<pb::DeleteCollectionRequest>,
     ) -> Result<Response<pb::DeleteCollectionResponse>, Status> {
         let c = caller(&req)?;
+        let dl = deadline(&req, &self.0);
         let st = self.0.clone();
         let r = req.into_inner();
         tracked("Collections/Delete", async move {
             st.manager(&c)?;
-            blocking(
-                move || match st.engine.delete_collection(&c.0.tenant, &r.collection) {
+            let deadline = dl.get();
+            blocking(move || {
+                match deadline
+                    .check("delete collection")
+                    .and_then(|()| st.engine.delete_collection(&c.0.tenant, &r.collection))
+                {
                     Ok(()) => Ok(pb::DeleteCollectionResponse { existed: true }),
                     Err(e) if e.kind() == strata_engine::ErrorKind::NotFound => {
                         Ok(pb::DeleteCollectionResponse { existed: false })
                     }
                     Err(e) => Err(e.into()),
-                },
-            )
+                }
+            })
             .await
         })
         .await
@@ -295,10 +338,11 @@ impl Points for Service {
         req: Request<pb::UpsertPointsRequest>,
     ) -> Result<Response<pb::UpdateResponse>, Status> {
         let c = caller(&req)?;
+        let dl = deadline(&req, &self.0);
         let st = self.0.clone();
         let r = req.into_inner();
         tracked("Points/Upsert", async move {
-            let h = st.writable(&c, &r.collection)?;
+            let h = st.writable(&c, &r.collection, &dl)?;
             let points = r
                 .points
                 .into_iter()
@@ -325,10 +369,11 @@ impl Points for Service {
         req: Request<pb::DeletePointsRequest>,
     ) -> Result<Response<pb::UpdateResponse>, Status> {
         let c = caller(&req)?;
+        let dl = deadline(&req, &self.0);
         let st = self.0.clone();
         let r = req.into_inner();
         tracked("Points/Delete", async move {
-            let h = st.writable(&c, &r.collection)?;
+            let h = st.writable(&c, &r.collection, &dl)?;
             let version = match r.selector {
                 Some(pb::delete_points_request::Selector::Ids(ids)) => {
                     let ids = ids_from(&ids.ids, "ids")?;
@@ -356,10 +401,11 @@ impl Points for Service {
         req: Request<pb::GetPointsRequest>,
     ) -> Result<Response<pb::GetPointsResponse>, Status> {
         let c = caller(&req)?;
+        let dl = deadline(&req, &self.0);
         let st = self.0.clone();
         let r = req.into_inner();
         tracked("Points/Get", async move {
-            let h = st.readable(&c, &r.collection)?;
+            let h = st.readable(&c, &r.collection, &dl)?;
             let ids = ids_from(&r.ids, "ids")?;
             let recs = blocking(move || {
                 h.get(&ids, r.with_payload, r.with_vector)
@@ -378,10 +424,11 @@ impl Points for Service {
         req: Request<pb::SetPayloadRequest>,
     ) -> Result<Response<pb::UpdateResponse>, Status> {
         let c = caller(&req)?;
+        let dl = deadline(&req, &self.0);
         let st = self.0.clone();
         let r = req.into_inner();
         tracked("Points/SetPayload", async move {
-            let h = st.writable(&c, &r.collection)?;
+            let h = st.writable(&c, &r.collection, &dl)?;
             let payload = payload_from(&r.payload_json, "payload_json")?
                 .ok_or_else(|| ApiError::invalid("payload_json: empty"))?;
             let (ids, filter) = match &r.selector {
@@ -409,10 +456,11 @@ impl Points for Service {
         req: Request<pb::ScrollPointsRequest>,
     ) -> Result<Response<pb::ScrollPointsResponse>, Status> {
         let c = caller(&req)?;
+        let dl = deadline(&req, &self.0);
         let st = self.0.clone();
         let r = req.into_inner();
         tracked("Points/Scroll", async move {
-            let h = st.readable(&c, &r.collection)?;
+            let h = st.readable(&c, &r.collection, &dl)?;
             let limit = if r.limit == 0 { 10 } else { r.limit as usize };
             if limit > st.max_limit {
                 return Err(ApiError::invalid(format!(
@@ -445,10 +493,11 @@ impl Points for Service {
         req: Request<pb::CountPointsRequest>,
     ) -> Result<Response<pb::CountPointsResponse>, Status> {
         let c = caller(&req)?;
+        let dl = deadline(&req, &self.0);
         let st = self.0.clone();
         let r = req.into_inner();
         tracked("Points/Count", async move {
-            let h = st.readable(&c, &r.collection)?;
+            let h = st.readable(&c, &r.collection, &dl)?;
             let f = filter_from(&r.filter_json, "filter_json")?;
             let count = blocking(move || h.count(f.as_ref()).map_err(ApiError::from)).await?;
             Ok(pb::CountPointsResponse { count })
@@ -461,10 +510,11 @@ impl Points for Service {
         req: Request<pb::SearchPointsRequest>,
     ) -> Result<Response<pb::SearchPointsResponse>, Status> {
         let c = caller(&req)?;
+        let dl = deadline(&req, &self.0);
         let st = self.0.clone();
         let r = req.into_inner();
         tracked("Points/Search", async move {
-            let h = st.readable(&c, &r.collection)?;
+            let h = st.readable(&c, &r.collection, &dl)?;
             let s = search_from(&r, "", st.max_limit)?;
             let hits = blocking(move || h.search(&s).map_err(ApiError::from)).await?;
             Ok(pb::SearchPointsResponse {
@@ -479,10 +529,21 @@ impl Points for Service {
         req: Request<pb::SearchBatchRequest>,
     ) -> Result<Response<pb::SearchBatchResponse>, Status> {
         let c = caller(&req)?;
+        let dl = deadline(&req, &self.0);
         let st = self.0.clone();
         let r = req.into_inner();
         tracked("Points/SearchBatch", async move {
-            let h = st.readable(&c, &r.collection)?;
+            let h = st.readable(&c, &r.collection, &dl)?;
+            if r.searches.len() > st.max_batch_searches {
+                return Err(ApiError::new(
+                    crate::error::Kind::Engine(strata_engine::ErrorKind::ResourceExhausted),
+                    format!(
+                        "searches: {} searches exceed the limit of {} (STRATA_MAX_BATCH_SEARCHES)",
+                        r.searches.len(),
+                        st.max_batch_searches
+                    ),
+                ));
+            }
             let reqs = r
                 .searches
                 .iter()
@@ -566,4 +627,24 @@ pub async fn router(
             points,
             move |r| authenticate(&a2, r),
         )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grpc_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn grpc_timeouts_parse_per_the_spec() {
+        assert_eq!(grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(
+            grpc_timeout("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in ["", "S", "5", "5s", "123456789S", "-1S", "1.5S"] {
+            assert_eq!(grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -51,7 +51,11 @@ async fn render(State((engine, handle)): State<(Arc<Engine>, PrometheusHandle)>)
     metrics::gauge!("strata_bytes", "kind" => "memtable").set(st.memtable_bytes as f64);
     metrics::gauge!("strata_bytes", "kind" => "segments").set(st.segment_bytes as f64);
     metrics::gauge!("strata_wal_fsyncs").set(st.wal_fsyncs as f64);
-    metrics::gauge!("strata_wal_writable").set(f64::from(u8::from(engine.is_writable())));
+    let health = engine.health();
+    metrics::gauge!("strata_wal_writable").set(f64::from(u8::from(health.writable)));
+    metrics::gauge!("strata_maintenance_failing_jobs").set(health.failing.len() as f64);
+    metrics::gauge!("strata_segments_unwritten").set(st.unwritten_segments as f64);
+    metrics::gauge!("strata_filter_cache_bytes").set(st.filter_cache_bytes as f64);
     if let Some(rss) = resident_bytes() {
         metrics::gauge!("strata_process_resident_memory_bytes").set(rss as f64);
     }

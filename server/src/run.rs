@@ -22,7 +22,10 @@ fn say(line: &str) {
 }
 
 /// Name of the generated secret in the data directory.
-pub const SECRET_FILE: &str = "jwt-secret";
+pub const SECRET_FILE: &str = strata_engine::storage::layout::JWT_SECRET;
+
+/// Shortest HS256 secret accepted, from any source (RFC 7518 §3.2: at least the hash size).
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Loads the layered configuration.
 pub fn load(settings: &SettingsArgs) -> anyhow::Result<Config> {
@@ -61,49 +64,74 @@ fn random_hex(n: usize) -> anyhow::Result<String> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Reads a secret file: warns when its mode lets anyone but the owner read it, refuses a
+/// secret under [`MIN_SECRET_BYTES`] (an empty file must never become an empty key).
+fn read_secret(path: &Path, what: &str, hint: &str) -> anyhow::Result<Vec<u8>> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("reading {what} {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{mode:o}"),
+            "the JWT secret file is readable by others (mode wider than 0600): chmod 600 it"
+        );
+    }
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))?;
+    let secret = bytes
+        .strip_suffix(b"\n")
+        .map(|b| b.strip_suffix(b"\r").unwrap_or(b))
+        .unwrap_or(&bytes);
+    if secret.len() < MIN_SECRET_BYTES {
+        bail!(
+            "{what}: the secret in {} is {} bytes, shorter than {MIN_SECRET_BYTES}; {hint}",
+            path.display(),
+            secret.len()
+        );
+    }
+    Ok(secret.to_vec())
+}
+
 /// The HS256 secret: configured, or (`generate`) the one in the data directory, created with
-/// mode 0600 at first start. Returns the secret and whether it was just created.
+/// mode 0600 at first start — atomically (temp file, fsync, link into place, fsync directory),
+/// so a crash at first start never leaves a partial or empty secret behind. Returns the secret
+/// and whether it was just created.
 pub fn resolve_secret(cfg: &Config, generate: bool) -> anyhow::Result<(Option<Vec<u8>>, bool)> {
     if let Some(s) = &cfg.jwt_secret {
         return Ok((Some(s.as_bytes().to_vec()), false));
     }
     if let Some(p) = &cfg.jwt_secret_file {
-        let s = std::fs::read_to_string(p)
-            .with_context(|| format!("reading STRATA_JWT_SECRET_FILE {}", p.display()))?;
-        let s = s.trim_end_matches(['\n', '\r']);
-        if s.len() < 32 {
-            bail!(
-                "invalid setting STRATA_JWT_SECRET_FILE (jwt_secret_file): the secret in {} is shorter than 32 bytes",
-                p.display()
-            );
-        }
-        return Ok((Some(s.as_bytes().to_vec()), false));
+        let secret = read_secret(
+            p,
+            "invalid setting STRATA_JWT_SECRET_FILE (jwt_secret_file)",
+            "generate one with e.g. `head -c 32 /dev/urandom | xxd -p -c 64`",
+        )?;
+        return Ok((Some(secret), false));
     }
     let path = cfg.data_dir.join(SECRET_FILE);
-    if path.is_file() {
+    let hint = "delete it to have a new one generated at the next start (tokens signed with the old one stop working), or set STRATA_JWT_SECRET_FILE";
+    if path.exists() {
         return Ok((
-            Some(std::fs::read_to_string(&path)?.trim().as_bytes().to_vec()),
+            Some(read_secret(&path, "the generated JWT secret", hint)?),
             false,
         ));
     }
     if cfg.jwt_public_keys.is_some() || !generate {
         return Ok((None, false));
     }
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let secret = random_hex(32)?;
-    let mut f = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
+    use strata_engine::storage::{Replace, StoreError, write_file_atomic};
+    match write_file_atomic(&path, secret.as_bytes(), 0o600, Replace::CreateOnly) {
+        Ok(()) => Ok((Some(secret.into_bytes()), true)),
+        // Another process created it first: use that one.
+        Err(StoreError::AlreadyExists { .. }) => Ok((
+            Some(read_secret(&path, "the generated JWT secret", hint)?),
+            false,
+        )),
+        Err(e) => Err(anyhow::anyhow!("creating {}: {e}", path.display())),
     }
-    .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(secret.as_bytes())?;
-    f.sync_all()?;
-    Ok((Some(secret.into_bytes()), true))
 }
 
 fn authenticator(cfg: &Config, secret: Option<&[u8]>) -> anyhow::Result<Authenticator> {
@@ -137,7 +165,8 @@ fn report_json(engine: &Engine, r: &RecoveryReport) -> serde_json::Value {
             "collections": r.collections, "segments": r.segments,
             "wal_records_replayed": r.wal_records_replayed,
             "wal_records_skipped": r.wal_records_skipped,
-            "wal_torn_bytes": r.wal_torn_bytes, "orphans_removed": r.orphans_removed,
+            "wal_torn_bytes": r.wal_torn_bytes, "orphans_found": r.orphans_found,
+            "orphans_removed": r.orphans_removed,
             "last_lsn": r.last_lsn, "millis": r.millis,
         },
         "collections": collections,
@@ -151,6 +180,8 @@ pub fn check(settings: &SettingsArgs) -> anyhow::Result<()> {
     let mut opts = engine_options(&cfg);
     opts.background = false;
     opts.verify_on_open = Verify::Full;
+    // Inspect only: no torn tail cut, no orphan removed, no WAL file created.
+    opts.read_only = true;
     let engine =
         Engine::open(opts).with_context(|| format!("checking {}", cfg.data_dir.display()))?;
     say(&serde_json::to_string_pretty(&report_json(
@@ -262,6 +293,9 @@ pub fn serve(settings: &SettingsArgs, validate: bool) -> anyhow::Result<()> {
         ));
     }
     rt.block_on(async {
+        // Signal handlers first: a SIGTERM sent as soon as the ports are announced must stop
+        // the server cleanly, not kill it (found by the CLI test once its sleep was removed).
+        let shutdown = shutdown_signal()?;
         let listeners = Listeners::bind(&cfg).await?;
         // One machine-readable line, so tools and tests using port 0 find the ports.
         say(&serde_json::json!({"listening": {
@@ -270,14 +304,7 @@ pub fn serve(settings: &SettingsArgs, validate: bool) -> anyhow::Result<()> {
             "metrics": listeners.metrics.local_addr()?.to_string(),
         }})
         .to_string());
-        serve_listeners(
-            &cfg,
-            Arc::clone(&engine),
-            auth,
-            listeners,
-            shutdown_signal(),
-        )
-        .await
+        serve_listeners(&cfg, Arc::clone(&engine), auth, listeners, shutdown).await
     })?;
     tracing::info!("flushing memtables");
     match Arc::try_unwrap(engine) {
@@ -288,22 +315,17 @@ pub fn serve(settings: &SettingsArgs, validate: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot install the SIGTERM handler");
-                std::future::pending::<()>().await;
-            }
+/// Installs the SIGTERM and SIGINT handlers now; the future resolves at the first signal.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
+    })
 }
 
 /// The data directory of `cfg` (for messages).

@@ -58,13 +58,8 @@ pub async fn serve(
     let wait = move |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let state = AppState::new(
-        Arc::clone(&engine),
-        auth,
-        cfg.max_batch_points,
-        cfg.max_limit,
-    );
-    let app = http::router(state.clone(), cfg.max_body_bytes, cfg.timeout());
+    let state = AppState::new(Arc::clone(&engine), auth, cfg);
+    let app = http::router(state.clone(), cfg.max_body_bytes);
     let grpc = crate::grpc::router(state, cfg.max_body_bytes).await?;
     tracing::info!(
         http = %listeners.http.local_addr()?,

@@ -15,7 +15,7 @@ use strata_engine::{
 };
 
 use super::parse::{self, Obj, PayloadSelector};
-use super::{AppState, Caller};
+use super::{AppState, Caller, ReqDeadline};
 use crate::error::ApiError;
 
 type ApiResult = Result<Json<Value>, ApiError>;
@@ -43,21 +43,33 @@ fn update_result(lsn: u64) -> Value {
 }
 
 impl AppState {
-    pub(crate) fn readable(&self, caller: &Caller, c: &str) -> Result<CollectionHandle, ApiError> {
+    /// A handle for reading `c`, bound to the request's deadline.
+    pub(crate) fn readable(
+        &self,
+        caller: &Caller,
+        c: &str,
+        dl: &ReqDeadline,
+    ) -> Result<CollectionHandle, ApiError> {
         if !caller.0.can_read(c) {
             return Err(ApiError::forbidden(format!(
                 "the token does not grant read access to collection {c:?}"
             )));
         }
-        self.lookup(caller, c)
+        Ok(self.lookup(caller, c)?.with_deadline(dl.get()))
     }
-    pub(crate) fn writable(&self, caller: &Caller, c: &str) -> Result<CollectionHandle, ApiError> {
+    /// A handle for writing `c`, bound to the request's deadline.
+    pub(crate) fn writable(
+        &self,
+        caller: &Caller,
+        c: &str,
+        dl: &ReqDeadline,
+    ) -> Result<CollectionHandle, ApiError> {
         if !caller.0.can_write(c) {
             return Err(ApiError::forbidden(format!(
                 "the token does not grant write access to collection {c:?}"
             )));
         }
-        self.lookup(caller, c)
+        Ok(self.lookup(caller, c)?.with_deadline(dl.get()))
     }
     pub(crate) fn lookup(&self, caller: &Caller, c: &str) -> Result<CollectionHandle, ApiError> {
         self.engine
@@ -161,6 +173,7 @@ pub(crate) async fn list_collections(State(st): State<AppState>, caller: Caller)
 pub(crate) async fn create_collection(
     State(st): State<AppState>,
     caller: Caller,
+    dl: ReqDeadline,
     Path(c): Path<String>,
     body: Bytes,
 ) -> ApiResult {
@@ -250,7 +263,9 @@ pub(crate) async fn create_collection(
         hnsw,
     };
     let tenant = caller.0.tenant.clone();
+    let deadline = dl.get();
     blocking(move || {
+        deadline.check("create collection")?;
         st.engine
             .create_collection(&tenant, &c, config)
             .map(|_| ())
@@ -263,10 +278,11 @@ pub(crate) async fn create_collection(
 pub(crate) async fn get_collection(
     State(st): State<AppState>,
     caller: Caller,
+    dl: ReqDeadline,
     Path(c): Path<String>,
 ) -> ApiResult {
     let started = Instant::now();
-    let h = st.readable(&caller, &c)?;
+    let h = st.readable(&caller, &c, &dl)?;
     let max_rows = st.max_segment_rows;
     let info = blocking(move || h.info().map_err(ApiError::from)).await?;
     ok(started, info_json(&info, max_rows))
@@ -275,15 +291,22 @@ pub(crate) async fn get_collection(
 pub(crate) async fn delete_collection(
     State(st): State<AppState>,
     caller: Caller,
+    dl: ReqDeadline,
     Path(c): Path<String>,
 ) -> ApiResult {
     let started = Instant::now();
     st.manager(&caller)?;
     let tenant = caller.0.tenant.clone();
-    let existed = blocking(move || match st.engine.delete_collection(&tenant, &c) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == strata_engine::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e.into()),
+    let deadline = dl.get();
+    let existed = blocking(move || {
+        match deadline
+            .check("delete collection")
+            .and_then(|()| st.engine.delete_collection(&tenant, &c))
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == strata_engine::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     })
     .await?;
     ok(started, json!(existed))
@@ -422,12 +445,13 @@ fn points_from_body(b: &Obj, max: usize) -> Result<Vec<PointInput>, ApiError> {
 pub(crate) async fn upsert_points(
     State(st): State<AppState>,
     caller: Caller,
+    dl: ReqDeadline,
     Path(c): Path<String>,
     _q: Query<HashMap<String, String>>,
     body: Bytes,
 ) -> ApiResult {
     let started = Instant::now();
-    let h = st.writable(&caller, &c)?;
+    let h = st.writable(&caller, &c, &dl)?;
     let points = points_from_body(&parse::body(&body)?, st.max_batch_points)?;
     let lsn = blocking(move || h.upsert(points).map_err(ApiError::from)).await?;
     ok(started, update_result(lsn))
@@ -436,12 +460,13 @@ pub(crate) async fn upsert_points(
 pub(crate) async fn delete_points(
     State(st): State<AppState>,
     caller: Caller,
+    dl: ReqDeadline,
     Path(c): Path<String>,
     _q: Query<HashMap<String, String>>,
     body: Bytes,
 ) -> ApiResult {
     let started = Instant::now();
-    let h = st.writable(&caller, &c)?;
+    let h = st.writable(&caller, &c, &dl)?;
     let b = parse::body(&body)?;
     parse::check_fields(&b, "", &["points", "filter"], &["shard_key"])?;
     let lsn = match (
@@ -468,12 +493,13 @@ pub(crate) async fn delete_points(
 pub(crate) async fn set_payload(
     State(st): State<AppState>,
     caller: Caller,
+    dl: ReqDeadline,
     Path(c): Path<String>,
     _q: Query<HashMap<String, String>>,
     body: Bytes,
 ) -> ApiResult {
     let started = Instant::now();
-    let h = st.writable(&caller, &c)?;
+    let h = st.writable(&caller, &c, &dl)?;
     let b = parse::body(&body)?;
     parse::check_fields(
         &b,
@@ -502,11 +528,12 @@ pub(crate) async fn set_payload(
 pub(crate) async fn retrieve_points(
     State(st): State<AppState>,
     caller: Caller,
+    dl: ReqDeadline,
     Path(c): Path<String>,
     body: Bytes,
 ) -> ApiResult {
     let started = Instant::now();
-    let h = st.readable(&caller, &c)?;
+    let h = st.readable(&caller, &c, &dl)?;
     let b = parse::body(&body)?;
     parse::check_fields(
         &b,
@@ -531,10 +558,11 @@ pub(crate) async fn retrieve_points(
 pub(crate) async fn get_point(
     State(st): State<AppState>,
     caller: Caller,
+    dl: ReqDeadline,
     Path((c, id)): Path<(String, String)>,
 ) -> ApiResult {
     let started = Instant::now();
-    let h = st.readable(&caller, &c)?;
+    let h = st.readable(&caller, &c, &dl)?;
     let pid: PointId = id
         .parse()
         .map_err(|e: strata_engine::Error| ApiError::invalid(format!("id: {}", e.message())))?;
@@ -548,11 +576,12 @@ pub(crate) async fn get_point(
 pub(crate) async fn scroll_points(
     State(st): State<AppState>,
     caller: Caller,
+    dl: ReqDeadline,
     Path(c): Path<String>,
     body: Bytes,
 ) -> ApiResult {
     let started = Instant::now();
-    let h = st.readable(&caller, &c)?;
+    let h = st.readable(&caller, &c, &dl)?;
     let b = parse::body(&body)?;
     parse::check_fields(
         &b,
@@ -595,11 +624,12 @@ pub(crate) async fn scroll_points(
 pub(crate) async fn count_points(
     State(st): State<AppState>,
     caller: Caller,
+    dl: ReqDeadline,
     Path(c): Path<String>,
     body: Bytes,
 ) -> ApiResult {
     let started = Instant::now();
-    let h = st.readable(&caller, &c)?;
+    let h = st.readable(&caller, &c, &dl)?;
     let b = parse::body(&body)?;
     parse::check_fields(&b, "", &["filter", "exact"], &["shard_key"])?;
     let f = parse::filter_field(&b, "filter", "")?;
@@ -779,19 +809,27 @@ fn run_search(h: &CollectionHandle, mut s: Search) -> Result<Vec<Value>, ApiErro
 pub(crate) async fn query_points(
     State(st): State<AppState>,
     caller: Caller,
+    dl: ReqDeadline,
     Path(c): Path<String>,
     body: Bytes,
 ) -> ApiResult {
     let started = Instant::now();
-    let h = st.readable(&caller, &c)?;
+    let h = st.readable(&caller, &c, &dl)?;
     let s = parse_query(&parse::body(&body)?, "", st.max_limit)?;
     let points = blocking(move || run_search(&h, s)).await?;
     ok(started, json!({"points": points}))
 }
 
-fn searches(b: &Obj) -> Result<&Vec<Value>, ApiError> {
+fn searches(b: &Obj, max: usize) -> Result<&Vec<Value>, ApiError> {
     parse::check_fields(b, "", &["searches"], &[])?;
     match parse::get(b, "searches") {
+        Some(Value::Array(a)) if a.len() > max => Err(ApiError::new(
+            crate::error::Kind::Engine(strata_engine::ErrorKind::ResourceExhausted),
+            format!(
+                "searches: {} searches exceed the limit of {max} (STRATA_MAX_BATCH_SEARCHES)",
+                a.len()
+            ),
+        )),
         Some(Value::Array(a)) => Ok(a),
         _ => Err(ApiError::invalid("searches: expected a list")),
     }
@@ -802,15 +840,16 @@ fn searches(b: &Obj) -> Result<&Vec<Value>, ApiError> {
 async fn run_batch(
     st: AppState,
     caller: Caller,
+    dl: ReqDeadline,
     c: String,
     body: Bytes,
     parse: fn(&Obj, &str, usize) -> Result<Search, ApiError>,
     wrap: fn(Vec<Value>) -> Value,
 ) -> ApiResult {
     let started = Instant::now();
-    let h = st.readable(&caller, &c)?;
+    let h = st.readable(&caller, &c, &dl)?;
     let b = parse::body(&body)?;
-    let parsed = searches(&b)?
+    let parsed = searches(&b, st.max_batch_searches)?
         .iter()
         .enumerate()
         .map(|(i, s)| {
@@ -834,20 +873,31 @@ async fn run_batch(
 pub(crate) async fn query_batch(
     State(st): State<AppState>,
     caller: Caller,
+    dl: ReqDeadline,
     Path(c): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    run_batch(st, caller, c, body, parse_query, |p| json!({"points": p})).await
+    run_batch(
+        st,
+        caller,
+        dl,
+        c,
+        body,
+        parse_query,
+        |p| json!({"points": p}),
+    )
+    .await
 }
 
 pub(crate) async fn search_points(
     State(st): State<AppState>,
     caller: Caller,
+    dl: ReqDeadline,
     Path(c): Path<String>,
     body: Bytes,
 ) -> ApiResult {
     let started = Instant::now();
-    let h = st.readable(&caller, &c)?;
+    let h = st.readable(&caller, &c, &dl)?;
     let s = parse_search(&parse::body(&body)?, "", st.max_limit)?;
     let points = blocking(move || run_search(&h, s)).await?;
     ok(started, Value::Array(points))
@@ -856,8 +906,9 @@ pub(crate) async fn search_points(
 pub(crate) async fn search_batch(
     State(st): State<AppState>,
     caller: Caller,
+    dl: ReqDeadline,
     Path(c): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    run_batch(st, caller, c, body, parse_search, Value::Array).await
+    run_batch(st, caller, dl, c, body, parse_search, Value::Array).await
 }

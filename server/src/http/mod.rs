@@ -1,16 +1,23 @@
 //! The HTTP API: a Qdrant-compatible REST subset, health probes and the OpenAPI document.
 //!
 //! ```text
-//! request ─▶ metrics middleware ─▶ timeout ─▶ body limit ─▶ route
-//!         ─▶ Caller extractor (JWT: Bearer or api-key) ─▶ handler: parse, authorize,
-//!            engine call on the blocking pool, envelope
+//! request ─▶ metrics middleware ─▶ body timeout ─▶ body limit ─▶ route
+//!         ─▶ Caller extractor (JWT: Bearer or api-key) ─▶ ReqDeadline (arrival + timeout,
+//!            cancelled when the handler is dropped) ─▶ handler: parse, authorize,
+//!            engine call on the blocking pool with the deadline, envelope
 //! ```
+//!
+//! There is no outer timeout that answers while the engine still works: the deadline travels
+//! into the engine, which refuses a write it could not commit in time (nothing applied) and
+//! stops a read between sources; the handler always waits for the engine's own answer. A
+//! write that reached the WAL before the deadline completes and answers 200.
 
 pub(crate) mod handlers;
 pub(crate) mod parse;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
@@ -20,7 +27,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use strata_engine::Engine;
+use strata_engine::{Deadline, Engine};
 
 use crate::auth::{Authenticator, Principal};
 use crate::error::{ApiError, Kind};
@@ -31,25 +38,67 @@ pub struct AppState {
     pub(crate) engine: Arc<Engine>,
     pub(crate) auth: Arc<Authenticator>,
     pub(crate) max_batch_points: usize,
+    pub(crate) max_batch_searches: usize,
     pub(crate) max_limit: usize,
     pub(crate) max_segment_rows: u64,
+    pub(crate) timeout: Duration,
 }
 
 impl AppState {
-    /// State over an open engine and an authenticator.
+    /// State over an open engine and an authenticator, with the limits of `cfg`.
     pub fn new(
         engine: Arc<Engine>,
         auth: Arc<Authenticator>,
-        max_batch_points: usize,
-        max_limit: usize,
+        cfg: &crate::config::Config,
     ) -> AppState {
         AppState {
             engine,
             auth,
-            max_batch_points,
-            max_limit,
+            max_batch_points: cfg.max_batch_points,
+            max_batch_searches: cfg.max_batch_searches,
+            max_limit: cfg.max_limit,
             max_segment_rows: 1_000_000,
+            timeout: cfg.timeout(),
         }
+    }
+}
+
+/// The deadline of one request: its arrival plus the request timeout (for gRPC, the client's
+/// `grpc-timeout` when shorter), and a cancel flag raised when this value is dropped — that
+/// is, when the handler finishes or is dropped because the client went away.
+#[derive(Debug)]
+pub struct ReqDeadline {
+    deadline: Deadline,
+    flag: Arc<AtomicBool>,
+}
+
+impl ReqDeadline {
+    /// Expires `timeout` (or `client`, if shorter) from now.
+    pub fn new(timeout: Duration, client: Option<Duration>) -> ReqDeadline {
+        let flag = Arc::new(AtomicBool::new(false));
+        let d = client.map_or(timeout, |c| c.min(timeout));
+        ReqDeadline {
+            deadline: Deadline::at(Instant::now() + d).cancelled_by(Arc::clone(&flag)),
+            flag,
+        }
+    }
+
+    /// The engine's view of it.
+    pub fn get(&self) -> Deadline {
+        self.deadline.clone()
+    }
+}
+
+impl Drop for ReqDeadline {
+    fn drop(&mut self) {
+        self.flag.store(true, Ordering::Release);
+    }
+}
+
+impl FromRequestParts<AppState> for ReqDeadline {
+    type Rejection = ApiError;
+    async fn from_request_parts(_: &mut Parts, st: &AppState) -> Result<ReqDeadline, ApiError> {
+        Ok(ReqDeadline::new(st.timeout, None))
     }
 }
 
@@ -112,13 +161,33 @@ async fn live() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
+/// Readiness: 200 while writes are accepted, 503 (with the reason) when they are refused —
+/// a failed WAL fsync, a failed manifest write, shutting down. Failing background jobs are
+/// listed either way: they degrade the node without making it refuse traffic.
 async fn ready(State(st): State<AppState>) -> Response {
-    if st.engine.is_writable() {
-        axum::Json(json!({"status": "ok", "recovered": true, "wal_writable": true})).into_response()
+    let h = st.engine.health();
+    let failing: Vec<serde_json::Value> = h
+        .failing
+        .iter()
+        .map(|f| {
+            json!({"job": f.job, "tenant": f.tenant, "collection": f.collection,
+                   "failures": f.failures, "panicked": f.panicked, "error": f.last_error,
+                   "retry_in_ms": f.retry_in_ms})
+        })
+        .collect();
+    let maintenance = if failing.is_empty() { "ok" } else { "degraded" };
+    if h.writable {
+        axum::Json(json!({"status": "ok", "recovered": true, "writable": true,
+                          "maintenance": maintenance, "failing_jobs": failing}))
+        .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "unavailable", "wal_writable": false})),
+            axum::Json(
+                json!({"status": "unavailable", "recovered": true, "writable": false,
+                              "reason": h.reason, "maintenance": maintenance,
+                              "failing_jobs": failing}),
+            ),
         )
             .into_response()
     }
@@ -160,8 +229,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/collections/{collection_name}/points/count"),
 ];
 
-/// The HTTP router.
-pub fn router(st: AppState, max_body_bytes: usize, timeout: std::time::Duration) -> Router {
+/// The HTTP router. Request bodies must arrive within the request timeout; the engine work of
+/// a request is bounded by its [`ReqDeadline`].
+pub fn router(st: AppState, max_body_bytes: usize) -> Router {
+    let body_timeout = st.timeout;
     use handlers as h;
     let c = "/collections/{collection_name}";
     Router::new()
@@ -195,9 +266,8 @@ pub fn router(st: AppState, max_body_bytes: usize, timeout: std::time::Duration)
         .route(&format!("{c}/points/count"), post(h::count_points))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_timeout,
         ))
         .layer(axum::middleware::from_fn(track))
         .with_state(st)

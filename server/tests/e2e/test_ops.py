@@ -1,5 +1,6 @@
 """Operations: metrics, graceful shutdown under write load, readiness."""
 
+import re
 import signal
 import threading
 import time
@@ -17,8 +18,32 @@ def test_metrics_are_exposed(server):
                  "strata_wal_fsync_seconds_bucket", "strata_collections", "strata_points", "strata_segments",
                  "strata_bytes", "strata_process_resident_memory_bytes"]:
         assert name in text, name
-    assert 'route="/collections/{collection_name}/points",status="200"' in text or \
-           'route="/collections/{collection_name}/points"' in text
+    # The upsert above is counted under its route template, method and status; the 404 of the
+    # missing collection under its own. Parse the samples rather than search for substrings.
+    def sample(name, **labels):
+        for line in text.splitlines():
+            m = re.match(name + r"\{(.*)\} (\S+)$", line)
+            if not m:
+                continue
+            got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            if all(got.get(k) == v for k, v in labels.items()):
+                return float(m.group(2))
+        return None
+    ok = sample("strata_http_requests_total", route="/collections/{collection_name}/points",
+                method="PUT", status="200")
+    assert ok is not None and ok >= 1, text
+    missing = sample("strata_http_errors_total", route="/collections/{collection_name}",
+                     method="GET", status="404")
+    assert missing is not None and missing >= 1, text
+    assert sample("strata_http_requests_total", route="/collections/{collection_name}/points",
+                  method="PUT", status="503") is None, "no upsert failed"
+
+
+def test_readiness_reports_writability_and_maintenance(server):
+    r = httpx.get(server.http + "/health/ready")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["writable"] is True and body["maintenance"] == "ok" and body["failing_jobs"] == [], body
 
 
 def test_sigterm_during_writes_loses_no_acknowledged_write(start):
