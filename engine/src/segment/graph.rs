@@ -51,8 +51,9 @@ impl HnswDistance<f32> for BuildDistance {
             Distance::Cosine => (1.0 - distance::dot(a, b)).max(0.0),
             Distance::Dot => (self.dot_bound - distance::dot(a, b)).max(0.0),
         };
-        // Finite inputs can still overflow (components near f32::MAX): hnsw_rs panics on a
-        // NaN, so an overflowed distance counts as the farthest possible.
+        // hnsw_rs panics on a NaN distance. Finite inputs can overflow (components near
+        // f32::MAX) to inf, and `max(0.0)` already turns Dot's `inf - inf` into 0; this keeps
+        // any NaN out whatever the kernel returns.
         if d.is_nan() { f32::MAX } else { d }
     }
 }

@@ -179,3 +179,26 @@ fn graph_round_trip_and_search_finds_neighbours() {
     assert!(query(&q, false, 5).iter().all(|h| h.row != 3));
     assert_eq!(seg.live_rows(), n - 1);
 }
+
+#[test]
+fn graph_build_survives_distances_that_overflow() {
+    // Finite components near f32::MAX overflow every metric to inf (and Dot's bound arithmetic
+    // to inf - inf); the build must not panic on them.
+    for metric in [Distance::Euclid, Distance::Dot, Distance::Cosine] {
+        let mut v: Vec<f32> = Vec::new();
+        for i in 0..40 {
+            let big = if i % 3 == 0 { 3.0e38 } else { i as f32 };
+            v.extend_from_slice(&[big, -big, 1.0, i as f32]);
+        }
+        let g = graph::build(
+            &v,
+            4,
+            metric,
+            HnswConfig {
+                m: 8,
+                ef_construct: 32,
+            },
+        );
+        assert_eq!(g.levels.len(), 40, "{metric:?}");
+    }
+}

@@ -1,3 +1,5 @@
+//! The server in-process on loopback: deadlines and request limits.
+//!
 //! A request that runs out of time is answered with an error only when nothing was applied:
 //! the deadline travels into the engine and is checked at the commit point (the WAL append),
 //! so "503" and "written" can no longer both be true (the old outer timeout answered 503 while
@@ -214,4 +216,46 @@ async fn a_short_grpc_timeout_from_the_client_is_honoured() {
         vec![PointId::Num(1)],
         "the timed-out write was not applied"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_batches_are_bounded() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let (e, _c) = engine(d.path());
+    let s = start(Arc::clone(&e), "60s").await;
+    let batch = |n: usize| {
+        let one = r#"{"vector": [1, 2], "limit": 1}"#;
+        format!(r#"{{"searches": [{}]}}"#, vec![one; n].join(","))
+    };
+    for path in [
+        "/collections/c/points/search/batch",
+        "/collections/c/points/query/batch",
+    ] {
+        let body = batch(256).replace(
+            "\"vector\"",
+            if path.contains("query") {
+                "\"query\""
+            } else {
+                "\"vector\""
+            },
+        );
+        let (status, text) = http(&s.http, "POST", path, &s.token, &body).await;
+        assert_eq!(status, 200, "{path}: {text}");
+        let body = batch(257).replace(
+            "\"vector\"",
+            if path.contains("query") {
+                "\"query\""
+            } else {
+                "\"vector\""
+            },
+        );
+        let (status, text) = http(&s.http, "POST", path, &s.token, &body).await;
+        assert_eq!(status, 413, "{path}: {text}");
+        assert!(
+            text.contains("257 searches exceed the limit of 256"),
+            "{text}"
+        );
+    }
+    let _ = s.stop.send(());
+    s.task.await.expect("join").expect("serve");
 }
