@@ -20,6 +20,7 @@ use crate::engine::{Inner, ManifestLock, lock, read, write};
 use crate::error::{Error, Result};
 use crate::manifest::{CollectionEntry, SegmentEntry};
 use crate::memtable::Memtable;
+use crate::read::SegmentView;
 use crate::record::WalOp;
 use crate::segment::writer::encode;
 use crate::segment::{Segment, SegmentData, Verify};
@@ -57,10 +58,26 @@ pub(crate) struct Collection {
 
 /// What a reader sees of a collection at one instant: the memtable (read-locked) and the
 /// segment list as it was when the lock was taken. A seal or a compaction swaps both under
-/// the memtable's write lock, so every row is seen exactly once.
+/// the memtable's write lock, and every write changes the memtable and the segments' dead bits
+/// under it too; a read that copies the dead bits while it holds the lock
+/// ([`Sources::views`] with `frozen`) sees every row exactly once, as of that instant.
 pub(crate) struct Sources<'a> {
     pub(crate) mem: RwLockReadGuard<'a, Memtable>,
     pub(crate) segments: Arc<Vec<Arc<Segment>>>,
+}
+
+impl Sources<'_> {
+    /// The segments as this read sees them; `frozen` copies their dead bits now (for scans and
+    /// searches; lookups need no copy).
+    pub(crate) fn views(&self, frozen: bool) -> Vec<SegmentView> {
+        self.segments
+            .iter()
+            .map(|s| SegmentView {
+                seg: Arc::clone(s),
+                dead: frozen.then(|| s.dead_snapshot()),
+            })
+            .collect()
+    }
 }
 
 impl Collection {

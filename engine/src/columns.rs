@@ -7,7 +7,7 @@
 //! `EngineOptions::filter_cache_bytes`; a column is built outside every lock (two queries may
 //! build the same one; the first to finish is kept). A column larger than the whole budget is
 //! used by the query that built it and not kept. Columns of a segment are dropped when the
-//! segment is retired.
+//! segment is retired (a query still running on it may add one back; the LRU evicts it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -112,6 +112,12 @@ impl ColumnCache {
                     continue;
                 }
                 let col = Arc::new(built.next().unwrap_or_default());
+                let key = (segment, k.clone());
+                if let Some(e) = s.map.get(&key) {
+                    // Another query built it meanwhile: keep that one.
+                    *slot = Some(Arc::clone(&e.col));
+                    continue;
+                }
                 let bytes = column_bytes(&col);
                 *slot = Some(Arc::clone(&col));
                 if bytes > self.budget {
@@ -120,17 +126,14 @@ impl ColumnCache {
                 }
                 s.tick += 1;
                 let tick = s.tick;
-                let key = (segment, k.clone());
-                if let Some(old) = s.map.insert(
+                s.map.insert(
                     key,
                     Entry {
                         col,
                         bytes,
                         used: tick,
                     },
-                ) {
-                    s.bytes -= old.bytes;
-                }
+                );
                 s.bytes += bytes;
                 self.evict(&mut s);
             }

@@ -420,7 +420,7 @@ impl Engine {
         m.retire(coll.segments().iter().map(|s| s.id()));
         m.delete_retired();
         drop(m);
-        inner.release_wal()?;
+        inner.release_wal_logged();
         Ok(())
     }
 
@@ -698,11 +698,21 @@ impl Inner {
     }
 
     /// Deletes WAL files whose records are all in segments that a *written* manifest names (or
-    /// belong to collections it no longer has).
+    /// belong to collections it no longer has). Holds the manifest lock throughout, so no
+    /// collection created (and written to) meanwhile can be mistaken for a dropped one.
     pub(crate) fn release_wal(&self) -> Result<usize> {
-        let flushed = self.lock_manifest().published_flushed();
+        let m = self.lock_manifest();
+        let flushed = m.published_flushed();
         self.wal
             .release(&|stream, max| flushed.get(&stream).is_some_and(|f| max > *f))
+    }
+
+    /// [`Inner::release_wal`] after an operation that already succeeded: a failure only delays
+    /// the deletion to the next release, so it is logged, not returned.
+    pub(crate) fn release_wal_logged(&self) {
+        if let Err(e) = self.release_wal() {
+            tracing::warn!(error = %e, "could not release WAL files; will retry at the next flush");
+        }
     }
 
     /// Writes the manifest again if the last write failed. True if it did (successfully).
@@ -716,7 +726,7 @@ impl Inner {
         }
         m.publish(ManifestChange::None)?;
         drop(m);
-        self.release_wal()?;
+        self.release_wal_logged();
         Ok(true)
     }
 }

@@ -371,9 +371,9 @@ impl CollectionHandle {
         let segments = {
             let s = self.coll.sources();
             look(&*s.mem, &mut found);
-            s.segments
+            s.views(false)
         };
-        for seg in segments.iter() {
+        for seg in &segments {
             look(seg, &mut found);
         }
         let by_id: HashMap<PointId, Found> = newest(found).into_iter().map(|f| (f.id, f)).collect();
@@ -421,9 +421,9 @@ impl CollectionHandle {
         let segments = {
             let s = self.coll.sources();
             gather(&*s.mem, &mut found);
-            s.segments
+            s.views(true)
         };
-        for seg in segments.iter() {
+        for seg in &segments {
             self.deadline.check("scroll")?;
             gather(seg, &mut found);
         }
@@ -466,20 +466,13 @@ impl CollectionHandle {
                 None => {
                     return Ok(n + s.segments.iter().map(|seg| seg.live_rows()).sum::<u64>());
                 }
-                Some(_) => {
-                    let frozen: Vec<_> = s
-                        .segments
-                        .iter()
-                        .map(|seg| (Arc::clone(seg), seg.dead_snapshot()))
-                        .collect();
-                    (n, frozen)
-                }
+                Some(_) => (n, s.views(true)),
             }
         };
         let cache = self.inner.columns();
-        for (seg, dead) in &frozen {
+        for v in &frozen {
             self.deadline.check("count")?;
-            n += seg.prepare(filter, cache, Some(dead)).count();
+            n += v.seg.prepare(filter, cache, v.dead.as_deref()).count();
         }
         Ok(n)
     }
@@ -534,9 +527,9 @@ impl CollectionHandle {
         let segments = {
             let s = self.coll.sources();
             gather(&*s.mem, &mut found);
-            s.segments
+            s.views(true)
         };
-        for seg in segments.iter() {
+        for seg in &segments {
             self.deadline.check("search")?;
             gather(seg, &mut found);
         }

@@ -64,10 +64,8 @@ pub(crate) fn flush(inner: &Inner, coll: &Collection) -> Result<bool> {
         return Ok(false);
     }
     while let Some((seg, seal_lsn)) = queue.unwritten.front().cloned() {
-        if coll.is_dropped() {
-            queue.unwritten.clear();
-            return Ok(false);
-        }
+        // Whether the collection is dropped is only known under the manifest lock (a drop whose
+        // manifest write fails is undone), so it is checked there, below.
         let data = inner.write_segment(seg.id(), seg.data.bytes_all())?;
         let mapped = Arc::new(Segment::new(data, true));
         let published = {
@@ -91,7 +89,7 @@ pub(crate) fn flush(inner: &Inner, coll: &Collection) -> Result<bool> {
         tracing::debug!(collection = coll.name(), seal_lsn, "flushed");
     }
     drop(queue);
-    inner.release_wal()?;
+    inner.release_wal_logged();
     Ok(true)
 }
 

@@ -128,12 +128,22 @@ impl ReadSource for Memtable {
     }
 }
 
-impl ReadSource for Arc<Segment> {
+/// A segment as one read sees it: its dead bits copied at the instant the read took its view
+/// (under the memtable lock), so that a write landing during the read — which marks the old row
+/// dead and puts the new one in the memtable the read has already passed — hides nothing from
+/// it. Lookups need no copy (see [`Segment::lookup`]): `dead` is `None` for them.
+#[derive(Debug)]
+pub(crate) struct SegmentView {
+    pub(crate) seg: Arc<Segment>,
+    pub(crate) dead: Option<Vec<u64>>,
+}
+
+impl ReadSource for SegmentView {
     fn lookup(&self, id: PointId) -> Option<(Lsn, Option<u32>)> {
-        Segment::lookup(self, id)
+        self.seg.lookup(id)
     }
     fn top_k(&self, q: &SearchQuery<'_>, filter: Option<&Filter>, cache: &ColumnCache) -> Vec<Hit> {
-        self.search(q, filter, cache)
+        self.seg.search(q, filter, cache, self.dead.as_deref())
     }
     fn scan(
         &self,
@@ -142,10 +152,11 @@ impl ReadSource for Arc<Segment> {
         filter: Option<&Filter>,
         cache: &ColumnCache,
     ) -> Vec<u32> {
-        let prepared = self.prepare(filter, cache, None);
-        let mut r = from.map_or(0, |o| self.data.lower_bound(o));
+        let seg = &self.seg;
+        let prepared = seg.prepare(filter, cache, self.dead.as_deref());
+        let mut r = from.map_or(0, |o| seg.data.lower_bound(o));
         let mut out = Vec::new();
-        while r < self.data.rows() && out.len() < limit {
+        while r < seg.data.rows() && out.len() < limit {
             if prepared.allows(r) {
                 out.push(r);
             }
@@ -154,13 +165,13 @@ impl ReadSource for Arc<Segment> {
         out
     }
     fn id(&self, row: u32) -> PointId {
-        self.data.id(row)
+        self.seg.data.id(row)
     }
     fn version(&self, row: u32) -> Lsn {
-        self.data.version(row)
+        self.seg.data.version(row)
     }
     fn hold(&self, row: u32, _: bool, _: bool) -> Held {
-        Held::Segment(Arc::clone(self), row)
+        Held::Segment(Arc::clone(&self.seg), row)
     }
 }
 

@@ -179,12 +179,12 @@ impl Segment {
         self.dead_count.load(Ordering::Acquire) as f64 / self.data.rows() as f64
     }
 
-    /// The newest state of `id` here: `Some((version, Some(row)))` for a live row,
-    /// `Some((version, None))` for a tombstone, `None` when the segment says nothing (or its row
-    /// was shadowed by something newer elsewhere).
+    /// What this segment holds of `id`: `Some((version, Some(row)))` for a row — shadowed or
+    /// not: whatever shadows it has a higher version elsewhere, and a reader picks the highest
+    /// version among the sources it saw, which keeps a lookup consistent while a concurrent
+    /// write moves `id` on — `Some((version, None))` for a tombstone, `None` otherwise.
     pub(crate) fn lookup(&self, id: PointId) -> Option<(Lsn, Option<u32>)> {
         match self.data.find(id) {
-            Some(r) if self.is_dead(r) => None,
             Some(r) => Some((self.data.version(r), Some(r))),
             None => self.data.find_tombstone(id).map(|l| (l, None)),
         }
@@ -238,18 +238,19 @@ impl Segment {
         cols
     }
 
-    /// Top-`k` live rows matching `filter`.
+    /// Top-`k` live rows matching `filter` (live by `frozen` dead bits when given).
     pub(crate) fn search(
         &self,
         q: &SearchQuery<'_>,
         filter: Option<&Filter>,
         cache: &ColumnCache,
+        frozen: Option<&[u64]>,
     ) -> Vec<Hit> {
         let n = self.data.rows();
-        if n == 0 || q.k == 0 || self.live_rows() == 0 {
+        if n == 0 || q.k == 0 || (frozen.is_none() && self.live_rows() == 0) {
             return Vec::new();
         }
-        let prepared = self.prepare(filter, cache, None);
+        let prepared = self.prepare(filter, cache, frozen);
         let mut allow = |row: u32| prepared.allows(row);
         let use_graph = !q.exact
             && self.data.has_graph()

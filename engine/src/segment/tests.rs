@@ -156,7 +156,7 @@ fn graph_round_trip_and_search_finds_neighbours() {
             ef: 64,
             exact,
         };
-        seg.search(&sq, None, &cache)
+        seg.search(&sq, None, &cache, None)
     };
     let mut found = 0;
     for qi in 0..50u32 {

@@ -77,8 +77,13 @@ impl ReqDeadline {
     pub fn new(timeout: Duration, client: Option<Duration>) -> ReqDeadline {
         let flag = Arc::new(AtomicBool::new(false));
         let d = client.map_or(timeout, |c| c.min(timeout));
+        // A timeout too large for the clock is no timeout.
+        let deadline = match Instant::now().checked_add(d) {
+            Some(at) => Deadline::at(at),
+            None => Deadline::none(),
+        };
         ReqDeadline {
-            deadline: Deadline::at(Instant::now() + d).cancelled_by(Arc::clone(&flag)),
+            deadline: deadline.cancelled_by(Arc::clone(&flag)),
             flag,
         }
     }
