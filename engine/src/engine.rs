@@ -139,6 +139,8 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     /// Set while the manifest on disk is unknown (a write of it failed).
     manifest_failure: Mutex<Option<String>>,
+    /// `manifest_failure.is_some()`, readable without a lock on the write path.
+    manifest_failed: AtomicBool,
     /// Segments no manifest in memory names any more, deleted after the next successful
     /// manifest write (an older manifest on disk may still name them until then).
     retired: Mutex<Vec<u64>>,
@@ -283,6 +285,7 @@ impl Engine {
             wake: Condvar::new(),
             closed: AtomicBool::new(false),
             manifest_failure: Mutex::new(None),
+            manifest_failed: AtomicBool::new(false),
             retired: Mutex::new(Vec::new()),
             flushes: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
@@ -519,9 +522,11 @@ impl ManifestLock<'_> {
             tracing::error!(error = %err, "manifest write failed: refusing writes until it is written again");
             metrics::counter!("strata_manifest_write_failures_total").increment(1);
             *lock(&inner.manifest_failure) = Some(err.message().to_string());
+            inner.manifest_failed.store(true, Ordering::Release);
             return Err(err);
         }
         *self.m = next;
+        inner.manifest_failed.store(false, Ordering::Release);
         if lock(&inner.manifest_failure).take().is_some() {
             tracing::info!("manifest written again: writes are accepted");
         }
@@ -537,7 +542,7 @@ impl ManifestLock<'_> {
     /// Deletes retired segments (if the last publish succeeded). Failures stay queued; the
     /// files are also removed at the next start, as no manifest names them.
     pub(crate) fn delete_retired(&mut self) {
-        if lock(&self.inner.manifest_failure).is_some() {
+        if self.inner.manifest_failed() {
             return;
         }
         let ids = std::mem::take(&mut *lock(&self.inner.retired));
@@ -616,7 +621,9 @@ impl Inner {
                     .into(),
             );
         }
-        if let Some(why) = &*lock(&self.manifest_failure) {
+        if self.manifest_failed()
+            && let Some(why) = &*lock(&self.manifest_failure)
+        {
             return refuse(format!(
                 "the last manifest write failed ({why}); writes are refused until it is written again (retried in the background)"
             ));
@@ -626,7 +633,7 @@ impl Inner {
 
     /// True while a manifest write failed and none has succeeded since.
     pub(crate) fn manifest_failed(&self) -> bool {
-        lock(&self.manifest_failure).is_some()
+        self.manifest_failed.load(Ordering::Acquire)
     }
 
     /// Writes a segment file and maps it back, checked. Segment ids are never reused, so an

@@ -380,19 +380,7 @@ impl CollectionHandle {
         Ok(unique
             .iter()
             .filter_map(|id| by_id.get(id))
-            .map(|f| {
-                let (payload, vector) = f
-                    .held
-                    .as_ref()
-                    .map(|h| h.materialize(with_payload, with_vector))
-                    .unwrap_or_default();
-                Record {
-                    id: f.id,
-                    version: f.version,
-                    payload,
-                    vector,
-                }
-            })
+            .map(|f| f.record(with_payload, with_vector))
             .collect())
     }
 
@@ -430,22 +418,7 @@ impl CollectionHandle {
         let mut rows = newest(found);
         let next_offset = rows.get(limit).map(|f| f.id);
         rows.truncate(limit);
-        let points = rows
-            .into_iter()
-            .map(|f| {
-                let (payload, vector) = f
-                    .held
-                    .as_ref()
-                    .map(|h| h.materialize(wp, wv))
-                    .unwrap_or_default();
-                Record {
-                    id: f.id,
-                    version: f.version,
-                    payload,
-                    vector,
-                }
-            })
-            .collect();
+        let points = rows.iter().map(|f| f.record(wp, wv)).collect();
         Ok(ScrollPage {
             points,
             next_offset,
@@ -546,11 +519,7 @@ impl CollectionHandle {
                 Some(t) => *score <= t,
             })
             .map(|(score, f)| {
-                let (payload, vector) = f
-                    .held
-                    .as_ref()
-                    .map(|h| h.materialize(wp, wv))
-                    .unwrap_or_default();
+                let (payload, vector) = f.materialize(wp, wv);
                 ScoredPoint {
                     id: f.id,
                     version: f.version,

@@ -15,7 +15,7 @@ use crate::filter::Filter;
 use crate::memtable::{Memtable, Slot};
 use crate::scan::Hit;
 use crate::segment::{SearchQuery, Segment, parse_payload};
-use crate::types::{Lsn, Payload, PointId};
+use crate::types::{Lsn, Payload, PointId, Record};
 
 /// A result row's data until it is materialised: copied out of the memtable (which changes
 /// under its lock), or a reference into an immutable segment.
@@ -60,6 +60,31 @@ pub(crate) struct Found {
     pub(crate) dist: f32,
     /// `None` when the source holds a delete of `id` at `version`.
     pub(crate) held: Option<Held>,
+}
+
+impl Found {
+    /// Payload and vector as asked (none for a delete).
+    pub(crate) fn materialize(
+        &self,
+        payload: bool,
+        vector: bool,
+    ) -> (Option<Payload>, Option<Vec<f32>>) {
+        self.held
+            .as_ref()
+            .map(|h| h.materialize(payload, vector))
+            .unwrap_or_default()
+    }
+
+    /// The row as a [`Record`].
+    pub(crate) fn record(&self, payload: bool, vector: bool) -> Record {
+        let (payload, vector) = self.materialize(payload, vector);
+        Record {
+            id: self.id,
+            version: self.version,
+            payload,
+            vector,
+        }
+    }
 }
 
 /// What every kind of source answers.

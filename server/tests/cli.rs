@@ -12,6 +12,25 @@ fn strata() -> Command {
     c
 }
 
+/// `strata serve` on loopback and free ports, over `dir`.
+fn serve(dir: &std::path::Path) -> Command {
+    let mut c = strata();
+    c.args([
+        "serve",
+        "--bind",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--data-dir",
+    ])
+    .arg(dir);
+    c
+}
+
 fn seed(dir: &std::path::Path) {
     let mut o = EngineOptions::new(dir);
     o.background = false;
@@ -102,20 +121,7 @@ fn check_fails_on_a_corrupted_segment_and_names_it() {
 fn serve_recovers_then_stops_cleanly_on_sigterm() {
     let d = tempfile::tempdir().expect("tempdir");
     seed(d.path());
-    let mut child = strata()
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--data-dir",
-        ])
-        .arg(d.path())
+    let mut child = serve(d.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -245,22 +251,8 @@ fn serve_validate_accepts_good_and_names_bad_settings() {
 // The child is returned to the caller, which waits for it.
 #[allow(clippy::zombie_processes)]
 fn spawn_serve_with_closed_stdout(dir: &std::path::Path) -> (std::process::Child, String) {
-    let mut child = strata()
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--log-format",
-            "json",
-            "--data-dir",
-        ])
-        .arg(dir)
+    let mut child = serve(dir)
+        .args(["--log-format", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -223,33 +223,17 @@ async fn search_batches_are_bounded() {
     let d = tempfile::tempdir().expect("tempdir");
     let (e, _c) = engine(d.path());
     let s = start(Arc::clone(&e), "60s").await;
-    let batch = |n: usize| {
-        let one = r#"{"vector": [1, 2], "limit": 1}"#;
-        format!(r#"{{"searches": [{}]}}"#, vec![one; n].join(","))
-    };
-    for path in [
-        "/collections/c/points/search/batch",
-        "/collections/c/points/query/batch",
+    for (path, field) in [
+        ("/collections/c/points/search/batch", "vector"),
+        ("/collections/c/points/query/batch", "query"),
     ] {
-        let body = batch(256).replace(
-            "\"vector\"",
-            if path.contains("query") {
-                "\"query\""
-            } else {
-                "\"vector\""
-            },
-        );
-        let (status, text) = http(&s.http, "POST", path, &s.token, &body).await;
+        let batch = |n: usize| {
+            let one = format!(r#"{{"{field}": [1, 2], "limit": 1}}"#);
+            format!(r#"{{"searches": [{}]}}"#, vec![one; n].join(","))
+        };
+        let (status, text) = http(&s.http, "POST", path, &s.token, &batch(256)).await;
         assert_eq!(status, 200, "{path}: {text}");
-        let body = batch(257).replace(
-            "\"vector\"",
-            if path.contains("query") {
-                "\"query\""
-            } else {
-                "\"vector\""
-            },
-        );
-        let (status, text) = http(&s.http, "POST", path, &s.token, &body).await;
+        let (status, text) = http(&s.http, "POST", path, &s.token, &batch(257)).await;
         assert_eq!(status, 413, "{path}: {text}");
         assert!(
             text.contains("257 searches exceed the limit of 256"),
