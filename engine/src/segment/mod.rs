@@ -160,8 +160,13 @@ impl Segment {
         self.dead[(row / 64) as usize].load(Ordering::Acquire) & (1u64 << (row % 64)) != 0
     }
 
-    /// A copy of the dead bits, for reads that must be exact at one instant (count).
+    /// A copy of the dead bits, for reads that must see one instant. Taken under the memtable
+    /// lock, which every change of dead bits holds; with none dead it is empty (no copy), and an
+    /// empty copy reads as "none dead".
     pub(crate) fn dead_snapshot(&self) -> Vec<u64> {
+        if self.dead_count.load(Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
         self.dead
             .iter()
             .map(|w| w.load(Ordering::Acquire))
