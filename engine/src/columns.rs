@@ -70,9 +70,7 @@ impl ColumnCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::engine::lock(&self.state)
     }
 
     /// The columns of `keys` for segment `segment`, building the missing ones with `build`
@@ -138,7 +136,6 @@ impl ColumnCache {
                 self.evict(&mut s);
             }
         }
-        metrics::gauge!("strata_filter_cache_bytes").set(self.lock().bytes as f64);
         out.into_iter().map(|c| c.unwrap_or_default()).collect()
     }
 

@@ -155,6 +155,30 @@ impl CollectionHandle {
         }
     }
 
+    /// The one gathering every read shares: `each` runs on the memtable under its read lock, then
+    /// on every segment of that instant (`frozen`: with its dead bits copied under the lock, for
+    /// scans and searches; lookups need no copy), with the deadline checked between sources.
+    /// Returns the newest version of each id found, sorted by id, deletes dropped.
+    fn collect(
+        &self,
+        what: &str,
+        frozen: bool,
+        each: impl Fn(&dyn ReadSource, &mut Vec<Found>),
+    ) -> Result<Vec<Found>> {
+        self.deadline.check(what)?;
+        let mut found = Vec::new();
+        let segments = {
+            let s = self.coll.sources();
+            each(&*s.mem, &mut found);
+            s.views(frozen)
+        };
+        for seg in &segments {
+            self.deadline.check(what)?;
+            each(seg, &mut found);
+        }
+        Ok(newest(found))
+    }
+
     /// Ids of every live point matching `filter`, in id order.
     pub fn matching_ids(&self, filter: &Filter) -> Result<Vec<PointId>> {
         let mut ids = Vec::new();
@@ -351,12 +375,10 @@ impl CollectionHandle {
         with_vector: bool,
     ) -> Result<Vec<Record>> {
         self.check_live()?;
-        self.deadline.check("retrieve")?;
         let mut unique = Vec::with_capacity(ids.len());
         let mut seen = std::collections::HashSet::with_capacity(ids.len());
         unique.extend(ids.iter().filter(|id| seen.insert(**id)).copied());
-        let mut found: Vec<Found> = Vec::with_capacity(unique.len());
-        let look = |src: &dyn ReadSource, found: &mut Vec<Found>| {
+        let found = self.collect("retrieve", false, |src, found| {
             for id in &unique {
                 if let Some((version, row)) = src.lookup(*id) {
                     found.push(Found {
@@ -367,16 +389,8 @@ impl CollectionHandle {
                     });
                 }
             }
-        };
-        let segments = {
-            let s = self.coll.sources();
-            look(&*s.mem, &mut found);
-            s.views(false)
-        };
-        for seg in &segments {
-            look(seg, &mut found);
-        }
-        let by_id: HashMap<PointId, Found> = newest(found).into_iter().map(|f| (f.id, f)).collect();
+        })?;
+        let by_id: HashMap<PointId, Found> = found.into_iter().map(|f| (f.id, f)).collect();
         Ok(unique
             .iter()
             .filter_map(|id| by_id.get(id))
@@ -396,26 +410,14 @@ impl CollectionHandle {
         }
         let filter = req.filter.as_ref();
         self.check_filter(filter)?;
-        self.deadline.check("scroll")?;
         let want = limit + 1;
         let cache = self.inner.columns();
         let (wp, wv) = (req.with_payload, req.with_vector);
-        let mut found = Vec::new();
-        let gather = |src: &dyn ReadSource, found: &mut Vec<Found>| {
+        let mut rows = self.collect("scroll", true, |src, found| {
             for r in src.scan(req.offset, want, filter, cache) {
                 found.push(src.found(r, 0.0, wp, wv));
             }
-        };
-        let segments = {
-            let s = self.coll.sources();
-            gather(&*s.mem, &mut found);
-            s.views(true)
-        };
-        for seg in &segments {
-            self.deadline.check("scroll")?;
-            gather(seg, &mut found);
-        }
-        let mut rows = newest(found);
+        })?;
         let next_offset = rows.get(limit).map(|f| f.id);
         rows.truncate(limit);
         let points = rows.iter().map(|f| f.record(wp, wv)).collect();
@@ -473,7 +475,6 @@ impl CollectionHandle {
         }
         let filter = req.filter.as_ref();
         self.check_filter(filter)?;
-        self.deadline.check("search")?;
         let metric = self.coll.metric();
         let mut q = req.vector.clone();
         if metric == Distance::Cosine {
@@ -491,22 +492,11 @@ impl CollectionHandle {
         };
         let cache = self.inner.columns();
         let (wp, wv) = (req.with_payload, req.with_vector);
-        let mut found = Vec::new();
-        let gather = |src: &dyn ReadSource, found: &mut Vec<Found>| {
+        let mut hits = self.collect("search", true, |src, found| {
             for h in src.top_k(&query, filter, cache) {
                 found.push(src.found(h.row, h.dist, wp, wv));
             }
-        };
-        let segments = {
-            let s = self.coll.sources();
-            gather(&*s.mem, &mut found);
-            s.views(true)
-        };
-        for seg in &segments {
-            self.deadline.check("search")?;
-            gather(seg, &mut found);
-        }
-        let mut hits = newest(found);
+        })?;
         hits.sort_by(|a, b| a.dist.total_cmp(&b.dist).then(a.id.cmp(&b.id)));
         Ok(hits
             .into_iter()

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use strata_tiering::{LogFile, LogStore, layout};
 
 use crate::codec::{DecodeError, Reader, Writer, crc};
+use crate::engine::lock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::Lsn;
 
@@ -270,10 +271,6 @@ pub struct ReplayStats {
     pub torn_bytes: u64,
     /// Last LSN found.
     pub last_lsn: Lsn,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl LocalWal {

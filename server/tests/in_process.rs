@@ -83,6 +83,33 @@ async fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> 
     )
 }
 
+/// A gRPC upsert of point `id` into "c", authorised by `token`, with an optional client timeout
+/// (sent as `grpc-timeout`).
+fn upsert(
+    token: &str,
+    id: u64,
+    timeout: Option<Duration>,
+) -> tonic::Request<pb::UpsertPointsRequest> {
+    let mut req = tonic::Request::new(pb::UpsertPointsRequest {
+        collection: "c".into(),
+        points: vec![pb::Point {
+            id: Some(pb::PointId {
+                kind: Some(pb::point_id::Kind::Num(id)),
+            }),
+            vector: vec![1.0, 2.0],
+            payload_json: String::new(),
+        }],
+    });
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("metadata"),
+    );
+    if let Some(t) = timeout {
+        req.set_timeout(t);
+    }
+    req
+}
+
 fn engine(dir: &std::path::Path) -> (Arc<Engine>, CollectionHandle) {
     let mut o = EngineOptions::new(dir);
     o.background = false;
@@ -127,21 +154,10 @@ async fn a_request_past_its_deadline_applies_nothing_and_says_so() {
         .await
         .expect("connect");
     let mut client = pb::points_client::PointsClient::new(channel);
-    let mut req = tonic::Request::new(pb::UpsertPointsRequest {
-        collection: "c".into(),
-        points: vec![pb::Point {
-            id: Some(pb::PointId {
-                kind: Some(pb::point_id::Kind::Num(2)),
-            }),
-            vector: vec![1.0, 2.0],
-            payload_json: String::new(),
-        }],
-    });
-    req.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", s.token).parse().expect("metadata"),
-    );
-    let status = client.upsert(req).await.expect_err("past the deadline");
+    let status = client
+        .upsert(upsert(&s.token, 2, None))
+        .await
+        .expect_err("past the deadline");
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
 
     let _ = s.stop.send(());
@@ -164,32 +180,12 @@ async fn a_short_grpc_timeout_from_the_client_is_honoured() {
         .await
         .expect("connect");
     let mut client = pb::points_client::PointsClient::new(channel);
-    let call = |id: u64, timeout: Option<Duration>| {
-        let mut req = tonic::Request::new(pb::UpsertPointsRequest {
-            collection: "c".into(),
-            points: vec![pb::Point {
-                id: Some(pb::PointId {
-                    kind: Some(pb::point_id::Kind::Num(id)),
-                }),
-                vector: vec![1.0, 2.0],
-                payload_json: String::new(),
-            }],
-        });
-        req.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", s.token).parse().expect("metadata"),
-        );
-        if let Some(t) = timeout {
-            req.set_timeout(t);
-        }
-        req
-    };
     client
-        .upsert(call(1, Some(Duration::from_secs(30))))
+        .upsert(upsert(&s.token, 1, Some(Duration::from_secs(30))))
         .await
         .expect("in time");
     let status = client
-        .upsert(call(2, Some(Duration::from_nanos(1))))
+        .upsert(upsert(&s.token, 2, Some(Duration::from_nanos(1))))
         .await
         .expect_err("a 1 ns deadline");
     assert!(

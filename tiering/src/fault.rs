@@ -150,9 +150,7 @@ impl Faults {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::lock(&self.state)
     }
 
     /// Adds a rule.
@@ -250,6 +248,24 @@ impl Faults {
         }
     }
 
+    /// The steps of an atomic replace (a blob put, a log create): write, fsync and rename before
+    /// `apply`, the directory fsync after it — a failure there is ambiguous, as on a disk.
+    fn replace<T>(&self, at: &str, apply: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
+        for op in [FaultOp::Write, FaultOp::Sync, FaultOp::Rename] {
+            self.check(op, at)?;
+        }
+        let out = apply()?;
+        self.check(FaultOp::Sync, at)?;
+        Ok(out)
+    }
+
+    /// The steps of a durable unlink: the unlink before `apply`, the directory fsync after.
+    fn unlink(&self, at: &str, apply: impl FnOnce() -> StoreResult<()>) -> StoreResult<()> {
+        self.check(FaultOp::Delete, at)?;
+        apply()?;
+        self.check(FaultOp::Sync, at)
+    }
+
     /// A read step: `Ok(true)` asks the caller to return a short read.
     fn read_step(&self, location: &str) -> StoreResult<bool> {
         match self.step(FaultOp::Read, location) {
@@ -295,13 +311,8 @@ impl BlobStore for FaultyStore {
     }
 
     fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> StoreResult<ETag> {
-        let at = self.location(name);
-        for op in [FaultOp::Write, FaultOp::Sync, FaultOp::Rename] {
-            self.faults.check(op, &at)?;
-        }
-        let tag = self.inner.put(name, bytes, mode)?;
-        self.faults.check(FaultOp::Sync, &at)?;
-        Ok(tag)
+        self.faults
+            .replace(&self.location(name), || self.inner.put(name, bytes, mode))
     }
 
     fn open(&self, name: &str) -> StoreResult<Blob> {
@@ -335,10 +346,8 @@ impl BlobStore for FaultyStore {
     }
 
     fn delete(&self, name: &str) -> StoreResult<()> {
-        let at = self.location(name);
-        self.faults.check(FaultOp::Delete, &at)?;
-        self.inner.delete(name)?;
-        self.faults.check(FaultOp::Sync, &at)
+        self.faults
+            .unlink(&self.location(name), || self.inner.delete(name))
     }
 }
 
@@ -383,11 +392,9 @@ impl LogStore for FaultyLog {
 
     fn create(&self, name: &str, header: &[u8]) -> StoreResult<Arc<dyn LogFile>> {
         let at = self.location(name);
-        for op in [FaultOp::Write, FaultOp::Sync, FaultOp::Rename] {
-            self.faults.check(op, &at)?;
-        }
-        let file = self.inner.create(name, header)?;
-        self.faults.check(FaultOp::Sync, &at)?;
+        let file = self
+            .faults
+            .replace(&at, || self.inner.create(name, header))?;
         Ok(Arc::new(FaultyLogFile {
             inner: file,
             faults: Arc::clone(&self.faults),
@@ -408,10 +415,8 @@ impl LogStore for FaultyLog {
     }
 
     fn remove(&self, name: &str) -> StoreResult<()> {
-        let at = self.location(name);
-        self.faults.check(FaultOp::Delete, &at)?;
-        self.inner.remove(name)?;
-        self.faults.check(FaultOp::Sync, &at)
+        self.faults
+            .unlink(&self.location(name), || self.inner.remove(name))
     }
 }
 

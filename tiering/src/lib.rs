@@ -43,6 +43,12 @@ mod rng;
 mod storage;
 mod store;
 
+/// Locks `m`, ignoring poisoning: every structure behind a lock here stays consistent across a
+/// panic (a panic is caught and reported higher up; the data must stay usable).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod conformance;
 

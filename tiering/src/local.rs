@@ -245,6 +245,16 @@ pub(crate) fn open_dir(root: &Path, read_only: bool) -> StoreResult<OpenedDir> {
     })
 }
 
+/// `ReadOnly` naming `location()` when `read_only`.
+fn refuse_if_read_only(read_only: bool, location: impl FnOnce() -> String) -> StoreResult<()> {
+    if read_only {
+        return Err(StoreError::ReadOnly {
+            location: location(),
+        });
+    }
+    Ok(())
+}
+
 /// Blobs as files under a root directory.
 #[derive(Debug)]
 pub struct LocalDir {
@@ -262,12 +272,7 @@ impl LocalDir {
     }
 
     fn writable(&self, name: &str) -> StoreResult<()> {
-        if self.read_only {
-            return Err(StoreError::ReadOnly {
-                location: self.location(name),
-            });
-        }
-        Ok(())
+        refuse_if_read_only(self.read_only, || self.location(name))
     }
 }
 
@@ -282,17 +287,11 @@ impl BlobStore for LocalDir {
         match mode {
             PutMode::Overwrite => write_file_atomic(&dst, bytes, 0o644, Replace::Overwrite)?,
             PutMode::Create => {
-                let _g = self
-                    .conditional
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let _g = crate::lock(&self.conditional);
                 write_file_atomic(&dst, bytes, 0o644, Replace::CreateOnly)?;
             }
             PutMode::Update(expected) => {
-                let _g = self
-                    .conditional
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let _g = crate::lock(&self.conditional);
                 let found = match fs::metadata(&dst) {
                     Ok(m) => Some(etag_of(&m)),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -421,12 +420,7 @@ impl LocalLog {
     }
 
     fn writable(&self, name: &str) -> StoreResult<()> {
-        if self.read_only {
-            return Err(StoreError::ReadOnly {
-                location: self.location(name),
-            });
-        }
-        Ok(())
+        refuse_if_read_only(self.read_only, || self.location(name))
     }
 }
 

@@ -9,18 +9,15 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use crate::blob::Blob;
 use crate::error::{StoreError, StoreResult};
+use crate::lock;
 use crate::rng::SplitMix64;
 use crate::store::{
     BlobMeta, BlobStore, ETag, LogFile, LogStore, PutMode, check_name, check_prefix, check_ranges,
 };
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 fn location(name: &str) -> String {
     format!("memory:{name}")
