@@ -14,13 +14,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
-echo "== unit, integration, property and crash tests"
-cargo nextest run --workspace --no-fail-fast
-echo "== doc tests"
-cargo test --workspace --doc
-
-echo "== end-to-end tests: the strata binary against real Python clients"
-cargo build -p strata-server --bin strata
+# The Python venv first: its moto is the local S3 server of Rust and Python tests alike.
 VENV="${STRATA_TEST_VENV:-$PWD/target/e2e-venv}"
 REQ=server/tests/e2e/requirements.txt
 STAMP="$VENV/.requirements.sha256"
@@ -31,6 +25,15 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; 
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQ"
   echo "$WANT" > "$STAMP"
 fi
+export STRATA_TEST_PYTHON="$VENV/bin/python"
+
+echo "== unit, integration, property and crash tests"
+cargo nextest run --workspace --no-fail-fast
+echo "== doc tests"
+cargo test --workspace --doc
+
+echo "== end-to-end tests: the strata binary against real Python clients"
+cargo build -p strata-server --bin strata
 if ! command -v node >/dev/null 2>&1; then
   echo "== installing Node.js (for the JS client test)"
   apt-get update -qq && apt-get install -y -qq nodejs npm

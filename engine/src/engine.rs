@@ -38,7 +38,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use strata_tiering::{BlobStore, PutMode, Storage, StoreError, layout};
+use strata_tiering::{BlobStore, PutMode, Storage, StoreError, TieredStore, layout};
 
 use crate::collection::Collection;
 use crate::columns::ColumnCache;
@@ -74,6 +74,8 @@ pub struct RecoveryReport {
     pub last_lsn: Lsn,
     /// Wall time of recovery.
     pub millis: u64,
+    /// The cold manifest generation restored into an empty data directory, if that happened.
+    pub restored_generation: Option<u64>,
 }
 
 /// Engine-wide counters and sizes (for metrics).
@@ -128,6 +130,10 @@ pub(crate) enum ManifestChange<'a> {
 pub(crate) struct Inner {
     opts: EngineOptions,
     blobs: Arc<dyn BlobStore>,
+    /// The tiered store behind `blobs`, when a cold tier is configured.
+    tiered: Option<Arc<TieredStore>>,
+    /// When the cold tier was last garbage-collected (ms).
+    last_gc_ms: AtomicU64,
     wal: Arc<dyn Wal>,
     /// The last manifest written successfully.
     manifest: Mutex<Manifest>,
@@ -179,6 +185,21 @@ pub struct Engine {
 }
 
 fn open_storage(opts: &EngineOptions) -> Result<Storage> {
+    let base = open_base_storage(opts)?;
+    match &opts.cold {
+        // `strata check` inspects the local copy only.
+        Some(cold) if !opts.read_only => base
+            .with_cold(
+                Arc::clone(cold),
+                Arc::new(crate::manifest::referenced_blobs),
+                opts.tiered.clone(),
+            )
+            .map_err(|e| Error::store("opening the cold tier", e)),
+        _ => Ok(base),
+    }
+}
+
+fn open_base_storage(opts: &EngineOptions) -> Result<Storage> {
     if let Some(s) = &opts.storage {
         return Ok(s.clone());
     }
@@ -208,7 +229,13 @@ impl Engine {
         let started = Instant::now();
         let storage = open_storage(&opts)?;
         let blobs = Arc::clone(&storage.blobs);
-        let mut report = RecoveryReport::default();
+        let mut report = RecoveryReport {
+            restored_generation: storage
+                .tiered
+                .as_ref()
+                .and_then(|t| t.restored_generation()),
+            ..RecoveryReport::default()
+        };
         let manifest = read_manifest(&*blobs)?;
         let (found, removed) = remove_orphans(&*blobs, &manifest, opts.read_only)?;
         report.orphans_found = found + storage.swept_temp_files;
@@ -277,6 +304,8 @@ impl Engine {
         let inner = Arc::new(Inner {
             next_segment_id: AtomicU64::new(manifest.next_segment_id.max(max_seg_id + 1)),
             blobs,
+            tiered: storage.tiered.clone(),
+            last_gc_ms: AtomicU64::new(0),
             wal,
             manifest: Mutex::new(manifest),
             catalog: RwLock::new(catalog),
@@ -671,6 +700,23 @@ impl Inner {
         if let Err(e) = self.blobs.delete(&layout::segment(id)) {
             tracing::warn!(segment = id, error = %e, "could not remove an abandoned segment; it is removed at the next start");
         }
+    }
+
+    /// Collects unreferenced cold objects when `cold_gc_interval` has passed since the last
+    /// collection. False when nothing was due.
+    pub(crate) fn collect_cold_garbage(&self) -> Result<bool> {
+        let Some(t) = &self.tiered else {
+            return Ok(false);
+        };
+        let now = self.opts.clock.now_millis();
+        let last = self.last_gc_ms.load(Ordering::Acquire);
+        if last != 0 && now.saturating_sub(last) < self.opts.cold_gc_interval.as_millis() as u64 {
+            return Ok(false);
+        }
+        self.last_gc_ms.store(now.max(1), Ordering::Release);
+        t.collect_garbage(now)
+            .map_err(|e| Error::store("collecting cold-tier garbage", e))?;
+        Ok(true)
     }
 
     pub(crate) fn note_flush(&self) {

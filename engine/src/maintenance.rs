@@ -395,6 +395,9 @@ fn worker(weak: Weak<Inner>, name: &'static str, job: fn(&Inner, &Collection) ->
             run_guarded(&inner, "manifest", 0, ("", ""), || {
                 inner.republish_if_failed()
             });
+            run_guarded(&inner, "cold_gc", 0, ("", ""), || {
+                inner.collect_cold_garbage()
+            });
         }
         let colls = inner.collections();
         inner

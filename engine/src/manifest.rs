@@ -66,6 +66,22 @@ fn get_str16(r: &mut Reader<'_>, what: &str) -> Result<String, DecodeError> {
     })
 }
 
+/// The blob names a manifest refers to, `None` if `bytes` is not a manifest (the cold tier's
+/// garbage collector keeps what retained manifests name).
+pub(crate) fn referenced_blobs(bytes: &[u8]) -> Option<Vec<String>> {
+    let m = Manifest::decode(bytes).ok()?;
+    Some(
+        m.collections
+            .iter()
+            .flat_map(|c| {
+                c.segments
+                    .iter()
+                    .map(|s| strata_tiering::layout::segment(s.id))
+            })
+            .collect(),
+    )
+}
+
 impl Manifest {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut b = Writer::with_capacity(256);

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_tiering::Storage;
+use strata_tiering::{BlobStore, Storage, TieredOptions};
 
 use crate::clock::{Clock, SystemClock};
 use crate::segment::Verify;
@@ -20,6 +20,13 @@ pub struct EngineOptions {
     /// Where every byte is persisted. Default: the local directory `data_dir`, locked for this
     /// process. Tests give in-memory or fault-injecting storage.
     pub storage: Option<Storage>,
+    /// The cold tier: an object store holding every sealed segment and every manifest
+    /// generation (see `strata_tiering::TieredStore`). Default none: one local tier.
+    pub cold: Option<Arc<dyn BlobStore>>,
+    /// Retention and garbage collection of the cold tier.
+    pub tiered: TieredOptions,
+    /// How often unreferenced cold objects are looked for. Default 10 min.
+    pub cold_gc_interval: Duration,
     /// The write-ahead log. Default: a [`crate::LocalWal`] over `storage`'s log store.
     pub wal: Option<Arc<dyn Wal>>,
     /// Open for inspection only: nothing on disk changes (no orphan removal, no torn-tail cut,
@@ -76,6 +83,9 @@ impl EngineOptions {
         EngineOptions {
             data_dir: data_dir.into(),
             storage: None,
+            cold: None,
+            tiered: TieredOptions::default(),
+            cold_gc_interval: Duration::from_secs(600),
             wal: None,
             read_only: false,
             wal_ack: AckMode::Fsync,

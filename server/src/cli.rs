@@ -101,6 +101,50 @@ pub struct SettingsArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<String>,
+    /// Cold tier URL.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_store_url: Option<String>,
+    /// S3-compatible endpoint.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_region: Option<String>,
+    /// S3 access key id.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key (prefer the environment: flags are visible in `ps`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_secret_access_key: Option<String>,
+    /// Allow an http:// S3 endpoint.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_allow_http: Option<bool>,
+    /// Object-store connect timeout.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_connection_timeout: Option<String>,
+    /// Object-store request timeout.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_request_timeout: Option<String>,
+    /// Object-store request retries.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_retry_count: Option<usize>,
+    /// Manifest generations kept in the cold store.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_retain_manifests: Option<usize>,
+    /// Grace period of unreferenced cold objects.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_gc_grace: Option<String>,
 }
 
 impl SettingsArgs {

@@ -74,6 +74,29 @@ pub struct Config {
     pub max_limit: usize,
     /// Deadline of a request (a write not logged by then is refused, not applied).
     pub request_timeout: String,
+    /// Cold tier URL (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///path`); none = one
+    /// local tier.
+    pub cold_store_url: Option<String>,
+    /// S3-compatible endpoint.
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    pub s3_region: Option<String>,
+    /// S3 access key id.
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key.
+    pub s3_secret_access_key: Option<String>,
+    /// Allow an `http://` S3 endpoint.
+    pub s3_allow_http: bool,
+    /// Connect timeout of an object-store request.
+    pub s3_connection_timeout: String,
+    /// Timeout of one object-store request.
+    pub s3_request_timeout: String,
+    /// Retries of a failed object-store request.
+    pub s3_retry_count: usize,
+    /// Newest manifest generations kept in the cold store.
+    pub cold_retain_manifests: usize,
+    /// How long an unreferenced cold object waits before it is deleted.
+    pub cold_gc_grace: String,
 }
 
 impl Default for Config {
@@ -98,6 +121,17 @@ impl Default for Config {
             max_batch_searches: 256,
             max_limit: 10_000,
             request_timeout: "60s".into(),
+            cold_store_url: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_allow_http: false,
+            s3_connection_timeout: "5s".into(),
+            s3_request_timeout: "60s".into(),
+            s3_retry_count: 3,
+            cold_retain_manifests: 10,
+            cold_gc_grace: "1h".into(),
         }
     }
 }
@@ -221,6 +255,61 @@ pub const SETTINGS: &[Setting] = &[
         default: "60s",
         help: "deadline of a request (gRPC: or the client's `grpc-timeout`, if shorter). A write not logged by then answers 503 and is not applied; one logged in time completes. Reads stop between segments",
     },
+    Setting {
+        key: "cold_store_url",
+        default: "(none)",
+        help: "cold tier: `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix` or `file:///path`. Every sealed segment and manifest is uploaded and verified; an empty data directory restores from it. None: one local tier",
+    },
+    Setting {
+        key: "s3_endpoint",
+        default: "(AWS)",
+        help: "S3-compatible endpoint URL (MinIO, R2, …)",
+    },
+    Setting {
+        key: "s3_region",
+        default: "(AWS_REGION, else us-east-1)",
+        help: "S3 region",
+    },
+    Setting {
+        key: "s3_access_key_id",
+        default: "(AWS_ACCESS_KEY_ID)",
+        help: "S3 access key id; with the secret below, or neither (then `AWS_*` variables, web identity or the instance's role)",
+    },
+    Setting {
+        key: "s3_secret_access_key",
+        default: "(AWS_SECRET_ACCESS_KEY)",
+        help: "S3 secret access key (never logged or shown)",
+    },
+    Setting {
+        key: "s3_allow_http",
+        default: "false",
+        help: "allow an `http://` endpoint (local test servers)",
+    },
+    Setting {
+        key: "s3_connection_timeout",
+        default: "5s",
+        help: "connect timeout of an object-store request",
+    },
+    Setting {
+        key: "s3_request_timeout",
+        default: "60s",
+        help: "timeout of one object-store request, body included",
+    },
+    Setting {
+        key: "s3_retry_count",
+        default: "3",
+        help: "retries of a failed object-store request (5xx, timeouts, resets), with exponential backoff",
+    },
+    Setting {
+        key: "cold_retain_manifests",
+        default: "10",
+        help: "newest manifest generations kept in the cold store, with every segment they name",
+    },
+    Setting {
+        key: "cold_gc_grace",
+        default: "1h",
+        help: "how long a cold object must be unreferenced by every retained manifest before it is deleted",
+    },
 ];
 
 /// `STRATA_*` variables that are not settings (test knobs), never warned about.
@@ -230,6 +319,7 @@ const NOT_SETTINGS: &[&str] = &[
     "STRATA_FAULT_SEED",
     "STRATA_TEST_VENV",
     "STRATA_BIN",
+    "STRATA_TEST_PYTHON",
 ];
 
 /// Parses `30s`, `15m`, `24h`, `7d` or a number of seconds.
@@ -252,6 +342,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn named(key: &str) -> String {
     format!("STRATA_{} ({key})", key.to_uppercase())
+}
+
+fn bail_named(key: &str, why: &str) -> anyhow::Result<()> {
+    anyhow::bail!("invalid setting {}: {why}", named(key))
 }
 
 impl Config {
@@ -311,15 +405,25 @@ impl Config {
                 );
             }
         }
-        for key in ["jwt_max_ttl", "jwt_leeway", "request_timeout"] {
+        for key in [
+            "jwt_max_ttl",
+            "jwt_leeway",
+            "request_timeout",
+            "s3_connection_timeout",
+            "s3_request_timeout",
+            "cold_gc_grace",
+        ] {
             let v = match key {
                 "jwt_max_ttl" => &self.jwt_max_ttl,
                 "jwt_leeway" => &self.jwt_leeway,
+                "s3_connection_timeout" => &self.s3_connection_timeout,
+                "s3_request_timeout" => &self.s3_request_timeout,
+                "cold_gc_grace" => &self.cold_gc_grace,
                 _ => &self.request_timeout,
             };
             let d = parse_duration(v)
                 .map_err(|e| anyhow::anyhow!("invalid setting {}: {e}", named(key)))?;
-            if key == "request_timeout" && d.is_zero() {
+            if key.ends_with("timeout") && d.is_zero() {
                 anyhow::bail!("invalid setting {}: must be at least 1s", named(key));
             }
         }
@@ -361,6 +465,13 @@ impl Config {
                 anyhow::bail!("invalid setting {}: must be greater than 0", named(key));
             }
         }
+        if self.cold_retain_manifests == 0 {
+            bail_named("cold_retain_manifests", "must be at least 1")?;
+        }
+        match self.cold_config() {
+            Ok(_) => {}
+            Err(e) => bail_named(e.field, &e.why)?,
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             anyhow::bail!(
                 "invalid setting {}: {:?} is not a level or filter",
@@ -369,6 +480,56 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The cold tier's configuration, `None` without `cold_store_url`. Errors name the
+    /// setting (as `Config` keys: `cold_store_url`, `s3_…`).
+    pub fn cold_config(
+        &self,
+    ) -> Result<Option<strata_engine::storage::ColdConfig>, strata_engine::storage::ColdConfigError>
+    {
+        let s3_set = [
+            ("s3_endpoint", self.s3_endpoint.is_some()),
+            ("s3_region", self.s3_region.is_some()),
+            ("s3_access_key_id", self.s3_access_key_id.is_some()),
+            ("s3_secret_access_key", self.s3_secret_access_key.is_some()),
+            ("s3_allow_http", self.s3_allow_http),
+        ];
+        let Some(url) = &self.cold_store_url else {
+            if let Some((key, _)) = s3_set.iter().find(|(_, set)| *set) {
+                return Err(strata_engine::storage::ColdConfigError {
+                    field: key,
+                    why: "set, but no cold store is configured (cold_store_url)".into(),
+                });
+            }
+            return Ok(None);
+        };
+        let mut c = strata_engine::storage::ColdConfig::new(url.clone());
+        c.s3_endpoint = self.s3_endpoint.clone();
+        c.s3_region = self.s3_region.clone();
+        c.s3_access_key_id = self.s3_access_key_id.clone();
+        c.s3_secret_access_key = self.s3_secret_access_key.clone();
+        c.s3_allow_http = self.s3_allow_http;
+        c.connect_timeout =
+            parse_duration(&self.s3_connection_timeout).unwrap_or(c.connect_timeout);
+        c.request_timeout = parse_duration(&self.s3_request_timeout).unwrap_or(c.request_timeout);
+        c.retry_count = self.s3_retry_count;
+        c.validate().map_err(|mut e| {
+            e.field = match e.field {
+                "url" => "cold_store_url",
+                "connect_timeout" => "s3_connection_timeout",
+                "request_timeout" => "s3_request_timeout",
+                "retry_count" => "s3_retry_count",
+                other => other,
+            };
+            e
+        })?;
+        Ok(Some(c))
+    }
+
+    /// Parsed `cold_gc_grace`.
+    pub fn gc_grace(&self) -> Duration {
+        parse_duration(&self.cold_gc_grace).unwrap_or(Duration::from_secs(3600))
     }
 
     /// Parsed `jwt_max_ttl`.

@@ -45,15 +45,34 @@ pub fn init_logging(c: &Config) {
     };
 }
 
-fn engine_options(cfg: &Config) -> EngineOptions {
+fn engine_options(cfg: &Config) -> anyhow::Result<EngineOptions> {
     let mut o = EngineOptions::new(&cfg.data_dir);
+    if let Some(cold) = cfg.cold_config().map_err(|e| {
+        anyhow::anyhow!(
+            "invalid setting STRATA_{}: {}",
+            e.field.to_uppercase(),
+            e.why
+        )
+    })? {
+        let store = strata_engine::storage::ObjectBlobStore::open(&cold).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid setting STRATA_{}: {}",
+                e.field.to_uppercase(),
+                e.why
+            )
+        })?;
+        tracing::info!(url = store.url(), "cold tier");
+        o.cold = Some(Arc::new(store));
+        o.tiered.retain_manifests = cfg.cold_retain_manifests;
+        o.tiered.gc_grace = cfg.gc_grace();
+    }
     o.wal_ack = match cfg.wal_ack {
         WalAck::Fsync => AckMode::Fsync,
         WalAck::None => AckMode::None,
     };
     o.max_batch_points = cfg.max_batch_points;
     o.max_result_window = cfg.max_limit;
-    o
+    Ok(o)
 }
 
 fn random_hex(n: usize) -> anyhow::Result<String> {
@@ -167,6 +186,7 @@ fn report_json(engine: &Engine, r: &RecoveryReport) -> serde_json::Value {
             "wal_records_skipped": r.wal_records_skipped,
             "wal_torn_bytes": r.wal_torn_bytes, "orphans_found": r.orphans_found,
             "orphans_removed": r.orphans_removed,
+            "restored_from_cold_generation": r.restored_generation,
             "last_lsn": r.last_lsn, "millis": r.millis,
         },
         "collections": collections,
@@ -177,7 +197,7 @@ fn report_json(engine: &Engine, r: &RecoveryReport) -> serde_json::Value {
 pub fn check(settings: &SettingsArgs) -> anyhow::Result<()> {
     let cfg = load(settings)?;
     init_logging(&cfg);
-    let mut opts = engine_options(&cfg);
+    let mut opts = engine_options(&cfg)?;
     opts.background = false;
     opts.verify_on_open = Verify::Full;
     // Inspect only: no torn tail cut, no orphan removed, no WAL file created.
@@ -243,8 +263,14 @@ pub fn token(
 
 fn redacted(cfg: &Config) -> serde_json::Value {
     let mut v = serde_json::to_value(cfg).unwrap_or_default();
-    if cfg.jwt_secret.is_some() {
-        v["jwt_secret"] = "(set, hidden)".into();
+    for (key, set) in [
+        ("jwt_secret", cfg.jwt_secret.is_some()),
+        ("s3_access_key_id", cfg.s3_access_key_id.is_some()),
+        ("s3_secret_access_key", cfg.s3_secret_access_key.is_some()),
+    ] {
+        if set {
+            v[key] = "(set, hidden)".into();
+        }
     }
     v
 }
@@ -269,7 +295,7 @@ pub fn serve(settings: &SettingsArgs, validate: bool) -> anyhow::Result<()> {
     }
     let rt = rt.enable_all().build().context("starting the runtime")?;
     let engine = Arc::new(
-        Engine::open(engine_options(&cfg))
+        Engine::open(engine_options(&cfg)?)
             .with_context(|| format!("opening data directory {}", cfg.data_dir.display()))?,
     );
     say(&serde_json::to_string(&report_json(

@@ -11,6 +11,12 @@ use std::time::Duration;
 use crate::*;
 
 fn blob_suite(s: &dyn BlobStore) {
+    blob_suite_with(s, true);
+}
+
+/// `if_match`: whether the backend supports [`PutMode::Update`] (object_store's local
+/// filesystem does not; Strata's cold tier uses only overwrite and create-only).
+fn blob_suite_with(s: &dyn BlobStore, if_match: bool) {
     // Absent names.
     assert!(s.open("MANIFEST").expect_err("absent").is_not_found());
     assert!(s.head("MANIFEST").expect_err("absent").is_not_found());
@@ -72,21 +78,30 @@ fn blob_suite(s: &dyn BlobStore) {
         s.open("segments/a.seg").expect("open").as_bytes(),
         b"second"
     );
-    assert!(matches!(
-        s.put("segments/a.seg", b"x", PutMode::Update(t1.clone())),
-        Err(StoreError::Precondition { .. })
-    ));
-    let t3 = s
-        .put("segments/a.seg", b"third", PutMode::Update(t2.clone()))
-        .expect("if-match with the current version");
-    assert_eq!(s.head("segments/a.seg").expect("head").e_tag, t3);
-    assert!(
-        matches!(
-            s.put("MANIFEST", b"x", PutMode::Update(t3.clone())),
+    if if_match {
+        assert!(matches!(
+            s.put("segments/a.seg", b"x", PutMode::Update(t1.clone())),
             Err(StoreError::Precondition { .. })
-        ),
-        "if-match on an absent blob"
-    );
+        ));
+        let t3 = s
+            .put("segments/a.seg", b"third", PutMode::Update(t2.clone()))
+            .expect("if-match with the current version");
+        assert_eq!(s.head("segments/a.seg").expect("head").e_tag, t3);
+        assert!(
+            matches!(
+                s.put("MANIFEST", b"x", PutMode::Update(t3.clone())),
+                Err(StoreError::Precondition { .. })
+            ),
+            "if-match on an absent blob"
+        );
+    } else {
+        let e = s
+            .put("segments/a.seg", b"x", PutMode::Update(t2.clone()))
+            .expect_err("if-match unsupported");
+        assert_eq!(e.io_kind(), Some(io::ErrorKind::Unsupported), "{e}");
+        s.put("segments/a.seg", b"third", PutMode::Overwrite)
+            .expect("overwrite");
+    }
     s.put("MANIFEST", b"m1", PutMode::Create)
         .expect("create a free name");
 
@@ -273,6 +288,219 @@ fn fault_decorators_without_faults_conform() {
     blob_suite(&*s.blobs);
     log_suite(&*s.log);
     assert_eq!(faults.injected(), 0);
+}
+
+fn in_memory_object_store(prefix: &str) -> ObjectBlobStore {
+    ObjectBlobStore::new(
+        Arc::new(object_store::memory::InMemory::new()),
+        prefix,
+        "memory://",
+    )
+    .expect("runtime")
+}
+
+/// Reads every manifest as a newline-separated list of the blobs it names (for tiered tests).
+fn line_refs() -> ManifestRefs {
+    Arc::new(|b: &[u8]| {
+        let s = std::str::from_utf8(b).ok()?;
+        Some(
+            s.lines()
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+        )
+    })
+}
+
+#[test]
+fn object_stores_conform() {
+    blob_suite(&in_memory_object_store(""));
+    blob_suite(&in_memory_object_store("some/prefix"));
+    let d = tempfile::tempdir().expect("tempdir");
+    let file = ObjectBlobStore::open(&ColdConfig::new(format!(
+        "file://{}/cold",
+        d.path().display()
+    )))
+    .expect("file store");
+    blob_suite_with(&file, false);
+}
+
+#[test]
+fn s3_object_store_conforms() {
+    let moto = testing::Moto::start();
+    moto.create_bucket("conformance");
+    let mut c = moto.config("conformance", "a/prefix");
+    // Small parts: the 70 kB blob of the suite goes up as a real multipart upload.
+    c.multipart_threshold = 1000;
+    let s = ObjectBlobStore::open(&c).expect("s3 store");
+    blob_suite(&s);
+    assert!(
+        s.location("MANIFEST")
+            .starts_with("s3://conformance/a/prefix/")
+    );
+}
+
+#[test]
+fn tiered_stores_conform() {
+    let t = TieredStore::open(
+        Arc::new(MemStore::new()),
+        Arc::new(MemStore::new()),
+        line_refs(),
+        TieredOptions::default(),
+    )
+    .expect("tiered");
+    blob_suite(&t);
+    let (_d, local) = local();
+    let t = TieredStore::open(
+        local.blobs,
+        Arc::new(in_memory_object_store("cold")),
+        line_refs(),
+        TieredOptions::default(),
+    )
+    .expect("tiered");
+    blob_suite(&t);
+}
+
+#[test]
+fn tiered_uploads_fetches_restores_and_collects_garbage() {
+    let cold: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    let grace = Duration::from_secs(60);
+    let opts = TieredOptions {
+        retain_manifests: 2,
+        gc_grace: grace,
+    };
+    let open = |local: Arc<dyn BlobStore>| {
+        TieredStore::open(local, Arc::clone(&cold), line_refs(), opts.clone()).expect("open")
+    };
+    let local1: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    let t = open(Arc::clone(&local1));
+    assert_eq!(t.restored_generation(), None);
+    let (a, b, c) = (layout::segment(1), layout::segment(2), layout::segment(3));
+    t.put(&a, b"AAAA", PutMode::Overwrite).expect("put a");
+    t.put(&b, b"BB", PutMode::Overwrite).expect("put b");
+    assert_eq!(cold.open(&a).expect("uploaded").as_bytes(), b"AAAA");
+    t.put(
+        layout::MANIFEST,
+        format!(
+            "{a}
+{b}
+"
+        )
+        .as_bytes(),
+        PutMode::Overwrite,
+    )
+    .expect("manifest 1");
+    t.put(&c, b"C", PutMode::Overwrite).expect("put c");
+    t.put(
+        layout::MANIFEST,
+        format!(
+            "{a}
+{c}
+"
+        )
+        .as_bytes(),
+        PutMode::Overwrite,
+    )
+    .expect("manifest 2");
+    t.delete(&b).expect("delete b");
+    assert!(t.open(&b).expect_err("deleted").is_not_found());
+    assert!(cold.head(&b).is_ok(), "the cold copy waits for collection");
+    let gens: Vec<String> = cold
+        .list(layout::MANIFESTS)
+        .expect("list")
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(
+        gens,
+        vec![
+            layout::manifest_generation(1),
+            layout::manifest_generation(2)
+        ]
+    );
+
+    // Restore: an empty local store gets the newest manifest; segments are fetched on open.
+    let local2: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    let r = open(Arc::clone(&local2));
+    assert_eq!(r.restored_generation(), Some(2));
+    assert_eq!(
+        local2.open(layout::MANIFEST).expect("restored").as_bytes(),
+        format!(
+            "{a}
+{c}
+"
+        )
+        .as_bytes()
+    );
+    assert!(local2.head(&c).is_err(), "not local before first use");
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let r = &r;
+            let c = c.clone();
+            move || r.open(&c).expect("fetched").as_bytes().to_vec()
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for f in threads {
+            let h = s.spawn(f);
+            assert_eq!(h.join().expect("join"), b"C");
+        }
+    });
+    assert_eq!(local2.open(&c).expect("now local").as_bytes(), b"C");
+    // The next manifest written continues the cold generations (create-only).
+    r.put(
+        layout::MANIFEST,
+        format!(
+            "{a}
+{c}
+"
+        )
+        .as_bytes(),
+        PutMode::Overwrite,
+    )
+    .expect("manifest 3");
+    // A stale writer (the first store, still running) is fenced: generation 3 exists.
+    let e = t
+        .put(layout::MANIFEST, b"stale", PutMode::Overwrite)
+        .expect_err("fenced");
+    assert!(matches!(e, StoreError::AlreadyExists { .. }), "{e}");
+
+    // GC: b is named by no retained manifest (2 and 3 name a, c; 1 is beyond retention).
+    let now = 1_000_000;
+    let first = r.collect_garbage(now).expect("gc");
+    assert_eq!(
+        (first.manifests_retained, first.unreferenced, first.deleted),
+        (2, 2, 0)
+    );
+    assert!(cold.head(&b).is_ok(), "within the grace period");
+    let later = r
+        .collect_garbage(now + grace.as_millis() as u64)
+        .expect("gc");
+    assert_eq!(later.deleted, 2, "segment b and manifest generation 1");
+    assert!(cold.head(&b).expect_err("collected").is_not_found());
+    assert!(cold.head(&layout::manifest_generation(1)).is_err());
+    for keep in [&a, &c] {
+        assert!(
+            cold.head(keep).is_ok(),
+            "{keep} is named by a retained manifest"
+        );
+    }
+    // An unreadable retained manifest stops collection: nothing is deleted in doubt.
+    cold.put(&layout::manifest_generation(9), b"\xff", PutMode::Create)
+        .expect("put");
+    cold.put(&layout::segment(8), b"orphan", PutMode::Create)
+        .expect("put");
+    let refs_fail: ManifestRefs = Arc::new(|b: &[u8]| (b != b"\xff").then(Vec::new));
+    let strict = TieredStore::open(
+        Arc::new(MemStore::new()),
+        Arc::clone(&cold),
+        refs_fail,
+        opts.clone(),
+    );
+    assert!(
+        strict.is_err(),
+        "restore refuses an unreadable newest manifest"
+    );
 }
 
 #[test]

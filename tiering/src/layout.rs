@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! MANIFEST                      the root of recovery (blob store, replaced atomically)
+//! manifests/{generation:020}    cold store only: every manifest written, create-only
 //! segments/{id:020}.seg         immutable segment files (blob store)
 //! {first_lsn:020}.wal           write-ahead log files (log store; locally under wal/)
 //! LOCK                          flock of the process owning a local data directory
@@ -17,6 +18,9 @@ pub const MANIFEST: &str = "MANIFEST";
 
 /// Prefix (a "directory") of segment blobs.
 pub const SEGMENTS: &str = "segments/";
+
+/// Prefix of the manifest generations in a cold store.
+pub const MANIFESTS: &str = "manifests/";
 
 /// Sub-directory of a local data directory that holds the WAL files.
 pub const WAL_DIR: &str = "wal";
@@ -41,6 +45,16 @@ pub fn segment(id: u64) -> String {
 /// The segment id a blob name stands for, if it is a segment name.
 pub fn segment_id(name: &str) -> Option<u64> {
     parse_number(name.strip_prefix(SEGMENTS)?.strip_suffix(SEGMENT_EXT)?)
+}
+
+/// Cold-store name of manifest generation `g`.
+pub fn manifest_generation(g: u64) -> String {
+    format!("{MANIFESTS}{g:020}")
+}
+
+/// The generation a cold-store name stands for, if it is a manifest generation.
+pub fn manifest_generation_of(name: &str) -> Option<u64> {
+    parse_number(name.strip_prefix(MANIFESTS)?)
 }
 
 /// Log file name of the WAL file whose first record is `first_lsn`.
@@ -69,6 +83,8 @@ mod tests {
         assert_eq!(segment(7), "segments/00000000000000000007.seg");
         assert_eq!(segment_id(&segment(u64::MAX)), Some(u64::MAX));
         assert_eq!(wal_first_lsn(&wal_file(42)), Some(42));
+        assert_eq!(manifest_generation_of(&manifest_generation(9)), Some(9));
+        assert_eq!(manifest_generation_of("manifests/x"), None);
         for bad in [
             "segments/x.seg",
             "segments/.seg",

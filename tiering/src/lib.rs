@@ -39,9 +39,14 @@ mod fault;
 pub mod layout;
 mod local;
 mod memory;
+mod object;
+pub mod policy;
 mod rng;
 mod storage;
 mod store;
+#[doc(hidden)]
+pub mod testing;
+mod tiered;
 
 /// Locks `m`, ignoring poisoning: every structure behind a lock here stays consistent across a
 /// panic (a panic is caught and reported higher up; the data must stay usable).
@@ -57,6 +62,8 @@ pub use error::{StoreError, StoreResult};
 pub use fault::{Fault, FaultOp, FaultRule, Faults, FaultyLog, FaultyStore, Trigger};
 pub use local::{LocalDir, LocalLog, Replace, write_file_atomic};
 pub use memory::{MemLog, MemStore};
+pub use object::{ColdConfig, ColdConfigError, ObjectBlobStore};
 pub use rng::SplitMix64;
 pub use storage::{MemStorage, Storage};
 pub use store::{BlobMeta, BlobStore, ETag, LogFile, LogStore, PutMode};
+pub use tiered::{GcReport, ManifestRefs, TieredOptions, TieredStore};

@@ -8,6 +8,7 @@ use crate::fault::{Faults, FaultyLog, FaultyStore};
 use crate::local;
 use crate::memory::{MemLog, MemStore};
 use crate::store::{BlobStore, LogStore};
+use crate::tiered::{ManifestRefs, TieredOptions, TieredStore};
 
 /// A blob store (segments, manifest) and a log store (the WAL) that belong together.
 #[derive(Clone, Debug)]
@@ -19,6 +20,9 @@ pub struct Storage {
     /// Temporary files a crash had left, found when the storage was opened (removed, unless
     /// read-only).
     pub swept_temp_files: usize,
+    /// The tiered store behind `blobs`, when a cold store is configured (for garbage
+    /// collection and statistics).
+    pub tiered: Option<Arc<TieredStore>>,
 }
 
 impl Storage {
@@ -28,6 +32,7 @@ impl Storage {
             blobs,
             log,
             swept_temp_files: 0,
+            tiered: None,
         }
     }
 
@@ -47,6 +52,7 @@ impl Storage {
             blobs: Arc::new(d.blobs),
             log: Arc::new(d.log),
             swept_temp_files: d.temp_files,
+            tiered: None,
         })
     }
 
@@ -59,7 +65,27 @@ impl Storage {
             )),
             log: Arc::new(FaultyLog::new(Arc::clone(&self.log), Arc::clone(faults))),
             swept_temp_files: self.swept_temp_files,
+            tiered: self.tiered.clone(),
         }
+    }
+
+    /// These stores with `cold` behind the blob store: every blob put is also uploaded and
+    /// verified, manifests become create-only generations in `cold`, and blobs missing locally
+    /// are fetched from `cold` (see [`TieredStore`]). An empty local store is restored from
+    /// the newest cold manifest.
+    pub fn with_cold(
+        self,
+        cold: Arc<dyn BlobStore>,
+        refs: ManifestRefs,
+        opts: TieredOptions,
+    ) -> StoreResult<Storage> {
+        let tiered = Arc::new(TieredStore::open(self.blobs, cold, refs, opts)?);
+        Ok(Storage {
+            blobs: Arc::clone(&tiered) as Arc<dyn BlobStore>,
+            log: self.log,
+            swept_temp_files: self.swept_temp_files,
+            tiered: Some(tiered),
+        })
     }
 }
 

@@ -1,0 +1,401 @@
+//! [`TieredStore`]: a local blob store (the warm tier) in front of a cold one (an object store)
+//! that holds the complete durable copy of every sealed blob.
+//!
+//! ```text
+//!  put segment ─▶ local put (temp, fsync, rename) ─▶ cold put + read-back verify ─▶ Ok
+//!  put MANIFEST ─▶ cold create-only `manifests/{generation}` ─▶ local MANIFEST ─▶ Ok
+//!  open ─▶ local? ─yes─▶ mapped blob
+//!           └─no──▶ single-flight fetch from cold ─▶ local put ─▶ mapped blob
+//!  delete ─▶ local only; the cold copy stays until garbage collection (below)
+//! ```
+//!
+//! - **A manifest names only uploaded blobs**: a segment put returns only once the cold copy
+//!   is verified, and the engine publishes a manifest only after its segments' puts returned.
+//! - **Manifest generations are create-only** objects: a second writer on the same cold store
+//!   (two nodes given one URL) fails its next manifest write with `AlreadyExists` instead of
+//!   overwriting the other's history — the engine then refuses writes (fencing).
+//! - **Restore**: opened over an empty local directory, the store copies the newest cold
+//!   generation to the local `MANIFEST`; segments are fetched as the engine opens them.
+//! - **Garbage collection** ([`TieredStore::collect_garbage`]) keeps the newest
+//!   `retain_manifests` generations and every blob they name (read with the engine's
+//!   [`ManifestRefs`]); any other object under `segments/` or `manifests/` is deleted once it has
+//!   been seen unreferenced for `gc_grace` (so an upload whose manifest is still being written
+//!   is never collected). A manifest that cannot be read stops the collection: nothing is
+//!   deleted when in doubt.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::blob::Blob;
+use crate::error::{StoreError, StoreResult};
+use crate::layout;
+use crate::lock;
+use crate::store::{BlobMeta, BlobStore, ETag, PutMode};
+
+/// Reads the blob names a manifest refers to; `None` when the bytes are not a manifest. The
+/// engine provides it: the storage layer does not know the manifest's format.
+pub type ManifestRefs = Arc<dyn Fn(&[u8]) -> Option<Vec<String>> + Send + Sync>;
+
+/// How the tiered store keeps its cold history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TieredOptions {
+    /// Newest manifest generations kept in the cold store (and every blob they name). Default 10.
+    pub retain_manifests: usize,
+    /// How long an unreferenced cold object must stay unreferenced before it is deleted.
+    /// Default 1 h.
+    pub gc_grace: Duration,
+}
+
+impl Default for TieredOptions {
+    fn default() -> Self {
+        TieredOptions {
+            retain_manifests: 10,
+            gc_grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What a garbage collection did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Manifest generations kept.
+    pub manifests_retained: usize,
+    /// Objects found that no retained manifest names.
+    pub unreferenced: usize,
+    /// Of these, deleted (unreferenced for the grace period).
+    pub deleted: usize,
+    /// Bytes deleted.
+    pub deleted_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Generation of the next manifest put.
+    next_generation: u64,
+    /// Names deleted through this store: hidden, their cold copy awaiting collection.
+    deleted: BTreeSet<String>,
+    /// Cold objects seen unreferenced, and since when (ms).
+    unreferenced_since: BTreeMap<String, u64>,
+}
+
+/// A warm local store in front of a cold store (see the module docs).
+pub struct TieredStore {
+    local: Arc<dyn BlobStore>,
+    cold: Arc<dyn BlobStore>,
+    refs: ManifestRefs,
+    opts: TieredOptions,
+    state: Mutex<State>,
+    /// One lock per name being fetched (single flight).
+    fetching: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    restored_generation: Option<u64>,
+}
+
+impl fmt::Debug for TieredStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TieredStore")
+            .field("local", &self.local)
+            .field("cold", &self.cold)
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+fn newest_generation(cold: &dyn BlobStore) -> StoreResult<Option<u64>> {
+    Ok(cold
+        .list(layout::MANIFESTS)?
+        .iter()
+        .filter_map(|m| layout::manifest_generation_of(&m.name))
+        .max())
+}
+
+impl TieredStore {
+    /// Puts `local` in front of `cold`. If `local` has no `MANIFEST` and `cold` has
+    /// generations, the newest is restored into `local` (a new node, or a lost disk).
+    pub fn open(
+        local: Arc<dyn BlobStore>,
+        cold: Arc<dyn BlobStore>,
+        refs: ManifestRefs,
+        opts: TieredOptions,
+    ) -> StoreResult<TieredStore> {
+        let newest = newest_generation(&*cold)?;
+        let mut restored_generation = None;
+        if let Some(g) = newest {
+            match local.head(layout::MANIFEST) {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {
+                    let name = layout::manifest_generation(g);
+                    let blob = cold.open(&name)?;
+                    if refs(blob.as_bytes()).is_none() {
+                        return Err(StoreError::Io {
+                            op: "restoring",
+                            location: cold.location(&name),
+                            source: std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                "the newest manifest generation is not a readable manifest",
+                            ),
+                        });
+                    }
+                    local.put(layout::MANIFEST, blob.as_bytes(), PutMode::Overwrite)?;
+                    tracing::info!(
+                        from = %cold.location(&name),
+                        "empty data directory: restored the manifest from the cold store"
+                    );
+                    restored_generation = Some(g);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(TieredStore {
+            local,
+            cold,
+            refs,
+            opts,
+            state: Mutex::new(State {
+                next_generation: newest.map_or(1, |g| g + 1),
+                ..State::default()
+            }),
+            fetching: Mutex::new(HashMap::new()),
+            restored_generation,
+        })
+    }
+
+    /// The cold generation restored at open, if the local directory had no manifest.
+    pub fn restored_generation(&self) -> Option<u64> {
+        self.restored_generation
+    }
+
+    /// The cold store.
+    pub fn cold(&self) -> &Arc<dyn BlobStore> {
+        &self.cold
+    }
+
+    /// The local (warm) store.
+    pub fn local(&self) -> &Arc<dyn BlobStore> {
+        &self.local
+    }
+
+    fn hidden(&self, name: &str) -> bool {
+        lock(&self.state).deleted.contains(name)
+    }
+
+    fn not_found(&self, name: &str) -> StoreError {
+        StoreError::NotFound {
+            location: self.location(name),
+        }
+    }
+
+    /// Copies `name` from cold to local unless another thread did it meanwhile.
+    fn fetch(&self, name: &str) -> StoreResult<()> {
+        let flight = Arc::clone(
+            lock(&self.fetching)
+                .entry(name.to_string())
+                .or_insert_with(|| Arc::new(Mutex::new(()))),
+        );
+        let _one = lock(&flight);
+        let res = match self.local.head(name) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => {
+                let started = std::time::Instant::now();
+                let blob = self.cold.open(name)?;
+                self.local.put(name, blob.as_bytes(), PutMode::Overwrite)?;
+                metrics::counter!("strata_tier_fetches_total").increment(1);
+                metrics::counter!("strata_tier_fetched_bytes_total").increment(blob.len() as u64);
+                metrics::histogram!("strata_tier_fetch_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                tracing::debug!(
+                    blob = name,
+                    bytes = blob.len(),
+                    "fetched from the cold store"
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        drop(_one);
+        let mut f = lock(&self.fetching);
+        if f.get(name).is_some_and(|a| Arc::strong_count(a) <= 2) {
+            f.remove(name);
+        }
+        res
+    }
+
+    /// Deletes cold objects no retained manifest names once they have been unreferenced for
+    /// the grace period, and manifest generations beyond the retained ones likewise. `now_ms`
+    /// is the caller's clock (injected in tests).
+    pub fn collect_garbage(&self, now_ms: u64) -> StoreResult<GcReport> {
+        let mut gens: Vec<(u64, String)> = self
+            .cold
+            .list(layout::MANIFESTS)?
+            .into_iter()
+            .filter_map(|m| layout::manifest_generation_of(&m.name).map(|g| (g, m.name)))
+            .collect();
+        gens.sort();
+        let keep = gens.len().saturating_sub(self.opts.retain_manifests.max(1));
+        let (old, retained) = gens.split_at(keep);
+        let mut live: BTreeSet<String> = BTreeSet::new();
+        for (_, name) in retained {
+            let blob = self.cold.open(name)?;
+            let names = (self.refs)(blob.as_bytes()).ok_or_else(|| StoreError::Io {
+                op: "collecting garbage in",
+                location: self.cold.location(name),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a retained manifest generation is not readable: nothing is deleted",
+                ),
+            })?;
+            live.extend(names);
+        }
+        let mut candidates: Vec<BlobMeta> = self
+            .cold
+            .list(layout::SEGMENTS)?
+            .into_iter()
+            .filter(|m| !live.contains(&m.name))
+            .collect();
+        let old_names: BTreeSet<&str> = old.iter().map(|(_, n)| n.as_str()).collect();
+        candidates.extend(
+            self.cold
+                .list(layout::MANIFESTS)?
+                .into_iter()
+                .filter(|m| old_names.contains(m.name.as_str())),
+        );
+        let grace = self.opts.gc_grace.as_millis() as u64;
+        let mut report = GcReport {
+            manifests_retained: retained.len(),
+            unreferenced: candidates.len(),
+            ..GcReport::default()
+        };
+        let due: Vec<BlobMeta> = {
+            let mut s = lock(&self.state);
+            let names: BTreeSet<&str> = candidates.iter().map(|m| m.name.as_str()).collect();
+            s.unreferenced_since
+                .retain(|n, _| names.contains(n.as_str()));
+            for m in &candidates {
+                s.unreferenced_since.entry(m.name.clone()).or_insert(now_ms);
+            }
+            candidates
+                .into_iter()
+                .filter(|m| now_ms.saturating_sub(s.unreferenced_since[&m.name]) >= grace)
+                .collect()
+        };
+        for m in due {
+            self.cold.delete(&m.name)?;
+            let mut s = lock(&self.state);
+            s.unreferenced_since.remove(&m.name);
+            s.deleted.remove(&m.name);
+            report.deleted += 1;
+            report.deleted_bytes += m.size;
+        }
+        if report.deleted > 0 {
+            tracing::info!(
+                objects = report.deleted,
+                bytes = report.deleted_bytes,
+                "cold store: collected unreferenced objects"
+            );
+        }
+        metrics::counter!("strata_cold_gc_deleted_total").increment(report.deleted as u64);
+        Ok(report)
+    }
+}
+
+impl BlobStore for TieredStore {
+    fn location(&self, name: &str) -> String {
+        self.local.location(name)
+    }
+
+    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> StoreResult<ETag> {
+        if name == layout::MANIFEST {
+            let generation = {
+                let mut s = lock(&self.state);
+                let g = s.next_generation;
+                // Taken even if the put fails: the failed attempt may have landed.
+                s.next_generation += 1;
+                g
+            };
+            let gname = layout::manifest_generation(generation);
+            if let Err(e) = self.cold.put(&gname, bytes, PutMode::Create) {
+                if matches!(e, StoreError::AlreadyExists { .. }) {
+                    tracing::error!(
+                        object = %self.cold.location(&gname),
+                        "another writer created this manifest generation: two nodes share one cold store"
+                    );
+                }
+                return Err(e);
+            }
+            return self.local.put(name, bytes, mode);
+        }
+        let tag = self.local.put(name, bytes, mode.clone())?;
+        let cold_mode = match mode {
+            PutMode::Create => PutMode::Create,
+            _ => PutMode::Overwrite,
+        };
+        self.cold.put(name, bytes, cold_mode)?;
+        let mut s = lock(&self.state);
+        s.deleted.remove(name);
+        s.unreferenced_since.remove(name);
+        Ok(tag)
+    }
+
+    fn open(&self, name: &str) -> StoreResult<Blob> {
+        if self.hidden(name) {
+            return Err(self.not_found(name));
+        }
+        match self.local.open(name) {
+            Err(e) if e.is_not_found() && name != layout::MANIFEST => {
+                self.fetch(name)?;
+                self.local.open(name)
+            }
+            other => other,
+        }
+    }
+
+    fn read_ranges(&self, name: &str, ranges: &[Range<u64>]) -> StoreResult<Vec<Vec<u8>>> {
+        if self.hidden(name) {
+            return Err(self.not_found(name));
+        }
+        match self.local.read_ranges(name, ranges) {
+            Err(e) if e.is_not_found() && name != layout::MANIFEST => {
+                self.cold.read_ranges(name, ranges)
+            }
+            other => other,
+        }
+    }
+
+    fn head(&self, name: &str) -> StoreResult<BlobMeta> {
+        if self.hidden(name) {
+            return Err(self.not_found(name));
+        }
+        match self.local.head(name) {
+            Err(e) if e.is_not_found() && name != layout::MANIFEST => self.cold.head(name),
+            other => other,
+        }
+    }
+
+    fn list(&self, prefix: &str) -> StoreResult<Vec<BlobMeta>> {
+        let mut all: BTreeMap<String, BlobMeta> = BTreeMap::new();
+        if prefix != layout::MANIFESTS {
+            for m in self.cold.list(prefix)? {
+                all.insert(m.name.clone(), m);
+            }
+        }
+        for m in self.local.list(prefix)? {
+            all.insert(m.name.clone(), m);
+        }
+        let s = lock(&self.state);
+        Ok(all
+            .into_values()
+            .filter(|m| !s.deleted.contains(&m.name))
+            .collect())
+    }
+
+    fn delete(&self, name: &str) -> StoreResult<()> {
+        self.local.delete(name)?;
+        if name != layout::MANIFEST {
+            lock(&self.state).deleted.insert(name.to_string());
+        }
+        Ok(())
+    }
+}
