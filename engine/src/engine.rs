@@ -237,7 +237,7 @@ impl Engine {
             ..RecoveryReport::default()
         };
         let manifest = read_manifest(&*blobs)?;
-        let (found, removed) = remove_orphans(&*blobs, &manifest, opts.read_only)?;
+        let (found, removed, max_listed) = remove_orphans(&*blobs, &manifest, opts.read_only)?;
         report.orphans_found = found + storage.swept_temp_files;
         report.orphans_removed = removed
             + if opts.read_only {
@@ -248,7 +248,7 @@ impl Engine {
 
         let mut catalog = BTreeMap::new();
         let mut by_id: HashMap<u64, Arc<Collection>> = HashMap::new();
-        let mut max_seg_id = 0;
+        let mut max_seg_id = max_listed;
         for entry in &manifest.collections {
             let mut segs = Vec::new();
             for s in &entry.segments {
@@ -331,6 +331,14 @@ impl Engine {
             ms = report.millis,
             "recovered"
         );
+        if inner.tiered.is_some() && !inner.opts.read_only {
+            // The cold store gets the state recovered here at once (and every segment it
+            // names, uploaded if missing: a data directory that ran without a cold tier).
+            let mut m = inner.lock_manifest();
+            if let Err(e) = m.publish(ManifestChange::None) {
+                tracing::warn!(error = %e, "could not write the manifest to the cold store at start; retried in the background");
+            }
+        }
         let workers = if background {
             crate::maintenance::spawn_workers(&inner)
         } else {
@@ -481,11 +489,17 @@ impl Engine {
     }
 
     /// Flushes every memtable to segments (and releases the WAL they covered).
+    /// Flushes every collection; one failing does not stop the others (the first error is
+    /// returned after all were tried).
     pub fn flush_all(&self) -> Result<()> {
+        let mut first = None;
         for c in self.all_collections() {
-            c.flush()?;
+            if let Err(e) = c.flush() {
+                tracing::error!(tenant = c.tenant(), collection = c.name(), error = %e, "flush failed");
+                first.get_or_insert(e);
+            }
         }
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 
     /// Flushes everything and stops the background threads.
@@ -650,6 +664,9 @@ impl Inner {
                     .into(),
             );
         }
+        if let Some(why) = self.tiered.as_ref().and_then(|t| t.fenced()) {
+            return refuse(why);
+        }
         if self.manifest_failed()
             && let Some(why) = &*lock(&self.manifest_failure)
         {
@@ -710,7 +727,8 @@ impl Inner {
         };
         let now = self.opts.clock.now_millis();
         let last = self.last_gc_ms.load(Ordering::Acquire);
-        if last != 0 && now.saturating_sub(last) < self.opts.cold_gc_interval.as_millis() as u64 {
+        let interval = u64::try_from(self.opts.cold_gc_interval.as_millis()).unwrap_or(u64::MAX);
+        if last != 0 && now.saturating_sub(last) < interval {
             return Ok(false);
         }
         self.last_gc_ms.store(now.max(1), Ordering::Release);
@@ -804,14 +822,18 @@ fn read_manifest(blobs: &dyn BlobStore) -> Result<Manifest> {
 }
 
 /// Finds (and unless read-only removes) segment files the manifest does not name: a crash
-/// between writing a file and recording it leaves these. Returns (found, removed).
-fn remove_orphans(blobs: &dyn BlobStore, m: &Manifest, read_only: bool) -> Result<(usize, usize)> {
+/// between writing a file and recording it leaves these. Returns (found, removed, the highest segment id listed).
+fn remove_orphans(
+    blobs: &dyn BlobStore,
+    m: &Manifest,
+    read_only: bool,
+) -> Result<(usize, usize, u64)> {
     let live: HashSet<u64> = m
         .collections
         .iter()
         .flat_map(|c| c.segments.iter().map(|s| s.id))
         .collect();
-    let (mut found, mut removed) = (0, 0);
+    let (mut found, mut removed, mut max_id) = (0, 0, 0);
     for meta in blobs
         .list(layout::SEGMENTS)
         .map_err(|e| Error::store("listing segments", e))?
@@ -819,6 +841,8 @@ fn remove_orphans(blobs: &dyn BlobStore, m: &Manifest, read_only: bool) -> Resul
         let Some(id) = layout::segment_id(&meta.name) else {
             continue;
         };
+        // Ids are never reused, not even those of orphans (a cold copy may still exist).
+        max_id = max_id.max(id);
         if live.contains(&id) {
             continue;
         }
@@ -833,7 +857,7 @@ fn remove_orphans(blobs: &dyn BlobStore, m: &Manifest, read_only: bool) -> Resul
             .map_err(|e| Error::store("removing a leftover segment", e))?;
         removed += 1;
     }
-    Ok((found, removed))
+    Ok((found, removed, max_id))
 }
 
 fn open_segment(

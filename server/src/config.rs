@@ -308,7 +308,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         key: "cold_gc_grace",
         default: "1h",
-        help: "how long a cold object must be unreferenced by every retained manifest before it is deleted",
+        help: "how long a cold object must be unreferenced by every retained manifest before it is deleted (at least 1m)",
     },
 ];
 
@@ -423,6 +423,12 @@ impl Config {
             };
             let d = parse_duration(v)
                 .map_err(|e| anyhow::anyhow!("invalid setting {}: {e}", named(key)))?;
+            if key == "cold_gc_grace" && d < Duration::from_secs(60) {
+                anyhow::bail!(
+                    "invalid setting {}: at least 1m (an upload must be published before its grace ends)",
+                    named(key)
+                );
+            }
             if key.ends_with("timeout") && d.is_zero() {
                 anyhow::bail!("invalid setting {}: must be at least 1s", named(key));
             }

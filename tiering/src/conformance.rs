@@ -459,11 +459,28 @@ fn tiered_uploads_fetches_restores_and_collects_garbage() {
         PutMode::Overwrite,
     )
     .expect("manifest 3");
-    // A stale writer (the first store, still running) is fenced: generation 3 exists.
+    // A stale writer (the first store, still running) is fenced: generation 3 exists. The
+    // fence holds for every later write and collection, not just this attempt.
     let e = t
         .put(layout::MANIFEST, b"stale", PutMode::Overwrite)
         .expect_err("fenced");
-    assert!(matches!(e, StoreError::AlreadyExists { .. }), "{e}");
+    assert!(e.to_string().contains("fenced"), "{e}");
+    for _ in 0..2 {
+        assert!(
+            t.put(layout::MANIFEST, b"again", PutMode::Overwrite)
+                .is_err()
+        );
+        assert!(
+            t.put(&layout::segment(4), b"D", PutMode::Overwrite)
+                .is_err()
+        );
+        assert!(t.collect_garbage(u64::MAX).is_err());
+    }
+    assert!(
+        cold.head(&layout::segment(4)).is_err(),
+        "a fenced store uploads nothing"
+    );
+    assert_eq!(cold.list(layout::MANIFESTS).expect("list").len(), 3);
 
     // GC: b is named by no retained manifest (2 and 3 name a, c; 1 is beyond retention).
     let now = 1_000_000;
@@ -491,16 +508,62 @@ fn tiered_uploads_fetches_restores_and_collects_garbage() {
     cold.put(&layout::segment(8), b"orphan", PutMode::Create)
         .expect("put");
     let refs_fail: ManifestRefs = Arc::new(|b: &[u8]| (b != b"\xff").then(Vec::new));
-    let strict = TieredStore::open(
-        Arc::new(MemStore::new()),
-        Arc::clone(&cold),
-        refs_fail,
-        opts.clone(),
-    );
     assert!(
-        strict.is_err(),
+        TieredStore::open(
+            Arc::new(MemStore::new()),
+            Arc::clone(&cold),
+            Arc::clone(&refs_fail),
+            opts.clone()
+        )
+        .is_err(),
         "restore refuses an unreadable newest manifest"
     );
+    let with_manifest: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    with_manifest
+        .put(layout::MANIFEST, b"", PutMode::Create)
+        .expect("put");
+    let strict = TieredStore::open(with_manifest, Arc::clone(&cold), refs_fail, opts.clone())
+        .expect("a local manifest: no restore");
+    assert!(strict.collect_garbage(u64::MAX).is_err());
+    assert!(cold.head(&layout::segment(8)).is_ok(), "nothing deleted");
+}
+
+#[test]
+fn tiered_never_collects_an_upload_in_flight_and_uploads_what_cold_lacks() {
+    let cold: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    let local: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    // A segment written before the cold tier was configured.
+    let old = layout::segment(1);
+    local.put(&old, b"OLD", PutMode::Create).expect("put");
+    let opts = TieredOptions {
+        retain_manifests: 1,
+        gc_grace: Duration::ZERO,
+    };
+    let t =
+        TieredStore::open(Arc::clone(&local), Arc::clone(&cold), line_refs(), opts).expect("open");
+    // An upload whose manifest is not written yet: even a zero grace does not take it.
+    let fresh = layout::segment(2);
+    t.put(&fresh, b"NEW", PutMode::Overwrite).expect("put");
+    t.put(layout::MANIFEST, b"", PutMode::Overwrite)
+        .expect("manifest");
+    assert_eq!(t.collect_garbage(1).expect("gc").deleted, 0);
+    assert_eq!(t.collect_garbage(2).expect("gc").deleted, 0);
+    assert!(cold.head(&fresh).is_ok(), "pending uploads are kept");
+    // Publishing a manifest that names the old local segment uploads it first.
+    t.put(
+        layout::MANIFEST,
+        format!("{old}\n{fresh}\n").as_bytes(),
+        PutMode::Overwrite,
+    )
+    .expect("manifest");
+    assert_eq!(cold.open(&old).expect("uploaded").as_bytes(), b"OLD");
+    // Conditional manifest puts are checked before anything reaches the cold store.
+    let gens = cold.list(layout::MANIFESTS).expect("list").len();
+    assert!(matches!(
+        t.put(layout::MANIFEST, b"x", PutMode::Create),
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert_eq!(cold.list(layout::MANIFESTS).expect("list").len(), gens);
 }
 
 #[test]

@@ -194,6 +194,12 @@ impl ColdConfig {
                     format!("{:?} is not a URL ({err})", display_url(e)),
                 )
             })?;
+            if !u.username().is_empty() || u.password().is_some() || u.query().is_some() {
+                return Err(bad(
+                    "s3_endpoint",
+                    "credentials or a query do not belong in the endpoint",
+                ));
+            }
             match u.scheme() {
                 "https" => {}
                 "http" if self.s3_allow_http => {}
@@ -231,15 +237,52 @@ impl ColdConfig {
         Ok(scheme)
     }
 
-    /// The secrets to scrub from messages.
+    /// The secrets to scrub from messages: the configured keys and the credentials the
+    /// builders read from the environment.
     fn secrets(&self) -> Vec<String> {
+        let env = [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AZURE_STORAGE_ACCOUNT_KEY",
+            "AZURE_STORAGE_ACCESS_KEY",
+            "AZURE_STORAGE_SAS_KEY",
+            "GOOGLE_SERVICE_ACCOUNT_KEY",
+        ]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok());
         [&self.s3_secret_access_key, &self.s3_access_key_id]
             .into_iter()
             .flatten()
-            .filter(|s| s.len() >= 4)
             .cloned()
+            .chain(env)
+            .filter(|s| s.len() >= 4)
             .collect()
     }
+}
+
+/// An object-store error as Strata shows it: no response body (an S3 error document can quote
+/// the access key id and the signed request), only its `<Code>`; every secret scrubbed.
+fn sanitize(msg: &str, secrets: &[String]) -> String {
+    let mut out = match msg.find('<') {
+        Some(i) => {
+            let code = msg
+                .split("<Code>")
+                .nth(1)
+                .and_then(|r| r.split("</Code>").next())
+                .filter(|c| c.len() < 64 && c.bytes().all(|b| b.is_ascii_alphanumeric()));
+            let head = msg[..i].trim_end().trim_end_matches(':');
+            match code {
+                Some(c) => format!("{head} (error code {c})"),
+                None => format!("{head} (response body withheld)"),
+            }
+        }
+        None => msg.to_string(),
+    };
+    for s in secrets {
+        out = out.replace(s.as_str(), "***");
+    }
+    out
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -311,16 +354,15 @@ impl ObjectBlobStore {
             .with_allow_http(cfg.s3_allow_http);
         let retry = RetryConfig {
             max_retries: cfg.retry_count,
-            retry_timeout: cfg.request_timeout * (cfg.retry_count as u32 + 1),
+            retry_timeout: cfg.request_timeout.saturating_mul(
+                u32::try_from(cfg.retry_count)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(1),
+            ),
             ..RetryConfig::default()
         };
-        let scrub = |e: object_store::Error| {
-            let mut msg = e.to_string();
-            for s in cfg.secrets() {
-                msg = msg.replace(&s, "***");
-            }
-            bad("url", msg)
-        };
+        let secrets = cfg.secrets();
+        let scrub = |e: object_store::Error| bad("url", sanitize(&e.to_string(), &secrets));
         let key_prefix = |u: &url::Url| u.path().trim_matches('/').to_string();
         let (store, prefix): (Arc<dyn ObjectStore>, String) = match scheme {
             Scheme::S3 => {
@@ -371,7 +413,7 @@ impl ObjectBlobStore {
         };
         let mut o = ObjectBlobStore::new(store, &prefix, &display_url(&cfg.url))
             .map_err(|e| bad("url", e.to_string()))?;
-        o.secrets = cfg.secrets();
+        o.secrets = secrets;
         o.multipart_threshold = cfg.multipart_threshold;
         o.part_size = cfg.part_size;
         Ok(o)
@@ -481,14 +523,10 @@ impl ObjectBlobStore {
                     }
                     _ => io::ErrorKind::Other,
                 };
-                let mut msg = other.to_string();
-                for s in &self.secrets {
-                    msg = msg.replace(s.as_str(), "***");
-                }
                 StoreError::Io {
                     op,
                     location,
-                    source: io_err(kind, msg),
+                    source: io_err(kind, sanitize(&other.to_string(), &self.secrets)),
                 }
             }
         }
@@ -535,7 +573,31 @@ impl BlobStore for ObjectBlobStore {
         let store = Arc::clone(&self.store);
         let key = self.key(name);
         let crc = crc32c::crc32c(bytes);
-        let result = if mode == PutMode::Overwrite && bytes.len() > self.multipart_threshold {
+        let large = bytes.len() > self.multipart_threshold;
+        if large && mode == PutMode::Create {
+            // A multipart upload cannot be conditional: check first. (A writer racing between
+            // this check and the upload's completion is not caught; Strata's segment names are
+            // never reused, and manifests — the fencing point — are small, conditional puts.)
+            match self.head(name) {
+                Ok(_) => {
+                    return Err(StoreError::AlreadyExists {
+                        location: self.location(name),
+                    });
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let result = if large && matches!(mode, PutMode::Update(_)) {
+            return Err(StoreError::Io {
+                op: "uploading",
+                location: self.location(name),
+                source: io_err(
+                    io::ErrorKind::Unsupported,
+                    "an if-match put above the multipart threshold",
+                ),
+            });
+        } else if large {
             let data = bytes::Bytes::copy_from_slice(bytes);
             let part = self.part_size;
             self.run("uploading", name, async move {
@@ -543,7 +605,11 @@ impl BlobStore for ObjectBlobStore {
                 let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, part);
                 let mut off = 0;
                 while off < data.len() {
-                    w.wait_for_capacity(4).await?;
+                    if let Err(e) = w.wait_for_capacity(4).await {
+                        // Leave no incomplete upload behind (billed, and invisible to list).
+                        let _ = w.abort().await;
+                        return Err(e);
+                    }
                     let end = (off + part).min(data.len());
                     w.put(data.slice(off..end));
                     off = end;
@@ -734,6 +800,35 @@ mod tests {
             display_url("s3://k:secret@bucket/p?x=1"),
             "s3://bucket/p",
             "no credentials in locations"
+        );
+    }
+
+    #[test]
+    fn error_bodies_are_withheld_and_secrets_scrubbed() {
+        let body = "Client error with status 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId><CanonicalRequest>x-amz-security-token:TOKEN</CanonicalRequest></Error>";
+        let m = sanitize(body, &["TOKEN".to_string()]);
+        assert_eq!(
+            m,
+            "Client error with status 403 Forbidden (error code SignatureDoesNotMatch)"
+        );
+        assert_eq!(
+            sanitize(
+                "connect to host failed: key SECRET1 rejected",
+                &["SECRET1".into()]
+            ),
+            "connect to host failed: key *** rejected"
+        );
+        let mut c = ColdConfig::new("s3://b/p");
+        c.s3_endpoint = Some("https://user:pw@s3.example.com".into());
+        assert_eq!(c.validate().expect_err("userinfo").field, "s3_endpoint");
+        c.s3_endpoint = Some("https://s3.example.com/?X-Amz-Signature=1".into());
+        assert_eq!(c.validate().expect_err("query").field, "s3_endpoint");
+        c.s3_endpoint = None;
+        c.request_timeout = Duration::from_secs(u64::MAX / 2);
+        c.retry_count = 100;
+        assert!(
+            ObjectBlobStore::open(&c).is_ok(),
+            "huge timeouts saturate, never panic"
         );
     }
 

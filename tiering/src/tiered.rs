@@ -76,6 +76,14 @@ pub struct GcReport {
 struct State {
     /// Generation of the next manifest put.
     next_generation: u64,
+    /// Set when another writer created a manifest generation in this cold store: every later
+    /// write and collection is refused until restart (fencing).
+    fenced: Option<String>,
+    /// Segments put through this store and not yet named by a published generation (or
+    /// deleted): never collected, whatever the grace period.
+    pending: BTreeSet<String>,
+    /// Segment blobs known to be in the cold store (listed at open, or uploaded and verified).
+    in_cold: BTreeSet<String>,
     /// Names deleted through this store: hidden, their cold copy awaiting collection.
     deleted: BTreeSet<String>,
     /// Cold objects seen unreferenced, and since when (ms).
@@ -92,6 +100,7 @@ pub struct TieredStore {
     /// One lock per name being fetched (single flight).
     fetching: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     restored_generation: Option<u64>,
+    is_fenced: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for TieredStore {
@@ -149,6 +158,11 @@ impl TieredStore {
                 Err(e) => return Err(e),
             }
         }
+        let in_cold = cold
+            .list(layout::SEGMENTS)?
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
         Ok(TieredStore {
             local,
             cold,
@@ -156,10 +170,12 @@ impl TieredStore {
             opts,
             state: Mutex::new(State {
                 next_generation: newest.map_or(1, |g| g + 1),
+                in_cold,
                 ..State::default()
             }),
             fetching: Mutex::new(HashMap::new()),
             restored_generation,
+            is_fenced: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -176,6 +192,120 @@ impl TieredStore {
     /// The local (warm) store.
     pub fn local(&self) -> &Arc<dyn BlobStore> {
         &self.local
+    }
+
+    /// Why this store is fenced, if it is (another writer shares its cold store). Cheap: the
+    /// engine asks on every write.
+    pub fn fenced(&self) -> Option<String> {
+        if !self.is_fenced.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        lock(&self.state).fenced.clone()
+    }
+
+    fn check_fence(&self, name: &str) -> StoreResult<()> {
+        match &lock(&self.state).fenced {
+            None => Ok(()),
+            Some(why) => Err(StoreError::Io {
+                op: "writing",
+                location: self.cold.location(name),
+                source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, why.clone()),
+            }),
+        }
+    }
+
+    /// Uploads (verified) every segment `names` lists that the cold store lacks — segments
+    /// written before the cold tier was configured, or into another bucket — so that no
+    /// manifest generation names a segment the cold store does not hold.
+    fn ensure_in_cold(&self, names: &[String]) -> StoreResult<()> {
+        let missing: Vec<&String> = {
+            let s = lock(&self.state);
+            names
+                .iter()
+                .filter(|n| layout::segment_id(n).is_some() && !s.in_cold.contains(*n))
+                .collect()
+        };
+        for name in missing {
+            match self.cold.head(name) {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {
+                    let blob = self.local.open(name)?;
+                    self.cold.put(name, blob.as_bytes(), PutMode::Overwrite)?;
+                    tracing::info!(blob = %name, "uploaded a segment the cold store lacked");
+                }
+                Err(e) => return Err(e),
+            }
+            lock(&self.state).in_cold.insert(name.clone());
+        }
+        Ok(())
+    }
+
+    /// Checks a conditional MANIFEST put against the local copy before anything is written.
+    fn check_manifest_mode(&self, mode: &PutMode) -> StoreResult<()> {
+        let current = match self.local.head(layout::MANIFEST) {
+            Ok(m) => Some(m.e_tag),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
+        match (mode, current) {
+            (PutMode::Create, Some(_)) => Err(StoreError::AlreadyExists {
+                location: self.location(layout::MANIFEST),
+            }),
+            (PutMode::Update(want), found) if found.as_ref() != Some(want) => {
+                Err(StoreError::Precondition {
+                    location: self.location(layout::MANIFEST),
+                    expected: want.0.clone(),
+                    found: found.map_or_else(|| "none".into(), |t| t.0),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn put_manifest(&self, bytes: &[u8], mode: PutMode) -> StoreResult<ETag> {
+        self.check_fence(layout::MANIFEST)?;
+        self.check_manifest_mode(&mode)?;
+        let names = (self.refs)(bytes).unwrap_or_default();
+        self.ensure_in_cold(&names)?;
+        let generation = {
+            let mut s = lock(&self.state);
+            let g = s.next_generation;
+            // Taken even if the put fails: the failed attempt may have landed.
+            s.next_generation += 1;
+            g
+        };
+        let gname = layout::manifest_generation(generation);
+        match self.cold.put(&gname, bytes, PutMode::Create) {
+            Ok(_) => {}
+            // Our own earlier attempt (a retried request that had landed) reads back equal.
+            Err(StoreError::AlreadyExists { .. })
+                if self.cold.open(&gname).is_ok_and(|b| b.as_bytes() == bytes) => {}
+            Err(StoreError::AlreadyExists { location }) => {
+                return Err(self.fence(format!(
+                    "fenced: another writer created manifest generation {generation} ({location}); two nodes share this cold store, so this one refuses to write until restarted"
+                ), location));
+            }
+            Err(e) => return Err(e),
+        }
+        let tag = self.local.put(layout::MANIFEST, bytes, mode)?;
+        let mut s = lock(&self.state);
+        for n in &names {
+            s.pending.remove(n);
+        }
+        Ok(tag)
+    }
+
+    /// Fences this store for good (until restart) and returns the error that says why.
+    fn fence(&self, why: String, location: String) -> StoreError {
+        tracing::error!("{why}");
+        lock(&self.state).fenced = Some(why.clone());
+        self.is_fenced
+            .store(true, std::sync::atomic::Ordering::Release);
+        StoreError::Io {
+            op: "writing",
+            location,
+            source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
+        }
     }
 
     fn hidden(&self, name: &str) -> bool {
@@ -227,6 +357,7 @@ impl TieredStore {
     /// the grace period, and manifest generations beyond the retained ones likewise. `now_ms`
     /// is the caller's clock (injected in tests).
     pub fn collect_garbage(&self, now_ms: u64) -> StoreResult<GcReport> {
+        self.check_fence(layout::MANIFESTS)?;
         let mut gens: Vec<(u64, String)> = self
             .cold
             .list(layout::MANIFESTS)?
@@ -249,12 +380,21 @@ impl TieredStore {
             })?;
             live.extend(names);
         }
-        let mut candidates: Vec<BlobMeta> = self
-            .cold
-            .list(layout::SEGMENTS)?
-            .into_iter()
-            .filter(|m| !live.contains(&m.name))
-            .collect();
+        let cold_segments = self.cold.list(layout::SEGMENTS)?;
+        {
+            // Names deleted here whose cold copy is gone need no hiding any more.
+            let names: BTreeSet<&str> = cold_segments.iter().map(|m| m.name.as_str()).collect();
+            lock(&self.state)
+                .deleted
+                .retain(|n| names.contains(n.as_str()));
+        }
+        let mut candidates: Vec<BlobMeta> = {
+            let s = lock(&self.state);
+            cold_segments
+                .into_iter()
+                .filter(|m| !live.contains(&m.name) && !s.pending.contains(&m.name))
+                .collect()
+        };
         let old_names: BTreeSet<&str> = old.iter().map(|(_, n)| n.as_str()).collect();
         candidates.extend(
             self.cold
@@ -262,7 +402,7 @@ impl TieredStore {
                 .into_iter()
                 .filter(|m| old_names.contains(m.name.as_str())),
         );
-        let grace = self.opts.gc_grace.as_millis() as u64;
+        let grace = u64::try_from(self.opts.gc_grace.as_millis()).unwrap_or(u64::MAX);
         let mut report = GcReport {
             manifests_retained: retained.len(),
             unreferenced: candidates.len(),
@@ -282,10 +422,16 @@ impl TieredStore {
                 .collect()
         };
         for m in due {
-            self.cold.delete(&m.name)?;
+            // Under the state lock: a put of this name (which marks it pending first) cannot
+            // start between the check and the delete.
             let mut s = lock(&self.state);
+            if s.pending.contains(&m.name) || s.fenced.is_some() {
+                continue;
+            }
+            self.cold.delete(&m.name)?;
             s.unreferenced_since.remove(&m.name);
             s.deleted.remove(&m.name);
+            s.in_cold.remove(&m.name);
             report.deleted += 1;
             report.deleted_bytes += m.size;
         }
@@ -308,32 +454,32 @@ impl BlobStore for TieredStore {
 
     fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> StoreResult<ETag> {
         if name == layout::MANIFEST {
-            let generation = {
-                let mut s = lock(&self.state);
-                let g = s.next_generation;
-                // Taken even if the put fails: the failed attempt may have landed.
-                s.next_generation += 1;
-                g
-            };
-            let gname = layout::manifest_generation(generation);
-            if let Err(e) = self.cold.put(&gname, bytes, PutMode::Create) {
-                if matches!(e, StoreError::AlreadyExists { .. }) {
-                    tracing::error!(
-                        object = %self.cold.location(&gname),
-                        "another writer created this manifest generation: two nodes share one cold store"
-                    );
-                }
-                return Err(e);
-            }
-            return self.local.put(name, bytes, mode);
+            return self.put_manifest(bytes, mode);
         }
-        let tag = self.local.put(name, bytes, mode.clone())?;
-        let cold_mode = match mode {
-            PutMode::Create => PutMode::Create,
-            _ => PutMode::Overwrite,
+        self.check_fence(name)?;
+        lock(&self.state).pending.insert(name.to_string());
+        // Segments are create-only in cold: ids are never reused, so a taken name is either our
+        // own earlier attempt (same bytes: fine) or another writer's segment, which must never
+        // be overwritten. Other blobs follow the caller's mode.
+        let cold_mode = if layout::segment_id(name).is_some() || mode == PutMode::Create {
+            PutMode::Create
+        } else {
+            PutMode::Overwrite
         };
-        self.cold.put(name, bytes, cold_mode)?;
+        let tag = self.local.put(name, bytes, mode)?;
+        match self.cold.put(name, bytes, cold_mode) {
+            Ok(_) => {}
+            Err(StoreError::AlreadyExists { .. })
+                if self.cold.open(name).is_ok_and(|b| b.as_bytes() == bytes) => {}
+            Err(StoreError::AlreadyExists { location }) => {
+                return Err(self.fence(format!(
+                    "fenced: {location} already holds other bytes; two nodes share this cold store, so this one refuses to write until restarted"
+                ), location));
+            }
+            Err(e) => return Err(e),
+        }
         let mut s = lock(&self.state);
+        s.in_cold.insert(name.to_string());
         s.deleted.remove(name);
         s.unreferenced_since.remove(name);
         Ok(tag)
@@ -394,7 +540,9 @@ impl BlobStore for TieredStore {
     fn delete(&self, name: &str) -> StoreResult<()> {
         self.local.delete(name)?;
         if name != layout::MANIFEST {
-            lock(&self.state).deleted.insert(name.to_string());
+            let mut s = lock(&self.state);
+            s.pending.remove(name);
+            s.deleted.insert(name.to_string());
         }
         Ok(())
     }
