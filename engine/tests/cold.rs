@@ -9,21 +9,15 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use strata_engine::storage::{
     BlobStore, Fault, FaultOp, FaultRule, Faults, FaultyStore, MemStorage, MemStore, Trigger,
     layout,
 };
 use strata_engine::*;
 
-fn points(ids: std::ops::Range<u64>, tag: f32) -> Vec<PointInput> {
-    ids.map(|i| PointInput {
-        id: PointId::Num(i),
-        vector: vec![i as f32, tag, 1.0, 0.5],
-        payload: Some(json!({"i": i}).as_object().expect("obj").clone()),
-    })
-    .collect()
-}
+#[path = "support/points.rs"]
+mod points;
+use points::{assert_all, coll, create, points};
 
 fn opts(local: &MemStorage, cold: Arc<dyn BlobStore>) -> EngineOptions {
     let mut o = EngineOptions::with_storage(local.storage());
@@ -36,15 +30,6 @@ fn open(local: &MemStorage, cold: &Arc<dyn BlobStore>) -> Engine {
     Engine::open(opts(local, Arc::clone(cold))).expect("open")
 }
 
-fn create(e: &Engine) -> CollectionHandle {
-    e.create_collection(
-        DEFAULT_TENANT,
-        "c",
-        CollectionConfig::new(4, Distance::Euclid),
-    )
-    .expect("create")
-}
-
 /// A cold store in RAM, its fault rules, and the store behind the fault decorator.
 fn faulty_cold(seed: u64) -> (Arc<dyn BlobStore>, Arc<Faults>, Arc<dyn BlobStore>) {
     let mem: Arc<dyn BlobStore> = Arc::new(MemStore::new());
@@ -52,19 +37,6 @@ fn faulty_cold(seed: u64) -> (Arc<dyn BlobStore>, Arc<Faults>, Arc<dyn BlobStore
     let faulty: Arc<dyn BlobStore> =
         Arc::new(FaultyStore::new(Arc::clone(&mem), Arc::clone(&faults)));
     (mem, faults, faulty)
-}
-
-fn coll(e: &Engine) -> CollectionHandle {
-    e.collection(DEFAULT_TENANT, "c").expect("collection")
-}
-
-fn assert_all(c: &CollectionHandle, ids: std::ops::Range<u64>, tag: f32) {
-    let want: Vec<PointId> = ids.map(PointId::Num).collect();
-    let got = c.get(&want, false, true).expect("get");
-    assert_eq!(got.len(), want.len(), "every acknowledged point is there");
-    for r in got {
-        assert_eq!(r.vector.expect("vector")[1], tag, "point {}", r.id);
-    }
 }
 
 /// Segment blobs the newest cold manifest generation names, and that they all exist in cold.

@@ -9,9 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde_json::json;
 use strata_engine::storage::{Fault, FaultOp, FaultRule, Faults, MemStorage, Trigger};
 use strata_engine::*;
+
+#[path = "support/points.rs"]
+mod points;
+use points::{assert_all, coll, create, points};
 
 struct Rig {
     mem: MemStorage,
@@ -47,48 +50,6 @@ impl Rig {
 
 fn enospc(op: FaultOp, trigger: Trigger) -> FaultRule {
     FaultRule::new(op, trigger).fault(Fault::Error(io::ErrorKind::StorageFull))
-}
-
-fn points(ids: std::ops::Range<u64>, tag: f32) -> Vec<PointInput> {
-    ids.map(|i| PointInput {
-        id: PointId::Num(i),
-        vector: vec![i as f32, tag, 1.0, 0.5],
-        payload: Some(
-            json!({"i": i, "tag": tag})
-                .as_object()
-                .expect("obj")
-                .clone(),
-        ),
-    })
-    .collect()
-}
-
-fn coll(e: &Engine) -> CollectionHandle {
-    e.collection(DEFAULT_TENANT, "c").expect("collection")
-}
-
-fn create(e: &Engine) -> CollectionHandle {
-    e.create_collection(
-        DEFAULT_TENANT,
-        "c",
-        CollectionConfig::new(4, Distance::Euclid),
-    )
-    .expect("create")
-}
-
-/// Every id in `ids` is present with vector tag `tag`.
-fn assert_all(c: &CollectionHandle, ids: std::ops::Range<u64>, tag: f32) {
-    let want: Vec<PointId> = ids.clone().map(PointId::Num).collect();
-    let got = c.get(&want, false, true).expect("get");
-    assert_eq!(got.len(), want.len(), "every acknowledged point is there");
-    for r in got {
-        assert_eq!(
-            r.vector.expect("vector")[1],
-            tag,
-            "point {} has its acknowledged version",
-            r.id
-        );
-    }
 }
 
 #[test]

@@ -299,6 +299,11 @@ fn in_memory_object_store(prefix: &str) -> ObjectBlobStore {
     .expect("runtime")
 }
 
+/// A test "manifest": the names it refers to, one a line (see [`line_refs`]).
+fn lines(names: &[&str]) -> String {
+    names.iter().map(|n| format!("{n}\n")).collect()
+}
+
 /// Reads every manifest as a newline-separated list of the blobs it names (for tiered tests).
 fn line_refs() -> ManifestRefs {
     Arc::new(|b: &[u8]| {
@@ -381,24 +386,14 @@ fn tiered_uploads_fetches_restores_and_collects_garbage() {
     assert_eq!(cold.open(&a).expect("uploaded").as_bytes(), b"AAAA");
     t.put(
         layout::MANIFEST,
-        format!(
-            "{a}
-{b}
-"
-        )
-        .as_bytes(),
+        lines(&[&a, &b]).as_bytes(),
         PutMode::Overwrite,
     )
     .expect("manifest 1");
     t.put(&c, b"C", PutMode::Overwrite).expect("put c");
     t.put(
         layout::MANIFEST,
-        format!(
-            "{a}
-{c}
-"
-        )
-        .as_bytes(),
+        lines(&[&a, &c]).as_bytes(),
         PutMode::Overwrite,
     )
     .expect("manifest 2");
@@ -425,12 +420,7 @@ fn tiered_uploads_fetches_restores_and_collects_garbage() {
     assert_eq!(r.restored_generation(), Some(2));
     assert_eq!(
         local2.open(layout::MANIFEST).expect("restored").as_bytes(),
-        format!(
-            "{a}
-{c}
-"
-        )
-        .as_bytes()
+        lines(&[&a, &c]).as_bytes()
     );
     assert!(local2.head(&c).is_err(), "not local before first use");
     let threads: Vec<_> = (0..4)
@@ -450,12 +440,7 @@ fn tiered_uploads_fetches_restores_and_collects_garbage() {
     // The next manifest written continues the cold generations (create-only).
     r.put(
         layout::MANIFEST,
-        format!(
-            "{a}
-{c}
-"
-        )
-        .as_bytes(),
+        lines(&[&a, &c]).as_bytes(),
         PutMode::Overwrite,
     )
     .expect("manifest 3");
@@ -552,7 +537,7 @@ fn tiered_never_collects_an_upload_in_flight_and_uploads_what_cold_lacks() {
     // Publishing a manifest that names the old local segment uploads it first.
     t.put(
         layout::MANIFEST,
-        format!("{old}\n{fresh}\n").as_bytes(),
+        lines(&[&old, &fresh]).as_bytes(),
         PutMode::Overwrite,
     )
     .expect("manifest");
