@@ -75,6 +75,7 @@ impl Sources<'_> {
             .map(|s| SegmentView {
                 seg: Arc::clone(s),
                 dead: frozen.then(|| s.dead_snapshot()),
+                body: None,
             })
             .collect()
     }
@@ -183,12 +184,12 @@ impl Collection {
                 .filter(|s| s.is_persisted())
                 .map(|s| SegmentEntry {
                     id: s.id(),
-                    rows: s.data.rows(),
-                    tombstones: s.data.tombstone_count() as u32,
-                    min_lsn: s.data.min_lsn(),
-                    max_lsn: s.data.max_lsn(),
-                    file_len: s.data.file_len(),
-                    has_graph: s.data.has_graph(),
+                    rows: s.meta.rows(),
+                    tombstones: s.meta.tombstone_count() as u32,
+                    min_lsn: s.meta.min_lsn(),
+                    max_lsn: s.meta.max_lsn(),
+                    file_len: s.meta.file_len(),
+                    has_graph: s.meta.has_graph(),
                 })
                 .collect(),
         }
@@ -258,7 +259,7 @@ impl Collection {
             let data = SegmentData::open(Blob::from_bytes(&bytes), Verify::HeaderOnly)
                 .map_err(|e| Error::corruption(format!("freshly encoded segment rejected: {e}")))?;
             drop(bytes);
-            let seg = Arc::new(Segment::new(data, false));
+            let seg = Arc::new(Segment::in_ram(data, inner.opts().clock.now_millis())?);
             let mut list = write(&self.segments);
             let mut next = (**list).clone();
             next.push(Arc::clone(&seg));
@@ -290,6 +291,9 @@ impl Collection {
             .filter(|s| !old.iter().any(|o| Arc::ptr_eq(o, s)))
             .cloned()
             .collect();
+        for o in old {
+            o.retire();
+        }
         next.push(new);
         *list = Arc::new(next);
     }

@@ -38,7 +38,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use strata_tiering::{BlobStore, PutMode, Storage, StoreError, TieredStore, layout};
+use strata_tiering::{Blob, BlobStore, PutMode, Storage, StoreError, TieredStore, layout};
 
 use crate::collection::Collection;
 use crate::columns::ColumnCache;
@@ -48,7 +48,7 @@ use crate::maintenance::{JobFailure, Jobs};
 use crate::manifest::{CollectionEntry, Manifest, SegmentEntry};
 use crate::options::EngineOptions;
 use crate::record::WalOp;
-use crate::segment::{Segment, SegmentData, Verify};
+use crate::segment::{Body, Segment, SegmentData, SegmentMeta, Verify};
 use crate::types::{CollectionConfig, Lsn, PointId, validate_name};
 use crate::wal::{LocalWal, LocalWalOptions, Wal};
 
@@ -106,6 +106,25 @@ pub struct EngineStats {
     pub compactions: u64,
     /// Bytes of parsed payload columns cached for filters.
     pub filter_cache_bytes: u64,
+    /// Persisted segments per tier: hot, warm, cold.
+    pub tier_segments: [u64; 3],
+    /// Bytes of those segments' files per tier: hot, warm, cold.
+    pub tier_bytes: [u64; 3],
+    /// Reads that found a segment body resident: hot, warm.
+    pub tier_hits: [u64; 2],
+    /// Reads that found a segment cold.
+    pub tier_misses: u64,
+    /// Cold reads streamed (nothing kept) and promoted (made warm).
+    pub cold_reads_streamed: u64,
+    /// Cold reads that promoted the segment.
+    pub cold_reads_promoted: u64,
+    /// Tier moves applied, by target tier: hot, warm, cold.
+    pub tier_moves: [u64; 3],
+    /// Tier moves that failed (retried with backoff).
+    pub tier_move_failures: u64,
+    /// Cold segments searches read, skipped (their summaries could not beat the results), and
+    /// left out (`cold: skip`).
+    pub search_cold_segments: [u64; 3],
 }
 
 /// Whether the engine accepts writes, and what is failing.
@@ -154,6 +173,7 @@ pub(crate) struct Inner {
     compactions: AtomicU64,
     columns: ColumnCache,
     jobs: Jobs,
+    mover: crate::tiers::Mover,
 }
 
 impl std::fmt::Debug for Inner {
@@ -254,9 +274,10 @@ impl Engine {
             for s in &entry.segments {
                 segs.push(Arc::new(open_segment(
                     &*blobs,
+                    storage.tiered.as_deref(),
                     s,
                     entry,
-                    opts.verify_on_open,
+                    &opts,
                 )?));
                 max_seg_id = max_seg_id.max(s.id);
             }
@@ -320,6 +341,7 @@ impl Engine {
             compactions: AtomicU64::new(0),
             columns: ColumnCache::new(opts.filter_cache_bytes),
             jobs: Jobs::default(),
+            mover: crate::tiers::Mover::default(),
             opts,
         });
         tracing::info!(
@@ -345,6 +367,16 @@ impl Engine {
             Vec::new()
         };
         Ok(Engine { inner, workers })
+    }
+
+    /// Runs one pass of the tier mover now (it also runs every `tiers.mover_interval` in the
+    /// background): plans with the current access statistics and budgets and applies the
+    /// moves. True when a move was applied.
+    pub fn run_mover(&self) -> Result<bool> {
+        if self.inner.opts.read_only {
+            return Ok(false);
+        }
+        self.inner.run_mover()
     }
 
     /// What recovery found.
@@ -387,6 +419,22 @@ impl Engine {
             filter_cache_bytes: self.inner.columns.bytes() as u64,
             ..EngineStats::default()
         };
+        let usage = self.inner.tier_usage();
+        st.tier_segments = usage.segments;
+        st.tier_bytes = usage.bytes;
+        let c = &self.inner.mover.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        st.tier_hits = [get(&c.hits[0]), get(&c.hits[1])];
+        st.tier_misses = get(&c.misses);
+        st.cold_reads_streamed = get(&c.streamed);
+        st.cold_reads_promoted = get(&c.promoted);
+        st.tier_moves = [get(&c.moves[0]), get(&c.moves[1]), get(&c.moves[2])];
+        st.tier_move_failures = get(&c.move_failures);
+        st.search_cold_segments = [
+            get(&c.cold_searched),
+            get(&c.cold_skipped),
+            get(&c.cold_left_out),
+        ];
         for c in read(&self.inner.catalog).values() {
             st.collections += 1;
             let (points, bytes, _) = c.memtable_stats();
@@ -396,8 +444,8 @@ impl Engine {
                 st.segments += 1;
                 st.unwritten_segments += u64::from(!s.is_persisted());
                 st.segment_points += s.live_rows();
-                st.segment_bytes += s.data.file_len();
-                st.indexed_segments += u64::from(s.data.has_graph());
+                st.segment_bytes += s.meta.file_len();
+                st.indexed_segments += u64::from(s.meta.has_graph());
             }
         }
         st
@@ -592,7 +640,7 @@ impl ManifestLock<'_> {
         let mut failed = Vec::new();
         for id in ids {
             self.inner.columns.forget(id);
-            if let Err(e) = self.inner.blobs.delete(&layout::segment(id)) {
+            if let Err(e) = self.inner.delete_segment_files(id) {
                 tracing::warn!(segment = id, error = %e, "could not remove a retired segment; will retry");
                 failed.push(id);
             }
@@ -621,6 +669,18 @@ impl Inner {
 
     pub(crate) fn columns(&self) -> &ColumnCache {
         &self.columns
+    }
+
+    pub(crate) fn mover(&self) -> &crate::tiers::Mover {
+        &self.mover
+    }
+
+    pub(crate) fn tiered(&self) -> Option<&Arc<TieredStore>> {
+        self.tiered.as_ref()
+    }
+
+    pub(crate) fn blobs(&self) -> &dyn BlobStore {
+        &*self.blobs
     }
 
     pub(crate) fn jobs(&self) -> &Jobs {
@@ -682,9 +742,10 @@ impl Inner {
         self.manifest_failed.load(Ordering::Acquire)
     }
 
-    /// Writes a segment file and maps it back, checked. Segment ids are never reused, so an
-    /// overwrite can only replace this segment's own earlier, failed attempt.
-    pub(crate) fn write_segment(&self, id: u64, bytes: &[u8]) -> Result<SegmentData> {
+    /// Writes a segment file and its meta file and maps the segment back, checked: the result
+    /// is a persisted, warm segment. Segment ids are never reused, so an overwrite can only
+    /// replace this segment's own earlier, failed attempt.
+    pub(crate) fn write_segment(&self, id: u64, bytes: &[u8]) -> Result<Segment> {
         let name = layout::segment(id);
         self.blobs
             .put(&name, bytes, PutMode::Overwrite)
@@ -704,17 +765,35 @@ impl Inner {
                 ),
             ));
         }
-        SegmentData::open(blob, Verify::HeaderOnly).map_err(|e| {
+        let data = SegmentData::open(blob, Verify::HeaderOnly).map_err(|e| {
             Error::corruption(format!(
                 "segment {} rejected after write: {e}",
                 self.blobs.location(&name)
             ))
-        })
+        })?;
+        let meta_bytes = data.meta_bytes(true);
+        self.blobs
+            .put(&layout::segment_meta(id), &meta_bytes, PutMode::Overwrite)
+            .map_err(|e| Error::store("writing a segment meta file", e))?;
+        let meta = SegmentMeta::open(Blob::from_bytes(&meta_bytes))
+            .map_err(|e| Error::corruption(format!("meta of segment {id} rejected: {e}")))?;
+        Ok(Segment::new(
+            meta,
+            Body::Warm(Arc::new(data)),
+            true,
+            self.opts.clock.now_millis(),
+        ))
+    }
+
+    /// Deletes a segment's file and meta file (locally; a cold copy waits for collection).
+    pub(crate) fn delete_segment_files(&self, id: u64) -> std::result::Result<(), StoreError> {
+        self.blobs.delete(&layout::segment(id))?;
+        self.blobs.delete(&layout::segment_meta(id))
     }
 
     /// Best-effort removal of a segment file no manifest names (an abandoned write).
     pub(crate) fn discard_segment(&self, id: u64) {
-        if let Err(e) = self.blobs.delete(&layout::segment(id)) {
+        if let Err(e) = self.delete_segment_files(id) {
             tracing::warn!(segment = id, error = %e, "could not remove an abandoned segment; it is removed at the next start");
         }
     }
@@ -838,7 +917,7 @@ fn remove_orphans(
         .list(layout::SEGMENTS)
         .map_err(|e| Error::store("listing segments", e))?
     {
-        let Some(id) = layout::segment_id(&meta.name) else {
+        let Some(id) = layout::segment_blob_id(&meta.name) else {
             continue;
         };
         // Ids are never reused, not even those of orphans (a cold copy may still exist).
@@ -860,12 +939,86 @@ fn remove_orphans(
     Ok((found, removed, max_id))
 }
 
+/// Opens segment `s` of collection `c`: its meta file (fetched from the cold store if only
+/// there; rebuilt from the segment if missing or damaged — it is derived data) and, if the
+/// segment file is local, its body (checked per `verify`); a segment only the cold store has
+/// opens cold, with nothing downloaded but its meta file.
 fn open_segment(
+    blobs: &dyn BlobStore,
+    tiered: Option<&TieredStore>,
+    s: &SegmentEntry,
+    c: &CollectionEntry,
+    opts: &EngineOptions,
+) -> Result<Segment> {
+    let name = layout::segment(s.id);
+    let meta_name = layout::segment_meta(s.id);
+    let local = match tiered {
+        Some(t) => t
+            .is_local(&name)
+            .map_err(|e| Error::store("looking for a segment", e))?,
+        None => true,
+    };
+    let mut body = match local {
+        true => Some(open_body(blobs, s, c, opts.verify_on_open)?),
+        false => None,
+    };
+    let meta = match blobs.open(&meta_name) {
+        Ok(b) => match SegmentMeta::open(b) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(file = %blobs.location(&meta_name), error = %e, "damaged segment meta file; rebuilding it from the segment");
+                None
+            }
+        },
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(Error::store("opening a segment meta file", e)),
+    };
+    let meta = match meta {
+        Some(m) => m,
+        None => {
+            if body.is_none() {
+                body = Some(open_body(blobs, s, c, opts.verify_on_open)?);
+            }
+            let bytes = body
+                .as_ref()
+                .map(|b| b.meta_bytes(true))
+                .unwrap_or_default();
+            if !opts.read_only {
+                blobs
+                    .put(&meta_name, &bytes, PutMode::Overwrite)
+                    .map_err(|e| Error::store("writing a segment meta file", e))?;
+            }
+            SegmentMeta::open(Blob::from_bytes(&bytes))
+                .map_err(|e| Error::corruption(format!("meta of segment {} rejected: {e}", s.id)))?
+        }
+    };
+    let path = blobs.location(&meta_name);
+    if meta.file_len() != s.file_len
+        || meta.header.collection_id != c.id
+        || meta.segment_id() != s.id
+        || meta.header.dim != c.config.dim
+        || meta.distance != c.config.distance
+        || body.as_ref().is_some_and(|b| b.header != meta.header)
+    {
+        return Err(Error::corruption(format!(
+            "segment meta file {path} does not match its segment or MANIFEST (length, collection, id, dimension or distance)"
+        )));
+    }
+    let body = match body {
+        Some(d) => Body::Warm(Arc::new(d)),
+        None => Body::Cold,
+    };
+    // Not moved by this process yet: no minimum residence applies.
+    Ok(Segment::new(meta, body, true, 0))
+}
+
+/// Opens and checks the file of segment `s` (fetching it if only the cold store has it).
+fn open_body(
     blobs: &dyn BlobStore,
     s: &SegmentEntry,
     c: &CollectionEntry,
     verify: Verify,
-) -> Result<Segment> {
+) -> Result<SegmentData> {
     let name = layout::segment(s.id);
     let path = blobs.location(&name);
     let blob = blobs.open(&name).map_err(|e| {
@@ -897,7 +1050,7 @@ fn open_segment(
             "segment file {path} belongs to another collection, or its dimension or distance differs"
         )));
     }
-    Ok(Segment::new(data, true))
+    Ok(data)
 }
 
 /// Marks every row that a newer version (row or tombstone) in another segment shadows.
@@ -907,20 +1060,22 @@ pub(crate) fn rebuild_shadows(segs: &[Arc<Segment>]) {
     }
     let mut newest: HashMap<PointId, Lsn> = HashMap::new();
     for s in segs {
-        for r in 0..s.data.rows() {
-            let v = newest.entry(s.data.id(r)).or_insert(0);
-            *v = (*v).max(s.data.version(r));
+        let ids = s.meta.ids();
+        for r in 0..ids.rows() {
+            let v = newest.entry(ids.id(r)).or_insert(0);
+            *v = (*v).max(ids.version(r));
         }
-        for t in 0..s.data.tombstone_count() {
-            if let Some((id, lsn)) = s.data.tombstone(t) {
+        for t in 0..ids.tombstone_count() {
+            if let Some((id, lsn)) = ids.tombstone(t) {
                 let v = newest.entry(id).or_insert(0);
                 *v = (*v).max(lsn);
             }
         }
     }
     for s in segs {
-        for r in 0..s.data.rows() {
-            if s.data.version(r) < newest[&s.data.id(r)] {
+        let ids = s.meta.ids();
+        for r in 0..ids.rows() {
+            if ids.version(r) < newest[&ids.id(r)] {
                 s.mark_dead(r);
             }
         }

@@ -17,10 +17,11 @@ use crate::distance;
 use crate::engine::Inner;
 use crate::error::{Error, ErrorKind, Result};
 use crate::filter::Filter;
-use crate::read::{Found, ReadSource, newest};
+use crate::read::{Found, ReadSource, SegmentView, newest};
 use crate::record::{StoredPoint, WalOp};
 use crate::segment::SearchQuery;
 use crate::types::*;
+use strata_tiering::policy::Tier;
 
 /// A handle on one collection. Cheap to clone; every operation is thread-safe.
 #[derive(Clone)]
@@ -157,24 +158,29 @@ impl CollectionHandle {
 
     /// The one gathering every read shares: `each` runs on the memtable under its read lock, then
     /// on every segment of that instant (`frozen`: with its dead bits copied under the lock, for
-    /// scans and searches; lookups need no copy), with the deadline checked between sources.
-    /// Returns the newest version of each id found, sorted by id, deletes dropped.
+    /// scans and searches; lookups need no copy; `body`: with the segment's body, loaded from
+    /// the cold tier if needed), with the deadline checked between sources. Returns the newest
+    /// version of each id found, sorted by id, deletes dropped.
     fn collect(
         &self,
         what: &str,
         frozen: bool,
-        each: impl Fn(&dyn ReadSource, &mut Vec<Found>),
+        body: bool,
+        each: impl Fn(&dyn ReadSource, &mut Vec<Found>) -> Result<()>,
     ) -> Result<Vec<Found>> {
         self.deadline.check(what)?;
         let mut found = Vec::new();
         let segments = {
             let s = self.coll.sources();
-            each(&*s.mem, &mut found);
+            each(&*s.mem, &mut found)?;
             s.views(frozen)
         };
-        for seg in &segments {
+        for mut seg in segments {
             self.deadline.check(what)?;
-            each(seg, &mut found);
+            if body {
+                seg.body = Some(self.inner.resident(&seg.seg)?);
+            }
+            each(&seg, &mut found)?;
         }
         Ok(newest(found))
     }
@@ -378,18 +384,26 @@ impl CollectionHandle {
         let mut unique = Vec::with_capacity(ids.len());
         let mut seen = std::collections::HashSet::with_capacity(ids.len());
         unique.extend(ids.iter().filter(|id| seen.insert(**id)).copied());
-        let found = self.collect("retrieve", false, |src, found| {
-            for id in &unique {
-                if let Some((version, row)) = src.lookup(*id) {
-                    found.push(Found {
-                        id: *id,
-                        version,
-                        dist: 0.0,
-                        held: row.map(|r| src.hold(r, with_payload, with_vector)),
-                    });
+        let found = self.collect(
+            "retrieve",
+            false,
+            with_payload || with_vector,
+            |src, found| {
+                for id in &unique {
+                    if let Some((version, row)) = src.lookup(*id) {
+                        found.push(Found {
+                            id: *id,
+                            version,
+                            dist: 0.0,
+                            held: row
+                                .map(|r| src.hold(r, with_payload, with_vector))
+                                .transpose()?,
+                        });
+                    }
                 }
-            }
-        })?;
+                Ok(())
+            },
+        )?;
         let by_id: HashMap<PointId, Found> = found.into_iter().map(|f| (f.id, f)).collect();
         Ok(unique
             .iter()
@@ -413,10 +427,12 @@ impl CollectionHandle {
         let want = limit + 1;
         let cache = self.inner.columns();
         let (wp, wv) = (req.with_payload, req.with_vector);
-        let mut rows = self.collect("scroll", true, |src, found| {
-            for r in src.scan(req.offset, want, filter, cache) {
-                found.push(src.found(r, 0.0, wp, wv));
+        let needs_body = wp || wv || filter.is_some_and(Filter::needs_payload);
+        let mut rows = self.collect("scroll", true, needs_body, |src, found| {
+            for r in src.scan(req.offset, want, filter, cache)? {
+                found.push(src.found(r, 0.0, wp, wv)?);
             }
+            Ok(())
         })?;
         let next_offset = rows.get(limit).map(|f| f.id);
         rows.truncate(limit);
@@ -445,15 +461,34 @@ impl CollectionHandle {
             }
         };
         let cache = self.inner.columns();
+        let needs_body = filter.is_some_and(Filter::needs_payload);
         for v in &frozen {
             self.deadline.check("count")?;
-            n += v.seg.prepare(filter, cache, v.dead.as_deref()).count();
+            let body = match needs_body {
+                true => Some(self.inner.resident(&v.seg)?),
+                false => None,
+            };
+            n += v
+                .seg
+                .prepare(body.as_deref(), filter, cache, v.dead.as_deref())?
+                .count();
         }
         Ok(n)
     }
 
     /// Similarity search over every point of the collection.
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
+        self.search_report(req).map(|r| r.points)
+    }
+
+    /// [`CollectionHandle::search`], also saying which cold segments it read, skipped (their
+    /// summaries proved they could not change the results) or left out (`cold: skip`).
+    ///
+    /// Order: the memtable, then every segment whose body is resident, then cold segments by
+    /// the lower bound of their summaries, best first; a cold segment is read only if its bound
+    /// could still beat the current k-th best hit. Every hit found so far is a distinct live
+    /// point (the dead bits were copied at one instant), so skipping cannot change the answer.
+    pub fn search_report(&self, req: &SearchRequest) -> Result<SearchReport> {
         self.check_live()?;
         self.check_query(&req.vector, "vector")?;
         let window = req.limit.saturating_add(req.offset);
@@ -464,7 +499,7 @@ impl CollectionHandle {
             )));
         }
         if req.limit == 0 {
-            return Ok(Vec::new());
+            return Ok(SearchReport::default());
         }
         if let Some(ef) = req.ef
             && (ef == 0 || ef > 100_000)
@@ -492,13 +527,60 @@ impl CollectionHandle {
         };
         let cache = self.inner.columns();
         let (wp, wv) = (req.with_payload, req.with_vector);
-        let mut hits = self.collect("search", true, |src, found| {
-            for h in src.top_k(&query, filter, cache) {
-                found.push(src.found(h.row, h.dist, wp, wv));
+        let each = |src: &dyn ReadSource, found: &mut Vec<Found>| -> Result<()> {
+            for h in src.top_k(&query, filter, cache)? {
+                found.push(src.found(h.row, h.dist, wp, wv)?);
             }
-        })?;
+            Ok(())
+        };
+        self.deadline.check("search")?;
+        let mut found = Vec::new();
+        let views = {
+            let s = self.coll.sources();
+            each(&*s.mem, &mut found)?;
+            s.views(true)
+        };
+        let (resident, cold): (Vec<SegmentView>, Vec<SegmentView>) =
+            views.into_iter().partition(|v| v.seg.tier() != Tier::Cold);
+        for mut v in resident {
+            self.deadline.check("search")?;
+            v.body = Some(self.inner.resident(&v.seg)?);
+            each(&v, &mut found)?;
+        }
+        let mut report = SearchReport::default();
+        let mut cold: Vec<(f64, SegmentView)> = cold
+            .into_iter()
+            .map(|v| {
+                let lb = v
+                    .seg
+                    .meta
+                    .summary
+                    .lower_bound(metric, &q)
+                    .map_or(f64::NEG_INFINITY, |b| b.0);
+                (lb, v)
+            })
+            .collect();
+        cold.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.seg.id().cmp(&b.1.seg.id())));
+        for (_, mut v) in cold {
+            if req.cold == ColdReads::Skip {
+                report.cold_left_out += 1;
+                continue;
+            }
+            if let Some(kth) = kth_best(&found, window)
+                && !v.seg.meta.summary.can_beat(metric, &q, kth)
+            {
+                report.cold_skipped += 1;
+                continue;
+            }
+            self.deadline.check("search")?;
+            v.body = Some(self.inner.resident(&v.seg)?);
+            report.cold_searched += 1;
+            each(&v, &mut found)?;
+        }
+        self.inner.note_cold_search(&report);
+        let mut hits = newest(found);
         hits.sort_by(|a, b| a.dist.total_cmp(&b.dist).then(a.id.cmp(&b.id)));
-        Ok(hits
+        report.points = hits
             .into_iter()
             .skip(req.offset)
             .take(req.limit)
@@ -518,7 +600,8 @@ impl CollectionHandle {
                     vector,
                 }
             })
-            .collect())
+            .collect();
+        Ok(report)
     }
 
     /// Statistics.
@@ -531,8 +614,8 @@ impl CollectionHandle {
             config: self.coll.config(),
             points: self.count(None)?,
             segments: segs.len() as u64,
-            indexed_segments: segs.iter().filter(|s| s.data.has_graph()).count() as u64,
-            bytes: mem_bytes + segs.iter().map(|s| s.data.file_len()).sum::<u64>(),
+            indexed_segments: segs.iter().filter(|s| s.meta.has_graph()).count() as u64,
+            bytes: mem_bytes + segs.iter().map(|s| s.meta.file_len()).sum::<u64>(),
             memtable_points: mem_points,
         })
     }
@@ -554,4 +637,14 @@ impl CollectionHandle {
     pub fn maintain(&self) -> Result<bool> {
         crate::maintenance::compact(&self.inner, &self.coll, false)
     }
+}
+
+/// The `k`-th best (smallest) distance among `found`, once there are `k`.
+fn kth_best(found: &[Found], k: usize) -> Option<f32> {
+    if k == 0 || found.len() < k {
+        return None;
+    }
+    let mut d: Vec<f32> = found.iter().map(|f| f.dist).collect();
+    let (_, kth, _) = d.select_nth_unstable_by(k - 1, f32::total_cmp);
+    Some(*kth)
 }

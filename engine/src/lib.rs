@@ -62,6 +62,7 @@ mod read;
 mod record;
 pub mod scan;
 mod segment;
+mod tiers;
 mod types;
 mod wal;
 
@@ -72,14 +73,15 @@ pub use error::{Error, ErrorKind, Result};
 pub use filter::Filter;
 pub use handle::CollectionHandle;
 pub use maintenance::JobFailure;
-pub use options::EngineOptions;
+pub use options::{EngineOptions, TierOptions};
 pub use segment::Verify;
 /// The storage layer the engine persists through (re-exported for tests and embedders).
 pub use strata_tiering as storage;
 pub use strata_tiering::SplitMix64;
 pub use types::{
-    CollectionConfig, CollectionInfo, Distance, HnswConfig, Lsn, MAX_DIM, Payload, PointId,
-    PointInput, Record, ScoredPoint, ScrollPage, ScrollRequest, SearchRequest, validate_name,
+    ColdReads, CollectionConfig, CollectionInfo, Distance, HnswConfig, Lsn, MAX_DIM, Payload,
+    PointId, PointInput, Record, ScoredPoint, ScrollPage, ScrollRequest, SearchReport,
+    SearchRequest, validate_name,
 };
 pub use wal::{
     AckMode, LocalWal, LocalWalOptions, MAX_RECORD_BYTES, ReplayStats, ReplayVisitor, Wal,
@@ -123,6 +125,19 @@ pub mod fuzzing {
         crate::segment::format::restamp_prefix_crc(&mut stamped);
         if let Ok(s) = SegmentData::open(Blob::from_bytes(&stamped), Verify::HeaderOnly) {
             s.exercise();
+        }
+    }
+
+    /// Segment meta file open (always a full check) and, when it opens, every accessor.
+    pub fn segment_meta(data: &[u8]) {
+        if let Ok(m) = crate::segment::SegmentMeta::open(Blob::from_bytes(data)) {
+            let ids = m.ids();
+            for r in 0..ids.rows().min(4096) {
+                let _ = (ids.id(r), ids.version(r), ids.find(ids.id(r)));
+            }
+            for t in 0..ids.tombstone_count().min(4096) {
+                let _ = ids.tombstone(t).map(|(id, _)| ids.find_tombstone(id));
+            }
         }
     }
 

@@ -37,7 +37,7 @@ use crate::engine::{Inner, ManifestChange, lock};
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::EngineOptions;
 use crate::segment::writer::{RowRef, SegmentInput, encode};
-use crate::segment::{Segment, graph};
+use crate::segment::{Segment, graph, not_resident};
 use crate::types::{Lsn, PointId};
 
 fn refuse_read_only(inner: &Inner) -> Result<()> {
@@ -66,8 +66,9 @@ pub(crate) fn flush(inner: &Inner, coll: &Collection) -> Result<bool> {
     while let Some((seg, seal_lsn)) = queue.unwritten.front().cloned() {
         // Whether the collection is dropped is only known under the manifest lock (a drop whose
         // manifest write fails is undone), so it is checked there, below.
-        let data = inner.write_segment(seg.id(), seg.data.bytes_all())?;
-        let mapped = Arc::new(Segment::new(data, true));
+        let ram = seg.body().ok_or_else(|| not_resident(seg.id()))?;
+        let mapped = Arc::new(inner.write_segment(seg.id(), ram.bytes_all())?);
+        drop(ram);
         let published = {
             let mut m = inner.lock_manifest();
             if coll.is_dropped() {
@@ -76,7 +77,7 @@ pub(crate) fn flush(inner: &Inner, coll: &Collection) -> Result<bool> {
                 queue.unwritten.clear();
                 return Ok(false);
             }
-            let identity: Vec<(u16, u32)> = (0..seg.data.rows()).map(|r| (0, r)).collect();
+            let identity: Vec<(u16, u32)> = (0..seg.meta.rows()).map(|r| (0, r)).collect();
             coll.install(&m, std::slice::from_ref(&seg), mapped, &identity);
             coll.set_flushed(&m, seal_lsn);
             queue.unwritten.pop_front();
@@ -97,7 +98,7 @@ pub(crate) fn flush(inner: &Inner, coll: &Collection) -> Result<bool> {
 pub(crate) fn plan(segs: &[Arc<Segment>], o: &EngineOptions) -> Vec<Arc<Segment>> {
     let threshold = o.index_threshold_rows as u64;
     let small = |s: &Segment| s.live_rows() < threshold;
-    let needs_index = |s: &Segment| !s.data.has_graph() && s.live_rows() >= threshold;
+    let needs_index = |s: &Segment| !s.meta.has_graph() && s.live_rows() >= threshold;
     let too_dead = |s: &Segment| s.dead_fraction() >= o.compact_dead_fraction;
     let small_count = segs.iter().filter(|s| small(s)).count();
     let mut picked: Vec<Arc<Segment>> = segs
@@ -140,8 +141,8 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
         let single_clean = persisted.len() == 1 && {
             let s = &persisted[0];
             s.dead_fraction() == 0.0
-                && (s.data.has_graph() || s.live_rows() < inner.opts().index_threshold_rows as u64)
-                && s.data.tombstone_count() == 0
+                && (s.meta.has_graph() || s.live_rows() < inner.opts().index_threshold_rows as u64)
+                && s.meta.tombstone_count() == 0
         };
         if single_clean { Vec::new() } else { persisted }
     } else {
@@ -154,12 +155,18 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
         .iter()
         .filter(|s| !inputs.iter().any(|i| Arc::ptr_eq(i, s)))
         .collect();
+    // The inputs' bodies: cold ones are streamed, not promoted (compaction is no sign of use).
+    let bodies = inputs
+        .iter()
+        .map(|s| inner.body_for_compaction(s))
+        .collect::<Result<Vec<_>>>()?;
     // Live rows, newest version per id.
     let mut rows: Vec<(PointId, Lsn, u16, u32)> = Vec::new();
     for (i, s) in inputs.iter().enumerate() {
-        for r in 0..s.data.rows() {
+        let ids = s.meta.ids();
+        for r in 0..ids.rows() {
             if !s.is_dead(r) {
-                rows.push((s.data.id(r), s.data.version(r), i as u16, r));
+                rows.push((ids.id(r), ids.version(r), i as u16, r));
             }
         }
     }
@@ -168,7 +175,10 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
     // Tombstones still needed: those shadowing a row in a segment outside this merge.
     let mut tombs: Vec<(PointId, Lsn)> = inputs
         .iter()
-        .flat_map(|s| (0..s.data.tombstone_count()).filter_map(|t| s.data.tombstone(t)))
+        .flat_map(|s| {
+            let ids = s.meta.ids();
+            (0..ids.tombstone_count()).filter_map(move |t| ids.tombstone(t))
+        })
         .collect();
     tombs.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     tombs.dedup_by_key(|t| t.0);
@@ -176,13 +186,13 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
         rows.binary_search_by_key(id, |r| r.0).is_err()
             && others
                 .iter()
-                .any(|s| s.data.find(*id).is_some_and(|r| s.data.version(r) < *lsn))
+                .any(|s| s.meta.find(*id).is_some_and(|r| s.meta.version(r) < *lsn))
     });
     let config = coll.config();
     let dim = config.dim as usize;
     let mut vectors = Vec::with_capacity(rows.len() * dim);
     for (_, _, i, r) in &rows {
-        vectors.extend_from_slice(inputs[*i as usize].data.vector(*r));
+        vectors.extend_from_slice(bodies[*i as usize].vector(*r));
     }
     let graph = (rows.len() as u64 >= inner.opts().index_threshold_rows as u64 && !rows.is_empty())
         .then(|| graph::build(&vectors, dim, coll.metric(), config.hnsw));
@@ -199,7 +209,7 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
                 id: *pid,
                 version: *version,
                 vector: &vectors[n * dim..(n + 1) * dim],
-                payload: inputs[*i as usize].data.payload(*r),
+                payload: bodies[*i as usize].payload(*r),
             })
             .collect(),
         tombstones: tombs,
@@ -207,8 +217,8 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
     };
     let bytes = encode(&input);
     drop(input);
-    let data = match inner.write_segment(id, &bytes) {
-        Ok(d) => d,
+    let new = match inner.write_segment(id, &bytes) {
+        Ok(s) => Arc::new(s),
         Err(e) => {
             // The inputs are untouched; a partial or unverified output is abandoned.
             inner.discard_segment(id);
@@ -216,7 +226,7 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
         }
     };
     drop(bytes);
-    let new = Arc::new(Segment::new(data, true));
+    drop(bodies);
     let origin: Vec<(u16, u32)> = rows.iter().map(|(_, _, i, r)| (*i, *r)).collect();
     {
         let mut m = inner.lock_manifest();
@@ -423,7 +433,7 @@ pub(crate) fn spawn_workers(inner: &Arc<Inner>) -> Vec<JoinHandle<()>> {
         }
     };
     let compactor: fn(&Inner, &Collection) -> Result<bool> = |inner, c| compact(inner, c, false);
-    [("flush", flusher), ("compaction", compactor)]
+    let mut threads: Vec<JoinHandle<()>> = [("flush", flusher), ("compaction", compactor)]
         .into_iter()
         .map(|(name, job)| {
             let weak = Arc::downgrade(inner);
@@ -432,5 +442,24 @@ pub(crate) fn spawn_workers(inner: &Arc<Inner>) -> Vec<JoinHandle<()>> {
                 .spawn(move || worker(weak, name, job))
                 .expect("spawning a maintenance thread")
         })
-        .collect()
+        .collect();
+    let weak = Arc::downgrade(inner);
+    threads.push(
+        std::thread::Builder::new()
+            .name("strata-mover".into())
+            .spawn(move || mover(weak))
+            .expect("spawning the mover thread"),
+    );
+    threads
+}
+
+/// The mover's thread: one guarded pass (see `tiers`) every `mover_interval`.
+fn mover(weak: Weak<Inner>) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        if !inner.wait(inner.opts().tiers.mover_interval) {
+            return;
+        }
+        run_guarded(&inner, "mover", 0, ("", ""), || inner.run_mover());
+    }
 }

@@ -74,9 +74,12 @@ pub(crate) fn referenced_blobs(bytes: &[u8]) -> Option<Vec<String>> {
         m.collections
             .iter()
             .flat_map(|c| {
-                c.segments
-                    .iter()
-                    .map(|s| strata_tiering::layout::segment(s.id))
+                c.segments.iter().flat_map(|s| {
+                    [
+                        strata_tiering::layout::segment(s.id),
+                        strata_tiering::layout::segment_meta(s.id),
+                    ]
+                })
             })
             .collect(),
     )

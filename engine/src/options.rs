@@ -73,8 +73,63 @@ pub struct EngineOptions {
     /// Most conditions in one filter (nested ones and `match.any` values included). Default
     /// 1,024.
     pub max_filter_conditions: usize,
+    /// Tier budgets and the mover (see [`TierOptions`]).
+    pub tiers: TierOptions,
     /// Time source (tests inject a manual clock).
     pub clock: Arc<dyn Clock>,
+}
+
+/// Where segment bodies live: budgets of the hot and warm tiers, the policy's tuning and the
+/// mover that applies its plans (`strata_tiering::policy`).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct TierOptions {
+    /// Bytes of segment files held in process RAM (hot). Default 0: none — warm files are
+    /// mapped, and the kernel's page cache keeps what is read.
+    pub hot_bytes: u64,
+    /// Bytes of segment files kept on local disk, hot ones included, when a cold tier is
+    /// configured; the least used of the rest are evicted (only their meta files stay local).
+    /// Default `None`: unlimited (nothing is evicted). Ignored without a cold tier.
+    pub warm_bytes: Option<u64>,
+    /// A tier is trimmed once its usage exceeds this fraction of its budget. Default 0.95.
+    pub high_watermark: f64,
+    /// ... down to this fraction. Default 0.80.
+    pub low_watermark: f64,
+    /// A segment stays at least this long in a tier before the policy moves it again (no
+    /// flapping; pins and offloads excepted). Default 30 s.
+    pub min_residence: Duration,
+    /// Half-life of the decayed access frequency. Default 10 min.
+    pub half_life: Duration,
+    /// Decayed reads a segment needs before it is promoted when that displaces another
+    /// (scan resistance). Default 2.
+    pub admit_frequency: f64,
+    /// How often the mover plans. Default 1 s.
+    pub mover_interval: Duration,
+    /// Moves applied at once. Default 2.
+    pub mover_concurrency: usize,
+    /// Download bandwidth cap of promotions, bytes per second. Default `None`: uncapped.
+    pub mover_bytes_per_sec: Option<u64>,
+    /// Longest wait before retrying a segment whose move failed (doubling from
+    /// `mover_interval`). Default 5 min.
+    pub mover_backoff_max: Duration,
+}
+
+impl Default for TierOptions {
+    fn default() -> Self {
+        TierOptions {
+            hot_bytes: 0,
+            warm_bytes: None,
+            high_watermark: 0.95,
+            low_watermark: 0.80,
+            min_residence: Duration::from_secs(30),
+            half_life: Duration::from_secs(600),
+            admit_frequency: 2.0,
+            mover_interval: Duration::from_secs(1),
+            mover_concurrency: 2,
+            mover_bytes_per_sec: None,
+            mover_backoff_max: Duration::from_secs(300),
+        }
+    }
 }
 
 impl EngineOptions {
@@ -106,6 +161,7 @@ impl EngineOptions {
             filter_cache_bytes: 256 << 20,
             max_filter_keys: 32,
             max_filter_conditions: 1_024,
+            tiers: TierOptions::default(),
             clock: Arc::new(SystemClock),
         }
     }

@@ -6,15 +6,18 @@
 //!   ├─ memtable: ReadSource ─┐  lookup / top_k / scan → Found { id, version, dist, held }
 //!   └─ segment:  ReadSource ─┴▶ newest(): per id keep the highest version (a delete hides)
 //! ```
-//! A segment whose bytes are not local (the cold tier) will be a third implementation.
+//! A segment view carries the segment's body when the read needs it (vectors, payloads, the
+//! graph): the read loads a cold body first (`Inner::resident`); a view without one refuses
+//! such reads with an error, never answers from holes.
 
 use std::sync::Arc;
 
 use crate::columns::ColumnCache;
+use crate::error::Result;
 use crate::filter::Filter;
 use crate::memtable::{Memtable, Slot};
 use crate::scan::Hit;
-use crate::segment::{SearchQuery, Segment, parse_payload};
+use crate::segment::{SearchQuery, Segment, SegmentData, not_resident, parse_payload};
 use crate::types::{Lsn, Payload, PointId, Record};
 
 /// A result row's data until it is materialised: copied out of the memtable (which changes
@@ -25,7 +28,7 @@ pub(crate) enum Held {
         payload: Option<Vec<u8>>,
         vector: Option<Vec<f32>>,
     },
-    Segment(Arc<Segment>, u32),
+    Segment(Arc<SegmentData>, u32),
 }
 
 impl Held {
@@ -44,8 +47,8 @@ impl Held {
                 vector.then(|| v.clone().unwrap_or_default()),
             ),
             Held::Segment(s, r) => (
-                payload.then(|| parse_payload(s.data.payload(*r))),
-                vector.then(|| s.data.vector(*r).to_vec()),
+                payload.then(|| parse_payload(s.payload(*r))),
+                vector.then(|| s.vector(*r).to_vec()),
             ),
         }
     }
@@ -93,7 +96,12 @@ pub(crate) trait ReadSource {
     /// None))` deleted, `None` when this source says nothing of it.
     fn lookup(&self, id: PointId) -> Option<(Lsn, Option<u32>)>;
     /// The `q.k` closest live rows matching `filter`.
-    fn top_k(&self, q: &SearchQuery<'_>, filter: Option<&Filter>, cache: &ColumnCache) -> Vec<Hit>;
+    fn top_k(
+        &self,
+        q: &SearchQuery<'_>,
+        filter: Option<&Filter>,
+        cache: &ColumnCache,
+    ) -> Result<Vec<Hit>>;
     /// Live rows matching `filter` with id `>= from`, in id order, at most `limit`.
     fn scan(
         &self,
@@ -101,22 +109,22 @@ pub(crate) trait ReadSource {
         limit: usize,
         filter: Option<&Filter>,
         cache: &ColumnCache,
-    ) -> Vec<u32>;
+    ) -> Result<Vec<u32>>;
     /// Id of `row`.
     fn id(&self, row: u32) -> PointId;
     /// Version of `row`.
     fn version(&self, row: u32) -> Lsn;
     /// Keeps what a result needs of `row`.
-    fn hold(&self, row: u32, payload: bool, vector: bool) -> Held;
+    fn hold(&self, row: u32, payload: bool, vector: bool) -> Result<Held>;
 
     /// `row` as a found row.
-    fn found(&self, row: u32, dist: f32, payload: bool, vector: bool) -> Found {
-        Found {
+    fn found(&self, row: u32, dist: f32, payload: bool, vector: bool) -> Result<Found> {
+        Ok(Found {
             id: self.id(row),
             version: self.version(row),
             dist,
-            held: Some(self.hold(row, payload, vector)),
-        }
+            held: Some(self.hold(row, payload, vector)?),
+        })
     }
 }
 
@@ -127,8 +135,13 @@ impl ReadSource for Memtable {
             Slot::Deleted(_) => (v, None),
         })
     }
-    fn top_k(&self, q: &SearchQuery<'_>, filter: Option<&Filter>, _: &ColumnCache) -> Vec<Hit> {
-        self.search(q.metric, q.vector, q.k, filter)
+    fn top_k(
+        &self,
+        q: &SearchQuery<'_>,
+        filter: Option<&Filter>,
+        _: &ColumnCache,
+    ) -> Result<Vec<Hit>> {
+        Ok(self.search(q.metric, q.vector, q.k, filter))
     }
     fn scan(
         &self,
@@ -136,8 +149,8 @@ impl ReadSource for Memtable {
         limit: usize,
         filter: Option<&Filter>,
         _: &ColumnCache,
-    ) -> Vec<u32> {
-        self.range(from, limit, filter)
+    ) -> Result<Vec<u32>> {
+        Ok(self.range(from, limit, filter))
     }
     fn id(&self, row: u32) -> PointId {
         Memtable::id(self, row)
@@ -145,30 +158,46 @@ impl ReadSource for Memtable {
     fn version(&self, row: u32) -> Lsn {
         Memtable::version(self, row)
     }
-    fn hold(&self, row: u32, payload: bool, vector: bool) -> Held {
-        Held::Copied {
+    fn hold(&self, row: u32, payload: bool, vector: bool) -> Result<Held> {
+        Ok(Held::Copied {
             payload: payload.then(|| self.payload(row).to_vec()),
             vector: vector.then(|| self.vector(row).to_vec()),
-        }
+        })
     }
 }
 
 /// A segment as one read sees it: its dead bits copied at the instant the read took its view
 /// (under the memtable lock), so that a write landing during the read — which marks the old row
 /// dead and puts the new one in the memtable the read has already passed — hides nothing from
-/// it. Lookups need no copy (see [`Segment::lookup`]): `dead` is `None` for them.
+/// it. Lookups need no copy (see [`Segment::lookup`]): `dead` is `None` for them. `body` is the
+/// segment's body when the read needs it (loaded by the reader if the segment was cold).
 #[derive(Debug)]
 pub(crate) struct SegmentView {
     pub(crate) seg: Arc<Segment>,
     pub(crate) dead: Option<Vec<u64>>,
+    pub(crate) body: Option<Arc<SegmentData>>,
+}
+
+impl SegmentView {
+    fn body(&self) -> Result<&Arc<SegmentData>> {
+        self.body
+            .as_ref()
+            .ok_or_else(|| not_resident(self.seg.id()))
+    }
 }
 
 impl ReadSource for SegmentView {
     fn lookup(&self, id: PointId) -> Option<(Lsn, Option<u32>)> {
         self.seg.lookup(id)
     }
-    fn top_k(&self, q: &SearchQuery<'_>, filter: Option<&Filter>, cache: &ColumnCache) -> Vec<Hit> {
-        self.seg.search(q, filter, cache, self.dead.as_deref())
+    fn top_k(
+        &self,
+        q: &SearchQuery<'_>,
+        filter: Option<&Filter>,
+        cache: &ColumnCache,
+    ) -> Result<Vec<Hit>> {
+        self.seg
+            .search(self.body()?, q, filter, cache, self.dead.as_deref())
     }
     fn scan(
         &self,
@@ -176,27 +205,33 @@ impl ReadSource for SegmentView {
         limit: usize,
         filter: Option<&Filter>,
         cache: &ColumnCache,
-    ) -> Vec<u32> {
+    ) -> Result<Vec<u32>> {
         let seg = &self.seg;
-        let prepared = seg.prepare(filter, cache, self.dead.as_deref());
-        let mut r = from.map_or(0, |o| seg.data.lower_bound(o));
+        let prepared = seg.prepare(self.body.as_deref(), filter, cache, self.dead.as_deref())?;
+        let mut r = from.map_or(0, |o| seg.meta.lower_bound(o));
         let mut out = Vec::new();
-        while r < seg.data.rows() && out.len() < limit {
+        while r < seg.meta.rows() && out.len() < limit {
             if prepared.allows(r) {
                 out.push(r);
             }
             r += 1;
         }
-        out
+        Ok(out)
     }
     fn id(&self, row: u32) -> PointId {
-        self.seg.data.id(row)
+        self.seg.meta.id(row)
     }
     fn version(&self, row: u32) -> Lsn {
-        self.seg.data.version(row)
+        self.seg.meta.version(row)
     }
-    fn hold(&self, row: u32, _: bool, _: bool) -> Held {
-        Held::Segment(Arc::clone(&self.seg), row)
+    fn hold(&self, row: u32, payload: bool, vector: bool) -> Result<Held> {
+        if !payload && !vector {
+            return Ok(Held::Copied {
+                payload: None,
+                vector: None,
+            });
+        }
+        Ok(Held::Segment(Arc::clone(self.body()?), row))
     }
 }
 

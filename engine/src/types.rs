@@ -349,6 +349,35 @@ pub struct SearchRequest {
     pub with_vector: bool,
     /// Drop hits worse than this score (for Euclid: farther than this distance).
     pub score_threshold: Option<f32>,
+    /// Whether segments only in the cold store are read. Default [`ColdReads::Include`].
+    pub cold: ColdReads,
+}
+
+/// How a search treats segments whose bytes are only in the cold store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ColdReads {
+    /// Read them as needed — except those whose summary proves that no row can enter the
+    /// results (the answer is exactly that of reading them all).
+    #[default]
+    Include,
+    /// Never read them: the answer covers the hot and warm data (and the memtable) only, and
+    /// says how many cold segments it left out.
+    Skip,
+}
+
+/// A search's results and what it read.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct SearchReport {
+    /// The hits, best first.
+    pub points: Vec<ScoredPoint>,
+    /// Cold segments the search read (streamed or promoted).
+    pub cold_searched: u64,
+    /// Cold segments whose summary proved they could not change the results.
+    pub cold_skipped: u64,
+    /// Cold segments left out because the request said [`ColdReads::Skip`]: when non-zero the
+    /// answer is partial.
+    pub cold_left_out: u64,
 }
 
 impl SearchRequest {
@@ -364,6 +393,7 @@ impl SearchRequest {
             with_payload: false,
             with_vector: false,
             score_threshold: None,
+            cold: ColdReads::Include,
         }
     }
 }

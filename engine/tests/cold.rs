@@ -39,7 +39,9 @@ fn faulty_cold(seed: u64) -> (Arc<dyn BlobStore>, Arc<Faults>, Arc<dyn BlobStore
     (mem, faults, faulty)
 }
 
-/// Segment blobs the newest cold manifest generation names, and that they all exist in cold.
+/// Checks that the local manifest is the newest cold generation, that every local segment file
+/// and meta file is in cold, and that every segment has a local meta file (its file may be
+/// cold only); returns the number of segments.
 fn check_cold_complete(cold: &dyn BlobStore, local: &MemStorage) -> usize {
     let gens = cold.list(layout::MANIFESTS).expect("list manifests");
     let newest = gens.last().expect("a manifest generation");
@@ -58,7 +60,20 @@ fn check_cold_complete(cold: &dyn BlobStore, local: &MemStorage) -> usize {
         let c = cold.head(&s.name).expect("every local segment is in cold");
         assert_eq!(c.size, s.size, "{}", s.name);
     }
-    segs.len()
+    let metas: Vec<u64> = segs
+        .iter()
+        .filter_map(|s| layout::segment_meta_id(&s.name))
+        .collect();
+    for s in &segs {
+        if let Some(id) = layout::segment_id(&s.name) {
+            assert!(metas.contains(&id), "segment {id} has a local meta file");
+        }
+    }
+    for id in &metas {
+        cold.head(&layout::segment(*id))
+            .expect("every segment is in cold");
+    }
+    metas.len()
 }
 
 #[test]
@@ -217,9 +232,22 @@ fn garbage_collection_keeps_what_retained_manifests_name() {
     assert!(c.compact().expect("compact"));
     // Cold: 4 flushed + merged + flushed + merged again. Retained manifests: the last flush's
     // (merged #1, flushed #2) and the last compaction's (merged #2).
-    let cold_segments = || cold.list(layout::SEGMENTS).expect("list").len();
-    assert_eq!(cold_segments(), 7);
-    assert_eq!(a.blobs.list(layout::SEGMENTS).expect("list").len(), 1);
+    // Segment files and meta files go together (checked where no collection is running).
+    let files = |store: &dyn BlobStore| {
+        let all = store.list(layout::SEGMENTS).expect("list");
+        let segs = all
+            .iter()
+            .filter(|m| layout::segment_id(&m.name).is_some())
+            .count();
+        let metas = all
+            .iter()
+            .filter(|m| layout::segment_meta_id(&m.name).is_some())
+            .count();
+        (segs, metas)
+    };
+    let cold_segments = || files(&*cold).0;
+    assert_eq!(files(&*cold), (7, 7));
+    assert_eq!(files(&*a.blobs), (1, 1));
     drop(e);
     // Collection runs from the flush worker; here, by reopening with background work.
     o.background = true;
@@ -248,6 +276,11 @@ fn garbage_collection_keeps_what_retained_manifests_name() {
     wait_for(1);
     let e2 = {
         drop(e);
+        assert_eq!(
+            files(&*cold),
+            (1, 1),
+            "meta files are collected with their segments"
+        );
         open(&MemStorage::new(), &cold)
     };
     assert_eq!(coll(&e2).count(None).expect("count"), 50);
@@ -310,4 +343,372 @@ fn a_second_node_on_the_same_cold_store_is_fenced_until_restarted() {
     drop(e2);
     let e3 = open(&MemStorage::new(), &cold);
     assert_all(&coll(&e3), 0..10, 2.0);
+}
+
+/// Segment files (not meta files) present in `store`.
+fn segment_files(store: &dyn BlobStore) -> Vec<u64> {
+    store
+        .list(layout::SEGMENTS)
+        .expect("list")
+        .iter()
+        .filter_map(|m| layout::segment_id(&m.name))
+        .collect()
+}
+
+/// Three segments of `c` in `cold` (ids 0..300, tags 1, 2, 3 over overlapping ranges) and a
+/// tombstone, closed gracefully.
+fn three_segments(cold: &Arc<dyn BlobStore>) {
+    let a = MemStorage::new();
+    let e = open(&a, cold);
+    let c = create(&e);
+    c.upsert(points(0..200, 1.0)).expect("upsert");
+    c.flush().expect("flush");
+    c.upsert(points(100..250, 2.0)).expect("upsert");
+    c.flush().expect("flush");
+    c.upsert(points(200..300, 3.0)).expect("upsert");
+    c.delete(&[PointId::Num(7)]).expect("delete");
+    e.close().expect("close");
+}
+
+fn assert_three_segments(c: &CollectionHandle) {
+    let ids: Vec<PointId> = (300..400).map(PointId::Num).collect();
+    let later = c.get(&ids, false, false).expect("get").len() as u64;
+    assert_eq!(c.count(None).expect("count"), 299 + later);
+    assert_all(c, 0..7, 1.0);
+    assert_all(c, 8..100, 1.0);
+    assert_all(c, 100..200, 2.0);
+    assert_all(c, 200..300, 3.0);
+    let hit = c
+        .search(&SearchRequest::new(vec![150.0, 2.0, 1.0, 0.5], 3))
+        .expect("search");
+    assert_eq!(hit[0].id, PointId::Num(150));
+    assert_eq!(hit[0].score, 0.0);
+}
+
+#[test]
+fn a_restored_node_serves_from_meta_files_and_fetches_segments_only_when_read() {
+    let cold: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    three_segments(&cold);
+    let b = MemStorage::new();
+    let e = open(&b, &cold);
+    assert_eq!(e.stats().tier_segments, [0, 0, 3], "all three open cold");
+    assert!(
+        segment_files(&*b.blobs).is_empty(),
+        "only meta files were downloaded"
+    );
+    // Counts, lookups without payload or vector, and id-ordered scrolls need no segment body.
+    let c = coll(&e);
+    assert_eq!(c.count(None).expect("count"), 299);
+    let ids: Vec<PointId> = (0..10).map(PointId::Num).collect();
+    assert_eq!(c.get(&ids, false, false).expect("get").len(), 9);
+    let page = c
+        .scroll(&ScrollRequest {
+            offset: None,
+            limit: 20,
+            filter: None,
+            with_payload: false,
+            with_vector: false,
+        })
+        .expect("scroll");
+    assert_eq!(page.points.len(), 20);
+    assert!(segment_files(&*b.blobs).is_empty(), "still nothing fetched");
+    // A search needs every body: the policy promotes them (room enough), one fetch each.
+    assert_three_segments(&c);
+    assert_eq!(segment_files(&*b.blobs).len(), 3);
+    let st = e.stats();
+    assert_eq!(st.tier_segments, [0, 3, 0]);
+    assert_eq!(st.cold_reads_promoted, 3);
+    assert_eq!(st.tier_moves[1], 3);
+}
+
+#[test]
+fn a_tiny_warm_budget_evicts_every_segment_and_reads_stream_them_unchanged() {
+    let cold: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    three_segments(&cold);
+    let b = MemStorage::new();
+    let mut o = opts(&b, Arc::clone(&cold));
+    o.tiers.warm_bytes = Some(1);
+    o.tiers.min_residence = Duration::ZERO;
+    let e = Engine::open(o).expect("open");
+    let c = coll(&e);
+    // Cold at open; a read would promote only within the budget, so it streams.
+    assert_three_segments(&c);
+    let st = e.stats();
+    assert_eq!(st.tier_segments, [0, 0, 3]);
+    assert!(st.cold_reads_streamed >= 3, "{st:?}");
+    assert_eq!(st.cold_reads_promoted, 0);
+    assert!(segment_files(&*b.blobs).is_empty());
+    // New writes are flushed warm, then the mover evicts them too.
+    c.upsert(points(300..320, 4.0)).expect("upsert");
+    c.flush().expect("flush");
+    assert_eq!(e.stats().tier_segments, [0, 1, 3]);
+    assert!(e.run_mover().expect("mover"));
+    assert_eq!(e.stats().tier_segments, [0, 0, 4]);
+    assert!(segment_files(&*b.blobs).is_empty(), "evicted locally");
+    assert_eq!(
+        cold.list(layout::SEGMENTS).expect("list").len(),
+        8,
+        "all in cold"
+    );
+    assert_all(&c, 300..320, 4.0);
+    assert_three_segments(&c);
+    // Compaction streams its cold inputs; its output is written warm and evicted in turn.
+    assert!(c.compact().expect("compact"));
+    assert_eq!(e.stats().tier_segments, [0, 1, 0]);
+    assert!(e.run_mover().expect("mover"));
+    assert_eq!(e.stats().tier_segments, [0, 0, 1]);
+    assert_three_segments(&c);
+    assert_all(&c, 300..320, 4.0);
+    e.close().expect("close");
+    // Nothing was lost by evicting: a restore elsewhere has it all.
+    let e = open(&MemStorage::new(), &cold);
+    let c = coll(&e);
+    assert_three_segments(&c);
+    assert_all(&c, 300..320, 4.0);
+}
+
+#[test]
+fn a_hot_budget_copies_the_most_read_segments_into_ram() {
+    let cold: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    three_segments(&cold);
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let b = MemStorage::new();
+    let mut o = opts(&b, Arc::clone(&cold));
+    o.clock = clock.clone();
+    o.tiers.min_residence = Duration::from_secs(1);
+    o.tiers.admit_frequency = 1.0;
+    // Room for all three in RAM.
+    o.tiers.hot_bytes = 1 << 20;
+    let e = Engine::open(o).expect("open");
+    let c = coll(&e);
+    assert_three_segments(&c);
+    assert_eq!(e.stats().tier_segments, [0, 3, 0]);
+    // Just promoted: the minimum residence holds them warm.
+    assert!(!e.run_mover().expect("mover"));
+    clock.advance(2_000);
+    assert!(e.run_mover().expect("mover"));
+    let st = e.stats();
+    assert_eq!(st.tier_segments, [3, 0, 0], "{st:?}");
+    assert_eq!(st.tier_moves[0], 3);
+    assert_three_segments(&c);
+    assert!(e.stats().tier_hits[0] > 0, "reads now hit RAM");
+}
+
+#[test]
+fn reads_stay_exact_while_the_mover_and_reads_move_segments_between_tiers() {
+    let cold: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    three_segments(&cold);
+    let seg_bytes: u64 = cold
+        .list(layout::SEGMENTS)
+        .expect("list")
+        .iter()
+        .filter(|m| layout::segment_id(&m.name).is_some())
+        .map(|m| m.size)
+        .max()
+        .expect("segments");
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let b = MemStorage::new();
+    let mut o = opts(&b, Arc::clone(&cold));
+    o.clock = clock.clone();
+    o.background = true;
+    o.tiers.mover_interval = Duration::from_millis(2);
+    o.tiers.min_residence = Duration::ZERO;
+    o.tiers.admit_frequency = 0.0;
+    // Room for about one and a half segments locally, half of one in RAM: reads promote,
+    // the mover trims, segments cycle through every tier.
+    o.tiers.warm_bytes = Some(seg_bytes * 3 / 2);
+    o.tiers.hot_bytes = seg_bytes / 2 + seg_bytes / 4;
+    let e = Arc::new(Engine::open(o).expect("open"));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let e = Arc::clone(&e);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let c = coll(&e);
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    assert_three_segments(&c);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for _ in 0..200 {
+        clock.advance(50);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().expect("reader") > 0);
+    }
+    let st = e.stats();
+    assert!(
+        st.tier_moves[2] > 0 && st.tier_moves[1] > 0,
+        "segments moved both ways: {st:?}"
+    );
+    assert_eq!(st.tier_move_failures, 0, "{st:?}");
+    // (Background compaction may have merged them meanwhile.)
+    assert_eq!(st.tier_segments.iter().sum::<u64>(), st.segments);
+}
+
+mod skipping {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One write of the generated workload.
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Points `ids` around `centre` (a tight cluster: summaries can bound it).
+        Cluster {
+            ids: std::ops::Range<u64>,
+            centre: [f32; 4],
+        },
+        Delete(Vec<u64>),
+        Flush,
+    }
+
+    fn cluster_points(
+        ids: std::ops::Range<u64>,
+        centre: [f32; 4],
+        metric: Distance,
+    ) -> Vec<PointInput> {
+        let mut rng = SplitMix64::new(ids.start ^ 0x5eed);
+        ids.map(|i| {
+            let mut v = centre;
+            for x in &mut v {
+                *x += (rng.next_f32() - 0.5) * 0.2;
+            }
+            if metric == Distance::Dot {
+                // Not normalised: norms vary.
+                v.iter_mut().for_each(|x| *x *= 1.0 + (i % 3) as f32);
+            }
+            PointInput {
+                id: PointId::Num(i),
+                vector: v.to_vec(),
+                payload: None,
+            }
+        })
+        .collect()
+    }
+
+    /// Runs `ops` on an engine whose segments are all evicted to cold and on one without a
+    /// cold tier, then compares `queries` on both; returns (searched, skipped) cold segments.
+    fn compare(metric: Distance, ops: &[Op], queries: &[([f32; 4], usize)]) -> (u64, u64) {
+        let cold: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+        let mut o = opts(&MemStorage::new(), Arc::clone(&cold));
+        o.tiers.warm_bytes = Some(1);
+        o.tiers.min_residence = Duration::ZERO;
+        o.index_threshold_rows = 1_000_000; // every segment scanned exactly: equal answers
+        let mut plain = EngineOptions::with_storage(MemStorage::new().storage());
+        plain.background = false;
+        plain.index_threshold_rows = 1_000_000;
+        let engines = [
+            Engine::open(o).expect("open"),
+            Engine::open(plain).expect("open"),
+        ];
+        for e in &engines {
+            let c = e
+                .create_collection(DEFAULT_TENANT, "c", CollectionConfig::new(4, metric))
+                .expect("create");
+            for op in ops {
+                match op {
+                    Op::Cluster { ids, centre } => {
+                        c.upsert(cluster_points(ids.clone(), *centre, metric))
+                            .expect("upsert");
+                    }
+                    Op::Delete(ids) => {
+                        let ids: Vec<PointId> = ids.iter().map(|i| PointId::Num(*i)).collect();
+                        c.delete(&ids).expect("delete");
+                    }
+                    Op::Flush => {
+                        c.flush().expect("flush");
+                    }
+                }
+            }
+        }
+        engines[0].run_mover().expect("mover");
+        assert_eq!(engines[0].stats().tier_segments[..2], [0, 0], "all evicted");
+        let (tiered, plain) = (coll(&engines[0]), coll(&engines[1]));
+        for (q, k) in queries {
+            let mut req = SearchRequest::new(q.to_vec(), *k);
+            req.exact = true;
+            let a = tiered.search_report(&req).expect("search");
+            let b = plain.search(&req).expect("search");
+            let ids = |v: &[ScoredPoint]| v.iter().map(|p| (p.id, p.score)).collect::<Vec<_>>();
+            assert_eq!(ids(&a.points), ids(&b), "{metric:?} q={q:?} k={k}");
+            // Leaving cold segments out is partial and says so.
+            req.cold = ColdReads::Skip;
+            let partial = tiered.search_report(&req).expect("search");
+            assert_eq!(partial.cold_searched + partial.cold_skipped, 0);
+            assert_eq!(
+                partial.cold_left_out,
+                engines[0].stats().tier_segments[2],
+                "every cold segment left out"
+            );
+        }
+        let st = engines[0].stats();
+        (st.search_cold_segments[0], st.search_cold_segments[1])
+    }
+
+    fn metric() -> impl Strategy<Value = Distance> {
+        prop_oneof![
+            Just(Distance::Euclid),
+            Just(Distance::Dot),
+            Just(Distance::Cosine)
+        ]
+    }
+
+    fn point() -> impl Strategy<Value = [f32; 4]> {
+        prop::array::uniform4(-20.0f32..20.0)
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<Op>> {
+        prop::collection::vec(
+            prop_oneof![
+                4 => (0u64..300, 1u64..60, point()).prop_map(|(a, n, centre)| Op::Cluster { ids: a..a + n, centre }),
+                1 => prop::collection::vec(0u64..360, 1..10).prop_map(Op::Delete),
+                3 => Just(Op::Flush),
+            ],
+            1..14,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+        #[test]
+        fn skipping_cold_segments_returns_exactly_the_full_search(
+            metric in metric(),
+            ops in ops(),
+            queries in prop::collection::vec((point(), 1usize..12), 1..6),
+        ) {
+            compare(metric, &ops, &queries);
+        }
+    }
+
+    #[test]
+    fn far_clusters_are_skipped() {
+        // Eight segments, each a cluster far from the others; queries near one cluster read
+        // that segment and skip the rest.
+        let mut ops = Vec::new();
+        for s in 0..8u64 {
+            let c = s as f32 * 10.0;
+            ops.push(Op::Cluster {
+                ids: s * 50..s * 50 + 50,
+                centre: [c, -c, c, 1.0],
+            });
+            ops.push(Op::Flush);
+        }
+        let queries: Vec<([f32; 4], usize)> = (0..8)
+            .map(|s| {
+                (
+                    [s as f32 * 10.0, -(s as f32) * 10.0, s as f32 * 10.0, 1.0],
+                    5,
+                )
+            })
+            .collect();
+        let (searched, skipped) = compare(Distance::Euclid, &ops, &queries);
+        assert!(skipped >= 8 * 6, "searched {searched}, skipped {skipped}");
+    }
 }

@@ -145,6 +145,22 @@ pub struct SettingsArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cold_gc_grace: Option<String>,
+    /// Bytes of segment files held in RAM (hot tier), e.g. 4GiB.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hot_bytes: Option<String>,
+    /// Bytes of segment files kept on local disk (needs a cold store), e.g. 100GiB.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm_bytes: Option<String>,
+    /// Least time in a tier before the policy moves a segment again.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier_min_residence: Option<String>,
+    /// Age of the oldest unflushed write that triggers a flush.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memtable_max_age: Option<String>,
 }
 
 impl SettingsArgs {

@@ -32,6 +32,36 @@ pub enum WalAck {
     None,
 }
 
+/// A text setting that the environment may spell as a number (`STRATA_WARM_BYTES=1`,
+/// `STRATA_REQUEST_TIMEOUT=90`): figment types `1` as an integer.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Text {
+    S(String),
+    U(u64),
+    I(i64),
+    F(f64),
+}
+
+impl From<Text> for String {
+    fn from(t: Text) -> String {
+        match t {
+            Text::S(s) => s,
+            Text::U(n) => n.to_string(),
+            Text::I(n) => n.to_string(),
+            Text::F(n) => n.to_string(),
+        }
+    }
+}
+
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Text::deserialize(d).map(String::from)
+}
+
+fn text_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<Text>::deserialize(d).map(|t| t.map(String::from))
+}
+
 /// Everything `strata serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -55,8 +85,10 @@ pub struct Config {
     /// PEM file (RSA or EC public keys) or JWKS file for RS256/ES256 tokens.
     pub jwt_public_keys: Option<PathBuf>,
     /// Longest token lifetime accepted (`exp - iat`), e.g. `30d`.
+    #[serde(deserialize_with = "text")]
     pub jwt_max_ttl: String,
     /// Clock skew allowed on `exp`, `nbf`, `iat`.
+    #[serde(deserialize_with = "text")]
     pub jwt_leeway: String,
     /// Tokio worker threads (0 = one per core).
     pub worker_threads: usize,
@@ -73,6 +105,7 @@ pub struct Config {
     /// Largest `limit + offset` of a search, query or scroll.
     pub max_limit: usize,
     /// Deadline of a request (a write not logged by then is refused, not applied).
+    #[serde(deserialize_with = "text")]
     pub request_timeout: String,
     /// Cold tier URL (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///path`); none = one
     /// local tier.
@@ -88,15 +121,31 @@ pub struct Config {
     /// Allow an `http://` S3 endpoint.
     pub s3_allow_http: bool,
     /// Connect timeout of an object-store request.
+    #[serde(deserialize_with = "text")]
     pub s3_connection_timeout: String,
     /// Timeout of one object-store request.
+    #[serde(deserialize_with = "text")]
     pub s3_request_timeout: String,
     /// Retries of a failed object-store request.
     pub s3_retry_count: usize,
     /// Newest manifest generations kept in the cold store.
     pub cold_retain_manifests: usize,
     /// How long an unreferenced cold object waits before it is deleted.
+    #[serde(deserialize_with = "text")]
     pub cold_gc_grace: String,
+    /// Bytes of segment files held in RAM (hot tier).
+    #[serde(deserialize_with = "text")]
+    pub hot_bytes: String,
+    /// Bytes of segment files kept on local disk (hot + warm) with a cold tier; unlimited
+    /// when unset.
+    #[serde(deserialize_with = "text_opt")]
+    pub warm_bytes: Option<String>,
+    /// Least time a segment stays in a tier before the policy moves it again.
+    #[serde(deserialize_with = "text")]
+    pub tier_min_residence: String,
+    /// Age of the oldest unflushed write that triggers a flush.
+    #[serde(deserialize_with = "text")]
+    pub memtable_max_age: String,
 }
 
 impl Default for Config {
@@ -132,6 +181,10 @@ impl Default for Config {
             s3_retry_count: 3,
             cold_retain_manifests: 10,
             cold_gc_grace: "1h".into(),
+            hot_bytes: "0".into(),
+            warm_bytes: None,
+            tier_min_residence: "30s".into(),
+            memtable_max_age: "60s".into(),
         }
     }
 }
@@ -310,6 +363,26 @@ pub const SETTINGS: &[Setting] = &[
         default: "1h",
         help: "how long a cold object must be unreferenced by every retained manifest before it is deleted (at least 1m)",
     },
+    Setting {
+        key: "hot_bytes",
+        default: "0",
+        help: "bytes of segment files copied into RAM (hot tier) for the most read segments, e.g. `4GiB`; 0: none (warm files are mapped and the page cache keeps what is read)",
+    },
+    Setting {
+        key: "warm_bytes",
+        default: "(unlimited)",
+        help: "bytes of segment files kept on local disk, hot ones included, e.g. `100GiB`; the least read of the rest are evicted to the cold store (only their small meta files stay local). Needs `STRATA_COLD_STORE_URL`",
+    },
+    Setting {
+        key: "tier_min_residence",
+        default: "30s",
+        help: "least time a segment stays in a tier before the policy moves it again (no flapping)",
+    },
+    Setting {
+        key: "memtable_max_age",
+        default: "60s",
+        help: "age of the oldest unflushed write that triggers a flush: bounds WAL replay and, with a cold store, what a restore from it alone can miss",
+    },
 ];
 
 /// `STRATA_*` variables that are not settings (test knobs), never warned about.
@@ -338,6 +411,27 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .and_then(|n| n.checked_mul(mul))
         .map(Duration::from_secs)
         .ok_or_else(|| format!("{s:?} is not a duration (use e.g. 30s, 15m, 24h, 7d)"))
+}
+
+/// Parses a byte size: a number with an optional unit `K`, `M`, `G`, `T` (powers of 1024;
+/// `KiB`, `KB`, `k` … accepted alike) or `B`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim().to_ascii_lowercase();
+    let shift = match unit.trim_end_matches('b').trim_end_matches('i') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(format!("{s:?} is not a size (use e.g. 512MiB, 4GiB, 1T)")),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("{s:?} is not a size (use e.g. 512MiB, 4GiB, 1T)"))
 }
 
 fn named(key: &str) -> String {
@@ -412,6 +506,8 @@ impl Config {
             "s3_connection_timeout",
             "s3_request_timeout",
             "cold_gc_grace",
+            "tier_min_residence",
+            "memtable_max_age",
         ] {
             let v = match key {
                 "jwt_max_ttl" => &self.jwt_max_ttl,
@@ -419,6 +515,8 @@ impl Config {
                 "s3_connection_timeout" => &self.s3_connection_timeout,
                 "s3_request_timeout" => &self.s3_request_timeout,
                 "cold_gc_grace" => &self.cold_gc_grace,
+                "tier_min_residence" => &self.tier_min_residence,
+                "memtable_max_age" => &self.memtable_max_age,
                 _ => &self.request_timeout,
             };
             let d = parse_duration(v)
@@ -429,7 +527,7 @@ impl Config {
                     named(key)
                 );
             }
-            if key.ends_with("timeout") && d.is_zero() {
+            if (key.ends_with("timeout") || key == "memtable_max_age") && d.is_zero() {
                 anyhow::bail!("invalid setting {}: must be at least 1s", named(key));
             }
         }
@@ -473,6 +571,25 @@ impl Config {
         }
         if self.cold_retain_manifests == 0 {
             bail_named("cold_retain_manifests", "must be at least 1")?;
+        }
+        let hot =
+            parse_bytes(&self.hot_bytes).or_else(|e| bail_named("hot_bytes", &e).map(|_| 0))?;
+        if let Some(w) = &self.warm_bytes {
+            let warm = parse_bytes(w).or_else(|e| bail_named("warm_bytes", &e).map(|_| 0))?;
+            if self.cold_store_url.is_none() {
+                bail_named(
+                    "warm_bytes",
+                    "set, but no cold store is configured (cold_store_url): nothing could be evicted",
+                )?;
+            }
+            if warm < hot {
+                bail_named(
+                    "warm_bytes",
+                    &format!(
+                        "{warm} bytes is less than hot_bytes ({hot}); hot segments also count as local"
+                    ),
+                )?;
+            }
         }
         match self.cold_config() {
             Ok(_) => {}
@@ -531,6 +648,24 @@ impl Config {
             e
         })?;
         Ok(Some(c))
+    }
+
+    /// Parsed `hot_bytes` and `warm_bytes` (validated by [`Config::validate`]).
+    pub fn tier_budgets(&self) -> (u64, Option<u64>) {
+        (
+            parse_bytes(&self.hot_bytes).unwrap_or(0),
+            self.warm_bytes.as_deref().and_then(|w| parse_bytes(w).ok()),
+        )
+    }
+
+    /// Parsed `tier_min_residence`.
+    pub fn min_residence(&self) -> Duration {
+        parse_duration(&self.tier_min_residence).unwrap_or(Duration::from_secs(30))
+    }
+
+    /// Parsed `memtable_max_age`.
+    pub fn memtable_age(&self) -> Duration {
+        parse_duration(&self.memtable_max_age).unwrap_or(Duration::from_secs(60))
     }
 
     /// Parsed `cold_gc_grace`.
@@ -632,5 +767,44 @@ mod tests {
             Duration::from_secs(86_400)
         );
         assert_eq!(parse_duration("90").expect("90"), Duration::from_secs(90));
+    }
+    #[test]
+    fn tier_budgets_parse_sizes_and_name_bad_ones() {
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("4G"), Ok(4 << 30));
+        assert_eq!(parse_bytes(" 2 kb "), Ok(2048));
+        assert_eq!(parse_bytes("1T"), Ok(1 << 40));
+        for bad in ["", "x", "1.5G", "-1", "4 parsecs", "99999999999999999999T"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+        let load = |toml: &str| {
+            let d = tempfile::tempdir().expect("tempdir");
+            let f = d.path().join("strata.toml");
+            std::fs::write(&f, toml).expect("write");
+            Config::load(Some(&f), Default::default()).map_err(|e| e.to_string())
+        };
+        let c = load("hot_bytes = \"1GiB\"\n").expect("hot alone is fine");
+        assert_eq!(c.tier_budgets(), (1 << 30, None));
+        let e = load("hot_bytes = \"lots\"\n").expect_err("bad size");
+        assert!(e.contains("STRATA_HOT_BYTES (hot_bytes)"), "{e}");
+        let c = load("hot_bytes = 4096\nmemtable_max_age = 90\n").expect("numbers as text");
+        assert_eq!(c.tier_budgets(), (4096, None));
+        assert_eq!(c.memtable_age(), Duration::from_secs(90));
+        let e = load("warm_bytes = \"10GiB\"\n").expect_err("no cold store");
+        assert!(
+            e.contains("STRATA_WARM_BYTES") && e.contains("cold_store_url"),
+            "{e}"
+        );
+        let cold = "cold_store_url = \"memory://\"\n";
+        let e = load(&format!("{cold}hot_bytes = \"2G\"\nwarm_bytes = \"1G\"\n"))
+            .expect_err("warm below hot");
+        assert!(
+            e.contains("STRATA_WARM_BYTES") && e.contains("hot_bytes"),
+            "{e}"
+        );
+        let c = load(&format!("{cold}hot_bytes = \"1G\"\nwarm_bytes = \"10G\"\n"))
+            .expect("valid budgets");
+        assert_eq!(c.tier_budgets(), (1 << 30, Some(10 << 30)));
     }
 }

@@ -72,6 +72,9 @@ fn engine_options(cfg: &Config) -> anyhow::Result<EngineOptions> {
     };
     o.max_batch_points = cfg.max_batch_points;
     o.max_result_window = cfg.max_limit;
+    (o.tiers.hot_bytes, o.tiers.warm_bytes) = cfg.tier_budgets();
+    o.tiers.min_residence = cfg.min_residence();
+    o.memtable_max_age = cfg.memtable_age();
     Ok(o)
 }
 

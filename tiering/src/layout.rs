@@ -8,6 +8,7 @@
 //! MANIFEST                      the root of recovery (blob store, replaced atomically)
 //! manifests/{generation:020}    cold store only: every manifest written, create-only
 //! segments/{id:020}.seg         immutable segment files (blob store)
+//! segments/{id:020}.meta        a segment's meta file: what stays local when the segment is cold
 //! {first_lsn:020}.wal           write-ahead log files (log store; locally under wal/)
 //! LOCK                          flock of the process owning a local data directory
 //! jwt-secret                    the generated HS256 secret of the server (local only)
@@ -35,6 +36,7 @@ pub const JWT_SECRET: &str = "jwt-secret";
 pub const TMP_SUFFIX: &str = ".tmp";
 
 const SEGMENT_EXT: &str = ".seg";
+const META_EXT: &str = ".meta";
 const WAL_EXT: &str = ".wal";
 
 /// Blob name of segment `id`.
@@ -45,6 +47,22 @@ pub fn segment(id: u64) -> String {
 /// The segment id a blob name stands for, if it is a segment name.
 pub fn segment_id(name: &str) -> Option<u64> {
     parse_number(name.strip_prefix(SEGMENTS)?.strip_suffix(SEGMENT_EXT)?)
+}
+
+/// Blob name of segment `id`'s meta file.
+pub fn segment_meta(id: u64) -> String {
+    format!("{SEGMENTS}{id:020}{META_EXT}")
+}
+
+/// The segment id a meta file name stands for, if it is one.
+pub fn segment_meta_id(name: &str) -> Option<u64> {
+    parse_number(name.strip_prefix(SEGMENTS)?.strip_suffix(META_EXT)?)
+}
+
+/// The segment id of a segment file or of its meta file: both are immutable once written, and
+/// both follow the segment through the tiers (the meta file is never evicted).
+pub fn segment_blob_id(name: &str) -> Option<u64> {
+    segment_id(name).or_else(|| segment_meta_id(name))
 }
 
 /// Cold-store name of manifest generation `g`.
@@ -85,6 +103,11 @@ mod tests {
         assert_eq!(wal_first_lsn(&wal_file(42)), Some(42));
         assert_eq!(manifest_generation_of(&manifest_generation(9)), Some(9));
         assert_eq!(manifest_generation_of("manifests/x"), None);
+        assert_eq!(segment_meta_id(&segment_meta(7)), Some(7));
+        assert_eq!(segment_id(&segment_meta(7)), None);
+        assert_eq!(segment_blob_id(&segment_meta(7)), Some(7));
+        assert_eq!(segment_blob_id(&segment(8)), Some(8));
+        assert_eq!(segment_meta_id(&segment(8)), None);
         for bad in [
             "segments/x.seg",
             "segments/.seg",

@@ -7,6 +7,9 @@
 //!  open ─▶ local? ─yes─▶ mapped blob
 //!           └─no──▶ single-flight fetch from cold ─▶ local put ─▶ mapped blob
 //!  delete ─▶ local only; the cold copy stays until garbage collection (below)
+//!  evict ─▶ (cold copy known) ─▶ local delete          the warm → cold move
+//!  promote ─▶ parallel ranged GETs ─▶ verify (caller) ─▶ local put (temp, fsync, rename)
+//!  read_cold ─▶ ranged GETs, nothing kept locally     streaming a cold blob
 //! ```
 //!
 //! - **A manifest names only uploaded blobs**: a segment put returns only once the cold copy
@@ -111,6 +114,18 @@ impl fmt::Debug for TieredStore {
             .field("opts", &self.opts)
             .finish_non_exhaustive()
     }
+}
+
+/// Part size of a promotion's ranged GETs.
+pub(crate) const PROMOTE_PART_BYTES: u64 = 8 << 20;
+/// Ranged GETs of one promotion in flight at once.
+pub(crate) const PROMOTE_PARALLELISM: usize = 4;
+
+fn note_fetch(name: &str, bytes: usize, started: std::time::Instant) {
+    metrics::counter!("strata_tier_fetches_total").increment(1);
+    metrics::counter!("strata_tier_fetched_bytes_total").increment(bytes as u64);
+    metrics::histogram!("strata_tier_fetch_seconds").record(started.elapsed().as_secs_f64());
+    tracing::debug!(blob = name, bytes, "fetched from the cold store");
 }
 
 fn newest_generation(cold: &dyn BlobStore) -> StoreResult<Option<u64>> {
@@ -222,7 +237,7 @@ impl TieredStore {
             let s = lock(&self.state);
             names
                 .iter()
-                .filter(|n| layout::segment_id(n).is_some() && !s.in_cold.contains(*n))
+                .filter(|n| layout::segment_blob_id(n).is_some() && !s.in_cold.contains(*n))
                 .collect()
         };
         for name in missing {
@@ -320,35 +335,151 @@ impl TieredStore {
 
     /// Copies `name` from cold to local unless another thread did it meanwhile.
     fn fetch(&self, name: &str) -> StoreResult<()> {
+        self.single_flight(name, || {
+            if self.is_local(name)? {
+                return Ok(());
+            }
+            let started = std::time::Instant::now();
+            let blob = self.cold.open(name)?;
+            self.local.put(name, blob.as_bytes(), PutMode::Overwrite)?;
+            note_fetch(name, blob.len(), started);
+            Ok(())
+        })
+    }
+
+    /// True when `name` has a local copy (warm or hot), false when only the cold store has it.
+    pub fn is_local(&self, name: &str) -> StoreResult<bool> {
+        match self.local.head(name) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the local copy of `name`, which stays readable from the cold store (the move to
+    /// the cold tier). Refused unless the cold copy exists: a blob is never left in no tier.
+    pub fn evict(&self, name: &str) -> StoreResult<()> {
+        self.check_fence(name)?;
+        if !lock(&self.state).in_cold.contains(name) {
+            self.cold.head(name)?;
+            lock(&self.state).in_cold.insert(name.to_string());
+        }
+        self.local.delete(name)?;
+        metrics::counter!("strata_tier_evictions_total").increment(1);
+        Ok(())
+    }
+
+    /// Copies `name` (`len` bytes) from the cold store to local (the move to the warm tier):
+    /// parts of 8 MiB are fetched by up to 4 ranged GETs
+    /// at once, `verify` checks the assembled bytes (the caller knows the format), and only then
+    /// are they written locally (temp file, fsync, rename). Single flight: concurrent calls for
+    /// one name share the download; a name already local is left alone.
+    pub fn promote(
+        &self,
+        name: &str,
+        len: u64,
+        verify: &dyn Fn(&[u8]) -> Result<(), String>,
+    ) -> StoreResult<()> {
+        self.single_flight(name, || {
+            if self.is_local(name)? {
+                return Ok(());
+            }
+            let started = std::time::Instant::now();
+            let bytes = self.download(name, len)?;
+            verify(&bytes).map_err(|why| StoreError::Io {
+                op: "verifying",
+                location: self.cold.location(name),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+            })?;
+            self.local.put(name, &bytes, PutMode::Overwrite)?;
+            note_fetch(name, bytes.len(), started);
+            Ok(())
+        })
+    }
+
+    /// Reads `ranges` of `name` from the cold store without keeping anything locally (a read
+    /// the policy streams instead of promoting). A name deleted through this store is still
+    /// read while its cold copy exists (garbage collection waits `gc_grace`): a read that
+    /// started before a compaction replaced a segment finishes on it.
+    pub fn read_cold(&self, name: &str, ranges: &[Range<u64>]) -> StoreResult<Vec<Vec<u8>>> {
+        let started = std::time::Instant::now();
+        let out = self.cold.read_ranges(name, ranges)?;
+        metrics::counter!("strata_tier_streamed_bytes_total")
+            .increment(out.iter().map(|b| b.len() as u64).sum());
+        metrics::histogram!("strata_tier_fetch_seconds").record(started.elapsed().as_secs_f64());
+        Ok(out)
+    }
+
+    /// The whole of `name` by parallel ranged GETs.
+    fn download(&self, name: &str, len: u64) -> StoreResult<Vec<u8>> {
+        let parts: Vec<Range<u64>> = (0..len.div_ceil(PROMOTE_PART_BYTES))
+            .map(|i| i * PROMOTE_PART_BYTES..((i + 1) * PROMOTE_PART_BYTES).min(len))
+            .collect();
+        if parts.len() <= 1 {
+            let mut got = self.cold.read_ranges(name, &parts)?;
+            return Ok(got.pop().unwrap_or_default());
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<StoreResult<Vec<u8>>>>> =
+            Mutex::new((0..parts.len()).map(|_| None).collect());
+        std::thread::scope(|scope| {
+            for _ in 0..PROMOTE_PARALLELISM.min(parts.len()) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(part) = parts.get(i) else { return };
+                        let got = self
+                            .cold
+                            .read_ranges(name, std::slice::from_ref(part))
+                            .map(|mut v| v.pop().unwrap_or_default());
+                        let failed = got.is_err();
+                        lock(&results)[i] = Some(got);
+                        if failed {
+                            // The others stop at their next part.
+                            next.store(parts.len(), std::sync::atomic::Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let mut bytes = Vec::with_capacity(len as usize);
+        for (part, got) in parts.iter().zip(
+            results
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ) {
+            match got {
+                Some(Ok(b)) if b.len() as u64 == part.end - part.start => bytes.extend(b),
+                Some(Err(e)) => return Err(e),
+                _ => {
+                    return Err(StoreError::Io {
+                        op: "downloading",
+                        location: self.cold.location(name),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("part {}..{} missing or short", part.start, part.end),
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Runs `f` for `name` with no other single-flight call for `name` running.
+    fn single_flight<T>(&self, name: &str, f: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
         let flight = Arc::clone(
             lock(&self.fetching)
                 .entry(name.to_string())
                 .or_insert_with(|| Arc::new(Mutex::new(()))),
         );
-        let _one = lock(&flight);
-        let res = match self.local.head(name) {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => {
-                let started = std::time::Instant::now();
-                let blob = self.cold.open(name)?;
-                self.local.put(name, blob.as_bytes(), PutMode::Overwrite)?;
-                metrics::counter!("strata_tier_fetches_total").increment(1);
-                metrics::counter!("strata_tier_fetched_bytes_total").increment(blob.len() as u64);
-                metrics::histogram!("strata_tier_fetch_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                tracing::debug!(
-                    blob = name,
-                    bytes = blob.len(),
-                    "fetched from the cold store"
-                );
-                Ok(())
-            }
-            Err(e) => Err(e),
-        };
-        drop(_one);
-        let mut f = lock(&self.fetching);
-        if f.get(name).is_some_and(|a| Arc::strong_count(a) <= 2) {
-            f.remove(name);
+        let one = lock(&flight);
+        let res = f();
+        drop(one);
+        let mut all = lock(&self.fetching);
+        if all.get(name).is_some_and(|a| Arc::strong_count(a) <= 2) {
+            all.remove(name);
         }
         res
     }
@@ -461,7 +592,7 @@ impl BlobStore for TieredStore {
         // Segments are create-only in cold: ids are never reused, so a taken name is either our
         // own earlier attempt (same bytes: fine) or another writer's segment, which must never
         // be overwritten. Other blobs follow the caller's mode.
-        let cold_mode = if layout::segment_id(name).is_some() || mode == PutMode::Create {
+        let cold_mode = if layout::segment_blob_id(name).is_some() || mode == PutMode::Create {
             PutMode::Create
         } else {
             PutMode::Overwrite

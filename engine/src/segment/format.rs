@@ -13,6 +13,7 @@
 //! merges. Sections are aligned so that vectors and neighbour lists are used in place.
 
 use crate::codec::{DecodeError, Reader, Writer, crc};
+use crate::types::Distance;
 
 pub(crate) const MAGIC: &[u8; 8] = b"STRATSEG";
 pub(crate) const VERSION: u32 = 1;
@@ -185,4 +186,46 @@ pub(crate) fn decode_prefix(
         let _ = r.u32("reserved")?;
     }
     Ok((h, table))
+}
+
+/// Checks a decoded header's values (distance, dimension, flags, graph widths) and returns the
+/// distance and each section's expected length (`None`: any length, for payload data).
+pub(crate) fn check_header(
+    h: &Header,
+) -> Result<(Distance, [Option<u64>; SECTION_COUNT]), DecodeError> {
+    let err = |offset: usize, what: String| DecodeError { offset, what };
+    let distance = Distance::from_tag(h.distance)
+        .ok_or_else(|| err(12, format!("unknown distance tag {}", h.distance)))?;
+    let rows = h.rows as u64;
+    let dim = h.dim as u64;
+    if dim == 0 || dim > crate::types::MAX_DIM as u64 {
+        return Err(err(32, format!("dimension {dim} out of range")));
+    }
+    let has_graph = h.flags & FLAG_GRAPH != 0;
+    if h.flags & !FLAG_GRAPH != 0 {
+        return Err(err(13, format!("unknown flags {:#x}", h.flags)));
+    }
+    if has_graph && (h.graph_l0_width > 4096 || h.graph_up_width > 4096) {
+        return Err(err(52, "graph list width out of range".into()));
+    }
+    // rows < 2^32, dim <= 2^16 and widths <= 4096: none of these products overflow u64.
+    let g = |x: u64| if has_graph { x } else { 0 };
+    Ok((
+        distance,
+        [
+            Some(rows * dim * 4),
+            Some(rows),
+            Some(rows * 16),
+            Some(rows * 8),
+            Some((rows + 1) * 8),
+            None,
+            Some(h.tombstones as u64 * TOMBSTONE_LEN as u64),
+            Some(g(rows)),
+            Some(g(rows * (1 + h.graph_l0_width as u64) * 4)),
+            Some(g(rows * 4)),
+            Some(g(h.graph_upper_lists as u64
+                * (1 + h.graph_up_width as u64)
+                * 4)),
+        ],
+    ))
 }

@@ -1,21 +1,35 @@
 //! Immutable segments: sealed memtables and compaction outputs.
 //!
-//! A [`Segment`] is a validated file view ([`SegmentData`]) plus in-memory state: a bitmap of
-//! rows that a newer version (in the memtable or another segment) has shadowed. The file never
-//! changes; the bitmap is rebuilt at start-up from versions and tombstones.
+//! A [`Segment`] is its always-resident meta file ([`SegmentMeta`]: ids, versions, tombstones),
+//! a body ([`SegmentData`], the whole validated file) that is hot (heap), warm (mapped) or cold
+//! (absent: only the object store has it), and in-memory state: a bitmap of rows that a newer
+//! version (in the memtable or another segment) has shadowed, and access statistics for the
+//! tiering policy. The file never changes; the bitmap is rebuilt at start-up from versions and
+//! tombstones (the meta file holds both, so a cold segment needs no download for it).
+//!
+//! ```text
+//! Segment ─ meta: SegmentMeta (always)        lookups, shadowing, counts, scroll order
+//!         └ body: Hot(Arc<SegmentData>) | Warm(Arc<SegmentData>) | Cold
+//!                 vectors, payloads, graph: a read takes the Arc (swapped atomically by a
+//!                 move; readers of the old body finish on it) or loads a cold body first
+//! ```
 
 pub(crate) mod format;
 pub(crate) mod graph;
+pub(crate) mod meta;
 mod reader;
+pub(crate) mod summary;
 pub(crate) mod writer;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use serde_json::Value;
 
+pub(crate) use meta::SegmentMeta;
 pub(crate) use reader::SegmentData;
 pub use reader::Verify;
+use strata_tiering::policy::{Access, Tier};
 
 use crate::columns::{Column, ColumnCache};
 use crate::filter::{Fields, Filter};
@@ -96,7 +110,7 @@ impl RowFilter<'_> {
         match self.filter {
             None => true,
             Some(f) => f.matches_fields(
-                self.seg.data.id(row),
+                self.seg.meta.id(row),
                 &RowFields {
                     keys: &self.keys,
                     cols: &self.cols,
@@ -108,35 +122,164 @@ impl RowFilter<'_> {
 
     /// Matching live rows.
     pub(crate) fn count(&self) -> u64 {
-        (0..self.seg.data.rows())
+        (0..self.seg.meta.rows())
             .filter(|r| self.allows(*r))
             .count() as u64
     }
 }
 
-/// A sealed segment with its shadow bitmap.
+/// Where a segment's body is.
+#[derive(Clone, Debug)]
+pub(crate) enum Body {
+    /// Bytes in process RAM (a heap copy; an unwritten sealed memtable is hot too).
+    Hot(Arc<SegmentData>),
+    /// The whole file local, mapped.
+    Warm(Arc<SegmentData>),
+    /// Only in the cold store: reads load it first (stream or promote).
+    Cold,
+}
+
+impl Body {
+    pub(crate) fn tier(&self) -> Tier {
+        match self {
+            Body::Hot(_) => Tier::Hot,
+            Body::Warm(_) => Tier::Warm,
+            Body::Cold => Tier::Cold,
+        }
+    }
+    fn data(&self) -> Option<&Arc<SegmentData>> {
+        match self {
+            Body::Hot(d) | Body::Warm(d) => Some(d),
+            Body::Cold => None,
+        }
+    }
+}
+
+/// The error every read of a body that is not resident gets (the caller loads it first).
+pub(crate) fn not_resident(id: u64) -> crate::error::Error {
+    crate::error::Error::new(
+        crate::error::ErrorKind::Internal,
+        format!("segment {id} is cold: its body must be loaded before this read"),
+    )
+}
+
+/// A sealed segment: meta (always resident), body (hot, warm or cold) and shadow bitmap.
 #[derive(Debug)]
 pub(crate) struct Segment {
-    pub(crate) data: SegmentData,
+    pub(crate) meta: SegmentMeta,
+    body: RwLock<Body>,
+    /// When the body entered its tier (ms, engine clock).
+    since: AtomicU64,
+    access: Mutex<Access>,
+    /// Held by every tier move and load of this segment (single flight).
+    moving: Mutex<()>,
     dead: Vec<AtomicU64>,
     dead_count: AtomicU64,
     /// True once the file is durable and may be named in the manifest.
     persisted: AtomicBool,
+    /// Set when a compaction replaced this segment: reads still running on it finish, but a
+    /// cold body is streamed, never promoted (its files are being deleted).
+    retired: AtomicBool,
 }
 
 impl Segment {
-    pub(crate) fn new(data: SegmentData, persisted: bool) -> Segment {
-        let words = (data.rows() as usize).div_ceil(64);
+    pub(crate) fn new(meta: SegmentMeta, body: Body, persisted: bool, now_ms: u64) -> Segment {
+        let words = (meta.rows() as usize).div_ceil(64);
         Segment {
-            data,
+            meta,
+            body: RwLock::new(body),
+            since: AtomicU64::new(now_ms),
+            access: Mutex::new(Access::new()),
+            moving: Mutex::new(()),
             dead: (0..words).map(|_| AtomicU64::new(0)).collect(),
             dead_count: AtomicU64::new(0),
             persisted: AtomicBool::new(persisted),
+            retired: AtomicBool::new(false),
         }
     }
 
+    /// Marks this segment replaced (see the field).
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// A segment whose body is `data` (in RAM: hot), meta derived from it.
+    pub(crate) fn in_ram(data: SegmentData, now_ms: u64) -> crate::error::Result<Segment> {
+        let meta = SegmentMeta::open(strata_tiering::Blob::from_bytes(&data.meta_bytes(false)))
+            .map_err(|e| {
+                crate::error::Error::corruption(format!("meta of a fresh segment rejected: {e}"))
+            })?;
+        Ok(Segment::new(meta, Body::Hot(Arc::new(data)), false, now_ms))
+    }
+
     pub(crate) fn id(&self) -> u64 {
-        self.data.segment_id()
+        self.meta.segment_id()
+    }
+
+    /// The body, if resident (hot or warm).
+    pub(crate) fn body(&self) -> Option<Arc<SegmentData>> {
+        self.body
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .data()
+            .cloned()
+    }
+
+    /// The current tier.
+    pub(crate) fn tier(&self) -> Tier {
+        self.body
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .tier()
+    }
+
+    /// When the body entered its current tier.
+    pub(crate) fn since(&self) -> u64 {
+        self.since.load(Ordering::Acquire)
+    }
+
+    /// Swaps the body (a tier move); readers holding the old one finish on it.
+    pub(crate) fn set_body(&self, body: Body, now_ms: u64) {
+        *self
+            .body
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = body;
+        self.since.store(now_ms, Ordering::Release);
+    }
+
+    /// Serialises tier moves and loads of this segment.
+    pub(crate) fn move_lock(&self) -> MutexGuard<'_, ()> {
+        self.moving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// True while a move or load holds [`Segment::move_lock`].
+    pub(crate) fn is_moving(&self) -> bool {
+        matches!(
+            self.moving.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        )
+    }
+
+    /// Records a read of the body at `now_ms`.
+    pub(crate) fn touch(&self, now_ms: u64, half_life_ms: u64) {
+        self.access
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .touch(now_ms, half_life_ms);
+    }
+
+    /// Access statistics.
+    pub(crate) fn access(&self) -> Access {
+        *self
+            .access
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// True once the file is durable (it may be named in the manifest and compacted).
@@ -174,14 +317,14 @@ impl Segment {
     }
 
     pub(crate) fn live_rows(&self) -> u64 {
-        self.data.rows() as u64 - self.dead_count.load(Ordering::Acquire)
+        self.meta.rows() as u64 - self.dead_count.load(Ordering::Acquire)
     }
 
     pub(crate) fn dead_fraction(&self) -> f64 {
-        if self.data.rows() == 0 {
+        if self.meta.rows() == 0 {
             return 0.0;
         }
-        self.dead_count.load(Ordering::Acquire) as f64 / self.data.rows() as f64
+        self.dead_count.load(Ordering::Acquire) as f64 / self.meta.rows() as f64
     }
 
     /// What this segment holds of `id`: `Some((version, Some(row)))` for a row — shadowed or
@@ -189,9 +332,10 @@ impl Segment {
     /// version among the sources it saw, which keeps a lookup consistent while a concurrent
     /// write moves `id` on — `Some((version, None))` for a tombstone, `None` otherwise.
     pub(crate) fn lookup(&self, id: PointId) -> Option<(Lsn, Option<u32>)> {
-        match self.data.find(id) {
-            Some(r) => Some((self.data.version(r), Some(r))),
-            None => self.data.find_tombstone(id).map(|l| (l, None)),
+        let ids = self.meta.ids();
+        match ids.find(id) {
+            Some(r) => Some((ids.version(r), Some(r))),
+            None => ids.find_tombstone(id).map(|l| (l, None)),
         }
     }
 
@@ -199,66 +343,62 @@ impl Segment {
     /// crash between persisting a segment and advancing the flushed LSN, replay re-applies the
     /// same write to the memtable, and exactly one copy must stay live.
     pub(crate) fn shadow(&self, id: PointId, lsn: Lsn) {
-        if let Some(row) = self.data.find(id)
-            && self.data.version(row) <= lsn
+        let ids = self.meta.ids();
+        if let Some(row) = ids.find(id)
+            && ids.version(row) <= lsn
         {
             self.mark_dead(row);
         }
     }
 
     /// `filter` prepared for this segment: decides for each row whether it is live and
-    /// matches. Payload columns come from (and go to) the engine's bounded `cache`.
+    /// matches. Payload columns come from (and go to) the engine's bounded `cache`; a filter
+    /// that reads payloads needs the `body` (refused without it).
     pub(crate) fn prepare<'a>(
         &'a self,
+        body: Option<&'a SegmentData>,
         filter: Option<&'a Filter>,
         cache: &ColumnCache,
         frozen: Option<&'a [u64]>,
-    ) -> RowFilter<'a> {
+    ) -> crate::error::Result<RowFilter<'a>> {
         let (keys, cols) = match filter {
             Some(f) if f.needs_payload() => {
+                let Some(body) = body else {
+                    return Err(not_resident(self.id()));
+                };
                 let keys = f.top_level_keys();
-                let cols = cache.get(self.id(), &keys, |missing| self.build_columns(missing));
+                let cols = cache.get(self.id(), &keys, |missing| build_columns(body, missing));
                 (keys, cols)
             }
             _ => (Vec::new(), Vec::new()),
         };
-        RowFilter {
+        Ok(RowFilter {
             seg: self,
             filter,
             keys,
             cols,
             frozen,
-        }
+        })
     }
 
-    /// Parses every payload once and extracts the `keys` columns.
-    fn build_columns(&self, keys: &[&String]) -> Vec<Column> {
-        let mut cols: Vec<Column> = vec![Vec::with_capacity(self.data.rows() as usize); keys.len()];
-        for row in 0..self.data.rows() {
-            let mut p = parse_payload(self.data.payload(row));
-            for (col, key) in cols.iter_mut().zip(keys) {
-                col.push(p.remove(key.as_str()));
-            }
-        }
-        cols
-    }
-
-    /// Top-`k` live rows matching `filter` (live by `frozen` dead bits when given).
+    /// Top-`k` live rows of `body` (this segment's) matching `filter` (live by `frozen` dead
+    /// bits when given).
     pub(crate) fn search(
         &self,
+        body: &SegmentData,
         q: &SearchQuery<'_>,
         filter: Option<&Filter>,
         cache: &ColumnCache,
         frozen: Option<&[u64]>,
-    ) -> Vec<Hit> {
-        let n = self.data.rows();
+    ) -> crate::error::Result<Vec<Hit>> {
+        let n = body.rows();
         if n == 0 || q.k == 0 || (frozen.is_none() && self.live_rows() == 0) {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        let prepared = self.prepare(filter, cache, frozen);
+        let prepared = self.prepare(Some(body), filter, cache, frozen)?;
         let mut allow = |row: u32| prepared.allows(row);
         let use_graph = !q.exact
-            && self.data.has_graph()
+            && body.has_graph()
             && match filter {
                 None => true,
                 Some(_) => {
@@ -270,19 +410,24 @@ impl Segment {
                     frac >= EXACT_FILTER_FRACTION && frac * n as f64 > q.ef as f64
                 }
             };
-        if use_graph {
-            graph::search(&self.data, q.metric, q.vector, q.k, q.ef, &mut allow)
+        Ok(if use_graph {
+            graph::search(body, q.metric, q.vector, q.k, q.ef, &mut allow)
         } else {
-            scan::top_k(
-                q.metric,
-                q.vector,
-                self.data.vectors(),
-                self.data.dim(),
-                q.k,
-                allow,
-            )
+            scan::top_k(q.metric, q.vector, body.vectors(), body.dim(), q.k, allow)
+        })
+    }
+}
+
+/// Parses every payload of `data` once and extracts the `keys` columns.
+fn build_columns(data: &SegmentData, keys: &[&String]) -> Vec<Column> {
+    let mut cols: Vec<Column> = vec![Vec::with_capacity(data.rows() as usize); keys.len()];
+    for row in 0..data.rows() {
+        let mut p = parse_payload(data.payload(row));
+        for (col, key) in cols.iter_mut().zip(keys) {
+            col.push(p.remove(key.as_str()));
         }
     }
+    cols
 }
 
 /// A similarity query as every source sees it.

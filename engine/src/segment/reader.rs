@@ -5,8 +5,9 @@ use std::ops::Range;
 use strata_tiering::Blob;
 
 use super::format::*;
+use super::meta::Ids;
 use crate::codec::{DecodeError, cast_slice, crc};
-use crate::types::{Distance, Lsn, PointId};
+use crate::types::Distance;
 
 /// How much to check when opening.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,37 +60,9 @@ impl SegmentData {
             return Err(err(0, "segment bytes are not 16-byte aligned"));
         }
         let (h, table) = decode_prefix(b)?;
-        let distance = Distance::from_tag(h.distance)
-            .ok_or_else(|| err(12, format!("unknown distance tag {}", h.distance)))?;
-        let rows = h.rows as u64;
-        let dim = h.dim as u64;
-        if dim == 0 || dim > crate::types::MAX_DIM as u64 {
-            return Err(err(32, format!("dimension {dim} out of range")));
-        }
+        let (distance, expected) = check_header(&h)?;
         let has_graph = h.flags & FLAG_GRAPH != 0;
-        if h.flags & !FLAG_GRAPH != 0 {
-            return Err(err(13, format!("unknown flags {:#x}", h.flags)));
-        }
-        if has_graph && (h.graph_l0_width > 4096 || h.graph_up_width > 4096) {
-            return Err(err(52, "graph list width out of range"));
-        }
-        // rows < 2^32, dim <= 2^16 and widths <= 4096: none of these products overflow u64.
-        let g = |x: u64| if has_graph { x } else { 0 };
-        let expected: [Option<u64>; SECTION_COUNT] = [
-            Some(rows * dim * 4),
-            Some(rows),
-            Some(rows * 16),
-            Some(rows * 8),
-            Some((rows + 1) * 8),
-            None,
-            Some(h.tombstones as u64 * TOMBSTONE_LEN as u64),
-            Some(g(rows)),
-            Some(g(rows * (1 + h.graph_l0_width as u64) * 4)),
-            Some(g(rows * 4)),
-            Some(g(h.graph_upper_lists as u64
-                * (1 + h.graph_up_width as u64)
-                * 4)),
-        ];
+        let rows = h.rows as u64;
         let mut sec: [Range<usize>; SECTION_COUNT] = Default::default();
         for (i, s) in table.iter().enumerate() {
             let entry_at = (HEADER_LEN + i * SECTION_ENTRY_LEN) as u64;
@@ -162,15 +135,14 @@ impl SegmentData {
         }
         let n = self.rows();
         let at = |s: Sec, i: usize, w: usize| (self.sec[s as usize].start + i * w) as u64;
-        for row in 0..n {
-            let tag = b[self.sec[Sec::IdTags as usize].start + row as usize];
-            if tag > 1 || (tag == 0 && self.id_value(row) > u64::MAX as u128) {
-                return Err(err(at(Sec::IdTags, row as usize, 1), "invalid point id"));
-            }
-            if row > 0 && self.id(row - 1) >= self.id(row) {
-                return Err(err(at(Sec::IdValues, row as usize, 16), "ids not sorted"));
-            }
-        }
+        self.ids().check().map_err(|(s, i, what)| {
+            let width = match s {
+                Sec::IdTags => 1,
+                Sec::IdValues => 16,
+                _ => TOMBSTONE_LEN,
+            };
+            err(at(s, i, width), what)
+        })?;
         let offs = self.u64s(Sec::PayloadOffsets);
         let data_len = self.sec[Sec::PayloadData as usize].len() as u64;
         if offs.first() != Some(&0)
@@ -181,15 +153,6 @@ impl SegmentData {
                 at(Sec::PayloadOffsets, 0, 8),
                 "payload offsets not monotonic",
             ));
-        }
-        for t in 0..self.header.tombstones as usize {
-            let e = self.tombstone(t);
-            if e.is_none() || (t > 0 && self.tombstone(t - 1).map(|x| x.0) >= e.map(|x| x.0)) {
-                return Err(err(
-                    at(Sec::Tombstones, t, TOMBSTONE_LEN),
-                    "bad or unsorted tombstone",
-                ));
-            }
         }
         if self.has_graph() {
             let h = &self.header;
@@ -251,12 +214,6 @@ impl SegmentData {
     pub(crate) fn has_graph(&self) -> bool {
         self.header.flags & FLAG_GRAPH != 0 && self.header.rows > 0
     }
-    pub(crate) fn min_lsn(&self) -> Lsn {
-        self.header.min_lsn
-    }
-    pub(crate) fn max_lsn(&self) -> Lsn {
-        self.header.max_lsn
-    }
 
     /// All vectors, row-major.
     pub(crate) fn vectors(&self) -> &[f32] {
@@ -266,18 +223,15 @@ impl SegmentData {
         let d = self.dim();
         &self.vectors()[row as usize * d..(row as usize + 1) * d]
     }
-    fn id_value(&self, row: u32) -> u128 {
-        let b = self.bytes(Sec::IdValues);
-        let i = row as usize * 16;
-        u128::from_le_bytes(b[i..i + 16].try_into().expect("16 bytes"))
-    }
-    pub(crate) fn id(&self, row: u32) -> PointId {
-        let tag = self.bytes(Sec::IdTags)[row as usize];
-        // Verified at open (Full); a HeaderOnly file with a bad tag reads as a UUID.
-        PointId::from_parts(tag, self.id_value(row)).unwrap_or(PointId::Uuid(self.id_value(row)))
-    }
-    pub(crate) fn version(&self, row: u32) -> Lsn {
-        self.u64s(Sec::Versions)[row as usize]
+    /// Ids, versions and tombstones (the sections a meta file copies).
+    pub(crate) fn ids(&self) -> Ids<'_> {
+        Ids::new(
+            self.bytes(Sec::IdTags),
+            self.bytes(Sec::IdValues),
+            self.bytes(Sec::Versions),
+            self.bytes(Sec::Tombstones),
+        )
+        .expect("sections sized and aligned at open")
     }
     pub(crate) fn payload(&self, row: u32) -> &[u8] {
         let offs = self.u64s(Sec::PayloadOffsets);
@@ -286,70 +240,30 @@ impl SegmentData {
         data.get(a..b).unwrap_or(&[])
     }
 
-    /// The row holding `id`, by binary search.
-    pub(crate) fn find(&self, id: PointId) -> Option<u32> {
-        let (mut lo, mut hi) = (0u32, self.rows());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.id(mid).cmp(&id) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(mid),
-            }
-        }
-        None
-    }
-
-    /// First row whose id is `>= id`.
-    pub(crate) fn lower_bound(&self, id: PointId) -> u32 {
-        let (mut lo, mut hi) = (0u32, self.rows());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.id(mid) < id {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
-    }
-
-    pub(crate) fn tombstone_count(&self) -> usize {
-        self.header.tombstones as usize
-    }
-
-    /// Tombstone `i`: (id, LSN of the delete).
-    pub(crate) fn tombstone(&self, i: usize) -> Option<(PointId, Lsn)> {
-        let b = self.bytes(Sec::Tombstones);
-        let e = b.get(i * TOMBSTONE_LEN..(i + 1) * TOMBSTONE_LEN)?;
-        let tag = e[0];
-        let value = u128::from_le_bytes(e[8..24].try_into().expect("16 bytes"));
-        let lsn = u64::from_le_bytes(e[24..32].try_into().expect("8 bytes"));
-        Some((PointId::from_parts(tag, value)?, lsn))
-    }
-
-    /// The delete LSN of `id` if this segment holds a tombstone for it.
-    pub(crate) fn find_tombstone(&self, id: PointId) -> Option<Lsn> {
-        let (mut lo, mut hi) = (0usize, self.tombstone_count());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let (tid, lsn) = self.tombstone(mid)?;
-            match tid.cmp(&id) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(lsn),
-            }
-        }
-        None
+    /// This segment's meta file (see [`super::meta`]), with a summary of its vectors when
+    /// `summary` (k-means: milliseconds per 10k rows, so not under the write gate).
+    pub(crate) fn meta_bytes(&self, summary: bool) -> Vec<u8> {
+        let b = self.blob.as_bytes();
+        let summary = summary.then(|| {
+            super::summary::Summary::build(self.vectors(), self.dim(), self.segment_id())
+                .encode(self.dim())
+        });
+        super::meta::encode(
+            &b[..DATA_START],
+            self.file_len(),
+            super::meta::META_SECTIONS.map(|s| self.bytes(s)),
+            summary.as_deref(),
+        )
     }
 
     /// Touches everything a reader can reach (fuzzing: must never panic on any accepted file).
     pub(crate) fn exercise(&self) {
         let rows = self.rows().min(4096);
+        let ids = self.ids();
         for r in 0..rows {
             let _ = (
-                self.id(r),
-                self.version(r),
+                ids.id(r),
+                ids.version(r),
                 self.vector(r).len(),
                 self.payload(r).len(),
             );
@@ -357,12 +271,12 @@ impl SegmentData {
                 let _ = self.raw_neighbours(r, level);
             }
         }
-        for t in 0..self.tombstone_count().min(4096) {
-            let _ = self.tombstone(t);
+        for t in 0..ids.tombstone_count().min(4096) {
+            let _ = ids.tombstone(t);
         }
         if rows > 0 {
-            let _ = self.find(self.id(0));
-            let _ = self.lower_bound(self.id(rows - 1));
+            let _ = ids.find(ids.id(0));
+            let _ = ids.lower_bound(ids.id(rows - 1));
             if self.has_graph() {
                 let q = vec![0.5f32; self.dim()];
                 let _ = super::graph::search(self, self.distance, &q, 3, 8, &mut |_| true);

@@ -65,19 +65,45 @@ proptest! {
         normalise(&mut rows, &mut tombs);
         let bytes = encode_rows(dim, &rows, &tombs, None);
         let s = SegmentData::open(Blob::from_bytes(&bytes), Verify::Full).expect("valid");
+        let meta = SegmentMeta::open(Blob::from_bytes(&s.meta_bytes(true))).expect("valid meta");
+        prop_assert_eq!(meta.header, s.header);
+        prop_assert_eq!(meta.file_len(), bytes.len() as u64);
         prop_assert_eq!(s.rows() as usize, rows.len());
-        for (i, (id, v, vec, p)) in rows.iter().enumerate() {
-            let r = i as u32;
-            prop_assert_eq!(s.id(r), *id);
-            prop_assert_eq!(s.version(r), *v);
-            prop_assert_eq!(s.vector(r), &vec[..]);
-            prop_assert_eq!(s.payload(r), &p[..]);
-            prop_assert_eq!(s.find(*id), Some(r));
+        // The segment's own sections and its meta file's copies answer alike.
+        for ids in [s.ids(), meta.ids()] {
+            for (i, (id, v, vec, p)) in rows.iter().enumerate() {
+                let r = i as u32;
+                prop_assert_eq!(ids.id(r), *id);
+                prop_assert_eq!(ids.version(r), *v);
+                prop_assert_eq!(s.vector(r), &vec[..]);
+                prop_assert_eq!(s.payload(r), &p[..]);
+                prop_assert_eq!(ids.find(*id), Some(r));
+            }
+            for (i, t) in tombs.iter().enumerate() {
+                prop_assert_eq!(ids.tombstone(i), Some(*t));
+                prop_assert_eq!(ids.find_tombstone(t.0), Some(t.1));
+            }
         }
-        for (i, t) in tombs.iter().enumerate() {
-            prop_assert_eq!(s.tombstone(i), Some(*t));
-            prop_assert_eq!(s.find_tombstone(t.0), Some(t.1));
-        }
+    }
+
+    #[test]
+    fn any_single_byte_corruption_of_a_meta_file_is_detected(
+        (dim, mut rows, mut tombs) in input_strategy(),
+        pos in any::<prop::sample::Index>(), flip in 1u8..=255,
+    ) {
+        normalise(&mut rows, &mut tombs);
+        let bytes = encode_rows(dim, &rows, &tombs, None);
+        let s = SegmentData::open(Blob::from_bytes(&bytes), Verify::Full).expect("valid");
+        let mut m = s.meta_bytes(true);
+        let i = pos.index(m.len());
+        m[i] ^= flip;
+        prop_assert!(SegmentMeta::open(Blob::from_bytes(&m)).is_err(), "meta byte {} flipped unnoticed", i);
+        crate::fuzzing::segment_meta(&m);
+    }
+
+    #[test]
+    fn meta_never_panics_on_garbage(bytes in prop::collection::vec(any::<u8>(), 0..800)) {
+        crate::fuzzing::segment_meta(&bytes);
     }
 
     #[test]
@@ -146,7 +172,8 @@ fn graph_round_trip_and_search_finds_neighbours() {
             &list[1..1 + list[0] as usize]
         );
     }
-    let seg = Segment::new(data, true);
+    let seg = Segment::in_ram(data, 0).expect("segment");
+    let body = seg.body().expect("in RAM: hot");
     let cache = crate::columns::ColumnCache::new(1 << 20);
     let query = |q: &[f32], exact: bool, k: usize| {
         let sq = SearchQuery {
@@ -156,11 +183,11 @@ fn graph_round_trip_and_search_finds_neighbours() {
             ef: 64,
             exact,
         };
-        seg.search(&sq, None, &cache, None)
+        seg.search(&body, &sq, None, &cache, None).expect("search")
     };
     let mut found = 0;
     for qi in 0..50u32 {
-        let q = seg.data.vector(qi * 7).to_vec();
+        let q = body.vector(qi * 7).to_vec();
         let exact = query(&q, true, 10);
         let approx = query(&q, false, 10);
         found += approx
@@ -174,7 +201,7 @@ fn graph_round_trip_and_search_finds_neighbours() {
         found as f64 / 500.0
     );
     // Dead rows never come back.
-    let q = seg.data.vector(3).to_vec();
+    let q = body.vector(3).to_vec();
     seg.mark_dead(3);
     assert!(query(&q, false, 5).iter().all(|h| h.row != 3));
     assert_eq!(seg.live_rows(), n - 1);
@@ -201,4 +228,63 @@ fn graph_build_survives_distances_that_overflow() {
         );
         assert_eq!(g.levels.len(), 40, "{metric:?}");
     }
+}
+
+#[test]
+fn a_cold_segment_answers_from_its_meta_and_refuses_body_reads() {
+    use crate::read::{ReadSource, SegmentView};
+    let rows: Rows = (0..20u64)
+        .map(|i| {
+            (
+                PointId::Num(i),
+                i + 1,
+                vec![i as f32, 1.0],
+                br#"{"a":1}"#.to_vec(),
+            )
+        })
+        .collect();
+    let bytes = encode_rows(2, &rows, &[(PointId::Num(99), 50)], None);
+    let data = SegmentData::open(Blob::from_bytes(&bytes), Verify::Full).expect("valid");
+    let meta = SegmentMeta::open(Blob::from_bytes(&data.meta_bytes(true))).expect("meta");
+    let seg = Arc::new(Segment::new(meta, Body::Cold, true, 0));
+    assert_eq!(seg.tier(), Tier::Cold);
+    assert!(seg.body().is_none());
+    let cache = crate::columns::ColumnCache::new(1 << 20);
+    let view = SegmentView {
+        seg: Arc::clone(&seg),
+        dead: None,
+        body: None,
+    };
+    // The meta answers lookups, tombstones, unfiltered scans and ids without the body.
+    assert_eq!(view.lookup(PointId::Num(3)), Some((4, Some(3))));
+    assert_eq!(view.lookup(PointId::Num(99)), Some((50, None)));
+    assert_eq!(
+        view.scan(None, 5, None, &cache).expect("scan"),
+        vec![0, 1, 2, 3, 4]
+    );
+    assert_eq!(view.id(7), PointId::Num(7));
+    assert!(view.hold(3, false, false).is_ok());
+    // Anything that needs vectors or payloads is refused, never answered from holes.
+    let q = [1.0f32, 1.0];
+    let sq = SearchQuery {
+        metric: Distance::Euclid,
+        vector: &q,
+        k: 3,
+        ef: 16,
+        exact: true,
+    };
+    let e = view.top_k(&sq, None, &cache).expect_err("no body");
+    assert!(e.to_string().contains("cold"), "{e}");
+    assert!(view.hold(3, true, false).is_err());
+    assert!(view.hold(3, false, true).is_err());
+    let f = crate::filter::Filter::parse_str(r#"{"must":[{"key":"a","match":{"value":1}}]}"#)
+        .expect("filter");
+    assert!(view.scan(None, 5, Some(&f), &cache).is_err());
+    // With the body, the same view answers.
+    let view = SegmentView {
+        body: Some(Arc::new(data)),
+        ..view
+    };
+    assert_eq!(view.top_k(&sq, None, &cache).expect("search").len(), 3);
+    assert_eq!(view.scan(None, 5, Some(&f), &cache).expect("scan").len(), 5);
 }

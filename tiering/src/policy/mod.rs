@@ -312,6 +312,22 @@ pub fn on_cold_read(
     budgets: &Budgets,
     now: Millis,
 ) -> ColdRead {
+    let local: u128 = segments
+        .iter()
+        .filter(|s| s.tier.is_local())
+        .map(|s| u128::from(s.bytes))
+        .sum();
+    on_cold_read_with_local(seg, local, budgets, now)
+}
+
+/// [`on_cold_read`] given the local usage (bytes of Hot and Warm segments) instead of every
+/// segment's state.
+pub fn on_cold_read_with_local(
+    seg: &SegmentState,
+    local: u128,
+    budgets: &Budgets,
+    now: Millis,
+) -> ColdRead {
     if seg.tier != Tier::Cold
         || seg.moving
         || seg.hint == Hint::Offload
@@ -319,11 +335,6 @@ pub fn on_cold_read(
     {
         return ColdRead::Stream;
     }
-    let local: u128 = segments
-        .iter()
-        .filter(|s| s.tier.is_local())
-        .map(|s| u128::from(s.bytes))
-        .sum();
     let after = local + u128::from(seg.bytes);
     let fits_high = after <= limit(budgets.warm_bytes, budgets.high_watermark);
     let frequent = seg.access.frequency(now, budgets.half_life) >= budgets.admit_frequency;
