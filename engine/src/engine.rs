@@ -247,6 +247,7 @@ impl Engine {
     /// Opens (creating if needed) the storage and recovers it.
     pub fn open(opts: EngineOptions) -> Result<Engine> {
         let started = Instant::now();
+        crate::tiers::validate(&opts)?;
         let storage = open_storage(&opts)?;
         let blobs = Arc::clone(&storage.blobs);
         let mut report = RecoveryReport {
@@ -505,6 +506,9 @@ impl Engine {
             return Err(e);
         }
         write(&inner.catalog).remove(&(tenant.to_string(), name.to_string()));
+        for s in coll.segments().iter() {
+            s.retire();
+        }
         m.retire(coll.segments().iter().map(|s| s.id()));
         m.delete_retired();
         drop(m);
@@ -952,12 +956,20 @@ fn open_segment(
 ) -> Result<Segment> {
     let name = layout::segment(s.id);
     let meta_name = layout::segment_meta(s.id);
+    // Residency is what is local: warm if the segment file is, cold otherwise (also without a
+    // cold tier configured — `strata check`, or a node restarted without its cold store — in
+    // which case reading that segment's vectors fails with an error that says so).
     let local = match tiered {
-        Some(t) => t
-            .is_local(&name)
-            .map_err(|e| Error::store("looking for a segment", e))?,
-        None => true,
-    };
+        Some(t) => t.is_local(&name),
+        None => match blobs.head(&name) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => blobs.head(&meta_name).map(|_| false).or_else(|e| {
+                if e.is_not_found() { Ok(true) } else { Err(e) } // neither: reported below
+            }),
+            Err(e) => Err(e),
+        },
+    }
+    .map_err(|e| Error::store("looking for a segment", e))?;
     let mut body = match local {
         true => Some(open_body(blobs, s, c, opts.verify_on_open)?),
         false => None,
@@ -983,11 +995,16 @@ fn open_segment(
                 .as_ref()
                 .map(|b| b.meta_bytes(true))
                 .unwrap_or_default();
-            if !opts.read_only {
-                blobs
+            // Derived data: a copy in the cold store that differs (damaged, or written by
+            // another version of the encoder) is replaced, not treated as another writer's.
+            let written = match (opts.read_only, tiered) {
+                (true, _) => Ok(()),
+                (false, Some(t)) => t.replace_derived(&meta_name, &bytes),
+                (false, None) => blobs
                     .put(&meta_name, &bytes, PutMode::Overwrite)
-                    .map_err(|e| Error::store("writing a segment meta file", e))?;
-            }
+                    .map(|_| ()),
+            };
+            written.map_err(|e| Error::store("writing a segment meta file", e))?;
             SegmentMeta::open(Blob::from_bytes(&bytes))
                 .map_err(|e| Error::corruption(format!("meta of segment {} rejected: {e}", s.id)))?
         }

@@ -384,32 +384,29 @@ impl CollectionHandle {
         let mut unique = Vec::with_capacity(ids.len());
         let mut seen = std::collections::HashSet::with_capacity(ids.len());
         unique.extend(ids.iter().filter(|id| seen.insert(**id)).copied());
-        let found = self.collect(
-            "retrieve",
-            false,
-            with_payload || with_vector,
-            |src, found| {
-                for id in &unique {
-                    if let Some((version, row)) = src.lookup(*id) {
-                        found.push(Found {
-                            id: *id,
-                            version,
-                            dist: 0.0,
-                            held: row
-                                .map(|r| src.hold(r, with_payload, with_vector))
-                                .transpose()?,
-                        });
-                    }
+        let mut found = self.collect("retrieve", false, false, |src, found| {
+            for id in &unique {
+                if let Some((version, row)) = src.lookup(*id) {
+                    found.push(Found {
+                        id: *id,
+                        version,
+                        dist: 0.0,
+                        held: row
+                            .map(|r| src.hold(r, with_payload, with_vector))
+                            .transpose()?,
+                    });
                 }
-                Ok(())
-            },
-        )?;
+            }
+            Ok(())
+        })?;
+        // Only the segments holding a returned row are loaded.
+        Found::load_all(&mut found, |seg| self.inner.resident(seg))?;
         let by_id: HashMap<PointId, Found> = found.into_iter().map(|f| (f.id, f)).collect();
-        Ok(unique
+        unique
             .iter()
             .filter_map(|id| by_id.get(id))
             .map(|f| f.record(with_payload, with_vector))
-            .collect())
+            .collect()
     }
 
     /// One page of points in id order.
@@ -427,7 +424,7 @@ impl CollectionHandle {
         let want = limit + 1;
         let cache = self.inner.columns();
         let (wp, wv) = (req.with_payload, req.with_vector);
-        let needs_body = wp || wv || filter.is_some_and(Filter::needs_payload);
+        let needs_body = filter.is_some_and(Filter::needs_payload);
         let mut rows = self.collect("scroll", true, needs_body, |src, found| {
             for r in src.scan(req.offset, want, filter, cache)? {
                 found.push(src.found(r, 0.0, wp, wv)?);
@@ -436,7 +433,12 @@ impl CollectionHandle {
         })?;
         let next_offset = rows.get(limit).map(|f| f.id);
         rows.truncate(limit);
-        let points = rows.iter().map(|f| f.record(wp, wv)).collect();
+        // Only the segments holding a row of this page are loaded.
+        Found::load_all(&mut rows, |seg| self.inner.resident(seg))?;
+        let points = rows
+            .iter()
+            .map(|f| f.record(wp, wv))
+            .collect::<Result<_>>()?;
         Ok(ScrollPage {
             points,
             next_offset,
@@ -591,16 +593,16 @@ impl CollectionHandle {
                 Some(t) => *score <= t,
             })
             .map(|(score, f)| {
-                let (payload, vector) = f.materialize(wp, wv);
-                ScoredPoint {
+                let (payload, vector) = f.materialize(wp, wv)?;
+                Ok(ScoredPoint {
                     id: f.id,
                     version: f.version,
                     score,
                     payload,
                     vector,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(report)
     }
 

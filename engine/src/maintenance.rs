@@ -137,6 +137,13 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
     let _c = coll.compaction_lock();
     let all = coll.segments();
     let persisted: Vec<Arc<Segment>> = all.iter().filter(|s| s.is_persisted()).cloned().collect();
+    // Background compaction leaves cold segments alone (rewriting them would download them);
+    // an explicit full compaction takes every segment, streaming the cold ones.
+    let resident: Vec<Arc<Segment>> = persisted
+        .iter()
+        .filter(|s| s.tier() != strata_tiering::policy::Tier::Cold)
+        .cloned()
+        .collect();
     let inputs = if full {
         let single_clean = persisted.len() == 1 && {
             let s = &persisted[0];
@@ -146,7 +153,7 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
         };
         if single_clean { Vec::new() } else { persisted }
     } else {
-        plan(&persisted, inner.opts())
+        plan(&resident, inner.opts())
     };
     if inputs.is_empty() {
         return Ok(false);

@@ -29,27 +29,31 @@ pub(crate) enum Held {
         vector: Option<Vec<f32>>,
     },
     Segment(Arc<SegmentData>, u32),
+    /// A row of a segment whose body the read did not load: [`Found::load`] must load it
+    /// before the row is materialised (only the rows a read returns are loaded).
+    Cold(Arc<Segment>, u32),
 }
 
 impl Held {
-    /// The payload and vector, when asked for.
+    /// The payload and vector, when asked for. A row whose body was not loaded is refused.
     pub(crate) fn materialize(
         &self,
         payload: bool,
         vector: bool,
-    ) -> (Option<Payload>, Option<Vec<f32>>) {
+    ) -> Result<(Option<Payload>, Option<Vec<f32>>)> {
         match self {
             Held::Copied {
                 payload: p,
                 vector: v,
-            } => (
+            } => Ok((
                 payload.then(|| p.as_deref().map(parse_payload).unwrap_or_default()),
                 vector.then(|| v.clone().unwrap_or_default()),
-            ),
-            Held::Segment(s, r) => (
+            )),
+            Held::Segment(s, r) => Ok((
                 payload.then(|| parse_payload(s.payload(*r))),
                 vector.then(|| s.vector(*r).to_vec()),
-            ),
+            )),
+            Held::Cold(s, _) => Err(not_resident(s.id())),
         }
     }
 }
@@ -71,22 +75,44 @@ impl Found {
         &self,
         payload: bool,
         vector: bool,
-    ) -> (Option<Payload>, Option<Vec<f32>>) {
-        self.held
-            .as_ref()
-            .map(|h| h.materialize(payload, vector))
-            .unwrap_or_default()
+    ) -> Result<(Option<Payload>, Option<Vec<f32>>)> {
+        match &self.held {
+            Some(h) => h.materialize(payload, vector),
+            None => Ok((None, None)),
+        }
     }
 
     /// The row as a [`Record`].
-    pub(crate) fn record(&self, payload: bool, vector: bool) -> Record {
-        let (payload, vector) = self.materialize(payload, vector);
-        Record {
+    pub(crate) fn record(&self, payload: bool, vector: bool) -> Result<Record> {
+        let (payload, vector) = self.materialize(payload, vector)?;
+        Ok(Record {
             id: self.id,
             version: self.version,
             payload,
             vector,
+        })
+    }
+
+    /// Loads the body of a [`Held::Cold`] row with `load` (once per segment across `rows`).
+    pub(crate) fn load_all(
+        rows: &mut [Found],
+        mut load: impl FnMut(&Arc<Segment>) -> Result<Arc<SegmentData>>,
+    ) -> Result<()> {
+        let mut loaded: Vec<(u64, Arc<SegmentData>)> = Vec::new();
+        for f in rows {
+            if let Some(Held::Cold(seg, row)) = &f.held {
+                let body = match loaded.iter().find(|(id, _)| *id == seg.id()) {
+                    Some((_, b)) => Arc::clone(b),
+                    None => {
+                        let b = load(seg)?;
+                        loaded.push((seg.id(), Arc::clone(&b)));
+                        b
+                    }
+                };
+                f.held = Some(Held::Segment(body, *row));
+            }
         }
+        Ok(())
     }
 }
 
@@ -225,13 +251,14 @@ impl ReadSource for SegmentView {
         self.seg.meta.version(row)
     }
     fn hold(&self, row: u32, payload: bool, vector: bool) -> Result<Held> {
-        if !payload && !vector {
-            return Ok(Held::Copied {
+        Ok(match &self.body {
+            _ if !payload && !vector => Held::Copied {
                 payload: None,
                 vector: None,
-            });
-        }
-        Ok(Held::Segment(Arc::clone(self.body()?), row))
+            },
+            Some(b) => Held::Segment(Arc::clone(b), row),
+            None => Held::Cold(Arc::clone(&self.seg), row),
+        })
     }
 }
 

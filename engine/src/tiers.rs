@@ -33,6 +33,7 @@ use strata_tiering::{Blob, layout};
 
 use crate::engine::{Inner, lock};
 use crate::error::{Error, ErrorKind, Result};
+use crate::segment::format::DATA_START;
 use crate::segment::{Body, Segment, SegmentData, Verify};
 
 /// Counters of the tiers since open (also exported as metrics).
@@ -57,8 +58,9 @@ pub(crate) struct TierCounters {
 /// The mover's own state.
 #[derive(Debug, Default)]
 pub(crate) struct Mover {
-    /// Segments whose last move failed: (failures in a row, retry not before this ms).
-    backoff: Mutex<HashMap<u64, (u32, u64)>>,
+    /// Segments whose last move failed: (failures in a row, retry not before this ms, the
+    /// error, whether it was a demotion).
+    backoff: Mutex<HashMap<u64, (u32, u64, String, bool)>>,
     /// When the bandwidth cap allows the next download to start.
     next_download: Mutex<Option<Instant>>,
     pub(crate) counters: TierCounters,
@@ -78,6 +80,36 @@ fn tier_index(t: Tier) -> usize {
         Tier::Warm => 1,
         Tier::Cold => 2,
     }
+}
+
+/// Checks the tier options (named in the error).
+pub(crate) fn validate(o: &crate::options::EngineOptions) -> Result<()> {
+    let t = &o.tiers;
+    let bad = |what: String| Err(Error::invalid(format!("tier options: {what}")));
+    if let Some(w) = t.warm_bytes
+        && w < t.hot_bytes
+    {
+        return bad(format!(
+            "warm_bytes ({w}) must be at least hot_bytes ({}): hot segments also count as local",
+            t.hot_bytes
+        ));
+    }
+    if t.mover_interval.is_zero() {
+        return bad("mover_interval must be more than zero".into());
+    }
+    if t.mover_concurrency == 0 {
+        return bad("mover_concurrency must be at least 1".into());
+    }
+    let b = Budgets {
+        hot_bytes: t.hot_bytes,
+        warm_bytes: t.warm_bytes.unwrap_or(u64::MAX),
+        high_watermark: t.high_watermark,
+        low_watermark: t.low_watermark,
+        min_residence: 0,
+        half_life: u64::try_from(t.half_life.as_millis()).unwrap_or(u64::MAX),
+        admit_frequency: t.admit_frequency,
+    };
+    b.validate().or_else(bad)
 }
 
 /// Bytes and segments per tier (hot, warm, cold) at one instant.
@@ -111,7 +143,7 @@ impl Inner {
         &self,
         seg: &Segment,
         now: u64,
-        backoff: &HashMap<u64, (u32, u64)>,
+        backoff: &HashMap<u64, (u32, u64, String, bool)>,
     ) -> SegmentState {
         SegmentState {
             id: seg.id(),
@@ -166,6 +198,14 @@ impl Inner {
         }
         counters.misses.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("strata_tier_misses_total").increment(1);
+        if seg.is_moving() {
+            // A promotion (or another move) is running: wait for it rather than download the
+            // same file again.
+            let _wait = seg.move_lock();
+            if let Some(d) = seg.body() {
+                return Ok(d);
+            }
+        }
         let usage = self.tier_usage();
         let local = u128::from(usage.bytes[0]) + u128::from(usage.bytes[1]);
         let state = self.state_of(seg, now, &HashMap::new());
@@ -173,20 +213,24 @@ impl Inner {
             true => ColdRead::Stream,
             false => policy::on_cold_read_with_local(&state, local, &budgets, now),
         };
-        match decision {
-            ColdRead::Promote => {
-                let _one = seg.move_lock();
-                let d = self.promote_locked(seg)?;
-                counters.promoted.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("strata_tier_cold_reads_total", "how" => "promote").increment(1);
-                Ok(d)
-            }
-            ColdRead::Stream => {
-                counters.streamed.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("strata_tier_cold_reads_total", "how" => "stream").increment(1);
-                self.stream(seg)
+        if decision == ColdRead::Promote {
+            let _one = seg.move_lock();
+            match self.promote_locked(seg, false) {
+                Ok(Some(d)) => {
+                    counters.promoted.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("strata_tier_cold_reads_total", "how" => "promote")
+                        .increment(1);
+                    return Ok(d);
+                }
+                Ok(None) => {} // retired meanwhile: stream
+                Err(e) => {
+                    tracing::warn!(segment = seg.id(), error = %e, "promotion failed; streaming this read");
+                }
             }
         }
+        counters.streamed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("strata_tier_cold_reads_total", "how" => "stream").increment(1);
+        self.stream(seg)
     }
 
     /// Counts what one search did with cold segments.
@@ -230,9 +274,11 @@ impl Inner {
         verify: Verify,
     ) -> std::result::Result<SegmentData, String> {
         let d = SegmentData::open(blob, verify).map_err(|e| e.to_string())?;
-        if d.header != seg.meta.header || d.file_len() != seg.meta.file_len() {
+        if d.file_len() != seg.meta.file_len()
+            || d.bytes_all().get(..DATA_START) != Some(seg.meta.prefix())
+        {
             return Err(format!(
-                "segment {} does not match its meta file (header or length)",
+                "segment {} does not match its meta file (header, section table or length)",
                 seg.id()
             ));
         }
@@ -255,19 +301,29 @@ impl Inner {
             })
     }
 
-    /// Makes a cold `seg` warm (the caller holds its move lock); returns the body.
-    fn promote_locked(&self, seg: &Segment) -> Result<Arc<SegmentData>> {
+    /// Makes a cold `seg` warm (the caller holds its move lock); returns the body, or `None`
+    /// if the segment was replaced (its files are being deleted: never write them back). The
+    /// mover's downloads (`throttled`) respect the bandwidth cap; a read's do not wait on it.
+    fn promote_locked(&self, seg: &Segment, throttled: bool) -> Result<Option<Arc<SegmentData>>> {
         if let Some(d) = seg.body() {
-            return Ok(d);
+            return Ok(Some(d));
+        }
+        if seg.is_retired() {
+            return Ok(None);
         }
         let t = self.cold_tier()?;
         let name = layout::segment(seg.id());
         let len = seg.meta.file_len();
-        self.throttle(len);
-        t.promote(&name, len, &|bytes| {
+        if throttled {
+            self.throttle(len);
+        }
+        match t.promote(&name, len, &|bytes| {
             Self::check_body(seg, Blob::from_bytes(bytes), Verify::Full).map(|_| ())
-        })
-        .map_err(|e| Error::store("promoting a segment from the cold tier", e))?;
+        }) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() && seg.is_retired() => return Ok(None),
+            Err(e) => return Err(Error::store("promoting a segment from the cold tier", e)),
+        }
         let blob = t
             .local()
             .open(&name)
@@ -279,7 +335,7 @@ impl Inner {
         seg.set_body(Body::Warm(Arc::clone(&d)), self.opts().clock.now_millis());
         self.mover().counters.moves[1].fetch_add(1, Ordering::Relaxed);
         metrics::counter!("strata_tier_moves_total", "to" => "warm").increment(1);
-        Ok(d)
+        Ok(Some(d))
     }
 
     /// Waits until the bandwidth cap allows downloading `bytes` more.
@@ -312,18 +368,21 @@ impl Inner {
         match (from, to) {
             (_, Tier::Cold) => {
                 self.cold_tier()?
-                    .evict(&name)
+                    .evict(&name, seg.meta.file_len())
                     .map_err(|e| Error::store("evicting a segment to the cold tier", e))?;
                 seg.set_body(Body::Cold, now);
             }
             (Tier::Cold, Tier::Warm) => {
-                self.promote_locked(seg)?;
-                return Ok(()); // counted there
+                self.promote_locked(seg, true)?;
+                return Ok(()); // counted there (nothing to do if it was replaced meanwhile)
             }
             (_, Tier::Hot) => {
                 let warm = match seg.body() {
                     Some(d) => d,
-                    None => self.promote_locked(seg)?,
+                    None => match self.promote_locked(seg, true)? {
+                        Some(d) => d,
+                        None => return Ok(()),
+                    },
                 };
                 let hot =
                     Self::check_body(seg, Blob::from_bytes(warm.bytes_all()), Verify::HeaderOnly)
@@ -357,7 +416,7 @@ impl Inner {
         let plan = policy::plan(&list, &budgets, now);
         metrics::gauge!("strata_tier_pinned_over_budget_bytes").set(plan.pinned_over_budget as f64);
         if plan.moves.is_empty() {
-            return Ok(false);
+            return self.failing_moves(&states).map(|()| false);
         }
         let by_id: HashMap<u64, &Arc<Segment>> = states.iter().map(|(s, st)| (st.id, s)).collect();
         let (demote, promote): (Vec<_>, Vec<_>) = plan
@@ -369,16 +428,25 @@ impl Inner {
                     .map(|s| (Arc::clone(s), m.to, m.to > m.from))
             })
             .partition(|(_, _, down)| *down);
-        let mut failed = 0usize;
-        let mut last_error = None;
-        for batch in [demote, promote] {
-            for (id, res) in self.apply_moves(&batch) {
+        let mut applied = false;
+        for (i, batch) in [demote, promote].into_iter().enumerate() {
+            let mut demotions_failed = false;
+            if i == 1
+                && lock(&self.mover().backoff)
+                    .values()
+                    .any(|b| b.1 > now && b.3)
+            {
+                // A demotion failed: promoting now could break the budget the plan assumed.
+                break;
+            }
+            for (id, down, res) in self.apply_moves(&batch) {
                 match res {
                     Ok(()) => {
+                        applied = true;
                         lock(&self.mover().backoff).remove(&id);
                     }
                     Err(e) => {
-                        failed += 1;
+                        demotions_failed |= down;
                         self.mover()
                             .counters
                             .move_failures
@@ -392,21 +460,40 @@ impl Inner {
                         let max = u64::try_from(self.opts().tiers.mover_backoff_max.as_millis())
                             .unwrap_or(u64::MAX);
                         let delay = base.saturating_mul(1 << failures.min(20)).min(max);
-                        b.insert(id, (failures, now.saturating_add(delay)));
                         tracing::warn!(segment = id, failures, retry_in_ms = delay, error = %e, "tier move failed; will retry");
-                        last_error = Some(e);
+                        b.insert(
+                            id,
+                            (failures, now.saturating_add(delay), e.to_string(), down),
+                        );
                     }
                 }
             }
+            if demotions_failed {
+                break;
+            }
         }
-        match last_error {
-            Some(e) if failed == plan.moves.len() => Err(e),
-            _ => Ok(true),
+        self.failing_moves(&states).map(|()| applied)
+    }
+
+    /// Forgets backoff of segments that no longer exist; an error while any move is failing
+    /// (so readiness shows it until the move succeeds).
+    fn failing_moves(&self, states: &[(Arc<Segment>, SegmentState)]) -> Result<()> {
+        let mut b = lock(&self.mover().backoff);
+        b.retain(|id, _| states.iter().any(|(_, s)| s.id == *id));
+        match b.iter().next() {
+            None => Ok(()),
+            Some((id, (failures, _, why, _))) => Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "{} segment move(s) failing, e.g. segment {id} after {failures} tries: {why}",
+                    b.len()
+                ),
+            )),
         }
     }
 
     /// Applies moves by up to `mover_concurrency` threads.
-    fn apply_moves(&self, moves: &[(Arc<Segment>, Tier, bool)]) -> Vec<(u64, Result<()>)> {
+    fn apply_moves(&self, moves: &[(Arc<Segment>, Tier, bool)]) -> Vec<(u64, bool, Result<()>)> {
         let next = AtomicUsize::new(0);
         let out = Mutex::new(Vec::with_capacity(moves.len()));
         let workers = self
@@ -418,12 +505,14 @@ impl Inner {
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| {
-                    while let Some((seg, to, _)) = moves.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    while let Some((seg, to, down)) =
+                        moves.get(next.fetch_add(1, Ordering::Relaxed))
+                    {
                         if self.is_shut_down() {
                             return;
                         }
                         let res = self.move_segment(seg, *to);
-                        lock(&out).push((seg.id(), res));
+                        lock(&out).push((seg.id(), *down, res));
                     }
                 });
             }

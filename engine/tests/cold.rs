@@ -412,6 +412,14 @@ fn a_restored_node_serves_from_meta_files_and_fetches_segments_only_when_read() 
         .expect("scroll");
     assert_eq!(page.points.len(), 20);
     assert!(segment_files(&*b.blobs).is_empty(), "still nothing fetched");
+    // A get with vectors loads only the segment that holds the newest version.
+    let got = c.get(&[PointId::Num(150)], true, true).expect("get");
+    assert_eq!(got[0].vector.as_ref().expect("vector")[1], 2.0);
+    assert_eq!(
+        segment_files(&*b.blobs),
+        vec![2],
+        "only segment 2 was fetched"
+    );
     // A search needs every body: the policy promotes them (room enough), one fetch each.
     assert_three_segments(&c);
     assert_eq!(segment_files(&*b.blobs).len(), 3);
@@ -460,6 +468,20 @@ fn a_tiny_warm_budget_evicts_every_segment_and_reads_stream_them_unchanged() {
     assert_three_segments(&c);
     assert_all(&c, 300..320, 4.0);
     e.close().expect("close");
+    // Started without its cold store (a mistake, or `strata check`): it opens from the meta
+    // files, answers what they can, and says why it cannot read the rest.
+    for read_only in [true, false] {
+        let mut o = EngineOptions::with_storage(b.storage());
+        o.background = false;
+        o.read_only = read_only;
+        let e = Engine::open(o).expect("open without the cold tier");
+        let c = coll(&e);
+        assert_eq!(c.count(None).expect("count"), 319);
+        let err = c
+            .search(&SearchRequest::new(vec![1.0; 4], 3))
+            .expect_err("bodies are cold");
+        assert!(err.to_string().contains("no cold tier"), "{err}");
+    }
     // Nothing was lost by evicting: a restore elsewhere has it all.
     let e = open(&MemStorage::new(), &cold);
     let c = coll(&e);
@@ -711,4 +733,82 @@ mod skipping {
         let (searched, skipped) = compare(Distance::Euclid, &ops, &queries);
         assert!(skipped >= 8 * 6, "searched {searched}, skipped {skipped}");
     }
+}
+
+#[test]
+fn the_mover_under_cold_store_faults_loses_nothing_and_converges() {
+    let (cold_mem, faults, cold) = faulty_cold(23);
+    let a = MemStorage::new();
+    let mut o = opts(&a, Arc::clone(&cold));
+    o.tiers.min_residence = Duration::ZERO;
+    o.tiers.admit_frequency = 0.0;
+    o.tiers.mover_backoff_max = Duration::from_millis(1);
+    o.tiers.mover_interval = Duration::from_millis(1);
+    o.index_threshold_rows = 1_000_000;
+    o.max_segments = 1_000;
+    // Local room for about three of the ~20 segments written: the mover evicts, reads
+    // promote or stream.
+    let probe = points(0..25, 0.0);
+    o.tiers.warm_bytes = Some(3 * 25 * 200 + probe.len() as u64);
+    let e = Engine::open(o).expect("open");
+    let c = create(&e);
+    for op in [
+        FaultOp::Write,
+        FaultOp::Read,
+        FaultOp::Delete,
+        FaultOp::List,
+    ] {
+        faults.add(
+            FaultRule::new(op, Trigger::Chance(0.05)).fault(Fault::Error(io::ErrorKind::TimedOut)),
+        );
+    }
+    let mut next = 0u64;
+    let (mut read_errors, mut mover_errors) = (0, 0);
+    for round in 0..20u64 {
+        while c.upsert(points(next..next + 25, round as f32)).is_err() {
+            let _ = c.flush();
+        }
+        next += 25;
+        let _ = c.flush();
+        if e.run_mover().is_err() {
+            mover_errors += 1;
+        }
+        // Reads may fail while the store fails; when they answer, they are right.
+        for r in [0, round / 2, round] {
+            let ids: Vec<PointId> = (r * 25..r * 25 + 25).map(PointId::Num).collect();
+            match c.get(&ids, false, true) {
+                Ok(got) => {
+                    assert_eq!(got.len(), 25);
+                    assert!(
+                        got.iter()
+                            .all(|p| p.vector.as_ref().expect("v")[1] == r as f32)
+                    );
+                }
+                Err(_) => read_errors += 1,
+            }
+        }
+    }
+    assert!(read_errors + mover_errors > 0, "the faults fired");
+    faults.clear();
+    while c.flush().is_err() {}
+    // Converges: a pass with no failing move, the budget held, every segment reachable.
+    let mut passes = 0;
+    while e.run_mover().is_err() {
+        passes += 1;
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(passes < 100, "the mover does not converge");
+    }
+    let st = e.stats();
+    assert!(st.tier_moves[2] > 0, "{st:?}");
+    assert_eq!(st.tier_segments.iter().sum::<u64>(), st.segments);
+    for r in 0..20u64 {
+        assert_all(&c, r * 25..r * 25 + 25, r as f32);
+    }
+    for id in segment_files(&*cold_mem) {
+        // Every segment is in cold, whatever its tier.
+        assert!(cold_mem.head(&layout::segment_meta(id)).is_ok());
+    }
+    e.close().expect("close");
+    let e = open(&MemStorage::new(), &cold_mem);
+    assert_eq!(coll(&e).count(None).expect("count"), next);
 }

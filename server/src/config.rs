@@ -40,7 +40,6 @@ enum Text {
     S(String),
     U(u64),
     I(i64),
-    F(f64),
 }
 
 impl From<Text> for String {
@@ -49,7 +48,6 @@ impl From<Text> for String {
             Text::S(s) => s,
             Text::U(n) => n.to_string(),
             Text::I(n) => n.to_string(),
-            Text::F(n) => n.to_string(),
         }
     }
 }

@@ -796,3 +796,87 @@ fn panics_are_injected_too() {
     let (_m, s, _f) = mem_with(FaultRule::new(FaultOp::Write, Trigger::Nth(1)).fault(Fault::Panic));
     let _ = s.blobs.put("a", b"x", PutMode::Overwrite);
 }
+
+#[test]
+fn tiered_evicts_only_what_cold_holds_and_promotes_verified_without_resurrecting_deletes() {
+    let cold: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    let local: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    let t = TieredStore::open(
+        Arc::clone(&local),
+        Arc::clone(&cold),
+        line_refs(),
+        TieredOptions::default(),
+    )
+    .expect("open");
+    let (a, b) = (layout::segment(1), layout::segment(2));
+    // Big enough for several parallel parts (8 MiB each).
+    let big: Vec<u8> = (0..20_000_000u32).map(|i| (i % 251) as u8).collect();
+    t.put(&a, &big, PutMode::Overwrite).expect("put a");
+    t.put(&b, b"BB", PutMode::Overwrite).expect("put b");
+    assert!(t.is_local(&a).expect("local"));
+
+    // Evict: refused when the size the caller expects differs, or the cold copy is gone.
+    assert!(t.evict(&a, 5).is_err());
+    assert!(t.is_local(&a).expect("kept"));
+    cold.delete(&b).expect("lifecycle rule removes b");
+    assert!(t.evict(&b, 2).is_err(), "no cold copy: the local one stays");
+    assert_eq!(local.open(&b).expect("kept").as_bytes(), b"BB");
+    t.evict(&a, big.len() as u64).expect("evict a");
+    assert!(!t.is_local(&a).expect("gone locally"));
+    assert_eq!(t.head(&a).expect("still listed").size, big.len() as u64);
+
+    // Streaming reads leave nothing local.
+    let got = t
+        .read_cold(&a, &[3..7, 10_000_000..10_000_002])
+        .expect("stream");
+    assert_eq!(
+        got,
+        vec![big[3..7].to_vec(), big[10_000_000..10_000_002].to_vec()]
+    );
+    assert!(!t.is_local(&a).expect("still cold"));
+
+    // Promotion: the verifier sees the whole object (assembled from parts) before it is
+    // written; a refusal writes nothing.
+    let refused = t.promote(&a, big.len() as u64, &|_| Err("checksum says no".into()));
+    assert!(
+        refused
+            .expect_err("refused")
+            .to_string()
+            .contains("checksum says no")
+    );
+    assert!(!t.is_local(&a).expect("nothing written"));
+    t.promote(&a, big.len() as u64, &|bytes| {
+        if bytes == &big[..] {
+            Ok(())
+        } else {
+            Err(format!("{} bytes differ", bytes.len()))
+        }
+    })
+    .expect("promote");
+    assert_eq!(local.open(&a).expect("local again").as_bytes(), &big[..]);
+
+    // A deleted name is never promoted back (it would be an orphan), though its cold copy is
+    // still streamed until garbage collection.
+    t.evict(&a, big.len() as u64).expect("evict again");
+    t.delete(&a).expect("delete");
+    assert!(
+        t.promote(&a, big.len() as u64, &|_| Ok(()))
+            .expect_err("deleted")
+            .is_not_found()
+    );
+    assert!(!t.is_local(&a).expect("not resurrected"));
+    assert_eq!(
+        t.read_cold(&a, std::slice::from_ref(&(0..2)))
+            .expect("stream")
+            .len(),
+        1
+    );
+
+    // Derived data (a meta file) is replaced in both places, not treated as a conflict.
+    let m = layout::segment_meta(3);
+    t.put(&m, b"old", PutMode::Overwrite).expect("put meta");
+    t.replace_derived(&m, b"rebuilt").expect("replace");
+    assert_eq!(cold.open(&m).expect("cold").as_bytes(), b"rebuilt");
+    assert_eq!(local.open(&m).expect("local").as_bytes(), b"rebuilt");
+    assert!(t.fenced().is_none());
+}

@@ -357,15 +357,39 @@ impl TieredStore {
     }
 
     /// Removes the local copy of `name`, which stays readable from the cold store (the move to
-    /// the cold tier). Refused unless the cold copy exists: a blob is never left in no tier.
-    pub fn evict(&self, name: &str) -> StoreResult<()> {
+    /// the cold tier). Refused unless the cold store holds `name` with `len` bytes right now (a
+    /// HEAD, not a cached belief: a lifecycle rule or an operator may have removed it), so a
+    /// blob is never left in no tier.
+    pub fn evict(&self, name: &str, len: u64) -> StoreResult<()> {
         self.check_fence(name)?;
-        if !lock(&self.state).in_cold.contains(name) {
-            self.cold.head(name)?;
-            lock(&self.state).in_cold.insert(name.to_string());
+        let meta = self.cold.head(name)?;
+        if meta.size != len {
+            return Err(StoreError::Io {
+                op: "evicting",
+                location: self.cold.location(name),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "the cold copy is {} bytes, the local file {len}: the local copy is kept",
+                        meta.size
+                    ),
+                ),
+            });
         }
-        self.local.delete(name)?;
+        lock(&self.state).in_cold.insert(name.to_string());
+        self.single_flight(name, || self.local.delete(name))?;
         metrics::counter!("strata_tier_evictions_total").increment(1);
+        Ok(())
+    }
+
+    /// Writes blob `name` — data derived from another blob (a segment's meta file), which may
+    /// legitimately differ from an earlier copy (rebuilt after damage, another encoder
+    /// version) — locally and over the cold copy.
+    pub fn replace_derived(&self, name: &str, bytes: &[u8]) -> StoreResult<()> {
+        self.check_fence(name)?;
+        self.local.put(name, bytes, PutMode::Overwrite)?;
+        self.cold.put(name, bytes, PutMode::Overwrite)?;
+        lock(&self.state).in_cold.insert(name.to_string());
         Ok(())
     }
 
@@ -391,6 +415,11 @@ impl TieredStore {
                 location: self.cold.location(name),
                 source: std::io::Error::new(std::io::ErrorKind::InvalidData, why),
             })?;
+            // Deleted meanwhile (a compaction replaced it): writing it back would leave an
+            // orphan. Deletes go through the same flight, so this check cannot go stale.
+            if self.hidden(name) {
+                return Err(self.not_found(name));
+            }
             self.local.put(name, &bytes, PutMode::Overwrite)?;
             note_fetch(name, bytes.len(), started);
             Ok(())
@@ -669,12 +698,17 @@ impl BlobStore for TieredStore {
     }
 
     fn delete(&self, name: &str) -> StoreResult<()> {
-        self.local.delete(name)?;
-        if name != layout::MANIFEST {
-            let mut s = lock(&self.state);
-            s.pending.remove(name);
-            s.deleted.insert(name.to_string());
+        if name == layout::MANIFEST {
+            return self.local.delete(name);
         }
-        Ok(())
+        // In the name's flight: a promotion of it either finished before or sees it deleted.
+        self.single_flight(name, || {
+            {
+                let mut s = lock(&self.state);
+                s.pending.remove(name);
+                s.deleted.insert(name.to_string());
+            }
+            self.local.delete(name)
+        })
     }
 }

@@ -377,6 +377,11 @@ impl SegmentMeta {
         )
     }
 
+    /// The segment file's first [`DATA_START`] bytes (header and section table), as copied.
+    pub(crate) fn prefix(&self) -> &[u8] {
+        &self.blob.as_bytes()[META_HEADER_LEN..META_HEADER_LEN + DATA_START]
+    }
+
     /// Ids, versions and tombstones.
     pub(crate) fn ids(&self) -> Ids<'_> {
         self.try_ids().expect("checked at open")

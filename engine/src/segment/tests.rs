@@ -275,8 +275,12 @@ fn a_cold_segment_answers_from_its_meta_and_refuses_body_reads() {
     };
     let e = view.top_k(&sq, None, &cache).expect_err("no body");
     assert!(e.to_string().contains("cold"), "{e}");
-    assert!(view.hold(3, true, false).is_err());
-    assert!(view.hold(3, false, true).is_err());
+    // A held row of a cold segment must be loaded before it is materialised.
+    for (p, v) in [(true, false), (false, true)] {
+        let held = view.hold(3, p, v).expect("held");
+        assert!(matches!(held, crate::read::Held::Cold(..)));
+        assert!(held.materialize(p, v).is_err());
+    }
     let f = crate::filter::Filter::parse_str(r#"{"must":[{"key":"a","match":{"value":1}}]}"#)
         .expect("filter");
     assert!(view.scan(None, 5, Some(&f), &cache).is_err());
