@@ -51,6 +51,8 @@ pub(crate) struct Collection {
     /// Every record of this collection with LSN <= this is in a persisted segment (published
     /// with the next manifest; the WAL is released by the *published* value).
     flushed_lsn: AtomicU64,
+    /// The tier hint (`manifest::hint_tag`); changed only under the manifest lock.
+    hint: std::sync::atomic::AtomicU8,
     dropped: AtomicBool,
     flush: Mutex<FlushQueue>,
     compaction: Mutex<()>,
@@ -93,6 +95,7 @@ impl Collection {
             mem: RwLock::new(Memtable::new(e.config.dim as usize)),
             segments: RwLock::new(Arc::new(segments)),
             flushed_lsn: AtomicU64::new(e.flushed_lsn),
+            hint: std::sync::atomic::AtomicU8::new(crate::manifest::hint_tag(e.hint)),
             dropped: AtomicBool::new(false),
             flush: Mutex::new(FlushQueue::default()),
             compaction: Mutex::new(()),
@@ -117,6 +120,18 @@ impl Collection {
     pub(crate) fn flushed_lsn(&self) -> Lsn {
         self.flushed_lsn.load(Ordering::Acquire)
     }
+    /// Where the tiering policy should keep this collection's segments.
+    pub(crate) fn hint(&self) -> strata_tiering::policy::Hint {
+        crate::manifest::hint_of(self.hint.load(Ordering::Acquire))
+            .unwrap_or(strata_tiering::policy::Hint::Auto)
+    }
+
+    /// Sets the hint; the next publish carries it (hence the manifest lock).
+    pub(crate) fn set_hint(&self, _proof: &ManifestLock<'_>, h: strata_tiering::policy::Hint) {
+        self.hint
+            .store(crate::manifest::hint_tag(h), Ordering::Release);
+    }
+
     pub(crate) fn is_dropped(&self) -> bool {
         self.dropped.load(Ordering::Acquire)
     }
@@ -179,6 +194,7 @@ impl Collection {
             config: self.config,
             created_lsn: self.created_lsn,
             flushed_lsn: self.flushed_lsn(),
+            hint: self.hint(),
             segments: read(&self.segments)
                 .iter()
                 .filter(|s| s.is_persisted())

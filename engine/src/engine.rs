@@ -485,6 +485,7 @@ impl Engine {
             config,
             created_lsn: lsn,
             flushed_lsn: lsn,
+            hint: strata_tiering::policy::Hint::Auto,
             segments: Vec::new(),
         };
         let coll = Arc::new(Collection::new(&entry, Vec::new()));
@@ -514,6 +515,42 @@ impl Engine {
         drop(m);
         inner.release_wal_logged();
         Ok(())
+    }
+
+    /// Sets where the tiering policy keeps a collection's segments (persisted in the manifest;
+    /// the mover applies it at its next pass): `auto`, `pin_hot` (hot as far as the hot budget
+    /// allows, never demoted), `warm` (kept local, pre-warmed now) or `offload` (cold only;
+    /// reads stream without caching).
+    pub fn set_tier_hint(&self, tenant: &str, name: &str, hint: crate::TierHint) -> Result<()> {
+        let inner = &self.inner;
+        inner.check_writable()?;
+        let mut m = inner.lock_manifest();
+        let coll = inner.lookup(tenant, name)?;
+        let old = coll.hint();
+        coll.set_hint(&m, hint);
+        if let Err(e) = m.publish(ManifestChange::None) {
+            coll.set_hint(&m, old);
+            return Err(e);
+        }
+        drop(m);
+        inner.wake_maintenance();
+        Ok(())
+    }
+
+    /// The tier budgets in force: hot bytes, and local (hot + warm) bytes (`None`: unlimited).
+    pub fn tier_budgets(&self) -> (u64, Option<u64>) {
+        let b = self.inner.budgets();
+        (
+            b.hot_bytes,
+            (b.warm_bytes != u64::MAX).then_some(b.warm_bytes),
+        )
+    }
+
+    /// Whether a cold tier is configured, and if so whether its last probe (at most
+    /// `tiers.mover_interval` × 10 old; refreshed by the mover thread) reached it.
+    pub fn cold_store_status(&self) -> Option<std::result::Result<(), String>> {
+        self.inner.tiered()?;
+        Some(self.inner.cold_probe())
     }
 
     /// A handle on an existing collection.

@@ -178,7 +178,7 @@ impl CollectionHandle {
         for mut seg in segments {
             self.deadline.check(what)?;
             if body {
-                seg.body = Some(self.inner.resident(&seg.seg)?);
+                seg.body = Some(self.inner.resident(&seg.seg, self.coll.hint())?);
             }
             each(&seg, &mut found)?;
         }
@@ -400,7 +400,7 @@ impl CollectionHandle {
             Ok(())
         })?;
         // Only the segments holding a returned row are loaded.
-        Found::load_all(&mut found, |seg| self.inner.resident(seg))?;
+        Found::load_all(&mut found, |seg| self.inner.resident(seg, self.coll.hint()))?;
         let by_id: HashMap<PointId, Found> = found.into_iter().map(|f| (f.id, f)).collect();
         unique
             .iter()
@@ -434,7 +434,7 @@ impl CollectionHandle {
         let next_offset = rows.get(limit).map(|f| f.id);
         rows.truncate(limit);
         // Only the segments holding a row of this page are loaded.
-        Found::load_all(&mut rows, |seg| self.inner.resident(seg))?;
+        Found::load_all(&mut rows, |seg| self.inner.resident(seg, self.coll.hint()))?;
         let points = rows
             .iter()
             .map(|f| f.record(wp, wv))
@@ -467,7 +467,7 @@ impl CollectionHandle {
         for v in &frozen {
             self.deadline.check("count")?;
             let body = match needs_body {
-                true => Some(self.inner.resident(&v.seg)?),
+                true => Some(self.inner.resident(&v.seg, self.coll.hint())?),
                 false => None,
             };
             n += v
@@ -546,7 +546,7 @@ impl CollectionHandle {
             views.into_iter().partition(|v| v.seg.tier() != Tier::Cold);
         for mut v in resident {
             self.deadline.check("search")?;
-            v.body = Some(self.inner.resident(&v.seg)?);
+            v.body = Some(self.inner.resident(&v.seg, self.coll.hint())?);
             each(&v, &mut found)?;
         }
         let mut report = SearchReport::default();
@@ -563,8 +563,11 @@ impl CollectionHandle {
             })
             .collect();
         cold.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.seg.id().cmp(&b.1.seg.id())));
+        let started = std::time::Instant::now();
         for (_, mut v) in cold {
-            if req.cold == ColdReads::Skip {
+            if req.cold == ColdReads::Skip
+                || req.cold_deadline.is_some_and(|d| started.elapsed() >= d)
+            {
                 report.cold_left_out += 1;
                 continue;
             }
@@ -575,7 +578,7 @@ impl CollectionHandle {
                 continue;
             }
             self.deadline.check("search")?;
-            v.body = Some(self.inner.resident(&v.seg)?);
+            v.body = Some(self.inner.resident(&v.seg, self.coll.hint())?);
             report.cold_searched += 1;
             each(&v, &mut found)?;
         }
@@ -619,6 +622,14 @@ impl CollectionHandle {
             indexed_segments: segs.iter().filter(|s| s.meta.has_graph()).count() as u64,
             bytes: mem_bytes + segs.iter().map(|s| s.meta.file_len()).sum::<u64>(),
             memtable_points: mem_points,
+            tier_hint: crate::tiers::hint_name(self.coll.hint()).to_string(),
+            tier_segments: {
+                let mut t = [0u64; 3];
+                for s in segs.iter() {
+                    t[crate::tiers::tier_index(s.tier())] += 1;
+                }
+                t
+            },
         })
     }
 

@@ -62,7 +62,7 @@ mod read;
 mod record;
 pub mod scan;
 mod segment;
-mod tiers;
+pub mod tiers;
 mod types;
 mod wal;
 
@@ -78,6 +78,7 @@ pub use segment::Verify;
 /// The storage layer the engine persists through (re-exported for tests and embedders).
 pub use strata_tiering as storage;
 pub use strata_tiering::SplitMix64;
+pub use strata_tiering::policy::Hint as TierHint;
 pub use types::{
     ColdReads, CollectionConfig, CollectionInfo, Distance, HnswConfig, Lsn, MAX_DIM, Payload,
     PointId, PointInput, Record, ScoredPoint, ScrollPage, ScrollRequest, SearchReport,

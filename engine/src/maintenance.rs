@@ -467,6 +467,7 @@ fn mover(weak: Weak<Inner>) {
         if !inner.wait(inner.opts().tiers.mover_interval) {
             return;
         }
+        inner.probe_cold_if_due();
         run_guarded(&inner, "mover", 0, ("", ""), || inner.run_mover());
     }
 }

@@ -9,11 +9,35 @@
 //! Decoding trusts nothing: besides checksums, every collection's name and configuration is
 //! checked as the API would check it, and duplicate ids, names or segments are refused.
 
+use strata_tiering::policy::Hint;
+
 use crate::codec::{DecodeError, Reader, Writer, crc};
 use crate::types::{CollectionConfig, Distance, HnswConfig, Lsn, validate_name};
 
 pub(crate) const MAGIC: &[u8; 8] = b"STRATMAN";
-pub(crate) const VERSION: u32 = 1;
+/// Version 2 added each collection's tier hint; version 1 manifests still open (hint `auto`).
+pub(crate) const VERSION: u32 = 2;
+
+/// The byte a tier hint is stored as.
+pub(crate) fn hint_tag(h: Hint) -> u8 {
+    match h {
+        Hint::Auto => 0,
+        Hint::PinHot => 1,
+        Hint::Warm => 2,
+        Hint::Offload => 3,
+    }
+}
+
+/// The tier hint a stored byte stands for.
+pub(crate) fn hint_of(tag: u8) -> Option<Hint> {
+    Some(match tag {
+        0 => Hint::Auto,
+        1 => Hint::PinHot,
+        2 => Hint::Warm,
+        3 => Hint::Offload,
+        _ => return None,
+    })
+}
 pub(crate) const HEADER_LEN: usize = 32;
 
 /// One sealed segment of a collection.
@@ -38,6 +62,8 @@ pub(crate) struct CollectionEntry {
     pub(crate) created_lsn: Lsn,
     /// Every WAL record of this collection with LSN <= this is in `segments`.
     pub(crate) flushed_lsn: Lsn,
+    /// Where the tiering policy should keep this collection's segments.
+    pub(crate) hint: Hint,
     pub(crate) segments: Vec<SegmentEntry>,
 }
 
@@ -103,6 +129,7 @@ impl Manifest {
             b.u32(c.config.hnsw.ef_construct);
             b.u64(c.created_lsn);
             b.u64(c.flushed_lsn);
+            b.u8(hint_tag(c.hint));
             b.u32(c.segments.len() as u32);
             for s in &c.segments {
                 b.u64(s.id);
@@ -129,7 +156,19 @@ impl Manifest {
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Manifest, DecodeError> {
         let mut r = Reader::new(bytes);
-        r.magic_and_version(MAGIC, VERSION, "manifest")?;
+        if r.take(8, "manifest magic")? != MAGIC {
+            return Err(DecodeError {
+                offset: 0,
+                what: "bad manifest magic".into(),
+            });
+        }
+        let version = r.u32("manifest format version")?;
+        if !(1..=VERSION).contains(&version) {
+            return Err(DecodeError {
+                offset: 8,
+                what: format!("unsupported manifest format version {version}"),
+            });
+        }
         let _flags = r.u32("flags")?;
         let body_len = r.u64("body length")?;
         let body_crc = r.u32("body CRC")?;
@@ -196,6 +235,17 @@ impl Manifest {
             };
             let created_lsn = r.u64("created LSN")?;
             let flushed_lsn = r.u64("flushed LSN")?;
+            let hint = match version {
+                1 => Hint::Auto,
+                _ => {
+                    let at = r.pos();
+                    let tag = r.u8("tier hint")?;
+                    hint_of(tag).ok_or(DecodeError {
+                        offset: at,
+                        what: format!("unknown tier hint {tag}"),
+                    })?
+                }
+            };
             let segs = r.u32("segment count")?;
             let mut segments = Vec::new();
             for _ in 0..segs {
@@ -235,6 +285,7 @@ impl Manifest {
                 config,
                 created_lsn,
                 flushed_lsn,
+                hint,
                 segments,
             });
         }
@@ -280,11 +331,11 @@ mod tests {
             4u32..64,
             4u32..500,
             any::<u64>(),
-            any::<u64>(),
+            (any::<u64>(), 0u8..4),
             prop::collection::vec(seg, 0..4),
         )
             .prop_map(
-                |(id, tenant, name, dim, d, m, ef, created_lsn, flushed_lsn, segments)| {
+                |(id, tenant, name, dim, d, m, ef, created_lsn, (flushed_lsn, hint), segments)| {
                     CollectionEntry {
                         id,
                         tenant,
@@ -299,6 +350,7 @@ mod tests {
                         },
                         created_lsn,
                         flushed_lsn,
+                        hint: hint_of(hint).expect("tag"),
                         segments,
                     }
                 },
@@ -365,6 +417,7 @@ mod tests {
                 config,
                 created_lsn: 0,
                 flushed_lsn: 0,
+                hint: Hint::Auto,
                 segments: Vec::new(),
             }],
             ..Manifest::default()
@@ -396,5 +449,33 @@ mod tests {
             );
             assert!(e.what.contains("collection"), "names the collection: {e}");
         }
+    }
+
+    #[test]
+    fn a_version_1_manifest_opens_with_every_hint_auto() {
+        let mut m = one(CollectionConfig::new(4, Distance::Dot), "t", "c");
+        m.collections[0].hint = Hint::Offload;
+        let v2 = m.encode();
+        // The same manifest as version 1 wrote it: no hint byte, version 1, checksums redone.
+        let body_start = HEADER_LEN;
+        let hint_at = body_start + 8 * 4 + 4 + 8 + 2 + 1 + 2 + 1 + 4 + 1 + 4 + 4 + 8 + 8;
+        assert_eq!(v2[hint_at], hint_tag(Hint::Offload));
+        let mut body = v2[body_start..].to_vec();
+        body.remove(hint_at - body_start);
+        let mut w = Writer::with_capacity(HEADER_LEN + body.len());
+        w.bytes(MAGIC);
+        w.u32(1);
+        w.u32(0);
+        w.u64(body.len() as u64);
+        w.u32(crc(&body));
+        let hc = crc(&w.buf);
+        w.u32(hc);
+        w.bytes(&body);
+        let old = Manifest::decode(&w.buf).expect("version 1 opens");
+        assert_eq!(old.collections[0].hint, Hint::Auto);
+        m.collections[0].hint = Hint::Auto;
+        assert_eq!(old, m);
+        let back = Manifest::decode(&v2).expect("v2");
+        assert_eq!(back.collections[0].hint, Hint::Offload);
     }
 }

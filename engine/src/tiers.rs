@@ -63,6 +63,8 @@ pub(crate) struct Mover {
     backoff: Mutex<HashMap<u64, (u32, u64, String, bool)>>,
     /// When the bandwidth cap allows the next download to start.
     next_download: Mutex<Option<Instant>>,
+    /// The last probe of the cold store: when (ms) and what it found.
+    probe: Mutex<Option<(u64, std::result::Result<(), String>)>>,
     pub(crate) counters: TierCounters,
 }
 
@@ -74,12 +76,29 @@ fn tier_name(t: Tier) -> &'static str {
     }
 }
 
-fn tier_index(t: Tier) -> usize {
+pub(crate) fn tier_index(t: Tier) -> usize {
     match t {
         Tier::Hot => 0,
         Tier::Warm => 1,
         Tier::Cold => 2,
     }
+}
+
+/// The API name of a tier hint.
+pub fn hint_name(h: Hint) -> &'static str {
+    match h {
+        Hint::Auto => "auto",
+        Hint::PinHot => "pin_hot",
+        Hint::Warm => "warm",
+        Hint::Offload => "offload",
+    }
+}
+
+/// The tier hint an API name stands for.
+pub fn parse_hint(s: &str) -> Option<Hint> {
+    [Hint::Auto, Hint::PinHot, Hint::Warm, Hint::Offload]
+        .into_iter()
+        .find(|h| hint_name(*h) == s)
 }
 
 /// Checks the tier options (named in the error).
@@ -142,6 +161,7 @@ impl Inner {
     fn state_of(
         &self,
         seg: &Segment,
+        hint: Hint,
         now: u64,
         backoff: &HashMap<u64, (u32, u64, String, bool)>,
     ) -> SegmentState {
@@ -151,7 +171,7 @@ impl Inner {
             tier: seg.tier(),
             since: seg.since(),
             access: seg.access(),
-            hint: Hint::Auto,
+            hint,
             moving: seg.is_moving() || backoff.get(&seg.id()).is_some_and(|b| b.1 > now),
         }
     }
@@ -162,7 +182,7 @@ impl Inner {
         let mut out = Vec::new();
         for c in self.collections() {
             for s in c.segments().iter().filter(|s| s.is_persisted()) {
-                out.push((Arc::clone(s), self.state_of(s, now, &backoff)));
+                out.push((Arc::clone(s), self.state_of(s, c.hint(), now, &backoff)));
             }
         }
         out
@@ -183,7 +203,7 @@ impl Inner {
 
     /// The body of `seg` for a read: resident, or loaded from the cold tier (promoted or
     /// streamed, as the policy decides). Counts the read for the policy.
-    pub(crate) fn resident(&self, seg: &Arc<Segment>) -> Result<Arc<SegmentData>> {
+    pub(crate) fn resident(&self, seg: &Arc<Segment>, hint: Hint) -> Result<Arc<SegmentData>> {
         let now = self.opts().clock.now_millis();
         let budgets = self.budgets();
         seg.touch(now, budgets.half_life);
@@ -208,7 +228,7 @@ impl Inner {
         }
         let usage = self.tier_usage();
         let local = u128::from(usage.bytes[0]) + u128::from(usage.bytes[1]);
-        let state = self.state_of(seg, now, &HashMap::new());
+        let state = self.state_of(seg, hint, now, &HashMap::new());
         let decision = match seg.is_retired() {
             true => ColdRead::Stream,
             false => policy::on_cold_read_with_local(&state, local, &budgets, now),
@@ -231,6 +251,46 @@ impl Inner {
         counters.streamed.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("strata_tier_cold_reads_total", "how" => "stream").increment(1);
         self.stream(seg)
+    }
+
+    /// The last cold-store probe's result (probing now if there was none).
+    pub(crate) fn cold_probe(&self) -> std::result::Result<(), String> {
+        if let Some((_, r)) = &*lock(&self.mover().probe) {
+            return r.clone();
+        }
+        self.probe_cold()
+    }
+
+    /// Probes the cold store if the last probe is older than ten mover intervals.
+    pub(crate) fn probe_cold_if_due(&self) {
+        let now = self.opts().clock.now_millis();
+        let every = u64::try_from(self.opts().tiers.mover_interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(10);
+        let due = lock(&self.mover().probe)
+            .as_ref()
+            .is_none_or(|(at, _)| now.saturating_sub(*at) >= every);
+        if due && self.tiered().is_some() {
+            let _ = self.probe_cold();
+        }
+    }
+
+    /// One HEAD request to the cold store (a missing object is a healthy answer).
+    fn probe_cold(&self) -> std::result::Result<(), String> {
+        let Some(t) = self.tiered() else {
+            return Ok(());
+        };
+        let r = match t.cold().head(layout::MANIFEST) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(why) = &r {
+            tracing::warn!(error = %why, "the cold store is unreachable");
+        }
+        metrics::gauge!("strata_cold_store_up").set(f64::from(u8::from(r.is_ok())));
+        *lock(&self.mover().probe) = Some((self.opts().clock.now_millis(), r.clone()));
+        r
     }
 
     /// Counts what one search did with cold segments.

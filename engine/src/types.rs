@@ -343,6 +343,10 @@ pub struct SearchRequest {
     pub filter: Option<Filter>,
     /// Scan every point exactly instead of using the graph.
     pub exact: bool,
+    /// Time allowed for reading cold segments, counted from the start of the search: cold
+    /// segments not read by then are left out and the report says so (partial answer).
+    /// Default none: every needed cold segment is read.
+    pub cold_deadline: Option<std::time::Duration>,
     /// Return payloads.
     pub with_payload: bool,
     /// Return vectors.
@@ -375,8 +379,8 @@ pub struct SearchReport {
     pub cold_searched: u64,
     /// Cold segments whose summary proved they could not change the results.
     pub cold_skipped: u64,
-    /// Cold segments left out because the request said [`ColdReads::Skip`]: when non-zero the
-    /// answer is partial.
+    /// Cold segments left out because the request said [`ColdReads::Skip`] or its
+    /// `cold_deadline` passed: when non-zero the answer may be partial.
     pub cold_left_out: u64,
 }
 
@@ -390,6 +394,7 @@ impl SearchRequest {
             ef: None,
             filter: None,
             exact: false,
+            cold_deadline: None,
             with_payload: false,
             with_vector: false,
             score_threshold: None,
@@ -439,4 +444,8 @@ pub struct CollectionInfo {
     pub bytes: u64,
     /// Points in the memtable (hot, unsealed).
     pub memtable_points: u64,
+    /// The tier hint: `auto`, `pin_hot`, `warm` or `offload` (see [`crate::TierHint`]).
+    pub tier_hint: String,
+    /// Sealed segments per tier: hot, warm, cold.
+    pub tier_segments: [u64; 3],
 }

@@ -669,6 +669,12 @@ mod skipping {
                 engines[0].stats().tier_segments[2],
                 "every cold segment left out"
             );
+            // So is a cold deadline that has passed before the cold phase.
+            req.cold = ColdReads::Include;
+            req.cold_deadline = Some(Duration::ZERO);
+            let late = tiered.search_report(&req).expect("search");
+            assert_eq!(late.cold_left_out, partial.cold_left_out);
+            assert_eq!(late.cold_searched, 0);
         }
         let st = engines[0].stats();
         (st.search_cold_segments[0], st.search_cold_segments[1])
@@ -811,4 +817,56 @@ fn the_mover_under_cold_store_faults_loses_nothing_and_converges() {
     e.close().expect("close");
     let e = open(&MemStorage::new(), &cold_mem);
     assert_eq!(coll(&e).count(None).expect("count"), next);
+}
+
+#[test]
+fn tier_hints_are_persisted_and_drive_the_mover() {
+    let cold: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    three_segments(&cold);
+    let b = MemStorage::new();
+    let mut o = opts(&b, Arc::clone(&cold));
+    o.tiers.hot_bytes = 1 << 20;
+    o.tiers.admit_frequency = 1_000.0; // nothing is promoted for its reads alone
+    let e = Engine::open(o.clone()).expect("open");
+    let c = coll(&e);
+    assert_eq!(c.info().expect("info").tier_hint, "auto");
+    assert_three_segments(&c);
+    assert!(!e.run_mover().expect("mover"), "auto: warm stays warm");
+    // pin_hot: every segment into RAM, at once (pins ignore the minimum residence).
+    e.set_tier_hint(DEFAULT_TENANT, "c", TierHint::PinHot)
+        .expect("hint");
+    assert!(e.run_mover().expect("mover"));
+    assert_eq!(c.info().expect("info").tier_segments, [3, 0, 0]);
+    assert_three_segments(&c);
+    // offload: every segment to cold only; reads stream and never promote.
+    e.set_tier_hint(DEFAULT_TENANT, "c", TierHint::Offload)
+        .expect("hint");
+    assert!(e.run_mover().expect("mover"));
+    assert_eq!(c.info().expect("info").tier_segments, [0, 0, 3]);
+    let promoted = e.stats().cold_reads_promoted;
+    assert_three_segments(&c);
+    assert_eq!(
+        e.stats().cold_reads_promoted,
+        promoted,
+        "offload never promotes"
+    );
+    assert!(segment_files(&*b.blobs).is_empty());
+    assert!(
+        e.set_tier_hint(DEFAULT_TENANT, "nope", TierHint::Warm)
+            .is_err()
+    );
+    drop(e);
+    // The hint is in the manifest: it survives a restart (and a restore).
+    for storage in [b, MemStorage::new()] {
+        let e = Engine::open(opts(&storage, Arc::clone(&cold))).expect("reopen");
+        assert_eq!(coll(&e).info().expect("info").tier_hint, "offload");
+    }
+    // warm: pre-warmed now, whatever the reads.
+    let e = open(&MemStorage::new(), &cold);
+    assert_eq!(coll(&e).info().expect("info").tier_segments, [0, 0, 3]);
+    e.set_tier_hint(DEFAULT_TENANT, "c", TierHint::Warm)
+        .expect("hint");
+    assert!(e.run_mover().expect("mover"));
+    assert_eq!(coll(&e).info().expect("info").tier_segments, [0, 3, 0]);
+    assert!(e.cold_store_status().expect("configured").is_ok());
 }

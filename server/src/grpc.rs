@@ -43,6 +43,7 @@ pub mod pb {
 
 use pb::collections_server::{Collections, CollectionsServer};
 use pb::points_server::{Points, PointsServer};
+use pb::tiers_server::{Tiers, TiersServer};
 
 /// Both services share the HTTP state (engine, authenticator, limits).
 #[derive(Debug, Clone)]
@@ -214,7 +215,21 @@ fn search_from(
     req.with_payload = r.with_payload;
     req.with_vector = r.with_vector;
     req.score_threshold = r.score_threshold;
+    if !r.cold.is_empty() {
+        req.cold = crate::tiers::parse_cold(&r.cold, &format!("{at}cold"))?;
+    }
+    req.cold_deadline = (r.cold_deadline_ms > 0)
+        .then(|| std::time::Duration::from_millis(r.cold_deadline_ms.into()));
     Ok(req)
+}
+
+fn search_to(r: strata_engine::SearchReport) -> pb::SearchPointsResponse {
+    pb::SearchPointsResponse {
+        cold_searched: r.cold_searched,
+        cold_skipped: r.cold_skipped,
+        cold_left_out: r.cold_left_out,
+        points: r.points.into_iter().map(scored_to).collect(),
+    }
 }
 
 #[tonic::async_trait]
@@ -516,10 +531,8 @@ impl Points for Service {
         tracked("Points/Search", async move {
             let h = st.readable(&c, &r.collection, &dl)?;
             let s = search_from(&r, "", st.max_limit)?;
-            let hits = blocking(move || h.search(&s).map_err(ApiError::from)).await?;
-            Ok(pb::SearchPointsResponse {
-                points: hits.into_iter().map(scored_to).collect(),
-            })
+            let report = blocking(move || h.search_report(&s).map_err(ApiError::from)).await?;
+            Ok(search_to(report))
         })
         .await
     }
@@ -552,17 +565,79 @@ impl Points for Service {
                 .collect::<Result<Vec<_>, _>>()?;
             let results = blocking(move || {
                 reqs.iter()
-                    .map(|s| {
-                        h.search(s)
-                            .map(|hits| pb::SearchPointsResponse {
-                                points: hits.into_iter().map(scored_to).collect(),
-                            })
-                            .map_err(ApiError::from)
-                    })
+                    .map(|s| h.search_report(s).map(search_to).map_err(ApiError::from))
                     .collect::<Result<Vec<_>, _>>()
             })
             .await?;
             Ok(pb::SearchBatchResponse { results })
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl Tiers for Service {
+    async fn get(
+        &self,
+        req: Request<pb::GetTiersRequest>,
+    ) -> Result<Response<pb::GetTiersResponse>, Status> {
+        let c = caller(&req)?;
+        let st = self.0.clone();
+        tracked("Tiers/Get", async move {
+            crate::tiers::manager(&c)?;
+            let engine = st.engine.clone();
+            let r = blocking(move || crate::tiers::report(&engine, &c.0.tenant)).await?;
+            let fig = |t: &crate::tiers::TierFigures| pb::TierFigures {
+                segments: t.segments,
+                bytes: t.bytes,
+                budget_bytes: t.budget_bytes,
+                hits: t.hits,
+                moves_in: t.moves_in,
+            };
+            Ok(pb::GetTiersResponse {
+                hot: Some(fig(&r.tiers[0])),
+                warm: Some(fig(&r.tiers[1])),
+                cold: Some(fig(&r.tiers[2])),
+                cold_reads_streamed: r.cold_reads_streamed,
+                cold_reads_promoted: r.cold_reads_promoted,
+                move_failures: r.move_failures,
+                search_cold_searched: r.search_cold[0],
+                search_cold_skipped: r.search_cold[1],
+                search_cold_left_out: r.search_cold[2],
+                cold_store_configured: r.cold_store.is_some(),
+                cold_store_reachable: matches!(r.cold_store, Some(Ok(()))),
+                cold_store_error: match &r.cold_store {
+                    Some(Err(e)) => e.clone(),
+                    _ => String::new(),
+                },
+                collections: r
+                    .collections
+                    .into_iter()
+                    .map(|c| pb::CollectionTier {
+                        collection: c.name,
+                        hint: c.hint,
+                        hot_segments: c.segments[0],
+                        warm_segments: c.segments[1],
+                        cold_segments: c.segments[2],
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn set_hint(
+        &self,
+        req: Request<pb::SetTierHintRequest>,
+    ) -> Result<Response<pb::SetTierHintResponse>, Status> {
+        let c = caller(&req)?;
+        let st = self.0.clone();
+        let r = req.into_inner();
+        tracked("Tiers/SetHint", async move {
+            crate::tiers::manager(&c)?;
+            let hint = crate::tiers::parse_hint(&r.hint, "hint")?;
+            blocking(move || crate::tiers::set_hint(&st, &c, &r.collection, hint)).await?;
+            Ok(pb::SetTierHintResponse {})
         })
         .await
     }
@@ -602,6 +677,7 @@ pub async fn router(
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<CollectionsServer<Service>>().await;
     health.set_serving::<PointsServer<Service>>().await;
+    health.set_serving::<TiersServer<Service>>().await;
     // Reflection v1 and the older v1alpha (which grpcurl and many clients still ask for).
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -611,7 +687,9 @@ pub async fn router(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let a1 = Arc::clone(&auth);
-    let a2 = auth;
+    let a2 = Arc::clone(&auth);
+    let a3 = auth;
+    let tiers = TiersServer::new(svc.clone()).max_decoding_message_size(max_message_bytes);
     let collections =
         CollectionsServer::new(svc.clone()).max_decoding_message_size(max_message_bytes);
     let points = PointsServer::new(svc).max_decoding_message_size(max_message_bytes);
@@ -626,6 +704,10 @@ pub async fn router(
         .add_service(tonic::service::interceptor::InterceptedService::new(
             points,
             move |r| authenticate(&a2, r),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            tiers,
+            move |r| authenticate(&a3, r),
         )))
 }
 

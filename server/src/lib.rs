@@ -25,3 +25,4 @@ pub mod metrics;
 pub mod openapi;
 pub mod run;
 pub mod server;
+mod tiers;

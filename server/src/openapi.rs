@@ -28,8 +28,23 @@ fn schemas() -> Value {
         {"type": "object", "properties": {"include": {"type": "array", "items": {"type": "string"}}, "exclude": {"type": "array", "items": {"type": "string"}}}}]});
     let vector = json!({"type": "array", "items": {"type": "number", "format": "float"}});
     let search_params = json!({"type": "object", "properties": {"hnsw_ef": {"type": "integer", "minimum": 1}, "exact": {"type": "boolean"},
-        "indexed_only": {"type": "boolean"}, "quantization": {"type": "object"}}});
-    json!({
+        "indexed_only": {"type": "boolean"}, "quantization": {"type": "object"},
+        "cold": {"type": "string", "enum": ["include", "skip"], "description": "Strata extension: `skip` leaves segments only in the cold store out (a partial answer: header `strata-partial: true`). Default `include`: cold segments are read unless their summary proves they cannot change the answer."},
+        "cold_deadline_ms": {"type": "integer", "minimum": 0, "description": "Strata extension: cold segments not read within this many milliseconds of the search's start are left out (header `strata-partial: true`)."}}});
+    let tier = json!({"type": "object", "properties": {"segments": {"type": "integer"}, "bytes": {"type": "integer"},
+        "budget_bytes": {"type": "integer", "nullable": true}, "hits": {"type": "integer"}, "misses": {"type": "integer"}, "moves_in": {"type": "integer"}}});
+    let tiers_report = json!({"type": "object", "required": ["tiers", "collections", "cold_store"], "properties": {
+            "tiers": {"type": "object", "properties": {"hot": r("Tier"), "warm": r("Tier"), "cold": r("Tier")}},
+            "cold_reads": {"type": "object", "properties": {"streamed": {"type": "integer"}, "promoted": {"type": "integer"}}},
+            "move_failures": {"type": "integer"},
+            "search_cold_segments": {"type": "object", "properties": {"searched": {"type": "integer"}, "skipped": {"type": "integer"}, "left_out": {"type": "integer"}}},
+            "cold_store": {"type": "object", "properties": {"configured": {"type": "boolean"}, "reachable": {"type": "boolean"}, "error": {"type": "string"}}},
+            "collections": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"},
+                "hint": {"type": "string", "enum": ["auto", "pin_hot", "warm", "offload"]},
+                "segments": {"type": "object", "properties": {"hot": {"type": "integer"}, "warm": {"type": "integer"}, "cold": {"type": "integer"}}}}}}}});
+    let tier_hint_request = json!({"type": "object", "required": ["hint"], "additionalProperties": false, "properties": {
+            "hint": {"type": "string", "enum": ["auto", "pin_hot", "warm", "offload"], "description": "auto: by use; pin_hot: in RAM as far as STRATA_HOT_BYTES allows, never demoted; warm: on local disk, fetched now; offload: cold only, reads stream without caching"}}});
+    let mut all = json!({
         "PointId": point_id,
         "Payload": payload,
         "Vector": vector,
@@ -78,7 +93,12 @@ fn schemas() -> Value {
         "ScrollResult": {"type": "object", "required": ["points"], "properties": {"points": {"type": "array", "items": r("Record")}, "next_page_offset": r("PointId")}},
         "CountRequest": {"type": "object", "properties": {"filter": r("Filter"), "exact": {"type": "boolean"}}},
         "CountResult": {"type": "object", "required": ["count"], "properties": {"count": {"type": "integer"}}},
-    })
+    });
+    // Added apart: one json! of all of them exceeds the macro recursion limit.
+    all["Tier"] = tier;
+    all["TiersReport"] = tiers_report;
+    all["TierHintRequest"] = tier_hint_request;
+    all
 }
 
 /// (summary, request schema, result schema, authenticated) of a route.
@@ -181,6 +201,18 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>, Value, bo
             "Count points (exact)",
             Some(r("CountRequest")),
             r("CountResult"),
+            true,
+        ),
+        ("GET", "/v1/tiers") => (
+            "Strata extension (access m): segments, bytes, budgets, hits, misses and moves per tier; cold store status; each collection's hint",
+            None,
+            r("TiersReport"),
+            true,
+        ),
+        ("PUT", "/v1/collections/{collection_name}/tier") => (
+            "Strata extension (access m): set the collection's tier hint (persisted; applied by the mover within a second)",
+            Some(r("TierHintRequest")),
+            json!({"type": "boolean"}),
             true,
         ),
         _ => ("", None, json!({}), true),

@@ -8,6 +8,8 @@ use std::time::Instant;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use strata_engine::{
     CollectionConfig, CollectionHandle, CollectionInfo, Distance, HnswConfig, PointId, PointInput,
@@ -663,11 +665,32 @@ fn search_params(b: &Obj, at: &str, req: &mut SearchRequest) -> Result<(), ApiEr
         parse::check_fields(
             p,
             &here,
-            &["hnsw_ef", "exact", "indexed_only", "quantization"],
+            &[
+                "hnsw_ef",
+                "exact",
+                "indexed_only",
+                "quantization",
+                "cold",
+                "cold_deadline_ms",
+            ],
             &["acorn"],
         )?;
         req.ef = parse::usize_field(p, "hnsw_ef", &here)?;
         req.exact = parse::bool_field(p, "exact", &here)?.unwrap_or(false);
+        // Strata extensions (Qdrant clients never send them).
+        match parse::get(p, "cold") {
+            None => {}
+            Some(Value::String(c)) => {
+                req.cold = crate::tiers::parse_cold(c, &format!("{here}cold"))?;
+            }
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "{here}cold: expected \"include\" or \"skip\", got {other}"
+                )));
+            }
+        }
+        req.cold_deadline = parse::usize_field(p, "cold_deadline_ms", &here)?
+            .map(|ms| std::time::Duration::from_millis(ms as u64));
     }
     req.score_threshold = parse::f32_field(b, "score_threshold", at)?;
     req.filter = parse::filter_field(b, "filter", at)?;
@@ -788,7 +811,7 @@ fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
 
 /// Runs one search on the blocking pool (a query by point id first looks up that point's vector
 /// and excludes it from the results, as Qdrant does).
-fn run_search(h: &CollectionHandle, mut s: Search) -> Result<Vec<Value>, ApiError> {
+fn run_search(h: &CollectionHandle, mut s: Search) -> Result<(Vec<Value>, ColdCounts), ApiError> {
     if let Some(id) = s.by_id {
         let rec = h
             .get(&[id], false, true)?
@@ -797,13 +820,42 @@ fn run_search(h: &CollectionHandle, mut s: Search) -> Result<Vec<Value>, ApiErro
         s.req.vector = rec.vector.unwrap_or_default();
         s.req.limit += 1;
     }
-    let hits = h.search(&s.req)?;
-    Ok(hits
+    let report = h.search_report(&s.req)?;
+    let counts = [
+        report.cold_searched,
+        report.cold_skipped,
+        report.cold_left_out,
+    ];
+    let points = report
+        .points
         .into_iter()
         .filter(|p| Some(p.id) != s.by_id)
         .take(s.req.limit - usize::from(s.by_id.is_some()))
         .map(|p| scored_json(p, &s.sel))
-        .collect())
+        .collect();
+    Ok((points, counts))
+}
+
+/// Cold segments a search read, skipped (their summaries could not beat the results) and left
+/// out (`params.cold = "skip"` or `params.cold_deadline_ms` passed).
+type ColdCounts = [u64; 3];
+
+/// The Qdrant envelope, with the cold segments the search(es) touched in a
+/// `strata-cold-segments` header (and `strata-partial: true` when some were left out): headers,
+/// so that Qdrant clients see exactly Qdrant's body.
+fn searched(started: Instant, result: Value, c: ColdCounts) -> Result<Response, ApiError> {
+    let mut r = ok(started, result)?.into_response();
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "searched={}, skipped={}, left_out={}",
+        c[0], c[1], c[2]
+    )) {
+        h.insert("strata-cold-segments", v);
+    }
+    if c[2] > 0 {
+        h.insert("strata-partial", HeaderValue::from_static("true"));
+    }
+    Ok(r)
 }
 
 pub(crate) async fn query_points(
@@ -812,12 +864,12 @@ pub(crate) async fn query_points(
     dl: ReqDeadline,
     Path(c): Path<String>,
     body: Bytes,
-) -> ApiResult {
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let h = st.readable(&caller, &c, &dl)?;
     let s = parse_query(&parse::body(&body)?, "", st.max_limit)?;
-    let points = blocking(move || run_search(&h, s)).await?;
-    ok(started, json!({"points": points}))
+    let (points, cold) = blocking(move || run_search(&h, s)).await?;
+    searched(started, json!({"points": points}), cold)
 }
 
 fn searches(b: &Obj, max: usize) -> Result<&Vec<Value>, ApiError> {
@@ -845,7 +897,7 @@ async fn run_batch(
     body: Bytes,
     parse: fn(&Obj, &str, usize) -> Result<Search, ApiError>,
     wrap: fn(Vec<Value>) -> Value,
-) -> ApiResult {
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let h = st.readable(&caller, &c, &dl)?;
     let b = parse::body(&body)?;
@@ -860,14 +912,22 @@ async fn run_batch(
             parse(o, &at, st.max_limit)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let out = blocking(move || {
-        parsed
+    let (out, cold) = blocking(move || {
+        let mut cold = [0u64; 3];
+        let out = parsed
             .into_iter()
-            .map(|s| run_search(&h, s).map(wrap))
-            .collect::<Result<Vec<_>, _>>()
+            .map(|s| {
+                let (points, c) = run_search(&h, s)?;
+                for (total, n) in cold.iter_mut().zip(c) {
+                    *total += n;
+                }
+                Ok(wrap(points))
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok((out, cold))
     })
     .await?;
-    ok(started, Value::Array(out))
+    searched(started, Value::Array(out), cold)
 }
 
 pub(crate) async fn query_batch(
@@ -876,7 +936,7 @@ pub(crate) async fn query_batch(
     dl: ReqDeadline,
     Path(c): Path<String>,
     body: Bytes,
-) -> ApiResult {
+) -> Result<Response, ApiError> {
     run_batch(
         st,
         caller,
@@ -895,12 +955,12 @@ pub(crate) async fn search_points(
     dl: ReqDeadline,
     Path(c): Path<String>,
     body: Bytes,
-) -> ApiResult {
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let h = st.readable(&caller, &c, &dl)?;
     let s = parse_search(&parse::body(&body)?, "", st.max_limit)?;
-    let points = blocking(move || run_search(&h, s)).await?;
-    ok(started, Value::Array(points))
+    let (points, cold) = blocking(move || run_search(&h, s)).await?;
+    searched(started, Value::Array(points), cold)
 }
 
 pub(crate) async fn search_batch(
@@ -909,6 +969,40 @@ pub(crate) async fn search_batch(
     dl: ReqDeadline,
     Path(c): Path<String>,
     body: Bytes,
-) -> ApiResult {
+) -> Result<Response, ApiError> {
     run_batch(st, caller, dl, c, body, parse_search, Value::Array).await
+}
+
+// ---------------------------------------------------------------- tiers (Strata extension)
+
+pub(crate) async fn get_tiers(State(st): State<AppState>, caller: Caller) -> ApiResult {
+    let started = Instant::now();
+    crate::tiers::manager(&caller)?;
+    let engine = st.engine.clone();
+    let tenant = caller.0.tenant.clone();
+    let r = blocking(move || crate::tiers::report(&engine, &tenant)).await?;
+    ok(started, crate::tiers::to_json(&r))
+}
+
+pub(crate) async fn set_tier(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(c): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    crate::tiers::manager(&caller)?;
+    let b = parse::body(&body)?;
+    parse::check_fields(&b, "", &["hint"], &[])?;
+    let hint = match parse::get(&b, "hint") {
+        Some(Value::String(h)) => crate::tiers::parse_hint(h, "hint")?,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "hint: expected one of auto, pin_hot, warm, offload, got {other}"
+            )));
+        }
+        None => return Err(ApiError::invalid("hint: missing")),
+    };
+    blocking(move || crate::tiers::set_hint(&st, &caller, &c, hint)).await?;
+    ok(started, json!(true))
 }

@@ -171,6 +171,12 @@ async fn live() -> impl IntoResponse {
 /// listed either way: they degrade the node without making it refuse traffic.
 async fn ready(State(st): State<AppState>) -> Response {
     let h = st.engine.health();
+    // The last probe of the cold store (the mover thread probes it; the first call may probe).
+    let engine = st.engine.clone();
+    let cold = tokio::task::spawn_blocking(move || engine.cold_store_status())
+        .await
+        .unwrap_or(None);
+    let cold_store = crate::tiers::cold_store_json(&cold);
     let failing: Vec<serde_json::Value> = h
         .failing
         .iter()
@@ -180,10 +186,15 @@ async fn ready(State(st): State<AppState>) -> Response {
                    "retry_in_ms": f.retry_in_ms})
         })
         .collect();
-    let maintenance = if failing.is_empty() { "ok" } else { "degraded" };
+    let maintenance = if failing.is_empty() && !matches!(cold, Some(Err(_))) {
+        "ok"
+    } else {
+        "degraded"
+    };
     if h.writable {
         axum::Json(json!({"status": "ok", "recovered": true, "writable": true,
-                          "maintenance": maintenance, "failing_jobs": failing}))
+                          "maintenance": maintenance, "failing_jobs": failing,
+                          "cold_store": cold_store}))
         .into_response()
     } else {
         (
@@ -191,7 +202,7 @@ async fn ready(State(st): State<AppState>) -> Response {
             axum::Json(
                 json!({"status": "unavailable", "recovered": true, "writable": false,
                               "reason": h.reason, "maintenance": maintenance,
-                              "failing_jobs": failing}),
+                              "failing_jobs": failing, "cold_store": cold_store}),
             ),
         )
             .into_response()
@@ -232,6 +243,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/collections/{collection_name}/points/search/batch"),
     ("POST", "/collections/{collection_name}/points/scroll"),
     ("POST", "/collections/{collection_name}/points/count"),
+    ("GET", "/v1/tiers"),
+    ("PUT", "/v1/collections/{collection_name}/tier"),
 ];
 
 /// The HTTP router. Request bodies must arrive within the request timeout; the engine work of
@@ -269,6 +282,11 @@ pub fn router(st: AppState, max_body_bytes: usize) -> Router {
         .route(&format!("{c}/points/search/batch"), post(h::search_batch))
         .route(&format!("{c}/points/scroll"), post(h::scroll_points))
         .route(&format!("{c}/points/count"), post(h::count_points))
+        .route("/v1/tiers", get(h::get_tiers))
+        .route(
+            "/v1/collections/{collection_name}/tier",
+            axum::routing::put(h::set_tier),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
