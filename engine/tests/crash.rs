@@ -3,7 +3,12 @@
 //! must open cleanly, every acknowledged write must be there with its version, and the one
 //! write each thread had in flight must be either wholly applied or wholly absent.
 //!
-//! Rounds: 20, or `STRATA_CRASH_ROUNDS`.
+//! The same with a cold tier (an object store on a directory), a local budget of a few
+//! segments and a reader thread, so that kills land during uploads, evictions, promotions and
+//! streamed reads: after each, the store opens with the cold tier, every segment is reachable
+//! (a search reads every body), and nothing acknowledged is lost.
+//!
+//! Rounds: 20 (cold: 12), or `STRATA_CRASH_ROUNDS`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -49,11 +54,29 @@ fn matches(model: &Model, actual: &BTreeMap<u64, Option<(u64, Lsn)>>) -> bool {
 
 #[test]
 fn sigkill_during_writes_loses_no_acknowledged_write() {
+    crash_rounds(20, false);
+}
+
+#[test]
+fn sigkill_during_upload_evict_and_promote_loses_nothing_and_every_segment_is_reachable() {
+    crash_rounds(12, true);
+}
+
+fn cold_store(dir: &std::path::Path) -> std::sync::Arc<dyn storage::BlobStore> {
+    let url = format!("file://{}", dir.display());
+    std::sync::Arc::new(
+        storage::ObjectBlobStore::open(&storage::ColdConfig::new(url)).expect("cold store"),
+    )
+}
+
+fn crash_rounds(default_rounds: u64, with_cold: bool) {
     let rounds: u64 = std::env::var("STRATA_CRASH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(default_rounds);
     let dir = tempfile::tempdir().expect("tempdir");
+    let cold_dir = tempfile::tempdir().expect("tempdir");
+    let mut moved = 0u64;
     let mut models: Vec<Model> = (0..THREADS)
         .map(|t| (0..IDS).map(|i| (t * 1000 + i, None)).collect())
         .collect();
@@ -61,9 +84,12 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
     let mut total_acked = 0u64;
     let mut max_indexed = 0u64;
     for round in 0..rounds {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata-crash-child"))
-            .arg(dir.path())
-            .arg(round.to_string())
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata-crash-child"));
+        cmd.arg(dir.path()).arg(round.to_string());
+        if with_cold {
+            cmd.arg(cold_dir.path());
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -116,6 +142,9 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
 
         let mut opts = EngineOptions::new(dir.path());
         opts.background = false;
+        if with_cold {
+            opts.cold = Some(cold_store(cold_dir.path()));
+        }
         let engine = Engine::open(opts)
             .unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));
         let Ok(c) = engine.collection(DEFAULT_TENANT, "c") else {
@@ -170,6 +199,16 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
             models[t] = with;
         }
         max_indexed = max_indexed.max(c.info().expect("info").indexed_segments);
+        if with_cold {
+            // Every segment reachable: a search reads every body, local or cold.
+            let mut q = SearchRequest::new(vec![0.0; 8], 10);
+            q.exact = true;
+            c.search(&q)
+                .unwrap_or_else(|e| panic!("round {round}: a segment is unreachable: {e}"));
+            let st = engine.stats();
+            assert_eq!(st.tier_segments.iter().sum::<u64>(), st.segments);
+            moved += st.tier_segments[2];
+        }
         let expected: usize = models
             .iter()
             .map(|m| m.values().filter(|v| v.is_some()).count())
@@ -188,5 +227,11 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
         max_indexed > 0,
         "background compaction never built a graph during the rounds: test too weak"
     );
+    if with_cold {
+        assert!(
+            moved > 0,
+            "no segment was ever cold after a kill: test too weak"
+        );
+    }
     eprintln!("{rounds} crash rounds, {total_acked} acknowledged writes verified");
 }

@@ -7,6 +7,11 @@
 //! The parent kills it with SIGKILL at a random moment and checks what survived.
 //!
 //! Vectors encode who wrote them: `[seq, t, 0, ...]`.
+//!
+//! `strata-crash-child DIR SEED COLD_DIR` also puts a cold tier in `COLD_DIR` (an object store
+//! on a directory) with a local budget of a few segments and no minimum residence, and runs a
+//! reader thread that searches and reads points: segments are uploaded, evicted, promoted and
+//! streamed all the time, so the kill lands in the middle of those too.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -18,11 +23,29 @@ const THREADS: u64 = 4;
 const IDS: u64 = 64;
 const DIM: usize = 8;
 
+/// The cold tier in directory `dir`, as `STRATA_COLD_STORE_URL=file://DIR` would give it.
+fn cold_store(dir: &str) -> Arc<dyn storage::BlobStore> {
+    std::fs::create_dir_all(dir).expect("cold dir");
+    let url = format!(
+        "file://{}",
+        std::fs::canonicalize(dir).expect("path").display()
+    );
+    Arc::new(storage::ObjectBlobStore::open(&storage::ColdConfig::new(url)).expect("cold store"))
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let dir = args.next().expect("usage: strata-crash-child DIR SEED");
     let seed: u64 = args.next().and_then(|s| s.parse().ok()).expect("SEED");
+    let cold = args.next();
     let mut opts = EngineOptions::new(&dir);
+    if let Some(cold) = &cold {
+        opts.cold = Some(cold_store(cold));
+        opts.tiers.warm_bytes = Some(12 << 10);
+        opts.tiers.min_residence = Duration::ZERO;
+        opts.tiers.admit_frequency = 0.0;
+        opts.tiers.mover_interval = Duration::from_millis(5);
+    }
     opts.memtable_max_bytes = 16 << 10;
     opts.index_threshold_rows = 48;
     opts.max_segments = 3;
@@ -40,6 +63,20 @@ fn main() {
             .expect("create"),
     };
     println!("READY");
+    if cold.is_some() {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            let mut rng = SplitMix64::new(seed);
+            loop {
+                let mut q = vec![0.0f32; DIM];
+                q[0] = rng.below(50) as f32;
+                q[1] = rng.below(THREADS) as f32;
+                let _ = c.search(&SearchRequest::new(q, 5));
+                let ids: Vec<PointId> = (0..8).map(|_| PointId::Num(rng.below(IDS))).collect();
+                let _ = c.get(&ids, true, true);
+            }
+        });
+    }
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
             let c = c.clone();
