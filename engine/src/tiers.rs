@@ -474,6 +474,10 @@ impl Inner {
         let states = self.segment_states(now);
         let list: Vec<SegmentState> = states.iter().map(|(_, s)| s.clone()).collect();
         let plan = policy::plan(&list, &budgets, now);
+        // A failed move whose retry time has come but that the plan no longer wants (others
+        // made room meanwhile) is no longer failing.
+        lock(&self.mover().backoff)
+            .retain(|id, b| b.1 > now || plan.moves.iter().any(|m| m.id == *id));
         metrics::gauge!("strata_tier_pinned_over_budget_bytes").set(plan.pinned_over_budget as f64);
         if plan.moves.is_empty() {
             return self.failing_moves(&states).map(|()| false);

@@ -799,10 +799,10 @@ fn the_mover_under_cold_store_faults_loses_nothing_and_converges() {
     while c.flush().is_err() {}
     // Converges: a pass with no failing move, the budget held, every segment reachable.
     let mut passes = 0;
-    while e.run_mover().is_err() {
+    while let Err(err) = e.run_mover() {
         passes += 1;
         std::thread::sleep(Duration::from_millis(2));
-        assert!(passes < 100, "the mover does not converge");
+        assert!(passes < 100, "the mover does not converge: {err}");
     }
     let st = e.stats();
     assert!(st.tier_moves[2] > 0, "{st:?}");
@@ -869,4 +869,84 @@ fn tier_hints_are_persisted_and_drive_the_mover() {
     assert!(e.run_mover().expect("mover"));
     assert_eq!(coll(&e).info().expect("info").tier_segments, [0, 3, 0]);
     assert!(e.cold_store_status().expect("configured").is_ok());
+}
+
+#[test]
+fn object_store_stalls_resets_and_errors_lose_nothing_and_the_tiers_converge() {
+    use strata_engine::storage::{FaultyObjectStore, ObjectBlobStore, ObjectFaults, object_store};
+    let mem: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let faulty = Arc::new(FaultyObjectStore::new(Arc::clone(&mem), 41));
+    let blob = |store: Arc<dyn object_store::ObjectStore>| -> Arc<dyn BlobStore> {
+        Arc::new(
+            ObjectBlobStore::new(store, "node", "memory://")
+                .expect("runtime")
+                .with_op_timeout(Duration::from_millis(100))
+                // Segments of a few kB go up as multipart uploads of 1 kB parts.
+                .with_multipart(2048, 1024),
+        )
+    };
+    let cold = blob(Arc::clone(&faulty) as Arc<dyn object_store::ObjectStore>);
+    let a = MemStorage::new();
+    let mut o = opts(&a, Arc::clone(&cold));
+    o.tiers.min_residence = Duration::ZERO;
+    o.tiers.admit_frequency = 0.0;
+    o.tiers.mover_backoff_max = Duration::from_millis(1);
+    o.tiers.mover_interval = Duration::from_millis(1);
+    o.index_threshold_rows = 1_000_000;
+    o.max_segments = 1_000;
+    o.tiers.warm_bytes = Some(16 << 10);
+    let e = Engine::open(o).expect("open");
+    let c = create(&e);
+    let mut next = 0u64;
+    for round in 0..16u64 {
+        faulty.set(ObjectFaults {
+            error_chance: 0.05,
+            stall_chance: 0.05,
+            stall: Duration::from_millis(400),
+            // Every other round, a multipart upload is reset in the middle.
+            reset_part: (round % 2 == 0).then_some(2),
+        });
+        while c.upsert(points(next..next + 25, round as f32)).is_err() {
+            let _ = c.flush();
+        }
+        next += 25;
+        let _ = c.flush();
+        let _ = e.run_mover();
+        let ids: Vec<PointId> = (0..next).step_by(7).map(PointId::Num).collect();
+        if let Ok(got) = c.get(&ids, false, true) {
+            for p in got {
+                let PointId::Num(i) = p.id else {
+                    panic!("uuid")
+                };
+                assert_eq!(
+                    p.vector.expect("v")[1],
+                    (i / 25) as f32,
+                    "a read that answers is right"
+                );
+            }
+        }
+    }
+    assert!(faulty.injected() > 0, "the faults fired");
+    faulty.clear();
+    while c.flush().is_err() {}
+    let mut passes = 0;
+    while e.run_mover().is_err() {
+        passes += 1;
+        assert!(passes < 200, "the mover does not converge");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let st = e.stats();
+    assert!(st.tier_moves[2] > 0, "{st:?}");
+    assert_eq!(st.tier_segments.iter().sum::<u64>(), st.segments);
+    for r in 0..16u64 {
+        assert_all(&c, r * 25..r * 25 + 25, r as f32);
+    }
+    e.close().expect("close");
+    // A new node restores it all from the objects alone.
+    let e = open(&MemStorage::new(), &blob(mem));
+    let c = coll(&e);
+    assert_eq!(c.count(None).expect("count"), next);
+    for r in 0..16u64 {
+        assert_all(&c, r * 25..r * 25 + 25, r as f32);
+    }
 }

@@ -880,3 +880,73 @@ fn tiered_evicts_only_what_cold_holds_and_promotes_verified_without_resurrecting
     assert_eq!(local.open(&m).expect("local").as_bytes(), b"rebuilt");
     assert!(t.fenced().is_none());
 }
+
+#[test]
+fn object_store_faults_stalls_and_resets_mid_upload_fail_cleanly_and_lose_nothing() {
+    use crate::{FaultyObjectStore, ObjectFaults};
+    let mem: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let faulty = Arc::new(FaultyObjectStore::new(Arc::clone(&mem), 3));
+    let s = ObjectBlobStore::new(
+        Arc::clone(&faulty) as Arc<dyn object_store::ObjectStore>,
+        "p",
+        "memory://",
+    )
+    .expect("runtime")
+    .with_op_timeout(Duration::from_millis(200))
+    .with_multipart(1000, 1000);
+    let name = layout::segment(1);
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+
+    // A call that stalls past the timeout fails with TimedOut instead of hanging its caller.
+    faulty.set(ObjectFaults {
+        stall_chance: 1.0,
+        stall: Duration::from_secs(5),
+        ..ObjectFaults::default()
+    });
+    let started = std::time::Instant::now();
+    let err = s.put(&name, &data, PutMode::Create).expect_err("stalled");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    match &err {
+        StoreError::Io { source, .. } => assert_eq!(source.kind(), std::io::ErrorKind::TimedOut),
+        other => panic!("{other:?}"),
+    }
+    faulty.clear();
+    assert!(s.head(&name).is_err() || s.open(&name).expect("open").as_bytes() == &data[..]);
+
+    // A reset in the middle of a multipart upload (part 4 of 10): the put fails, the upload is
+    // aborted, nothing half-written is visible, and a retry succeeds and verifies.
+    let other = layout::segment(2);
+    faulty.set(ObjectFaults {
+        reset_part: Some(4),
+        ..ObjectFaults::default()
+    });
+    let err = s.put(&other, &data, PutMode::Create).expect_err("reset");
+    assert!(err.to_string().contains("reset"), "{err}");
+    assert!(s.open(&other).expect_err("nothing visible").is_not_found());
+    s.put(&other, &data, PutMode::Create).expect("retry");
+    assert_eq!(s.open(&other).expect("open").as_bytes(), &data[..]);
+    assert!(faulty.injected() >= 2);
+
+    // Errors on 30 % of calls: every call either fails or is right.
+    faulty.set(ObjectFaults {
+        error_chance: 0.3,
+        ..ObjectFaults::default()
+    });
+    let (mut ok, mut failed) = (0, 0);
+    for i in 10..60u64 {
+        let n = layout::segment(i);
+        let bytes = vec![i as u8; 1500 + i as usize];
+        match s.put(&n, &bytes, PutMode::Overwrite) {
+            Ok(_) => ok += 1,
+            Err(_) => failed += 1,
+        }
+        if let Ok(b) = s.open(&n) {
+            assert_eq!(b.as_bytes(), &bytes[..], "a successful read is right");
+        }
+    }
+    assert!(ok > 0 && failed > 0, "{ok} {failed}");
+}

@@ -40,6 +40,7 @@ pub mod layout;
 mod local;
 mod memory;
 mod object;
+mod object_fault;
 pub mod policy;
 mod rng;
 mod storage;
@@ -63,6 +64,9 @@ pub use fault::{Fault, FaultOp, FaultRule, Faults, FaultyLog, FaultyStore, Trigg
 pub use local::{LocalDir, LocalLog, Replace, write_file_atomic};
 pub use memory::{MemLog, MemStore};
 pub use object::{ColdConfig, ColdConfigError, ObjectBlobStore};
+pub use object_fault::{FaultyObjectStore, ObjectFaults};
+/// The `object_store` crate this one builds on (to wrap or build stores for [`ObjectBlobStore`]).
+pub use object_store;
 pub use rng::SplitMix64;
 pub use storage::{MemStorage, Storage};
 pub use store::{BlobMeta, BlobStore, ETag, LogFile, LogStore, PutMode};

@@ -318,6 +318,9 @@ pub struct ObjectBlobStore {
     secrets: Vec<String>,
     multipart_threshold: usize,
     part_size: usize,
+    /// Longest wait for one call (one request with its retries; a multipart upload gets it
+    /// per part): a stalled connection fails the call instead of hanging its caller.
+    op_timeout: Duration,
     rt: Option<tokio::runtime::Runtime>,
 }
 
@@ -416,6 +419,15 @@ impl ObjectBlobStore {
         o.secrets = secrets;
         o.multipart_threshold = cfg.multipart_threshold;
         o.part_size = cfg.part_size;
+        // Every attempt's connect and request time, plus the retries' backoff (bounded by the
+        // client's own retry timeout, which is the same sum).
+        o.op_timeout = (cfg.connect_timeout + cfg.request_timeout)
+            .saturating_mul(
+                u32::try_from(cfg.retry_count)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(1),
+            )
+            .saturating_add(Duration::from_secs(5));
         Ok(o)
     }
 
@@ -433,8 +445,24 @@ impl ObjectBlobStore {
             secrets: Vec::new(),
             multipart_threshold: 16 << 20,
             part_size: 8 << 20,
+            op_timeout: Duration::from_secs(300),
             rt: Some(rt),
         })
+    }
+
+    /// Sets the longest wait for one call (default 5 min; from the configuration when opened
+    /// with [`ObjectBlobStore::open`]).
+    pub fn with_op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// Sets the size above which puts are multipart uploads, and the part size (defaults
+    /// 16 MiB and 8 MiB; S3 needs parts of at least 5 MiB but the last).
+    pub fn with_multipart(mut self, threshold: usize, part_size: usize) -> Self {
+        self.multipart_threshold = threshold;
+        self.part_size = part_size.max(1);
+        self
     }
 
     /// The store's URL, without credentials.
@@ -461,6 +489,33 @@ impl ObjectBlobStore {
         T: Send + 'static,
         F: Future<Output = Result<T, object_store::Error>> + Send + 'static,
     {
+        self.run_within(op, name, self.op_timeout, fut)
+    }
+
+    /// [`ObjectBlobStore::run`] with its own time limit.
+    fn run_within<T, F>(
+        &self,
+        op: &'static str,
+        name: &str,
+        timeout: Duration,
+        fut: F,
+    ) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, object_store::Error>> + Send + 'static,
+    {
+        let fut = async move {
+            match tokio::time::timeout(timeout, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(object_store::Error::Generic {
+                    store: "strata",
+                    source: Box::new(io_err(
+                        io::ErrorKind::TimedOut,
+                        format!("no answer within {timeout:?}"),
+                    )),
+                }),
+            }
+        };
         let started = Instant::now();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let rt = self.rt.as_ref().ok_or_else(|| StoreError::Io {
@@ -521,6 +576,9 @@ impl ObjectBlobStore {
                     | object_store::Error::Unauthenticated { .. } => {
                         io::ErrorKind::PermissionDenied
                     }
+                    object_store::Error::Generic { source, .. } => source
+                        .downcast_ref::<io::Error>()
+                        .map_or(io::ErrorKind::Other, io::Error::kind),
                     _ => io::ErrorKind::Other,
                 };
                 StoreError::Io {
@@ -600,7 +658,9 @@ impl BlobStore for ObjectBlobStore {
         } else if large {
             let data = bytes::Bytes::copy_from_slice(bytes);
             let part = self.part_size;
-            self.run("uploading", name, async move {
+            let parts = u32::try_from(data.len().div_ceil(part.max(1))).unwrap_or(u32::MAX);
+            let timeout = self.op_timeout.saturating_mul(parts.max(1));
+            self.run_within("uploading", name, timeout, async move {
                 let upload = store.put_multipart(&key).await?;
                 let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, part);
                 let mut off = 0;
@@ -613,6 +673,12 @@ impl BlobStore for ObjectBlobStore {
                     let end = (off + part).min(data.len());
                     w.put(data.slice(off..end));
                     off = end;
+                }
+                // Surface a failed part (a reset mid-upload) while the upload can still be
+                // aborted; `finish` consumes it.
+                if let Err(e) = w.wait_for_capacity(0).await {
+                    let _ = w.abort().await;
+                    return Err(e);
                 }
                 w.finish().await
             })?
