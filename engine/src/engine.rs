@@ -267,6 +267,9 @@ impl Engine {
                 storage.swept_temp_files
             };
 
+        if let Some(t) = &storage.tiered {
+            prefetch_meta_files(t, &manifest);
+        }
         let mut catalog = BTreeMap::new();
         let mut by_id: HashMap<u64, Arc<Collection>> = HashMap::new();
         let mut max_seg_id = max_listed;
@@ -978,6 +981,32 @@ fn remove_orphans(
         removed += 1;
     }
     Ok((found, removed, max_id))
+}
+
+/// Fetches the meta files the manifest needs and the local directory lacks (a restore), eight
+/// at a time: one object-store round trip each, so a restore of many segments would otherwise
+/// wait for them one after the other. Failures are left to the open that follows (which
+/// reports them).
+fn prefetch_meta_files(t: &TieredStore, m: &Manifest) {
+    let missing: Vec<String> = m
+        .collections
+        .iter()
+        .flat_map(|c| c.segments.iter().map(|s| layout::segment_meta(s.id)))
+        .filter(|name| matches!(t.is_local(name), Ok(false)))
+        .collect();
+    if missing.len() < 2 {
+        return;
+    }
+    let next = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..missing.len().min(8) {
+            s.spawn(|| {
+                while let Some(name) = missing.get(next.fetch_add(1, Ordering::Relaxed) as usize) {
+                    let _ = t.open(name);
+                }
+            });
+        }
+    });
 }
 
 /// Opens segment `s` of collection `c`: its meta file (fetched from the cold store if only

@@ -550,6 +550,22 @@ impl CollectionHandle {
             each(&v, &mut found)?;
         }
         let mut report = SearchReport::default();
+        // A guess of the k-th best distance from the summaries alone (balls' upper bounds, row
+        // counts): it only decides which cold segments to read first, never which to skip.
+        let guess = {
+            let mut ubs: Vec<(f64, u32)> = cold
+                .iter()
+                .flat_map(|v| v.seg.meta.summary.upper_bounds(metric, &q))
+                .collect();
+            ubs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut seen = 0u64;
+            ubs.into_iter()
+                .find(|(_, n)| {
+                    seen += u64::from(*n);
+                    seen >= window as u64
+                })
+                .map(|(ub, _)| ub)
+        };
         let mut cold: Vec<(f64, SegmentView)> = cold
             .into_iter()
             .map(|v| {
@@ -563,24 +579,65 @@ impl CollectionHandle {
             })
             .collect();
         cold.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.seg.id().cmp(&b.1.seg.id())));
+        // Cold segments in waves of up to COLD_WAVE, loaded at once (a first touch pays one
+        // object-store round trip per wave, not per segment), best bound first; each segment
+        // is checked against the k-th hit known when its wave starts (exact either way; a
+        // sequential pass could skip a little more, at a round trip per segment).
         let started = std::time::Instant::now();
-        for (_, mut v) in cold {
-            if req.cold == ColdReads::Skip
-                || req.cold_deadline.is_some_and(|d| started.elapsed() >= d)
+        let hint = self.coll.hint();
+        let mut queue: std::collections::VecDeque<(f64, SegmentView)> = cold.into_iter().collect();
+        while !queue.is_empty() {
+            let kth = kth_best(&found, window);
+            // Before k hits are known, a wave takes the segments whose bound is within the
+            // guess (at least one): with well-separated data, just the nearest.
+            let within = |lb: f64| match (kth, guess) {
+                (None, Some(g)) => lb <= g,
+                _ => true,
+            };
+            let mut wave = Vec::with_capacity(COLD_WAVE);
+            while wave.len() < COLD_WAVE
+                && queue
+                    .front()
+                    .is_some_and(|(lb, _)| wave.is_empty() || within(*lb))
+                && let Some((_, v)) = queue.pop_front()
             {
-                report.cold_left_out += 1;
-                continue;
+                if req.cold == ColdReads::Skip
+                    || req.cold_deadline.is_some_and(|d| started.elapsed() >= d)
+                {
+                    report.cold_left_out += 1;
+                } else if kth.is_some_and(|k| !v.seg.meta.summary.can_beat(metric, &q, k)) {
+                    report.cold_skipped += 1;
+                } else {
+                    wave.push(v);
+                }
             }
-            if let Some(kth) = kth_best(&found, window)
-                && !v.seg.meta.summary.can_beat(metric, &q, kth)
-            {
-                report.cold_skipped += 1;
+            if wave.is_empty() {
                 continue;
             }
             self.deadline.check("search")?;
-            v.body = Some(self.inner.resident(&v.seg, self.coll.hint())?);
-            report.cold_searched += 1;
-            each(&v, &mut found)?;
+            let bodies: Vec<Result<_>> = if wave.len() == 1 {
+                vec![self.inner.resident(&wave[0].seg, hint)]
+            } else {
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = wave
+                        .iter()
+                        .map(|v| s.spawn(|| self.inner.resident(&v.seg, hint)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(Error::new(ErrorKind::Internal, "a cold read panicked"))
+                            })
+                        })
+                        .collect()
+                })
+            };
+            for (mut v, body) in wave.into_iter().zip(bodies) {
+                v.body = Some(body?);
+                report.cold_searched += 1;
+                each(&v, &mut found)?;
+            }
         }
         self.inner.note_cold_search(&report);
         let mut hits = newest(found);
@@ -651,6 +708,9 @@ impl CollectionHandle {
         crate::maintenance::compact(&self.inner, &self.coll, false)
     }
 }
+
+/// Cold segments a search loads at once.
+const COLD_WAVE: usize = 4;
 
 /// The `k`-th best (smallest) distance among `found`, once there are `k`.
 fn kth_best(found: &[Found], k: usize) -> Option<f32> {

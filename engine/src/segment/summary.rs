@@ -180,6 +180,25 @@ impl Summary {
             .min_by(|a, b| a.0.total_cmp(&b.0))
     }
 
+    /// Per ball, an upper bound of the internal distance from `q` to each of its rows, with
+    /// the number of rows it holds. A guide for choosing which segments to read first, never
+    /// for skipping: rows may be deleted or filtered out.
+    pub(crate) fn upper_bounds(&self, metric: Distance, q: &[f32]) -> Vec<(f64, u32)> {
+        let qn = norm_f64(q);
+        self.balls
+            .iter()
+            .map(|b| {
+                let r = b.radius as f64;
+                let ub = match metric {
+                    Distance::Euclid => (l2_f64(q, &b.centre) + r).powi(2),
+                    Distance::Dot => -(distance::scalar::dot(q, &b.centre) - qn * r),
+                    Distance::Cosine => 1.0 - (distance::scalar::dot(q, &b.centre) - qn * r),
+                };
+                (ub, b.rows)
+            })
+            .collect()
+    }
+
     /// False only when no row can have a computed distance `<= kth` (the current k-th best):
     /// the segment can be skipped without changing the results.
     pub(crate) fn can_beat(&self, metric: Distance, q: &[f32], kth: f32) -> bool {

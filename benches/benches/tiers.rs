@@ -1,0 +1,254 @@
+//! Tiers on bigann10k (the largest set in `testdata`), 10 indexed segments of 1,000 rows:
+//! search latency with every segment hot (in RAM), warm (mapped local files), 10 % of the
+//! bytes hot and the rest warm, and cold on first touch (a node restored from the object store,
+//! its first query) with the object store delayed by 60 ms per GET (`object_store`'s
+//! `ThrottledStore`, modelling S3's latency); plus opening a warm segment (time, RSS growth).
+//! Every mode answers the same queries; recall@10 is printed for each (they must agree).
+//!
+//! `cargo bench -p strata-benches --bench tiers` (quick: `-- --quick`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_engine::storage::object_store::memory::InMemory;
+use strata_engine::storage::object_store::throttle::{ThrottleConfig, ThrottledStore};
+use strata_engine::storage::{BlobStore, ObjectBlobStore, object_store};
+use strata_engine::*;
+
+const SEGMENTS: usize = 10;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn recall(found: &[Vec<u64>], truth: &[Vec<i32>]) -> f64 {
+    let hits: usize = found
+        .iter()
+        .zip(truth)
+        .map(|(f, t)| t[..10].iter().filter(|x| f.contains(&(**x as u64))).count())
+        .sum();
+    hits as f64 / (10 * found.len()) as f64
+}
+
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+fn cold_store(mem: &Arc<dyn object_store::ObjectStore>, get_delay: Duration) -> Arc<dyn BlobStore> {
+    let throttled = ThrottledStore::new(
+        Arc::clone(mem),
+        ThrottleConfig {
+            wait_get_per_call: get_delay,
+            ..ThrottleConfig::default()
+        },
+    );
+    Arc::new(ObjectBlobStore::new(Arc::new(throttled), "bench", "memory://").expect("runtime"))
+}
+
+fn opts(dir: &std::path::Path, cold: Arc<dyn BlobStore>) -> EngineOptions {
+    let mut o = EngineOptions::new(dir);
+    o.cold = Some(cold);
+    o.background = false;
+    o.wal_ack = AckMode::None;
+    o.index_threshold_rows = 500;
+    o.max_segment_rows = 1_000;
+    o.max_segments = 100;
+    o.tiers.min_residence = Duration::ZERO;
+    o
+}
+
+/// Runs every query; returns the sorted latencies and the ids found.
+fn run(c: &CollectionHandle, queries: &[Vec<f32>]) -> (Vec<Duration>, Vec<Vec<u64>>) {
+    let mut lat = Vec::new();
+    let mut found = Vec::new();
+    for q in queries {
+        let mut r = SearchRequest::new(q.clone(), 10);
+        r.ef = Some(64);
+        let t = Instant::now();
+        let hits = c.search(&r).expect("search");
+        lat.push(t.elapsed());
+        found.push(
+            hits.iter()
+                .map(|h| match h.id {
+                    PointId::Num(n) => n,
+                    PointId::Uuid(_) => u64::MAX,
+                })
+                .collect(),
+        );
+    }
+    lat.sort();
+    (lat, found)
+}
+
+fn report(mode: &str, lat: &[Duration], found: &[Vec<u64>], truth: &[Vec<i32>]) {
+    println!(
+        "| {mode} | {:.3} | {:.3} | {:.3} |",
+        ms(percentile(lat, 0.5)),
+        ms(percentile(lat, 0.99)),
+        recall(found, truth)
+    );
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    println!("machine: {}", strata_benches::machine());
+    let base = strata_benches::bigann_base();
+    let queries = strata_benches::bigann_queries();
+    let truth = strata_benches::bigann_truth();
+    let mem: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+    let delay = Duration::from_millis(60);
+
+    // Load: ten flushes of 1,000 points, each segment indexed on its own.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let total_bytes;
+    {
+        let e = Engine::open(opts(dir.path(), cold_store(&mem, Duration::ZERO))).expect("open");
+        let c = e
+            .create_collection(
+                DEFAULT_TENANT,
+                "b",
+                CollectionConfig::new(128, Distance::Euclid),
+            )
+            .expect("create");
+        for chunk in 0..SEGMENTS {
+            let n = base.len() / SEGMENTS;
+            let pts = (chunk * n..(chunk + 1) * n)
+                .map(|i| PointInput {
+                    id: PointId::Num(i as u64),
+                    vector: base[i].clone(),
+                    payload: None,
+                })
+                .collect();
+            c.upsert(pts).expect("upsert");
+            c.flush().expect("flush");
+        }
+        while c.maintain().expect("compaction") {}
+        let info = c.info().expect("info");
+        assert_eq!(info.indexed_segments as usize, SEGMENTS, "{info:?}");
+        total_bytes = info.bytes;
+        e.close().expect("close");
+    }
+    println!(
+        "bigann10k: {} points, {SEGMENTS} indexed segments, {:.1} MB of segment files; cold GETs delayed {} ms",
+        base.len(),
+        total_bytes as f64 / 1e6,
+        delay.as_millis()
+    );
+    println!("\n| mode | p50 ms | p99 ms | recall@10 |\n|---|---|---|---|");
+    let rounds = if quick { 1 } else { 3 };
+    let mut reference: Option<Vec<Vec<u64>>> = None;
+    // One segment of the ten (10 % of the bytes) fits the hot budget under its 95 % watermark.
+    let one_in_ten = (total_bytes as f64 / SEGMENTS as f64 / 0.95) as u64 + 4096;
+    for (mode, hot) in [
+        ("all hot (RAM)", Some(u64::MAX / 2)),
+        ("10 % of bytes hot, rest warm", Some(one_in_ten)),
+        ("all warm (mapped)", None),
+    ] {
+        let mut o = opts(dir.path(), cold_store(&mem, delay));
+        o.tiers.hot_bytes = hot.unwrap_or(0);
+        o.tiers.admit_frequency = 0.0;
+        let e = Engine::open(o).expect("open");
+        let c = e.collection(DEFAULT_TENANT, "b").expect("coll");
+        if hot.is_some() {
+            run(&c, &queries); // access statistics for the policy
+            e.run_mover().expect("mover");
+        }
+        let mut lat = Vec::new();
+        let mut found = Vec::new();
+        for _ in 0..rounds {
+            let (l, f) = run(&c, &queries);
+            lat.extend(l);
+            found = f;
+        }
+        lat.sort();
+        let tiers = e.stats().tier_segments;
+        report(&format!("{mode} {tiers:?}"), &lat, &found, &truth);
+        match &reference {
+            None => reference = Some(found),
+            Some(r) => assert_eq!(r, &found, "{mode}: other answers than all hot"),
+        }
+    }
+
+    // Cold first touch: a node restored from the object store alone; its first query.
+    let restores = if quick { 2 } else { 8 };
+    let (mut first, mut after, mut open_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let mut first_found = Vec::new();
+    for r in 0..restores {
+        let d = tempfile::tempdir().expect("tempdir");
+        let t = Instant::now();
+        let e = Engine::open(opts(d.path(), cold_store(&mem, delay))).expect("restore");
+        open_ms.push(t.elapsed());
+        let c = e.collection(DEFAULT_TENANT, "b").expect("coll");
+        assert_eq!(e.stats().tier_segments, [0, 0, SEGMENTS as u64]);
+        let q = &queries[r % queries.len()];
+        let mut req = SearchRequest::new(q.clone(), 10);
+        req.ef = Some(64);
+        let t = Instant::now();
+        c.search(&req).expect("first");
+        first.push(t.elapsed());
+        let (l, f) = run(&c, &queries);
+        after.extend(l);
+        first_found = f;
+    }
+    first.sort();
+    after.sort();
+    open_ms.sort();
+    report(
+        "cold, first query after restore",
+        &first,
+        &first_found[..1],
+        &truth[..1],
+    );
+    report("cold, then (promoted: warm)", &after, &first_found, &truth);
+    println!(
+        "\nrestore (open from the object store: manifest + {SEGMENTS} meta files): p50 {:.1} ms",
+        ms(percentile(&open_ms, 0.5))
+    );
+
+    // Opening the largest warm segment: one compaction of all ten.
+    {
+        let mut o = opts(dir.path(), cold_store(&mem, Duration::ZERO));
+        o.max_segment_rows = 1_000_000;
+        let e = Engine::open(o).expect("open");
+        let c = e.collection(DEFAULT_TENANT, "b").expect("coll");
+        c.compact().expect("compact");
+        let bytes = c.info().expect("info").bytes;
+        drop(c);
+        e.close().expect("close");
+        for (label, verify) in [
+            ("full verification (the default)", Verify::Full),
+            ("header-only verification", Verify::HeaderOnly),
+        ] {
+            let mut times = Vec::new();
+            let mut growth = Vec::new();
+            for _ in 0..5 {
+                let before = rss();
+                let mut o = opts(dir.path(), cold_store(&mem, Duration::ZERO));
+                o.verify_on_open = verify;
+                let t = Instant::now();
+                let e = Engine::open(o).expect("open");
+                times.push(t.elapsed());
+                growth.push(rss().saturating_sub(before));
+                drop(e);
+            }
+            times.sort();
+            growth.sort();
+            println!(
+                "open with one warm segment of {:.1} MB ({} rows), {label}: p50 {:.1} ms, RSS growth {:.2} MB ({:.1} % of the file)",
+                bytes as f64 / 1e6,
+                base.len(),
+                ms(percentile(&times, 0.5)),
+                growth[growth.len() / 2] as f64 / 1e6,
+                100.0 * growth[growth.len() / 2] as f64 / bytes as f64
+            );
+        }
+    }
+}
