@@ -11,14 +11,7 @@ use hnsw_rs::anndists::dist::distances::DistL2;
 use hnsw_rs::hnsw::Hnsw;
 use strata_engine::*;
 
-fn recall(found: &[Vec<u64>], truth: &[Vec<i32>]) -> f64 {
-    let hits: usize = found
-        .iter()
-        .zip(truth)
-        .map(|(f, t)| t[..10].iter().filter(|x| f.contains(&(**x as u64))).count())
-        .sum();
-    hits as f64 / (10 * found.len()) as f64
-}
+use strata_benches::recall_at_10 as recall;
 
 fn hnsw(c: &mut Criterion) {
     eprintln!("machine: {}", strata_benches::machine());

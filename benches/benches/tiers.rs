@@ -25,14 +25,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn recall(found: &[Vec<u64>], truth: &[Vec<i32>]) -> f64 {
-    let hits: usize = found
-        .iter()
-        .zip(truth)
-        .map(|(f, t)| t[..10].iter().filter(|x| f.contains(&(**x as u64))).count())
-        .sum();
-    hits as f64 / (10 * found.len()) as f64
-}
+use strata_benches::recall_at_10 as recall;
 
 fn rss() -> u64 {
     std::fs::read_to_string("/proc/self/statm")

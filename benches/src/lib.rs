@@ -84,3 +84,13 @@ pub fn load_bigann(coll: &strata_engine::CollectionHandle, base: &[Vec<f32>]) {
         coll.upsert(points).expect("upsert");
     }
 }
+
+/// Recall@10 of `found` ids against `truth` (the first 10 of each row).
+pub fn recall_at_10(found: &[Vec<u64>], truth: &[Vec<i32>]) -> f64 {
+    let hits: usize = found
+        .iter()
+        .zip(truth)
+        .map(|(f, t)| t[..10].iter().filter(|x| f.contains(&(**x as u64))).count())
+        .sum();
+    hits as f64 / (10 * found.len()) as f64
+}

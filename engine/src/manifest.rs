@@ -111,6 +111,21 @@ pub(crate) fn referenced_blobs(bytes: &[u8]) -> Option<Vec<String>> {
     )
 }
 
+/// A manifest file: the header (magic, `version`, flags, body length and CRC, header CRC),
+/// then `body`.
+fn frame(version: u32, body: &[u8]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(HEADER_LEN + body.len());
+    w.bytes(MAGIC);
+    w.u32(version);
+    w.u32(0);
+    w.u64(body.len() as u64);
+    w.u32(crc(body));
+    let hc = crc(&w.buf);
+    w.u32(hc);
+    w.bytes(body);
+    w.buf
+}
+
 impl Manifest {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut b = Writer::with_capacity(256);
@@ -141,17 +156,7 @@ impl Manifest {
                 b.u8(u8::from(s.has_graph));
             }
         }
-        let body = b.buf;
-        let mut w = Writer::with_capacity(HEADER_LEN + body.len());
-        w.bytes(MAGIC);
-        w.u32(VERSION);
-        w.u32(0);
-        w.u64(body.len() as u64);
-        w.u32(crc(&body));
-        let hc = crc(&w.buf);
-        w.u32(hc);
-        w.bytes(&body);
-        w.buf
+        frame(VERSION, &b.buf)
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Manifest, DecodeError> {
@@ -462,16 +467,7 @@ mod tests {
         assert_eq!(v2[hint_at], hint_tag(Hint::Offload));
         let mut body = v2[body_start..].to_vec();
         body.remove(hint_at - body_start);
-        let mut w = Writer::with_capacity(HEADER_LEN + body.len());
-        w.bytes(MAGIC);
-        w.u32(1);
-        w.u32(0);
-        w.u64(body.len() as u64);
-        w.u32(crc(&body));
-        let hc = crc(&w.buf);
-        w.u32(hc);
-        w.bytes(&body);
-        let old = Manifest::decode(&w.buf).expect("version 1 opens");
+        let old = Manifest::decode(&frame(1, &body)).expect("version 1 opens");
         assert_eq!(old.collections[0].hint, Hint::Auto);
         m.collections[0].hint = Hint::Auto;
         assert_eq!(old, m);

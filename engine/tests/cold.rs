@@ -39,6 +39,20 @@ fn faulty_cold(seed: u64) -> (Arc<dyn BlobStore>, Arc<Faults>, Arc<dyn BlobStore
     (mem, faults, faulty)
 }
 
+/// Makes 5 % of cold calls of every kind (write, read, delete, list) time out.
+fn fail_five_percent(faults: &Faults) {
+    for op in [
+        FaultOp::Write,
+        FaultOp::Read,
+        FaultOp::Delete,
+        FaultOp::List,
+    ] {
+        faults.add(
+            FaultRule::new(op, Trigger::Chance(0.05)).fault(Fault::Error(io::ErrorKind::TimedOut)),
+        );
+    }
+}
+
 /// Checks that the local manifest is the newest cold generation, that every local segment file
 /// and meta file is in cold, and that every segment has a local meta file (its file may be
 /// cold only); returns the number of segments.
@@ -162,17 +176,7 @@ fn chance_faults_on_every_cold_call_lose_nothing_and_converge() {
     let a = MemStorage::new();
     let e = open(&a, &cold);
     let c = create(&e);
-    // 5 % of cold calls of every kind fail.
-    for op in [
-        FaultOp::Write,
-        FaultOp::Read,
-        FaultOp::Delete,
-        FaultOp::List,
-    ] {
-        faults.add(
-            FaultRule::new(op, Trigger::Chance(0.05)).fault(Fault::Error(io::ErrorKind::TimedOut)),
-        );
-    }
+    fail_five_percent(&faults);
     let mut next = 0u64;
     let mut failed_flushes = 0;
     for round in 0..40u64 {
@@ -752,22 +756,12 @@ fn the_mover_under_cold_store_faults_loses_nothing_and_converges() {
     o.tiers.mover_interval = Duration::from_millis(1);
     o.index_threshold_rows = 1_000_000;
     o.max_segments = 1_000;
-    // Local room for about three of the ~20 segments written: the mover evicts, reads
-    // promote or stream.
-    let probe = points(0..25, 0.0);
-    o.tiers.warm_bytes = Some(3 * 25 * 200 + probe.len() as u64);
+    // Local room for a few of the ~20 segments written: the mover evicts, reads promote or
+    // stream.
+    o.tiers.warm_bytes = Some(16 << 10);
     let e = Engine::open(o).expect("open");
     let c = create(&e);
-    for op in [
-        FaultOp::Write,
-        FaultOp::Read,
-        FaultOp::Delete,
-        FaultOp::List,
-    ] {
-        faults.add(
-            FaultRule::new(op, Trigger::Chance(0.05)).fault(Fault::Error(io::ErrorKind::TimedOut)),
-        );
-    }
+    fail_five_percent(&faults);
     let mut next = 0u64;
     let (mut read_errors, mut mover_errors) = (0, 0);
     for round in 0..20u64 {

@@ -200,14 +200,14 @@ fn crash_rounds(default_rounds: u64, with_cold: bool) {
         }
         max_indexed = max_indexed.max(c.info().expect("info").indexed_segments);
         if with_cold {
+            let st = engine.stats();
+            assert_eq!(st.tier_segments.iter().sum::<u64>(), st.segments);
+            moved += st.tier_segments[2];
             // Every segment reachable: a search reads every body, local or cold.
             let mut q = SearchRequest::new(vec![0.0; 8], 10);
             q.exact = true;
             c.search(&q)
                 .unwrap_or_else(|e| panic!("round {round}: a segment is unreachable: {e}"));
-            let st = engine.stats();
-            assert_eq!(st.tier_segments.iter().sum::<u64>(), st.segments);
-            moved += st.tier_segments[2];
         }
         let expected: usize = models
             .iter()

@@ -43,7 +43,9 @@ fn main() {
         opts.cold = Some(cold_store(cold));
         opts.tiers.warm_bytes = Some(12 << 10);
         opts.tiers.min_residence = Duration::ZERO;
-        opts.tiers.admit_frequency = 0.0;
+        // Even rounds: reads promote whatever they touch (promotion-heavy); odd rounds: reads
+        // stream and evicted segments stay cold (eviction-heavy).
+        opts.tiers.admit_frequency = if seed.is_multiple_of(2) { 0.0 } else { 1e9 };
         opts.tiers.mover_interval = Duration::from_millis(5);
     }
     opts.memtable_max_bytes = 16 << 10;
