@@ -39,6 +39,30 @@ fn faulty_cold(seed: u64) -> (Arc<dyn BlobStore>, Arc<Faults>, Arc<dyn BlobStore
     (mem, faults, faulty)
 }
 
+/// Options that keep segments moving: local room for a few small segments, no minimum
+/// residence, every read admitted, the mover and its retries every millisecond; no indexing.
+fn churning(local: &MemStorage, cold: &Arc<dyn BlobStore>) -> EngineOptions {
+    let mut o = opts(local, Arc::clone(cold));
+    o.tiers.min_residence = Duration::ZERO;
+    o.tiers.admit_frequency = 0.0;
+    o.tiers.mover_backoff_max = Duration::from_millis(1);
+    o.tiers.mover_interval = Duration::from_millis(1);
+    o.tiers.warm_bytes = Some(16 << 10);
+    o.index_threshold_rows = 1_000_000;
+    o.max_segments = 1_000;
+    o
+}
+
+/// Runs the mover until a pass has no failing move (bounded).
+fn converge(e: &Engine) {
+    let mut passes = 0;
+    while let Err(err) = e.run_mover() {
+        passes += 1;
+        assert!(passes < 200, "the mover does not converge: {err}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Makes 5 % of cold calls of every kind (write, read, delete, list) time out.
 fn fail_five_percent(faults: &Faults) {
     for op in [
@@ -749,17 +773,7 @@ mod skipping {
 fn the_mover_under_cold_store_faults_loses_nothing_and_converges() {
     let (cold_mem, faults, cold) = faulty_cold(23);
     let a = MemStorage::new();
-    let mut o = opts(&a, Arc::clone(&cold));
-    o.tiers.min_residence = Duration::ZERO;
-    o.tiers.admit_frequency = 0.0;
-    o.tiers.mover_backoff_max = Duration::from_millis(1);
-    o.tiers.mover_interval = Duration::from_millis(1);
-    o.index_threshold_rows = 1_000_000;
-    o.max_segments = 1_000;
-    // Local room for a few of the ~20 segments written: the mover evicts, reads promote or
-    // stream.
-    o.tiers.warm_bytes = Some(16 << 10);
-    let e = Engine::open(o).expect("open");
+    let e = Engine::open(churning(&a, &cold)).expect("open");
     let c = create(&e);
     fail_five_percent(&faults);
     let mut next = 0u64;
@@ -792,12 +806,7 @@ fn the_mover_under_cold_store_faults_loses_nothing_and_converges() {
     faults.clear();
     while c.flush().is_err() {}
     // Converges: a pass with no failing move, the budget held, every segment reachable.
-    let mut passes = 0;
-    while let Err(err) = e.run_mover() {
-        passes += 1;
-        std::thread::sleep(Duration::from_millis(2));
-        assert!(passes < 100, "the mover does not converge: {err}");
-    }
+    converge(&e);
     let st = e.stats();
     assert!(st.tier_moves[2] > 0, "{st:?}");
     assert_eq!(st.tier_segments.iter().sum::<u64>(), st.segments);
@@ -881,15 +890,7 @@ fn object_store_stalls_resets_and_errors_lose_nothing_and_the_tiers_converge() {
     };
     let cold = blob(Arc::clone(&faulty) as Arc<dyn object_store::ObjectStore>);
     let a = MemStorage::new();
-    let mut o = opts(&a, Arc::clone(&cold));
-    o.tiers.min_residence = Duration::ZERO;
-    o.tiers.admit_frequency = 0.0;
-    o.tiers.mover_backoff_max = Duration::from_millis(1);
-    o.tiers.mover_interval = Duration::from_millis(1);
-    o.index_threshold_rows = 1_000_000;
-    o.max_segments = 1_000;
-    o.tiers.warm_bytes = Some(16 << 10);
-    let e = Engine::open(o).expect("open");
+    let e = Engine::open(churning(&a, &cold)).expect("open");
     let c = create(&e);
     let mut next = 0u64;
     for round in 0..16u64 {
@@ -923,12 +924,7 @@ fn object_store_stalls_resets_and_errors_lose_nothing_and_the_tiers_converge() {
     assert!(faulty.injected() > 0, "the faults fired");
     faulty.clear();
     while c.flush().is_err() {}
-    let mut passes = 0;
-    while e.run_mover().is_err() {
-        passes += 1;
-        assert!(passes < 200, "the mover does not converge");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    converge(&e);
     let st = e.stats();
     assert!(st.tier_moves[2] > 0, "{st:?}");
     assert_eq!(st.tier_segments.iter().sum::<u64>(), st.segments);

@@ -63,6 +63,16 @@ def cold_env(endpoint, bucket, prefix):
     }
 
 
+def load_bigann(server, base):
+    """Creates collection `v` (128-d, Euclid) on `server` and loads `base` in batches of 1,000."""
+    c = QdrantClient(url=server.http, api_key=server.admin_token, https=False, timeout=60)
+    c.create_collection("v", vectors_config=models.VectorParams(size=128, distance=models.Distance.EUCLID))
+    ids = list(range(len(base)))
+    for i in range(0, len(base), 1000):
+        c.upsert("v", points=models.Batch(ids=ids[i:i + 1000], vectors=base[i:i + 1000].tolist()), wait=True)
+    return c
+
+
 def recall(client, name, queries, truth, k=10):
     hits = 0
     for q, t in zip(queries, truth):
@@ -79,11 +89,7 @@ def test_restore_from_s3_alone_after_sigterm(s3, start, bigann):
     env = cold_env(s3, bucket, "node-a")
 
     a = start("a", env=env)
-    c = QdrantClient(url=a.http, api_key=a.admin_token, https=False, timeout=60)
-    c.create_collection("v", vectors_config=models.VectorParams(size=128, distance=models.Distance.EUCLID))
-    ids = list(range(len(base)))
-    for i in range(0, len(base), 1000):
-        c.upsert("v", points=models.Batch(ids=ids[i:i + 1000], vectors=base[i:i + 1000].tolist()), wait=True)
+    c = load_bigann(a, base)
     c.delete("v", points_selector=models.PointIdsList(points=[0, 1, 2]), wait=True)
     q, t = queries[:50], truth[:50]
     before = recall(c, "v", q, t)
@@ -163,11 +169,7 @@ def test_a_tiny_warm_budget_evicts_to_s3_and_answers_stay_exact(s3, start, bigan
     env = dict(cold_env(s3, bucket, "tiny"), STRATA_WARM_BYTES="1", STRATA_TIER_MIN_RESIDENCE="0s",
                STRATA_MEMTABLE_MAX_AGE="1s")
     a = start("tiny-a", env=env)
-    c = QdrantClient(url=a.http, api_key=a.admin_token, https=False, timeout=60)
-    c.create_collection("v", vectors_config=models.VectorParams(size=128, distance=models.Distance.EUCLID))
-    ids = list(range(len(base)))
-    for i in range(0, len(base), 1000):
-        c.upsert("v", points=models.Batch(ids=ids[i:i + 1000], vectors=base[i:i + 1000].tolist()), wait=True)
+    c = load_bigann(a, base)
     # The memtable is flushed after a second; the mover then evicts every segment written.
     deadline = time.time() + 120
     while True:
