@@ -2,7 +2,8 @@
 //! search latency with every segment hot (in RAM), warm (mapped local files), 10 % of the
 //! bytes hot and the rest warm, and cold on first touch (a node restored from the object store,
 //! its first query) with the object store delayed by 60 ms per GET (`object_store`'s
-//! `ThrottledStore`, modelling S3's latency); plus opening a warm segment (time, RSS growth).
+//! `ThrottledStore`, modelling S3's latency); plus opening a warm segment (time, resident pages
+//! of its mapping, whole-process RSS growth) with each batched-read backend.
 //! Every mode answers the same queries; recall@10 is printed for each (they must agree).
 //!
 //! `cargo bench -p strata-benches --bench tiers` (quick: `-- --quick`).
@@ -33,6 +34,31 @@ fn rss() -> u64 {
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .unwrap_or(0)
         * 4096
+}
+
+/// Resident bytes of this process's mappings of segment files (`/proc/self/smaps`): what
+/// opening a warm segment itself costs in RAM, apart from the engine's own start-up.
+fn mapped_segment_rss() -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut total = 0;
+    let mut in_segment = false;
+    for line in smaps.lines() {
+        if let Some(first) = line.split_whitespace().next()
+            && first.contains('-')
+            && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        {
+            in_segment = line.ends_with(".seg");
+        } else if in_segment && let Some(kb) = line.strip_prefix("Rss:") {
+            total += kb
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+                * 1024;
+        }
+    }
+    total
 }
 
 fn cold_store(mem: &Arc<dyn object_store::ObjectStore>, get_delay: Duration) -> Arc<dyn BlobStore> {
@@ -216,31 +242,56 @@ fn main() {
         let bytes = c.info().expect("info").bytes;
         drop(c);
         e.close().expect("close");
-        for (label, verify) in [
-            ("full verification (the default)", Verify::Full),
-            ("header-only verification", Verify::HeaderOnly),
+        let io_uring = storage::io::io_uring_support().is_ok();
+        for (label, verify, mode) in [
+            (
+                "full verification (the default), io_uring",
+                Verify::Full,
+                storage::IoMode::IoUring,
+            ),
+            (
+                "full verification (the default), pread",
+                Verify::Full,
+                storage::IoMode::Pread,
+            ),
+            (
+                "header-only verification",
+                Verify::HeaderOnly,
+                storage::IoMode::Pread,
+            ),
         ] {
+            if mode == storage::IoMode::IoUring && !io_uring {
+                continue;
+            }
+            let io = Arc::new(storage::Io::new(mode, storage::io::DEFAULT_DEPTH).expect("io"));
             let mut times = Vec::new();
             let mut growth = Vec::new();
+            let mut mapped = Vec::new();
             for _ in 0..5 {
                 let before = rss();
                 let mut o = opts(dir.path(), cold_store(&mem, Duration::ZERO));
                 o.verify_on_open = verify;
+                o.io = Some(Arc::clone(&io));
                 let t = Instant::now();
                 let e = Engine::open(o).expect("open");
                 times.push(t.elapsed());
                 growth.push(rss().saturating_sub(before));
+                mapped.push(mapped_segment_rss());
                 drop(e);
             }
             times.sort();
             growth.sort();
+            mapped.sort();
             println!(
-                "open with one warm segment of {:.1} MB ({} rows), {label}: p50 {:.1} ms, RSS growth {:.2} MB ({:.1} % of the file)",
+                "open with one warm segment of {:.1} MB ({} rows), {label}: p50 {:.1} ms; \
+                 resident pages of the segment's mapping {:.3} MB ({:.2} % of the file); \
+                 whole-process RSS growth {:.2} MB",
                 bytes as f64 / 1e6,
                 base.len(),
                 ms(percentile(&times, 0.5)),
+                mapped[mapped.len() / 2] as f64 / 1e6,
+                100.0 * mapped[mapped.len() / 2] as f64 / bytes as f64,
                 growth[growth.len() / 2] as f64 / 1e6,
-                100.0 * growth[growth.len() / 2] as f64 / bytes as f64
             );
         }
     }

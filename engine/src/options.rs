@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_tiering::{BlobStore, Storage, TieredOptions};
+use strata_tiering::{BlobStore, Io, Storage, TieredOptions};
 
 use crate::clock::{Clock, SystemClock};
 use crate::segment::Verify;
@@ -56,8 +56,12 @@ pub struct EngineOptions {
     /// Longest wait before retrying a failing maintenance job (the wait doubles from
     /// `maintenance_interval` after each failure). Default 60 s.
     pub maintenance_backoff_max: Duration,
-    /// How segment files are checked at start-up. Default [`Verify::Full`].
+    /// How segment files are checked at start-up. Default [`Verify::Full`] (a mapped file's
+    /// checksums are summed through batched reads of [`EngineOptions::io`]).
     pub verify_on_open: Verify,
+    /// Batched reads of the local data directory (io_uring or pread). Default: the process's
+    /// `auto` engine ([`Io::shared_default`]), detected once. Ignored when `storage` is given.
+    pub io: Option<Arc<Io>>,
     /// Largest upsert batch, in points. Default 10,000.
     pub max_batch_points: usize,
     /// Largest payload of one point, as JSON bytes. Default 1 MiB.
@@ -155,6 +159,7 @@ impl EngineOptions {
             maintenance_interval: Duration::from_millis(200),
             maintenance_backoff_max: Duration::from_secs(60),
             verify_on_open: Verify::Full,
+            io: None,
             max_batch_points: 10_000,
             max_payload_bytes: 1 << 20,
             max_result_window: 10_000,

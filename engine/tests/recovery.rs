@@ -63,6 +63,76 @@ fn a_corrupted_segment_byte_stops_startup_naming_file_and_offset() {
 }
 
 #[test]
+fn every_io_mode_finds_a_flipped_byte_anywhere_in_a_segment_and_opens_a_clean_one() {
+    use strata_engine::storage::{Io, IoMode};
+    let d = tempfile::tempdir().expect("tempdir");
+    setup(d.path());
+    let seg = files(&d.path().join("segments"), "seg")
+        .pop()
+        .expect("a segment");
+    let clean = fs::read(&seg).expect("read");
+    let mut modes = vec![IoMode::Pread];
+    if strata_engine::storage::io::test_io_uring() {
+        modes.push(IoMode::IoUring);
+    }
+    for mode in modes {
+        let io = std::sync::Arc::new(Io::new(mode, 4).expect("io"));
+        // Past the header and section table (those fail at the header check anyway).
+        for eighth in 1..8 {
+            let at = 512 + (clean.len() - 512) * eighth / 8;
+            let mut bytes = clean.clone();
+            bytes[at] ^= 0x01;
+            fs::write(&seg, &bytes).expect("write");
+            let mut o = opts(d.path());
+            o.io = Some(std::sync::Arc::clone(&io));
+            let err = Engine::open(o).expect_err("must not open");
+            assert_eq!(
+                err.kind(),
+                ErrorKind::Corruption,
+                "{mode:?} byte {at}: {err}"
+            );
+            assert!(
+                err.to_string().contains(&seg.display().to_string()),
+                "{err}"
+            );
+        }
+        fs::write(&seg, &clean).expect("restore");
+        let mut o = opts(d.path());
+        o.io = Some(std::sync::Arc::clone(&io));
+        let e = Engine::open(o).expect("clean opens");
+        assert_eq!(e.io().expect("local io").backend().name(), mode.name());
+        let c = e.collection(DEFAULT_TENANT, "c").expect("c");
+        assert_eq!(c.count(None).expect("count"), 60);
+    }
+}
+
+#[test]
+fn a_failing_or_short_read_while_verifying_is_a_read_error_not_corruption() {
+    use strata_engine::storage::{Fault, FaultOp, FaultRule, Faults, Storage, Trigger};
+    let d = tempfile::tempdir().expect("tempdir");
+    setup(d.path());
+    for fault in [Fault::Error(std::io::ErrorKind::Other), Fault::ShortRead] {
+        // Steps on the segment: head, open (the mapping), then the batched reads.
+        let faults = Faults::new(1);
+        faults.add(
+            FaultRule::new(FaultOp::Read, Trigger::From(3))
+                .on(".seg")
+                .fault(fault),
+        );
+        let storage = Storage::open_local(d.path())
+            .expect("storage")
+            .with_faults(&faults);
+        let mut o = EngineOptions::with_storage(storage);
+        o.background = false;
+        let err = Engine::open(o).expect_err("must not open");
+        assert_ne!(err.kind(), ErrorKind::Corruption, "{fault:?}: {err}");
+        assert!(err.to_string().contains("verify"), "{fault:?}: {err}");
+    }
+    // The file itself is fine.
+    Engine::open(opts(d.path())).expect("opens without faults");
+}
+
+#[test]
 fn a_torn_wal_tail_is_truncated_and_earlier_writes_survive() {
     let d = tempfile::tempdir().expect("tempdir");
     setup(d.path());

@@ -161,6 +161,14 @@ pub struct SettingsArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memtable_max_age: Option<String>,
+    /// Backend of batched reads: auto, io_uring or pread.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_mode: Option<String>,
+    /// Reads in flight per batch with io_uring.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_depth: Option<u32>,
 }
 
 impl SettingsArgs {

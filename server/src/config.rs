@@ -11,6 +11,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use strata_engine::storage::IoMode;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -144,6 +145,10 @@ pub struct Config {
     /// Age of the oldest unflushed write that triggers a flush.
     #[serde(deserialize_with = "text")]
     pub memtable_max_age: String,
+    /// Backend of batched reads: `auto`, `io_uring` or `pread`.
+    pub io_mode: String,
+    /// Reads in flight per batch with io_uring.
+    pub io_depth: u32,
 }
 
 impl Default for Config {
@@ -183,6 +188,8 @@ impl Default for Config {
             warm_bytes: None,
             tier_min_residence: "30s".into(),
             memtable_max_age: "60s".into(),
+            io_mode: "auto".into(),
+            io_depth: strata_engine::storage::io::DEFAULT_DEPTH,
         }
     }
 }
@@ -381,6 +388,16 @@ pub const SETTINGS: &[Setting] = &[
         default: "60s",
         help: "age of the oldest unflushed write that triggers a flush: bounds WAL replay and, with a cold store, what a restore from it alone can miss",
     },
+    Setting {
+        key: "io_mode",
+        default: "auto",
+        help: "batched reads of segment files (today: the checksum scan of warm segments at start-up): `io_uring` (up to `io_depth` reads in flight; refuses to start without it), `pread` (one at a time), or `auto` (io_uring if it works here — container seccomp profiles often refuse it — else pread, logged). Graph walks read through the mapping either way. Shown in `/readyz`, `/v1/tiers` and `strata_io_mode`",
+    },
+    Setting {
+        key: "io_depth",
+        default: "32",
+        help: "reads in flight per batch with io_uring (1–4096)",
+    },
 ];
 
 /// `STRATA_*` variables that are not settings (test knobs), never warned about.
@@ -391,6 +408,7 @@ const NOT_SETTINGS: &[&str] = &[
     "STRATA_TEST_VENV",
     "STRATA_BIN",
     "STRATA_TEST_PYTHON",
+    "STRATA_TEST_SKIP_IO_URING",
 ];
 
 /// Parses `30s`, `15m`, `24h`, `7d` or a number of seconds.
@@ -567,6 +585,12 @@ impl Config {
                 anyhow::bail!("invalid setting {}: must be greater than 0", named(key));
             }
         }
+        self.io_mode
+            .parse::<IoMode>()
+            .or_else(|e| bail_named("io_mode", &e).map(|_| IoMode::Auto))?;
+        if !(1..=4096).contains(&self.io_depth) {
+            bail_named("io_depth", "must be between 1 and 4096")?;
+        }
         if self.cold_retain_manifests == 0 {
             bail_named("cold_retain_manifests", "must be at least 1")?;
         }
@@ -659,6 +683,11 @@ impl Config {
     /// Parsed `tier_min_residence`.
     pub fn min_residence(&self) -> Duration {
         parse_duration(&self.tier_min_residence).unwrap_or(Duration::from_secs(30))
+    }
+
+    /// Parsed `io_mode` (validated by `validate`).
+    pub fn io_mode(&self) -> IoMode {
+        self.io_mode.parse().unwrap_or_default()
     }
 
     /// Parsed `memtable_max_age`.
@@ -766,6 +795,32 @@ mod tests {
         );
         assert_eq!(parse_duration("90").expect("90"), Duration::from_secs(90));
     }
+    #[test]
+    fn io_mode_and_depth_are_checked_and_named() {
+        let load = |toml: &str| {
+            let d = tempfile::tempdir().expect("tempdir");
+            let f = d.path().join("strata.toml");
+            std::fs::write(&f, toml).expect("write");
+            Config::load(Some(&f), Default::default()).map_err(|e| e.to_string())
+        };
+        assert_eq!(load("").expect("default").io_mode(), IoMode::Auto);
+        for (toml, mode) in [
+            ("io_mode = \"pread\"\n", IoMode::Pread),
+            ("io_mode = \"io_uring\"\n", IoMode::IoUring),
+        ] {
+            assert_eq!(load(toml).expect(toml).io_mode(), mode);
+        }
+        let e = load("io_mode = \"uring\"\n").expect_err("bad mode");
+        assert!(
+            e.contains("STRATA_IO_MODE (io_mode)") && e.contains("'uring'"),
+            "{e}"
+        );
+        for depth in [0, 5000] {
+            let e = load(&format!("io_depth = {depth}\n")).expect_err("bad depth");
+            assert!(e.contains("STRATA_IO_DEPTH (io_depth)"), "{e}");
+        }
+    }
+
     #[test]
     fn tier_budgets_parse_sizes_and_name_bad_ones() {
         assert_eq!(parse_bytes("0"), Ok(0));

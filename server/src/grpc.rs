@@ -610,6 +610,13 @@ impl Tiers for Service {
                     Some(Err(e)) => e.clone(),
                     _ => String::new(),
                 },
+                io_backend: r.io.as_ref().map_or("", |s| s.backend).to_string(),
+                io_depth: r.io.as_ref().map_or(0, |s| s.depth),
+                io_fallback_reason: r
+                    .io
+                    .as_ref()
+                    .and_then(|s| s.fallback_reason.clone())
+                    .unwrap_or_default(),
                 collections: r
                     .collections
                     .into_iter()

@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use strata_engine::Engine;
+use strata_engine::storage::IoBackend;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -44,6 +45,12 @@ fn resident_bytes() -> Option<u64> {
 async fn render(State((engine, handle)): State<(Arc<Engine>, PrometheusHandle)>) -> String {
     let st = engine.stats();
     metrics::gauge!("strata_collections").set(st.collections as f64);
+    if let Some(io) = engine.io() {
+        for b in [IoBackend::IoUring, IoBackend::Pread] {
+            metrics::gauge!("strata_io_mode", "backend" => b.name())
+                .set(f64::from(u8::from(b == io.backend())));
+        }
+    }
     metrics::gauge!("strata_points", "tier" => "memtable").set(st.memtable_points as f64);
     metrics::gauge!("strata_points", "tier" => "segments").set(st.segment_points as f64);
     metrics::gauge!("strata_segments").set(st.segments as f64);

@@ -39,6 +39,7 @@ fn schemas() -> Value {
             "move_failures": {"type": "integer"},
             "search_cold_segments": {"type": "object", "properties": {"searched": {"type": "integer"}, "skipped": {"type": "integer"}, "left_out": {"type": "integer"}}},
             "cold_store": {"type": "object", "properties": {"configured": {"type": "boolean"}, "reachable": {"type": "boolean"}, "error": {"type": "string"}}},
+            "io": {"type": "object", "nullable": true, "description": "batched reads of local files (STRATA_IO_MODE); null without a local data directory", "properties": {"backend": {"type": "string", "enum": ["io_uring", "pread"]}, "depth": {"type": "integer"}, "fallback_reason": {"type": "string", "nullable": true}}},
             "collections": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"},
                 "hint": {"type": "string", "enum": ["auto", "pin_hot", "warm", "offload"]},
                 "segments": {"type": "object", "properties": {"hot": {"type": "integer"}, "warm": {"type": "integer"}, "cold": {"type": "integer"}}}}}}}});

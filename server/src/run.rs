@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use strata_engine::storage::Io;
 use strata_engine::{AckMode, DEFAULT_TENANT, Engine, EngineOptions, RecoveryReport, Verify};
 
 use crate::auth::{Access, Authenticator, CollectionAccess, Level};
@@ -75,7 +76,16 @@ fn engine_options(cfg: &Config) -> anyhow::Result<EngineOptions> {
     (o.tiers.hot_bytes, o.tiers.warm_bytes) = cfg.tier_budgets();
     o.tiers.min_residence = cfg.min_residence();
     o.memtable_max_age = cfg.memtable_age();
+    let io = io_engine(cfg)?;
+    io.log(&cfg.io_mode);
+    o.io = Some(Arc::new(io));
     Ok(o)
+}
+
+/// The batched-read engine the settings ask for (probes io_uring once).
+fn io_engine(cfg: &Config) -> anyhow::Result<Io> {
+    Io::new(cfg.io_mode(), cfg.io_depth)
+        .map_err(|why| anyhow::anyhow!("invalid setting STRATA_IO_MODE (io_mode): {why}"))
 }
 
 fn random_hex(n: usize) -> anyhow::Result<String> {
@@ -288,6 +298,8 @@ pub fn serve(settings: &SettingsArgs, validate: bool) -> anyhow::Result<()> {
         if secret.is_some() || cfg.jwt_public_keys.is_some() {
             authenticator(&cfg, secret.as_deref())?;
         }
+        // And the io mode, so `io_uring` on a host without it fails here too.
+        io_engine(&cfg)?;
         say(&serde_json::to_string_pretty(&redacted(&cfg))?);
         eprintln!("configuration OK");
         return Ok(());

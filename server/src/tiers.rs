@@ -39,6 +39,8 @@ pub(crate) struct Report {
     pub(crate) search_cold: [u64; 3],
     /// `None`: no cold store configured; else the last probe.
     pub(crate) cold_store: Option<Result<(), String>>,
+    /// Batched reads: backend, depth, why `auto` fell back (`None`: no local directory).
+    pub(crate) io: Option<IoStatus>,
     pub(crate) collections: Vec<CollectionTier>,
 }
 
@@ -84,6 +86,7 @@ pub(crate) fn report(engine: &Engine, tenant: &str) -> Result<Report, ApiError> 
         move_failures: st.tier_move_failures,
         search_cold: st.search_cold_segments,
         cold_store: engine.cold_store_status(),
+        io: io_status(engine),
         collections,
     })
 }
@@ -105,11 +108,38 @@ pub(crate) fn to_json(r: &Report) -> Value {
         "search_cold_segments": {"searched": r.search_cold[0], "skipped": r.search_cold[1],
                                  "left_out": r.search_cold[2]},
         "cold_store": cold_store_json(&r.cold_store),
+        "io": io_json(&r.io),
         "collections": r.collections.iter().map(|c| json!({
             "name": c.name, "hint": c.hint,
             "segments": {"hot": c.segments[0], "warm": c.segments[1], "cold": c.segments[2]},
         })).collect::<Vec<_>>(),
     })
+}
+
+/// How the engine reads batches from local files.
+#[derive(Clone, Debug)]
+pub(crate) struct IoStatus {
+    pub(crate) backend: &'static str,
+    pub(crate) depth: u32,
+    pub(crate) fallback_reason: Option<String>,
+}
+
+/// The engine's batched-read backend.
+pub(crate) fn io_status(engine: &Engine) -> Option<IoStatus> {
+    engine.io().map(|io| IoStatus {
+        backend: io.backend().name(),
+        depth: io.depth(),
+        fallback_reason: io.fallback_reason().map(str::to_string),
+    })
+}
+
+/// `{"backend", "depth", "fallback_reason"}` (`null` without a local directory).
+pub(crate) fn io_json(s: &Option<IoStatus>) -> Value {
+    match s {
+        None => Value::Null,
+        Some(s) => json!({"backend": s.backend, "depth": s.depth,
+                          "fallback_reason": s.fallback_reason}),
+    }
 }
 
 /// `{"configured", "reachable", "error"}` of the cold store.

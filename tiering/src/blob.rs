@@ -98,6 +98,17 @@ impl Blob {
         self.len() == 0
     }
 
+    /// Drops this process's page-table entries of a mapped blob after a one-off scan, so the
+    /// scanned bytes stop counting as its resident memory: the kernel keeps them in the page
+    /// cache and the next touch maps them again, unchanged. A no-op on the heap.
+    pub fn release_pages(&self) {
+        if let Inner::Mapped(m) = &self.inner {
+            // SAFETY: a read-only shared mapping of an immutable file: MADV_DONTNEED only
+            // removes page-table entries; contents come back from the file on the next touch.
+            let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+
     /// True when the bytes are a memory map of a file (as opposed to the heap).
     pub fn is_mapped(&self) -> bool {
         matches!(self.inner, Inner::Mapped(_))

@@ -30,12 +30,15 @@
 //! # Ok::<(), strata_tiering::StoreError>(())
 //! ```
 //!
-//! Next: an object-store backend (`object_store`) and io_uring batched reads are further
-//! implementations of these traits; tier residency, the policy engine and the mover sit on top.
+//! - [`io`]: positional batched reads of local files — io_uring (`depth` reads in flight),
+//!   `pread`, or a mapping — behind [`BatchRead`], chosen once per process by [`IoMode`].
+//! - The cold tier: [`ObjectBlobStore`] over any `object_store`, and [`TieredStore`] (local
+//!   cache over the cold copy) with the pure [`policy`] deciding residency.
 
 mod blob;
 mod error;
 mod fault;
+pub mod io;
 pub mod layout;
 mod local;
 mod memory;
@@ -61,6 +64,7 @@ mod conformance;
 pub use blob::Blob;
 pub use error::{StoreError, StoreResult};
 pub use fault::{Fault, FaultOp, FaultRule, Faults, FaultyLog, FaultyStore, Trigger};
+pub use io::{BatchRead, Io, IoBackend, IoMode, ReadReq};
 pub use local::{LocalDir, LocalLog, Replace, write_file_atomic};
 pub use memory::{MemLog, MemStore};
 pub use object::{ColdConfig, ColdConfigError, ObjectBlobStore};

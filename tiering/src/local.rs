@@ -10,8 +10,8 @@
 //! so at every instant a reader (or a restart) sees the old file or the complete new one.
 //! Temporary files left by a crash are removed when the directory is opened.
 //!
-//! Blobs are opened by mapping them (O(1), nothing read until touched); batched range reads use
-//! `pread(2)` (io_uring is a further implementation of the same trait).
+//! Blobs are opened by mapping them (O(1), nothing read until touched); batched range reads go
+//! through the directory's [`Io`] (io_uring with `depth` reads in flight, or `pread(2)`).
 //!
 //! One process owns a data directory: opening takes an exclusive `flock` on `root/LOCK`.
 
@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::blob::Blob;
 use crate::error::{StoreError, StoreResult};
+use crate::io::{BatchRead, Io, ReadReq};
 use crate::layout::{LOCK, TMP_SUFFIX, WAL_DIR};
 use crate::store::{
     BlobMeta, BlobStore, ETag, LogFile, LogStore, PutMode, check_name, check_prefix, check_ranges,
@@ -216,7 +217,7 @@ pub(crate) struct OpenedDir {
 
 /// Opens (creating unless `read_only`) the data directory `root`: takes its lock, sweeps
 /// temporary files (read-only: only counts them) and returns both stores over it.
-pub(crate) fn open_dir(root: &Path, read_only: bool) -> StoreResult<OpenedDir> {
+pub(crate) fn open_dir(root: &Path, read_only: bool, io: Arc<Io>) -> StoreResult<OpenedDir> {
     if read_only {
         if !root.is_dir() {
             return Err(StoreError::NotFound {
@@ -234,6 +235,7 @@ pub(crate) fn open_dir(root: &Path, read_only: bool) -> StoreResult<OpenedDir> {
             root: root.to_path_buf(),
             read_only,
             conditional: Mutex::new(()),
+            io,
             _lock: Arc::clone(&lock),
         },
         log: LocalLog {
@@ -262,6 +264,8 @@ pub struct LocalDir {
     read_only: bool,
     /// Serialises conditional puts (one process owns the directory: see the lock).
     conditional: Mutex<()>,
+    /// Batched range reads go through it.
+    io: Arc<Io>,
     _lock: Arc<DirLock>,
 }
 
@@ -319,20 +323,28 @@ impl BlobStore for LocalDir {
     fn read_ranges(&self, name: &str, ranges: &[Range<u64>]) -> StoreResult<Vec<Vec<u8>>> {
         let path = self.path(name)?;
         let file = File::open(&path).map_err(|e| StoreError::io("opening", show(&path), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| StoreError::io("reading metadata of", show(&path), e))?
-            .len();
-        check_ranges(&show(&path), len, ranges)?;
-        ranges
+        let reader = self
+            .io
+            .reader(file)
+            .map_err(|e| StoreError::io("reading metadata of", show(&path), e))?;
+        check_ranges(&show(&path), reader.len(), ranges)?;
+        let mut out: Vec<Vec<u8>> = ranges
             .iter()
-            .map(|r| {
-                let mut buf = vec![0u8; (r.end - r.start) as usize];
-                file.read_exact_at(&mut buf, r.start)
-                    .map_err(|e| StoreError::io("reading", show(&path), e))?;
-                Ok(buf)
+            .map(|r| vec![0u8; (r.end - r.start) as usize])
+            .collect();
+        let mut reqs: Vec<ReadReq<'_>> = ranges
+            .iter()
+            .zip(out.iter_mut())
+            .map(|(r, buf)| ReadReq {
+                offset: r.start,
+                buf,
             })
-            .collect()
+            .collect();
+        reader
+            .read_batch(&mut reqs)
+            .map_err(|e| StoreError::io("reading", show(&path), e))?;
+        drop(reqs);
+        Ok(out)
     }
 
     fn head(&self, name: &str) -> StoreResult<BlobMeta> {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::error::StoreResult;
 use crate::fault::{Faults, FaultyLog, FaultyStore};
+use crate::io::Io;
 use crate::local;
 use crate::memory::{MemLog, MemStore};
 use crate::store::{BlobStore, LogStore};
@@ -23,6 +24,8 @@ pub struct Storage {
     /// The tiered store behind `blobs`, when a cold store is configured (for garbage
     /// collection and statistics).
     pub tiered: Option<Arc<TieredStore>>,
+    /// The batched-read engine of the local directory (`None` for in-memory storage).
+    pub io: Option<Arc<Io>>,
 }
 
 impl Storage {
@@ -33,26 +36,31 @@ impl Storage {
             log,
             swept_temp_files: 0,
             tiered: None,
+            io: None,
         }
     }
 
-    /// The local data directory `root` (created if missing), locked for this process.
+    /// The local data directory `root` (created if missing), locked for this process; batched
+    /// reads through the process default [`Io`] (`auto`).
     pub fn open_local(root: &Path) -> StoreResult<Storage> {
-        Self::local(root, false)
+        Self::open_local_with(root, false, Io::shared_default())
     }
 
     /// The existing local data directory `root`, locked, refusing every write (for checks).
     pub fn open_local_read_only(root: &Path) -> StoreResult<Storage> {
-        Self::local(root, true)
+        Self::open_local_with(root, true, Io::shared_default())
     }
 
-    fn local(root: &Path, read_only: bool) -> StoreResult<Storage> {
-        let d = local::open_dir(root, read_only)?;
+    /// The local data directory `root` (read-only: must exist, every write refused), batched
+    /// reads through `io`.
+    pub fn open_local_with(root: &Path, read_only: bool, io: Arc<Io>) -> StoreResult<Storage> {
+        let d = local::open_dir(root, read_only, Arc::clone(&io))?;
         Ok(Storage {
             blobs: Arc::new(d.blobs),
             log: Arc::new(d.log),
             swept_temp_files: d.temp_files,
             tiered: None,
+            io: Some(io),
         })
     }
 
@@ -66,6 +74,7 @@ impl Storage {
             log: Arc::new(FaultyLog::new(Arc::clone(&self.log), Arc::clone(faults))),
             swept_temp_files: self.swept_temp_files,
             tiered: self.tiered.clone(),
+            io: self.io.clone(),
         }
     }
 
@@ -85,6 +94,7 @@ impl Storage {
             log: self.log,
             swept_temp_files: self.swept_temp_files,
             tiered: Some(tiered),
+            io: self.io,
         })
     }
 }

@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use serde_json::Value;
 
 pub(crate) use meta::SegmentMeta;
-pub(crate) use reader::SegmentData;
 pub use reader::Verify;
+pub(crate) use reader::{SegmentData, VerifyError};
 use strata_tiering::policy::{Access, Tier};
 
 use crate::columns::{Column, ColumnCache};

@@ -20,6 +20,33 @@ pub enum Verify {
     HeaderOnly,
 }
 
+/// What an open checks (`Structure`: everything but the section checksums, which the caller
+/// checks with [`SegmentData::verify_checksums`] through batched reads, so that a mapped
+/// file's bytes are not faulted into the process to be summed once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Check {
+    Full,
+    Structure,
+    HeaderOnly,
+}
+
+/// Bytes per read when checksums are verified through batched reads.
+pub(crate) const VERIFY_CHUNK: usize = 256 << 10;
+/// Reads per batch then (32 × 256 KiB = 8 MiB of buffers; the default io depth is 32).
+pub(crate) const VERIFY_BATCH: usize = 32;
+
+/// Ranges of a file → their bytes (a batched read).
+pub(crate) type ReadRanges<'a, E> = dyn FnMut(&[Range<u64>]) -> Result<Vec<Vec<u8>>, E> + 'a;
+
+/// Why [`SegmentData::verify_checksums`] failed.
+#[derive(Debug)]
+pub(crate) enum VerifyError<E> {
+    /// The bytes are wrong.
+    Corrupt(DecodeError),
+    /// Reading them failed.
+    Read(E),
+}
+
 /// The bytes of one segment and where each section lies.
 pub(crate) struct SegmentData {
     blob: Blob,
@@ -55,6 +82,20 @@ fn err(offset: u64, what: impl Into<String>) -> DecodeError {
 impl SegmentData {
     /// Validates `blob` as a segment file.
     pub(crate) fn open(blob: Blob, verify: Verify) -> Result<SegmentData, DecodeError> {
+        let check = match verify {
+            Verify::Full => Check::Full,
+            Verify::HeaderOnly => Check::HeaderOnly,
+        };
+        Self::open_checked(blob, check)
+    }
+
+    /// Everything [`Verify::Full`] checks but the section checksums: the caller must check
+    /// them with [`SegmentData::verify_checksums`] before trusting the bytes.
+    pub(crate) fn open_structure(blob: Blob) -> Result<SegmentData, DecodeError> {
+        Self::open_checked(blob, Check::Structure)
+    }
+
+    fn open_checked(blob: Blob, check: Check) -> Result<SegmentData, DecodeError> {
         let b = blob.as_bytes();
         if !(b.as_ptr() as usize).is_multiple_of(16) {
             return Err(err(0, "segment bytes are not 16-byte aligned"));
@@ -101,13 +142,59 @@ impl SegmentData {
             distance,
             sec,
         };
-        if verify == Verify::Full {
-            seg.verify_full(&table)?;
+        match check {
+            Check::Full => {
+                seg.verify_structure()?;
+                let b = seg.blob.as_bytes();
+                for (i, s) in table.iter().enumerate() {
+                    let r = &seg.sec[i];
+                    if crc(&b[r.clone()]) != s.crc {
+                        return Err(err(
+                            r.start as u64,
+                            format!("section '{}' checksum mismatch", SECTION_NAMES[i]),
+                        ));
+                    }
+                }
+            }
+            Check::Structure => seg.verify_structure()?,
+            Check::HeaderOnly => {}
         }
         Ok(seg)
     }
 
-    fn verify_full(&self, table: &[SectionEntry; SECTION_COUNT]) -> Result<(), DecodeError> {
+    /// Checks every section's checksum, reading the sections through `read` (ranges of the
+    /// file → their bytes) in chunks of [`VERIFY_CHUNK`], [`VERIFY_BATCH`] at a time. An error
+    /// of `read` is returned as is; a mismatch names the section.
+    pub(crate) fn verify_checksums<E>(
+        &self,
+        read: &mut ReadRanges<'_, E>,
+    ) -> Result<(), VerifyError<E>> {
+        let table = decode_prefix(self.blob.as_bytes())
+            .map_err(VerifyError::Corrupt)?
+            .1;
+        for (i, s) in table.iter().enumerate() {
+            let r = &self.sec[i];
+            let chunks: Vec<Range<u64>> = (r.start..r.end)
+                .step_by(VERIFY_CHUNK)
+                .map(|at| at as u64..(at + VERIFY_CHUNK).min(r.end) as u64)
+                .collect();
+            let mut sum = 0u32;
+            for batch in chunks.chunks(VERIFY_BATCH) {
+                for bytes in read(batch).map_err(VerifyError::Read)? {
+                    sum = crc32c::crc32c_append(sum, &bytes);
+                }
+            }
+            if sum != s.crc {
+                return Err(VerifyError::Corrupt(err(
+                    r.start as u64,
+                    format!("section '{}' checksum mismatch", SECTION_NAMES[i]),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn verify_structure(&self) -> Result<(), DecodeError> {
         let b = self.blob.as_bytes();
         // Every byte outside the sections (the padding) must be zero, so that no byte of the
         // file can change unnoticed.
@@ -123,15 +210,6 @@ impl SegmentData {
                 return Err(err((pos + i) as u64, "non-zero padding byte"));
             }
             pos = r.end;
-        }
-        for (i, s) in table.iter().enumerate() {
-            let r = &self.sec[i];
-            if crc(&b[r.clone()]) != s.crc {
-                return Err(err(
-                    r.start as u64,
-                    format!("section '{}' checksum mismatch", SECTION_NAMES[i]),
-                ));
-            }
         }
         let n = self.rows();
         let at = |s: Sec, i: usize, w: usize| (self.sec[s as usize].start + i * w) as u64;
@@ -206,6 +284,10 @@ impl SegmentData {
     }
     pub(crate) fn file_len(&self) -> u64 {
         self.blob.len() as u64
+    }
+    /// See [`Blob::release_pages`].
+    pub(crate) fn release_pages(&self) {
+        self.blob.release_pages();
     }
     /// The whole file (to write an in-RAM segment out).
     pub(crate) fn bytes_all(&self) -> &[u8] {

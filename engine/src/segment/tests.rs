@@ -116,6 +116,52 @@ proptest! {
         let i = pos.index(bytes.len());
         bytes[i] ^= flip;
         prop_assert!(SegmentData::open(Blob::from_bytes(&bytes), Verify::Full).is_err(), "byte {} flipped unnoticed", i);
+        // The split used for mapped files: structure at open, checksums by batched reads.
+        let split = SegmentData::open_structure(Blob::from_bytes(&bytes)).map_err(|_| ()).and_then(|d| {
+            let b = bytes.clone();
+            d.verify_checksums(&mut |ranges| {
+                Ok::<_, ()>(ranges.iter().map(|r| b[r.start as usize..r.end as usize].to_vec()).collect())
+            }).map_err(|_| ())
+        });
+        prop_assert!(split.is_err(), "byte {} flipped unnoticed by structure + batched checksums", i);
+    }
+
+    #[test]
+    fn batched_checksums_accept_what_full_accepts(
+        (dim, mut rows, mut tombs) in input_strategy(),
+    ) {
+        normalise(&mut rows, &mut tombs);
+        let bytes = encode_rows(dim, &rows, &tombs, None);
+        let d = SegmentData::open_structure(Blob::from_bytes(&bytes)).expect("valid");
+        let mut calls = 0;
+        d.verify_checksums(&mut |ranges| {
+            calls += 1;
+            Ok::<_, ()>(ranges.iter().map(|r| {
+                assert!(r.end - r.start <= super::reader::VERIFY_CHUNK as u64);
+                bytes[r.start as usize..r.end as usize].to_vec()
+            }).collect())
+        }).expect("checksums of a valid file");
+        prop_assert!(calls >= 1);
+        // The sums are of what the reads return, not of the (clean) blob: with the reads
+        // returning one flipped byte, the sums or the structure pass over the flipped file
+        // (padding is no checksum's) must fail.
+        let flip_at = bytes.len() / 2;
+        let sums = d.verify_checksums(&mut |ranges| {
+            Ok::<_, ()>(ranges.iter().map(|r| {
+                let mut b = bytes[r.start as usize..r.end as usize].to_vec();
+                if r.contains(&(flip_at as u64)) {
+                    b[flip_at - r.start as usize] ^= 1;
+                }
+                b
+            }).collect())
+        });
+        let mut flipped = bytes.clone();
+        flipped[flip_at] ^= 1;
+        let structure = SegmentData::open_structure(Blob::from_bytes(&flipped));
+        prop_assert!(sums.is_err() || structure.is_err(), "byte {} flipped unnoticed", flip_at);
+        // A read error is reported as such, not as corruption.
+        let e = d.verify_checksums(&mut |_| Err::<Vec<Vec<u8>>, _>("disk gone")).expect_err("read error");
+        prop_assert!(matches!(e, super::reader::VerifyError::Read("disk gone")));
     }
 
     #[test]
@@ -291,4 +337,64 @@ fn a_cold_segment_answers_from_its_meta_and_refuses_body_reads() {
     };
     assert_eq!(view.top_k(&sq, None, &cache).expect("search").len(), 3);
     assert_eq!(view.scan(None, 5, Some(&f), &cache).expect("scan").len(), 5);
+}
+
+#[test]
+fn a_large_segment_is_checksummed_in_several_batches_of_bounded_reads() {
+    // 9 MB of vectors: more than one batch of 32 reads of 256 KiB.
+    let dim = 512u32;
+    let rows: Rows = (0..4_500u64)
+        .map(|i| {
+            let v = (0..dim)
+                .map(|j| ((i * 31 + j as u64) % 97) as f32)
+                .collect();
+            (PointId::Num(i), i + 1, v, b"{}".to_vec())
+        })
+        .collect();
+    let bytes = encode_rows(dim, &rows, &[], None);
+    assert!(bytes.len() > super::reader::VERIFY_CHUNK * super::reader::VERIFY_BATCH);
+    let d = SegmentData::open_structure(Blob::from_bytes(&bytes)).expect("valid");
+    let (mut batches, mut read) = (0, 0u64);
+    d.verify_checksums(&mut |ranges| {
+        batches += 1;
+        assert!(ranges.len() <= super::reader::VERIFY_BATCH);
+        Ok::<_, ()>(
+            ranges
+                .iter()
+                .map(|r| {
+                    assert!(r.end - r.start <= super::reader::VERIFY_CHUNK as u64);
+                    read += r.end - r.start;
+                    bytes[r.start as usize..r.end as usize].to_vec()
+                })
+                .collect(),
+        )
+    })
+    .expect("clean");
+    assert!(batches >= 2, "{batches} batches");
+    // Every section byte was read (the rest is the header, table and padding).
+    assert!(
+        read > bytes.len() as u64 * 9 / 10,
+        "{read} of {}",
+        bytes.len()
+    );
+    // A flipped byte in the last chunk of the vectors is found.
+    let at = bytes.len() * 3 / 4;
+    let e = d.verify_checksums(&mut |ranges| {
+        Ok::<_, ()>(
+            ranges
+                .iter()
+                .map(|r| {
+                    let mut b = bytes[r.start as usize..r.end as usize].to_vec();
+                    if r.contains(&(at as u64)) {
+                        b[at - r.start as usize] ^= 0x10;
+                    }
+                    b
+                })
+                .collect(),
+        )
+    });
+    assert!(
+        matches!(e, Err(super::reader::VerifyError::Corrupt(_))),
+        "{e:?}"
+    );
 }

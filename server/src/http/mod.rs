@@ -177,6 +177,7 @@ async fn ready(State(st): State<AppState>) -> Response {
         .await
         .unwrap_or(None);
     let cold_store = crate::tiers::cold_store_json(&cold);
+    let io = crate::tiers::io_json(&crate::tiers::io_status(&st.engine));
     let failing: Vec<serde_json::Value> = h
         .failing
         .iter()
@@ -194,7 +195,7 @@ async fn ready(State(st): State<AppState>) -> Response {
     if h.writable {
         axum::Json(json!({"status": "ok", "recovered": true, "writable": true,
                           "maintenance": maintenance, "failing_jobs": failing,
-                          "cold_store": cold_store}))
+                          "cold_store": cold_store, "io": io}))
         .into_response()
     } else {
         (
@@ -202,7 +203,8 @@ async fn ready(State(st): State<AppState>) -> Response {
             axum::Json(
                 json!({"status": "unavailable", "recovered": true, "writable": false,
                               "reason": h.reason, "maintenance": maintenance,
-                              "failing_jobs": failing, "cold_store": cold_store}),
+                              "failing_jobs": failing, "cold_store": cold_store,
+                              "io": io}),
             ),
         )
             .into_response()

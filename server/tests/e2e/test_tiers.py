@@ -129,3 +129,48 @@ def test_tiers_api_hints_and_cold_controls(s3, start, strata_pb):  # noqa: F811
     srv = start("tiers", env=env)
     t = httpx.get(f"{srv.http}/v1/tiers", headers={"api-key": srv.token(access="m")}).json()["result"]
     assert t["collections"][0]["hint"] == "offload"
+
+
+def test_io_mode_is_chosen_once_reported_and_a_bad_one_refused(start, strata_pb):  # noqa: F811
+    pb, pb_grpc = strata_pb
+    # auto: io_uring where it works, pread (with the reason) where it does not.
+    srv = start("auto")
+    io = httpx.get(f"{srv.http}/readyz").json()["io"]
+    assert io["backend"] in ("io_uring", "pread") and io["depth"] == 32, io
+    assert (io["backend"] == "pread") == (io["fallback_reason"] is not None), io
+    metrics = httpx.get(f"{srv.metrics}/metrics").text
+    assert f'strata_io_mode{{backend="{io["backend"]}"}} 1' in metrics
+    srv.stop()
+    assert "batched reads" in (srv.data_dir.parent / "auto.log").read_text()
+
+    # pread on request: data written, flushed, and verified at the next start through it.
+    env = {"STRATA_IO_MODE": "pread", "STRATA_MEMTABLE_MAX_AGE": "1s"}
+    srv = start("pread", env=env)
+    admin = {"api-key": srv.admin_token}
+    http = httpx.Client(base_url=srv.http, headers=admin, timeout=60)
+    assert http.put("/collections/c", json={"vectors": {"size": 4, "distance": "Dot"}}).status_code == 200
+    pts = [{"id": i, "vector": [float(i), 1.0, 2.0, 3.0]} for i in range(100)]
+    assert http.put("/collections/c/points?wait=true", json={"points": pts}).status_code == 200
+    wait_for(lambda: 'strata_points{tier="memtable"} 0' in httpx.get(f"{srv.metrics}/metrics").text, "the flush")
+    srv.stop()
+    token = srv.admin_token  # printed at the first start only; the secret stays
+    srv = start("pread", env=env)
+    io = httpx.get(f"{srv.http}/readyz").json()["io"]
+    assert io == {"backend": "pread", "depth": 32, "fallback_reason": None}, io
+    assert 'strata_io_mode{backend="pread"} 1' in httpx.get(f"{srv.metrics}/metrics").text
+    http = httpx.Client(base_url=srv.http, headers={"api-key": token}, timeout=60)
+    assert http.post("/collections/c/points/count", json={}).json()["result"]["count"] == 100
+    assert http.get("/v1/tiers").json()["result"]["io"]["backend"] == "pread"
+    tiers = pb_grpc.TiersStub(grpc.insecure_channel(srv.grpc))
+    g = tiers.Get(pb.GetTiersRequest(), metadata=(("authorization", f"Bearer {token}"),))
+    assert g.io_backend == "pread" and g.io_depth == 32 and g.io_fallback_reason == ""
+    srv.stop()
+
+    # A mode that does not exist is refused at start, naming the setting.
+    try:
+        start("bad", env={"STRATA_IO_MODE": "uring"})
+        raise AssertionError("a bad io mode was accepted")
+    except RuntimeError:
+        pass
+    log = (srv.data_dir.parent / "bad.log").read_text()
+    assert "STRATA_IO_MODE" in log and "uring" in log, log
