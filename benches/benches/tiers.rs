@@ -116,6 +116,124 @@ fn report(mode: &str, lat: &[Duration], found: &[Vec<u64>], truth: &[Vec<i32>]) 
     );
 }
 
+/// Rows grouped by proximity: `k` k-means clusters (Lloyd, 8 rounds, seeded with evenly spaced
+/// rows), the row indices ordered by cluster.
+fn proximity_order(base: &[Vec<f32>], k: usize) -> Vec<usize> {
+    let dim = base[0].len();
+    let mut centres: Vec<Vec<f32>> = (0..k).map(|i| base[i * base.len() / k].clone()).collect();
+    let nearest = |v: &[f32], centres: &[Vec<f32>]| {
+        (0..centres.len())
+            .min_by(|&a, &b| {
+                let d = |c: &[f32]| v.iter().zip(c).map(|(x, y)| (x - y) * (x - y)).sum::<f32>();
+                d(&centres[a]).total_cmp(&d(&centres[b]))
+            })
+            .unwrap_or(0)
+    };
+    let mut assign = vec![0usize; base.len()];
+    for _ in 0..8 {
+        for (i, v) in base.iter().enumerate() {
+            assign[i] = nearest(v, &centres);
+        }
+        let mut sums = vec![vec![0f64; dim]; k];
+        let mut counts = vec![0usize; k];
+        for (v, &c) in base.iter().zip(&assign) {
+            counts[c] += 1;
+            for (s, x) in sums[c].iter_mut().zip(v) {
+                *s += *x as f64;
+            }
+        }
+        for c in 0..k {
+            if counts[c] > 0 {
+                centres[c] = sums[c]
+                    .iter()
+                    .map(|s| (s / counts[c] as f64) as f32)
+                    .collect();
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..base.len()).collect();
+    order.sort_by_key(|&i| (assign[i], i));
+    order
+}
+
+/// Loads `base` in `order` as ten segments, offloads the collection (cold only, reads stream),
+/// restores a node from the object store and runs `queries` on it: the cold segments searched
+/// and skipped, latency and recall.
+fn skipping(
+    label: &str,
+    base: &[Vec<f32>],
+    order: &[usize],
+    queries: &[Vec<f32>],
+    truth: &[Vec<i32>],
+    delay: Duration,
+) {
+    let mem: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = Engine::open(opts(dir.path(), cold_store(&mem, Duration::ZERO))).expect("open");
+        let c = e
+            .create_collection(
+                DEFAULT_TENANT,
+                "b",
+                CollectionConfig::new(128, Distance::Euclid),
+            )
+            .expect("create");
+        for chunk in order.chunks(order.len() / SEGMENTS) {
+            let pts = chunk
+                .iter()
+                .map(|&i| PointInput {
+                    id: PointId::Num(i as u64),
+                    vector: base[i].clone(),
+                    payload: None,
+                })
+                .collect();
+            c.upsert(pts).expect("upsert");
+            c.flush().expect("flush");
+        }
+        while c.maintain().expect("compaction") {}
+        e.set_tier_hint(DEFAULT_TENANT, "b", TierHint::Offload)
+            .expect("hint");
+        e.close().expect("close");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = Engine::open(opts(dir.path(), cold_store(&mem, delay))).expect("restore");
+    let c = e.collection(DEFAULT_TENANT, "b").expect("coll");
+    let (mut searched, mut skipped) = (0, 0);
+    let mut lat = Vec::new();
+    let mut found = Vec::new();
+    for q in queries {
+        let mut r = SearchRequest::new(q.clone(), 10);
+        r.ef = Some(64);
+        let t = Instant::now();
+        let rep = c.search_report(&r).expect("search");
+        lat.push(t.elapsed());
+        searched += rep.cold_searched;
+        skipped += rep.cold_skipped;
+        found.push(
+            rep.points
+                .iter()
+                .map(|h| match h.id {
+                    PointId::Num(n) => n,
+                    PointId::Uuid(_) => u64::MAX,
+                })
+                .collect(),
+        );
+    }
+    assert_eq!(
+        e.stats().tier_segments,
+        [0, 0, SEGMENTS as u64],
+        "offloaded"
+    );
+    lat.sort();
+    println!(
+        "| {label} | {searched} | {skipped} | {:.0} % | {:.1} | {:.1} | {:.3} |",
+        100.0 * skipped as f64 / (searched + skipped).max(1) as f64,
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99)),
+        recall(&found, &truth[..found.len()])
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     println!("machine: {}", strata_benches::machine());
@@ -295,4 +413,33 @@ fn main() {
             );
         }
     }
+
+    // Skipping cold segments: rows in write order (bigann's order: random) vs grouped by
+    // proximity (the same rows, ordered by a 10-means clustering before loading).
+    let n = if quick { 10 } else { 30 };
+    println!(
+        "\nskipping, {n} queries on an offloaded collection (every segment cold, reads stream):"
+    );
+    println!(
+        "| rows in segments | cold segments read | skipped | skip ratio | p50 ms | p99 ms | recall@10 |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let write_order: Vec<usize> = (0..base.len()).collect();
+    skipping(
+        "write order (random)",
+        &base,
+        &write_order,
+        &queries[..n],
+        &truth,
+        delay,
+    );
+    let grouped = proximity_order(&base, SEGMENTS);
+    skipping(
+        "grouped by proximity (10-means)",
+        &base,
+        &grouped,
+        &queries[..n],
+        &truth,
+        delay,
+    );
 }
