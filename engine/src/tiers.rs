@@ -5,7 +5,8 @@
 //! read needs a body ─▶ Inner::resident ─ touch access ─▶ hot/warm: the body (a hit)
 //!                                         └─ cold: policy::on_cold_read
 //!                                              ├─ Promote: [move lock] parallel ranged GETs
-//!                                              │   ─▶ verify (full) ─▶ temp, fsync, rename
+//!                                              │   ─▶ written into a temp file, fsync
+//!                                              │   ─▶ verify (full, on its mapping) ─▶ rename
 //!                                              │   ─▶ map ─▶ swap body to Warm (single flight)
 //!                                              └─ Stream: ranged GET ─▶ verify ─▶ a body for
 //!                                                  this read only (nothing cached)
@@ -377,8 +378,8 @@ impl Inner {
         if throttled {
             self.throttle(len);
         }
-        match t.promote(&name, len, &|bytes| {
-            Self::check_body(seg, Blob::from_bytes(bytes), Verify::Full).map(|_| ())
+        match t.promote(&name, len, &|blob| {
+            Self::check_body(seg, blob, Verify::Full).map(|_| ())
         }) {
             Ok(()) => {}
             Err(e) if e.is_not_found() && seg.is_retired() => return Ok(None),

@@ -14,9 +14,99 @@ fn blob_suite(s: &dyn BlobStore) {
     blob_suite_with(s, true);
 }
 
+/// [`BlobStore::put_assembled`]: parts from several threads in any order; a failing fill, a
+/// refused check, holes, overlaps and parts outside the blob leave the name as it was.
+fn assembled_suite(s: &dyn BlobStore) {
+    let name = "segments/assembled.seg";
+    let data: Vec<u8> = (0..100_003u32).map(|i| (i * 7 % 253) as u8).collect();
+    let len = data.len() as u64;
+    let parts: Vec<std::ops::Range<usize>> = (0..data.len())
+        .step_by(9_000)
+        .map(|a| a..(a + 9_000).min(data.len()))
+        .rev()
+        .collect();
+    let all = |sink: &dyn crate::PartSink| -> crate::StoreResult<()> {
+        let data = &data;
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = parts
+                .chunks(4)
+                .map(|ps| {
+                    sc.spawn(move || {
+                        ps.iter()
+                            .try_for_each(|r| sink.write_part(r.start as u64, &data[r.clone()]))
+                    })
+                })
+                .collect();
+            hs.into_iter().try_for_each(|h| h.join().expect("thread"))
+        })
+    };
+    let seen = std::sync::Mutex::new(Vec::new());
+    s.put_assembled(name, len, &all, &|b| {
+        seen.lock().expect("lock").extend_from_slice(b.as_bytes());
+        Ok(())
+    })
+    .expect("assembled");
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        data,
+        "check saw the whole blob"
+    );
+    assert_eq!(s.open(name).expect("open").as_bytes(), &data[..]);
+    assert!(
+        !s.list("segments/")
+            .expect("list")
+            .iter()
+            .any(|m| m.name.contains(".tmp"))
+    );
+
+    // Failures leave the earlier bytes.
+    let refused = s.put_assembled(name, len, &all, &|_| Err("no thanks".into()));
+    assert!(
+        refused
+            .expect_err("refused")
+            .to_string()
+            .contains("no thanks")
+    );
+    let failing = |_: &dyn crate::PartSink| -> crate::StoreResult<()> {
+        Err(crate::StoreError::io(
+            "fetching",
+            "x",
+            std::io::Error::other("gone"),
+        ))
+    };
+    assert!(s.put_assembled(name, len, &failing, &|_| Ok(())).is_err());
+    let hole = |sink: &dyn crate::PartSink| sink.write_part(0, &data[..10]);
+    let e = s
+        .put_assembled(name, len, &hole, &|_| Ok(()))
+        .expect_err("hole");
+    assert!(e.to_string().contains("end at byte 10"), "{e}");
+    let overlap = |sink: &dyn crate::PartSink| {
+        sink.write_part(0, &data)?;
+        sink.write_part(5, &data[5..9])
+    };
+    let e = s
+        .put_assembled(name, len, &overlap, &|_| Ok(()))
+        .expect_err("overlap");
+    assert!(e.to_string().contains("overlap"), "{e}");
+    let outside = |sink: &dyn crate::PartSink| sink.write_part(len - 1, b"xy");
+    let e = s
+        .put_assembled(name, len, &outside, &|_| Ok(()))
+        .expect_err("outside");
+    assert!(e.to_string().contains("outside"), "{e}");
+    assert_eq!(s.open(name).expect("unchanged").as_bytes(), &data[..]);
+    assert!(
+        !s.list("segments/")
+            .expect("list")
+            .iter()
+            .any(|m| m.name.contains(".tmp"))
+    );
+    s.delete(name).expect("delete");
+}
+
 /// `if_match`: whether the backend supports [`PutMode::Update`] (object_store's local
 /// filesystem does not; Strata's cold tier uses only overwrite and create-only).
 fn blob_suite_with(s: &dyn BlobStore, if_match: bool) {
+    assembled_suite(s);
     // Absent names.
     assert!(s.open("MANIFEST").expect_err("absent").is_not_found());
     assert!(s.head("MANIFEST").expect_err("absent").is_not_found());
@@ -799,8 +889,15 @@ fn panics_are_injected_too() {
 
 #[test]
 fn tiered_evicts_only_what_cold_holds_and_promotes_verified_without_resurrecting_deletes() {
+    // Over a local store in RAM (parts assembled on the heap) and over a local directory
+    // (parts written straight into the temporary file).
+    tiered_moves(Arc::new(MemStore::new()));
+    let (_d, s) = local();
+    tiered_moves(Arc::clone(&s.blobs));
+}
+
+fn tiered_moves(local: Arc<dyn BlobStore>) {
     let cold: Arc<dyn BlobStore> = Arc::new(MemStore::new());
-    let local: Arc<dyn BlobStore> = Arc::new(MemStore::new());
     let t = TieredStore::open(
         Arc::clone(&local),
         Arc::clone(&cold),
@@ -845,11 +942,11 @@ fn tiered_evicts_only_what_cold_holds_and_promotes_verified_without_resurrecting
             .contains("checksum says no")
     );
     assert!(!t.is_local(&a).expect("nothing written"));
-    t.promote(&a, big.len() as u64, &|bytes| {
-        if bytes == &big[..] {
+    t.promote(&a, big.len() as u64, &|blob| {
+        if blob.as_bytes() == &big[..] {
             Ok(())
         } else {
-            Err(format!("{} bytes differ", bytes.len()))
+            Err(format!("{} bytes differ", blob.len()))
         }
     })
     .expect("promote");

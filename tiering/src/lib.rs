@@ -73,5 +73,5 @@ pub use object_fault::{FaultyObjectStore, ObjectFaults};
 pub use object_store;
 pub use rng::SplitMix64;
 pub use storage::{MemStorage, Storage};
-pub use store::{BlobMeta, BlobStore, ETag, LogFile, LogStore, PutMode};
+pub use store::{BlobMeta, BlobStore, ETag, LogFile, LogStore, PartSink, PutMode};
 pub use tiered::{GcReport, ManifestRefs, TieredOptions, TieredStore};

@@ -28,7 +28,8 @@ use crate::error::{StoreError, StoreResult};
 use crate::io::{BatchRead, Io, ReadReq};
 use crate::layout::{LOCK, TMP_SUFFIX, WAL_DIR};
 use crate::store::{
-    BlobMeta, BlobStore, ETag, LogFile, LogStore, PutMode, check_name, check_prefix, check_ranges,
+    BlobMeta, BlobStore, Coverage, ETag, LogFile, LogStore, PartSink, PutMode, check_name,
+    check_prefix, check_ranges, refused,
 };
 
 fn show(p: &Path) -> String {
@@ -257,6 +258,23 @@ fn refuse_if_read_only(read_only: bool, location: impl FnOnce() -> String) -> St
     Ok(())
 }
 
+/// Parts of an assembled blob, written into its temporary file with `pwrite(2)` (several
+/// threads at once).
+struct FileSink<'a> {
+    file: &'a File,
+    path: &'a Path,
+    cover: Coverage,
+}
+
+impl PartSink for FileSink<'_> {
+    fn write_part(&self, offset: u64, bytes: &[u8]) -> StoreResult<()> {
+        self.cover.add(|| show(self.path), offset, bytes.len())?;
+        self.file
+            .write_all_at(bytes, offset)
+            .map_err(|e| StoreError::io("writing", show(self.path), e))
+    }
+}
+
 /// Blobs as files under a root directory.
 #[derive(Debug)]
 pub struct LocalDir {
@@ -345,6 +363,53 @@ impl BlobStore for LocalDir {
             .map_err(|e| StoreError::io("reading", show(&path), e))?;
         drop(reqs);
         Ok(out)
+    }
+
+    fn put_assembled(
+        &self,
+        name: &str,
+        len: u64,
+        fill: &dyn Fn(&dyn PartSink) -> StoreResult<()>,
+        check: &dyn Fn(Blob) -> Result<(), String>,
+    ) -> StoreResult<()> {
+        let dst = self.path(name)?;
+        self.writable(name)?;
+        let parent = dst
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        create_dir_durable(parent)?;
+        // temp (parts written in place) ─ fsync ─ map + check ─ rename ─ fsync dir
+        let tmp = tmp_beside(&dst);
+        let result = (|| {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&tmp)
+                .map_err(|e| StoreError::io("creating", show(&tmp), e))?;
+            file.set_len(len)
+                .map_err(|e| StoreError::io("sizing", show(&tmp), e))?;
+            let sink = FileSink {
+                file: &file,
+                path: &tmp,
+                cover: Coverage::new(len),
+            };
+            fill(&sink)?;
+            sink.cover.complete(|| show(&tmp))?;
+            file.sync_all()
+                .map_err(|e| StoreError::io("fsync of", show(&tmp), e))?;
+            let blob =
+                Blob::map_file(&file).map_err(|e| StoreError::io("mapping", show(&tmp), e))?;
+            check(blob).map_err(|why| refused(show(&dst), why))?;
+            fs::rename(&tmp, &dst).map_err(|e| StoreError::io("renaming over", show(&dst), e))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+            return result;
+        }
+        sync_dir(parent)
     }
 
     fn head(&self, name: &str) -> StoreResult<BlobMeta> {

@@ -78,6 +78,147 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     fn list(&self, prefix: &str) -> StoreResult<Vec<BlobMeta>>;
     /// Removes `name`.
     fn delete(&self, name: &str) -> StoreResult<()>;
+
+    /// Stores under `name` (overwriting) a blob of `len` bytes written in parts: `fill` gets
+    /// a [`PartSink`] and writes disjoint parts, from several threads and in any order if it
+    /// likes, that must cover all `len` bytes; `check` then gets the complete blob and may
+    /// refuse it. Only when both succeed does the blob become visible under `name`, durably;
+    /// otherwise nothing changes under the name. A local directory writes the parts straight
+    /// into the temporary file (the blob never has to fit in RAM); this default assembles it
+    /// on the heap and puts it.
+    fn put_assembled(
+        &self,
+        name: &str,
+        len: u64,
+        fill: &dyn Fn(&dyn PartSink) -> StoreResult<()>,
+        check: &dyn Fn(Blob) -> Result<(), String>,
+    ) -> StoreResult<()> {
+        let size = usize::try_from(len).map_err(|_| {
+            invalid_part(
+                self.location(name),
+                format!("{len} bytes do not fit in memory"),
+            )
+        })?;
+        let sink = HeapSink {
+            location: self.location(name),
+            buf: std::sync::Mutex::new(vec![0; size]),
+            cover: Coverage::new(len),
+        };
+        fill(&sink)?;
+        sink.cover.complete(|| self.location(name))?;
+        let buf = sink
+            .buf
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        check(Blob::from_bytes(&buf)).map_err(|why| refused(self.location(name), why))?;
+        self.put(name, &buf, PutMode::Overwrite).map(|_| ())
+    }
+}
+
+/// Where [`BlobStore::put_assembled`]'s parts go. Thread-safe.
+pub trait PartSink: Sync {
+    /// Writes `bytes` at `offset` of the blob being assembled.
+    fn write_part(&self, offset: u64, bytes: &[u8]) -> StoreResult<()>;
+}
+
+/// Which byte ranges of an assembled blob have been written: parts must lie inside it, must
+/// not overlap, and must cover it all.
+#[derive(Debug)]
+pub(crate) struct Coverage {
+    len: u64,
+    parts: std::sync::Mutex<Vec<Range<u64>>>,
+}
+
+impl Coverage {
+    pub(crate) fn new(len: u64) -> Coverage {
+        Coverage {
+            len,
+            parts: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Records a part about to be written at `offset`; refuses one outside the blob.
+    pub(crate) fn add(
+        &self,
+        location: impl FnOnce() -> String,
+        offset: u64,
+        n: usize,
+    ) -> StoreResult<()> {
+        match offset.checked_add(n as u64) {
+            Some(end) if end <= self.len => {
+                crate::lock(&self.parts).push(offset..end);
+                Ok(())
+            }
+            _ => Err(invalid_part(
+                location(),
+                format!(
+                    "a part of {n} bytes at {offset} lies outside the {} bytes",
+                    self.len
+                ),
+            )),
+        }
+    }
+
+    /// Ok when the parts cover every byte exactly once.
+    pub(crate) fn complete(&self, location: impl FnOnce() -> String) -> StoreResult<()> {
+        let mut parts = crate::lock(&self.parts).clone();
+        parts.sort_by_key(|r| r.start);
+        let mut at = 0;
+        for r in parts.iter().filter(|r| !r.is_empty()) {
+            if r.start != at {
+                let what = if r.start < at {
+                    "overlap"
+                } else {
+                    "leave a hole"
+                };
+                return Err(invalid_part(
+                    location(),
+                    format!("the parts {what} at byte {}", r.start.min(at)),
+                ));
+            }
+            at = r.end;
+        }
+        if at != self.len {
+            return Err(invalid_part(
+                location(),
+                format!("the parts end at byte {at} of {}", self.len),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid_part(location: String, why: String) -> crate::StoreError {
+    crate::StoreError::Io {
+        op: "assembling",
+        location,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why),
+    }
+}
+
+/// A blob refused by [`BlobStore::put_assembled`]'s check.
+pub(crate) fn refused(location: String, why: String) -> crate::StoreError {
+    crate::StoreError::Io {
+        op: "verifying",
+        location,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+    }
+}
+
+struct HeapSink {
+    location: String,
+    buf: std::sync::Mutex<Vec<u8>>,
+    cover: Coverage,
+}
+
+impl PartSink for HeapSink {
+    fn write_part(&self, offset: u64, bytes: &[u8]) -> StoreResult<()> {
+        self.cover
+            .add(|| self.location.clone(), offset, bytes.len())?;
+        let at = offset as usize;
+        crate::lock(&self.buf)[at..at + bytes.len()].copy_from_slice(bytes);
+        Ok(())
+    }
 }
 
 /// An append-only log file handle from [`LogStore::create`].

@@ -36,7 +36,7 @@ use crate::blob::Blob;
 use crate::error::{StoreError, StoreResult};
 use crate::layout;
 use crate::lock;
-use crate::store::{BlobMeta, BlobStore, ETag, PutMode};
+use crate::store::{BlobMeta, BlobStore, ETag, PartSink, PutMode};
 
 /// Reads the blob names a manifest refers to; `None` when the bytes are not a manifest. The
 /// engine provides it: the storage layer does not know the manifest's format.
@@ -394,36 +394,97 @@ impl TieredStore {
     }
 
     /// Copies `name` (`len` bytes) from the cold store to local (the move to the warm tier):
-    /// parts of 8 MiB are fetched by up to 4 ranged GETs
-    /// at once, `verify` checks the assembled bytes (the caller knows the format), and only then
-    /// are they written locally (temp file, fsync, rename). Single flight: concurrent calls for
-    /// one name share the download; a name already local is left alone.
+    /// parts of 8 MiB are fetched by up to 4 ranged GETs at once and written straight into a
+    /// local temporary file (so a segment never has to fit in RAM), which is fsynced; `verify`
+    /// checks the complete file (the caller knows the format), and only then is it renamed
+    /// into place ([`BlobStore::put_assembled`]). Single flight: concurrent calls for one name
+    /// share the download; a name already local is left alone.
     pub fn promote(
         &self,
         name: &str,
         len: u64,
-        verify: &dyn Fn(&[u8]) -> Result<(), String>,
+        verify: &dyn Fn(Blob) -> Result<(), String>,
     ) -> StoreResult<()> {
         self.single_flight(name, || {
             if self.is_local(name)? {
                 return Ok(());
             }
             let started = std::time::Instant::now();
-            let bytes = self.download(name, len)?;
-            verify(&bytes).map_err(|why| StoreError::Io {
-                op: "verifying",
-                location: self.cold.location(name),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, why),
-            })?;
-            // Deleted meanwhile (a compaction replaced it): writing it back would leave an
-            // orphan. Deletes go through the same flight, so this check cannot go stale.
-            if self.hidden(name) {
+            let deleted = std::sync::atomic::AtomicBool::new(false);
+            let out = self.local.put_assembled(
+                name,
+                len,
+                &|sink| self.download_into(name, len, sink),
+                &|blob| {
+                    verify(blob)?;
+                    // Deleted meanwhile (a compaction replaced it): writing it back would
+                    // leave an orphan. Deletes go through the same flight, so this check
+                    // cannot go stale before the rename.
+                    if self.hidden(name) {
+                        deleted.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return Err("deleted while it was promoted".to_string());
+                    }
+                    Ok(())
+                },
+            );
+            if deleted.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(self.not_found(name));
             }
-            self.local.put(name, &bytes, PutMode::Overwrite)?;
-            note_fetch(name, bytes.len(), started);
+            out?;
+            note_fetch(name, len as usize, started);
             Ok(())
         })
+    }
+
+    /// Writes the whole of `name` (`len` bytes) into `sink` by parallel ranged GETs.
+    fn download_into(&self, name: &str, len: u64, sink: &dyn PartSink) -> StoreResult<()> {
+        let parts: Vec<Range<u64>> = (0..len.div_ceil(PROMOTE_PART_BYTES))
+            .map(|i| i * PROMOTE_PART_BYTES..((i + 1) * PROMOTE_PART_BYTES).min(len))
+            .collect();
+        let fetch = |part: &Range<u64>| -> StoreResult<()> {
+            let got = self.cold.read_ranges(name, std::slice::from_ref(part))?;
+            match got.first() {
+                Some(b) if got.len() == 1 && b.len() as u64 == part.end - part.start => {
+                    sink.write_part(part.start, b)
+                }
+                _ => Err(StoreError::Io {
+                    op: "downloading",
+                    location: self.cold.location(name),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("part {}..{} missing or short", part.start, part.end),
+                    ),
+                }),
+            }
+        };
+        if parts.len() <= 1 {
+            return parts.iter().try_for_each(fetch);
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failure: Mutex<Option<StoreError>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..PROMOTE_PARALLELISM.min(parts.len()) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(part) = parts.get(i) else { return };
+                        if let Err(e) = fetch(part) {
+                            lock(&failure).get_or_insert(e);
+                            // The others stop at their next part.
+                            next.store(parts.len(), std::sync::atomic::Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        match failure
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Reads `ranges` of `name` from the cold store without keeping anything locally (a read
@@ -437,63 +498,6 @@ impl TieredStore {
             .increment(out.iter().map(|b| b.len() as u64).sum());
         metrics::histogram!("strata_tier_fetch_seconds").record(started.elapsed().as_secs_f64());
         Ok(out)
-    }
-
-    /// The whole of `name` by parallel ranged GETs.
-    fn download(&self, name: &str, len: u64) -> StoreResult<Vec<u8>> {
-        let parts: Vec<Range<u64>> = (0..len.div_ceil(PROMOTE_PART_BYTES))
-            .map(|i| i * PROMOTE_PART_BYTES..((i + 1) * PROMOTE_PART_BYTES).min(len))
-            .collect();
-        if parts.len() <= 1 {
-            let mut got = self.cold.read_ranges(name, &parts)?;
-            return Ok(got.pop().unwrap_or_default());
-        }
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Mutex<Vec<Option<StoreResult<Vec<u8>>>>> =
-            Mutex::new((0..parts.len()).map(|_| None).collect());
-        std::thread::scope(|scope| {
-            for _ in 0..PROMOTE_PARALLELISM.min(parts.len()) {
-                scope.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(part) = parts.get(i) else { return };
-                        let got = self
-                            .cold
-                            .read_ranges(name, std::slice::from_ref(part))
-                            .map(|mut v| v.pop().unwrap_or_default());
-                        let failed = got.is_err();
-                        lock(&results)[i] = Some(got);
-                        if failed {
-                            // The others stop at their next part.
-                            next.store(parts.len(), std::sync::atomic::Ordering::Relaxed);
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        let mut bytes = Vec::with_capacity(len as usize);
-        for (part, got) in parts.iter().zip(
-            results
-                .into_inner()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        ) {
-            match got {
-                Some(Ok(b)) if b.len() as u64 == part.end - part.start => bytes.extend(b),
-                Some(Err(e)) => return Err(e),
-                _ => {
-                    return Err(StoreError::Io {
-                        op: "downloading",
-                        location: self.cold.location(name),
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            format!("part {}..{} missing or short", part.start, part.end),
-                        ),
-                    });
-                }
-            }
-        }
-        Ok(bytes)
     }
 
     /// Runs `f` for `name` with no other single-flight call for `name` running.
