@@ -100,11 +100,7 @@ fn run(r: &dyn BatchRead, batches: usize, seed: u64) -> Run {
         let offs: Vec<u64> = (0..BATCH)
             .map(|_| rng.below(slots) * VECTOR as u64)
             .collect();
-        let mut reqs: Vec<ReadReq<'_>> = offs
-            .iter()
-            .zip(bufs.iter_mut())
-            .map(|(&offset, buf)| ReadReq { offset, buf })
-            .collect();
+        let mut reqs = ReadReq::batch(&offs, &mut bufs);
         let t = Instant::now();
         r.read_batch(&mut reqs).expect("batch");
         lat.push(t.elapsed());

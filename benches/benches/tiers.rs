@@ -116,6 +116,23 @@ fn report(mode: &str, lat: &[Duration], found: &[Vec<u64>], truth: &[Vec<i32>]) 
     );
 }
 
+/// Loads the rows of `base` in `order` as [`SEGMENTS`] flushes (one segment each), each indexed.
+fn load(c: &CollectionHandle, base: &[Vec<f32>], order: &[usize]) {
+    for chunk in order.chunks(order.len() / SEGMENTS) {
+        let pts = chunk
+            .iter()
+            .map(|&i| PointInput {
+                id: PointId::Num(i as u64),
+                vector: base[i].clone(),
+                payload: None,
+            })
+            .collect();
+        c.upsert(pts).expect("upsert");
+        c.flush().expect("flush");
+    }
+    while c.maintain().expect("compaction") {}
+}
+
 /// Rows grouped by proximity: `k` k-means clusters (Lloyd, 8 rounds, seeded with evenly spaced
 /// rows), the row indices ordered by cluster.
 fn proximity_order(base: &[Vec<f32>], k: usize) -> Vec<usize> {
@@ -178,19 +195,7 @@ fn skipping(
                 CollectionConfig::new(128, Distance::Euclid),
             )
             .expect("create");
-        for chunk in order.chunks(order.len() / SEGMENTS) {
-            let pts = chunk
-                .iter()
-                .map(|&i| PointInput {
-                    id: PointId::Num(i as u64),
-                    vector: base[i].clone(),
-                    payload: None,
-                })
-                .collect();
-            c.upsert(pts).expect("upsert");
-            c.flush().expect("flush");
-        }
-        while c.maintain().expect("compaction") {}
+        load(&c, base, order);
         e.set_tier_hint(DEFAULT_TENANT, "b", TierHint::Offload)
             .expect("hint");
         e.close().expect("close");
@@ -255,19 +260,7 @@ fn main() {
                 CollectionConfig::new(128, Distance::Euclid),
             )
             .expect("create");
-        for chunk in 0..SEGMENTS {
-            let n = base.len() / SEGMENTS;
-            let pts = (chunk * n..(chunk + 1) * n)
-                .map(|i| PointInput {
-                    id: PointId::Num(i as u64),
-                    vector: base[i].clone(),
-                    payload: None,
-                })
-                .collect();
-            c.upsert(pts).expect("upsert");
-            c.flush().expect("flush");
-        }
-        while c.maintain().expect("compaction") {}
+        load(&c, &base, &(0..base.len()).collect::<Vec<_>>());
         let info = c.info().expect("info");
         assert_eq!(info.indexed_segments as usize, SEGMENTS, "{info:?}");
         total_bytes = info.bytes;

@@ -95,6 +95,17 @@ pub struct ReadReq<'a> {
     pub buf: &'a mut [u8],
 }
 
+impl<'a> ReadReq<'a> {
+    /// One request per offset, into the buffer beside it (their sizes say how much to read).
+    pub fn batch(offsets: &[u64], bufs: &'a mut [Vec<u8>]) -> Vec<ReadReq<'a>> {
+        offsets
+            .iter()
+            .zip(bufs.iter_mut())
+            .map(|(&offset, buf)| ReadReq { offset, buf })
+            .collect()
+    }
+}
+
 /// Positional batched reads of one immutable file.
 ///
 /// Contract (checked by one conformance suite for every backend): after `Ok`, every `buf` holds
@@ -612,11 +623,8 @@ mod tests {
             .chain([(0, data.len()), (data.len() as u64, 0), (5, 7), (5, 7)])
             .collect();
         let mut bufs: Vec<Vec<u8>> = spans.iter().map(|&(_, n)| vec![0xAA; n]).collect();
-        let mut reqs: Vec<ReadReq<'_>> = spans
-            .iter()
-            .zip(bufs.iter_mut())
-            .map(|(&(offset, _), buf)| ReadReq { offset, buf })
-            .collect();
+        let offsets: Vec<u64> = spans.iter().map(|&(at, _)| at).collect();
+        let mut reqs = ReadReq::batch(&offsets, &mut bufs);
         r.read_batch(&mut reqs).expect("batch");
         drop(reqs);
         for (&(at, n), got) in spans.iter().zip(&bufs) {
@@ -654,11 +662,7 @@ mod tests {
                         let offs: Vec<u64> = (0..20)
                             .map(|j| (t * 7919 + k * 104_729 + j * 13) % (data.len() as u64 - 777))
                             .collect();
-                        let mut reqs: Vec<ReadReq<'_>> = offs
-                            .iter()
-                            .zip(bufs.iter_mut())
-                            .map(|(&offset, buf)| ReadReq { offset, buf })
-                            .collect();
+                        let mut reqs = ReadReq::batch(&offs, &mut bufs);
                         r.read_batch(&mut reqs).expect("concurrent batch");
                         drop(reqs);
                         for (o, b) in offs.iter().zip(&bufs) {

@@ -350,14 +350,8 @@ impl BlobStore for LocalDir {
             .iter()
             .map(|r| vec![0u8; (r.end - r.start) as usize])
             .collect();
-        let mut reqs: Vec<ReadReq<'_>> = ranges
-            .iter()
-            .zip(out.iter_mut())
-            .map(|(r, buf)| ReadReq {
-                offset: r.start,
-                buf,
-            })
-            .collect();
+        let starts: Vec<u64> = ranges.iter().map(|r| r.start).collect();
+        let mut reqs = ReadReq::batch(&starts, &mut out);
         reader
             .read_batch(&mut reqs)
             .map_err(|e| StoreError::io("reading", show(&path), e))?;
