@@ -354,9 +354,17 @@ fn local() -> (tempfile::TempDir, Storage) {
 
 #[test]
 fn local_directory_conforms() {
-    let (_d, s) = local();
+    let (d, s) = local();
     blob_suite(&*s.blobs);
     log_suite(&*s.log);
+    // `list` hides temporary files; the directory itself must not hold any either (failed
+    // assembled puts remove theirs).
+    let temp: Vec<_> = std::fs::read_dir(d.path().join("segments"))
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(crate::layout::TMP_SUFFIX))
+        .collect();
+    assert!(temp.is_empty(), "{temp:?}");
 }
 
 #[test]
@@ -934,12 +942,13 @@ fn tiered_moves(local: Arc<dyn BlobStore>) {
 
     // Promotion: the verifier sees the whole object (assembled from parts) before it is
     // written; a refusal writes nothing.
-    let refused = t.promote(&a, big.len() as u64, &|_| Err("checksum says no".into()));
+    let refused = t
+        .promote(&a, big.len() as u64, &|_| Err("checksum says no".into()))
+        .expect_err("refused")
+        .to_string();
     assert!(
-        refused
-            .expect_err("refused")
-            .to_string()
-            .contains("checksum says no")
+        refused.contains("checksum says no") && refused.contains(&cold.location(&a)),
+        "{refused}"
     );
     assert!(!t.is_local(&a).expect("nothing written"));
     t.promote(&a, big.len() as u64, &|blob| {

@@ -375,6 +375,16 @@ impl BlobStore for LocalDir {
         create_dir_durable(parent)?;
         // temp (parts written in place) ─ fsync ─ map + check ─ rename ─ fsync dir
         let tmp = tmp_beside(&dst);
+        // Removes the temp file unless it was renamed — also when `fill` or `check` panics.
+        struct Leftover<'a>(Option<&'a Path>);
+        impl Drop for Leftover<'_> {
+            fn drop(&mut self) {
+                if let Some(p) = self.0 {
+                    let _ = fs::remove_file(p);
+                }
+            }
+        }
+        let mut leftover = Leftover(Some(&tmp));
         let result = (|| {
             let file = OpenOptions::new()
                 .read(true)
@@ -399,10 +409,8 @@ impl BlobStore for LocalDir {
             check(blob).map_err(|why| refused(show(&dst), why))?;
             fs::rename(&tmp, &dst).map_err(|e| StoreError::io("renaming over", show(&dst), e))
         })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-            return result;
-        }
+        result?;
+        leftover.0 = None;
         sync_dir(parent)
     }
 

@@ -8,7 +8,8 @@
 //!           └─no──▶ single-flight fetch from cold ─▶ local put ─▶ mapped blob
 //!  delete ─▶ local only; the cold copy stays until garbage collection (below)
 //!  evict ─▶ (cold copy known) ─▶ local delete          the warm → cold move
-//!  promote ─▶ parallel ranged GETs ─▶ verify (caller) ─▶ local put (temp, fsync, rename)
+//!  promote ─▶ parallel ranged GETs ─▶ written into a local temp file ─▶ fsync
+//!            ─▶ verify (caller, on its mapping) ─▶ rename ─▶ fsync dir (put_assembled)
 //!  read_cold ─▶ ranged GETs, nothing kept locally     streaming a cold blob
 //! ```
 //!
@@ -411,12 +412,13 @@ impl TieredStore {
             }
             let started = std::time::Instant::now();
             let deleted = std::sync::atomic::AtomicBool::new(false);
+            let refused: Mutex<Option<String>> = Mutex::new(None);
             let out = self.local.put_assembled(
                 name,
                 len,
                 &|sink| self.download_into(name, len, sink),
                 &|blob| {
-                    verify(blob)?;
+                    verify(blob).inspect_err(|why| *lock(&refused) = Some(why.clone()))?;
                     // Deleted meanwhile (a compaction replaced it): writing it back would
                     // leave an orphan. Deletes go through the same flight, so this check
                     // cannot go stale before the rename.
@@ -429,6 +431,15 @@ impl TieredStore {
             );
             if deleted.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(self.not_found(name));
+            }
+            // The bad bytes came from the cold object: name it, not the local file that was
+            // never written.
+            if let Some(why) = lock(&refused).take() {
+                return Err(StoreError::Io {
+                    op: "verifying",
+                    location: self.cold.location(name),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+                });
             }
             out?;
             note_fetch(name, len as usize, started);
