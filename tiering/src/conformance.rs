@@ -1056,3 +1056,21 @@ fn object_store_faults_stalls_and_resets_mid_upload_fail_cleanly_and_lose_nothin
     }
     assert!(ok > 0 && failed > 0, "{ok} {failed}");
 }
+
+#[test]
+fn an_assembled_put_under_a_fault_changes_nothing_and_the_retry_lands() {
+    let (_d, s) = local();
+    let faults = Faults::new(3);
+    faults.add(FaultRule::new(FaultOp::Rename, Trigger::Nth(1)).on("assembled"));
+    let f = FaultyStore::new(Arc::clone(&s.blobs), Arc::clone(&faults));
+    let name = "segments/assembled.seg";
+    let fill = |sink: &dyn crate::PartSink| sink.write_part(0, b"abc");
+    let e = f
+        .put_assembled(name, 3, &fill, &|_| Ok(()))
+        .expect_err("injected");
+    assert!(e.to_string().contains("injected"), "{e}");
+    assert!(f.open(name).expect_err("absent").is_not_found());
+    f.put_assembled(name, 3, &fill, &|_| Ok(()))
+        .expect("the retry");
+    assert_eq!(f.open(name).expect("open").as_bytes(), b"abc");
+}

@@ -315,6 +315,21 @@ impl BlobStore for FaultyStore {
             .replace(&self.location(name), || self.inner.put(name, bytes, mode))
     }
 
+    /// The inner store's own assembly (a local directory's temp file), behind the same steps
+    /// as a put: a write, fsync or rename fault before it changes nothing; the directory
+    /// fsync after it leaves the change made but unconfirmed.
+    fn put_assembled(
+        &self,
+        name: &str,
+        len: u64,
+        fill: &dyn Fn(&dyn crate::PartSink) -> StoreResult<()>,
+        check: &dyn Fn(Blob) -> Result<(), String>,
+    ) -> StoreResult<()> {
+        self.faults.replace(&self.location(name), || {
+            self.inner.put_assembled(name, len, fill, check)
+        })
+    }
+
     fn open(&self, name: &str) -> StoreResult<Blob> {
         let short = self.faults.read_step(&self.location(name))?;
         let blob = self.inner.open(name)?;
