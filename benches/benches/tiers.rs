@@ -84,18 +84,36 @@ fn opts(dir: &std::path::Path, cold: Arc<dyn BlobStore>) -> EngineOptions {
     o
 }
 
-/// Runs every query; returns the sorted latencies and the ids found.
-fn run(c: &CollectionHandle, queries: &[Vec<f32>]) -> (Vec<Duration>, Vec<Vec<u64>>) {
-    let mut lat = Vec::new();
-    let mut found = Vec::new();
+/// What [`run`] measured.
+struct Ran {
+    /// Latencies, sorted.
+    lat: Vec<Duration>,
+    /// The ids each query found.
+    found: Vec<Vec<u64>>,
+    /// Cold segments read and skipped, over all queries.
+    cold_searched: u64,
+    cold_skipped: u64,
+}
+
+/// Runs every query (k = 10, ef = 64).
+fn run(c: &CollectionHandle, queries: &[Vec<f32>]) -> Ran {
+    let mut ran = Ran {
+        lat: Vec::new(),
+        found: Vec::new(),
+        cold_searched: 0,
+        cold_skipped: 0,
+    };
     for q in queries {
         let mut r = SearchRequest::new(q.clone(), 10);
         r.ef = Some(64);
         let t = Instant::now();
-        let hits = c.search(&r).expect("search");
-        lat.push(t.elapsed());
-        found.push(
-            hits.iter()
+        let rep = c.search_report(&r).expect("search");
+        ran.lat.push(t.elapsed());
+        ran.cold_searched += rep.cold_searched;
+        ran.cold_skipped += rep.cold_skipped;
+        ran.found.push(
+            rep.points
+                .iter()
                 .map(|h| match h.id {
                     PointId::Num(n) => n,
                     PointId::Uuid(_) => u64::MAX,
@@ -103,8 +121,8 @@ fn run(c: &CollectionHandle, queries: &[Vec<f32>]) -> (Vec<Duration>, Vec<Vec<u6
                 .collect(),
         );
     }
-    lat.sort();
-    (lat, found)
+    ran.lat.sort();
+    ran
 }
 
 fn report(mode: &str, lat: &[Duration], found: &[Vec<u64>], truth: &[Vec<i32>]) {
@@ -203,33 +221,17 @@ fn skipping(
     let dir = tempfile::tempdir().expect("tempdir");
     let e = Engine::open(opts(dir.path(), cold_store(&mem, delay))).expect("restore");
     let c = e.collection(DEFAULT_TENANT, "b").expect("coll");
-    let (mut searched, mut skipped) = (0, 0);
-    let mut lat = Vec::new();
-    let mut found = Vec::new();
-    for q in queries {
-        let mut r = SearchRequest::new(q.clone(), 10);
-        r.ef = Some(64);
-        let t = Instant::now();
-        let rep = c.search_report(&r).expect("search");
-        lat.push(t.elapsed());
-        searched += rep.cold_searched;
-        skipped += rep.cold_skipped;
-        found.push(
-            rep.points
-                .iter()
-                .map(|h| match h.id {
-                    PointId::Num(n) => n,
-                    PointId::Uuid(_) => u64::MAX,
-                })
-                .collect(),
-        );
-    }
+    let Ran {
+        lat,
+        found,
+        cold_searched: searched,
+        cold_skipped: skipped,
+    } = run(&c, queries);
     assert_eq!(
         e.stats().tier_segments,
         [0, 0, SEGMENTS as u64],
         "offloaded"
     );
-    lat.sort();
     println!(
         "| {label} | {searched} | {skipped} | {:.0} % | {:.1} | {:.1} | {:.3} |",
         100.0 * skipped as f64 / (searched + skipped).max(1) as f64,
@@ -294,9 +296,9 @@ fn main() {
         let mut lat = Vec::new();
         let mut found = Vec::new();
         for _ in 0..rounds {
-            let (l, f) = run(&c, &queries);
-            lat.extend(l);
-            found = f;
+            let ran = run(&c, &queries);
+            lat.extend(ran.lat);
+            found = ran.found;
         }
         lat.sort();
         let tiers = e.stats().tier_segments;
@@ -324,9 +326,9 @@ fn main() {
         let t = Instant::now();
         c.search(&req).expect("first");
         first.push(t.elapsed());
-        let (l, f) = run(&c, &queries);
-        after.extend(l);
-        first_found = f;
+        let ran = run(&c, &queries);
+        after.extend(ran.lat);
+        first_found = ran.found;
     }
     first.sort();
     after.sort();
