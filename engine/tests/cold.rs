@@ -63,6 +63,30 @@ fn converge(e: &Engine) {
     }
 }
 
+/// Retries an upsert refused by injected faults (flushing between tries); bounded, so that a
+/// write refused for good (say, by a wrongly fenced store) fails the test, never hangs it.
+fn upsert_until_accepted(c: &CollectionHandle, batch: Vec<PointInput>) {
+    let mut tries = 0;
+    while let Err(err) = c.upsert(batch.clone()) {
+        tries += 1;
+        assert!(tries < 1_000, "writes are refused for good: {err}");
+        let _ = c.flush();
+    }
+}
+
+/// Flushes after the faults were cleared: a call in flight may still fail once or twice, but
+/// a flush refused for good fails the test, never hangs it.
+fn flush_once_faults_stop(c: &CollectionHandle) {
+    let mut last = None;
+    for _ in 0..10 {
+        match c.flush() {
+            Ok(_) => return,
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("flush keeps failing without faults: {last:?}");
+}
+
 /// Makes 5 % of cold calls of every kind (write, read, delete, list) time out.
 fn fail_five_percent(faults: &Faults) {
     for op in [
@@ -779,9 +803,7 @@ fn the_mover_under_cold_store_faults_loses_nothing_and_converges() {
     let mut next = 0u64;
     let (mut read_errors, mut mover_errors) = (0, 0);
     for round in 0..20u64 {
-        while c.upsert(points(next..next + 25, round as f32)).is_err() {
-            let _ = c.flush();
-        }
+        upsert_until_accepted(&c, points(next..next + 25, round as f32));
         next += 25;
         let _ = c.flush();
         if e.run_mover().is_err() {
@@ -804,7 +826,7 @@ fn the_mover_under_cold_store_faults_loses_nothing_and_converges() {
     }
     assert!(read_errors + mover_errors > 0, "the faults fired");
     faults.clear();
-    while c.flush().is_err() {}
+    flush_once_faults_stop(&c);
     // Converges: a pass with no failing move, the budget held, every segment reachable.
     converge(&e);
     let st = e.stats();
@@ -901,9 +923,7 @@ fn object_store_stalls_resets_and_errors_lose_nothing_and_the_tiers_converge() {
             // Every other round, a multipart upload is reset in the middle.
             reset_part: (round % 2 == 0).then_some(2),
         });
-        while c.upsert(points(next..next + 25, round as f32)).is_err() {
-            let _ = c.flush();
-        }
+        upsert_until_accepted(&c, points(next..next + 25, round as f32));
         next += 25;
         let _ = c.flush();
         let _ = e.run_mover();
@@ -923,7 +943,7 @@ fn object_store_stalls_resets_and_errors_lose_nothing_and_the_tiers_converge() {
     }
     assert!(faulty.injected() > 0, "the faults fired");
     faulty.clear();
-    while c.flush().is_err() {}
+    flush_once_faults_stop(&c);
     converge(&e);
     let st = e.stats();
     assert!(st.tier_moves[2] > 0, "{st:?}");

@@ -1074,3 +1074,57 @@ fn an_assembled_put_under_a_fault_changes_nothing_and_the_retry_lands() {
         .expect("the retry");
     assert_eq!(f.open(name).expect("open").as_bytes(), b"abc");
 }
+
+#[test]
+fn a_failing_read_back_of_a_taken_cold_name_is_an_error_to_retry_not_a_fence() {
+    // A retried upload whose first attempt landed finds the name taken and reads the object
+    // back to compare; when that read fails, the put fails (and is retried), the store is not
+    // fenced.
+    let mem: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    let faults = Faults::new(7);
+    let cold: Arc<dyn BlobStore> =
+        Arc::new(FaultyStore::new(Arc::clone(&mem), Arc::clone(&faults)));
+    let t = TieredStore::open(
+        Arc::new(MemStore::new()),
+        Arc::clone(&cold),
+        line_refs(),
+        TieredOptions::default(),
+    )
+    .expect("open");
+    let seg = layout::segment(1);
+    mem.put(&seg, b"A", PutMode::Create)
+        .expect("the first attempt landed");
+    faults.add(FaultRule::new(FaultOp::Read, Trigger::Nth(1)).on(seg.as_str()));
+    let e = t
+        .put(&seg, b"A", PutMode::Overwrite)
+        .expect_err("the read-back failed");
+    assert!(!e.to_string().contains("fenced"), "{e}");
+    assert!(
+        t.fenced().is_none(),
+        "one failed read is no proof of another writer"
+    );
+    t.put(&seg, b"A", PutMode::Overwrite)
+        .expect("the retry sees its own bytes");
+    // The same for a manifest generation that landed before its answer was lost.
+    let manifest = seg.clone() + "\n";
+    mem.put(
+        &layout::manifest_generation(1),
+        manifest.as_bytes(),
+        PutMode::Create,
+    )
+    .expect("landed");
+    faults.add(FaultRule::new(FaultOp::Read, Trigger::Nth(1)).on(layout::MANIFESTS));
+    let e = t
+        .put(layout::MANIFEST, manifest.as_bytes(), PutMode::Overwrite)
+        .expect_err("the read-back failed");
+    assert!(!e.to_string().contains("fenced"), "{e}");
+    assert!(t.fenced().is_none());
+    t.put(layout::MANIFEST, manifest.as_bytes(), PutMode::Overwrite)
+        .expect("the retry writes the next generation");
+    // Other bytes under a taken name still fence.
+    let other = layout::segment(2);
+    mem.put(&other, b"theirs", PutMode::Create).expect("put");
+    let e = t.put(&other, b"ours", PutMode::Create).expect_err("fenced");
+    assert!(e.to_string().contains("fenced"), "{e}");
+    assert!(t.fenced().is_some());
+}

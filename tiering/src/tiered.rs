@@ -293,13 +293,14 @@ impl TieredStore {
         let gname = layout::manifest_generation(generation);
         match self.cold.put(&gname, bytes, PutMode::Create) {
             Ok(_) => {}
-            // Our own earlier attempt (a retried request that had landed) reads back equal.
-            Err(StoreError::AlreadyExists { .. })
-                if self.cold.open(&gname).is_ok_and(|b| b.as_bytes() == bytes) => {}
+            // Our own earlier attempt (a retried request that had landed) reads back equal; a
+            // failing read-back is an error to retry, not proof of another writer.
             Err(StoreError::AlreadyExists { location }) => {
-                return Err(self.fence(format!(
-                    "fenced: another writer created manifest generation {generation} ({location}); two nodes share this cold store, so this one refuses to write until restarted"
-                ), location));
+                if self.cold.open(&gname)?.as_bytes() != bytes {
+                    return Err(self.fence(format!(
+                        "fenced: another writer created manifest generation {generation} ({location}); two nodes share this cold store, so this one refuses to write until restarted"
+                    ), location));
+                }
             }
             Err(e) => return Err(e),
         }
@@ -644,12 +645,16 @@ impl BlobStore for TieredStore {
         let tag = self.local.put(name, bytes, mode)?;
         match self.cold.put(name, bytes, cold_mode) {
             Ok(_) => {}
-            Err(StoreError::AlreadyExists { .. })
-                if self.cold.open(name).is_ok_and(|b| b.as_bytes() == bytes) => {}
             Err(StoreError::AlreadyExists { location }) => {
-                return Err(self.fence(format!(
+                // Reading the taken object back may fail like any call: that is an error to
+                // retry, not proof of another writer (fencing on it would stop this node's
+                // writes until a restart over one failed GET).
+                // Same bytes: our own earlier attempt landed.
+                if self.cold.open(name)?.as_bytes() != bytes {
+                    return Err(self.fence(format!(
                     "fenced: {location} already holds other bytes; two nodes share this cold store, so this one refuses to write until restarted"
                 ), location));
+                }
             }
             Err(e) => return Err(e),
         }
