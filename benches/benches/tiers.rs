@@ -95,8 +95,8 @@ struct Ran {
     cold_skipped: u64,
 }
 
-/// Runs every query (k = 10, ef = 64).
-fn run(c: &CollectionHandle, queries: &[Vec<f32>]) -> Ran {
+/// Runs every query (k = 10, ef = 64), returning payloads when `payloads`.
+fn run(c: &CollectionHandle, queries: &[Vec<f32>], payloads: bool) -> Ran {
     let mut ran = Ran {
         lat: Vec::new(),
         found: Vec::new(),
@@ -106,6 +106,7 @@ fn run(c: &CollectionHandle, queries: &[Vec<f32>]) -> Ran {
     for q in queries {
         let mut r = SearchRequest::new(q.clone(), 10);
         r.ef = Some(64);
+        r.with_payload = payloads;
         let t = Instant::now();
         let rep = c.search_report(&r).expect("search");
         ran.lat.push(t.elapsed());
@@ -134,15 +135,21 @@ fn report(mode: &str, lat: &[Duration], found: &[Vec<u64>], truth: &[Vec<i32>]) 
     );
 }
 
-/// Loads the rows of `base` in `order` as [`SEGMENTS`] flushes (one segment each), each indexed.
-fn load(c: &CollectionHandle, base: &[Vec<f32>], order: &[usize]) {
+/// Loads the rows of `base` in `order` as [`SEGMENTS`] flushes (one segment each), each indexed;
+/// each point with a text payload of `text` bytes when given.
+fn load(c: &CollectionHandle, base: &[Vec<f32>], order: &[usize], text: Option<usize>) {
     for chunk in order.chunks(order.len() / SEGMENTS) {
         let pts = chunk
             .iter()
             .map(|&i| PointInput {
                 id: PointId::Num(i as u64),
                 vector: base[i].clone(),
-                payload: None,
+                payload: text.map(|n| {
+                    let mut p = Payload::new();
+                    p.insert("i".into(), (i as u64).into());
+                    p.insert("text".into(), "x".repeat(n).into());
+                    p
+                }),
             })
             .collect();
         c.upsert(pts).expect("upsert");
@@ -213,7 +220,7 @@ fn skipping(
                 CollectionConfig::new(128, Distance::Euclid),
             )
             .expect("create");
-        load(&c, base, order);
+        load(&c, base, order, None);
         e.set_tier_hint(DEFAULT_TENANT, "b", TierHint::Offload)
             .expect("hint");
         e.close().expect("close");
@@ -226,19 +233,80 @@ fn skipping(
         found,
         cold_searched: searched,
         cold_skipped: skipped,
-    } = run(&c, queries);
+    } = run(&c, queries, false);
     assert_eq!(
         e.stats().tier_segments,
         [0, 0, SEGMENTS as u64],
         "offloaded"
     );
+    let st = e.stats();
     println!(
-        "| {label} | {searched} | {skipped} | {:.0} % | {:.1} | {:.1} | {:.3} |",
+        "| {label} | {searched} | {skipped} | {:.0} % | {:.2} of {:.2} | {:.1} | {:.1} | {:.3} |",
         100.0 * skipped as f64 / (searched + skipped).max(1) as f64,
+        st.cold_streamed_bytes as f64 / queries.len() as f64 / 1e6,
+        st.segment_bytes as f64 / 1e6,
         ms(percentile(&lat, 0.5)),
         ms(percentile(&lat, 0.99)),
         recall(&found, &truth[..found.len()])
     );
+}
+
+/// Documents — bigann's vectors, each with a 2 KB text payload — offloaded (every segment
+/// cold, reads stream): a search returning payloads streams vectors, graph and payload offsets,
+/// then either only its results' payloads, by row (a segment's payload bytes above
+/// `stream_payloads_up_to`), or every searched segment's payload bytes with its vectors (one
+/// round trip fewer; about what streaming whole files, as before, fetched).
+fn payloads(base: &[Vec<f32>], queries: &[Vec<f32>], truth: &[Vec<i32>], delay: Duration) {
+    let mem: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+    let file_bytes;
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = Engine::open(opts(dir.path(), cold_store(&mem, Duration::ZERO))).expect("open");
+        let c = e
+            .create_collection(
+                DEFAULT_TENANT,
+                "d",
+                CollectionConfig::new(128, Distance::Euclid),
+            )
+            .expect("create");
+        load(&c, base, &(0..base.len()).collect::<Vec<_>>(), Some(2_000));
+        file_bytes = c.info().expect("info").bytes;
+        e.set_tier_hint(DEFAULT_TENANT, "d", TierHint::Offload)
+            .expect("hint");
+        e.close().expect("close");
+    }
+    println!(
+        "\nstreaming documents (2 KB payload each, {:.1} MB of segment files), {} queries with_payload, offloaded:",
+        file_bytes as f64 / 1e6,
+        queries.len()
+    );
+    println!("| payloads fetched | MB streamed per query | p50 ms | p99 ms | recall@10 |");
+    println!("|---|---|---|---|---|");
+    for (label, up_to) in [
+        (
+            "the results' only, by row (default: 2 MB per segment > 1 MiB)",
+            1u64 << 20,
+        ),
+        (
+            "every searched segment's, with its vectors (≈ whole files, as before)",
+            u64::MAX,
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut o = opts(dir.path(), cold_store(&mem, delay));
+        o.tiers.stream_payloads_up_to = up_to;
+        let e = Engine::open(o).expect("restore");
+        let c = e.collection(DEFAULT_TENANT, "d").expect("coll");
+        let ran = run(&c, queries, true);
+        assert_eq!(e.stats().tier_segments, [0, 0, SEGMENTS as u64]);
+        println!(
+            "| {label} | {:.2} | {:.1} | {:.1} | {:.3} |",
+            e.stats().cold_streamed_bytes as f64 / queries.len() as f64 / 1e6,
+            ms(percentile(&ran.lat, 0.5)),
+            ms(percentile(&ran.lat, 0.99)),
+            recall(&ran.found, &truth[..ran.found.len()])
+        );
+    }
 }
 
 fn main() {
@@ -262,7 +330,7 @@ fn main() {
                 CollectionConfig::new(128, Distance::Euclid),
             )
             .expect("create");
-        load(&c, &base, &(0..base.len()).collect::<Vec<_>>());
+        load(&c, &base, &(0..base.len()).collect::<Vec<_>>(), None);
         let info = c.info().expect("info");
         assert_eq!(info.indexed_segments as usize, SEGMENTS, "{info:?}");
         total_bytes = info.bytes;
@@ -290,13 +358,13 @@ fn main() {
         let e = Engine::open(o).expect("open");
         let c = e.collection(DEFAULT_TENANT, "b").expect("coll");
         if hot.is_some() {
-            run(&c, &queries); // access statistics for the policy
+            run(&c, &queries, false); // access statistics for the policy
             e.run_mover().expect("mover");
         }
         let mut lat = Vec::new();
         let mut found = Vec::new();
         for _ in 0..rounds {
-            let ran = run(&c, &queries);
+            let ran = run(&c, &queries, false);
             lat.extend(ran.lat);
             found = ran.found;
         }
@@ -326,7 +394,7 @@ fn main() {
         let t = Instant::now();
         c.search(&req).expect("first");
         first.push(t.elapsed());
-        let ran = run(&c, &queries);
+        let ran = run(&c, &queries, false);
         after.extend(ran.lat);
         first_found = ran.found;
     }
@@ -416,9 +484,9 @@ fn main() {
         "\nskipping, {n} queries on an offloaded collection (every segment cold, reads stream):"
     );
     println!(
-        "| rows in segments | cold segments read | skipped | skip ratio | p50 ms | p99 ms | recall@10 |"
+        "| rows in segments | cold segments read | skipped | skip ratio | MB streamed per query (of the files' MB) | p50 ms | p99 ms | recall@10 |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let write_order: Vec<usize> = (0..base.len()).collect();
     skipping(
         "write order (random)",
@@ -437,4 +505,5 @@ fn main() {
         &truth,
         delay,
     );
+    payloads(&base, &queries[..n], &truth, delay);
 }

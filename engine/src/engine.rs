@@ -118,6 +118,9 @@ pub struct EngineStats {
     pub cold_reads_streamed: u64,
     /// Cold reads that promoted the segment.
     pub cold_reads_promoted: u64,
+    /// Bytes fetched from the cold store without being kept: streamed reads (the sections and
+    /// rows they need) and compactions of cold segments.
+    pub cold_streamed_bytes: u64,
     /// Tier moves applied, by target tier: hot, warm, cold.
     pub tier_moves: [u64; 3],
     /// Tier moves that failed (retried with backoff).
@@ -432,6 +435,7 @@ impl Engine {
         st.tier_misses = get(&c.misses);
         st.cold_reads_streamed = get(&c.streamed);
         st.cold_reads_promoted = get(&c.promoted);
+        st.cold_streamed_bytes = get(&c.streamed_bytes);
         st.tier_moves = [get(&c.moves[0]), get(&c.moves[1]), get(&c.moves[2])];
         st.tier_move_failures = get(&c.move_failures);
         st.search_cold_segments = [

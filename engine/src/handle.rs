@@ -19,7 +19,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::filter::Filter;
 use crate::read::{Found, ReadSource, SegmentView, newest};
 use crate::record::{StoredPoint, WalOp};
-use crate::segment::SearchQuery;
+use crate::segment::format::{PAYLOAD_SECTIONS, Sec};
+use crate::segment::{SearchQuery, search_sections};
 use crate::types::*;
 use strata_tiering::policy::Tier;
 
@@ -158,14 +159,15 @@ impl CollectionHandle {
 
     /// The one gathering every read shares: `each` runs on the memtable under its read lock, then
     /// on every segment of that instant (`frozen`: with its dead bits copied under the lock, for
-    /// scans and searches; lookups need no copy; `body`: with the segment's body, loaded from
-    /// the cold tier if needed), with the deadline checked between sources. Returns the newest
+    /// scans and searches; lookups need no copy; `payloads`: with the segment's payloads, for a
+    /// filter that reads them, streamed from the cold tier if needed), with the deadline
+    /// checked between sources. Returns the newest
     /// version of each id found, sorted by id, deletes dropped.
     fn collect(
         &self,
         what: &str,
         frozen: bool,
-        body: bool,
+        payloads: bool,
         each: impl Fn(&dyn ReadSource, &mut Vec<Found>) -> Result<()>,
     ) -> Result<Vec<Found>> {
         self.deadline.check(what)?;
@@ -177,8 +179,9 @@ impl CollectionHandle {
         };
         for mut seg in segments {
             self.deadline.check(what)?;
-            if body {
-                seg.body = Some(self.inner.resident(&seg.seg, self.coll.hint())?);
+            if payloads {
+                let hint = self.coll.hint();
+                seg.body = Some(self.inner.body_for(&seg.seg, hint, PAYLOAD_SECTIONS)?);
             }
             each(&seg, &mut found)?;
         }
@@ -399,8 +402,9 @@ impl CollectionHandle {
             }
             Ok(())
         })?;
-        // Only the segments holding a returned row are loaded.
-        Found::load_all(&mut found, |seg| self.inner.resident(seg, self.coll.hint()))?;
+        // Only the returned rows of cold segments are read (or their segments promoted).
+        self.inner
+            .load_rows(&mut found, self.coll.hint(), with_payload, with_vector)?;
         let by_id: HashMap<PointId, Found> = found.into_iter().map(|f| (f.id, f)).collect();
         unique
             .iter()
@@ -433,8 +437,8 @@ impl CollectionHandle {
         })?;
         let next_offset = rows.get(limit).map(|f| f.id);
         rows.truncate(limit);
-        // Only the segments holding a row of this page are loaded.
-        Found::load_all(&mut rows, |seg| self.inner.resident(seg, self.coll.hint()))?;
+        // Only the rows of this page are read from cold segments (or their segments promoted).
+        self.inner.load_rows(&mut rows, self.coll.hint(), wp, wv)?;
         let points = rows
             .iter()
             .map(|f| f.record(wp, wv))
@@ -467,7 +471,10 @@ impl CollectionHandle {
         for v in &frozen {
             self.deadline.check("count")?;
             let body = match needs_body {
-                true => Some(self.inner.resident(&v.seg, self.coll.hint())?),
+                true => Some(
+                    self.inner
+                        .body_for(&v.seg, self.coll.hint(), PAYLOAD_SECTIONS)?,
+                ),
                 false => None,
             };
             n += v
@@ -544,9 +551,22 @@ impl CollectionHandle {
         };
         let (resident, cold): (Vec<SegmentView>, Vec<SegmentView>) =
             views.into_iter().partition(|v| v.seg.tier() != Tier::Cold);
+        let hint = self.coll.hint();
+        let payloads = filter.is_some_and(Filter::needs_payload);
+        let inline = self.inner.opts().tiers.stream_payloads_up_to;
+        // A streamed segment: vectors, the graph unless exact, payloads for a filter or when
+        // small (else the payload offsets, and then the results' payloads by row).
+        let need = |v: &SegmentView| {
+            let small = wp && v.seg.meta.section_len(Sec::PayloadData) <= inline;
+            let mut s = search_sections(v.seg.meta.has_graph() && !req.exact, payloads || small);
+            if wp {
+                s |= Sec::PayloadOffsets.bit();
+            }
+            s
+        };
         for mut v in resident {
             self.deadline.check("search")?;
-            v.body = Some(self.inner.resident(&v.seg, self.coll.hint())?);
+            v.body = Some(self.inner.body_for(&v.seg, hint, need(&v))?);
             each(&v, &mut found)?;
         }
         let mut report = SearchReport::default();
@@ -584,7 +604,6 @@ impl CollectionHandle {
         // is checked against the k-th hit known when its wave starts (exact either way; a
         // sequential pass could skip a little more, at a round trip per segment).
         let started = std::time::Instant::now();
-        let hint = self.coll.hint();
         let mut queue: std::collections::VecDeque<(f64, SegmentView)> = cold.into_iter().collect();
         while !queue.is_empty() {
             let kth = kth_best(&found, window);
@@ -616,12 +635,12 @@ impl CollectionHandle {
             }
             self.deadline.check("search")?;
             let bodies: Vec<Result<_>> = if wave.len() == 1 {
-                vec![self.inner.resident(&wave[0].seg, hint)]
+                vec![self.inner.body_for(&wave[0].seg, hint, need(&wave[0]))]
             } else {
                 std::thread::scope(|s| {
                     let handles: Vec<_> = wave
                         .iter()
-                        .map(|v| s.spawn(|| self.inner.resident(&v.seg, hint)))
+                        .map(|v| s.spawn(|| self.inner.body_for(&v.seg, hint, need(v))))
                         .collect();
                     handles
                         .into_iter()
@@ -642,7 +661,7 @@ impl CollectionHandle {
         self.inner.note_cold_search(&report);
         let mut hits = newest(found);
         hits.sort_by(|a, b| a.dist.total_cmp(&b.dist).then(a.id.cmp(&b.id)));
-        report.points = hits
+        let (scores, mut rows): (Vec<f32>, Vec<Found>) = hits
             .into_iter()
             .skip(req.offset)
             .take(req.limit)
@@ -652,6 +671,12 @@ impl CollectionHandle {
                 Some(t) if metric.higher_is_better() => *score >= t,
                 Some(t) => *score <= t,
             })
+            .unzip();
+        // Rows of streamed cold segments carry no payload bytes yet: only the results' are read.
+        self.inner.load_rows(&mut rows, hint, wp, wv)?;
+        report.points = scores
+            .into_iter()
+            .zip(rows)
             .map(|(score, f)| {
                 let (payload, vector) = f.materialize(wp, wv)?;
                 Ok(ScoredPoint {

@@ -37,7 +37,7 @@ use crate::engine::{Inner, ManifestChange, lock};
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::EngineOptions;
 use crate::segment::writer::{RowRef, SegmentInput, encode};
-use crate::segment::{Segment, graph, not_resident};
+use crate::segment::{COMPACTION_SECTIONS, Segment, graph, not_resident};
 use crate::types::{Lsn, PointId};
 
 fn refuse_read_only(inner: &Inner) -> Result<()> {
@@ -167,6 +167,9 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
         .iter()
         .map(|s| inner.body_for_compaction(s))
         .collect::<Result<Vec<_>>>()?;
+    if let Some(b) = bodies.iter().find(|b| !b.has_all(COMPACTION_SECTIONS)) {
+        return Err(not_resident(b.segment_id()));
+    }
     // Live rows, newest version per id.
     let mut rows: Vec<(PointId, Lsn, u16, u32)> = Vec::new();
     for (i, s) in inputs.iter().enumerate() {
@@ -216,7 +219,7 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
                 id: *pid,
                 version: *version,
                 vector: &vectors[n * dim..(n + 1) * dim],
-                payload: bodies[*i as usize].payload(*r),
+                payload: bodies[*i as usize].payload(*r).unwrap_or_default(),
             })
             .collect(),
         tombstones: tombs,

@@ -116,6 +116,11 @@ pub struct TierOptions {
     /// Longest wait before retrying a segment whose move failed (doubling from
     /// `mover_interval`). Default 5 min.
     pub mover_backoff_max: Duration,
+    /// A search that returns payloads and streams a cold segment fetches the segment's payload
+    /// bytes with its vectors when they are at most this many (one round trip instead of two,
+    /// for a little more data); above, only the results' payloads are read, by row. Default
+    /// 1 MiB (about what one object-store round trip could transfer meanwhile).
+    pub stream_payloads_up_to: u64,
 }
 
 impl Default for TierOptions {
@@ -132,6 +137,7 @@ impl Default for TierOptions {
             mover_concurrency: 2,
             mover_bytes_per_sec: None,
             mover_backoff_max: Duration::from_secs(300),
+            stream_payloads_up_to: 1 << 20,
         }
     }
 }

@@ -7,8 +7,9 @@
 //!   └─ segment:  ReadSource ─┴▶ newest(): per id keep the highest version (a delete hides)
 //! ```
 //! A segment view carries the segment's body when the read needs it (vectors, payloads, the
-//! graph): the read loads a cold body first (`Inner::resident`); a view without one refuses
-//! such reads with an error, never answers from holes.
+//! graph): for a cold segment, the read gets the body or the sections it needs streamed
+//! (`Inner::body_for`), and a result row's own bytes by ranged reads (`Inner::load_rows`); a
+//! view or body without what a read needs refuses it with an error, never answers from holes.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use crate::error::Result;
 use crate::filter::Filter;
 use crate::memtable::{Memtable, Slot};
 use crate::scan::Hit;
+use crate::segment::format::{PAYLOAD_SECTIONS, Sec};
 use crate::segment::{SearchQuery, Segment, SegmentData, not_resident, parse_payload};
 use crate::types::{Lsn, Payload, PointId, Record};
 
@@ -29,8 +31,8 @@ pub(crate) enum Held {
         vector: Option<Vec<f32>>,
     },
     Segment(Arc<SegmentData>, u32),
-    /// A row of a segment whose body the read did not load: [`Found::load`] must load it
-    /// before the row is materialised (only the rows a read returns are loaded).
+    /// A row of a segment whose body the read did not load: `Inner::load_rows` reads it (or
+    /// its promoted segment) before the row is materialised (only returned rows are read).
     Cold(Arc<Segment>, u32),
 }
 
@@ -49,10 +51,26 @@ impl Held {
                 payload.then(|| p.as_deref().map(parse_payload).unwrap_or_default()),
                 vector.then(|| v.clone().unwrap_or_default()),
             )),
-            Held::Segment(s, r) => Ok((
-                payload.then(|| parse_payload(s.payload(*r))),
-                vector.then(|| s.vector(*r).to_vec()),
-            )),
+            Held::Segment(s, r) => {
+                let refused = || not_resident(s.segment_id());
+                let p = match (payload, s.payload(*r)) {
+                    (false, _) => None,
+                    (true, Some(p)) => Some(parse_payload(p)),
+                    (true, None) if s.has_all(PAYLOAD_SECTIONS) => {
+                        return Err(crate::error::Error::corruption(format!(
+                            "segment {}: the payload offsets of row {r} are out of range",
+                            s.segment_id()
+                        )));
+                    }
+                    (true, None) => return Err(refused()),
+                };
+                let v = match vector {
+                    true if s.has(Sec::Vectors) => Some(s.vector(*r).to_vec()),
+                    true => return Err(refused()),
+                    false => None,
+                };
+                Ok((p, v))
+            }
             Held::Cold(s, _) => Err(not_resident(s.id())),
         }
     }
@@ -91,28 +109,6 @@ impl Found {
             payload,
             vector,
         })
-    }
-
-    /// Loads the body of a [`Held::Cold`] row with `load` (once per segment across `rows`).
-    pub(crate) fn load_all(
-        rows: &mut [Found],
-        mut load: impl FnMut(&Arc<Segment>) -> Result<Arc<SegmentData>>,
-    ) -> Result<()> {
-        let mut loaded: Vec<(u64, Arc<SegmentData>)> = Vec::new();
-        for f in rows {
-            if let Some(Held::Cold(seg, row)) = &f.held {
-                let body = match loaded.iter().find(|(id, _)| *id == seg.id()) {
-                    Some((_, b)) => Arc::clone(b),
-                    None => {
-                        let b = load(seg)?;
-                        loaded.push((seg.id(), Arc::clone(&b)));
-                        b
-                    }
-                };
-                f.held = Some(Held::Segment(body, *row));
-            }
-        }
-        Ok(())
     }
 }
 

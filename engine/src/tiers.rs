@@ -2,14 +2,18 @@
 //! mover that applies the tiering policy's plans.
 //!
 //! ```text
-//! read needs a body ─▶ Inner::resident ─ touch access ─▶ hot/warm: the body (a hit)
-//!                                         └─ cold: policy::on_cold_read
-//!                                              ├─ Promote: [move lock] parallel ranged GETs
-//!                                              │   ─▶ written into a temp file, fsync
-//!                                              │   ─▶ verify (full, on its mapping) ─▶ rename
-//!                                              │   ─▶ map ─▶ swap body to Warm (single flight)
-//!                                              └─ Stream: ranged GET ─▶ verify ─▶ a body for
-//!                                                  this read only (nothing cached)
+//! read needs sections ─▶ Inner::body_for ─ touch ─▶ hot/warm: the body (a hit)
+//!   (search: vectors,                       └─ cold: policy::on_cold_read
+//!    graph, payload                              ├─ Promote: [move lock] parallel ranged GETs
+//!    offsets; filter:                            │   ─▶ written into a temp file, fsync
+//!    payloads)                                   │   ─▶ verify (full, on its mapping) ─▶ rename
+//!                                                │   ─▶ map ─▶ swap body to Warm (single flight)
+//!                                                └─ Stream: one ranged GET per needed section
+//!                                                    (coalesced) ─▶ each checked against its
+//!                                                    CRC ─▶ a partial body for this read only
+//! result rows ─▶ Inner::load_rows ─▶ rows of a cold or streamed segment without their bytes:
+//!   promoted body (as above), else ranged GETs of each row's vector and payload (payload
+//!   offsets first unless the streamed body has them); segments in parallel
 //! mover (every `mover_interval`) ─▶ segment states ─▶ policy::plan ─▶ demotions, then
 //!   promotions, each by up to `mover_concurrency` threads, downloads under a bandwidth cap;
 //!   a failed move backs off (doubling, up to `mover_backoff_max`) and is planned again later
@@ -24,6 +28,7 @@
 //! bytes from under a running read (an evicted file stays mapped until its last reader ends).
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,8 +39,11 @@ use strata_tiering::{Blob, layout};
 
 use crate::engine::{Inner, lock};
 use crate::error::{Error, ErrorKind, Result};
-use crate::segment::format::DATA_START;
-use crate::segment::{Body, Segment, SegmentData, Verify};
+use crate::read::{Found, Held};
+use crate::segment::format::{
+    DATA_START, ID_SECTIONS, PAYLOAD_SECTIONS, SECTIONS, Sec, SectionSet, decode_prefix,
+};
+use crate::segment::{Body, COMPACTION_SECTIONS, Segment, SegmentData, Verify};
 
 /// Counters of the tiers since open (also exported as metrics).
 #[derive(Debug, Default)]
@@ -47,6 +55,8 @@ pub(crate) struct TierCounters {
     /// Cold reads served by streaming, and by promotion.
     pub(crate) streamed: AtomicU64,
     pub(crate) promoted: AtomicU64,
+    /// Bytes read from the cold store for streamed reads (sections and rows).
+    pub(crate) streamed_bytes: AtomicU64,
     /// Moves applied, by target tier (hot, warm, cold), and moves that failed.
     pub(crate) moves: [AtomicU64; 3],
     pub(crate) move_failures: AtomicU64,
@@ -132,6 +142,28 @@ pub(crate) fn validate(o: &crate::options::EngineOptions) -> Result<()> {
     b.validate().or_else(bad)
 }
 
+/// Rows of one segment that a read fetches from the cold object (see [`Inner::load_rows`]).
+struct RowFetch {
+    id: u64,
+    /// The segment file's header and section table.
+    prefix: Vec<u8>,
+    /// The partial body the read streamed, if any (it may hold the payload offsets).
+    body: Option<Arc<SegmentData>>,
+    /// (index into the read's rows, row in the segment).
+    rows: Vec<(usize, u32)>,
+}
+
+impl RowFetch {
+    fn new(id: u64, prefix: &[u8], body: Option<Arc<SegmentData>>) -> RowFetch {
+        RowFetch {
+            id,
+            prefix: prefix.to_vec(),
+            body,
+            rows: Vec::new(),
+        }
+    }
+}
+
 /// Bytes and segments per tier (hot, warm, cold) at one instant.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TierUsage {
@@ -202,9 +234,25 @@ impl Inner {
         u
     }
 
-    /// The body of `seg` for a read: resident, or loaded from the cold tier (promoted or
-    /// streamed, as the policy decides). Counts the read for the policy.
-    pub(crate) fn resident(&self, seg: &Arc<Segment>, hint: Hint) -> Result<Arc<SegmentData>> {
+    /// The body of `seg` for a read that needs the sections `need`: resident, promoted (as
+    /// the policy decides), or those sections streamed from the cold tier for this read only.
+    /// Counts the read for the policy.
+    pub(crate) fn body_for(
+        &self,
+        seg: &Arc<Segment>,
+        hint: Hint,
+        need: SectionSet,
+    ) -> Result<Arc<SegmentData>> {
+        match self.loaded(seg, hint)? {
+            Some(d) => Ok(d),
+            None => self.stream_sections(seg, need),
+        }
+    }
+
+    /// The whole body of `seg` if it is resident or the policy promotes it now; `None` when a
+    /// cold read should stream what it needs instead. Counts the read (a hit, or a miss and
+    /// how it was served) and touches the segment's access statistics.
+    fn loaded(&self, seg: &Arc<Segment>, hint: Hint) -> Result<Option<Arc<SegmentData>>> {
         let now = self.opts().clock.now_millis();
         let budgets = self.budgets();
         seg.touch(now, budgets.half_life);
@@ -215,7 +263,7 @@ impl Inner {
                 counters.hits[tier_index(tier)].fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("strata_tier_hits_total", "tier" => tier_name(tier)).increment(1);
             }
-            return Ok(d);
+            return Ok(Some(d));
         }
         counters.misses.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("strata_tier_misses_total").increment(1);
@@ -224,7 +272,7 @@ impl Inner {
             // same file again.
             let _wait = seg.move_lock();
             if let Some(d) = seg.body() {
-                return Ok(d);
+                return Ok(Some(d));
             }
         }
         let usage = self.tier_usage();
@@ -241,7 +289,7 @@ impl Inner {
                     counters.promoted.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("strata_tier_cold_reads_total", "how" => "promote")
                         .increment(1);
-                    return Ok(d);
+                    return Ok(Some(d));
                 }
                 Ok(None) => {} // retired meanwhile: stream
                 Err(e) => {
@@ -251,7 +299,258 @@ impl Inner {
         }
         counters.streamed.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("strata_tier_cold_reads_total", "how" => "stream").increment(1);
-        self.stream(seg)
+        Ok(None)
+    }
+
+    /// Makes every row of `rows` ready to be materialised with its payload (`payload`) and
+    /// vector (`vector`): a row of a cold segment ([`Held::Cold`]) gets the segment's body if
+    /// the segment is resident or the policy promotes it, else its own bytes by ranged reads of
+    /// the cold object; so does a row of a streamed body that lacks them (a search streams
+    /// vectors, graph and payload offsets, not payloads). Segments are fetched in parallel.
+    pub(crate) fn load_rows(
+        &self,
+        rows: &mut [Found],
+        hint: Hint,
+        payload: bool,
+        vector: bool,
+    ) -> Result<()> {
+        let mut need: SectionSet = 0;
+        if payload {
+            need |= PAYLOAD_SECTIONS;
+        }
+        if vector {
+            need |= Sec::Vectors.bit();
+        }
+        if need == 0 {
+            return Ok(());
+        }
+        // Rows to fetch, by segment: (segment, the partial body it has, (index, row) pairs).
+        let mut jobs: Vec<RowFetch> = Vec::new();
+        let mut decided: HashMap<u64, Option<Arc<SegmentData>>> = HashMap::new();
+        for (i, f) in rows.iter_mut().enumerate() {
+            let (id, row) = match &f.held {
+                Some(Held::Cold(seg, row)) => {
+                    let body = match decided.get(&seg.id()) {
+                        Some(b) => b.clone(),
+                        None => {
+                            let b = self.loaded(seg, hint)?;
+                            decided.insert(seg.id(), b.clone());
+                            b
+                        }
+                    };
+                    if let Some(b) = body {
+                        f.held = Some(Held::Segment(b, *row));
+                        continue;
+                    }
+                    if !jobs.iter().any(|j| j.id == seg.id()) {
+                        jobs.push(RowFetch::new(seg.id(), seg.meta.prefix(), None));
+                    }
+                    (seg.id(), *row)
+                }
+                Some(Held::Segment(b, row)) if !b.has_all(need) => {
+                    if !jobs.iter().any(|j| j.id == b.segment_id()) {
+                        let prefix = &b.bytes_all()[..DATA_START];
+                        jobs.push(RowFetch::new(b.segment_id(), prefix, Some(Arc::clone(b))));
+                    }
+                    (b.segment_id(), *row)
+                }
+                _ => continue,
+            };
+            if let Some(j) = jobs.iter_mut().find(|j| j.id == id) {
+                j.rows.push((i, row));
+            }
+        }
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let fetched: Vec<Result<Vec<Held>>> = if jobs.len() == 1 {
+            vec![self.fetch_rows(&jobs[0], payload, vector)]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = jobs
+                    .iter()
+                    .map(|j| s.spawn(|| self.fetch_rows(j, payload, vector)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(Error::new(ErrorKind::Internal, "a cold read panicked"))
+                        })
+                    })
+                    .collect()
+            })
+        };
+        for (job, held) in jobs.iter().zip(fetched) {
+            for ((i, _), h) in job.rows.iter().zip(held?) {
+                rows[*i].held = Some(h);
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows of one [`RowFetch`], read from the cold object: each vector is one range;
+    /// each payload is one range of the payload bytes, located first by a read of its two
+    /// offsets unless the partial body holds the offsets. Ranges the cold store coalesces.
+    /// The bytes of a single row carry no checksum of their own: each is checked for what it
+    /// must be (offsets within the section, a payload that parses as a JSON object).
+    fn fetch_rows(&self, job: &RowFetch, payload: bool, vector: bool) -> Result<Vec<Held>> {
+        let t = self.cold_tier()?;
+        let name = layout::segment(job.id);
+        let corrupt = |why: String| {
+            Error::corruption(format!("cold segment {}: {why}", t.cold().location(&name)))
+        };
+        let (h, table) = decode_prefix(&job.prefix).map_err(|e| corrupt(e.to_string()))?;
+        let vec_len = u64::from(h.dim) * 4;
+        let vectors = table[Sec::Vectors as usize];
+        let offsets = table[Sec::PayloadOffsets as usize];
+        let data = table[Sec::PayloadData as usize];
+        // What the streamed body already holds is taken from it; the rest is read.
+        let body = job.body.as_deref();
+        let body_vectors = body.filter(|b| b.has(Sec::Vectors));
+        let body_payloads = body.filter(|b| b.has_all(PAYLOAD_SECTIONS));
+        let body_offsets = body.filter(|b| b.has(Sec::PayloadOffsets));
+        let read_vectors = vector && body_vectors.is_none();
+        let read_payloads = payload && body_payloads.is_none();
+        // Without a streamed body (whose sections matched the meta file's checksums), the
+        // object's header and section table are read along and compared with the meta file's
+        // copy: rows are never read out of an object that is not this segment's file.
+        let mut first: Vec<Range<u64>> = Vec::new();
+        if body.is_none() {
+            first.push(0..DATA_START as u64);
+        }
+        for (_, row) in &job.rows {
+            let row = u64::from(*row);
+            if read_vectors {
+                let at = vectors.offset + row * vec_len;
+                first.push(at..at + vec_len);
+            }
+            if read_payloads && body_offsets.is_none() {
+                let at = offsets.offset + row * 8;
+                first.push(at..at + 16);
+            }
+        }
+        let mut got = self.read_counted(t, &name, &first)?.into_iter();
+        if body.is_none() && got.next().as_deref() != Some(&job.prefix[..]) {
+            return Err(corrupt(
+                "its header or section table differs from the segment's meta file".into(),
+            ));
+        }
+        let mut vecs = Vec::with_capacity(job.rows.len());
+        let mut spans = Vec::with_capacity(job.rows.len());
+        for (_, row) in &job.rows {
+            if read_vectors {
+                let b = got.next().unwrap_or_default();
+                vecs.push(
+                    b.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect::<Vec<f32>>(),
+                );
+            }
+            if read_payloads {
+                let (a, b) = match body_offsets {
+                    Some(body) => body.payload_span(*row).unwrap_or((1, 0)),
+                    None => {
+                        let b = got.next().unwrap_or_default();
+                        let word = |i: usize| {
+                            b.get(i..i + 8)
+                                .and_then(|w| w.try_into().ok())
+                                .map_or(1, u64::from_le_bytes)
+                        };
+                        (word(0), word(8))
+                    }
+                };
+                if a > b || b > data.len {
+                    return Err(corrupt(format!(
+                        "payload offsets {a}..{b} of row {row} lie outside its payload bytes ({})",
+                        data.len
+                    )));
+                }
+                spans.push(data.offset + a..data.offset + b);
+            }
+        }
+        let mut payloads = self.read_counted(t, &name, &spans)?.into_iter();
+        let mut vecs = vecs.into_iter();
+        let mut out = Vec::with_capacity(job.rows.len());
+        for (_, row) in &job.rows {
+            let p = match (payload, body_payloads) {
+                (false, _) => None,
+                (true, Some(b)) => Some(
+                    b.payload(*row)
+                        .ok_or_else(|| {
+                            corrupt(format!("the payload offsets of row {row} are out of range"))
+                        })?
+                        .to_vec(),
+                ),
+                (true, None) => {
+                    let b = payloads.next().unwrap_or_default();
+                    if !b.is_empty() && serde_json::from_slice::<crate::types::Payload>(&b).is_err()
+                    {
+                        return Err(corrupt(format!(
+                            "the payload of row {row} is not a JSON object"
+                        )));
+                    }
+                    Some(b)
+                }
+            };
+            let v = match (vector, body_vectors) {
+                (false, _) => None,
+                (true, Some(b)) => Some(b.vector(*row).to_vec()),
+                (true, None) => vecs.next(),
+            };
+            out.push(Held::Copied {
+                payload: p,
+                vector: v,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reads `ranges` of cold object `name`, counting the bytes as streamed; a wrong number
+    /// or length of answers is a read error.
+    fn read_counted(
+        &self,
+        t: &strata_tiering::TieredStore,
+        name: &str,
+        ranges: &[Range<u64>],
+    ) -> Result<Vec<Vec<u8>>> {
+        // Empty ranges (an empty payload) are answered here: no request for nothing.
+        let wanted: Vec<Range<u64>> = ranges.iter().filter(|r| r.start < r.end).cloned().collect();
+        if wanted.is_empty() {
+            return Ok(vec![Vec::new(); ranges.len()]);
+        }
+        let got = t
+            .read_cold(name, &wanted)
+            .map_err(|e| Error::store("reading a cold segment", e))?;
+        let whole = got.len() == wanted.len()
+            && got
+                .iter()
+                .zip(&wanted)
+                .all(|(b, r)| b.len() as u64 == r.end - r.start);
+        if !whole {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "reading {}: the cold store answered {} ranges of other lengths than the {} asked",
+                    t.cold().location(name),
+                    got.len(),
+                    wanted.len()
+                ),
+            ));
+        }
+        let bytes: u64 = got.iter().map(|b| b.len() as u64).sum();
+        self.mover()
+            .counters
+            .streamed_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+        let mut got = got.into_iter();
+        Ok(ranges
+            .iter()
+            .map(|r| match r.start < r.end {
+                true => got.next().unwrap_or_default(),
+                false => Vec::new(),
+            })
+            .collect())
     }
 
     /// The last cold-store probe's result (probing now if there was none).
@@ -310,12 +609,13 @@ impl Inner {
         }
     }
 
-    /// The body of `seg` for compaction: resident, or streamed (rewriting a segment is no sign
-    /// that anyone reads it, so it is not promoted).
+    /// The body of `seg` for compaction: resident, or streamed without its graph (rewriting
+    /// a segment is no sign that anyone reads it, so it is not promoted; the output gets a new
+    /// graph).
     pub(crate) fn body_for_compaction(&self, seg: &Segment) -> Result<Arc<SegmentData>> {
         match seg.body() {
             Some(d) => Ok(d),
-            None => self.stream(seg),
+            None => self.stream_sections(seg, COMPACTION_SECTIONS),
         }
     }
 
@@ -346,20 +646,43 @@ impl Inner {
         Ok(d)
     }
 
-    /// Reads the whole of a cold segment for one use, keeping nothing locally.
-    fn stream(&self, seg: &Segment) -> Result<Arc<SegmentData>> {
+    /// Reads the sections `need` of a cold segment for one use, keeping nothing locally: one
+    /// ranged read per section (the cold store coalesces neighbours), each checked against the
+    /// checksum in the section table of the segment's meta file; the id, version and tombstone
+    /// sections come from the meta file itself. The body refuses reads of other sections.
+    fn stream_sections(&self, seg: &Segment, need: SectionSet) -> Result<Arc<SegmentData>> {
         let t = self.cold_tier()?;
         let name = layout::segment(seg.id());
-        let len = seg.meta.file_len();
-        let mut got = t
-            .read_cold(&name, std::slice::from_ref(&(0..len)))
-            .map_err(|e| Error::store("reading a cold segment", e))?;
-        let bytes = got.pop().unwrap_or_default();
-        Self::check_body(seg, Blob::from_bytes(&bytes), Verify::Full)
-            .map(Arc::new)
-            .map_err(|why| {
-                Error::corruption(format!("cold segment {}: {why}", t.cold().location(&name)))
+        let corrupt = |why: String| {
+            Error::corruption(format!("cold segment {}: {why}", t.cold().location(&name)))
+        };
+        let (_, table) = decode_prefix(seg.meta.prefix()).map_err(|e| corrupt(e.to_string()))?;
+        let wanted: Vec<Sec> = SECTIONS
+            .into_iter()
+            .filter(|s| need & !ID_SECTIONS & s.bit() != 0)
+            .collect();
+        let ranges: Vec<Range<u64>> = wanted
+            .iter()
+            .map(|s| {
+                let e = table[*s as usize];
+                e.offset..e.offset + e.len
             })
+            .collect();
+        let got = self.read_counted(t, &name, &ranges)?;
+        let at = |s: Sec| usize::try_from(table[s as usize].offset).unwrap_or(usize::MAX);
+        let mut parts: Vec<(usize, &[u8])> = vec![(0, seg.meta.prefix())];
+        for s in SECTIONS {
+            if let Some(b) = seg.meta.copied_section(s) {
+                parts.push((at(s), b));
+            }
+        }
+        parts.extend(wanted.iter().zip(&got).map(|(s, b)| (at(*s), b.as_slice())));
+        let len = usize::try_from(seg.meta.file_len()).unwrap_or(usize::MAX);
+        let blob = Blob::assemble(len, &parts)
+            .ok_or_else(|| corrupt("a section lies outside the file".into()))?;
+        SegmentData::open_partial(blob, need | ID_SECTIONS)
+            .map(Arc::new)
+            .map_err(|e| corrupt(e.to_string()))
     }
 
     /// Makes a cold `seg` warm (the caller holds its move lock); returns the body, or `None`

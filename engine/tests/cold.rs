@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_engine::storage::{
-    BlobStore, Fault, FaultOp, FaultRule, Faults, FaultyStore, MemStorage, MemStore, Trigger,
-    layout,
+    BlobStore, Fault, FaultOp, FaultRule, Faults, FaultyStore, MemStorage, MemStore, PutMode,
+    Trigger, layout,
 };
 use strata_engine::*;
 
@@ -959,4 +959,188 @@ fn object_store_stalls_resets_and_errors_lose_nothing_and_the_tiers_converge() {
     for r in 0..16u64 {
         assert_all(&c, r * 25..r * 25 + 25, r as f32);
     }
+}
+
+/// Points of 4-d pseudo-random vectors with a 2 KB text: payloads are most of the bytes.
+fn documents(ids: std::ops::Range<u64>) -> Vec<PointInput> {
+    ids.map(|i| {
+        let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let vector = (0..4)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 1000) as f32 / 100.0
+            })
+            .collect();
+        let payload = serde_json::json!({"i": i, "text": "x".repeat(2000)});
+        PointInput {
+            id: PointId::Num(i),
+            vector,
+            payload: payload.as_object().cloned(),
+        }
+    })
+    .collect()
+}
+
+#[test]
+fn a_streamed_cold_read_fetches_only_the_sections_and_rows_it_needs() {
+    let cold: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    let a = MemStorage::new();
+    let mut o = opts(&a, Arc::clone(&cold));
+    o.index_threshold_rows = 100;
+    let e = Engine::open(o).expect("open");
+    let c = create(&e);
+    // One indexed segment (300 rows, with a graph) and one without a graph (100 rows).
+    c.upsert(documents(0..300)).expect("upsert");
+    c.flush().expect("flush");
+    assert!(c.maintain().expect("index"));
+    c.upsert(documents(300..400)).expect("upsert");
+    c.flush().expect("flush");
+    let st = e.stats();
+    assert_eq!((st.segments, st.indexed_segments), (2, 1));
+    let file_bytes = st.segment_bytes;
+    let search = |c: &CollectionHandle, filter: Option<Filter>| {
+        let mut r = SearchRequest::new(vec![5.0, 5.0, 5.0, 5.0], 5);
+        r.with_payload = true;
+        r.with_vector = true;
+        r.filter = filter;
+        c.search(&r).expect("search")
+    };
+    let near_odd = Filter::parse_str(r#"{"must":[{"key":"i","range":{"gte":1,"lt":400}}],"must_not":[{"key":"i","match":{"any":[0,2,4,6,8]}}]}"#).expect("filter");
+    let want = search(&c, None);
+    let want_filtered = search(&c, Some(near_odd.clone()));
+    let want_get = c.get(&[PointId::Num(350)], true, true).expect("get");
+    let several: Vec<PointId> = [350, 10, 399, 301, 77, 0].map(PointId::Num).to_vec();
+    let want_several = c.get(&several, true, true).expect("get");
+    let page = |c: &CollectionHandle| {
+        c.scroll(&ScrollRequest {
+            offset: Some(PointId::Num(290)),
+            limit: 20,
+            filter: Some(near_odd.clone()),
+            with_payload: true,
+            with_vector: true,
+        })
+        .expect("scroll")
+    };
+    let want_page = page(&c);
+    e.close().expect("close");
+
+    // Payload sections this small are streamed with the vectors by default (one round trip
+    // instead of two): the search reads nearly every byte.
+    let mut o = opts(&MemStorage::new(), Arc::clone(&cold));
+    o.tiers.warm_bytes = Some(1);
+    let e = Engine::open(o).expect("open");
+    assert_eq!(search(&coll(&e), None), want);
+    let inline = e.stats().cold_streamed_bytes;
+    assert!(inline > file_bytes * 9 / 10, "{inline} of {file_bytes}");
+    e.close().expect("close");
+
+    // Restored elsewhere with no room to promote, and payloads read by row: every read streams.
+    let b = MemStorage::new();
+    let mut o = opts(&b, Arc::clone(&cold));
+    o.tiers.warm_bytes = Some(1);
+    o.tiers.min_residence = Duration::ZERO;
+    o.tiers.stream_payloads_up_to = 0;
+    let e = Engine::open(o).expect("open");
+    let c = coll(&e);
+    assert_eq!(e.stats().tier_segments, [0, 0, 2]);
+    let streamed = || e.stats().cold_streamed_bytes;
+    // A search reads vectors, graph and payload offsets, then the 5 results' payloads.
+    assert_eq!(
+        search(&c, None),
+        want,
+        "same answer, payloads and vectors included"
+    );
+    let s1 = streamed();
+    assert!(s1 > 0);
+    assert!(
+        s1 * 10 < file_bytes,
+        "a search streamed {s1} of {file_bytes} bytes: payloads are not read"
+    );
+    // A get reads its row: the vector (16 bytes), two payload offsets and the payload (~2 KB),
+    // and the object's header and section table (448 bytes, compared with the meta file's).
+    assert_eq!(
+        c.get(&[PointId::Num(350)], true, true).expect("get"),
+        want_get
+    );
+    let one = streamed() - s1;
+    assert!(
+        (2_450..2_550).contains(&one),
+        "one row streamed {one} bytes"
+    );
+    assert_eq!(
+        c.get(&[PointId::Num(351)], false, true).expect("get")[0]
+            .vector
+            .as_ref()
+            .expect("vector")
+            .len(),
+        4
+    );
+    assert_eq!(
+        streamed() - s1 - one,
+        448 + 16,
+        "a vector alone is 16 bytes (and the header)"
+    );
+    // Several rows of both segments at once: vectors and offsets interleaved, then payloads.
+    assert_eq!(c.get(&several, true, true).expect("get"), want_several);
+    // A filter on payloads streams the payloads too; the answer is the same.
+    assert_eq!(search(&c, Some(near_odd.clone())), want_filtered);
+    assert_eq!(c.count(Some(&near_odd)).expect("count"), 395);
+    // A filtered scroll across both segments: payloads streamed for the filter, the page's
+    // vectors read by row.
+    assert_eq!(page(&c), want_page);
+    assert!(
+        streamed() > file_bytes / 2,
+        "payloads streamed for the filter"
+    );
+    assert_eq!(e.stats().tier_segments, [0, 0, 2], "nothing was kept");
+    e.close().expect("close");
+
+    // An object that is not the segment's file (here: another segment's) is refused, named,
+    // before any row is read out of it.
+    let ids = segment_files(&*cold);
+    let (x, y) = (layout::segment(ids[0]), layout::segment(ids[1]));
+    let saved = cold.open(&y).expect("open").as_bytes().to_vec();
+    let other = cold.open(&x).expect("open").as_bytes().to_vec();
+    cold.delete(&y).expect("delete");
+    cold.put(&y, &other, PutMode::Create).expect("put");
+    let mut o = opts(&MemStorage::new(), Arc::clone(&cold));
+    o.tiers.warm_bytes = Some(1);
+    let e = Engine::open(o).expect("open");
+    let all: Vec<PointId> = (0..400).map(PointId::Num).collect();
+    let err = coll(&e)
+        .get(&all, false, true)
+        .map(|_| ())
+        .expect_err("another file");
+    assert!(
+        err.to_string()
+            .contains("differs from the segment's meta file"),
+        "{err}"
+    );
+    e.close().expect("close");
+    cold.delete(&y).expect("delete");
+    cold.put(&y, &saved, PutMode::Create).expect("put");
+
+    // A flipped byte in a streamed section is found by its checksum, named, never served.
+    for id in segment_files(&*cold) {
+        let name = layout::segment(id);
+        let mut bytes = cold.open(&name).expect("open").as_bytes().to_vec();
+        // Sections start at byte 448, the vectors first (docs/format.md).
+        bytes[448 + 1] ^= 0x40;
+        cold.delete(&name).expect("delete");
+        cold.put(&name, &bytes, PutMode::Create).expect("put");
+    }
+    let mut o = opts(&MemStorage::new(), Arc::clone(&cold));
+    o.tiers.warm_bytes = Some(1);
+    let e = Engine::open(o).expect("open");
+    let err = coll(&e)
+        .search(&SearchRequest::new(vec![5.0; 4], 5))
+        .map(|_| ())
+        .expect_err("corrupt");
+    assert!(
+        err.to_string().contains("vectors' checksum mismatch")
+            && err.to_string().contains("memory:segments/"),
+        "{err}"
+    );
 }

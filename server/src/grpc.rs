@@ -600,6 +600,7 @@ impl Tiers for Service {
                 cold: Some(fig(&r.tiers[2])),
                 cold_reads_streamed: r.cold_reads_streamed,
                 cold_reads_promoted: r.cold_reads_promoted,
+                cold_streamed_bytes: r.cold_streamed_bytes,
                 move_failures: r.move_failures,
                 search_cold_searched: r.search_cold[0],
                 search_cold_skipped: r.search_cold[1],

@@ -35,7 +35,7 @@ fn schemas() -> Value {
         "budget_bytes": {"type": "integer", "nullable": true}, "hits": {"type": "integer"}, "misses": {"type": "integer"}, "moves_in": {"type": "integer"}}});
     let tiers_report = json!({"type": "object", "required": ["tiers", "collections", "cold_store"], "properties": {
             "tiers": {"type": "object", "properties": {"hot": r("Tier"), "warm": r("Tier"), "cold": r("Tier")}},
-            "cold_reads": {"type": "object", "properties": {"streamed": {"type": "integer"}, "promoted": {"type": "integer"}}},
+            "cold_reads": {"type": "object", "properties": {"streamed": {"type": "integer"}, "promoted": {"type": "integer"}, "streamed_bytes": {"type": "integer"}}},
             "move_failures": {"type": "integer"},
             "search_cold_segments": {"type": "object", "properties": {"searched": {"type": "integer"}, "skipped": {"type": "integer"}, "left_out": {"type": "integer"}}},
             "cold_store": {"type": "object", "properties": {"configured": {"type": "boolean"}, "reachable": {"type": "boolean"}, "error": {"type": "string"}}},

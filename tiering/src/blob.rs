@@ -76,6 +76,46 @@ impl Blob {
         }
     }
 
+    /// An aligned heap blob of `len` bytes holding `parts` (each at its offset) and zeros
+    /// elsewhere: the body of a partly fetched file. The zeros are never data: the caller
+    /// records which ranges it filled and refuses reads of the rest. Untouched pages of a large
+    /// zeroed allocation are not resident until written, so the holes cost no RAM. `None` if a
+    /// part lies outside `len` or the allocation fails (never an abort).
+    pub fn assemble(len: usize, parts: &[(usize, &[u8])]) -> Option<Blob> {
+        if parts
+            .iter()
+            .any(|(at, b)| at.checked_add(b.len()).is_none_or(|end| end > len))
+        {
+            return None;
+        }
+        if len == 0 {
+            return Some(Blob {
+                inner: Inner::Empty,
+            });
+        }
+        let n = len.div_ceil(16);
+        let layout = std::alloc::Layout::array::<u128>(n).ok()?;
+        // SAFETY: `layout` has a non-zero size (len > 0). A null pointer is a failed allocation,
+        // answered with `None`. Otherwise the memory is zeroed (a valid `u128` array of `n`),
+        // allocated by the global allocator with exactly the layout `Vec<u128>` of capacity `n`
+        // uses, so the Vec owns and frees it correctly.
+        let mut words = unsafe {
+            let p = std::alloc::alloc_zeroed(layout).cast::<u128>();
+            if p.is_null() {
+                return None;
+            }
+            Vec::from_raw_parts(p, n, n)
+        };
+        // SAFETY: `words` owns at least `len` initialised bytes; u8 has no alignment.
+        let dst = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), len) };
+        for (at, b) in parts {
+            dst[*at..*at + b.len()].copy_from_slice(b);
+        }
+        Some(Blob {
+            inner: Inner::Heap { words, len },
+        })
+    }
+
     /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
         match &self.inner {
@@ -133,5 +173,18 @@ mod tests {
         assert_eq!(m.as_bytes().as_ptr() as usize % 16, 0);
         assert_eq!(h.as_bytes().as_ptr() as usize % 16, 0);
         assert!(Blob::from_bytes(&[]).is_empty());
+    }
+
+    #[test]
+    fn assembled_parts_land_at_their_offsets_and_outside_parts_are_refused() {
+        let b = Blob::assemble(40, &[(0, b"abc"), (16, b"xyz"), (37, b"end")]).expect("fits");
+        assert_eq!(b.len(), 40);
+        assert_eq!(&b.as_bytes()[..3], b"abc");
+        assert_eq!(&b.as_bytes()[16..19], b"xyz");
+        assert_eq!(&b.as_bytes()[37..], b"end");
+        assert_eq!(b.as_bytes().as_ptr() as usize % 16, 0);
+        assert!(Blob::assemble(40, &[(38, b"end")]).is_none());
+        assert!(Blob::assemble(4, &[(usize::MAX, b"x")]).is_none());
+        assert!(Blob::assemble(0, &[]).expect("empty").is_empty());
     }
 }

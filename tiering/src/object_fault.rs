@@ -4,13 +4,11 @@
 //! sent). Seeded, so a failing run replays. For tests and benches of the cold tier.
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
@@ -43,6 +41,8 @@ pub struct FaultyObjectStore {
     parts: Arc<AtomicU64>,
     /// Calls that failed or stalled because of a rule.
     injected: Arc<AtomicU64>,
+    /// Bytes the store answered GETs with (what a cloud store would bill and transfer).
+    served: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for FaultyObjectStore {
@@ -79,7 +79,15 @@ impl FaultyObjectStore {
             rng: Arc::new(Mutex::new(SplitMix64::new(seed))),
             parts: Arc::new(AtomicU64::new(0)),
             injected: Arc::new(AtomicU64::new(0)),
+            served: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Bytes GETs returned so far (ranged or whole). Ranged reads of several ranges go
+    /// through `object_store`'s default `get_ranges`, as on S3, GCS and Azure: one GET per
+    /// merged range.
+    pub fn served_bytes(&self) -> u64 {
+        self.served.load(Ordering::Acquire)
     }
 
     /// Replaces the rules (and restarts the part count of `reset_part`).
@@ -173,12 +181,13 @@ impl ObjectStore for FaultyObjectStore {
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         self.before("get").await?;
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        self.before("ranged get").await?;
-        self.inner.get_ranges(location, ranges).await
+        let head = options.head;
+        let r = self.inner.get_opts(location, options).await?;
+        if !head {
+            self.served
+                .fetch_add(r.range.end - r.range.start, Ordering::AcqRel);
+        }
+        Ok(r)
     }
 
     fn delete_stream(

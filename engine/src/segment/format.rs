@@ -43,6 +43,44 @@ pub(crate) enum Sec {
     GraphUpper = 10,
 }
 
+impl Sec {
+    /// This section's bit in a set of sections (see [`SectionSet`]).
+    pub(crate) const fn bit(self) -> u16 {
+        1 << self as usize
+    }
+}
+
+/// A set of sections, one bit per [`Sec`].
+pub(crate) type SectionSet = u16;
+
+/// Every section.
+pub(crate) const ALL_SECTIONS: SectionSet = (1 << SECTION_COUNT) - 1;
+/// The sections of the HNSW graph.
+pub(crate) const GRAPH_SECTIONS: SectionSet = Sec::GraphLevels.bit()
+    | Sec::GraphL0.bit()
+    | Sec::GraphUpperOffsets.bit()
+    | Sec::GraphUpper.bit();
+/// The sections of the payloads.
+pub(crate) const PAYLOAD_SECTIONS: SectionSet = Sec::PayloadOffsets.bit() | Sec::PayloadData.bit();
+/// The sections a meta file copies (ids, versions, tombstones).
+pub(crate) const ID_SECTIONS: SectionSet =
+    Sec::IdTags.bit() | Sec::IdValues.bit() | Sec::Versions.bit() | Sec::Tombstones.bit();
+
+/// All sections in file-table order.
+pub(crate) const SECTIONS: [Sec; SECTION_COUNT] = [
+    Sec::Vectors,
+    Sec::IdTags,
+    Sec::IdValues,
+    Sec::Versions,
+    Sec::PayloadOffsets,
+    Sec::PayloadData,
+    Sec::Tombstones,
+    Sec::GraphLevels,
+    Sec::GraphL0,
+    Sec::GraphUpperOffsets,
+    Sec::GraphUpper,
+];
+
 pub(crate) const SECTION_NAMES: [&str; SECTION_COUNT] = [
     "vectors",
     "id tags",

@@ -302,6 +302,22 @@ impl SegmentMeta {
                 ));
             }
         }
+        // The writer ends the file with its last section: a longer length is not a segment
+        // this engine wrote (and a streamed read sizes its buffer by it).
+        let last = table
+            .iter()
+            .map(|s| s.offset.saturating_add(s.len))
+            .max()
+            .unwrap_or(0)
+            .max(DATA_START as u64);
+        if file_len > last.next_multiple_of(ALIGN as u64) {
+            return Err(err(
+                16,
+                format!(
+                    "segment file length {file_len} runs past its last section (ends at {last})"
+                ),
+            ));
+        }
         let (sec, sections_end) =
             meta_layout(&table).ok_or_else(|| err(base, "meta sections overflow"))?;
         let end = match flags & FLAG_SUMMARY != 0 {
@@ -380,6 +396,17 @@ impl SegmentMeta {
     /// The segment file's first [`DATA_START`] bytes (header and section table), as copied.
     pub(crate) fn prefix(&self) -> &[u8] {
         &self.blob.as_bytes()[META_HEADER_LEN..META_HEADER_LEN + DATA_START]
+    }
+
+    /// Length of section `s` in the segment file.
+    pub(crate) fn section_len(&self, s: Sec) -> u64 {
+        decode_prefix(self.prefix()).map_or(0, |(_, t)| t[s as usize].len)
+    }
+
+    /// The bytes of a section this file copies (see [`META_SECTIONS`]); `None` for others.
+    pub(crate) fn copied_section(&self, s: Sec) -> Option<&[u8]> {
+        let slot = META_SECTIONS.iter().position(|m| *m == s)?;
+        Some(&self.blob.as_bytes()[self.sec[slot].clone()])
     }
 
     /// Ids, versions and tombstones.

@@ -35,10 +35,27 @@ use crate::columns::{Column, ColumnCache};
 use crate::filter::{Fields, Filter};
 use crate::scan::{self, Hit};
 use crate::types::{Distance, Lsn, Payload, PointId};
+use format::{ALL_SECTIONS, GRAPH_SECTIONS, PAYLOAD_SECTIONS, Sec, SectionSet};
 
 /// Below this estimated fraction of allowed rows, a filtered search scans exactly instead of
 /// walking the graph (a walk would visit most of the graph to find enough matches anyway).
 pub(crate) const EXACT_FILTER_FRACTION: f64 = 0.05;
+/// Sections a compaction reads of its inputs: everything but the graph (it builds its own).
+pub(crate) const COMPACTION_SECTIONS: SectionSet = ALL_SECTIONS & !GRAPH_SECTIONS;
+
+/// Sections a search of a segment reads: vectors, the graph when it walks one (`graph`), and
+/// the payload sections when `payloads` (a filter reads them).
+pub(crate) fn search_sections(graph: bool, payloads: bool) -> SectionSet {
+    let mut s = Sec::Vectors.bit();
+    if graph {
+        s |= GRAPH_SECTIONS;
+    }
+    if payloads {
+        s |= PAYLOAD_SECTIONS;
+    }
+    s
+}
+
 /// Rows sampled to estimate a filter's selectivity.
 const SELECTIVITY_SAMPLE: u32 = 256;
 
@@ -363,7 +380,7 @@ impl Segment {
     ) -> crate::error::Result<RowFilter<'a>> {
         let (keys, cols) = match filter {
             Some(f) if f.needs_payload() => {
-                let Some(body) = body else {
+                let Some(body) = body.filter(|b| b.has_all(PAYLOAD_SECTIONS)) else {
                     return Err(not_resident(self.id()));
                 };
                 let keys = f.top_level_keys();
@@ -395,6 +412,10 @@ impl Segment {
         if n == 0 || q.k == 0 || (frozen.is_none() && self.live_rows() == 0) {
             return Ok(Vec::new());
         }
+        let payloads = filter.is_some_and(Filter::needs_payload);
+        if !body.has_all(search_sections(body.has_graph() && !q.exact, payloads)) {
+            return Err(not_resident(self.id()));
+        }
         let prepared = self.prepare(Some(body), filter, cache, frozen)?;
         let mut allow = |row: u32| prepared.allows(row);
         let use_graph = !q.exact
@@ -422,7 +443,7 @@ impl Segment {
 fn build_columns(data: &SegmentData, keys: &[&String]) -> Vec<Column> {
     let mut cols: Vec<Column> = vec![Vec::with_capacity(data.rows() as usize); keys.len()];
     for row in 0..data.rows() {
-        let mut p = parse_payload(data.payload(row));
+        let mut p = parse_payload(data.payload(row).unwrap_or_default());
         for (col, key) in cols.iter_mut().zip(keys) {
             col.push(p.remove(key.as_str()));
         }

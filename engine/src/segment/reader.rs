@@ -28,6 +28,8 @@ enum Check {
     Full,
     Structure,
     HeaderOnly,
+    /// Checksums and structure of the sections present (a partly fetched cold segment).
+    Partial,
 }
 
 /// Bytes per read when checksums are verified through batched reads.
@@ -53,6 +55,9 @@ pub(crate) struct SegmentData {
     pub(crate) header: Header,
     pub(crate) distance: Distance,
     sec: [Range<usize>; SECTION_COUNT],
+    /// The sections whose bytes are in `blob` (all, except for a partly fetched cold
+    /// segment, whose other ranges are holes that no accessor reads).
+    present: SectionSet,
 }
 
 impl std::fmt::Debug for SegmentData {
@@ -60,6 +65,7 @@ impl std::fmt::Debug for SegmentData {
         f.debug_struct("SegmentData")
             .field("header", &self.header)
             .field("blob", &self.blob)
+            .field("present", &format_args!("{:#x}", self.present))
             .finish()
     }
 }
@@ -86,16 +92,38 @@ impl SegmentData {
             Verify::Full => Check::Full,
             Verify::HeaderOnly => Check::HeaderOnly,
         };
-        Self::open_checked(blob, check)
+        Self::open_checked(blob, check, ALL_SECTIONS)
     }
 
     /// Everything [`Verify::Full`] checks but the section checksums: the caller must check
     /// them with [`SegmentData::verify_checksums`] before trusting the bytes.
     pub(crate) fn open_structure(blob: Blob) -> Result<SegmentData, DecodeError> {
-        Self::open_checked(blob, Check::Structure)
+        Self::open_checked(blob, Check::Structure, ALL_SECTIONS)
     }
 
-    fn open_checked(blob: Blob, check: Check) -> Result<SegmentData, DecodeError> {
+    /// A segment of which only the sections in `present` were fetched; the rest of `blob` is
+    /// holes. Checks the layout as [`Verify::Full`] does, the checksum of every present
+    /// section against the table, and the structure of what is present. The id, version and
+    /// tombstone sections must be present (a cold segment's meta file holds them). Reads of
+    /// absent sections are refused (see [`SegmentData::has`]), never answered from holes.
+    pub(crate) fn open_partial(
+        blob: Blob,
+        present: SectionSet,
+    ) -> Result<SegmentData, DecodeError> {
+        if present & ID_SECTIONS != ID_SECTIONS {
+            return Err(err(
+                0,
+                "a partial segment needs its id, version and tombstone sections",
+            ));
+        }
+        Self::open_checked(blob, Check::Partial, present & ALL_SECTIONS)
+    }
+
+    fn open_checked(
+        blob: Blob,
+        check: Check,
+        present: SectionSet,
+    ) -> Result<SegmentData, DecodeError> {
         let b = blob.as_bytes();
         if !(b.as_ptr() as usize).is_multiple_of(16) {
             return Err(err(0, "segment bytes are not 16-byte aligned"));
@@ -141,12 +169,16 @@ impl SegmentData {
             header: h,
             distance,
             sec,
+            present,
         };
         match check {
-            Check::Full => {
+            Check::Full | Check::Partial => {
                 seg.verify_structure()?;
                 let b = seg.blob.as_bytes();
                 for (i, s) in table.iter().enumerate() {
+                    if !seg.has(SECTIONS[i]) {
+                        continue;
+                    }
                     let r = &seg.sec[i];
                     if crc(&b[r.clone()]) != s.crc {
                         return Err(err(
@@ -196,17 +228,26 @@ impl SegmentData {
 
     fn verify_structure(&self) -> Result<(), DecodeError> {
         let b = self.blob.as_bytes();
-        // Every byte outside the sections (the padding) must be zero, so that no byte of the
-        // file can change unnoticed.
+        // Sections must not overlap, and every byte outside them (the padding) must be zero,
+        // so that no byte of the file can change unnoticed (a partial segment has holes there
+        // instead: its padding is not checked).
         let mut covered: Vec<Range<usize>> =
             self.sec.iter().filter(|r| !r.is_empty()).cloned().collect();
         covered.sort_by_key(|r| r.start);
+        if let Some(i) = b
+            .get(TABLE_END..DATA_START)
+            .and_then(|pad| pad.iter().position(|x| *x != 0))
+        {
+            return Err(err((TABLE_END + i) as u64, "non-zero padding byte"));
+        }
         let mut pos = TABLE_END;
         for r in covered.iter().chain(std::iter::once(&(b.len()..b.len()))) {
             if r.start < pos {
                 return Err(err(r.start as u64, "sections overlap"));
             }
-            if let Some(i) = b[pos..r.start].iter().position(|x| *x != 0) {
+            if self.present == ALL_SECTIONS
+                && let Some(i) = b[pos..r.start].iter().position(|x| *x != 0)
+            {
                 return Err(err((pos + i) as u64, "non-zero padding byte"));
             }
             pos = r.end;
@@ -223,16 +264,17 @@ impl SegmentData {
         })?;
         let offs = self.u64s(Sec::PayloadOffsets);
         let data_len = self.sec[Sec::PayloadData as usize].len() as u64;
-        if offs.first() != Some(&0)
-            || offs.windows(2).any(|w| w[0] > w[1])
-            || offs.last() != Some(&data_len)
+        if self.has(Sec::PayloadOffsets)
+            && (offs.first() != Some(&0)
+                || offs.windows(2).any(|w| w[0] > w[1])
+                || offs.last() != Some(&data_len))
         {
             return Err(err(
                 at(Sec::PayloadOffsets, 0, 8),
                 "payload offsets not monotonic",
             ));
         }
-        if self.has_graph() {
+        if self.has_graph() && self.present & GRAPH_SECTIONS == GRAPH_SECTIONS {
             let h = &self.header;
             let levels = self.graph_levels();
             let offsets = self.u32s(Sec::GraphUpperOffsets);
@@ -263,9 +305,26 @@ impl SegmentData {
         Ok(())
     }
 
+    /// A section's bytes; empty when it is not present (entry points check [`Self::has`]
+    /// first, so an absent section is refused there, never read as holes).
     fn bytes(&self, s: Sec) -> &[u8] {
-        &self.blob.as_bytes()[self.sec[s as usize].clone()]
+        match self.has(s) {
+            true => &self.blob.as_bytes()[self.sec[s as usize].clone()],
+            false => &[],
+        }
     }
+
+    /// True when section `s`'s bytes are here (always, unless this is a partly fetched cold
+    /// segment: see [`Self::open_partial`]).
+    pub(crate) fn has(&self, s: Sec) -> bool {
+        self.present & s.bit() != 0
+    }
+
+    /// True when every section of `set` is here.
+    pub(crate) fn has_all(&self, set: SectionSet) -> bool {
+        self.present & set == set
+    }
+
     fn u64s(&self, s: Sec) -> &[u64] {
         cast_slice(self.bytes(s)).expect("section aligned and sized at open")
     }
@@ -301,9 +360,12 @@ impl SegmentData {
     pub(crate) fn vectors(&self) -> &[f32] {
         cast_slice(self.bytes(Sec::Vectors)).expect("section aligned and sized at open")
     }
+    /// Row `row`'s vector; empty when the vectors are not present (see [`Self::has`]).
     pub(crate) fn vector(&self, row: u32) -> &[f32] {
         let d = self.dim();
-        &self.vectors()[row as usize * d..(row as usize + 1) * d]
+        self.vectors()
+            .get(row as usize * d..(row as usize + 1) * d)
+            .unwrap_or(&[])
     }
     /// Ids, versions and tombstones (the sections a meta file copies).
     pub(crate) fn ids(&self) -> Ids<'_> {
@@ -315,11 +377,20 @@ impl SegmentData {
         )
         .expect("sections sized and aligned at open")
     }
-    pub(crate) fn payload(&self, row: u32) -> &[u8] {
+    /// Row `row`'s stored payload bytes; `None` when the payloads are not present.
+    pub(crate) fn payload(&self, row: u32) -> Option<&[u8]> {
+        if !self.has_all(PAYLOAD_SECTIONS) {
+            return None;
+        }
+        let (a, b) = self.payload_span(row)?;
+        self.bytes(Sec::PayloadData).get(a as usize..b as usize)
+    }
+
+    /// Where row `row`'s payload lies within the payload data section; `None` when the payload
+    /// offsets are not present.
+    pub(crate) fn payload_span(&self, row: u32) -> Option<(u64, u64)> {
         let offs = self.u64s(Sec::PayloadOffsets);
-        let data = self.bytes(Sec::PayloadData);
-        let (a, b) = (offs[row as usize] as usize, offs[row as usize + 1] as usize);
-        data.get(a..b).unwrap_or(&[])
+        Some((*offs.get(row as usize)?, *offs.get(row as usize + 1)?))
     }
 
     /// This segment's meta file (see [`super::meta`]), with a summary of its vectors when
@@ -347,7 +418,7 @@ impl SegmentData {
                 ids.id(r),
                 ids.version(r),
                 self.vector(r).len(),
-                self.payload(r).len(),
+                self.payload(r).map(<[u8]>::len),
             );
             for level in 0..=self.header.graph_max_level.min(16) {
                 let _ = self.raw_neighbours(r, level);

@@ -76,7 +76,7 @@ proptest! {
                 prop_assert_eq!(ids.id(r), *id);
                 prop_assert_eq!(ids.version(r), *v);
                 prop_assert_eq!(s.vector(r), &vec[..]);
-                prop_assert_eq!(s.payload(r), &p[..]);
+                prop_assert_eq!(s.payload(r), Some(&p[..]));
                 prop_assert_eq!(ids.find(*id), Some(r));
             }
             for (i, t) in tombs.iter().enumerate() {
@@ -397,4 +397,182 @@ fn a_large_segment_is_checksummed_in_several_batches_of_bounded_reads() {
         matches!(e, Err(super::reader::VerifyError::Corrupt(_))),
         "{e:?}"
     );
+}
+
+/// The bytes of `file` with only the sections in `present` kept (the rest zero), as a cold
+/// read assembles them: header and table always.
+fn keep_sections(file: &[u8], present: SectionSet) -> Vec<u8> {
+    let (_, table) = format::decode_prefix(file).expect("valid prefix");
+    let mut out = vec![0u8; file.len()];
+    out[..format::DATA_START].copy_from_slice(&file[..format::DATA_START]);
+    for s in format::SECTIONS {
+        if present & s.bit() != 0 {
+            let e = table[s as usize];
+            let r = e.offset as usize..(e.offset + e.len) as usize;
+            out[r.clone()].copy_from_slice(&file[r]);
+        }
+    }
+    out
+}
+
+/// Which section (if any) holds byte `i` of `file`; `None` for the prefix and padding.
+fn section_at(file: &[u8], i: usize) -> Option<Sec> {
+    let (_, table) = format::decode_prefix(file).expect("valid prefix");
+    format::SECTIONS.into_iter().find(|s| {
+        let e = table[*s as usize];
+        (e.offset..e.offset + e.len).contains(&(i as u64))
+    })
+}
+
+proptest! {
+    #[test]
+    fn a_partial_segment_checks_what_it_holds_and_refuses_the_rest(
+        (dim, mut rows, mut tombs) in input_strategy(),
+        extra in 0u16..(1 << format::SECTION_COUNT),
+        pos in any::<prop::sample::Index>(), flip in 1u8..=255,
+    ) {
+        normalise(&mut rows, &mut tombs);
+        let file = encode_rows(dim, &rows, &tombs, None);
+        let present = (extra | format::ID_SECTIONS) & ALL_SECTIONS;
+        let bytes = keep_sections(&file, present);
+        let d = SegmentData::open_partial(Blob::from_bytes(&bytes), present).expect("valid");
+        for (r, (_, _, v, p)) in rows.iter().enumerate() {
+            let r = r as u32;
+            match d.has_all(PAYLOAD_SECTIONS) {
+                true => prop_assert_eq!(d.payload(r), Some(&p[..])),
+                false => prop_assert_eq!(d.payload(r), None),
+            }
+            match d.has(Sec::Vectors) {
+                true => prop_assert_eq!(d.vector(r), &v[..]),
+                false => prop_assert!(d.vector(r).is_empty()),
+            }
+        }
+        // A flipped byte of the header, the table or a present section is found; one in a
+        // hole is never read.
+        let i = pos.index(bytes.len());
+        let mut bad = bytes.clone();
+        bad[i] ^= flip;
+        let opened = SegmentData::open_partial(Blob::from_bytes(&bad), present);
+        match section_at(&file, i) {
+            Some(s) if present & s.bit() != 0 => prop_assert!(opened.is_err(), "byte {} of section {:?} flipped unnoticed", i, s),
+            None if i < format::DATA_START => prop_assert!(opened.is_err(), "header byte {} flipped unnoticed", i),
+            Some(_) | None => {
+                if let Ok(o) = opened {
+                    for r in 0..rows.len() as u32 {
+                        prop_assert_eq!(o.payload(r), d.payload(r));
+                        prop_assert_eq!(o.vector(r), d.vector(r));
+                    }
+                }
+            }
+        }
+        // The id sections are required.
+        prop_assert!(SegmentData::open_partial(Blob::from_bytes(&bytes), present & !Sec::Versions.bit()).is_err());
+    }
+}
+
+#[test]
+fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
+    let dim = 8;
+    let n = 400u64;
+    let mut rng = crate::SplitMix64::new(7);
+    let rows: Rows = (0..n)
+        .map(|i| {
+            let v: Vec<f32> = (0..dim).map(|_| rng.next_f32()).collect();
+            (
+                PointId::Num(i),
+                i + 1,
+                v,
+                format!(r#"{{"i":{i}}}"#).into_bytes(),
+            )
+        })
+        .collect();
+    let flat: Vec<f32> = rows.iter().flat_map(|r| r.2.clone()).collect();
+    let g = graph::build(
+        &flat,
+        dim,
+        Distance::Euclid,
+        HnswConfig {
+            m: 8,
+            ef_construct: 64,
+        },
+    );
+    let file = encode_rows(dim as u32, &rows, &[], Some(g));
+    let whole = SegmentData::open(Blob::from_bytes(&file), Verify::Full).expect("valid");
+    let meta = SegmentMeta::open(Blob::from_bytes(&whole.meta_bytes(false))).expect("meta");
+    let seg = Segment::new(meta, Body::Cold, true, 0);
+    let need = search_sections(true, false) | Sec::PayloadOffsets.bit() | format::ID_SECTIONS;
+    let part = SegmentData::open_partial(Blob::from_bytes(&keep_sections(&file, need)), need)
+        .expect("valid");
+    assert!(!part.has(Sec::PayloadData) && part.has(Sec::PayloadOffsets));
+    assert_eq!(
+        part.payload(3),
+        None,
+        "payload bytes are not there: refused"
+    );
+    assert_eq!(part.payload_span(3), whole.payload_span(3));
+    let cache = crate::columns::ColumnCache::new(1 << 20);
+    for exact in [false, true] {
+        let q = whole.vector(11).to_vec();
+        let sq = SearchQuery {
+            metric: Distance::Euclid,
+            vector: &q,
+            k: 10,
+            ef: 64,
+            exact,
+        };
+        let a = seg.search(&whole, &sq, None, &cache, None).expect("whole");
+        let b = seg.search(&part, &sq, None, &cache, None).expect("partial");
+        assert_eq!(
+            a.iter().map(|h| h.row).collect::<Vec<_>>(),
+            b.iter().map(|h| h.row).collect::<Vec<_>>()
+        );
+    }
+    // A filter on payloads needs the payload bytes; a body without vectors cannot search.
+    let f = crate::filter::Filter::parse_str(r#"{"must":[{"key":"i","match":{"value":1}}]}"#)
+        .expect("filter");
+    let q = whole.vector(1).to_vec();
+    let sq = SearchQuery {
+        metric: Distance::Euclid,
+        vector: &q,
+        k: 3,
+        ef: 16,
+        exact: false,
+    };
+    let e = seg
+        .search(&part, &sq, Some(&f), &cache, None)
+        .expect_err("no payloads");
+    assert!(e.to_string().contains("cold"), "{e}");
+    let ids_only = format::ID_SECTIONS | PAYLOAD_SECTIONS;
+    let no_vectors =
+        SegmentData::open_partial(Blob::from_bytes(&keep_sections(&file, ids_only)), ids_only)
+            .expect("valid");
+    assert!(seg.search(&no_vectors, &sq, None, &cache, None).is_err());
+    assert!(
+        seg.search(&no_vectors, &sq, Some(&f), &cache, None)
+            .is_err()
+    );
+    // An indexed segment's body without its graph serves exact searches only.
+    let flat_only = Sec::Vectors.bit() | format::ID_SECTIONS;
+    let no_graph = SegmentData::open_partial(
+        Blob::from_bytes(&keep_sections(&file, flat_only)),
+        flat_only,
+    )
+    .expect("valid");
+    let e = seg
+        .search(&no_graph, &sq, None, &cache, None)
+        .expect_err("no graph");
+    assert!(e.to_string().contains("cold"), "{e}");
+    let exact = SearchQuery { exact: true, ..sq };
+    assert_eq!(
+        seg.search(&no_graph, &exact, None, &cache, None)
+            .expect("exact"),
+        seg.search(&whole, &exact, None, &cache, None)
+            .expect("exact")
+    );
+    // A graph byte flipped in the stream is found by the graph section's checksum.
+    let (_, table) = format::decode_prefix(&file).expect("prefix");
+    let mut bad = keep_sections(&file, need);
+    bad[table[Sec::GraphL0 as usize].offset as usize + 5] ^= 1;
+    let e = SegmentData::open_partial(Blob::from_bytes(&bad), need).expect_err("found");
+    assert!(e.to_string().contains("graph layer 0"), "{e}");
 }

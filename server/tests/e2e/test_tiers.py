@@ -75,6 +75,10 @@ def test_tiers_api_hints_and_cold_controls(s3, start, strata_pb):  # noqa: F811
     cold = dict(kv.split("=") for kv in r.headers["strata-cold-segments"].split(", "))
     assert int(cold["searched"]) >= 1 and int(cold["skipped"]) >= 2, cold
     assert "strata-partial" not in r.headers
+    # Streamed, not promoted (no room): only the sections a search needs were fetched.
+    t = http.get("/v1/tiers").json()["result"]
+    assert t["cold_reads"]["streamed"] >= 1, t
+    assert 0 < t["cold_reads"]["streamed_bytes"] < t["tiers"]["cold"]["bytes"], t
     # cold = skip: nothing cold is read, and the answer says it is partial.
     r = http.post("/collections/c/points/search", json={"vector": q, "limit": 5, "params": {"cold": "skip"}})
     assert r.status_code == 200 and r.json()["result"] == []
@@ -104,6 +108,7 @@ def test_tiers_api_hints_and_cold_controls(s3, start, strata_pb):  # noqa: F811
     md = (("authorization", f"Bearer {srv.admin_token}"),)
     g = tiers.Get(pb.GetTiersRequest(), metadata=md)
     assert g.cold_store_configured and g.cold_store_reachable
+    assert g.cold_streamed_bytes > 0
     assert g.collections[0].hint == "warm" and g.warm.budget_bytes == 1
     tiers.SetHint(pb.SetTierHintRequest(collection="c", hint="offload"), metadata=md)
     wait_for(lambda: tiers.Get(pb.GetTiersRequest(), metadata=md).collections[0].cold_segments >= 4, "offload")
