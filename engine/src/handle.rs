@@ -21,6 +21,7 @@ use crate::read::{Found, ReadSource, SegmentView, newest};
 use crate::record::{StoredPoint, WalOp};
 use crate::segment::format::{PAYLOAD_SECTIONS, Sec};
 use crate::segment::{SearchQuery, search_sections};
+use crate::tiers::in_parallel;
 use crate::types::*;
 use strata_tiering::policy::Tier;
 
@@ -634,24 +635,7 @@ impl CollectionHandle {
                 continue;
             }
             self.deadline.check("search")?;
-            let bodies: Vec<Result<_>> = if wave.len() == 1 {
-                vec![self.inner.body_for(&wave[0].seg, hint, need(&wave[0]))]
-            } else {
-                std::thread::scope(|s| {
-                    let handles: Vec<_> = wave
-                        .iter()
-                        .map(|v| s.spawn(|| self.inner.body_for(&v.seg, hint, need(v))))
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| {
-                            h.join().unwrap_or_else(|_| {
-                                Err(Error::new(ErrorKind::Internal, "a cold read panicked"))
-                            })
-                        })
-                        .collect()
-                })
-            };
+            let bodies = in_parallel(&wave, |v| self.inner.body_for(&v.seg, hint, need(v)));
             for (mut v, body) in wave.into_iter().zip(bodies) {
                 v.body = Some(body?);
                 report.cold_searched += 1;

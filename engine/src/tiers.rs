@@ -142,6 +142,28 @@ pub(crate) fn validate(o: &crate::options::EngineOptions) -> Result<()> {
     b.validate().or_else(bad)
 }
 
+/// `f` over every item, each on its own thread when there are several (cold reads of several
+/// segments: one object-store round trip for all of them); a panic is an internal error.
+pub(crate) fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Vec<Result<R>> {
+    if items.len() <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.iter().map(|i| s.spawn(|| f(i))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::new(ErrorKind::Internal, "a cold read panicked"))
+                })
+            })
+            .collect()
+    })
+}
+
 /// Rows of one segment that a read fetches from the cold object (see [`Inner::load_rows`]).
 struct RowFetch {
     id: u64,
@@ -363,24 +385,7 @@ impl Inner {
         if jobs.is_empty() {
             return Ok(());
         }
-        let fetched: Vec<Result<Vec<Held>>> = if jobs.len() == 1 {
-            vec![self.fetch_rows(&jobs[0], payload, vector)]
-        } else {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = jobs
-                    .iter()
-                    .map(|j| s.spawn(|| self.fetch_rows(j, payload, vector)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(Error::new(ErrorKind::Internal, "a cold read panicked"))
-                        })
-                    })
-                    .collect()
-            })
-        };
+        let fetched = in_parallel(&jobs, |j| self.fetch_rows(j, payload, vector));
         for (job, held) in jobs.iter().zip(fetched) {
             for ((i, _), h) in job.rows.iter().zip(held?) {
                 rows[*i].held = Some(h);

@@ -186,27 +186,35 @@ proptest! {
     }
 }
 
+/// `n` rows of `dim` random coordinates (seeded), versions `i + 1`, payloads by `payload`, and
+/// their HNSW graph (m = 8, ef_construct = 64).
+fn random_rows(
+    n: u64,
+    dim: usize,
+    seed: u64,
+    payload: impl Fn(u64) -> Vec<u8>,
+) -> (Rows, graph::FlatGraph) {
+    let mut rng = crate::SplitMix64::new(seed);
+    let rows: Rows = (0..n)
+        .map(|i| {
+            let v: Vec<f32> = (0..dim).map(|_| rng.next_f32()).collect();
+            (PointId::Num(i), i + 1, v, payload(i))
+        })
+        .collect();
+    let flat: Vec<f32> = rows.iter().flat_map(|r| r.2.clone()).collect();
+    let config = HnswConfig {
+        m: 8,
+        ef_construct: 64,
+    };
+    let g = graph::build(&flat, dim, Distance::Euclid, config);
+    (rows, g)
+}
+
 #[test]
 fn graph_round_trip_and_search_finds_neighbours() {
     let dim = 8;
     let n = 600u64;
-    let mut rng = crate::SplitMix64::new(42);
-    let rows: Rows = (0..n)
-        .map(|i| {
-            let v: Vec<f32> = (0..dim).map(|_| rng.next_f32()).collect();
-            (PointId::Num(i), i + 1, v, Vec::new())
-        })
-        .collect();
-    let flat: Vec<f32> = rows.iter().flat_map(|r| r.2.clone()).collect();
-    let g = graph::build(
-        &flat,
-        dim,
-        Distance::Euclid,
-        HnswConfig {
-            m: 8,
-            ef_construct: 64,
-        },
-    );
+    let (rows, g) = random_rows(n, dim, 42, |_| Vec::new());
     let bytes = encode_rows(dim as u32, &rows, &[], Some(g.clone()));
     let data = SegmentData::open(Blob::from_bytes(&bytes), Verify::Full).expect("valid");
     assert!(data.has_graph());
@@ -474,28 +482,7 @@ proptest! {
 fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
     let dim = 8;
     let n = 400u64;
-    let mut rng = crate::SplitMix64::new(7);
-    let rows: Rows = (0..n)
-        .map(|i| {
-            let v: Vec<f32> = (0..dim).map(|_| rng.next_f32()).collect();
-            (
-                PointId::Num(i),
-                i + 1,
-                v,
-                format!(r#"{{"i":{i}}}"#).into_bytes(),
-            )
-        })
-        .collect();
-    let flat: Vec<f32> = rows.iter().flat_map(|r| r.2.clone()).collect();
-    let g = graph::build(
-        &flat,
-        dim,
-        Distance::Euclid,
-        HnswConfig {
-            m: 8,
-            ef_construct: 64,
-        },
-    );
+    let (rows, g) = random_rows(n, dim, 7, |i| format!(r#"{{"i":{i}}}"#).into_bytes());
     let file = encode_rows(dim as u32, &rows, &[], Some(g));
     let whole = SegmentData::open(Blob::from_bytes(&file), Verify::Full).expect("valid");
     let meta = SegmentMeta::open(Blob::from_bytes(&whole.meta_bytes(false))).expect("meta");
