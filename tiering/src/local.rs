@@ -258,19 +258,20 @@ fn refuse_if_read_only(read_only: bool, location: impl FnOnce() -> String) -> St
     Ok(())
 }
 
-/// Parts of an assembled blob, written into its temporary file with `pwrite(2)` (several
-/// threads at once).
+/// Parts of an assembled blob, written into its temporary file through the directory's io
+/// engine (io_uring, or `pwrite(2)`), several threads at once.
 struct FileSink<'a> {
     file: &'a File,
     path: &'a Path,
     cover: Coverage,
+    io: &'a Io,
 }
 
 impl PartSink for FileSink<'_> {
     fn write_part(&self, offset: u64, bytes: &[u8]) -> StoreResult<()> {
         self.cover.add(|| show(self.path), offset, bytes.len())?;
-        self.file
-            .write_all_at(bytes, offset)
+        self.io
+            .write_batch(self.file, &[(offset, bytes)])
             .map_err(|e| StoreError::io("writing", show(self.path), e))
     }
 }
@@ -399,6 +400,7 @@ impl BlobStore for LocalDir {
                 file: &file,
                 path: &tmp,
                 cover: Coverage::new(len),
+                io: &self.io,
             };
             fill(&sink)?;
             sink.cover.complete(|| show(&tmp))?;
