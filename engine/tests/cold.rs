@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_engine::storage::{
-    BlobStore, Fault, FaultOp, FaultRule, Faults, FaultyStore, MemStorage, MemStore, PutMode,
-    Trigger, layout,
+    Blob, BlobMeta, BlobStore, ETag, Fault, FaultOp, FaultRule, Faults, FaultyStore, MemStorage,
+    MemStore, PutMode, StoreResult, Trigger, layout,
 };
 use strata_engine::*;
 
@@ -1142,5 +1142,130 @@ fn a_streamed_cold_read_fetches_only_the_sections_and_rows_it_needs() {
         err.to_string().contains("vectors' checksum mismatch")
             && err.to_string().contains("memory:segments/"),
         "{err}"
+    );
+}
+
+/// A cold store that counts ranged reads per object and makes each take `delay` (so that
+/// concurrent readers overlap).
+#[derive(Debug)]
+struct CountingStore {
+    inner: Arc<dyn BlobStore>,
+    reads: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    delay: Duration,
+}
+
+impl CountingStore {
+    fn reads_of(&self, name: &str) -> u64 {
+        self.reads
+            .lock()
+            .expect("lock")
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl BlobStore for CountingStore {
+    fn location(&self, name: &str) -> String {
+        self.inner.location(name)
+    }
+    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> StoreResult<ETag> {
+        self.inner.put(name, bytes, mode)
+    }
+    fn open(&self, name: &str) -> StoreResult<Blob> {
+        *self
+            .reads
+            .lock()
+            .expect("lock")
+            .entry(name.into())
+            .or_default() += 1;
+        std::thread::sleep(self.delay);
+        self.inner.open(name)
+    }
+    fn read_ranges(
+        &self,
+        name: &str,
+        ranges: &[std::ops::Range<u64>],
+    ) -> StoreResult<Vec<Vec<u8>>> {
+        *self
+            .reads
+            .lock()
+            .expect("lock")
+            .entry(name.into())
+            .or_default() += 1;
+        std::thread::sleep(self.delay);
+        self.inner.read_ranges(name, ranges)
+    }
+    fn head(&self, name: &str) -> StoreResult<BlobMeta> {
+        self.inner.head(name)
+    }
+    fn list(&self, prefix: &str) -> StoreResult<Vec<BlobMeta>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, name: &str) -> StoreResult<()> {
+        self.inner.delete(name)
+    }
+}
+
+#[test]
+fn concurrent_reads_of_a_cold_segment_share_one_promotion() {
+    let cold: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    three_segments(&cold);
+    let counting = Arc::new(CountingStore {
+        inner: Arc::clone(&cold),
+        reads: Default::default(),
+        delay: Duration::from_millis(20),
+    });
+    let b = MemStorage::new();
+    let e = open(&b, &(Arc::clone(&counting) as Arc<dyn BlobStore>));
+    assert_eq!(e.stats().tier_segments, [0, 0, 3]);
+    let c = coll(&e);
+    // Eight readers at once, each needing every segment's body (room to promote them all).
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| assert_three_segments(&c));
+        }
+    });
+    let st = e.stats();
+    assert_eq!(st.tier_segments, [0, 3, 0], "{st:?}");
+    assert_eq!(st.tier_moves[1], 3, "each segment promoted once");
+    for id in segment_files(&*b.blobs) {
+        assert_eq!(
+            counting.reads_of(&layout::segment(id)),
+            1,
+            "segment {id}: concurrent readers share one download"
+        );
+    }
+}
+
+#[test]
+fn the_mover_keeps_promotions_under_its_bandwidth_cap() {
+    let cold: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    three_segments(&cold);
+    let sizes: Vec<u64> = segment_files(&*cold)
+        .iter()
+        .map(|id| cold.head(&layout::segment(*id)).expect("head").size)
+        .collect();
+    let b = MemStorage::new();
+    let mut o = opts(&b, Arc::clone(&cold));
+    // Pre-warming three segments capped at their total bytes per second, one at a time.
+    let total: u64 = sizes.iter().sum();
+    let rate = total.max(1);
+    o.tiers.mover_bytes_per_sec = Some(rate);
+    o.tiers.mover_concurrency = 1;
+    let e = Engine::open(o).expect("open");
+    e.set_tier_hint(DEFAULT_TENANT, "c", TierHint::Warm)
+        .expect("hint");
+    let t = std::time::Instant::now();
+    assert!(e.run_mover().expect("mover"));
+    let took = t.elapsed();
+    assert_eq!(coll(&e).info().expect("info").tier_segments, [0, 3, 0]);
+    // The first download starts at once; each next one waits until the bytes before it
+    // fit the cap: at least (total - the last one) / rate.
+    let smallest_last = total - sizes.iter().max().expect("sizes");
+    let floor = Duration::from_secs_f64(smallest_last as f64 / rate as f64);
+    assert!(
+        took >= floor.mul_f64(0.95),
+        "{total} bytes at {rate} B/s took {took:?}, under the cap's {floor:?}"
     );
 }
