@@ -1269,3 +1269,47 @@ fn the_mover_keeps_promotions_under_its_bandwidth_cap() {
         "{total} bytes at {rate} B/s took {took:?}, under the cap's {floor:?}"
     );
 }
+
+#[test]
+fn a_cold_deadline_that_runs_out_midway_leaves_the_rest_out_and_says_so() {
+    let cold: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    {
+        let e = open(&MemStorage::new(), &cold);
+        let c = create(&e);
+        for s in 0..8u64 {
+            c.upsert(points(s * 100..s * 100 + 100, 1.0))
+                .expect("upsert");
+            c.flush().expect("flush");
+        }
+        e.close().expect("close");
+    }
+    // Restored with no room to promote, every cold read taking 200 ms.
+    let slow = Arc::new(CountingStore {
+        inner: Arc::clone(&cold),
+        reads: Default::default(),
+        delay: Duration::from_millis(200),
+    });
+    let mut o = opts(&MemStorage::new(), slow as Arc<dyn BlobStore>);
+    o.tiers.warm_bytes = Some(1);
+    let e = Engine::open(o).expect("open");
+    let c = coll(&e);
+    assert_eq!(e.stats().tier_segments, [0, 0, 8]);
+    let mut req = SearchRequest::new(vec![50.0, 1.0, 1.0, 0.5], 5);
+    req.cold_deadline = Some(Duration::from_millis(100));
+    let r = c.search_report(&req).expect("search");
+    // The first wave (up to four segments, the nearest first) is read; the deadline has
+    // passed when it ends, so the rest are left out — and the report says how many.
+    assert!(r.cold_searched >= 1 && r.cold_searched <= 4, "{r:?}");
+    assert!(r.cold_left_out >= 4, "{r:?}");
+    assert_eq!(r.cold_searched + r.cold_skipped + r.cold_left_out, 8);
+    // What it did read, it answered exactly: the nearest segment holds the nearest points.
+    assert_eq!(r.points[0].id, PointId::Num(50));
+    // Without a deadline, everything needed is read.
+    req.cold_deadline = None;
+    let full = c.search_report(&req).expect("search");
+    assert_eq!(full.cold_left_out, 0);
+    assert_eq!(
+        full.points.iter().map(|p| p.id).collect::<Vec<_>>(),
+        r.points.iter().map(|p| p.id).collect::<Vec<_>>()
+    );
+}

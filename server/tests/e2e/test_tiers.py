@@ -85,6 +85,16 @@ def test_tiers_api_hints_and_cold_controls(s3, start, strata_pb):  # noqa: F811
     assert r.headers["strata-partial"] == "true"
     r = http.post("/collections/c/points/search", json={"vector": q, "limit": 5, "params": {"cold": "maybe"}})
     assert r.status_code == 400 and "params.cold" in r.json()["status"]["error"]
+    # A cold deadline: 0 ms leaves every cold segment out (partial), a long one reads what the
+    # answer needs; a bad one is named.
+    def search(params):
+        return http.post("/collections/c/points/search", json={"vector": q, "limit": 5, "params": params})
+    r = search({"cold_deadline_ms": 0})
+    assert r.status_code == 200 and r.json()["result"] == [] and r.headers["strata-partial"] == "true"
+    r = search({"cold_deadline_ms": 60000})
+    assert r.json()["result"][0]["id"] == data[2][0][0] and "strata-partial" not in r.headers
+    r = search({"cold_deadline_ms": -5})
+    assert r.status_code == 400 and "cold_deadline_ms" in r.json()["status"]["error"], r.text
 
     # Hints are set, shown and kept (how they move segments within the budgets is tested in
     # engine/tests/cold.rs; here a one-byte local budget leaves no room to pre-warm).
@@ -117,6 +127,8 @@ def test_tiers_api_hints_and_cold_controls(s3, start, strata_pb):  # noqa: F811
     assert res.cold_searched >= 1 and res.cold_skipped >= 2
     res = pts.Search(pb.SearchPointsRequest(collection="c", vector=q, limit=5, cold="skip"), metadata=md)
     assert len(res.points) == 0 and res.cold_left_out >= 4
+    res = pts.Search(pb.SearchPointsRequest(collection="c", vector=q, limit=5, cold_deadline_ms=60000), metadata=md)
+    assert res.points[0].id.num == data[2][0][0] and res.cold_left_out == 0
     try:
         tiers.SetHint(pb.SetTierHintRequest(collection="c", hint="x"), metadata=md)
         raise AssertionError("a bad hint was accepted")
