@@ -922,6 +922,8 @@ fn object_store_stalls_resets_and_errors_lose_nothing_and_the_tiers_converge() {
             stall: Duration::from_millis(400),
             // Every other round, a multipart upload is reset in the middle.
             reset_part: (round % 2 == 0).then_some(2),
+            // Every third round, an upload lands damaged (its read-back check refuses it).
+            corrupt_put: (round % 3 == 1).then_some(1),
         });
         upsert_until_accepted(&c, points(next..next + 25, round as f32));
         next += 25;

@@ -647,7 +647,8 @@ impl BlobStore for ObjectBlobStore {
         let key = self.key(name);
         let crc = crc32c::crc32c(bytes);
         let large = bytes.len() > self.multipart_threshold;
-        if large && mode == PutMode::Create {
+        let create = mode == PutMode::Create;
+        if large && create {
             // A multipart upload cannot be conditional: check first. (A writer racing between
             // this check and the upload's completion is not caught; Strata's segment names are
             // never reused, and manifests — the fencing point — are small, conditional puts.)
@@ -720,7 +721,15 @@ impl BlobStore for ObjectBlobStore {
                     .await
             })?
         };
-        self.verify(name, bytes.len() as u64, crc)?;
+        if let Err(e) = self.verify(name, bytes.len() as u64, crc) {
+            // A create-only put that landed damaged would hold its name for good: every retry
+            // would find it taken by "other bytes". It is this writer's own object (the name
+            // was free a moment ago), so it is removed, and the retry starts clean.
+            if create && let Err(d) = self.delete(name) {
+                tracing::warn!(object = %self.location(name), error = %d, "could not remove a damaged upload");
+            }
+            return Err(e);
+        }
         match result.e_tag {
             Some(t) => Ok(ETag(t)),
             None => Ok(self.head(name)?.e_tag),
@@ -869,6 +878,30 @@ impl BlobStore for ObjectBlobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_damaged_upload_is_refused_removed_and_the_retry_lands() {
+        let faulty = Arc::new(crate::object_fault::FaultyObjectStore::new(
+            Arc::new(object_store::memory::InMemory::new()),
+            1,
+        ));
+        let s = ObjectBlobStore::new(faulty.clone(), "t", "memory://").expect("store");
+        faulty.set(crate::object_fault::ObjectFaults {
+            corrupt_put: Some(1),
+            ..Default::default()
+        });
+        let e = s
+            .put("segments/a", b"segment bytes", PutMode::Create)
+            .expect_err("damaged");
+        assert!(e.to_string().contains("CRC32C"), "{e}");
+        assert!(s.head("segments/a").is_err(), "the damaged object is gone");
+        s.put("segments/a", b"segment bytes", PutMode::Create)
+            .expect("the retry lands");
+        assert_eq!(
+            s.open("segments/a").expect("open").as_bytes(),
+            b"segment bytes"
+        );
+    }
 
     #[test]
     fn ranged_reads_fetch_only_what_was_asked_and_merge_only_near_ranges() {

@@ -31,6 +31,9 @@ pub struct ObjectFaults {
     pub stall: Duration,
     /// Fail the Nth multipart part sent from now on (1-based), once: a reset mid-upload.
     pub reset_part: Option<u64>,
+    /// Store the Nth single-request put from now on (1-based) with one byte flipped, once,
+    /// and answer success: an upload damaged on its way.
+    pub corrupt_put: Option<u64>,
 }
 
 /// The decorator (see the module docs).
@@ -43,6 +46,8 @@ pub struct FaultyObjectStore {
     injected: Arc<AtomicU64>,
     /// Bytes the store answered GETs with (what a cloud store would bill and transfer).
     served: Arc<AtomicU64>,
+    /// Single-request puts since the rules were set (for `corrupt_put`).
+    puts: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for FaultyObjectStore {
@@ -80,6 +85,7 @@ impl FaultyObjectStore {
             parts: Arc::new(AtomicU64::new(0)),
             injected: Arc::new(AtomicU64::new(0)),
             served: Arc::new(AtomicU64::new(0)),
+            puts: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -94,6 +100,7 @@ impl FaultyObjectStore {
     pub fn set(&self, faults: ObjectFaults) {
         *lock(&self.faults) = faults;
         self.parts.store(0, Ordering::Release);
+        self.puts.store(0, Ordering::Release);
     }
 
     /// Removes every rule.
@@ -161,6 +168,18 @@ impl ObjectStore for FaultyObjectStore {
         opts: PutOptions,
     ) -> Result<PutResult> {
         self.before("put").await?;
+        let n = self.puts.fetch_add(1, Ordering::AcqRel) + 1;
+        let payload = match lock(&self.faults).corrupt_put == Some(n) {
+            true => {
+                self.injected.fetch_add(1, Ordering::AcqRel);
+                let mut bytes: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
+                if let Some(b) = bytes.first_mut() {
+                    *b ^= 0x01;
+                }
+                PutPayload::from(bytes)
+            }
+            false => payload,
+        };
         self.inner.put_opts(location, payload, opts).await
     }
 
