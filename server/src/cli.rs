@@ -157,6 +157,14 @@ pub struct SettingsArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tier_min_residence: Option<String>,
+    /// Tier moves the mover applies at once.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier_mover_concurrency: Option<usize>,
+    /// Download bandwidth of the mover's promotions, bytes per second, e.g. 50MiB.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier_mover_bandwidth: Option<String>,
     /// Age of the oldest unflushed write that triggers a flush.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -142,6 +142,11 @@ pub struct Config {
     /// Least time a segment stays in a tier before the policy moves it again.
     #[serde(deserialize_with = "text")]
     pub tier_min_residence: String,
+    /// Tier moves the mover applies at once.
+    pub tier_mover_concurrency: usize,
+    /// Download bandwidth of the mover's promotions, bytes per second; uncapped when unset.
+    #[serde(deserialize_with = "text_opt")]
+    pub tier_mover_bandwidth: Option<String>,
     /// Age of the oldest unflushed write that triggers a flush.
     #[serde(deserialize_with = "text")]
     pub memtable_max_age: String,
@@ -187,6 +192,8 @@ impl Default for Config {
             hot_bytes: "0".into(),
             warm_bytes: None,
             tier_min_residence: "30s".into(),
+            tier_mover_concurrency: 2,
+            tier_mover_bandwidth: None,
             memtable_max_age: "60s".into(),
             io_mode: "auto".into(),
             io_depth: strata_engine::storage::io::DEFAULT_DEPTH,
@@ -384,6 +391,16 @@ pub const SETTINGS: &[Setting] = &[
         help: "least time a segment stays in a tier before the policy moves it again (no flapping)",
     },
     Setting {
+        key: "tier_mover_concurrency",
+        default: "2",
+        help: "tier moves (promotions, demotions, evictions) the mover applies at once (1–64)",
+    },
+    Setting {
+        key: "tier_mover_bandwidth",
+        default: "(uncapped)",
+        help: "download bandwidth of the mover's promotions from the cold store, bytes per second, e.g. `50MiB`; a read that promotes a segment itself is not held back by it",
+    },
+    Setting {
         key: "memtable_max_age",
         default: "60s",
         help: "age of the oldest unflushed write that triggers a flush: bounds WAL replay and, with a cold store, what a restore from it alone can miss",
@@ -391,7 +408,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         key: "io_mode",
         default: "auto",
-        help: "batched reads of segment files (today: the checksum scan of warm segments at start-up): `io_uring` (up to `io_depth` reads in flight; refuses to start without it), `pread` (one at a time), or `auto` (io_uring if it works here — container seccomp profiles often refuse it — else pread, logged). Graph walks read through the mapping either way. Shown in `/readyz`, `/v1/tiers` and `strata_io_mode`",
+        help: "batched reads and writes of segment files (today: the checksum scan of warm segments at start-up, and a promotion's writes into its temp file): `io_uring` (up to `io_depth` reads in flight; refuses to start without it), `pread` (one at a time), or `auto` (io_uring if it works here — container seccomp profiles often refuse it — else pread, logged). Graph walks read through the mapping either way. Shown in `/readyz`, `/v1/tiers` and `strata_io_mode`",
     },
     Setting {
         key: "io_depth",
@@ -594,6 +611,19 @@ impl Config {
         if self.cold_retain_manifests == 0 {
             bail_named("cold_retain_manifests", "must be at least 1")?;
         }
+        if !(1..=64).contains(&self.tier_mover_concurrency) {
+            bail_named("tier_mover_concurrency", "must be between 1 and 64")?;
+        }
+        if let Some(b) = &self.tier_mover_bandwidth {
+            let rate =
+                parse_bytes(b).or_else(|e| bail_named("tier_mover_bandwidth", &e).map(|_| 0))?;
+            if rate == 0 {
+                bail_named(
+                    "tier_mover_bandwidth",
+                    "must be more than 0 bytes per second (unset it for no cap)",
+                )?;
+            }
+        }
         let hot =
             parse_bytes(&self.hot_bytes).or_else(|e| bail_named("hot_bytes", &e).map(|_| 0))?;
         if let Some(w) = &self.warm_bytes {
@@ -678,6 +708,13 @@ impl Config {
             parse_bytes(&self.hot_bytes).unwrap_or(0),
             self.warm_bytes.as_deref().and_then(|w| parse_bytes(w).ok()),
         )
+    }
+
+    /// Parsed `tier_mover_bandwidth` (validated by [`Config::validate`]).
+    pub fn mover_bandwidth(&self) -> Option<u64> {
+        self.tier_mover_bandwidth
+            .as_deref()
+            .and_then(|b| parse_bytes(b).ok())
     }
 
     /// Parsed `tier_min_residence`.
@@ -859,5 +896,30 @@ mod tests {
         let c = load(&format!("{cold}hot_bytes = \"1G\"\nwarm_bytes = \"10G\"\n"))
             .expect("valid budgets");
         assert_eq!(c.tier_budgets(), (1 << 30, Some(10 << 30)));
+        // The mover's concurrency and bandwidth cap.
+        let c = load("tier_mover_concurrency = 4\ntier_mover_bandwidth = \"50MiB\"\n")
+            .expect("mover settings");
+        assert_eq!(
+            (c.tier_mover_concurrency, c.mover_bandwidth()),
+            (4, Some(50 << 20))
+        );
+        assert_eq!(load("").expect("defaults").mover_bandwidth(), None);
+        for (bad, name) in [
+            (
+                "tier_mover_concurrency = 0\n",
+                "STRATA_TIER_MOVER_CONCURRENCY",
+            ),
+            (
+                "tier_mover_bandwidth = \"fast\"\n",
+                "STRATA_TIER_MOVER_BANDWIDTH",
+            ),
+            (
+                "tier_mover_bandwidth = \"0\"\n",
+                "STRATA_TIER_MOVER_BANDWIDTH",
+            ),
+        ] {
+            let e = load(bad).expect_err(bad);
+            assert!(e.contains(name), "{e}");
+        }
     }
 }

@@ -75,6 +75,8 @@ fn engine_options(cfg: &Config) -> anyhow::Result<EngineOptions> {
     o.max_result_window = cfg.max_limit;
     (o.tiers.hot_bytes, o.tiers.warm_bytes) = cfg.tier_budgets();
     o.tiers.min_residence = cfg.min_residence();
+    o.tiers.mover_concurrency = cfg.tier_mover_concurrency;
+    o.tiers.mover_bytes_per_sec = cfg.mover_bandwidth();
     o.memtable_max_age = cfg.memtable_age();
     let io = io_engine(cfg)?;
     io.log(&cfg.io_mode);
