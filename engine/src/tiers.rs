@@ -299,7 +299,12 @@ impl Inner {
         }
         let usage = self.tier_usage();
         let local = u128::from(usage.bytes[0]) + u128::from(usage.bytes[1]);
-        let state = self.state_of(seg, hint, now, &HashMap::new());
+        // A move that started since the check above is waited for below (the move lock), not
+        // read around: concurrent readers share one fetch, so the decision ignores it.
+        let state = SegmentState {
+            moving: false,
+            ..self.state_of(seg, hint, now, &HashMap::new())
+        };
         let decision = match seg.is_retired() {
             true => ColdRead::Stream,
             false => policy::on_cold_read_with_local(&state, local, &budgets, now),
