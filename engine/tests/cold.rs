@@ -1157,6 +1157,17 @@ struct CountingStore {
 }
 
 impl CountingStore {
+    /// Counts one read of `name` and takes `delay` over it.
+    fn count(&self, name: &str) {
+        *self
+            .reads
+            .lock()
+            .expect("lock")
+            .entry(name.into())
+            .or_default() += 1;
+        std::thread::sleep(self.delay);
+    }
+
     fn reads_of(&self, name: &str) -> u64 {
         self.reads
             .lock()
@@ -1175,13 +1186,7 @@ impl BlobStore for CountingStore {
         self.inner.put(name, bytes, mode)
     }
     fn open(&self, name: &str) -> StoreResult<Blob> {
-        *self
-            .reads
-            .lock()
-            .expect("lock")
-            .entry(name.into())
-            .or_default() += 1;
-        std::thread::sleep(self.delay);
+        self.count(name);
         self.inner.open(name)
     }
     fn read_ranges(
@@ -1189,13 +1194,7 @@ impl BlobStore for CountingStore {
         name: &str,
         ranges: &[std::ops::Range<u64>],
     ) -> StoreResult<Vec<Vec<u8>>> {
-        *self
-            .reads
-            .lock()
-            .expect("lock")
-            .entry(name.into())
-            .or_default() += 1;
-        std::thread::sleep(self.delay);
+        self.count(name);
         self.inner.read_ranges(name, ranges)
     }
     fn head(&self, name: &str) -> StoreResult<BlobMeta> {
