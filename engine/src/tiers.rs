@@ -666,7 +666,7 @@ impl Inner {
         let corrupt = |why: String| {
             Error::corruption(format!("cold segment {}: {why}", t.cold().location(&name)))
         };
-        let (_, table) = decode_prefix(seg.meta.prefix()).map_err(|e| corrupt(e.to_string()))?;
+        let table = seg.meta.table();
         let wanted: Vec<Sec> = SECTIONS
             .into_iter()
             .filter(|s| need & !ID_SECTIONS & s.bit() != 0)

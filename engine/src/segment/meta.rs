@@ -220,6 +220,8 @@ pub(crate) struct SegmentMeta {
     pub(crate) distance: Distance,
     file_len: u64,
     sec: [Range<usize>; 4],
+    /// The segment's section table (decoded and checked at open).
+    table: [SectionEntry; SECTION_COUNT],
     /// Empty when the meta file has none (never skipped).
     pub(crate) summary: Summary,
 }
@@ -365,6 +367,7 @@ impl SegmentMeta {
             header,
             distance,
             file_len,
+            table,
             sec,
             summary,
         };
@@ -400,7 +403,12 @@ impl SegmentMeta {
 
     /// Length of section `s` in the segment file.
     pub(crate) fn section_len(&self, s: Sec) -> u64 {
-        decode_prefix(self.prefix()).map_or(0, |(_, t)| t[s as usize].len)
+        self.table[s as usize].len
+    }
+
+    /// The segment's section table.
+    pub(crate) fn table(&self) -> &[SectionEntry; SECTION_COUNT] {
+        &self.table
     }
 
     /// The bytes of a section this file copies (see [`META_SECTIONS`]); `None` for others.
