@@ -99,12 +99,8 @@ fn in_process(
                         } else {
                             let id = next_id.fetch_add(1, Ordering::Relaxed);
                             let v = data.base[(id % 10_000) as usize].clone();
-                            c.upsert(vec![PointInput {
-                                id: PointId::Num(id % 10_000),
-                                vector: v,
-                                payload: None,
-                            }])
-                            .expect("upsert");
+                            c.upsert(vec![PointInput::new(PointId::Num(id % 10_000), v, None)])
+                                .expect("upsert");
                         }
                         lat.push(t0.elapsed());
                         i += clients as u64;

@@ -141,15 +141,17 @@ fn load(c: &CollectionHandle, base: &[Vec<f32>], order: &[usize], text: Option<u
     for chunk in order.chunks(order.len() / SEGMENTS) {
         let pts = chunk
             .iter()
-            .map(|&i| PointInput {
-                id: PointId::Num(i as u64),
-                vector: base[i].clone(),
-                payload: text.map(|n| {
-                    let mut p = Payload::new();
-                    p.insert("i".into(), (i as u64).into());
-                    p.insert("text".into(), "x".repeat(n).into());
-                    p
-                }),
+            .map(|&i| {
+                PointInput::new(
+                    PointId::Num(i as u64),
+                    base[i].clone(),
+                    text.map(|n| {
+                        let mut p = Payload::new();
+                        p.insert("i".into(), (i as u64).into());
+                        p.insert("text".into(), "x".repeat(n).into());
+                        p
+                    }),
+                )
             })
             .collect();
         c.upsert(pts).expect("upsert");

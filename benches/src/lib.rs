@@ -74,11 +74,11 @@ pub fn load_bigann(coll: &strata_engine::CollectionHandle, base: &[Vec<f32>]) {
             .map(|(i, v)| {
                 let id = n * 1000 + i;
                 let payload = serde_json::json!({"bucket": id % 10, "rare": id % 97 == 5});
-                strata_engine::PointInput {
-                    id: strata_engine::PointId::Num(id as u64),
-                    vector: v.clone(),
-                    payload: payload.as_object().cloned(),
-                }
+                strata_engine::PointInput::new(
+                    strata_engine::PointId::Num(id as u64),
+                    v.clone(),
+                    payload.as_object().cloned(),
+                )
             })
             .collect();
         coll.upsert(points).expect("upsert");

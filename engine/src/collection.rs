@@ -26,6 +26,11 @@ use crate::segment::writer::encode;
 use crate::segment::{Segment, SegmentData, Verify};
 use crate::types::{CollectionConfig, Distance, Lsn};
 
+/// The dimension of each vector space of `config`.
+fn dims(config: &CollectionConfig) -> Vec<usize> {
+    config.vectors.iter().map(|(_, p)| p.dim as usize).collect()
+}
+
 /// A sealed memtable whose file is not written yet, and the LSN its contents reach.
 pub(crate) type Sealed = (Arc<Segment>, Lsn);
 
@@ -89,10 +94,10 @@ impl Collection {
             id: e.id,
             tenant: e.tenant.clone(),
             name: e.name.clone(),
-            config: e.config,
+            config: e.config.clone(),
             created_lsn: e.created_lsn,
             gate: RwLock::new(()),
-            mem: RwLock::new(Memtable::new(e.config.dim as usize)),
+            mem: RwLock::new(Memtable::new(&dims(&e.config))),
             segments: RwLock::new(Arc::new(segments)),
             flushed_lsn: AtomicU64::new(e.flushed_lsn),
             hint: std::sync::atomic::AtomicU8::new(crate::manifest::hint_tag(e.hint)),
@@ -111,11 +116,12 @@ impl Collection {
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
-    pub(crate) fn config(&self) -> CollectionConfig {
-        self.config
+    pub(crate) fn config(&self) -> &CollectionConfig {
+        &self.config
     }
-    pub(crate) fn metric(&self) -> Distance {
-        self.config.distance
+    /// The distance of vector space `space`.
+    pub(crate) fn metric(&self, space: usize) -> Distance {
+        self.config.params(space).distance
     }
     pub(crate) fn flushed_lsn(&self) -> Lsn {
         self.flushed_lsn.load(Ordering::Acquire)
@@ -191,7 +197,7 @@ impl Collection {
             id: self.id,
             tenant: self.tenant.clone(),
             name: self.name.clone(),
-            config: self.config,
+            config: self.config.clone(),
             created_lsn: self.created_lsn,
             flushed_lsn: self.flushed_lsn(),
             hint: self.hint(),
@@ -205,7 +211,7 @@ impl Collection {
                     min_lsn: s.meta.min_lsn(),
                     max_lsn: s.meta.max_lsn(),
                     file_len: s.meta.file_len(),
-                    has_graph: s.meta.has_graph(),
+                    has_graph: s.meta.indexed(),
                 })
                 .collect(),
         }
@@ -215,21 +221,31 @@ impl Collection {
     /// from disk is not trusted to fit.
     pub(crate) fn check_op(&self, op: &WalOp) -> Result<()> {
         if let WalOp::Upsert(points) = op {
-            let dim = self.config.dim as usize;
             for p in points {
-                if p.vector.len() != dim {
-                    return Err(Error::corruption(format!(
-                        "record for collection {:?} holds point {} with {} dimensions; the collection has {dim}",
-                        self.name,
-                        p.id,
-                        p.vector.len()
-                    )));
-                }
-                if p.vector.iter().any(|x| !x.is_finite()) {
-                    return Err(Error::corruption(format!(
-                        "record for collection {:?} holds point {} with a non-finite component",
-                        self.name, p.id
-                    )));
+                for (space, v) in &p.vectors {
+                    let Some((name, params)) = self.config.vectors.get(*space as usize) else {
+                        return Err(Error::corruption(format!(
+                            "record for collection {:?} holds point {} with a vector in space {space}; the collection has {}",
+                            self.name,
+                            p.id,
+                            self.config.vectors.len()
+                        )));
+                    };
+                    let dim = params.dim as usize;
+                    if v.len() != dim {
+                        return Err(Error::corruption(format!(
+                            "record for collection {:?} holds point {} with {} dimensions in vector {name:?}; it has {dim}",
+                            self.name,
+                            p.id,
+                            v.len()
+                        )));
+                    }
+                    if v.iter().any(|x| !x.is_finite()) {
+                        return Err(Error::corruption(format!(
+                            "record for collection {:?} holds point {} with a non-finite component",
+                            self.name, p.id
+                        )));
+                    }
                 }
             }
         }
@@ -271,7 +287,7 @@ impl Collection {
             }
             let seal_lsn = inner.wal().last_lsn();
             let id = inner.new_segment_id();
-            let bytes = encode(&mem.segment_input(id, self.id, self.metric()));
+            let bytes = encode(&mem.segment_input(id, self.id, &self.config));
             let data = SegmentData::open(Blob::from_bytes(&bytes), Verify::HeaderOnly)
                 .map_err(|e| Error::corruption(format!("freshly encoded segment rejected: {e}")))?;
             drop(bytes);
@@ -280,7 +296,7 @@ impl Collection {
             let mut next = (**list).clone();
             next.push(Arc::clone(&seg));
             *list = Arc::new(next);
-            *mem = Memtable::new(self.config.dim as usize);
+            *mem = Memtable::new(&dims(&self.config));
             Ok(Some((seg, seal_lsn)))
         })
     }

@@ -453,7 +453,7 @@ impl Engine {
                 st.unwritten_segments += u64::from(!s.is_persisted());
                 st.segment_points += s.live_rows();
                 st.segment_bytes += s.meta.file_len();
-                st.indexed_segments += u64::from(s.meta.has_graph());
+                st.indexed_segments += u64::from(s.meta.indexed());
             }
         }
         st
@@ -1087,11 +1087,10 @@ fn open_segment(
     };
     let path = blobs.location(&meta_name);
     if meta.file_len() != s.file_len
-        || meta.header.collection_id != c.id
+        || meta.layout.header.collection_id != c.id
         || meta.segment_id() != s.id
-        || meta.header.dim != c.config.dim
-        || meta.distance != c.config.distance
-        || body.as_ref().is_some_and(|b| b.header != meta.header)
+        || !spaces_match(&meta.layout, &c.config)
+        || body.as_ref().is_some_and(|b| b.layout != meta.layout)
     {
         return Err(Error::corruption(format!(
             "segment meta file {path} does not match its segment or MANIFEST (length, collection, id, dimension or distance)"
@@ -1177,16 +1176,29 @@ fn open_body(
     }
     // Even reading the header maps a whole large folio of the page cache (2 MiB here).
     data.release_pages();
-    if data.header.collection_id != c.id
+    if data.layout.header.collection_id != c.id
         || data.segment_id() != s.id
-        || data.header.dim != c.config.dim
-        || data.distance != c.config.distance
+        || !spaces_match(&data.layout, &c.config)
     {
         return Err(Error::corruption(format!(
-            "segment file {path} belongs to another collection, or its dimension or distance differs"
+            "segment file {path} belongs to another collection, or its vectors' names, dimensions or distances differ"
         )));
     }
     Ok(data)
+}
+
+/// True when a segment's vector spaces are the collection's: same names, dimensions and
+/// distances, in the same order.
+pub(crate) fn spaces_match(
+    layout: &crate::segment::format::Layout,
+    config: &CollectionConfig,
+) -> bool {
+    layout.spaces.len() == config.vectors.len()
+        && layout
+            .spaces
+            .iter()
+            .zip(&config.vectors)
+            .all(|(s, (name, p))| s.name == *name && s.dim == p.dim && s.distance == p.distance)
 }
 
 /// Marks every row that a newer version (row or tombstone) in another segment shadows.

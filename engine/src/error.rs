@@ -31,6 +31,8 @@ pub enum ErrorKind {
     Corruption,
     /// An I/O error or a broken invariant.
     Internal,
+    /// The request uses a feature this version does not implement (the message names it).
+    Unimplemented,
 }
 
 impl ErrorKind {
@@ -46,6 +48,7 @@ impl ErrorKind {
             ErrorKind::DeadlineExceeded => "deadline_exceeded",
             ErrorKind::Corruption => "corruption",
             ErrorKind::Internal => "internal",
+            ErrorKind::Unimplemented => "unimplemented",
         }
     }
 }

@@ -17,9 +17,9 @@ use crate::distance;
 use crate::engine::Inner;
 use crate::error::{Error, ErrorKind, Result};
 use crate::filter::Filter;
-use crate::read::{Found, ReadSource, SegmentView, newest};
+use crate::read::{Found, ReadSource, SegmentView, named, newest};
 use crate::record::{StoredPoint, WalOp};
-use crate::segment::format::{PAYLOAD_SECTIONS, Sec};
+use crate::segment::format::{PAYLOAD_SECTIONS, Sec, common};
 use crate::segment::{SearchQuery, search_sections};
 use crate::tiers::in_parallel;
 use crate::types::*;
@@ -79,7 +79,7 @@ impl CollectionHandle {
 
     /// Its configuration.
     pub fn config(&self) -> CollectionConfig {
-        self.coll.config()
+        self.coll.config().clone()
     }
 
     fn check_live(&self) -> Result<()> {
@@ -92,8 +92,8 @@ impl CollectionHandle {
         Ok(())
     }
 
-    fn check_query(&self, v: &[f32], field: &str) -> Result<()> {
-        let dim = self.coll.config().dim as usize;
+    fn check_query(&self, space: usize, v: &[f32], field: &str) -> Result<()> {
+        let dim = self.coll.config().params(space).dim as usize;
         if v.len() != dim {
             return Err(Error::invalid(format!(
                 "{field}: expected {dim} dimensions, got {}",
@@ -278,7 +278,14 @@ impl CollectionHandle {
                 return Ok(self.inner.wal().last_lsn());
             }
             let mut points = Vec::with_capacity(current.len());
+            let config = self.coll.config();
             for r in current {
+                let vectors = r
+                    .vectors
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|(name, v)| Some((config.space(&name)? as u16, v)))
+                    .collect();
                 let mut merged = r.payload.unwrap_or_default();
                 for (k, v) in payload {
                     merged.insert(k.clone(), v.clone());
@@ -297,7 +304,7 @@ impl CollectionHandle {
                 }
                 points.push(StoredPoint {
                     id: r.id,
-                    vector: r.vector.unwrap_or_default(),
+                    vectors,
                     payload: bytes,
                 });
             }
@@ -325,14 +332,27 @@ impl CollectionHandle {
         if points.is_empty() {
             return Ok(self.inner.wal().last_lsn());
         }
-        let cosine = self.coll.metric() == Distance::Cosine;
+        let config = self.coll.config();
         let mut last: HashMap<PointId, usize> = HashMap::with_capacity(points.len());
         for (i, p) in points.iter().enumerate() {
             last.insert(p.id, i);
         }
         let mut stored = Vec::with_capacity(last.len());
         for (i, p) in points.into_iter().enumerate() {
-            self.check_query(&p.vector, &format!("points[{i}].vector"))?;
+            let mut vectors = Vec::with_capacity(p.vectors.len());
+            for (name, mut v) in p.vectors {
+                let field = match config.named {
+                    true => format!("points[{i}].vector.{name}"),
+                    false => format!("points[{i}].vector"),
+                };
+                let space = config.space_or_err(&name, &field)?;
+                self.check_query(space, &v, &field)?;
+                if config.params(space).distance == Distance::Cosine {
+                    distance::normalize(&mut v);
+                }
+                vectors.push((space as u16, v));
+            }
+            vectors.sort_by_key(|v| v.0);
             if last[&p.id] != i {
                 continue;
             }
@@ -351,13 +371,9 @@ impl CollectionHandle {
                     ),
                 ));
             }
-            let mut vector = p.vector;
-            if cosine {
-                distance::normalize(&mut vector);
-            }
             stored.push(StoredPoint {
                 id: p.id,
-                vector,
+                vectors,
                 payload,
             });
         }
@@ -410,7 +426,7 @@ impl CollectionHandle {
         unique
             .iter()
             .filter_map(|id| by_id.get(id))
-            .map(|f| f.record(with_payload, with_vector))
+            .map(|f| f.record(with_payload, with_vector, self.coll.config()))
             .collect()
     }
 
@@ -442,7 +458,7 @@ impl CollectionHandle {
         self.inner.load_rows(&mut rows, self.coll.hint(), wp, wv)?;
         let points = rows
             .iter()
-            .map(|f| f.record(wp, wv))
+            .map(|f| f.record(wp, wv, self.coll.config()))
             .collect::<Result<_>>()?;
         Ok(ScrollPage {
             points,
@@ -500,7 +516,9 @@ impl CollectionHandle {
     /// point (the dead bits were copied at one instant), so skipping cannot change the answer.
     pub fn search_report(&self, req: &SearchRequest) -> Result<SearchReport> {
         self.check_live()?;
-        self.check_query(&req.vector, "vector")?;
+        let config = self.coll.config();
+        let space = config.space_or_err(&req.using, "using")?;
+        self.check_query(space, &req.vector, "vector")?;
         let window = req.limit.saturating_add(req.offset);
         let max = self.inner.opts().max_result_window;
         if window > max {
@@ -520,18 +538,19 @@ impl CollectionHandle {
         }
         let filter = req.filter.as_ref();
         self.check_filter(filter)?;
-        let metric = self.coll.metric();
+        let metric = self.coll.metric(space);
         let mut q = req.vector.clone();
         if metric == Distance::Cosine {
             distance::normalize(&mut q);
         }
         let query = SearchQuery {
+            space,
             metric,
             vector: &q,
             k: window,
             ef: req
                 .ef
-                .unwrap_or(self.coll.config().hnsw.ef_construct as usize)
+                .unwrap_or(config.params(space).hnsw.ef_construct as usize)
                 .max(window),
             exact: req.exact,
         };
@@ -558,12 +577,13 @@ impl CollectionHandle {
         // A streamed segment: vectors, the graph unless exact, payloads for a filter or when
         // small (else the payload offsets, and then the results' payloads by row).
         let need = |v: &SegmentView| {
-            let small = wp && v.seg.meta.section_len(Sec::PayloadData) <= inline;
-            let mut s = search_sections(v.seg.meta.has_graph() && !req.exact, payloads || small);
-            if wp {
-                s |= Sec::PayloadOffsets.bit();
+            let small = wp && v.seg.meta.section_len(common(Sec::PayloadData)) <= inline;
+            let graph = v.seg.meta.has_graph(space) && !req.exact;
+            let s = search_sections(space, graph, payloads || small);
+            match wp {
+                true => s.with(common(Sec::PayloadOffsets)),
+                false => s,
             }
-            s
         };
         for mut v in resident {
             self.deadline.check("search")?;
@@ -573,9 +593,12 @@ impl CollectionHandle {
         let mut report = SearchReport::default();
         // A guess of the k-th best distance from the summaries alone (balls' upper bounds, row
         // counts): it only decides which cold segments to read first, never which to skip.
+        // Summaries describe the first vector space only: other spaces never skip.
+        let summarised = space == 0;
         let guess = {
             let mut ubs: Vec<(f64, u32)> = cold
                 .iter()
+                .filter(|_| summarised)
                 .flat_map(|v| v.seg.meta.summary.upper_bounds(metric, &q))
                 .collect();
             ubs.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -590,12 +613,11 @@ impl CollectionHandle {
         let mut cold: Vec<(f64, SegmentView)> = cold
             .into_iter()
             .map(|v| {
-                let lb = v
-                    .seg
-                    .meta
-                    .summary
-                    .lower_bound(metric, &q)
-                    .map_or(f64::NEG_INFINITY, |b| b.0);
+                let lb = match summarised {
+                    true => v.seg.meta.summary.lower_bound(metric, &q),
+                    false => None,
+                }
+                .map_or(f64::NEG_INFINITY, |b| b.0);
                 (lb, v)
             })
             .collect();
@@ -625,7 +647,9 @@ impl CollectionHandle {
                     || req.cold_deadline.is_some_and(|d| started.elapsed() >= d)
                 {
                     report.cold_left_out += 1;
-                } else if kth.is_some_and(|k| !v.seg.meta.summary.can_beat(metric, &q, k)) {
+                } else if summarised
+                    && kth.is_some_and(|k| !v.seg.meta.summary.can_beat(metric, &q, k))
+                {
                     report.cold_skipped += 1;
                 } else {
                     wave.push(v);
@@ -662,13 +686,13 @@ impl CollectionHandle {
             .into_iter()
             .zip(rows)
             .map(|(score, f)| {
-                let (payload, vector) = f.materialize(wp, wv)?;
+                let (payload, vectors) = f.materialize(wp, wv)?;
                 Ok(ScoredPoint {
                     id: f.id,
                     version: f.version,
                     score,
                     payload,
-                    vector,
+                    vectors: vectors.map(|v| named(config, v)),
                 })
             })
             .collect::<Result<_>>()?;
@@ -682,10 +706,10 @@ impl CollectionHandle {
         let (mem_points, mem_bytes, _) = self.coll.memtable_stats();
         Ok(CollectionInfo {
             name: self.coll.name().to_string(),
-            config: self.coll.config(),
+            config: self.coll.config().clone(),
             points: self.count(None)?,
             segments: segs.len() as u64,
-            indexed_segments: segs.iter().filter(|s| s.meta.has_graph()).count() as u64,
+            indexed_segments: segs.iter().filter(|s| s.meta.indexed()).count() as u64,
             bytes: mem_bytes + segs.iter().map(|s| s.meta.file_len()).sum::<u64>(),
             memtable_points: mem_points,
             tier_hint: crate::tiers::hint_name(self.coll.hint()).to_string(),

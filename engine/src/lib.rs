@@ -10,7 +10,7 @@
 //! let dir = tempfile::tempdir()?;
 //! let engine = Engine::open(EngineOptions::new(dir.path()))?;
 //! let docs = engine.create_collection("default", "docs", CollectionConfig::new(3, Distance::Cosine))?;
-//! let version = docs.upsert(vec![PointInput { id: PointId::Num(1), vector: vec![1.0, 0.0, 0.0], payload: None }])?;
+//! let version = docs.upsert(vec![PointInput::new(PointId::Num(1), vec![1.0, 0.0, 0.0], None)])?;
 //! let hits = docs.search(&SearchRequest::new(vec![0.9, 0.1, 0.0], 5))?;
 //! assert_eq!(hits[0].id, PointId::Num(1));
 //! assert_eq!(hits[0].version, version);
@@ -80,9 +80,10 @@ pub use strata_tiering as storage;
 pub use strata_tiering::SplitMix64;
 pub use strata_tiering::policy::Hint as TierHint;
 pub use types::{
-    ColdReads, CollectionConfig, CollectionInfo, Distance, HnswConfig, Lsn, MAX_DIM, Payload,
-    PointId, PointInput, Record, ScoredPoint, ScrollPage, ScrollRequest, SearchReport,
-    SearchRequest, validate_name,
+    ColdReads, CollectionConfig, CollectionInfo, Distance, HnswConfig, Lsn, MAX_DIM,
+    MAX_VECTOR_NAME, MAX_VECTORS, Payload, PointId, PointInput, Record, ScoredPoint, ScrollPage,
+    ScrollRequest, SearchReport, SearchRequest, VectorParams, Vectors, parse_named_vectors,
+    parse_vector, validate_name,
 };
 pub use wal::{
     AckMode, LocalWal, LocalWalOptions, MAX_RECORD_BYTES, ReplayStats, ReplayVisitor, Wal,

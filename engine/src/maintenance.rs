@@ -36,8 +36,8 @@ use crate::collection::Collection;
 use crate::engine::{Inner, ManifestChange, lock};
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::EngineOptions;
-use crate::segment::writer::{RowRef, SegmentInput, encode};
-use crate::segment::{COMPACTION_SECTIONS, Segment, graph, not_resident};
+use crate::segment::writer::{RowRef, SegmentInput, SpaceInput, encode};
+use crate::segment::{Segment, compaction_sections, graph, not_resident};
 use crate::types::{Lsn, PointId};
 
 fn refuse_read_only(inner: &Inner) -> Result<()> {
@@ -98,7 +98,7 @@ pub(crate) fn flush(inner: &Inner, coll: &Collection) -> Result<bool> {
 pub(crate) fn plan(segs: &[Arc<Segment>], o: &EngineOptions) -> Vec<Arc<Segment>> {
     let threshold = o.index_threshold_rows as u64;
     let small = |s: &Segment| s.live_rows() < threshold;
-    let needs_index = |s: &Segment| !s.meta.has_graph() && s.live_rows() >= threshold;
+    let needs_index = |s: &Segment| !s.meta.indexed() && s.live_rows() >= threshold;
     let too_dead = |s: &Segment| s.dead_fraction() >= o.compact_dead_fraction;
     let small_count = segs.iter().filter(|s| small(s)).count();
     let mut picked: Vec<Arc<Segment>> = segs
@@ -148,7 +148,7 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
         let single_clean = persisted.len() == 1 && {
             let s = &persisted[0];
             s.dead_fraction() == 0.0
-                && (s.meta.has_graph() || s.live_rows() < inner.opts().index_threshold_rows as u64)
+                && (s.meta.indexed() || s.live_rows() < inner.opts().index_threshold_rows as u64)
                 && s.meta.tombstone_count() == 0
         };
         if single_clean { Vec::new() } else { persisted }
@@ -167,7 +167,10 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
         .iter()
         .map(|s| inner.body_for_compaction(s))
         .collect::<Result<Vec<_>>>()?;
-    if let Some(b) = bodies.iter().find(|b| !b.has_all(COMPACTION_SECTIONS)) {
+    if let Some(b) = bodies
+        .iter()
+        .find(|b| !b.has_all(compaction_sections(b.space_count())))
+    {
         return Err(not_resident(b.segment_id()));
     }
     // Live rows, newest version per id.
@@ -199,31 +202,58 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
                 .any(|s| s.meta.find(*id).is_some_and(|r| s.meta.version(r) < *lsn))
     });
     let config = coll.config();
-    let dim = config.dim as usize;
-    let mut vectors = Vec::with_capacity(rows.len() * dim);
-    for (_, _, i, r) in &rows {
-        vectors.extend_from_slice(bodies[*i as usize].vector(*r));
+    let index = rows.len() as u64 >= inner.opts().index_threshold_rows as u64 && !rows.is_empty();
+    // Per vector space: every row's vector (zeros where it has none), which rows have one, and
+    // a graph over those when the segment is indexed.
+    let mut spaces: Vec<(Vec<f32>, Vec<bool>)> = Vec::with_capacity(config.vectors.len());
+    let mut space_inputs = Vec::with_capacity(config.vectors.len());
+    for (space, (name, params)) in config.vectors.iter().enumerate() {
+        let dim = params.dim as usize;
+        let mut vectors = Vec::with_capacity(rows.len() * dim);
+        let mut has = Vec::with_capacity(rows.len());
+        for (_, _, i, r) in &rows {
+            let b = &bodies[*i as usize];
+            let present = b.has_vector(space, *r);
+            match present {
+                true => vectors.extend_from_slice(b.vector(space, *r)),
+                false => vectors.resize(vectors.len() + dim, 0.0),
+            }
+            has.push(present);
+        }
+        let graph = (index && has.iter().any(|h| *h))
+            .then(|| graph::build(&vectors, dim, params.distance, params.hnsw, &|r| has[r]));
+        space_inputs.push(SpaceInput {
+            name: name.clone(),
+            dim: params.dim,
+            distance: params.distance,
+            graph,
+        });
+        spaces.push((vectors, has));
     }
-    let graph = (rows.len() as u64 >= inner.opts().index_threshold_rows as u64 && !rows.is_empty())
-        .then(|| graph::build(&vectors, dim, coll.metric(), config.hnsw));
     let id = inner.new_segment_id();
     let input = SegmentInput {
         segment_id: id,
         collection_id: coll.id(),
-        dim: config.dim,
-        distance: coll.metric(),
+        spaces: space_inputs,
         rows: rows
             .iter()
             .enumerate()
             .map(|(n, (pid, version, i, r))| RowRef {
                 id: *pid,
                 version: *version,
-                vector: &vectors[n * dim..(n + 1) * dim],
+                vectors: spaces
+                    .iter()
+                    .zip(&config.vectors)
+                    .map(|((v, has), (_, p))| {
+                        let dim = p.dim as usize;
+                        has[n].then(|| &v[n * dim..(n + 1) * dim])
+                    })
+                    .collect(),
                 payload: bodies[*i as usize].payload(*r).unwrap_or_default(),
             })
             .collect(),
         tombstones: tombs,
-        graph,
+        indexed: index,
     };
     let bytes = encode(&input);
     drop(input);

@@ -12,11 +12,13 @@
 use strata_tiering::policy::Hint;
 
 use crate::codec::{DecodeError, Reader, Writer, crc};
-use crate::types::{CollectionConfig, Distance, HnswConfig, Lsn, validate_name};
+use crate::types::{CollectionConfig, Distance, HnswConfig, Lsn, VectorParams, validate_name};
 
 pub(crate) const MAGIC: &[u8; 8] = b"STRATMAN";
-/// Version 2 added each collection's tier hint; version 1 manifests still open (hint `auto`).
-pub(crate) const VERSION: u32 = 2;
+/// Version 2 added each collection's tier hint; version 3 named vectors (a list of name,
+/// dim, distance, HNSW per collection, and whether it was created named). Versions 1 and 2
+/// still open (hint `auto`; one unnamed vector).
+pub(crate) const VERSION: u32 = 3;
 
 /// The byte a tier hint is stored as.
 pub(crate) fn hint_tag(h: Hint) -> u8 {
@@ -138,10 +140,15 @@ impl Manifest {
             b.u64(c.id);
             str16(&mut b, &c.tenant);
             str16(&mut b, &c.name);
-            b.u32(c.config.dim);
-            b.u8(c.config.distance.tag());
-            b.u32(c.config.hnsw.m);
-            b.u32(c.config.hnsw.ef_construct);
+            b.u8(u8::from(c.config.named));
+            b.u16(c.config.vectors.len() as u16);
+            for (name, p) in &c.config.vectors {
+                str16(&mut b, name);
+                b.u32(p.dim);
+                b.u8(p.distance.tag());
+                b.u32(p.hnsw.m);
+                b.u32(p.hnsw.ef_construct);
+            }
             b.u64(c.created_lsn);
             b.u64(c.flushed_lsn);
             b.u8(hint_tag(c.hint));
@@ -227,16 +234,42 @@ impl Manifest {
             if !seen_ids.insert(id) || !seen_names.insert((tenant.clone(), name.clone())) {
                 return Err(invalid("listed twice".into()));
             }
-            let dim = r.u32("dim")?;
-            let at = r.pos();
-            let tag = r.u8("distance")?;
-            let distance = Distance::from_tag(tag).ok_or(DecodeError {
-                offset: at,
-                what: format!("unknown distance tag {tag}"),
-            })?;
-            let hnsw = HnswConfig {
-                m: r.u32("hnsw m")?,
-                ef_construct: r.u32("hnsw ef_construct")?,
+            let params = |r: &mut Reader<'_>| -> Result<VectorParams, DecodeError> {
+                let dim = r.u32("dim")?;
+                let at = r.pos();
+                let tag = r.u8("distance")?;
+                let distance = Distance::from_tag(tag).ok_or(DecodeError {
+                    offset: at,
+                    what: format!("unknown distance tag {tag}"),
+                })?;
+                let hnsw = HnswConfig {
+                    m: r.u32("hnsw m")?,
+                    ef_construct: r.u32("hnsw ef_construct")?,
+                };
+                Ok(VectorParams {
+                    dim,
+                    distance,
+                    hnsw,
+                })
+            };
+            let config = match version {
+                1 | 2 => CollectionConfig::single(params(&mut r)?),
+                _ => {
+                    let named = r.u8("named flag")?;
+                    let n = r.u16("vector count")?;
+                    let mut vectors = Vec::new();
+                    for _ in 0..n {
+                        let name = get_str16(&mut r, "vector name")?;
+                        vectors.push((name, params(&mut r)?));
+                    }
+                    if named > 1 {
+                        return Err(invalid(format!("named flag {named}")));
+                    }
+                    CollectionConfig {
+                        vectors,
+                        named: named == 1,
+                    }
+                }
             };
             let created_lsn = r.u64("created LSN")?;
             let flushed_lsn = r.u64("flushed LSN")?;
@@ -264,11 +297,6 @@ impl Manifest {
                     has_graph: r.u8("flags")? & 1 == 1,
                 });
             }
-            let config = CollectionConfig {
-                dim,
-                distance,
-                hnsw,
-            };
             config
                 .validate()
                 .map_err(|e| invalid(e.message().to_string()))?;
@@ -345,13 +373,23 @@ mod tests {
                         id,
                         tenant,
                         name,
-                        config: CollectionConfig {
-                            dim,
-                            distance: Distance::from_tag(d).expect("tag"),
-                            hnsw: HnswConfig {
-                                m,
-                                ef_construct: ef,
-                            },
+                        config: {
+                            let p = VectorParams {
+                                dim,
+                                distance: Distance::from_tag(d).expect("tag"),
+                                hnsw: HnswConfig {
+                                    m,
+                                    ef_construct: ef,
+                                },
+                            };
+                            match dim % 3 {
+                                0 => CollectionConfig::single(p),
+                                1 => CollectionConfig::named(vec![(String::new(), p)]),
+                                _ => CollectionConfig::named(vec![
+                                    ("dense".into(), p),
+                                    ("other".into(), VectorParams::new(dim + 1, Distance::Dot)),
+                                ]),
+                            }
                         },
                         created_lsn,
                         flushed_lsn,
@@ -432,17 +470,23 @@ mod tests {
     #[test]
     fn a_checksummed_manifest_with_values_the_api_refuses_is_refused() {
         let ok = CollectionConfig::new(4, Distance::Dot);
-        assert!(Manifest::decode(&one(ok, "t", "c").encode()).is_ok());
+        assert!(Manifest::decode(&one(ok.clone(), "t", "c").encode()).is_ok());
         let mut bad = Vec::new();
         for (dim, m, ef) in [(0, 16, 100), (65_537, 16, 100), (4, 0, 100), (4, 16, 0)] {
-            let mut c = ok;
-            c.dim = dim;
-            c.hnsw.m = m;
-            c.hnsw.ef_construct = ef;
+            let mut c = ok.clone();
+            c.vectors[0].1.dim = dim;
+            c.vectors[0].1.hnsw.m = m;
+            c.vectors[0].1.hnsw.ef_construct = ef;
             bad.push(one(c, "t", "c"));
         }
-        bad.push(one(ok, "", "c"));
-        bad.push(one(ok, "t", "../x"));
+        let mut repeated = CollectionConfig::named(vec![
+            ("a".into(), VectorParams::new(4, Distance::Dot)),
+            ("b".into(), VectorParams::new(4, Distance::Dot)),
+        ]);
+        repeated.vectors[1].0 = "a".into();
+        bad.push(one(repeated, "t", "c"));
+        bad.push(one(ok.clone(), "", "c"));
+        bad.push(one(ok.clone(), "t", "../x"));
         let mut twice = one(ok, "t", "c");
         twice.collections.push(twice.collections[0].clone());
         bad.push(twice);
@@ -456,22 +500,42 @@ mod tests {
         }
     }
 
+    /// A one-collection manifest body as versions 1 and 2 wrote it (one unnamed vector; the
+    /// hint byte from version 2).
+    fn legacy_body(hint: Option<Hint>) -> Vec<u8> {
+        let mut b = Writer::with_capacity(128);
+        for v in [1u64, 0, 2, 1] {
+            b.u64(v); // generation, last LSN, next collection id, next segment id
+        }
+        b.u32(1);
+        b.u64(1);
+        str16(&mut b, "t");
+        str16(&mut b, "c");
+        b.u32(4);
+        b.u8(Distance::Dot.tag());
+        b.u32(16);
+        b.u32(100);
+        b.u64(0);
+        b.u64(0);
+        if let Some(h) = hint {
+            b.u8(hint_tag(h));
+        }
+        b.u32(0);
+        b.buf
+    }
+
     #[test]
-    fn a_version_1_manifest_opens_with_every_hint_auto() {
-        let mut m = one(CollectionConfig::new(4, Distance::Dot), "t", "c");
-        m.collections[0].hint = Hint::Offload;
-        let v2 = m.encode();
-        // The same manifest as version 1 wrote it: no hint byte, version 1, checksums redone.
-        let body_start = HEADER_LEN;
-        let hint_at = body_start + 8 * 4 + 4 + 8 + 2 + 1 + 2 + 1 + 4 + 1 + 4 + 4 + 8 + 8;
-        assert_eq!(v2[hint_at], hint_tag(Hint::Offload));
-        let mut body = v2[body_start..].to_vec();
-        body.remove(hint_at - body_start);
-        let old = Manifest::decode(&frame(1, &body)).expect("version 1 opens");
-        assert_eq!(old.collections[0].hint, Hint::Auto);
-        m.collections[0].hint = Hint::Auto;
-        assert_eq!(old, m);
-        let back = Manifest::decode(&v2).expect("v2");
-        assert_eq!(back.collections[0].hint, Hint::Offload);
+    fn version_1_and_2_manifests_open_as_one_unnamed_vector() {
+        let mut want = one(CollectionConfig::new(4, Distance::Dot), "t", "c");
+        let v1 = Manifest::decode(&frame(1, &legacy_body(None))).expect("version 1 opens");
+        assert_eq!(v1, want, "version 1: hint auto");
+        let v2 = Manifest::decode(&frame(2, &legacy_body(Some(Hint::Offload)))).expect("v2");
+        want.collections[0].hint = Hint::Offload;
+        assert_eq!(v2, want);
+        assert!(!v2.collections[0].config.named);
+        // Written again, it is version 3 and reads back the same.
+        let v3 = want.encode();
+        assert_eq!(u32::from_le_bytes(v3[8..12].try_into().expect("4")), 3);
+        assert_eq!(Manifest::decode(&v3).expect("v3"), want);
     }
 }

@@ -1,6 +1,7 @@
 //! The memtable: the newest writes of one collection, always in RAM, searched exactly.
 //!
-//! Rows live in one contiguous `f32` buffer; an ordered map from id to slot gives lookups and
+//! Rows live in one contiguous `f32` buffer per vector space (with a flag per row saying
+//! whether the row has a vector there); an ordered map from id to slot gives lookups and
 //! id-ordered scrolls. A write applies only if its LSN is newer than what the map holds, so
 //! replaying the WAL is idempotent and the newest version always wins. Deletes leave a
 //! tombstone (they must shadow older segments until those are compacted).
@@ -11,8 +12,8 @@ use crate::filter::Filter;
 use crate::record::StoredPoint;
 use crate::scan::{self, Hit};
 use crate::segment::parse_payload;
-use crate::segment::writer::{RowRef, SegmentInput};
-use crate::types::{Distance, Lsn, Payload, PointId};
+use crate::segment::writer::{RowRef, SegmentInput, SpaceInput};
+use crate::types::{CollectionConfig, Distance, Lsn, Payload, PointId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Slot {
@@ -38,11 +39,33 @@ fn parsed_cost(json_len: usize) -> usize {
     if json_len == 0 { 0 } else { json_len + 64 }
 }
 
+/// One vector space's rows: contiguous vectors (zeros where a row has none) and flags.
+#[derive(Debug)]
+struct SpaceCol {
+    dim: usize,
+    vectors: Vec<f32>,
+    has: Vec<bool>,
+}
+
+impl SpaceCol {
+    fn set(&mut self, row: usize, v: Option<&[f32]>) {
+        let at = row * self.dim..(row + 1) * self.dim;
+        if self.has.len() <= row {
+            self.vectors.resize((row + 1) * self.dim, 0.0);
+            self.has.resize(row + 1, false);
+        }
+        match v {
+            Some(v) => self.vectors[at].copy_from_slice(v),
+            None => self.vectors[at].fill(0.0),
+        }
+        self.has[row] = v.is_some();
+    }
+}
+
 /// Mutable in-RAM table of one collection.
 #[derive(Debug)]
 pub(crate) struct Memtable {
-    dim: usize,
-    vectors: Vec<f32>,
+    spaces: Vec<SpaceCol>,
     rows: Vec<RowMeta>,
     index: BTreeMap<PointId, Slot>,
     live: usize,
@@ -54,10 +77,17 @@ pub(crate) struct Memtable {
 const ENTRY_OVERHEAD: usize = 96;
 
 impl Memtable {
-    pub(crate) fn new(dim: usize) -> Memtable {
+    /// A memtable for vectors of these dimensions (one per space).
+    pub(crate) fn new(dims: &[usize]) -> Memtable {
         Memtable {
-            dim,
-            vectors: Vec::new(),
+            spaces: dims
+                .iter()
+                .map(|d| SpaceCol {
+                    dim: *d,
+                    vectors: Vec::new(),
+                    has: Vec::new(),
+                })
+                .collect(),
             rows: Vec::new(),
             index: BTreeMap::new(),
             live: 0,
@@ -100,6 +130,21 @@ impl Memtable {
         self.first_write_ms.get_or_insert(now_ms);
     }
 
+    fn set_vectors(&mut self, row: usize, p: &StoredPoint) {
+        for (i, col) in self.spaces.iter_mut().enumerate() {
+            let v = p
+                .vectors
+                .iter()
+                .find(|(s, v)| *s as usize == i && v.len() == col.dim)
+                .map(|(_, v)| v.as_slice());
+            col.set(row, v);
+        }
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.spaces.iter().map(|s| s.dim * 4 + 1).sum()
+    }
+
     /// Applies an upsert at `lsn`. False if a newer version is already here.
     pub(crate) fn upsert(&mut self, lsn: Lsn, p: StoredPoint, now_ms: u64) -> bool {
         if self.current_version(p.id).is_some_and(|v| v >= lsn) {
@@ -110,7 +155,7 @@ impl Memtable {
             Some(Slot::Row(r)) => {
                 // Overwrite in place: the old row is superseded.
                 let r = *r as usize;
-                self.vectors[r * self.dim..(r + 1) * self.dim].copy_from_slice(&p.vector);
+                self.set_vectors(r, &p);
                 let old = self.rows[r].payload.len();
                 self.bytes = self.bytes + p.payload.len() + parsed_cost(p.payload.len())
                     - old
@@ -121,9 +166,11 @@ impl Memtable {
             }
             _ => {
                 let row = self.rows.len() as u32;
-                self.vectors.extend_from_slice(&p.vector);
-                self.bytes +=
-                    self.dim * 4 + p.payload.len() + parsed_cost(p.payload.len()) + ENTRY_OVERHEAD;
+                self.set_vectors(row as usize, &p);
+                self.bytes += self.row_bytes()
+                    + p.payload.len()
+                    + parsed_cost(p.payload.len())
+                    + ENTRY_OVERHEAD;
                 self.rows.push(RowMeta {
                     id: p.id,
                     version: lsn,
@@ -151,8 +198,22 @@ impl Memtable {
         true
     }
 
-    pub(crate) fn vector(&self, row: u32) -> &[f32] {
-        &self.vectors[row as usize * self.dim..(row as usize + 1) * self.dim]
+    /// Row `row`'s vector in `space`, if it has one.
+    pub(crate) fn vector(&self, space: usize, row: u32) -> Option<&[f32]> {
+        let col = self.spaces.get(space)?;
+        let r = row as usize;
+        col.has
+            .get(r)
+            .copied()
+            .unwrap_or(false)
+            .then(|| &col.vectors[r * col.dim..(r + 1) * col.dim])
+    }
+
+    /// Every vector of row `row`, by space.
+    pub(crate) fn vectors_of(&self, row: u32) -> Vec<(u16, Vec<f32>)> {
+        (0..self.spaces.len())
+            .filter_map(|s| self.vector(s, row).map(|v| (s as u16, v.to_vec())))
+            .collect()
     }
     pub(crate) fn payload(&self, row: u32) -> &[u8] {
         &self.rows[row as usize].payload
@@ -169,16 +230,20 @@ impl Memtable {
         m.live && filter.is_none_or(|f| f.matches(m.id, &m.parsed))
     }
 
-    /// Exact top-`k` over live rows matching `filter`.
+    /// Exact top-`k` in `space` over live rows that have a vector there and match `filter`.
     pub(crate) fn search(
         &self,
+        space: usize,
         metric: Distance,
         q: &[f32],
         k: usize,
         filter: Option<&Filter>,
     ) -> Vec<Hit> {
-        scan::top_k(metric, q, &self.vectors, self.dim, k, |r| {
-            self.row_matches(r, filter)
+        let Some(col) = self.spaces.get(space) else {
+            return Vec::new();
+        };
+        scan::top_k(metric, q, &col.vectors, col.dim, k, |r| {
+            col.has.get(r as usize).copied().unwrap_or(false) && self.row_matches(r, filter)
         })
     }
 
@@ -216,7 +281,7 @@ impl Memtable {
         &self,
         segment_id: u64,
         collection_id: u64,
-        distance: Distance,
+        config: &CollectionConfig,
     ) -> SegmentInput<'_> {
         let mut rows = Vec::with_capacity(self.live);
         let mut tombstones = Vec::new();
@@ -227,7 +292,7 @@ impl Memtable {
                     rows.push(RowRef {
                         id: *id,
                         version: m.version,
-                        vector: self.vector(*r),
+                        vectors: (0..self.spaces.len()).map(|s| self.vector(s, *r)).collect(),
                         payload: &m.payload,
                     });
                 }
@@ -237,11 +302,19 @@ impl Memtable {
         SegmentInput {
             segment_id,
             collection_id,
-            dim: self.dim as u32,
-            distance,
+            spaces: config
+                .vectors
+                .iter()
+                .map(|(name, p)| SpaceInput {
+                    name: name.clone(),
+                    dim: p.dim,
+                    distance: p.distance,
+                    graph: None,
+                })
+                .collect(),
             rows,
             tombstones,
-            graph: None,
+            indexed: false,
         }
     }
 }

@@ -18,9 +18,19 @@ use crate::error::Result;
 use crate::filter::Filter;
 use crate::memtable::{Memtable, Slot};
 use crate::scan::Hit;
-use crate::segment::format::{PAYLOAD_SECTIONS, Sec};
+use crate::segment::format::{PAYLOAD_SECTIONS, vector_sections};
 use crate::segment::{SearchQuery, Segment, SegmentData, not_resident, parse_payload};
-use crate::types::{Lsn, Payload, PointId, Record};
+use crate::types::{CollectionConfig, Lsn, Payload, PointId, Record, Vectors};
+
+/// A row's vectors by space (the index of the name in the collection's sorted names).
+pub(crate) type SpaceVectors = Vec<(u16, Vec<f32>)>;
+
+/// `v` by name.
+pub(crate) fn named(config: &CollectionConfig, v: SpaceVectors) -> Vectors {
+    v.into_iter()
+        .filter_map(|(s, v)| Some((config.vectors.get(s as usize)?.0.clone(), v)))
+        .collect()
+}
 
 /// A result row's data until it is materialised: copied out of the memtable (which changes
 /// under its lock), or a reference into an immutable segment.
@@ -28,7 +38,7 @@ use crate::types::{Lsn, Payload, PointId, Record};
 pub(crate) enum Held {
     Copied {
         payload: Option<Vec<u8>>,
-        vector: Option<Vec<f32>>,
+        vectors: Option<SpaceVectors>,
     },
     Segment(Arc<SegmentData>, u32),
     /// A row of a segment whose body the read did not load: `Inner::load_rows` reads it (or
@@ -37,16 +47,16 @@ pub(crate) enum Held {
 }
 
 impl Held {
-    /// The payload and vector, when asked for. A row whose body was not loaded is refused.
+    /// The payload and vectors, when asked for. A row whose body was not loaded is refused.
     pub(crate) fn materialize(
         &self,
         payload: bool,
         vector: bool,
-    ) -> Result<(Option<Payload>, Option<Vec<f32>>)> {
+    ) -> Result<(Option<Payload>, Option<SpaceVectors>)> {
         match self {
             Held::Copied {
                 payload: p,
-                vector: v,
+                vectors: v,
             } => Ok((
                 payload.then(|| p.as_deref().map(parse_payload).unwrap_or_default()),
                 vector.then(|| v.clone().unwrap_or_default()),
@@ -65,8 +75,18 @@ impl Held {
                     (true, None) => return Err(refused()),
                 };
                 let v = match vector {
-                    true if s.has(Sec::Vectors) => Some(s.vector(*r).to_vec()),
-                    true => return Err(refused()),
+                    true => {
+                        let mut out = Vec::new();
+                        for space in 0..s.space_count() {
+                            if !s.has_all(vector_sections(space)) {
+                                return Err(refused());
+                            }
+                            if s.has_vector(space, *r) {
+                                out.push((space as u16, s.vector(space, *r).to_vec()));
+                            }
+                        }
+                        Some(out)
+                    }
                     false => None,
                 };
                 Ok((p, v))
@@ -88,26 +108,31 @@ pub(crate) struct Found {
 }
 
 impl Found {
-    /// Payload and vector as asked (none for a delete).
+    /// Payload and vectors as asked (none for a delete).
     pub(crate) fn materialize(
         &self,
         payload: bool,
         vector: bool,
-    ) -> Result<(Option<Payload>, Option<Vec<f32>>)> {
+    ) -> Result<(Option<Payload>, Option<SpaceVectors>)> {
         match &self.held {
             Some(h) => h.materialize(payload, vector),
             None => Ok((None, None)),
         }
     }
 
-    /// The row as a [`Record`].
-    pub(crate) fn record(&self, payload: bool, vector: bool) -> Result<Record> {
-        let (payload, vector) = self.materialize(payload, vector)?;
+    /// The row as a [`Record`] of a collection configured as `config`.
+    pub(crate) fn record(
+        &self,
+        payload: bool,
+        vector: bool,
+        config: &CollectionConfig,
+    ) -> Result<Record> {
+        let (payload, vectors) = self.materialize(payload, vector)?;
         Ok(Record {
             id: self.id,
             version: self.version,
             payload,
-            vector,
+            vectors: vectors.map(|v| named(config, v)),
         })
     }
 }
@@ -163,7 +188,7 @@ impl ReadSource for Memtable {
         filter: Option<&Filter>,
         _: &ColumnCache,
     ) -> Result<Vec<Hit>> {
-        Ok(self.search(q.metric, q.vector, q.k, filter))
+        Ok(self.search(q.space, q.metric, q.vector, q.k, filter))
     }
     fn scan(
         &self,
@@ -183,7 +208,7 @@ impl ReadSource for Memtable {
     fn hold(&self, row: u32, payload: bool, vector: bool) -> Result<Held> {
         Ok(Held::Copied {
             payload: payload.then(|| self.payload(row).to_vec()),
-            vector: vector.then(|| self.vector(row).to_vec()),
+            vectors: vector.then(|| self.vectors_of(row)),
         })
     }
 }
@@ -250,7 +275,7 @@ impl ReadSource for SegmentView {
         Ok(match &self.body {
             _ if !payload && !vector => Held::Copied {
                 payload: None,
-                vector: None,
+                vectors: None,
             },
             Some(b) => Held::Segment(Arc::clone(b), row),
             None => Held::Cold(Arc::clone(&self.seg), row),

@@ -3,15 +3,19 @@
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::types::PointId;
 
-const OP_UPSERT: u8 = 1;
+/// Version-1 upsert: one vector per point (read only; it is the unnamed vector, space 0).
+const OP_UPSERT_V1: u8 = 1;
 const OP_DELETE: u8 = 2;
+/// Upsert with named vectors: per point, a list of (space, vector).
+const OP_UPSERT: u8 = 3;
 
-/// A point as it is logged and stored: vector already normalised (Cosine), payload as JSON bytes
-/// (empty = empty object).
+/// A point as it is logged and stored: vectors by space (the index of the name in the
+/// collection's sorted vector names; ascending), already normalised for Cosine spaces; payload
+/// as JSON bytes (empty = empty object).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct StoredPoint {
     pub(crate) id: PointId,
-    pub(crate) vector: Vec<f32>,
+    pub(crate) vectors: Vec<(u16, Vec<f32>)>,
     pub(crate) payload: Vec<u8>,
 }
 
@@ -28,15 +32,22 @@ impl WalOp {
             WalOp::Upsert(points) => {
                 let approx: usize = points
                     .iter()
-                    .map(|p| 32 + p.vector.len() * 4 + p.payload.len())
+                    .map(|p| {
+                        32 + p.vectors.iter().map(|v| 6 + v.1.len() * 4).sum::<usize>()
+                            + p.payload.len()
+                    })
                     .sum();
                 let mut w = Writer::with_capacity(8 + approx);
                 w.u8(OP_UPSERT);
                 w.u32(points.len() as u32);
                 for p in points {
                     w.point_id(p.id);
-                    w.u32(p.vector.len() as u32);
-                    w.f32s(&p.vector);
+                    w.u16(p.vectors.len() as u16);
+                    for (space, v) in &p.vectors {
+                        w.u16(*space);
+                        w.u32(v.len() as u32);
+                        w.f32s(v);
+                    }
                     w.blob32(&p.payload);
                 }
                 w.buf
@@ -65,19 +76,36 @@ impl WalOp {
         // millions of entries. Grow as entries actually decode.
         let reserve = count.min(1024);
         let out = match op {
-            OP_UPSERT => {
-                let mut points = Vec::with_capacity(reserve);
-                for _ in 0..count {
-                    let id = r.point_id()?;
+            OP_UPSERT_V1 | OP_UPSERT => {
+                let vector = |r: &mut Reader<'_>| {
                     let dim = r.u32("vector dimension")? as usize;
                     if dim > r.remaining() / 4 {
                         return Err(r.err(format!("vector dimension {dim} exceeds the record")));
                     }
-                    let vector = r.f32s(dim, "vector")?;
+                    r.f32s(dim, "vector")
+                };
+                let mut points = Vec::with_capacity(reserve);
+                for _ in 0..count {
+                    let id = r.point_id()?;
+                    let vectors = match op {
+                        OP_UPSERT_V1 => vec![(0, vector(&mut r)?)],
+                        _ => {
+                            let n = r.u16("vector count")?;
+                            let mut vs: Vec<(u16, Vec<f32>)> = Vec::new();
+                            for _ in 0..n {
+                                let space = r.u16("vector space")?;
+                                if vs.last().is_some_and(|l| l.0 >= space) {
+                                    return Err(r.err("vector spaces not ascending"));
+                                }
+                                vs.push((space, vector(&mut r)?));
+                            }
+                            vs
+                        }
+                    };
                     let payload = r.blob32("payload")?.to_vec();
                     points.push(StoredPoint {
                         id,
-                        vector,
+                        vectors,
                         payload,
                     });
                 }
@@ -119,12 +147,16 @@ pub(crate) mod tests {
     fn op() -> impl Strategy<Value = WalOp> {
         let point = (
             point_id(),
-            prop::collection::vec(any::<f32>().prop_filter("finite", |x| x.is_finite()), 0..16),
+            prop::collection::btree_map(
+                any::<u16>(),
+                prop::collection::vec(any::<f32>().prop_filter("finite", |x| x.is_finite()), 0..16),
+                0..4,
+            ),
             prop::collection::vec(any::<u8>(), 0..40),
         )
-            .prop_map(|(id, vector, payload)| StoredPoint {
+            .prop_map(|(id, vectors, payload)| StoredPoint {
                 id,
-                vector,
+                vectors: vectors.into_iter().collect(),
                 payload,
             });
         prop_oneof![
@@ -137,6 +169,20 @@ pub(crate) mod tests {
         #[test]
         fn round_trips(op in op()) {
             prop_assert_eq!(WalOp::decode(&op.encode()).expect("decodes"), op);
+        }
+
+        #[test]
+        fn a_version_1_upsert_decodes_as_the_unnamed_vector(id in point_id(), v in prop::collection::vec(-1e6f32..1e6, 0..8), payload in prop::collection::vec(any::<u8>(), 0..20)) {
+            // Op 1 as the version-1 writer laid it out: id, dim, floats, payload.
+            let mut w = Writer::with_capacity(64);
+            w.u8(OP_UPSERT_V1);
+            w.u32(1);
+            w.point_id(id);
+            w.u32(v.len() as u32);
+            w.f32s(&v);
+            w.blob32(&payload);
+            let want = WalOp::Upsert(vec![StoredPoint { id, vectors: vec![(0, v)], payload }]);
+            prop_assert_eq!(WalOp::decode(&w.buf).expect("decodes"), want);
         }
 
         #[test]

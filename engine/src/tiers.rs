@@ -41,9 +41,10 @@ use crate::engine::{Inner, lock};
 use crate::error::{Error, ErrorKind, Result};
 use crate::read::{Found, Held};
 use crate::segment::format::{
-    DATA_START, ID_SECTIONS, PAYLOAD_SECTIONS, SECTIONS, Sec, SectionSet, decode_prefix,
+    ID_SECTIONS, Layout, PAYLOAD_SECTIONS, Sec, SectionSet, SpaceSec, common, space_sec,
+    vector_sections,
 };
-use crate::segment::{Body, COMPACTION_SECTIONS, Segment, SegmentData, Verify};
+use crate::segment::{Body, Segment, SegmentData, Verify, compaction_sections};
 
 /// Counters of the tiers since open (also exported as metrics).
 #[derive(Debug, Default)]
@@ -341,16 +342,20 @@ impl Inner {
         payload: bool,
         vector: bool,
     ) -> Result<()> {
-        let mut need: SectionSet = 0;
-        if payload {
-            need |= PAYLOAD_SECTIONS;
-        }
-        if vector {
-            need |= Sec::Vectors.bit();
-        }
-        if need == 0 {
+        if !payload && !vector {
             return Ok(());
         }
+        // What a row of a body with `spaces` vector spaces needs.
+        let need = |spaces: usize| {
+            let mut n = SectionSet::EMPTY;
+            if payload {
+                n = n.union(PAYLOAD_SECTIONS);
+            }
+            if vector {
+                n = (0..spaces).fold(n, |n, s| n.union(vector_sections(s)));
+            }
+            n
+        };
         // Rows to fetch, by segment: (segment, the partial body it has, (index, row) pairs).
         let mut jobs: Vec<RowFetch> = Vec::new();
         let mut decided: HashMap<u64, Option<Arc<SegmentData>>> = HashMap::new();
@@ -374,10 +379,13 @@ impl Inner {
                     }
                     (seg.id(), *row)
                 }
-                Some(Held::Segment(b, row)) if !b.has_all(need) => {
+                Some(Held::Segment(b, row)) if !b.has_all(need(b.space_count())) => {
                     if !jobs.iter().any(|j| j.id == b.segment_id()) {
-                        let prefix = &b.bytes_all()[..DATA_START];
-                        jobs.push(RowFetch::new(b.segment_id(), prefix, Some(Arc::clone(b))));
+                        jobs.push(RowFetch::new(
+                            b.segment_id(),
+                            b.prefix(),
+                            Some(Arc::clone(b)),
+                        ));
                     }
                     (b.segment_id(), *row)
                 }
@@ -410,16 +418,17 @@ impl Inner {
         let corrupt = |why: String| {
             Error::corruption(format!("cold segment {}: {why}", t.cold().location(&name)))
         };
-        let (h, table) = decode_prefix(&job.prefix).map_err(|e| corrupt(e.to_string()))?;
-        let vec_len = u64::from(h.dim) * 4;
-        let vectors = table[Sec::Vectors as usize];
-        let offsets = table[Sec::PayloadOffsets as usize];
-        let data = table[Sec::PayloadData as usize];
+        let layout = Layout::decode(&job.prefix).map_err(|e| corrupt(e.to_string()))?;
+        let table = &layout.table;
+        let spaces = layout.spaces.len();
+        let offsets = table[common(Sec::PayloadOffsets)];
+        let data = table[common(Sec::PayloadData)];
         // What the streamed body already holds is taken from it; the rest is read.
         let body = job.body.as_deref();
-        let body_vectors = body.filter(|b| b.has(Sec::Vectors));
+        let all_vectors = (0..spaces).fold(SectionSet::EMPTY, |n, s| n.union(vector_sections(s)));
+        let body_vectors = body.filter(|b| b.has_all(all_vectors));
         let body_payloads = body.filter(|b| b.has_all(PAYLOAD_SECTIONS));
-        let body_offsets = body.filter(|b| b.has(Sec::PayloadOffsets));
+        let body_offsets = body.filter(|b| b.has(common(Sec::PayloadOffsets)));
         let read_vectors = vector && body_vectors.is_none();
         let read_payloads = payload && body_payloads.is_none();
         // Without a streamed body (whose sections matched the meta file's checksums), the
@@ -427,13 +436,22 @@ impl Inner {
         // copy: rows are never read out of an object that is not this segment's file.
         let mut first: Vec<Range<u64>> = Vec::new();
         if body.is_none() {
-            first.push(0..DATA_START as u64);
+            first.push(0..layout.prefix_len as u64);
         }
         for (_, row) in &job.rows {
             let row = u64::from(*row);
             if read_vectors {
-                let at = vectors.offset + row * vec_len;
-                first.push(at..at + vec_len);
+                // Per space: the row's vector, and its presence word unless every row has one.
+                for (si, sp) in layout.spaces.iter().enumerate() {
+                    let vec_len = u64::from(sp.dim) * 4;
+                    let at = table[space_sec(si, SpaceSec::Vectors)].offset + row * vec_len;
+                    first.push(at..at + vec_len);
+                    let presence = table[space_sec(si, SpaceSec::Presence)];
+                    if presence.len > 0 {
+                        let at = presence.offset + row / 64 * 8;
+                        first.push(at..at + 8);
+                    }
+                }
             }
             if read_payloads && body_offsets.is_none() {
                 let at = offsets.offset + row * 8;
@@ -446,16 +464,33 @@ impl Inner {
                 "its header or section table differs from the segment's meta file".into(),
             ));
         }
-        let mut vecs = Vec::with_capacity(job.rows.len());
+        let mut vecs: Vec<Vec<(u16, Vec<f32>)>> = Vec::with_capacity(job.rows.len());
         let mut spans = Vec::with_capacity(job.rows.len());
         for (_, row) in &job.rows {
             if read_vectors {
-                let b = got.next().unwrap_or_default();
-                vecs.push(
-                    b.chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect::<Vec<f32>>(),
-                );
+                let mut row_vectors = Vec::new();
+                for si in 0..spaces {
+                    let b = got.next().unwrap_or_default();
+                    let present = match table[space_sec(si, SpaceSec::Presence)].len > 0 {
+                        true => {
+                            let w = got.next().unwrap_or_default();
+                            let word = w
+                                .get(..8)
+                                .and_then(|w| w.try_into().ok())
+                                .map_or(0, u64::from_le_bytes);
+                            word & (1 << (row % 64)) != 0
+                        }
+                        false => true,
+                    };
+                    if present {
+                        let v = b
+                            .chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect::<Vec<f32>>();
+                        row_vectors.push((si as u16, v));
+                    }
+                }
+                vecs.push(row_vectors);
             }
             if read_payloads {
                 let (a, b) = match body_offsets {
@@ -505,12 +540,17 @@ impl Inner {
             };
             let v = match (vector, body_vectors) {
                 (false, _) => None,
-                (true, Some(b)) => Some(b.vector(*row).to_vec()),
+                (true, Some(b)) => Some(
+                    (0..b.space_count())
+                        .filter(|s| b.has_vector(*s, *row))
+                        .map(|s| (s as u16, b.vector(s, *row).to_vec()))
+                        .collect(),
+                ),
                 (true, None) => vecs.next(),
             };
             out.push(Held::Copied {
                 payload: p,
-                vector: v,
+                vectors: v,
             });
         }
         Ok(out)
@@ -625,7 +665,10 @@ impl Inner {
     pub(crate) fn body_for_compaction(&self, seg: &Segment) -> Result<Arc<SegmentData>> {
         match seg.body() {
             Some(d) => Ok(d),
-            None => self.stream_sections(seg, COMPACTION_SECTIONS),
+            None => {
+                let spaces = seg.meta.layout.spaces.len();
+                self.stream_sections(seg, compaction_sections(spaces))
+            }
         }
     }
 
@@ -645,9 +688,7 @@ impl Inner {
         verify: Verify,
     ) -> std::result::Result<SegmentData, String> {
         let d = SegmentData::open(blob, verify).map_err(|e| e.to_string())?;
-        if d.file_len() != seg.meta.file_len()
-            || d.bytes_all().get(..DATA_START) != Some(seg.meta.prefix())
-        {
+        if d.file_len() != seg.meta.file_len() || d.prefix() != seg.meta.prefix() {
             return Err(format!(
                 "segment {} does not match its meta file (header, section table or length)",
                 seg.id()
@@ -667,30 +708,31 @@ impl Inner {
             Error::corruption(format!("cold segment {}: {why}", t.cold().location(&name)))
         };
         let table = seg.meta.table();
-        let wanted: Vec<Sec> = SECTIONS
-            .into_iter()
-            .filter(|s| need & !ID_SECTIONS & s.bit() != 0)
+        let wanted: Vec<usize> = need
+            .minus(ID_SECTIONS)
+            .intersect(SectionSet::first(table.len()))
+            .iter()
             .collect();
         let ranges: Vec<Range<u64>> = wanted
             .iter()
-            .map(|s| {
-                let e = table[*s as usize];
+            .map(|i| {
+                let e = table[*i];
                 e.offset..e.offset + e.len
             })
             .collect();
         let got = self.read_counted(t, &name, &ranges)?;
-        let at = |s: Sec| usize::try_from(table[s as usize].offset).unwrap_or(usize::MAX);
+        let at = |i: usize| usize::try_from(table[i].offset).unwrap_or(usize::MAX);
         let mut parts: Vec<(usize, &[u8])> = vec![(0, seg.meta.prefix())];
-        for s in SECTIONS {
+        for s in crate::segment::meta::META_SECTIONS {
             if let Some(b) = seg.meta.copied_section(s) {
-                parts.push((at(s), b));
+                parts.push((at(common(s)), b));
             }
         }
-        parts.extend(wanted.iter().zip(&got).map(|(s, b)| (at(*s), b.as_slice())));
+        parts.extend(wanted.iter().zip(&got).map(|(i, b)| (at(*i), b.as_slice())));
         let len = usize::try_from(seg.meta.file_len()).unwrap_or(usize::MAX);
         let blob = Blob::assemble(len, &parts)
             .ok_or_else(|| corrupt("a section lies outside the file".into()))?;
-        SegmentData::open_partial(blob, need | ID_SECTIONS)
+        SegmentData::open_partial(blob, need.union(ID_SECTIONS))
             .map(Arc::new)
             .map_err(|e| corrupt(e.to_string()))
     }

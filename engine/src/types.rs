@@ -186,9 +186,9 @@ impl Default for HnswConfig {
 /// Maximum vector dimension.
 pub const MAX_DIM: u32 = 65_536;
 
-/// A collection's configuration, fixed at creation.
+/// One named dense vector's parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CollectionConfig {
+pub struct VectorParams {
     /// Vector dimension, 1..=65,536.
     pub dim: u32,
     /// Similarity function.
@@ -197,35 +197,140 @@ pub struct CollectionConfig {
     pub hnsw: HnswConfig,
 }
 
-impl CollectionConfig {
-    /// A config with default HNSW parameters.
-    pub fn new(dim: u32, distance: Distance) -> CollectionConfig {
-        CollectionConfig {
+impl VectorParams {
+    /// Parameters with default HNSW settings.
+    pub fn new(dim: u32, distance: Distance) -> VectorParams {
+        VectorParams {
             dim,
             distance,
             hnsw: HnswConfig::default(),
         }
     }
 
-    /// Checks every field; the error names the bad one.
-    pub fn validate(&self) -> Result<()> {
+    /// Checks every field; the error names the bad one, under `at` (e.g. `vectors.dense`).
+    pub fn validate(&self, at: &str) -> Result<()> {
         if self.dim == 0 || self.dim > MAX_DIM {
             return Err(Error::invalid(format!(
-                "vectors.size (dim) must be in 1..={MAX_DIM}, got {}",
+                "{at}.size (dim) must be in 1..={MAX_DIM}, got {}",
                 self.dim
             )));
         }
         if !(4..=128).contains(&self.hnsw.m) {
             return Err(Error::invalid(format!(
-                "hnsw_config.m must be in 4..=128, got {}",
+                "{at}.hnsw_config.m must be in 4..=128, got {}",
                 self.hnsw.m
             )));
         }
         if !(4..=4096).contains(&self.hnsw.ef_construct) {
             return Err(Error::invalid(format!(
-                "hnsw_config.ef_construct must be in 4..=4096, got {}",
+                "{at}.hnsw_config.ef_construct must be in 4..=4096, got {}",
                 self.hnsw.ef_construct
             )));
+        }
+        Ok(())
+    }
+}
+
+/// Named dense vectors per collection at most.
+pub const MAX_VECTORS: usize = 16;
+/// Longest vector name, in bytes.
+pub const MAX_VECTOR_NAME: usize = 255;
+
+/// A collection's configuration: its named dense vectors, fixed at creation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CollectionConfig {
+    /// The named dense vectors, sorted by name (the unnamed vector is the name `""`). A point
+    /// may carry any subset; a search uses one. Their order is their index on disk.
+    pub vectors: Vec<(String, VectorParams)>,
+    /// True when created as a map of names (Qdrant's `"vectors": {"name": {...}}`, also for
+    /// the name `""`), false for one unnamed vector (`"vectors": {"size": ...}`): collection
+    /// info answers in the form it was given.
+    pub named: bool,
+}
+
+impl CollectionConfig {
+    /// One unnamed vector with default HNSW parameters.
+    pub fn new(dim: u32, distance: Distance) -> CollectionConfig {
+        CollectionConfig::single(VectorParams::new(dim, distance))
+    }
+
+    /// One unnamed vector.
+    pub fn single(params: VectorParams) -> CollectionConfig {
+        CollectionConfig {
+            vectors: vec![(String::new(), params)],
+            named: false,
+        }
+    }
+
+    /// Named vectors (sorted here; a repeated name is refused by [`Self::validate`]).
+    pub fn named(mut vectors: Vec<(String, VectorParams)>) -> CollectionConfig {
+        vectors.sort_by(|a, b| a.0.cmp(&b.0));
+        CollectionConfig {
+            vectors,
+            named: true,
+        }
+    }
+
+    /// The index of the vector named `name`.
+    pub fn space(&self, name: &str) -> Option<usize> {
+        self.vectors.iter().position(|(n, _)| n == name)
+    }
+
+    /// The index of the vector named `name`, or an error naming `field` and the names there are.
+    pub fn space_or_err(&self, name: &str, field: &str) -> Result<usize> {
+        self.space(name).ok_or_else(|| {
+            let names: Vec<String> = self.vectors.iter().map(|(n, _)| format!("{n:?}")).collect();
+            Error::invalid(format!(
+                "{field}: the collection has no vector named {name:?} (its vectors: {})",
+                names.join(", ")
+            ))
+        })
+    }
+
+    /// Parameters of vector `space`.
+    pub fn params(&self, space: usize) -> &VectorParams {
+        &self.vectors[space].1
+    }
+
+    /// The first vector's parameters (the unnamed one of a single-vector collection).
+    pub fn first(&self) -> &VectorParams {
+        &self.vectors[0].1
+    }
+
+    /// Checks every field; the error names the bad one.
+    pub fn validate(&self) -> Result<()> {
+        if self.vectors.is_empty() {
+            return Err(Error::invalid(
+                "vectors: a collection needs at least one vector",
+            ));
+        }
+        if self.vectors.len() > MAX_VECTORS {
+            return Err(Error::invalid(format!(
+                "vectors: {} named vectors, at most {MAX_VECTORS}",
+                self.vectors.len()
+            )));
+        }
+        if !self.named && (self.vectors.len() != 1 || !self.vectors[0].0.is_empty()) {
+            return Err(Error::invalid(
+                "vectors: an unnamed config has one vector named \"\"",
+            ));
+        }
+        for (i, (name, p)) in self.vectors.iter().enumerate() {
+            if name.len() > MAX_VECTOR_NAME || name.chars().any(char::is_control) {
+                return Err(Error::invalid(format!(
+                    "vectors: name {name:?} is invalid (at most {MAX_VECTOR_NAME} bytes, no control characters)"
+                )));
+            }
+            if i > 0 && self.vectors[i - 1].0 >= *name {
+                return Err(Error::invalid(format!(
+                    "vectors: name {name:?} is repeated or out of order"
+                )));
+            }
+            let at = match self.named {
+                true => format!("vectors.{name}"),
+                false => "vectors".to_string(),
+            };
+            p.validate(&at)?;
         }
         Ok(())
     }
@@ -244,19 +349,50 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A point's dense vectors by name (the unnamed vector is the name `""`).
+pub type Vectors = std::collections::BTreeMap<String, Vec<f32>>;
+
 /// A point to upsert.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PointInput {
     /// Its id.
     pub id: PointId,
-    /// Its vector (`dim` finite components).
-    pub vector: Vec<f32>,
+    /// Its vectors by name: any subset of the collection's (`dim` finite components each).
+    pub vectors: Vectors,
     /// Its payload (an object; `None` is an empty payload).
     pub payload: Option<Payload>,
 }
 
+/// Parses a list of numbers at `at`.
+pub fn parse_vector(v: &Value, at: &str) -> Result<Vec<f32>> {
+    match v {
+        Value::Array(xs) => xs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                x.as_f64()
+                    .map(|f| f as f32)
+                    .ok_or_else(|| Error::invalid(format!("{at}[{i}]: expected a number, got {x}")))
+            })
+            .collect(),
+        other => Err(Error::invalid(format!(
+            "{at}: expected a list of numbers, got {other}"
+        ))),
+    }
+}
+
 impl PointInput {
-    /// Parses `{"id", "vector", "payload"?}`; errors name the field as `{at}.vector` etc.
+    /// A point with one unnamed vector.
+    pub fn new(id: PointId, vector: Vec<f32>, payload: Option<Payload>) -> PointInput {
+        PointInput {
+            id,
+            vectors: Vectors::from([(String::new(), vector)]),
+            payload,
+        }
+    }
+
+    /// Parses `{"id", "vector", "payload"?}` — `vector` a list (the unnamed vector) or an
+    /// object of named lists; errors name the field as `{at}.vector.name` etc.
     pub fn from_json(v: &Value, at: &str) -> Result<PointInput> {
         let obj = v
             .as_object()
@@ -266,21 +402,9 @@ impl PointInput {
                 .ok_or_else(|| Error::invalid(format!("{at}.id: missing")))?,
         )
         .map_err(|e| Error::invalid(format!("{at}.id: {}", e.message())))?;
-        let vector = match obj.get("vector") {
-            Some(Value::Array(xs)) => xs
-                .iter()
-                .enumerate()
-                .map(|(i, x)| {
-                    x.as_f64().map(|f| f as f32).ok_or_else(|| {
-                        Error::invalid(format!("{at}.vector[{i}]: expected a number, got {x}"))
-                    })
-                })
-                .collect::<Result<Vec<f32>>>()?,
-            Some(other) => {
-                return Err(Error::invalid(format!(
-                    "{at}.vector: expected a list of numbers, got {other}"
-                )));
-            }
+        let vectors = match obj.get("vector") {
+            Some(Value::Object(m)) => parse_named_vectors(m, &format!("{at}.vector"))?,
+            Some(v) => Vectors::from([(String::new(), parse_vector(v, &format!("{at}.vector"))?)]),
             None => return Err(Error::invalid(format!("{at}.vector: missing"))),
         };
         let payload = match obj.get("payload") {
@@ -294,10 +418,27 @@ impl PointInput {
         };
         Ok(PointInput {
             id,
-            vector,
+            vectors,
             payload,
         })
     }
+}
+
+/// Parses `{"name": [numbers], ...}`; a sparse vector (`{"indices", "values"}`) is refused by
+/// name until sparse vectors exist.
+pub fn parse_named_vectors(m: &Map<String, Value>, at: &str) -> Result<Vectors> {
+    let mut out = Vectors::new();
+    for (name, v) in m {
+        let at = format!("{at}.{name}");
+        if v.is_object() {
+            return Err(Error::new(
+                crate::error::ErrorKind::Unimplemented,
+                format!("{at}: sparse vectors are not supported yet"),
+            ));
+        }
+        out.insert(name.clone(), parse_vector(v, &at)?);
+    }
+    Ok(out)
 }
 
 /// A stored point as returned by reads.
@@ -309,8 +450,15 @@ pub struct Record {
     pub version: Lsn,
     /// Its payload, when asked for.
     pub payload: Option<Payload>,
-    /// Its vector, when asked for (normalised for Cosine collections).
-    pub vector: Option<Vec<f32>>,
+    /// Its vectors by name, when asked for (normalised for Cosine vectors).
+    pub vectors: Option<Vectors>,
+}
+
+impl Record {
+    /// Its unnamed vector (name `""`), if asked for and present.
+    pub fn vector(&self) -> Option<&[f32]> {
+        self.vectors.as_ref()?.get("").map(Vec::as_slice)
+    }
 }
 
 /// A search hit.
@@ -324,8 +472,15 @@ pub struct ScoredPoint {
     pub score: f32,
     /// Its payload, when asked for.
     pub payload: Option<Payload>,
-    /// Its vector, when asked for.
-    pub vector: Option<Vec<f32>>,
+    /// Its vectors by name, when asked for.
+    pub vectors: Option<Vectors>,
+}
+
+impl ScoredPoint {
+    /// Its unnamed vector (name `""`), if asked for and present.
+    pub fn vector(&self) -> Option<&[f32]> {
+        self.vectors.as_ref()?.get("").map(Vec::as_slice)
+    }
 }
 
 /// A similarity search.
@@ -333,6 +488,8 @@ pub struct ScoredPoint {
 pub struct SearchRequest {
     /// The query vector.
     pub vector: Vec<f32>,
+    /// The name of the vector searched (`""`: the unnamed one).
+    pub using: String,
     /// How many hits to return.
     pub limit: usize,
     /// How many of the best hits to skip first.
@@ -389,6 +546,7 @@ impl SearchRequest {
     pub fn new(vector: Vec<f32>, limit: usize) -> SearchRequest {
         SearchRequest {
             vector,
+            using: String::new(),
             limit,
             offset: 0,
             ef: None,

@@ -466,7 +466,7 @@ fn a_restored_node_serves_from_meta_files_and_fetches_segments_only_when_read() 
     assert!(segment_files(&*b.blobs).is_empty(), "still nothing fetched");
     // A get with vectors loads only the segment that holds the newest version.
     let got = c.get(&[PointId::Num(150)], true, true).expect("get");
-    assert_eq!(got[0].vector.as_ref().expect("vector")[1], 2.0);
+    assert_eq!(got[0].vector().expect("vector")[1], 2.0);
     assert_eq!(
         segment_files(&*b.blobs),
         vec![2],
@@ -658,11 +658,7 @@ mod skipping {
                 // Not normalised: norms vary.
                 v.iter_mut().for_each(|x| *x *= 1.0 + (i % 3) as f32);
             }
-            PointInput {
-                id: PointId::Num(i),
-                vector: v.to_vec(),
-                payload: None,
-            }
+            PointInput::new(PointId::Num(i), v.to_vec(), None)
         })
         .collect()
     }
@@ -815,10 +811,7 @@ fn the_mover_under_cold_store_faults_loses_nothing_and_converges() {
             match c.get(&ids, false, true) {
                 Ok(got) => {
                     assert_eq!(got.len(), 25);
-                    assert!(
-                        got.iter()
-                            .all(|p| p.vector.as_ref().expect("v")[1] == r as f32)
-                    );
+                    assert!(got.iter().all(|p| p.vector().expect("v")[1] == r as f32));
                 }
                 Err(_) => read_errors += 1,
             }
@@ -936,7 +929,7 @@ fn object_store_stalls_resets_and_errors_lose_nothing_and_the_tiers_converge() {
                     panic!("uuid")
                 };
                 assert_eq!(
-                    p.vector.expect("v")[1],
+                    p.vector().expect("v")[1],
                     (i / 25) as f32,
                     "a read that answers is right"
                 );
@@ -976,11 +969,7 @@ fn documents(ids: std::ops::Range<u64>) -> Vec<PointInput> {
             })
             .collect();
         let payload = serde_json::json!({"i": i, "text": "x".repeat(2000)});
-        PointInput {
-            id: PointId::Num(i),
-            vector,
-            payload: payload.as_object().cloned(),
-        }
+        PointInput::new(PointId::Num(i), vector, payload.as_object().cloned())
     })
     .collect()
 }
@@ -1073,7 +1062,7 @@ fn a_streamed_cold_read_fetches_only_the_sections_and_rows_it_needs() {
     );
     assert_eq!(
         c.get(&[PointId::Num(351)], false, true).expect("get")[0]
-            .vector
+            .vector()
             .as_ref()
             .expect("vector")
             .len(),
@@ -1128,8 +1117,10 @@ fn a_streamed_cold_read_fetches_only_the_sections_and_rows_it_needs() {
     for id in segment_files(&*cold) {
         let name = layout::segment(id);
         let mut bytes = cold.open(&name).expect("open").as_bytes().to_vec();
-        // Sections start at byte 448, the vectors first (docs/format.md).
-        bytes[448 + 1] ^= 0x40;
+        // One unnamed vector: the space record is 32 bytes (header 128), then the table;
+        // the vectors' entry is the seventh (docs/format.md): its offset is a u64 at 304.
+        let at = u64::from_le_bytes(bytes[304..312].try_into().expect("8 bytes")) as usize;
+        bytes[at + 1] ^= 0x40;
         cold.delete(&name).expect("delete");
         cold.put(&name, &bytes, PutMode::Create).expect("put");
     }

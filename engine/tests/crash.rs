@@ -161,7 +161,7 @@ fn crash_rounds(default_rounds: u64, with_cold: bool) {
                 .expect("get")
                 .into_iter()
                 .map(|r| {
-                    let v = r.vector.expect("vector");
+                    let v = r.vector().expect("vector");
                     assert_eq!(v[1] as usize, t, "point written by another thread");
                     let PointId::Num(id) = r.id else {
                         panic!("uuid")

@@ -59,11 +59,7 @@ fn opts(storage: &MemStorage, wal: &Arc<MemWal>) -> EngineOptions {
 }
 
 fn point(i: u64) -> PointInput {
-    PointInput {
-        id: PointId::Num(i),
-        vector: vec![i as f32, 1.0, 0.0],
-        payload: None,
-    }
+    PointInput::new(PointId::Num(i), vec![i as f32, 1.0, 0.0], None)
 }
 
 #[test]
@@ -129,7 +125,7 @@ fn a_replayed_record_that_does_not_fit_its_collection_stops_recovery_by_name() {
     assert_eq!(err.kind(), ErrorKind::Corruption);
     assert!(
         err.to_string()
-            .contains("2 dimensions; the collection has 3"),
+            .contains("2 dimensions in vector \"\"; it has 3"),
         "{err}"
     );
     // A non-finite component is refused the same way.

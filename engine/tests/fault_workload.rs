@@ -128,7 +128,7 @@ impl Run {
             let PointId::Num(i) = r.id else {
                 self.fail("uuid")
             };
-            let tag = r.vector.as_ref().map_or(0.0, |v| v[1]) as u32;
+            let tag = r.vector().map_or(0.0, |v| v[1]) as u32;
             seen.insert(i, (Some(tag), r.version));
         }
         seen
@@ -240,11 +240,7 @@ impl Run {
                     let ids: BTreeSet<u64> = (0..n).map(|_| self.rng.below(IDS)).collect();
                     let pts = ids
                         .iter()
-                        .map(|i| PointInput {
-                            id: PointId::Num(*i),
-                            vector: vector(*i, tag),
-                            payload: None,
-                        })
+                        .map(|i| PointInput::new(PointId::Num(*i), vector(*i, tag), None))
                         .collect();
                     let res = c.upsert(pts);
                     self.log

@@ -84,7 +84,7 @@ fn check(
     for (r, (id, e)) in got.iter().zip(model) {
         prop_assert_eq!(r.id, PointId::Num(*id));
         prop_assert_eq!(r.version, e.version, "version of {} at step {}", id, step);
-        prop_assert_eq!(r.vector.as_ref().expect("vector"), &e.vector);
+        prop_assert_eq!(r.vector().expect("vector"), &e.vector);
         prop_assert_eq!(
             r.payload
                 .as_ref()
@@ -152,11 +152,7 @@ proptest! {
                 Op::Upsert(points) => {
                     let input: Vec<PointInput> = points
                         .iter()
-                        .map(|(id, seed)| PointInput {
-                            id: PointId::Num(*id),
-                            vector: vector(*seed, *id),
-                            payload: Some(json!({"seed": seed, "even": seed % 2 == 0}).as_object().expect("obj").clone()),
-                        })
+                        .map(|(id, seed)| PointInput::new(PointId::Num(*id), vector(*seed, *id), Some(json!({"seed": seed, "even": seed % 2 == 0}).as_object().expect("obj").clone())))
                         .collect();
                     let lsn = c.upsert(input).expect("upsert");
                     for (id, seed) in points {

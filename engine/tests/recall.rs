@@ -105,10 +105,12 @@ fn recall_at_10_on_bigann10k() {
         let points = chunk
             .iter()
             .enumerate()
-            .map(|(j, v)| PointInput {
-                id: PointId::Num((start + j) as u64),
-                vector: v.clone(),
-                payload: Some(payload(start + j)),
+            .map(|(j, v)| {
+                PointInput::new(
+                    PointId::Num((start + j) as u64),
+                    v.clone(),
+                    Some(payload(start + j)),
+                )
             })
             .collect();
         c.upsert(points).expect("upsert");

@@ -13,11 +13,11 @@ fn opts(dir: &Path) -> EngineOptions {
 }
 
 fn point(id: u64, x: f32) -> PointInput {
-    PointInput {
-        id: PointId::Num(id),
-        vector: vec![x, 1.0, 2.0, 3.0],
-        payload: Some(json!({"x": x}).as_object().expect("obj").clone()),
-    }
+    PointInput::new(
+        PointId::Num(id),
+        vec![x, 1.0, 2.0, 3.0],
+        Some(json!({"x": x}).as_object().expect("obj").clone()),
+    )
 }
 
 fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
@@ -256,21 +256,21 @@ fn validation_errors_name_the_field() {
         );
     };
     let mut bad = point(1, 1.0);
-    bad.vector.pop();
+    bad.vectors.get_mut("").expect("v").pop();
     check(
         c.upsert(vec![point(0, 0.0), bad]),
         ErrorKind::InvalidArgument,
         "points[1].vector: expected 4 dimensions, got 3",
     );
     let mut nan = point(1, 1.0);
-    nan.vector[2] = f32::NAN;
+    nan.vectors.get_mut("").expect("v")[2] = f32::NAN;
     check(
         c.upsert(vec![nan]),
         ErrorKind::InvalidArgument,
         "points[0].vector[2] is NaN",
     );
     let mut inf = point(1, 1.0);
-    inf.vector[0] = f32::INFINITY;
+    inf.vectors.get_mut("").expect("v")[0] = f32::INFINITY;
     check(
         c.upsert(vec![inf]),
         ErrorKind::InvalidArgument,
@@ -374,10 +374,7 @@ fn versions_are_lsns_and_newest_wins_across_segments() {
             .get(&[PointId::Num(1), PointId::Num(2)], true, true)
             .expect("get");
         assert_eq!(r.len(), 1);
-        assert_eq!(
-            (r[0].version, r[0].vector.as_ref().expect("v")[0]),
-            (v2, 10.0)
-        );
+        assert_eq!((r[0].version, r[0].vector().expect("v")[0]), (v2, 10.0));
         let hits = c
             .search(&SearchRequest::new(vec![1.0, 1.0, 2.0, 3.0], 10))
             .expect("search");
@@ -472,10 +469,10 @@ fn set_payload_merges_by_id_and_by_filter_and_survives_restart() {
         let PointId::Num(i) = r.id else {
             panic!("uuid")
         };
-        let p = r.payload.expect("payload");
+        let p = r.payload.clone().expect("payload");
         assert_eq!(p["x"], json!(i as f32), "other keys kept");
         assert_eq!(p.get("tag").is_some(), i == 1 || i == 11, "tag on {i}");
         assert_eq!(p.get("big").is_some(), i >= 5, "big on {i}");
-        assert_eq!(r.vector.expect("vector")[0], i as f32, "vector kept");
+        assert_eq!(r.vector().expect("vector")[0], i as f32, "vector kept");
     }
 }

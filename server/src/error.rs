@@ -48,6 +48,7 @@ pub fn status_of(kind: Kind) -> (StatusCode, tonic::Code) {
             ErrorKind::DeadlineExceeded => {
                 (StatusCode::SERVICE_UNAVAILABLE, Code::DeadlineExceeded)
             }
+            ErrorKind::Unimplemented => (StatusCode::NOT_IMPLEMENTED, Code::Unimplemented),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal),
         },
         Kind::Unauthenticated => (StatusCode::UNAUTHORIZED, Code::Unauthenticated),

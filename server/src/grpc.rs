@@ -19,7 +19,7 @@ use std::time::Instant;
 use serde_json::Value;
 use strata_engine::{
     CollectionConfig, Distance, Filter, HnswConfig, Payload, PointId, PointInput, Record,
-    ScoredPoint, ScrollRequest, SearchRequest,
+    ScoredPoint, ScrollRequest, SearchRequest, VectorParams,
 };
 use tonic::{Request, Response, Status};
 
@@ -157,7 +157,7 @@ fn record_to(r: Record) -> pb::Record {
         id: Some(pid_to(r.id)),
         version: r.version,
         payload_json: payload_to(r.payload),
-        vector: r.vector.unwrap_or_default(),
+        vector: r.vectors.and_then(|mut v| v.remove("")).unwrap_or_default(),
     }
 }
 
@@ -167,7 +167,7 @@ fn scored_to(p: ScoredPoint) -> pb::ScoredPoint {
         version: p.version,
         score: p.score,
         payload_json: payload_to(p.payload),
-        vector: p.vector.unwrap_or_default(),
+        vector: p.vectors.and_then(|mut v| v.remove("")).unwrap_or_default(),
     }
 }
 
@@ -246,7 +246,7 @@ impl Collections for Service {
             st.manager(&c)?;
             let hnsw = r.hnsw.unwrap_or_default();
             let d = HnswConfig::default();
-            let config = CollectionConfig {
+            let config = CollectionConfig::single(VectorParams {
                 dim: r.dim,
                 distance: distance_from(r.distance)?,
                 hnsw: HnswConfig {
@@ -257,7 +257,7 @@ impl Collections for Service {
                         hnsw.ef_construct
                     },
                 },
-            };
+            });
             let deadline = dl.get();
             blocking(move || {
                 deadline.check("create collection")?;
@@ -284,11 +284,11 @@ impl Collections for Service {
             let i = blocking(move || h.info().map_err(ApiError::from)).await?;
             Ok(pb::CollectionInfo {
                 collection: i.name,
-                dim: i.config.dim,
-                distance: distance_to(i.config.distance),
+                dim: i.config.first().dim,
+                distance: distance_to(i.config.first().distance),
                 hnsw: Some(pb::HnswConfig {
-                    m: i.config.hnsw.m,
-                    ef_construct: i.config.hnsw.ef_construct,
+                    m: i.config.first().hnsw.m,
+                    ef_construct: i.config.first().hnsw.ef_construct,
                 }),
                 points: i.points,
                 segments: i.segments,
@@ -363,14 +363,11 @@ impl Points for Service {
                 .into_iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    Ok(PointInput {
-                        id: pid_from(p.id.as_ref(), &format!("points[{i}].id"))?,
-                        vector: p.vector,
-                        payload: payload_from(
-                            &p.payload_json,
-                            &format!("points[{i}].payload_json"),
-                        )?,
-                    })
+                    Ok(PointInput::new(
+                        pid_from(p.id.as_ref(), &format!("points[{i}].id"))?,
+                        p.vector,
+                        payload_from(&p.payload_json, &format!("points[{i}].payload_json"))?,
+                    ))
                 })
                 .collect::<Result<Vec<_>, ApiError>>()?;
             let version = blocking(move || h.upsert(points).map_err(ApiError::from)).await?;

@@ -189,7 +189,7 @@ fn report_json(engine: &Engine, r: &RecoveryReport) -> serde_json::Value {
             serde_json::json!({
                 "tenant": tenant, "name": i.name, "points": i.points, "segments": i.segments,
                 "indexed_segments": i.indexed_segments, "bytes": i.bytes,
-                "dim": i.config.dim, "distance": i.config.distance,
+                "vectors": i.config.vectors.iter().map(|(name, p)| serde_json::json!({"name": name, "dim": p.dim, "distance": p.distance})).collect::<Vec<_>>(),
             })
         })
         .collect();

@@ -44,20 +44,16 @@ fn seed(dir: &std::path::Path) {
         .expect("create");
     c.upsert(
         (0..20)
-            .map(|i| PointInput {
-                id: PointId::Num(i),
-                vector: vec![1.0, i as f32, 0.5],
-                payload: None,
-            })
+            .map(|i| PointInput::new(PointId::Num(i), vec![1.0, i as f32, 0.5], None))
             .collect(),
     )
     .expect("upsert");
     c.flush().expect("flush");
-    c.upsert(vec![PointInput {
-        id: PointId::Num(99),
-        vector: vec![0.0, 1.0, 0.0],
-        payload: None,
-    }])
+    c.upsert(vec![PointInput::new(
+        PointId::Num(99),
+        vec![0.0, 1.0, 0.0],
+        None,
+    )])
     .expect("upsert");
 }
 
@@ -426,11 +422,11 @@ fn check_reports_damage_inside_the_wal_and_changes_nothing() {
         let e = Engine::open(o).expect("open");
         let c = e.collection(DEFAULT_TENANT, "docs").expect("docs");
         for i in 0..5u64 {
-            c.upsert(vec![PointInput {
-                id: PointId::Num(100 + i),
-                vector: vec![1.0, 2.0, i as f32],
-                payload: None,
-            }])
+            c.upsert(vec![PointInput::new(
+                PointId::Num(100 + i),
+                vec![1.0, 2.0, i as f32],
+                None,
+            )])
             .expect("upsert");
         }
     }

@@ -1,115 +1,228 @@
-//! Segment file layout (byte level; see `docs/format.md` for the table).
+//! Segment file layout (byte level; see `docs/format.md` for the tables).
 //!
+//! Version 2 (written):
 //! ```text
-//! 0    header (128 bytes)            magic, version, ids, dim, counts, graph meta, LSNs, CRC
-//! 128  section table (11 × 24 bytes)  offset u64, len u64, crc32c u32, reserved u32
-//! 448  sections, each starting at a multiple of 64:
-//!      VECTORS f32[rows×dim] · ID_TAGS u8[rows] · ID_VALUES u128[rows] · VERSIONS u64[rows]
-//!      PAYLOAD_OFFSETS u64[rows+1] · PAYLOAD_DATA · TOMBSTONES 32 B each
-//!      GRAPH_LEVELS u8[rows] · GRAPH_L0 u32[rows×(1+w0)] · GRAPH_UPPER_OFFSETS u32[rows]
-//!      GRAPH_UPPER u32[lists×(1+w)]
+//! 0    header (128 bytes)   magic, version, ids, counts, LSNs, space and section counts,
+//!                           prefix length, CRC of header + space records + section table
+//! 128  space records         one per named dense vector: kind, distance, dim, graph meta, name
+//! ...  section table         24 bytes per section: offset, len, crc32c, kind, space
+//! ...  zero padding to the prefix length (a multiple of 64)
+//!      sections, each starting at a multiple of 64, in canonical order:
+//!      ID_TAGS · ID_VALUES · VERSIONS · PAYLOAD_OFFSETS · PAYLOAD_DATA · TOMBSTONES, then per
+//!      space: VECTORS f32[rows×dim] · PRESENCE u64[⌈rows/64⌉] or empty (every row has it) ·
+//!      GRAPH_LEVELS · GRAPH_L0 · GRAPH_UPPER_OFFSETS · GRAPH_UPPER
 //! ```
-//! Rows and tombstones are sorted by point id, so lookups are binary searches and scrolls are
-//! merges. Sections are aligned so that vectors and neighbour lists are used in place.
+//! Version 1 (still read) had one unnamed space and a fixed table of 11 entries; it decodes
+//! into the same [`Layout`] (one space named `""`, every row present).
+//!
+//! In memory, sections are numbered in *canonical order*: the six common sections, then six
+//! per space ([`common`], [`space_sec`]); a [`SectionSet`] is a set of those numbers.
 
 use crate::codec::{DecodeError, Reader, Writer, crc};
 use crate::types::Distance;
 
 pub(crate) const MAGIC: &[u8; 8] = b"STRATSEG";
-pub(crate) const VERSION: u32 = 1;
+/// The version this code writes.
+pub(crate) const VERSION: u32 = 2;
 pub(crate) const HEADER_LEN: usize = 128;
-pub(crate) const SECTION_COUNT: usize = 11;
 pub(crate) const SECTION_ENTRY_LEN: usize = 24;
-pub(crate) const TABLE_END: usize = HEADER_LEN + SECTION_COUNT * SECTION_ENTRY_LEN;
 pub(crate) const ALIGN: usize = 64;
-pub(crate) const DATA_START: usize = TABLE_END.next_multiple_of(ALIGN);
 pub(crate) const TOMBSTONE_LEN: usize = 32;
-pub(crate) const FLAG_GRAPH: u8 = 1;
+/// Header flag (both versions): the segment was indexed — every space with rows has a graph.
+pub(crate) const FLAG_INDEXED: u32 = 1;
+/// Named dense vectors per segment (and collection) at most.
+pub(crate) const MAX_SPACES: usize = 16;
+/// Longest vector name, in bytes.
+pub(crate) const MAX_NAME: usize = 255;
+/// Version 1: 11 sections, data from byte 448.
+const V1_SECTIONS: usize = 11;
+const V1_DATA_START: usize = 448;
+/// Bytes of a space record before its name.
+const SPACE_FIXED: usize = 32;
+/// The `space` field of a common section's table entry.
+const NO_SPACE: u16 = u16::MAX;
+const KIND_DENSE: u8 = 1;
 
-/// Section indices in the table.
+/// Sections every segment has once (canonical numbers 0..6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
 pub(crate) enum Sec {
-    Vectors = 0,
-    IdTags = 1,
-    IdValues = 2,
-    Versions = 3,
-    PayloadOffsets = 4,
-    PayloadData = 5,
-    Tombstones = 6,
-    GraphLevels = 7,
-    GraphL0 = 8,
-    GraphUpperOffsets = 9,
-    GraphUpper = 10,
+    IdTags = 0,
+    IdValues = 1,
+    Versions = 2,
+    PayloadOffsets = 3,
+    PayloadData = 4,
+    Tombstones = 5,
 }
-
-impl Sec {
-    /// This section's bit in a set of sections (see [`SectionSet`]).
-    pub(crate) const fn bit(self) -> u16 {
-        1 << self as usize
-    }
-}
-
-/// A set of sections, one bit per [`Sec`].
-pub(crate) type SectionSet = u16;
-
-/// Every section.
-pub(crate) const ALL_SECTIONS: SectionSet = (1 << SECTION_COUNT) - 1;
-/// The sections of the HNSW graph.
-pub(crate) const GRAPH_SECTIONS: SectionSet = Sec::GraphLevels.bit()
-    | Sec::GraphL0.bit()
-    | Sec::GraphUpperOffsets.bit()
-    | Sec::GraphUpper.bit();
-/// The sections of the payloads.
-pub(crate) const PAYLOAD_SECTIONS: SectionSet = Sec::PayloadOffsets.bit() | Sec::PayloadData.bit();
-/// The sections a meta file copies (ids, versions, tombstones).
-pub(crate) const ID_SECTIONS: SectionSet =
-    Sec::IdTags.bit() | Sec::IdValues.bit() | Sec::Versions.bit() | Sec::Tombstones.bit();
-
-/// All sections in file-table order.
-pub(crate) const SECTIONS: [Sec; SECTION_COUNT] = [
-    Sec::Vectors,
+pub(crate) const COMMON_COUNT: usize = 6;
+const COMMON: [Sec; COMMON_COUNT] = [
     Sec::IdTags,
     Sec::IdValues,
     Sec::Versions,
     Sec::PayloadOffsets,
     Sec::PayloadData,
     Sec::Tombstones,
-    Sec::GraphLevels,
-    Sec::GraphL0,
-    Sec::GraphUpperOffsets,
-    Sec::GraphUpper,
 ];
-
-pub(crate) const SECTION_NAMES: [&str; SECTION_COUNT] = [
-    "vectors",
+/// On-disk kind byte of each common section (v1's table index).
+const COMMON_KIND: [u8; COMMON_COUNT] = [1, 2, 3, 4, 5, 6];
+const COMMON_NAMES: [&str; COMMON_COUNT] = [
     "id tags",
     "id values",
     "versions",
     "payload offsets",
     "payload data",
     "tombstones",
+];
+
+/// Sections every space has (canonical numbers `6 + 6 × space + k`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub(crate) enum SpaceSec {
+    Vectors = 0,
+    Presence = 1,
+    GraphLevels = 2,
+    GraphL0 = 3,
+    GraphUpperOffsets = 4,
+    GraphUpper = 5,
+}
+pub(crate) const PER_SPACE: usize = 6;
+/// On-disk kind byte of each space section (v1's table index; presence is new in v2).
+const SPACE_KIND: [u8; PER_SPACE] = [0, 11, 7, 8, 9, 10];
+const SPACE_NAMES: [&str; PER_SPACE] = [
+    "vectors",
+    "presence",
     "graph levels",
     "graph layer 0",
     "graph upper offsets",
     "graph upper layers",
 ];
 
-/// The fixed header.
+/// Canonical number of a common section.
+pub(crate) const fn common(s: Sec) -> usize {
+    s as usize
+}
+
+/// Canonical number of section `k` of space `space`.
+pub(crate) const fn space_sec(space: usize, k: SpaceSec) -> usize {
+    COMMON_COUNT + space * PER_SPACE + k as usize
+}
+
+/// A set of sections by canonical number (at most 256).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SectionSet([u64; 4]);
+
+impl SectionSet {
+    pub(crate) const EMPTY: SectionSet = SectionSet([0; 4]);
+
+    /// Every section of a segment with `n` sections.
+    pub(crate) fn first(n: usize) -> SectionSet {
+        (0..n).fold(SectionSet::EMPTY, SectionSet::with)
+    }
+    #[must_use]
+    pub(crate) const fn with(mut self, i: usize) -> SectionSet {
+        if i < 256 {
+            self.0[i / 64] |= 1 << (i % 64);
+        }
+        self
+    }
+    pub(crate) const fn has(&self, i: usize) -> bool {
+        i < 256 && self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+    #[must_use]
+    pub(crate) const fn union(mut self, o: SectionSet) -> SectionSet {
+        let mut i = 0;
+        while i < 4 {
+            self.0[i] |= o.0[i];
+            i += 1;
+        }
+        self
+    }
+    #[must_use]
+    pub(crate) fn minus(mut self, o: SectionSet) -> SectionSet {
+        for (a, b) in self.0.iter_mut().zip(o.0) {
+            *a &= !b;
+        }
+        self
+    }
+    #[must_use]
+    pub(crate) fn intersect(mut self, o: SectionSet) -> SectionSet {
+        for (a, b) in self.0.iter_mut().zip(o.0) {
+            *a &= b;
+        }
+        self
+    }
+    pub(crate) fn contains_all(&self, o: SectionSet) -> bool {
+        o.minus(*self) == SectionSet::EMPTY
+    }
+    pub(crate) fn iter(self) -> impl Iterator<Item = usize> {
+        (0..256).filter(move |i| self.has(*i))
+    }
+}
+
+const fn set_of(secs: &[Sec]) -> SectionSet {
+    let mut s = SectionSet::EMPTY;
+    let mut i = 0;
+    while i < secs.len() {
+        s = s.with(secs[i] as usize);
+        i += 1;
+    }
+    s
+}
+
+/// The sections of the payloads.
+pub(crate) const PAYLOAD_SECTIONS: SectionSet = set_of(&[Sec::PayloadOffsets, Sec::PayloadData]);
+/// The sections a meta file copies (ids, versions, tombstones).
+pub(crate) const ID_SECTIONS: SectionSet =
+    set_of(&[Sec::IdTags, Sec::IdValues, Sec::Versions, Sec::Tombstones]);
+
+/// A space's vectors and presence bitmap.
+pub(crate) fn vector_sections(space: usize) -> SectionSet {
+    SectionSet::EMPTY
+        .with(space_sec(space, SpaceSec::Vectors))
+        .with(space_sec(space, SpaceSec::Presence))
+}
+
+/// A space's graph.
+pub(crate) fn graph_sections(space: usize) -> SectionSet {
+    [
+        SpaceSec::GraphLevels,
+        SpaceSec::GraphL0,
+        SpaceSec::GraphUpperOffsets,
+        SpaceSec::GraphUpper,
+    ]
+    .into_iter()
+    .fold(SectionSet::EMPTY, |s, k| s.with(space_sec(space, k)))
+}
+
+/// Where a space's HNSW graph starts and how wide its lists are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct GraphMeta {
+    pub(crate) entry: u32,
+    pub(crate) max_level: u32,
+    pub(crate) l0_width: u32,
+    pub(crate) up_width: u32,
+    pub(crate) upper_lists: u32,
+}
+
+/// One named dense vector of a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Space {
+    pub(crate) name: String,
+    pub(crate) dim: u32,
+    pub(crate) distance: Distance,
+    /// `None` when this space has no graph (searched exactly).
+    pub(crate) graph: Option<GraphMeta>,
+}
+
+/// The fixed header's values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub(crate) struct Header {
-    pub(crate) distance: u8,
-    pub(crate) flags: u8,
+    pub(crate) version: u32,
+    pub(crate) flags: u32,
     pub(crate) segment_id: u64,
     pub(crate) collection_id: u64,
-    pub(crate) dim: u32,
     pub(crate) rows: u32,
     pub(crate) tombstones: u32,
-    pub(crate) graph_entry: u32,
-    pub(crate) graph_max_level: u32,
-    pub(crate) graph_l0_width: u32,
-    pub(crate) graph_up_width: u32,
-    pub(crate) graph_upper_lists: u32,
     pub(crate) min_lsn: u64,
     pub(crate) max_lsn: u64,
 }
@@ -122,148 +235,564 @@ pub(crate) struct SectionEntry {
     pub(crate) crc: u32,
 }
 
-/// Encodes header and table into the first `DATA_START` bytes.
-pub(crate) fn encode_prefix(h: &Header, table: &[SectionEntry; SECTION_COUNT]) -> Vec<u8> {
-    let mut w = Writer::with_capacity(DATA_START);
-    w.bytes(MAGIC);
-    w.u32(VERSION);
-    w.u8(h.distance);
-    w.u8(h.flags);
-    w.u16(0);
-    w.u64(h.segment_id);
-    w.u64(h.collection_id);
-    w.u32(h.dim);
-    w.u32(h.rows);
-    w.u32(h.tombstones);
-    w.u32(h.graph_entry);
-    w.u32(h.graph_max_level);
-    w.u32(h.graph_l0_width);
-    w.u32(h.graph_up_width);
-    w.u32(h.graph_upper_lists);
-    w.u64(h.min_lsn);
-    w.u64(h.max_lsn);
-    w.u32(SECTION_COUNT as u32);
-    w.pad_to(124);
-    w.u32(0); // header CRC, filled below
-    for s in table {
-        w.u64(s.offset);
-        w.u64(s.len);
-        w.u32(s.crc);
-        w.u32(0);
+/// A decoded header, space list and section table (canonical order), of either version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub(crate) header: Header,
+    pub(crate) spaces: Vec<Space>,
+    pub(crate) table: Vec<SectionEntry>,
+    /// Where the table entry of each section lies in the file (error offsets).
+    entry_at: Vec<usize>,
+    /// Bytes of header, space records and table, padded: where sections may start.
+    pub(crate) prefix_len: usize,
+    /// End of the table (the padding up to `prefix_len` must be zero).
+    pub(crate) table_end: usize,
+}
+
+fn err(offset: usize, what: impl Into<String>) -> DecodeError {
+    DecodeError {
+        offset,
+        what: what.into(),
     }
-    debug_assert_eq!(w.len(), TABLE_END);
-    let c = prefix_crc(&w.buf);
-    w.buf[124..128].copy_from_slice(&c.to_le_bytes());
-    w.pad_to(ALIGN);
-    w.buf
+}
+
+fn space_record_len(name: &str) -> usize {
+    SPACE_FIXED + name.len().next_multiple_of(8)
+}
+
+impl Layout {
+    /// A layout to write: `table` in canonical order (offsets filled by the writer).
+    pub(crate) fn new(header: Header, spaces: Vec<Space>, table: Vec<SectionEntry>) -> Layout {
+        let table_end = HEADER_LEN
+            + spaces
+                .iter()
+                .map(|s| space_record_len(&s.name))
+                .sum::<usize>()
+            + table.len() * SECTION_ENTRY_LEN;
+        let entry_at = (0..table.len())
+            .map(|i| table_end - (table.len() - i) * SECTION_ENTRY_LEN)
+            .collect();
+        Layout {
+            header: Header {
+                version: VERSION,
+                ..header
+            },
+            spaces,
+            table,
+            entry_at,
+            prefix_len: table_end.next_multiple_of(ALIGN),
+            table_end,
+        }
+    }
+
+    /// The prefix length a segment with these spaces has.
+    pub(crate) fn prefix_len_for(spaces: &[Space]) -> usize {
+        Layout::new(
+            Header::default(),
+            spaces.to_vec(),
+            vec![SectionEntry::default(); COMMON_COUNT + spaces.len() * PER_SPACE],
+        )
+        .prefix_len
+    }
+
+    /// Number of sections.
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// A section's name for messages.
+    pub(crate) fn name(&self, i: usize) -> String {
+        if i < COMMON_COUNT {
+            return COMMON_NAMES[i].to_string();
+        }
+        let (space, k) = (
+            (i - COMMON_COUNT) / PER_SPACE,
+            (i - COMMON_COUNT) % PER_SPACE,
+        );
+        match self.spaces.get(space) {
+            Some(s) if self.spaces.len() == 1 && s.name.is_empty() => SPACE_NAMES[k].to_string(),
+            Some(s) => format!("{} of vector {:?}", SPACE_NAMES[k], s.name),
+            None => format!("section {i}"),
+        }
+    }
+
+    /// Where section `i`'s table entry lies in the file.
+    pub(crate) fn entry_at(&self, i: usize) -> usize {
+        self.entry_at.get(i).copied().unwrap_or(HEADER_LEN)
+    }
+
+    /// True when the segment was indexed (every space with rows has a graph).
+    pub(crate) fn indexed(&self) -> bool {
+        self.header.flags & FLAG_INDEXED != 0 && self.header.rows > 0
+    }
+
+    /// Section `i`'s expected length; `None` for any length (payload data), `Some(None)`-like
+    /// choices are spelled out: presence may be empty or one bit per row.
+    pub(crate) fn expected_len(&self, i: usize) -> Expected {
+        let rows = u64::from(self.header.rows);
+        if i < COMMON_COUNT {
+            return match COMMON[i] {
+                Sec::IdTags => Expected::Is(rows),
+                Sec::IdValues => Expected::Is(rows * 16),
+                Sec::Versions => Expected::Is(rows * 8),
+                Sec::PayloadOffsets => Expected::Is((rows + 1) * 8),
+                Sec::PayloadData => Expected::Any,
+                Sec::Tombstones => {
+                    Expected::Is(u64::from(self.header.tombstones) * TOMBSTONE_LEN as u64)
+                }
+            };
+        }
+        let (space, k) = (
+            (i - COMMON_COUNT) / PER_SPACE,
+            (i - COMMON_COUNT) % PER_SPACE,
+        );
+        let Some(s) = self.spaces.get(space) else {
+            return Expected::Is(0);
+        };
+        let g = |x: u64| if s.graph.is_some() { x } else { 0 };
+        let gm = s.graph.unwrap_or_default();
+        // rows < 2^32, dim <= 2^16 and widths <= 4096: none of these products overflow u64.
+        Expected::Is(match k {
+            0 => rows * u64::from(s.dim) * 4,
+            1 => return Expected::ZeroOr(rows.div_ceil(64) * 8),
+            2 => g(rows),
+            3 => g(rows * (1 + u64::from(gm.l0_width)) * 4),
+            4 => g(rows * 4),
+            _ => g(u64::from(gm.upper_lists) * (1 + u64::from(gm.up_width)) * 4),
+        })
+    }
+
+    /// Decodes and checks header, spaces and table of either version: magic, version, CRC,
+    /// every value (distances, dimensions, widths, names, kinds in canonical order).
+    pub(crate) fn decode(b: &[u8]) -> Result<Layout, DecodeError> {
+        if b.len() < HEADER_LEN {
+            return Err(err(
+                b.len(),
+                format!(
+                    "file of {} bytes is shorter than the segment header",
+                    b.len()
+                ),
+            ));
+        }
+        let mut r = Reader::new(b);
+        if r.take(8, "segment magic")? != MAGIC {
+            return Err(err(0, "bad segment magic"));
+        }
+        let version = r.u32("segment format version")?;
+        let layout = match version {
+            1 => Self::decode_v1(b)?,
+            2 => Self::decode_v2(b)?,
+            v => return Err(err(8, format!("unsupported segment format version {v}"))),
+        };
+        layout.check_values()?;
+        Ok(layout)
+    }
+
+    fn check_crc(b: &[u8], table_end: usize) -> Result<(), DecodeError> {
+        let stored = u32::from_le_bytes(b[124..128].try_into().expect("4 bytes"));
+        let sum = crc32c::crc32c_append(crc(&b[..124]), &b[HEADER_LEN..table_end]);
+        if sum != stored {
+            return Err(err(124, "segment header checksum mismatch"));
+        }
+        Ok(())
+    }
+
+    fn decode_v1(b: &[u8]) -> Result<Layout, DecodeError> {
+        let table_end = HEADER_LEN + V1_SECTIONS * SECTION_ENTRY_LEN;
+        if b.len() < table_end {
+            return Err(err(
+                b.len(),
+                format!(
+                    "file of {} bytes is shorter than the segment header",
+                    b.len()
+                ),
+            ));
+        }
+        Self::check_crc(b, table_end)?;
+        let mut r = Reader::new(&b[12..]);
+        let distance_tag = r.u8("distance")?;
+        let flags = r.u8("flags")?;
+        let _ = r.u16("reserved")?;
+        let mut h = Header {
+            version: 1,
+            flags: u32::from(flags),
+            segment_id: r.u64("segment id")?,
+            collection_id: r.u64("collection id")?,
+            ..Header::default()
+        };
+        let dim = r.u32("dim")?;
+        h.rows = r.u32("row count")?;
+        h.tombstones = r.u32("tombstone count")?;
+        let gm = GraphMeta {
+            entry: r.u32("graph entry")?,
+            max_level: r.u32("graph max level")?,
+            l0_width: r.u32("graph layer-0 width")?,
+            up_width: r.u32("graph upper width")?,
+            upper_lists: r.u32("graph upper list count")?,
+        };
+        h.min_lsn = r.u64("min LSN")?;
+        h.max_lsn = r.u64("max LSN")?;
+        let count = r.u32("section count")?;
+        if count as usize != V1_SECTIONS {
+            return Err(err(
+                80,
+                format!("section count {count}, expected {V1_SECTIONS}"),
+            ));
+        }
+        let distance = Distance::from_tag(distance_tag)
+            .ok_or_else(|| err(12, format!("unknown distance tag {distance_tag}")))?;
+        if flags & !1 != 0 {
+            return Err(err(13, format!("unknown flags {flags:#x}")));
+        }
+        let mut raw = [SectionEntry::default(); V1_SECTIONS];
+        let mut r = Reader::new(&b[HEADER_LEN..table_end]);
+        for s in &mut raw {
+            s.offset = r.u64("section offset")?;
+            s.len = r.u64("section length")?;
+            s.crc = r.u32("section crc")?;
+            let _ = r.u32("reserved")?;
+        }
+        // Canonical order: the common sections (v1 indices 1..=6), then the one space's
+        // vectors (0), an empty presence section (every row present), the graph (7..=10).
+        let order: [Option<usize>; COMMON_COUNT + PER_SPACE] = [
+            Some(1),
+            Some(2),
+            Some(3),
+            Some(4),
+            Some(5),
+            Some(6),
+            Some(0),
+            None,
+            Some(7),
+            Some(8),
+            Some(9),
+            Some(10),
+        ];
+        let mut table = Vec::with_capacity(order.len());
+        let mut entry_at = Vec::with_capacity(order.len());
+        for o in order {
+            match o {
+                Some(i) => {
+                    table.push(raw[i]);
+                    entry_at.push(HEADER_LEN + i * SECTION_ENTRY_LEN);
+                }
+                None => {
+                    table.push(SectionEntry {
+                        offset: V1_DATA_START as u64,
+                        len: 0,
+                        crc: 0,
+                    });
+                    entry_at.push(HEADER_LEN);
+                }
+            }
+        }
+        Ok(Layout {
+            header: h,
+            spaces: vec![Space {
+                name: String::new(),
+                dim,
+                distance,
+                graph: (flags & 1 != 0).then_some(gm),
+            }],
+            table,
+            entry_at,
+            prefix_len: V1_DATA_START,
+            table_end,
+        })
+    }
+
+    fn decode_v2(b: &[u8]) -> Result<Layout, DecodeError> {
+        let mut r = Reader::new(&b[12..HEADER_LEN]);
+        let mut h = Header {
+            version: 2,
+            flags: r.u32("flags")?,
+            segment_id: r.u64("segment id")?,
+            collection_id: r.u64("collection id")?,
+            rows: r.u32("row count")?,
+            tombstones: r.u32("tombstone count")?,
+            min_lsn: r.u64("min LSN")?,
+            max_lsn: r.u64("max LSN")?,
+        };
+        let space_count = r.u32("space count")? as usize;
+        let section_count = r.u32("section count")? as usize;
+        let prefix_len = r.u32("prefix length")? as usize;
+        if b[68..124].iter().any(|x| *x != 0) {
+            return Err(err(68, "non-zero reserved header bytes"));
+        }
+        if h.flags & !FLAG_INDEXED != 0 {
+            return Err(err(12, format!("unknown flags {:#x}", h.flags)));
+        }
+        h.flags &= FLAG_INDEXED;
+        if space_count > MAX_SPACES {
+            return Err(err(
+                56,
+                format!("{space_count} vector spaces, at most {MAX_SPACES}"),
+            ));
+        }
+        if section_count != COMMON_COUNT + space_count * PER_SPACE {
+            return Err(err(
+                60,
+                format!(
+                    "section count {section_count}, expected {} for {space_count} spaces",
+                    COMMON_COUNT + space_count * PER_SPACE
+                ),
+            ));
+        }
+        if prefix_len > b.len() || !prefix_len.is_multiple_of(ALIGN) || prefix_len < HEADER_LEN {
+            return Err(err(
+                64,
+                format!(
+                    "prefix length {prefix_len} is misaligned or past the file ({} bytes)",
+                    b.len()
+                ),
+            ));
+        }
+        // The checksum first: a damaged byte is reported as damage, not as a strange value.
+        match Self::decode_v2_table_end(b) {
+            Some(end) if end <= prefix_len => Self::check_crc(b, end)?,
+            _ => {
+                return Err(err(
+                    64,
+                    format!("prefix length {prefix_len} does not hold the space records and table"),
+                ));
+            }
+        }
+        let mut r = Reader::new(&b[..prefix_len]);
+        r.take(HEADER_LEN, "header")?;
+        let mut spaces: Vec<Space> = Vec::with_capacity(space_count);
+        for i in 0..space_count {
+            let at = r.pos();
+            let kind = r.u8("space kind")?;
+            let dist = r.u8("distance")?;
+            let flags = r.u8("space flags")?;
+            let name_len = r.u8("name length")? as usize;
+            let dim = r.u32("dim")?;
+            let gm = GraphMeta {
+                entry: r.u32("graph entry")?,
+                max_level: r.u32("graph max level")?,
+                l0_width: r.u32("graph layer-0 width")?,
+                up_width: r.u32("graph upper width")?,
+                upper_lists: r.u32("graph upper list count")?,
+            };
+            let _ = r.u32("reserved")?;
+            let name_at = r.pos();
+            let raw = r.take(name_len.next_multiple_of(8), "vector name")?;
+            if kind != KIND_DENSE {
+                return Err(err(at, format!("space {i}: unknown kind {kind}")));
+            }
+            if flags & !1 != 0 {
+                return Err(err(at + 2, format!("space {i}: unknown flags {flags:#x}")));
+            }
+            if raw[name_len..].iter().any(|x| *x != 0) {
+                return Err(err(name_at, format!("space {i}: non-zero name padding")));
+            }
+            let name = std::str::from_utf8(&raw[..name_len])
+                .map_err(|_| err(name_at, format!("space {i}: name is not UTF-8")))?
+                .to_string();
+            if spaces.last().is_some_and(|p| p.name >= name) {
+                return Err(err(
+                    name_at,
+                    format!("space {i}: names not sorted or repeated"),
+                ));
+            }
+            let distance = Distance::from_tag(dist)
+                .ok_or_else(|| err(at + 1, format!("space {i}: unknown distance tag {dist}")))?;
+            spaces.push(Space {
+                name,
+                dim,
+                distance,
+                graph: (flags & 1 != 0).then_some(gm),
+            });
+        }
+        let mut table = Vec::with_capacity(section_count);
+        let mut entry_at = Vec::with_capacity(section_count);
+        for i in 0..section_count {
+            let at = r.pos();
+            let e = SectionEntry {
+                offset: r.u64("section offset")?,
+                len: r.u64("section length")?,
+                crc: r.u32("section crc")?,
+            };
+            let kind = r.u8("section kind")?;
+            if r.u8("reserved")? != 0 {
+                return Err(err(at + 21, "non-zero reserved byte"));
+            }
+            let space = r.u16("section space")?;
+            let (want_kind, want_space) = match i {
+                i if i < COMMON_COUNT => (COMMON_KIND[i], NO_SPACE),
+                i => (
+                    SPACE_KIND[(i - COMMON_COUNT) % PER_SPACE],
+                    ((i - COMMON_COUNT) / PER_SPACE) as u16,
+                ),
+            };
+            if (kind, space) != (want_kind, want_space) {
+                return Err(err(
+                    at + 20,
+                    format!(
+                        "section {i} is kind {kind} of space {space}, expected kind {want_kind} of space {want_space}"
+                    ),
+                ));
+            }
+            table.push(e);
+            entry_at.push(at);
+        }
+        let table_end = r.pos();
+        if table_end.next_multiple_of(ALIGN) != prefix_len {
+            return Err(err(
+                64,
+                format!("prefix length {prefix_len} does not end the table ({table_end})"),
+            ));
+        }
+        Ok(Layout {
+            header: h,
+            spaces,
+            table,
+            entry_at,
+            prefix_len,
+            table_end,
+        })
+    }
+
+    /// Checks the decoded values: dimensions, graph widths and entry points, names.
+    fn check_values(&self) -> Result<(), DecodeError> {
+        for (i, s) in self.spaces.iter().enumerate() {
+            if s.dim == 0 || s.dim > crate::types::MAX_DIM {
+                return Err(err(
+                    HEADER_LEN,
+                    format!("space {i}: dimension {} out of range", s.dim),
+                ));
+            }
+            if s.name.len() > MAX_NAME {
+                return Err(err(HEADER_LEN, format!("space {i}: name too long")));
+            }
+            if let Some(g) = s.graph {
+                if g.l0_width > 4096 || g.up_width > 4096 {
+                    return Err(err(
+                        HEADER_LEN,
+                        format!("space {i}: graph list width out of range"),
+                    ));
+                }
+                if self.header.rows > 0 && (g.entry >= self.header.rows || g.max_level > 255) {
+                    return Err(err(
+                        HEADER_LEN,
+                        format!("space {i}: graph entry point out of range"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes header, spaces and table (version 2) into `prefix_len` bytes.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(self.prefix_len);
+        let h = &self.header;
+        w.bytes(MAGIC);
+        w.u32(VERSION);
+        w.u32(h.flags);
+        w.u64(h.segment_id);
+        w.u64(h.collection_id);
+        w.u32(h.rows);
+        w.u32(h.tombstones);
+        w.u64(h.min_lsn);
+        w.u64(h.max_lsn);
+        w.u32(self.spaces.len() as u32);
+        w.u32(self.table.len() as u32);
+        w.u32(self.prefix_len as u32);
+        w.pad_to(124);
+        w.u32(0); // CRC, filled below
+        for s in &self.spaces {
+            let g = s.graph.unwrap_or_default();
+            w.u8(KIND_DENSE);
+            w.u8(s.distance.tag());
+            w.u8(u8::from(s.graph.is_some()));
+            w.u8(s.name.len() as u8);
+            w.u32(s.dim);
+            w.u32(g.entry);
+            w.u32(g.max_level);
+            w.u32(g.l0_width);
+            w.u32(g.up_width);
+            w.u32(g.upper_lists);
+            w.u32(0);
+            w.bytes(s.name.as_bytes());
+            w.pad_to(8);
+        }
+        for (i, e) in self.table.iter().enumerate() {
+            w.u64(e.offset);
+            w.u64(e.len);
+            w.u32(e.crc);
+            let (kind, space) = match i {
+                i if i < COMMON_COUNT => (COMMON_KIND[i], NO_SPACE),
+                i => (
+                    SPACE_KIND[(i - COMMON_COUNT) % PER_SPACE],
+                    ((i - COMMON_COUNT) / PER_SPACE) as u16,
+                ),
+            };
+            w.u8(kind);
+            w.u8(0);
+            w.u16(space);
+        }
+        debug_assert_eq!(w.len(), self.table_end);
+        let c = crc32c::crc32c_append(crc(&w.buf[..124]), &w.buf[HEADER_LEN..]);
+        w.buf[124..128].copy_from_slice(&c.to_le_bytes());
+        w.pad_to(ALIGN);
+        w.buf
+    }
+}
+
+/// What length a section must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Expected {
+    /// Exactly this.
+    Is(u64),
+    /// Zero or exactly this (a presence bitmap: empty means every row).
+    ZeroOr(u64),
+    /// Any length (payload data).
+    Any,
+}
+
+impl Expected {
+    pub(crate) fn admits(self, len: u64) -> bool {
+        match self {
+            Expected::Is(n) => len == n,
+            Expected::ZeroOr(n) => len == 0 || len == n,
+            Expected::Any => true,
+        }
+    }
 }
 
 /// Recomputes the header CRC of `b` in place (fuzzing: lets mutated headers and sections past
 /// the checksum so that the structure checks and accessors behind it get exercised).
 pub(crate) fn restamp_prefix_crc(b: &mut [u8]) {
-    if b.len() >= TABLE_END {
-        let c = prefix_crc(b);
+    if b.len() < HEADER_LEN {
+        return;
+    }
+    let table_end = match u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")) {
+        1 => HEADER_LEN + V1_SECTIONS * SECTION_ENTRY_LEN,
+        _ => match Layout::decode_v2_table_end(b) {
+            Some(e) => e,
+            None => return,
+        },
+    };
+    if b.len() >= table_end {
+        let c = crc32c::crc32c_append(crc(&b[..124]), &b[HEADER_LEN..table_end]);
         b[124..128].copy_from_slice(&c.to_le_bytes());
     }
 }
 
-fn prefix_crc(b: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc(&b[..124]), &b[HEADER_LEN..TABLE_END])
-}
-
-/// Decodes and checks header and table (magic, version, CRC).
-pub(crate) fn decode_prefix(
-    b: &[u8],
-) -> Result<(Header, [SectionEntry; SECTION_COUNT]), DecodeError> {
-    if b.len() < TABLE_END {
-        return Err(DecodeError {
-            offset: b.len(),
-            what: format!(
-                "file of {} bytes is shorter than the segment header",
-                b.len()
-            ),
-        });
+impl Layout {
+    /// Where a version-2 table ends, from the counts and names alone (fuzzing support).
+    fn decode_v2_table_end(b: &[u8]) -> Option<usize> {
+        let spaces = u32::from_le_bytes(b.get(56..60)?.try_into().ok()?) as usize;
+        let sections = u32::from_le_bytes(b.get(60..64)?.try_into().ok()?) as usize;
+        if spaces > MAX_SPACES || sections > 256 {
+            return None;
+        }
+        let mut pos = HEADER_LEN;
+        for _ in 0..spaces {
+            let name_len = *b.get(pos + 3)? as usize;
+            pos += SPACE_FIXED + name_len.next_multiple_of(8);
+        }
+        Some(pos + sections * SECTION_ENTRY_LEN)
     }
-    let mut r = Reader::new(b);
-    r.magic_and_version(MAGIC, VERSION, "segment")?;
-    let stored = u32::from_le_bytes(b[124..128].try_into().expect("4 bytes"));
-    if prefix_crc(b) != stored {
-        return Err(DecodeError {
-            offset: 124,
-            what: "segment header checksum mismatch".into(),
-        });
-    }
-    let mut h = Header {
-        distance: r.u8("distance")?,
-        flags: r.u8("flags")?,
-        ..Header::default()
-    };
-    let _ = r.u16("reserved")?;
-    h.segment_id = r.u64("segment id")?;
-    h.collection_id = r.u64("collection id")?;
-    h.dim = r.u32("dim")?;
-    h.rows = r.u32("row count")?;
-    h.tombstones = r.u32("tombstone count")?;
-    h.graph_entry = r.u32("graph entry")?;
-    h.graph_max_level = r.u32("graph max level")?;
-    h.graph_l0_width = r.u32("graph layer-0 width")?;
-    h.graph_up_width = r.u32("graph upper width")?;
-    h.graph_upper_lists = r.u32("graph upper list count")?;
-    h.min_lsn = r.u64("min LSN")?;
-    h.max_lsn = r.u64("max LSN")?;
-    let count = r.u32("section count")?;
-    if count as usize != SECTION_COUNT {
-        return Err(r.err(format!("section count {count}, expected {SECTION_COUNT}")));
-    }
-    let mut r = Reader::new(&b[HEADER_LEN..TABLE_END]);
-    let mut table = [SectionEntry::default(); SECTION_COUNT];
-    for s in &mut table {
-        s.offset = r.u64("section offset")?;
-        s.len = r.u64("section length")?;
-        s.crc = r.u32("section crc")?;
-        let _ = r.u32("reserved")?;
-    }
-    Ok((h, table))
-}
-
-/// Checks a decoded header's values (distance, dimension, flags, graph widths) and returns the
-/// distance and each section's expected length (`None`: any length, for payload data).
-pub(crate) fn check_header(
-    h: &Header,
-) -> Result<(Distance, [Option<u64>; SECTION_COUNT]), DecodeError> {
-    let err = |offset: usize, what: String| DecodeError { offset, what };
-    let distance = Distance::from_tag(h.distance)
-        .ok_or_else(|| err(12, format!("unknown distance tag {}", h.distance)))?;
-    let rows = h.rows as u64;
-    let dim = h.dim as u64;
-    if dim == 0 || dim > crate::types::MAX_DIM as u64 {
-        return Err(err(32, format!("dimension {dim} out of range")));
-    }
-    let has_graph = h.flags & FLAG_GRAPH != 0;
-    if h.flags & !FLAG_GRAPH != 0 {
-        return Err(err(13, format!("unknown flags {:#x}", h.flags)));
-    }
-    if has_graph && (h.graph_l0_width > 4096 || h.graph_up_width > 4096) {
-        return Err(err(52, "graph list width out of range".into()));
-    }
-    // rows < 2^32, dim <= 2^16 and widths <= 4096: none of these products overflow u64.
-    let g = |x: u64| if has_graph { x } else { 0 };
-    Ok((
-        distance,
-        [
-            Some(rows * dim * 4),
-            Some(rows),
-            Some(rows * 16),
-            Some(rows * 8),
-            Some((rows + 1) * 8),
-            None,
-            Some(h.tombstones as u64 * TOMBSTONE_LEN as u64),
-            Some(g(rows)),
-            Some(g(rows * (1 + h.graph_l0_width as u64) * 4)),
-            Some(g(rows * 4)),
-            Some(g(h.graph_upper_lists as u64
-                * (1 + h.graph_up_width as u64)
-                * 4)),
-        ],
-    ))
 }

@@ -59,13 +59,27 @@ impl HnswDistance<f32> for BuildDistance {
 }
 
 /// Builds the graph of `vectors` (row-major, `dim` each) with `hnsw_rs`, then flattens it.
-pub(crate) fn build(vectors: &[f32], dim: usize, metric: Distance, cfg: HnswConfig) -> FlatGraph {
+/// Only rows for which `present` holds are nodes (the others keep empty lists and are never
+/// reached); at least one row must be present.
+pub(crate) fn build(
+    vectors: &[f32],
+    dim: usize,
+    metric: Distance,
+    cfg: HnswConfig,
+    present: &dyn Fn(usize) -> bool,
+) -> FlatGraph {
     let n = vectors.len() / dim;
-    assert!(n > 0, "no graph for an empty segment");
-    let dot_bound = if metric == Distance::Dot {
+    let rows = || {
         vectors
             .chunks_exact(dim)
-            .map(|v| distance::dot(v, v))
+            .enumerate()
+            .filter(|(i, _)| present(*i))
+    };
+    let nodes = rows().count();
+    assert!(nodes > 0, "no graph without rows");
+    let dot_bound = if metric == Distance::Dot {
+        rows()
+            .map(|(_, v)| distance::dot(v, v))
             .fold(0.0f32, f32::max)
             * 1.001
             + 1.0
@@ -74,8 +88,8 @@ pub(crate) fn build(vectors: &[f32], dim: usize, metric: Distance, cfg: HnswConf
     };
     let dist = BuildDistance { metric, dot_bound };
     let hnsw: Hnsw<'_, f32, BuildDistance> =
-        Hnsw::new(cfg.m as usize, n, 16, cfg.ef_construct as usize, dist);
-    for (i, v) in vectors.chunks_exact(dim).enumerate() {
+        Hnsw::new(cfg.m as usize, nodes, 16, cfg.ef_construct as usize, dist);
+    for (i, v) in rows() {
         hnsw.insert_slice((v, i));
     }
     flatten(&hnsw, n)

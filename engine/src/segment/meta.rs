@@ -3,8 +3,9 @@
 //! ```text
 //! 0    meta header (64 bytes)   magic "STRATMET", version, segment file length, summary
 //!                               (offset, length, CRC32C), header CRC32C
-//! 64   the segment's own header and section table (448 bytes, copied, with its own CRC)
-//! 512  id tags · id values · versions · tombstones, copied from the segment, each at the next
+//! 64   the segment's own prefix: header, space records, section table and padding (its
+//!      `prefix_len` bytes; 448 for a version-1 segment), copied, with its own CRC
+//! ...  id tags · id values · versions · tombstones, copied from the segment, each at the next
 //!      multiple of 64, each checked against the CRC the copied section table records
 //! ...  summary (flag bit 0; at the next multiple of 64; see `summary.rs`)
 //! ```
@@ -22,7 +23,7 @@ use strata_tiering::Blob;
 use super::format::*;
 use super::summary::Summary;
 use crate::codec::{DecodeError, Reader, Writer, cast_slice, crc};
-use crate::types::{Distance, Lsn, PointId};
+use crate::types::{Lsn, PointId};
 
 pub(crate) const META_MAGIC: &[u8; 8] = b"STRATMET";
 pub(crate) const META_VERSION: u32 = 1;
@@ -151,13 +152,13 @@ impl<'a> Ids<'a> {
     }
 }
 
-/// Byte ranges of the meta sections (and the summary's start) given the copied table: each
+/// Byte ranges of the meta sections (and the summary's start) given the copied layout: each
 /// section at the next multiple of [`ALIGN`] after the previous one.
-fn meta_layout(table: &[SectionEntry; SECTION_COUNT]) -> Option<([Range<usize>; 4], usize)> {
-    let mut pos = META_HEADER_LEN + DATA_START;
+fn meta_layout(layout: &Layout) -> Option<([Range<usize>; 4], usize)> {
+    let mut pos = META_HEADER_LEN + layout.prefix_len;
     let mut out: [Range<usize>; 4] = Default::default();
     for (slot, s) in out.iter_mut().zip(META_SECTIONS) {
-        let len = usize::try_from(table[s as usize].len).ok()?;
+        let len = usize::try_from(layout.table[common(s)].len).ok()?;
         let end = pos.checked_add(len)?;
         *slot = pos..end;
         pos = end.checked_next_multiple_of(ALIGN)?;
@@ -168,7 +169,7 @@ fn meta_layout(table: &[SectionEntry; SECTION_COUNT]) -> Option<([Range<usize>; 
 /// Flag: the meta file holds a summary.
 const FLAG_SUMMARY: u32 = 1;
 
-/// Encodes the meta file of a segment from its first [`DATA_START`] bytes (`prefix`), its
+/// Encodes the meta file of a segment from its prefix (header, spaces, table, padding), its
 /// length, the four [`META_SECTIONS`] in order and an encoded summary, if any.
 pub(crate) fn encode(
     prefix: &[u8],
@@ -176,9 +177,10 @@ pub(crate) fn encode(
     sections: [&[u8]; 4],
     summary: Option<&[u8]>,
 ) -> Vec<u8> {
-    let mut body =
-        Writer::with_capacity(DATA_START + sections.iter().map(|s| s.len() + ALIGN).sum::<usize>());
-    body.bytes(&prefix[..DATA_START]);
+    let mut body = Writer::with_capacity(
+        prefix.len() + sections.iter().map(|s| s.len() + ALIGN).sum::<usize>(),
+    );
+    body.bytes(prefix);
     for s in sections {
         body.bytes(s);
         body.pad_to(ALIGN);
@@ -216,12 +218,10 @@ fn err(offset: usize, what: impl Into<String>) -> DecodeError {
 /// A validated meta file: the always-resident part of a segment.
 pub(crate) struct SegmentMeta {
     blob: Blob,
-    pub(crate) header: Header,
-    pub(crate) distance: Distance,
+    /// The segment's header, spaces and section table (decoded and checked at open).
+    pub(crate) layout: Layout,
     file_len: u64,
     sec: [Range<usize>; 4],
-    /// The segment's section table (decoded and checked at open).
-    table: [SectionEntry; SECTION_COUNT],
     /// Empty when the meta file has none (never skipped).
     pub(crate) summary: Summary,
 }
@@ -229,7 +229,7 @@ pub(crate) struct SegmentMeta {
 impl std::fmt::Debug for SegmentMeta {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SegmentMeta")
-            .field("header", &self.header)
+            .field("header", &self.layout.header)
             .field("file_len", &self.file_len)
             .finish_non_exhaustive()
     }
@@ -243,7 +243,7 @@ impl SegmentMeta {
         if !(b.as_ptr() as usize).is_multiple_of(16) {
             return Err(err(0, "meta bytes are not 16-byte aligned"));
         }
-        if b.len() < META_HEADER_LEN + DATA_START {
+        if b.len() < META_HEADER_LEN + HEADER_LEN {
             return Err(err(
                 b.len(),
                 format!("meta file of {} bytes is shorter than its headers", b.len()),
@@ -272,46 +272,51 @@ impl SegmentMeta {
             return Err(err(44, "non-zero reserved meta header bytes"));
         }
         let base = META_HEADER_LEN;
-        let (header, table) =
-            decode_prefix(&b[base..base + DATA_START]).map_err(|e| err(base + e.offset, e.what))?;
-        if b[base + TABLE_END..base + DATA_START]
+        let layout = Layout::decode(&b[base..]).map_err(|e| err(base + e.offset, e.what))?;
+        let prefix_end = base + layout.prefix_len;
+        if b.len() < prefix_end {
+            return Err(err(
+                b.len(),
+                "meta file is shorter than the segment's prefix",
+            ));
+        }
+        if b[base + layout.table_end..prefix_end]
             .iter()
             .any(|x| *x != 0)
         {
-            return Err(err(base + TABLE_END, "non-zero padding byte"));
+            return Err(err(base + layout.table_end, "non-zero padding byte"));
         }
-        let (distance, expected) =
-            check_header(&header).map_err(|e| err(base + e.offset, e.what))?;
-        for (i, s) in table.iter().enumerate() {
-            if let Some(want) = expected[i]
-                && s.len != want
-            {
+        for (i, s) in layout.table.iter().enumerate() {
+            if !layout.expected_len(i).admits(s.len) {
                 return Err(err(
-                    base + HEADER_LEN + i * SECTION_ENTRY_LEN,
+                    base + layout.entry_at(i),
                     format!(
-                        "section '{}' is {} bytes, expected {want}",
-                        SECTION_NAMES[i], s.len
+                        "section '{}' is {} bytes, expected {:?}",
+                        layout.name(i),
+                        s.len,
+                        layout.expected_len(i)
                     ),
                 ));
             }
             if s.offset.checked_add(s.len).is_none_or(|e| e > file_len) {
                 return Err(err(
-                    base + HEADER_LEN + i * SECTION_ENTRY_LEN,
+                    base + layout.entry_at(i),
                     format!(
                         "section '{}' lies outside the segment file ({file_len} bytes)",
-                        SECTION_NAMES[i]
+                        layout.name(i)
                     ),
                 ));
             }
         }
         // The writer ends the file with its last section: a longer length is not a segment
         // this engine wrote (and a streamed read sizes its buffer by it).
-        let last = table
+        let last = layout
+            .table
             .iter()
             .map(|s| s.offset.saturating_add(s.len))
             .max()
             .unwrap_or(0)
-            .max(DATA_START as u64);
+            .max(layout.prefix_len as u64);
         if file_len > last.next_multiple_of(ALIGN as u64) {
             return Err(err(
                 16,
@@ -321,7 +326,7 @@ impl SegmentMeta {
             ));
         }
         let (sec, sections_end) =
-            meta_layout(&table).ok_or_else(|| err(base, "meta sections overflow"))?;
+            meta_layout(&layout).ok_or_else(|| err(base, "meta sections overflow"))?;
         let end = match flags & FLAG_SUMMARY != 0 {
             true if summary_offset == sections_end as u64 => {
                 sections_end.saturating_add(usize::try_from(summary_len).unwrap_or(usize::MAX))
@@ -335,15 +340,18 @@ impl SegmentMeta {
                 format!("meta file is {} bytes, its layout needs {end}", b.len()),
             ));
         }
-        let mut pos = base + DATA_START;
+        if b.len() < sections_end {
+            return Err(err(b.len(), "meta file is shorter than its sections"));
+        }
+        let mut pos = prefix_end;
         for (range, s) in sec.iter().zip(META_SECTIONS) {
             if let Some(i) = b[pos..range.start].iter().position(|x| *x != 0) {
                 return Err(err(pos + i, "non-zero padding byte"));
             }
-            if crc(&b[range.clone()]) != table[s as usize].crc {
+            if crc(&b[range.clone()]) != layout.table[common(s)].crc {
                 return Err(err(
                     range.start,
-                    format!("section '{}' checksum mismatch", SECTION_NAMES[s as usize]),
+                    format!("section '{}' checksum mismatch", layout.name(common(s))),
                 ));
             }
             pos = range.end;
@@ -358,16 +366,15 @@ impl SegmentMeta {
                 if crc(bytes) != summary_crc {
                     return Err(err(sections_end, "summary checksum mismatch"));
                 }
-                Summary::decode(bytes, header.dim as usize, header.rows)
+                let dim = layout.spaces.first().map_or(0, |s| s.dim as usize);
+                Summary::decode(bytes, dim, layout.header.rows)
                     .map_err(|e| err(sections_end + e.offset, e.what))?
             }
         };
         let meta = SegmentMeta {
             blob,
-            header,
-            distance,
+            layout,
             file_len,
-            table,
             sec,
             summary,
         };
@@ -396,19 +403,19 @@ impl SegmentMeta {
         )
     }
 
-    /// The segment file's first [`DATA_START`] bytes (header and section table), as copied.
+    /// The segment file's prefix (header, spaces, section table, padding), as copied.
     pub(crate) fn prefix(&self) -> &[u8] {
-        &self.blob.as_bytes()[META_HEADER_LEN..META_HEADER_LEN + DATA_START]
+        &self.blob.as_bytes()[META_HEADER_LEN..META_HEADER_LEN + self.layout.prefix_len]
     }
 
-    /// Length of section `s` in the segment file.
-    pub(crate) fn section_len(&self, s: Sec) -> u64 {
-        self.table[s as usize].len
+    /// Length of section `i` (canonical number) in the segment file.
+    pub(crate) fn section_len(&self, i: usize) -> u64 {
+        self.layout.table.get(i).map_or(0, |e| e.len)
     }
 
-    /// The segment's section table.
-    pub(crate) fn table(&self) -> &[SectionEntry; SECTION_COUNT] {
-        &self.table
+    /// The segment's section table (canonical order).
+    pub(crate) fn table(&self) -> &[SectionEntry] {
+        &self.layout.table
     }
 
     /// The bytes of a section this file copies (see [`META_SECTIONS`]); `None` for others.
@@ -423,23 +430,32 @@ impl SegmentMeta {
     }
 
     pub(crate) fn rows(&self) -> u32 {
-        self.header.rows
+        self.layout.header.rows
     }
     pub(crate) fn segment_id(&self) -> u64 {
-        self.header.segment_id
+        self.layout.header.segment_id
     }
     /// Length of the segment file (not of this meta file).
     pub(crate) fn file_len(&self) -> u64 {
         self.file_len
     }
-    pub(crate) fn has_graph(&self) -> bool {
-        self.header.flags & FLAG_GRAPH != 0 && self.header.rows > 0
+    /// True when the segment was indexed (every space with rows has a graph).
+    pub(crate) fn indexed(&self) -> bool {
+        self.layout.indexed()
+    }
+    /// True when `space` has a graph.
+    pub(crate) fn has_graph(&self, space: usize) -> bool {
+        self.layout
+            .spaces
+            .get(space)
+            .is_some_and(|s| s.graph.is_some())
+            && self.rows() > 0
     }
     pub(crate) fn min_lsn(&self) -> Lsn {
-        self.header.min_lsn
+        self.layout.header.min_lsn
     }
     pub(crate) fn max_lsn(&self) -> Lsn {
-        self.header.max_lsn
+        self.layout.header.max_lsn
     }
     pub(crate) fn id(&self, row: u32) -> PointId {
         self.ids().id(row)

@@ -28,54 +28,41 @@ use serde_json::Value;
 
 pub(crate) use meta::SegmentMeta;
 pub use reader::Verify;
-pub(crate) use reader::{SegmentData, VerifyError};
+pub(crate) use reader::{SegmentData, SpaceView, VerifyError};
 use strata_tiering::policy::{Access, Tier};
 
 use crate::columns::{Column, ColumnCache};
 use crate::filter::{Fields, Filter};
 use crate::scan::{self, Hit};
 use crate::types::{Distance, Lsn, Payload, PointId};
-use format::{ALL_SECTIONS, GRAPH_SECTIONS, PAYLOAD_SECTIONS, Sec, SectionSet};
+use format::{COMMON_COUNT, PAYLOAD_SECTIONS, SectionSet, graph_sections, vector_sections};
 
 /// Below this estimated fraction of allowed rows, a filtered search scans exactly instead of
 /// walking the graph (a walk would visit most of the graph to find enough matches anyway).
 pub(crate) const EXACT_FILTER_FRACTION: f64 = 0.05;
-/// Sections a compaction reads of its inputs: everything but the graph (it builds its own).
-pub(crate) const COMPACTION_SECTIONS: SectionSet = ALL_SECTIONS & !GRAPH_SECTIONS;
+/// Sections a compaction reads of its inputs (a segment of `spaces` vector spaces):
+/// everything but the graphs (it builds its own).
+pub(crate) fn compaction_sections(spaces: usize) -> SectionSet {
+    (0..spaces).fold(SectionSet::first(COMMON_COUNT), |s, i| {
+        s.union(vector_sections(i))
+    })
+}
 
-/// Sections a search of a segment reads: vectors, the graph when it walks one (`graph`), and
-/// the payload sections when `payloads` (a filter reads them).
-pub(crate) fn search_sections(graph: bool, payloads: bool) -> SectionSet {
-    let mut s = Sec::Vectors.bit();
+/// Sections a search of `space` reads: its vectors (and presence), its graph when it walks
+/// one (`graph`), and the payload sections when `payloads` (a filter reads them).
+pub(crate) fn search_sections(space: usize, graph: bool, payloads: bool) -> SectionSet {
+    let mut s = vector_sections(space);
     if graph {
-        s |= GRAPH_SECTIONS;
+        s = s.union(graph_sections(space));
     }
     if payloads {
-        s |= PAYLOAD_SECTIONS;
+        s = s.union(PAYLOAD_SECTIONS);
     }
     s
 }
 
 /// Rows sampled to estimate a filter's selectivity.
 const SELECTIVITY_SAMPLE: u32 = 256;
-
-impl graph::GraphView for SegmentData {
-    fn node_count(&self) -> u32 {
-        self.rows()
-    }
-    fn entry(&self) -> u32 {
-        self.header.graph_entry
-    }
-    fn max_level(&self) -> u32 {
-        self.header.graph_max_level
-    }
-    fn neighbours(&self, node: u32, level: u32) -> &[u32] {
-        self.raw_neighbours(node, level).unwrap_or(&[])
-    }
-    fn vector(&self, node: u32) -> &[f32] {
-        SegmentData::vector(self, node)
-    }
-}
 
 /// Parses a stored payload (empty bytes = empty object).
 pub(crate) fn parse_payload(bytes: &[u8]) -> Payload {
@@ -412,14 +399,21 @@ impl Segment {
         if n == 0 || q.k == 0 || (frozen.is_none() && self.live_rows() == 0) {
             return Ok(Vec::new());
         }
+        let space = q.space;
+        if space >= body.space_count() {
+            return Ok(Vec::new());
+        }
         let payloads = filter.is_some_and(Filter::needs_payload);
-        if !body.has_all(search_sections(body.has_graph() && !q.exact, payloads)) {
+        let graph = body.has_graph(space);
+        if !body.has_all(search_sections(space, graph && !q.exact, payloads)) {
             return Err(not_resident(self.id()));
         }
         let prepared = self.prepare(Some(body), filter, cache, frozen)?;
-        let mut allow = |row: u32| prepared.allows(row);
+        let all_have = body.all_have(space);
+        let mut allow =
+            |row: u32| (all_have || body.has_vector(space, row)) && prepared.allows(row);
         let use_graph = !q.exact
-            && body.has_graph()
+            && graph
             && match filter {
                 None => true,
                 Some(_) => {
@@ -432,9 +426,11 @@ impl Segment {
                 }
             };
         Ok(if use_graph {
-            graph::search(body, q.metric, q.vector, q.k, q.ef, &mut allow)
+            let view = SpaceView { data: body, space };
+            graph::search(&view, q.metric, q.vector, q.k, q.ef, &mut allow)
         } else {
-            scan::top_k(q.metric, q.vector, body.vectors(), body.dim(), q.k, allow)
+            let dim = body.dim(space);
+            scan::top_k(q.metric, q.vector, body.vectors(space), dim, q.k, allow)
         })
     }
 }
@@ -454,6 +450,8 @@ fn build_columns(data: &SegmentData, keys: &[&String]) -> Vec<Column> {
 /// A similarity query as every source sees it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SearchQuery<'a> {
+    /// The vector space (index in the collection's sorted vector names).
+    pub(crate) space: usize,
     pub(crate) metric: Distance,
     /// Normalised for Cosine.
     pub(crate) vector: &'a [f32],

@@ -7,7 +7,6 @@ use strata_tiering::Blob;
 use super::format::*;
 use super::meta::Ids;
 use crate::codec::{DecodeError, cast_slice, crc};
-use crate::types::Distance;
 
 /// How much to check when opening.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,9 +51,8 @@ pub(crate) enum VerifyError<E> {
 /// The bytes of one segment and where each section lies.
 pub(crate) struct SegmentData {
     blob: Blob,
-    pub(crate) header: Header,
-    pub(crate) distance: Distance,
-    sec: [Range<usize>; SECTION_COUNT],
+    pub(crate) layout: Layout,
+    sec: Vec<Range<usize>>,
     /// The sections whose bytes are in `blob` (all, except for a partly fetched cold
     /// segment, whose other ranges are holes that no accessor reads).
     present: SectionSet,
@@ -63,9 +61,10 @@ pub(crate) struct SegmentData {
 impl std::fmt::Debug for SegmentData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SegmentData")
-            .field("header", &self.header)
+            .field("header", &self.layout.header)
+            .field("spaces", &self.layout.spaces.len())
             .field("blob", &self.blob)
-            .field("present", &format_args!("{:#x}", self.present))
+            .field("present", &self.present)
             .finish()
     }
 }
@@ -85,6 +84,32 @@ fn err(offset: u64, what: impl Into<String>) -> DecodeError {
     }
 }
 
+/// One space of a segment as the graph search sees it.
+pub(crate) struct SpaceView<'a> {
+    pub(crate) data: &'a SegmentData,
+    pub(crate) space: usize,
+}
+
+impl super::graph::GraphView for SpaceView<'_> {
+    fn node_count(&self) -> u32 {
+        self.data.rows()
+    }
+    fn entry(&self) -> u32 {
+        self.data.graph_meta(self.space).entry
+    }
+    fn max_level(&self) -> u32 {
+        self.data.graph_meta(self.space).max_level
+    }
+    fn neighbours(&self, node: u32, level: u32) -> &[u32] {
+        self.data
+            .raw_neighbours(self.space, node, level)
+            .unwrap_or(&[])
+    }
+    fn vector(&self, node: u32) -> &[f32] {
+        self.data.vector(self.space, node)
+    }
+}
+
 impl SegmentData {
     /// Validates `blob` as a segment file.
     pub(crate) fn open(blob: Blob, verify: Verify) -> Result<SegmentData, DecodeError> {
@@ -92,13 +117,13 @@ impl SegmentData {
             Verify::Full => Check::Full,
             Verify::HeaderOnly => Check::HeaderOnly,
         };
-        Self::open_checked(blob, check, ALL_SECTIONS)
+        Self::open_checked(blob, check, None)
     }
 
     /// Everything [`Verify::Full`] checks but the section checksums: the caller must check
     /// them with [`SegmentData::verify_checksums`] before trusting the bytes.
     pub(crate) fn open_structure(blob: Blob) -> Result<SegmentData, DecodeError> {
-        Self::open_checked(blob, Check::Structure, ALL_SECTIONS)
+        Self::open_checked(blob, Check::Structure, None)
     }
 
     /// A segment of which only the sections in `present` were fetched; the rest of `blob` is
@@ -110,64 +135,62 @@ impl SegmentData {
         blob: Blob,
         present: SectionSet,
     ) -> Result<SegmentData, DecodeError> {
-        if present & ID_SECTIONS != ID_SECTIONS {
+        if !present.contains_all(ID_SECTIONS) {
             return Err(err(
                 0,
                 "a partial segment needs its id, version and tombstone sections",
             ));
         }
-        Self::open_checked(blob, Check::Partial, present & ALL_SECTIONS)
+        Self::open_checked(blob, Check::Partial, Some(present))
     }
 
     fn open_checked(
         blob: Blob,
         check: Check,
-        present: SectionSet,
+        present: Option<SectionSet>,
     ) -> Result<SegmentData, DecodeError> {
         let b = blob.as_bytes();
         if !(b.as_ptr() as usize).is_multiple_of(16) {
             return Err(err(0, "segment bytes are not 16-byte aligned"));
         }
-        let (h, table) = decode_prefix(b)?;
-        let (distance, expected) = check_header(&h)?;
-        let has_graph = h.flags & FLAG_GRAPH != 0;
-        let rows = h.rows as u64;
-        let mut sec: [Range<usize>; SECTION_COUNT] = Default::default();
-        for (i, s) in table.iter().enumerate() {
-            let entry_at = (HEADER_LEN + i * SECTION_ENTRY_LEN) as u64;
-            let name = SECTION_NAMES[i];
-            if let Some(want) = expected[i]
-                && s.len != want
-            {
+        let layout = Layout::decode(b)?;
+        let all = SectionSet::first(layout.len());
+        let present = present.map_or(all, |p| p.intersect(all));
+        let mut sec = Vec::with_capacity(layout.len());
+        for (i, s) in layout.table.iter().enumerate() {
+            let entry_at = layout.entry_at(i) as u64;
+            if !layout.expected_len(i).admits(s.len) {
                 return Err(err(
                     entry_at,
-                    format!("section '{name}' is {} bytes, expected {want}", s.len),
+                    format!(
+                        "section '{}' is {} bytes, expected {:?}",
+                        layout.name(i),
+                        s.len,
+                        layout.expected_len(i)
+                    ),
                 ));
             }
             let end = s.offset.checked_add(s.len);
             if s.offset % ALIGN as u64 != 0
-                || s.offset < DATA_START as u64
+                || s.offset < layout.prefix_len as u64
                 || end.is_none_or(|e| e > b.len() as u64)
             {
                 return Err(err(
                     entry_at,
                     format!(
-                        "section '{name}' at {}+{} lies outside the file ({} bytes) or is misaligned",
+                        "section '{}' at {}+{} lies outside the file ({} bytes) or is misaligned",
+                        layout.name(i),
                         s.offset,
                         s.len,
                         b.len()
                     ),
                 ));
             }
-            sec[i] = s.offset as usize..(s.offset + s.len) as usize;
-        }
-        if has_graph && rows > 0 && (h.graph_entry as u64 >= rows || h.graph_max_level > 255) {
-            return Err(err(44, "graph entry point out of range"));
+            sec.push(s.offset as usize..(s.offset + s.len) as usize);
         }
         let seg = SegmentData {
             blob,
-            header: h,
-            distance,
+            layout,
             sec,
             present,
         };
@@ -175,15 +198,15 @@ impl SegmentData {
             Check::Full | Check::Partial => {
                 seg.verify_structure()?;
                 let b = seg.blob.as_bytes();
-                for (i, s) in table.iter().enumerate() {
-                    if !seg.has(SECTIONS[i]) {
+                for (i, s) in seg.layout.table.iter().enumerate() {
+                    if !seg.present.has(i) {
                         continue;
                     }
                     let r = &seg.sec[i];
                     if crc(&b[r.clone()]) != s.crc {
                         return Err(err(
                             r.start as u64,
-                            format!("section '{}' checksum mismatch", SECTION_NAMES[i]),
+                            format!("section '{}' checksum mismatch", seg.layout.name(i)),
                         ));
                     }
                 }
@@ -201,10 +224,7 @@ impl SegmentData {
         &self,
         read: &mut ReadRanges<'_, E>,
     ) -> Result<(), VerifyError<E>> {
-        let table = decode_prefix(self.blob.as_bytes())
-            .map_err(VerifyError::Corrupt)?
-            .1;
-        for (i, s) in table.iter().enumerate() {
+        for (i, s) in self.layout.table.iter().enumerate() {
             let r = &self.sec[i];
             let chunks: Vec<Range<u64>> = (r.start..r.end)
                 .step_by(VERIFY_CHUNK)
@@ -219,7 +239,7 @@ impl SegmentData {
             if sum != s.crc {
                 return Err(VerifyError::Corrupt(err(
                     r.start as u64,
-                    format!("section '{}' checksum mismatch", SECTION_NAMES[i]),
+                    format!("section '{}' checksum mismatch", self.layout.name(i)),
                 )));
             }
         }
@@ -228,24 +248,26 @@ impl SegmentData {
 
     fn verify_structure(&self) -> Result<(), DecodeError> {
         let b = self.blob.as_bytes();
+        let all = SectionSet::first(self.layout.len());
         // Sections must not overlap, and every byte outside them (the padding) must be zero,
         // so that no byte of the file can change unnoticed (a partial segment has holes there
         // instead: its padding is not checked).
         let mut covered: Vec<Range<usize>> =
             self.sec.iter().filter(|r| !r.is_empty()).cloned().collect();
         covered.sort_by_key(|r| r.start);
+        let (table_end, prefix_len) = (self.layout.table_end, self.layout.prefix_len);
         if let Some(i) = b
-            .get(TABLE_END..DATA_START)
+            .get(table_end..prefix_len)
             .and_then(|pad| pad.iter().position(|x| *x != 0))
         {
-            return Err(err((TABLE_END + i) as u64, "non-zero padding byte"));
+            return Err(err((table_end + i) as u64, "non-zero padding byte"));
         }
-        let mut pos = TABLE_END;
+        let mut pos = prefix_len;
         for r in covered.iter().chain(std::iter::once(&(b.len()..b.len()))) {
             if r.start < pos {
                 return Err(err(r.start as u64, "sections overlap"));
             }
-            if self.present == ALL_SECTIONS
+            if self.present == all
                 && let Some(i) = b[pos..r.start].iter().position(|x| *x != 0)
             {
                 return Err(err((pos + i) as u64, "non-zero padding byte"));
@@ -253,49 +275,61 @@ impl SegmentData {
             pos = r.end;
         }
         let n = self.rows();
-        let at = |s: Sec, i: usize, w: usize| (self.sec[s as usize].start + i * w) as u64;
+        let at = |i: usize, row: usize, w: usize| (self.sec[i].start + row * w) as u64;
         self.ids().check().map_err(|(s, i, what)| {
             let width = match s {
                 Sec::IdTags => 1,
                 Sec::IdValues => 16,
                 _ => TOMBSTONE_LEN,
             };
-            err(at(s, i, width), what)
+            err(at(common(s), i, width), what)
         })?;
-        let offs = self.u64s(Sec::PayloadOffsets);
-        let data_len = self.sec[Sec::PayloadData as usize].len() as u64;
-        if self.has(Sec::PayloadOffsets)
+        let offs = self.u64s(common(Sec::PayloadOffsets));
+        let data_len = self.sec[common(Sec::PayloadData)].len() as u64;
+        if self.present.has(common(Sec::PayloadOffsets))
             && (offs.first() != Some(&0)
                 || offs.windows(2).any(|w| w[0] > w[1])
                 || offs.last() != Some(&data_len))
         {
             return Err(err(
-                at(Sec::PayloadOffsets, 0, 8),
+                at(common(Sec::PayloadOffsets), 0, 8),
                 "payload offsets not monotonic",
             ));
         }
-        if self.has_graph() && self.present & GRAPH_SECTIONS == GRAPH_SECTIONS {
-            let h = &self.header;
-            let levels = self.graph_levels();
-            let offsets = self.u32s(Sec::GraphUpperOffsets);
+        for space in 0..self.space_count() {
+            let Some(g) = self.layout.spaces[space].graph else {
+                continue;
+            };
+            if n == 0 || !self.present.contains_all(graph_sections(space)) {
+                continue;
+            }
+            let levels = self.graph_levels(space);
+            let offsets = self.u32s(space_sec(space, SpaceSec::GraphUpperOffsets));
             for row in 0..n as usize {
                 let lvl = levels[row] as u32;
-                if lvl > h.graph_max_level {
-                    return Err(err(at(Sec::GraphLevels, row, 1), "node level above max"));
-                }
-                if lvl > 0 && (offsets[row] as u64 + lvl as u64 > h.graph_upper_lists as u64) {
+                if lvl > g.max_level {
                     return Err(err(
-                        at(Sec::GraphUpperOffsets, row, 4),
+                        at(space_sec(space, SpaceSec::GraphLevels), row, 1),
+                        "node level above max",
+                    ));
+                }
+                if lvl > 0 && (offsets[row] as u64 + lvl as u64 > g.upper_lists as u64) {
+                    return Err(err(
+                        at(space_sec(space, SpaceSec::GraphUpperOffsets), row, 4),
                         "upper list offset out of range",
                     ));
                 }
                 for level in 0..=lvl {
                     let ok = self
-                        .raw_neighbours(row as u32, level)
+                        .raw_neighbours(space, row as u32, level)
                         .is_some_and(|l| l.iter().all(|x| (*x as u64) < n as u64));
                     if !ok {
                         return Err(err(
-                            at(Sec::GraphL0, row, 4 * (1 + h.graph_l0_width as usize)),
+                            at(
+                                space_sec(space, SpaceSec::GraphL0),
+                                row,
+                                4 * (1 + g.l0_width as usize),
+                            ),
                             format!("bad neighbour list of node {row} at level {level}"),
                         ));
                     }
@@ -307,42 +341,50 @@ impl SegmentData {
 
     /// A section's bytes; empty when it is not present (entry points check [`Self::has`]
     /// first, so an absent section is refused there, never read as holes).
-    fn bytes(&self, s: Sec) -> &[u8] {
-        match self.has(s) {
-            true => &self.blob.as_bytes()[self.sec[s as usize].clone()],
+    fn bytes(&self, i: usize) -> &[u8] {
+        match self.present.has(i) {
+            true => &self.blob.as_bytes()[self.sec[i].clone()],
             false => &[],
         }
     }
 
-    /// True when section `s`'s bytes are here (always, unless this is a partly fetched cold
+    /// True when section `i`'s bytes are here (always, unless this is a partly fetched cold
     /// segment: see [`Self::open_partial`]).
-    pub(crate) fn has(&self, s: Sec) -> bool {
-        self.present & s.bit() != 0
+    pub(crate) fn has(&self, i: usize) -> bool {
+        self.present.has(i)
     }
 
     /// True when every section of `set` is here.
     pub(crate) fn has_all(&self, set: SectionSet) -> bool {
-        self.present & set == set
+        self.present
+            .contains_all(set.intersect(SectionSet::first(self.layout.len())))
     }
 
-    fn u64s(&self, s: Sec) -> &[u64] {
-        cast_slice(self.bytes(s)).expect("section aligned and sized at open")
+    fn u64s(&self, i: usize) -> &[u64] {
+        cast_slice(self.bytes(i)).expect("section aligned and sized at open")
     }
-    fn u32s(&self, s: Sec) -> &[u32] {
-        cast_slice(self.bytes(s)).expect("section aligned and sized at open")
+    fn u32s(&self, i: usize) -> &[u32] {
+        cast_slice(self.bytes(i)).expect("section aligned and sized at open")
     }
 
     pub(crate) fn rows(&self) -> u32 {
-        self.header.rows
+        self.layout.header.rows
     }
-    pub(crate) fn dim(&self) -> usize {
-        self.header.dim as usize
+    pub(crate) fn space_count(&self) -> usize {
+        self.layout.spaces.len()
+    }
+    pub(crate) fn dim(&self, space: usize) -> usize {
+        self.layout.spaces.get(space).map_or(0, |s| s.dim as usize)
     }
     pub(crate) fn segment_id(&self) -> u64 {
-        self.header.segment_id
+        self.layout.header.segment_id
     }
     pub(crate) fn file_len(&self) -> u64 {
         self.blob.len() as u64
+    }
+    /// The header, space records and section table as stored.
+    pub(crate) fn prefix(&self) -> &[u8] {
+        &self.blob.as_bytes()[..self.layout.prefix_len]
     }
     /// See [`Blob::release_pages`].
     pub(crate) fn release_pages(&self) {
@@ -352,28 +394,61 @@ impl SegmentData {
     pub(crate) fn bytes_all(&self) -> &[u8] {
         self.blob.as_bytes()
     }
-    pub(crate) fn has_graph(&self) -> bool {
-        self.header.flags & FLAG_GRAPH != 0 && self.header.rows > 0
+    /// True when `space` has a graph (and the segment has rows).
+    pub(crate) fn has_graph(&self, space: usize) -> bool {
+        self.layout
+            .spaces
+            .get(space)
+            .is_some_and(|s| s.graph.is_some())
+            && self.rows() > 0
+    }
+    fn graph_meta(&self, space: usize) -> GraphMeta {
+        self.layout
+            .spaces
+            .get(space)
+            .and_then(|s| s.graph)
+            .unwrap_or_default()
     }
 
-    /// All vectors, row-major.
-    pub(crate) fn vectors(&self) -> &[f32] {
-        cast_slice(self.bytes(Sec::Vectors)).expect("section aligned and sized at open")
+    /// All vectors of `space`, row-major (zeros for rows without one).
+    pub(crate) fn vectors(&self, space: usize) -> &[f32] {
+        cast_slice(self.bytes(space_sec(space, SpaceSec::Vectors)))
+            .expect("section aligned and sized at open")
     }
-    /// Row `row`'s vector; empty when the vectors are not present (see [`Self::has`]).
-    pub(crate) fn vector(&self, row: u32) -> &[f32] {
-        let d = self.dim();
-        self.vectors()
+    /// Row `row`'s vector in `space`; empty when the vectors are not present (see
+    /// [`Self::has`]). Zeros when the row has none there (see [`Self::has_vector`]).
+    pub(crate) fn vector(&self, space: usize, row: u32) -> &[f32] {
+        let d = self.dim(space);
+        self.vectors(space)
             .get(row as usize * d..(row as usize + 1) * d)
             .unwrap_or(&[])
+    }
+    /// True when row `row` has a vector in `space` (an empty presence section: every row).
+    /// Needs the presence section (streamed with the vectors).
+    pub(crate) fn has_vector(&self, space: usize, row: u32) -> bool {
+        let i = space_sec(space, SpaceSec::Presence);
+        if space >= self.space_count() || !self.present.has(i) {
+            return false;
+        }
+        let words = self.u64s(i);
+        words.is_empty()
+            || words
+                .get(row as usize / 64)
+                .is_some_and(|w| w & (1 << (row % 64)) != 0)
+    }
+    /// True when every row has a vector in `space`.
+    pub(crate) fn all_have(&self, space: usize) -> bool {
+        self.sec
+            .get(space_sec(space, SpaceSec::Presence))
+            .is_some_and(|r| r.is_empty())
     }
     /// Ids, versions and tombstones (the sections a meta file copies).
     pub(crate) fn ids(&self) -> Ids<'_> {
         Ids::new(
-            self.bytes(Sec::IdTags),
-            self.bytes(Sec::IdValues),
-            self.bytes(Sec::Versions),
-            self.bytes(Sec::Tombstones),
+            self.bytes(common(Sec::IdTags)),
+            self.bytes(common(Sec::IdValues)),
+            self.bytes(common(Sec::Versions)),
+            self.bytes(common(Sec::Tombstones)),
         )
         .expect("sections sized and aligned at open")
     }
@@ -383,28 +458,41 @@ impl SegmentData {
             return None;
         }
         let (a, b) = self.payload_span(row)?;
-        self.bytes(Sec::PayloadData).get(a as usize..b as usize)
+        self.bytes(common(Sec::PayloadData))
+            .get(a as usize..b as usize)
     }
 
     /// Where row `row`'s payload lies within the payload data section; `None` when the payload
     /// offsets are not present.
     pub(crate) fn payload_span(&self, row: u32) -> Option<(u64, u64)> {
-        let offs = self.u64s(Sec::PayloadOffsets);
+        let offs = self.u64s(common(Sec::PayloadOffsets));
         Some((*offs.get(row as usize)?, *offs.get(row as usize + 1)?))
     }
 
-    /// This segment's meta file (see [`super::meta`]), with a summary of its vectors when
-    /// `summary` (k-means: milliseconds per 10k rows, so not under the write gate).
+    /// This segment's meta file (see [`super::meta`]), with a summary of its first space's
+    /// vectors when `summary` (k-means: milliseconds per 10k rows, so not under the write
+    /// gate).
     pub(crate) fn meta_bytes(&self, summary: bool) -> Vec<u8> {
-        let b = self.blob.as_bytes();
-        let summary = summary.then(|| {
-            super::summary::Summary::build(self.vectors(), self.dim(), self.segment_id())
-                .encode(self.dim())
+        let summary = (summary && self.space_count() > 0).then(|| {
+            let dim = self.dim(0);
+            // Only rows that have a vector there: a bound over them is what a search needs.
+            let present: Vec<f32>;
+            let vectors = match self.all_have(0) {
+                true => self.vectors(0),
+                false => {
+                    present = (0..self.rows())
+                        .filter(|r| self.has_vector(0, *r))
+                        .flat_map(|r| self.vector(0, r).iter().copied())
+                        .collect();
+                    &present
+                }
+            };
+            super::summary::Summary::build(vectors, dim, self.segment_id()).encode(dim)
         });
         super::meta::encode(
-            &b[..DATA_START],
+            self.prefix(),
             self.file_len(),
-            super::meta::META_SECTIONS.map(|s| self.bytes(s)),
+            super::meta::META_SECTIONS.map(|s| self.bytes(common(s))),
             summary.as_deref(),
         )
     }
@@ -414,14 +502,12 @@ impl SegmentData {
         let rows = self.rows().min(4096);
         let ids = self.ids();
         for r in 0..rows {
-            let _ = (
-                ids.id(r),
-                ids.version(r),
-                self.vector(r).len(),
-                self.payload(r).map(<[u8]>::len),
-            );
-            for level in 0..=self.header.graph_max_level.min(16) {
-                let _ = self.raw_neighbours(r, level);
+            let _ = (ids.id(r), ids.version(r), self.payload(r).map(<[u8]>::len));
+            for space in 0..self.space_count() {
+                let _ = (self.vector(space, r).len(), self.has_vector(space, r));
+                for level in 0..=self.graph_meta(space).max_level.min(16) {
+                    let _ = self.raw_neighbours(space, r, level);
+                }
             }
         }
         for t in 0..ids.tombstone_count().min(4096) {
@@ -430,36 +516,42 @@ impl SegmentData {
         if rows > 0 {
             let _ = ids.find(ids.id(0));
             let _ = ids.lower_bound(ids.id(rows - 1));
-            if self.has_graph() {
-                let q = vec![0.5f32; self.dim()];
-                let _ = super::graph::search(self, self.distance, &q, 3, 8, &mut |_| true);
+            for space in 0..self.space_count() {
+                if self.has_graph(space) {
+                    let q = vec![0.5f32; self.dim(space)];
+                    let view = SpaceView { data: self, space };
+                    let metric = self.layout.spaces[space].distance;
+                    let _ = super::graph::search(&view, metric, &q, 3, 8, &mut |_| true);
+                }
             }
         }
     }
 
-    pub(crate) fn graph_levels(&self) -> &[u8] {
-        self.bytes(Sec::GraphLevels)
+    pub(crate) fn graph_levels(&self, space: usize) -> &[u8] {
+        self.bytes(space_sec(space, SpaceSec::GraphLevels))
     }
 
-    /// Neighbour list of `node` at `level`, or `None` if the node has no such level or the
-    /// stored list is malformed.
-    pub(crate) fn raw_neighbours(&self, node: u32, level: u32) -> Option<&[u32]> {
-        let h = &self.header;
+    /// Neighbour list of `node` at `level` in `space`'s graph, or `None` if the node has no
+    /// such level or the stored list is malformed.
+    pub(crate) fn raw_neighbours(&self, space: usize, node: u32, level: u32) -> Option<&[u32]> {
+        let g = self.layout.spaces.get(space)?.graph?;
         if level == 0 {
             return list_at(
-                self.u32s(Sec::GraphL0),
+                self.u32s(space_sec(space, SpaceSec::GraphL0)),
                 node as usize,
-                1 + h.graph_l0_width as usize,
+                1 + g.l0_width as usize,
             );
         }
-        if level > *self.graph_levels().get(node as usize)? as u32 {
+        if level > *self.graph_levels(space).get(node as usize)? as u32 {
             return None;
         }
-        let first = *self.u32s(Sec::GraphUpperOffsets).get(node as usize)? as usize;
+        let first = *self
+            .u32s(space_sec(space, SpaceSec::GraphUpperOffsets))
+            .get(node as usize)? as usize;
         list_at(
-            self.u32s(Sec::GraphUpper),
+            self.u32s(space_sec(space, SpaceSec::GraphUpper)),
             first + level as usize - 1,
-            1 + h.graph_up_width as usize,
+            1 + g.up_width as usize,
         )
     }
 }

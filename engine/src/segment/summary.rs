@@ -221,7 +221,8 @@ impl Summary {
         w.buf
     }
 
-    /// Decodes and checks (ball count, dimension, finite values, rows adding up to `rows`).
+    /// Decodes and checks (ball count, dimension, finite values, rows adding up to at most
+    /// `rows`: only rows with a vector in the summarised space count).
     pub(crate) fn decode(b: &[u8], dim: usize, rows: u32) -> Result<Summary, DecodeError> {
         let mut r = Reader::new(b);
         let n = r.u32("summary ball count")? as usize;
@@ -248,7 +249,7 @@ impl Summary {
                 rows: count,
             });
         }
-        if r.remaining() != 0 || total != rows as u64 {
+        if r.remaining() != 0 || total > rows as u64 {
             return Err(r.err("summary length or row count does not match the segment"));
         }
         Ok(Summary { balls })

@@ -1,29 +1,49 @@
-use super::writer::{RowRef, SegmentInput, encode};
+use super::format::{Sec, SpaceSec, common, space_sec};
+use super::writer::{RowRef, SegmentInput, SpaceInput, encode};
 use super::*;
 use crate::record::tests::point_id;
 use crate::types::HnswConfig;
 use proptest::prelude::*;
 use strata_tiering::Blob;
 
-type Input = (u32, Rows, Vec<(PointId, u64)>);
+/// Dimensions of each vector space (1 to 3 spaces), rows, tombstones.
+type Input = (Vec<u32>, Rows, Vec<(PointId, u64)>);
 
 fn input_strategy() -> impl Strategy<Value = Input> {
-    (1u32..6).prop_flat_map(|dim| {
+    prop::collection::vec(1u32..6, 1..4).prop_flat_map(|dims| {
+        // Each row has a vector in each space with probability 3/4 (often all: the common
+        // case stores no presence bitmap).
+        let vectors: Vec<_> = dims
+            .iter()
+            .map(|d| {
+                prop::option::weighted(0.75, prop::collection::vec(-10.0f32..10.0, *d as usize))
+            })
+            .collect();
         let row = (
             point_id(),
             1u64..1000,
-            prop::collection::vec(-10.0f32..10.0, dim as usize),
+            vectors,
             prop::collection::vec(any::<u8>(), 0..12),
         );
         (
-            Just(dim),
+            Just(dims),
             prop::collection::vec(row, 0..12),
             prop::collection::vec((point_id(), 1u64..1000), 0..5),
         )
     })
 }
 
-type Rows = Vec<(PointId, u64, Vec<f32>, Vec<u8>)>;
+/// Rows: id, version, a vector per space (or none), payload.
+type Rows = Vec<(PointId, u64, Vec<Option<Vec<f32>>>, Vec<u8>)>;
+
+/// The name of space `i` of `n` (one space: the unnamed vector).
+fn space_name(i: usize, n: usize) -> String {
+    if n == 1 {
+        String::new()
+    } else {
+        format!("v{i}")
+    }
+}
 
 fn normalise(rows: &mut Rows, tombs: &mut Vec<(PointId, u64)>) {
     rows.sort_by_key(|r| r.0);
@@ -34,39 +54,55 @@ fn normalise(rows: &mut Rows, tombs: &mut Vec<(PointId, u64)>) {
 }
 
 fn encode_rows(
-    dim: u32,
+    dims: &[u32],
     rows: &Rows,
     tombs: &[(PointId, u64)],
     graph: Option<graph::FlatGraph>,
 ) -> Vec<u8> {
+    let mut graph = graph;
+    let indexed = graph.is_some();
     encode(&SegmentInput {
         segment_id: 7,
         collection_id: 3,
-        dim,
-        distance: Distance::Euclid,
+        spaces: dims
+            .iter()
+            .enumerate()
+            .map(|(i, d)| SpaceInput {
+                name: space_name(i, dims.len()),
+                dim: *d,
+                distance: Distance::Euclid,
+                graph: if i == 0 { graph.take() } else { None },
+            })
+            .collect(),
         rows: rows
             .iter()
-            .map(|(id, v, vec, p)| RowRef {
+            .map(|(id, v, vecs, p)| RowRef {
                 id: *id,
                 version: *v,
-                vector: vec,
+                vectors: vecs.iter().map(|v| v.as_deref()).collect(),
                 payload: p,
             })
             .collect(),
         tombstones: tombs.to_vec(),
-        graph,
+        indexed,
     })
+}
+
+/// What row `r` of `d` holds in `space`: its vector, or `None`.
+fn stored(d: &SegmentData, space: usize, r: u32) -> Option<&[f32]> {
+    d.has_vector(space, r).then(|| d.vector(space, r))
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
     #[test]
-    fn round_trips((dim, mut rows, mut tombs) in input_strategy()) {
+    fn round_trips((dims, mut rows, mut tombs) in input_strategy()) {
         normalise(&mut rows, &mut tombs);
-        let bytes = encode_rows(dim, &rows, &tombs, None);
+        let bytes = encode_rows(&dims, &rows, &tombs, None);
         let s = SegmentData::open(Blob::from_bytes(&bytes), Verify::Full).expect("valid");
         let meta = SegmentMeta::open(Blob::from_bytes(&s.meta_bytes(true))).expect("valid meta");
-        prop_assert_eq!(meta.header, s.header);
+        prop_assert_eq!(&meta.layout, &s.layout);
+        prop_assert_eq!(s.space_count(), dims.len());
         prop_assert_eq!(meta.file_len(), bytes.len() as u64);
         prop_assert_eq!(s.rows() as usize, rows.len());
         // The segment's own sections and its meta file's copies answer alike.
@@ -75,7 +111,9 @@ proptest! {
                 let r = i as u32;
                 prop_assert_eq!(ids.id(r), *id);
                 prop_assert_eq!(ids.version(r), *v);
-                prop_assert_eq!(s.vector(r), &vec[..]);
+                for (space, v) in vec.iter().enumerate() {
+                    prop_assert_eq!(stored(&s, space, r), v.as_deref());
+                }
                 prop_assert_eq!(s.payload(r), Some(&p[..]));
                 prop_assert_eq!(ids.find(*id), Some(r));
             }
@@ -88,11 +126,11 @@ proptest! {
 
     #[test]
     fn any_single_byte_corruption_of_a_meta_file_is_detected(
-        (dim, mut rows, mut tombs) in input_strategy(),
+        (dims, mut rows, mut tombs) in input_strategy(),
         pos in any::<prop::sample::Index>(), flip in 1u8..=255,
     ) {
         normalise(&mut rows, &mut tombs);
-        let bytes = encode_rows(dim, &rows, &tombs, None);
+        let bytes = encode_rows(&dims, &rows, &tombs, None);
         let s = SegmentData::open(Blob::from_bytes(&bytes), Verify::Full).expect("valid");
         let mut m = s.meta_bytes(true);
         let i = pos.index(m.len());
@@ -108,11 +146,11 @@ proptest! {
 
     #[test]
     fn any_single_byte_corruption_is_detected(
-        (dim, mut rows, mut tombs) in input_strategy(),
+        (dims, mut rows, mut tombs) in input_strategy(),
         pos in any::<prop::sample::Index>(), flip in 1u8..=255,
     ) {
         normalise(&mut rows, &mut tombs);
-        let mut bytes = encode_rows(dim, &rows, &tombs, None);
+        let mut bytes = encode_rows(&dims, &rows, &tombs, None);
         let i = pos.index(bytes.len());
         bytes[i] ^= flip;
         prop_assert!(SegmentData::open(Blob::from_bytes(&bytes), Verify::Full).is_err(), "byte {} flipped unnoticed", i);
@@ -128,10 +166,10 @@ proptest! {
 
     #[test]
     fn batched_checksums_accept_what_full_accepts(
-        (dim, mut rows, mut tombs) in input_strategy(),
+        (dims, mut rows, mut tombs) in input_strategy(),
     ) {
         normalise(&mut rows, &mut tombs);
-        let bytes = encode_rows(dim, &rows, &tombs, None);
+        let bytes = encode_rows(&dims, &rows, &tombs, None);
         let d = SegmentData::open_structure(Blob::from_bytes(&bytes)).expect("valid");
         let mut calls = 0;
         d.verify_checksums(&mut |ranges| {
@@ -171,15 +209,16 @@ proptest! {
 
     #[test]
     fn never_panics_on_a_corrupted_valid_file(
-        (dim, mut rows, mut tombs) in input_strategy(),
+        (dims, mut rows, mut tombs) in input_strategy(),
         flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
     ) {
         // Garbage rarely gets past the header checks; a real file with a few section bytes
         // changed passes a header-only open and reaches every accessor.
         normalise(&mut rows, &mut tombs);
-        let mut bytes = encode_rows(dim, &rows, &tombs, None);
+        let mut bytes = encode_rows(&dims, &rows, &tombs, None);
         for (pos, v) in flips {
-            let i = format::DATA_START + pos.index(bytes.len() - format::DATA_START);
+            let start = format::Layout::decode(&bytes).expect("valid").prefix_len;
+            let i = start + pos.index(bytes.len() - start);
             bytes[i] = v;
         }
         crate::fuzzing::segment(&bytes);
@@ -198,15 +237,18 @@ fn random_rows(
     let rows: Rows = (0..n)
         .map(|i| {
             let v: Vec<f32> = (0..dim).map(|_| rng.next_f32()).collect();
-            (PointId::Num(i), i + 1, v, payload(i))
+            (PointId::Num(i), i + 1, vec![Some(v)], payload(i))
         })
         .collect();
-    let flat: Vec<f32> = rows.iter().flat_map(|r| r.2.clone()).collect();
+    let flat: Vec<f32> = rows
+        .iter()
+        .flat_map(|r| r.2[0].clone().unwrap_or_default())
+        .collect();
     let config = HnswConfig {
         m: 8,
         ef_construct: 64,
     };
-    let g = graph::build(&flat, dim, Distance::Euclid, config);
+    let g = graph::build(&flat, dim, Distance::Euclid, config, &|_| true);
     (rows, g)
 }
 
@@ -215,14 +257,18 @@ fn graph_round_trip_and_search_finds_neighbours() {
     let dim = 8;
     let n = 600u64;
     let (rows, g) = random_rows(n, dim, 42, |_| Vec::new());
-    let bytes = encode_rows(dim as u32, &rows, &[], Some(g.clone()));
+    let bytes = encode_rows(&[dim as u32], &rows, &[], Some(g.clone()));
     let data = SegmentData::open(Blob::from_bytes(&bytes), Verify::Full).expect("valid");
-    assert!(data.has_graph());
+    assert!(data.has_graph(0));
     for node in 0..n as u32 {
         let w = 1 + g.l0_width as usize;
         let list = &g.l0[node as usize * w..];
+        let view = SpaceView {
+            data: &data,
+            space: 0,
+        };
         assert_eq!(
-            graph::GraphView::neighbours(&data, node, 0),
+            graph::GraphView::neighbours(&view, node, 0),
             &list[1..1 + list[0] as usize]
         );
     }
@@ -231,6 +277,7 @@ fn graph_round_trip_and_search_finds_neighbours() {
     let cache = crate::columns::ColumnCache::new(1 << 20);
     let query = |q: &[f32], exact: bool, k: usize| {
         let sq = SearchQuery {
+            space: 0,
             metric: Distance::Euclid,
             vector: q,
             k,
@@ -241,7 +288,7 @@ fn graph_round_trip_and_search_finds_neighbours() {
     };
     let mut found = 0;
     for qi in 0..50u32 {
-        let q = body.vector(qi * 7).to_vec();
+        let q = body.vector(0, qi * 7).to_vec();
         let exact = query(&q, true, 10);
         let approx = query(&q, false, 10);
         found += approx
@@ -255,7 +302,7 @@ fn graph_round_trip_and_search_finds_neighbours() {
         found as f64 / 500.0
     );
     // Dead rows never come back.
-    let q = body.vector(3).to_vec();
+    let q = body.vector(0, 3).to_vec();
     seg.mark_dead(3);
     assert!(query(&q, false, 5).iter().all(|h| h.row != 3));
     assert_eq!(seg.live_rows(), n - 1);
@@ -279,6 +326,7 @@ fn graph_build_survives_distances_that_overflow() {
                 m: 8,
                 ef_construct: 32,
             },
+            &|_| true,
         );
         assert_eq!(g.levels.len(), 40, "{metric:?}");
     }
@@ -292,12 +340,12 @@ fn a_cold_segment_answers_from_its_meta_and_refuses_body_reads() {
             (
                 PointId::Num(i),
                 i + 1,
-                vec![i as f32, 1.0],
+                vec![Some(vec![i as f32, 1.0])],
                 br#"{"a":1}"#.to_vec(),
             )
         })
         .collect();
-    let bytes = encode_rows(2, &rows, &[(PointId::Num(99), 50)], None);
+    let bytes = encode_rows(&[2], &rows, &[(PointId::Num(99), 50)], None);
     let data = SegmentData::open(Blob::from_bytes(&bytes), Verify::Full).expect("valid");
     let meta = SegmentMeta::open(Blob::from_bytes(&data.meta_bytes(true))).expect("meta");
     let seg = Arc::new(Segment::new(meta, Body::Cold, true, 0));
@@ -321,6 +369,7 @@ fn a_cold_segment_answers_from_its_meta_and_refuses_body_reads() {
     // Anything that needs vectors or payloads is refused, never answered from holes.
     let q = [1.0f32, 1.0];
     let sq = SearchQuery {
+        space: 0,
         metric: Distance::Euclid,
         vector: &q,
         k: 3,
@@ -356,10 +405,10 @@ fn a_large_segment_is_checksummed_in_several_batches_of_bounded_reads() {
             let v = (0..dim)
                 .map(|j| ((i * 31 + j as u64) % 97) as f32)
                 .collect();
-            (PointId::Num(i), i + 1, v, b"{}".to_vec())
+            (PointId::Num(i), i + 1, vec![Some(v)], b"{}".to_vec())
         })
         .collect();
-    let bytes = encode_rows(dim, &rows, &[], None);
+    let bytes = encode_rows(&[dim], &rows, &[], None);
     assert!(bytes.len() > super::reader::VERIFY_CHUNK * super::reader::VERIFY_BATCH);
     let d = SegmentData::open_structure(Blob::from_bytes(&bytes)).expect("valid");
     let (mut batches, mut read) = (0, 0u64);
@@ -408,14 +457,13 @@ fn a_large_segment_is_checksummed_in_several_batches_of_bounded_reads() {
 }
 
 /// The bytes of `file` with only the sections in `present` kept (the rest zero), as a cold
-/// read assembles them: header and table always.
+/// read assembles them: the prefix always.
 fn keep_sections(file: &[u8], present: SectionSet) -> Vec<u8> {
-    let (_, table) = format::decode_prefix(file).expect("valid prefix");
+    let layout = format::Layout::decode(file).expect("valid prefix");
     let mut out = vec![0u8; file.len()];
-    out[..format::DATA_START].copy_from_slice(&file[..format::DATA_START]);
-    for s in format::SECTIONS {
-        if present & s.bit() != 0 {
-            let e = table[s as usize];
+    out[..layout.prefix_len].copy_from_slice(&file[..layout.prefix_len]);
+    for (i, e) in layout.table.iter().enumerate() {
+        if present.has(i) {
             let r = e.offset as usize..(e.offset + e.len) as usize;
             out[r.clone()].copy_from_slice(&file[r]);
         }
@@ -424,35 +472,42 @@ fn keep_sections(file: &[u8], present: SectionSet) -> Vec<u8> {
 }
 
 /// Which section (if any) holds byte `i` of `file`; `None` for the prefix and padding.
-fn section_at(file: &[u8], i: usize) -> Option<Sec> {
-    let (_, table) = format::decode_prefix(file).expect("valid prefix");
-    format::SECTIONS.into_iter().find(|s| {
-        let e = table[*s as usize];
-        (e.offset..e.offset + e.len).contains(&(i as u64))
-    })
+fn section_at(file: &[u8], i: usize) -> Option<usize> {
+    let layout = format::Layout::decode(file).expect("valid prefix");
+    layout
+        .table
+        .iter()
+        .position(|e| (e.offset..e.offset + e.len).contains(&(i as u64)))
 }
 
 proptest! {
     #[test]
     fn a_partial_segment_checks_what_it_holds_and_refuses_the_rest(
-        (dim, mut rows, mut tombs) in input_strategy(),
-        extra in 0u16..(1 << format::SECTION_COUNT),
+        (dims, mut rows, mut tombs) in input_strategy(),
+        extra in any::<u32>(),
         pos in any::<prop::sample::Index>(), flip in 1u8..=255,
     ) {
         normalise(&mut rows, &mut tombs);
-        let file = encode_rows(dim, &rows, &tombs, None);
-        let present = (extra | format::ID_SECTIONS) & ALL_SECTIONS;
+        let file = encode_rows(&dims, &rows, &tombs, None);
+        let n = format::COMMON_COUNT + dims.len() * format::PER_SPACE;
+        let present = (0..n)
+            .filter(|i| extra & (1 << i) != 0)
+            .fold(format::ID_SECTIONS, SectionSet::with);
+        let prefix_len = format::Layout::decode(&file).expect("valid").prefix_len;
         let bytes = keep_sections(&file, present);
         let d = SegmentData::open_partial(Blob::from_bytes(&bytes), present).expect("valid");
-        for (r, (_, _, v, p)) in rows.iter().enumerate() {
+        for (r, (_, _, vs, p)) in rows.iter().enumerate() {
             let r = r as u32;
             match d.has_all(PAYLOAD_SECTIONS) {
                 true => prop_assert_eq!(d.payload(r), Some(&p[..])),
                 false => prop_assert_eq!(d.payload(r), None),
             }
-            match d.has(Sec::Vectors) {
-                true => prop_assert_eq!(d.vector(r), &v[..]),
-                false => prop_assert!(d.vector(r).is_empty()),
+            for (space, v) in vs.iter().enumerate() {
+                match d.has_all(format::vector_sections(space)) {
+                    true => prop_assert_eq!(stored(&d, space, r), v.as_deref()),
+                    false if d.has(space_sec(space, SpaceSec::Vectors)) => {}
+                    false => prop_assert!(d.vector(space, r).is_empty()),
+                }
             }
         }
         // A flipped byte of the header, the table or a present section is found; one in a
@@ -462,19 +517,22 @@ proptest! {
         bad[i] ^= flip;
         let opened = SegmentData::open_partial(Blob::from_bytes(&bad), present);
         match section_at(&file, i) {
-            Some(s) if present & s.bit() != 0 => prop_assert!(opened.is_err(), "byte {} of section {:?} flipped unnoticed", i, s),
-            None if i < format::DATA_START => prop_assert!(opened.is_err(), "header byte {} flipped unnoticed", i),
+            Some(s) if present.has(s) => prop_assert!(opened.is_err(), "byte {} of section {} flipped unnoticed", i, s),
+            None if i < prefix_len => prop_assert!(opened.is_err(), "header byte {} flipped unnoticed", i),
             Some(_) | None => {
                 if let Ok(o) = opened {
                     for r in 0..rows.len() as u32 {
                         prop_assert_eq!(o.payload(r), d.payload(r));
-                        prop_assert_eq!(o.vector(r), d.vector(r));
+                        for space in 0..dims.len() {
+                            prop_assert_eq!(o.vector(space, r), d.vector(space, r));
+                        }
                     }
                 }
             }
         }
         // The id sections are required.
-        prop_assert!(SegmentData::open_partial(Blob::from_bytes(&bytes), present & !Sec::Versions.bit()).is_err());
+        let no_versions = present.minus(SectionSet::EMPTY.with(common(Sec::Versions)));
+        prop_assert!(SegmentData::open_partial(Blob::from_bytes(&bytes), no_versions).is_err());
     }
 }
 
@@ -483,14 +541,16 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
     let dim = 8;
     let n = 400u64;
     let (rows, g) = random_rows(n, dim, 7, |i| format!(r#"{{"i":{i}}}"#).into_bytes());
-    let file = encode_rows(dim as u32, &rows, &[], Some(g));
+    let file = encode_rows(&[dim as u32], &rows, &[], Some(g));
     let whole = SegmentData::open(Blob::from_bytes(&file), Verify::Full).expect("valid");
     let meta = SegmentMeta::open(Blob::from_bytes(&whole.meta_bytes(false))).expect("meta");
     let seg = Segment::new(meta, Body::Cold, true, 0);
-    let need = search_sections(true, false) | Sec::PayloadOffsets.bit() | format::ID_SECTIONS;
+    let need = search_sections(0, true, false)
+        .with(common(Sec::PayloadOffsets))
+        .union(format::ID_SECTIONS);
     let part = SegmentData::open_partial(Blob::from_bytes(&keep_sections(&file, need)), need)
         .expect("valid");
-    assert!(!part.has(Sec::PayloadData) && part.has(Sec::PayloadOffsets));
+    assert!(!part.has(common(Sec::PayloadData)) && part.has(common(Sec::PayloadOffsets)));
     assert_eq!(
         part.payload(3),
         None,
@@ -499,8 +559,9 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
     assert_eq!(part.payload_span(3), whole.payload_span(3));
     let cache = crate::columns::ColumnCache::new(1 << 20);
     for exact in [false, true] {
-        let q = whole.vector(11).to_vec();
+        let q = whole.vector(0, 11).to_vec();
         let sq = SearchQuery {
+            space: 0,
             metric: Distance::Euclid,
             vector: &q,
             k: 10,
@@ -517,8 +578,9 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
     // A filter on payloads needs the payload bytes; a body without vectors cannot search.
     let f = crate::filter::Filter::parse_str(r#"{"must":[{"key":"i","match":{"value":1}}]}"#)
         .expect("filter");
-    let q = whole.vector(1).to_vec();
+    let q = whole.vector(0, 1).to_vec();
     let sq = SearchQuery {
+        space: 0,
         metric: Distance::Euclid,
         vector: &q,
         k: 3,
@@ -529,7 +591,7 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
         .search(&part, &sq, Some(&f), &cache, None)
         .expect_err("no payloads");
     assert!(e.to_string().contains("cold"), "{e}");
-    let ids_only = format::ID_SECTIONS | PAYLOAD_SECTIONS;
+    let ids_only = format::ID_SECTIONS.union(PAYLOAD_SECTIONS);
     let no_vectors =
         SegmentData::open_partial(Blob::from_bytes(&keep_sections(&file, ids_only)), ids_only)
             .expect("valid");
@@ -539,7 +601,7 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
             .is_err()
     );
     // An indexed segment's body without its graph serves exact searches only.
-    let flat_only = Sec::Vectors.bit() | format::ID_SECTIONS;
+    let flat_only = format::vector_sections(0).union(format::ID_SECTIONS);
     let no_graph = SegmentData::open_partial(
         Blob::from_bytes(&keep_sections(&file, flat_only)),
         flat_only,
@@ -557,9 +619,9 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
             .expect("exact")
     );
     // A graph byte flipped in the stream is found by the graph section's checksum.
-    let (_, table) = format::decode_prefix(&file).expect("prefix");
+    let layout = format::Layout::decode(&file).expect("prefix");
     let mut bad = keep_sections(&file, need);
-    bad[table[Sec::GraphL0 as usize].offset as usize + 5] ^= 1;
+    bad[layout.table[space_sec(0, SpaceSec::GraphL0)].offset as usize + 5] ^= 1;
     let e = SegmentData::open_partial(Blob::from_bytes(&bad), need).expect_err("found");
     assert!(e.to_string().contains("graph layer 0"), "{e}");
 }

@@ -1,4 +1,5 @@
-//! Encodes a segment file from sorted rows, tombstones and an optional flat graph.
+//! Encodes a segment file (format version 2) from sorted rows, tombstones and, per vector
+//! space, an optional flat graph.
 
 use super::format::*;
 use super::graph::FlatGraph;
@@ -6,65 +7,98 @@ use crate::codec::{Writer, crc};
 use crate::types::{Distance, Lsn, PointId};
 
 /// One row to write.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct RowRef<'a> {
     pub(crate) id: PointId,
     pub(crate) version: Lsn,
-    pub(crate) vector: &'a [f32],
+    /// Its vector in each space (`None`: the row has none there).
+    pub(crate) vectors: Vec<Option<&'a [f32]>>,
     pub(crate) payload: &'a [u8],
 }
 
+/// One named dense vector of the segment.
+#[derive(Debug)]
+pub(crate) struct SpaceInput {
+    pub(crate) name: String,
+    pub(crate) dim: u32,
+    pub(crate) distance: Distance,
+    pub(crate) graph: Option<FlatGraph>,
+}
+
 /// Everything a segment file holds. `rows` and `tombstones` must be sorted by id, unique, and
-/// disjoint.
+/// disjoint; `spaces` sorted by name; each row has one entry per space.
 #[derive(Debug)]
 pub(crate) struct SegmentInput<'a> {
     pub(crate) segment_id: u64,
     pub(crate) collection_id: u64,
-    pub(crate) dim: u32,
-    pub(crate) distance: Distance,
+    pub(crate) spaces: Vec<SpaceInput>,
     pub(crate) rows: Vec<RowRef<'a>>,
     pub(crate) tombstones: Vec<(PointId, Lsn)>,
-    pub(crate) graph: Option<FlatGraph>,
+    /// The writer built a graph for every space with rows (the segment counts as indexed).
+    pub(crate) indexed: bool,
 }
 
 /// Encodes `input` into the bytes of a segment file.
 pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
     debug_assert!(input.rows.windows(2).all(|w| w[0].id < w[1].id));
     debug_assert!(input.tombstones.windows(2).all(|w| w[0].0 < w[1].0));
-    let n = input.rows.len();
-    let dim = input.dim as usize;
-    let payload_bytes: usize = input.rows.iter().map(|r| r.payload.len()).sum();
-    let graph_bytes = input.graph.as_ref().map_or(0, FlatGraph::byte_len);
-    let mut w = Writer::with_capacity(
-        DATA_START + n * (dim * 4 + 32) + payload_bytes + graph_bytes + 12 * ALIGN,
+    debug_assert!(
+        input
+            .rows
+            .iter()
+            .all(|r| r.vectors.len() == input.spaces.len())
     );
-    w.buf.resize(DATA_START, 0);
-    let mut table = [SectionEntry::default(); SECTION_COUNT];
-    let mut section = |w: &mut Writer, sec: Sec, fill: &mut dyn FnMut(&mut Writer)| {
+    let n = input.rows.len();
+    let spaces: Vec<Space> = input
+        .spaces
+        .iter()
+        .map(|s| Space {
+            name: s.name.clone(),
+            dim: s.dim,
+            distance: s.distance,
+            graph: s.graph.as_ref().map(|g| GraphMeta {
+                entry: g.entry,
+                max_level: g.max_level,
+                l0_width: g.l0_width,
+                up_width: g.up_width,
+                upper_lists: g.upper_lists,
+            }),
+        })
+        .collect();
+    let prefix_len = Layout::prefix_len_for(&spaces);
+    let payload_bytes: usize = input.rows.iter().map(|r| r.payload.len()).sum();
+    let vector_bytes: usize = input.spaces.iter().map(|s| s.dim as usize * 4 * n).sum();
+    let graph_bytes: usize = input
+        .spaces
+        .iter()
+        .filter_map(|s| s.graph.as_ref().map(FlatGraph::byte_len))
+        .sum();
+    let mut w = Writer::with_capacity(
+        prefix_len + n * 40 + vector_bytes + payload_bytes + graph_bytes + 64 * ALIGN,
+    );
+    w.buf.resize(prefix_len, 0);
+    let mut table = Vec::with_capacity(COMMON_COUNT + spaces.len() * PER_SPACE);
+    let mut section = |w: &mut Writer, fill: &mut dyn FnMut(&mut Writer)| {
         w.pad_to(ALIGN);
         let start = w.len();
         fill(w);
-        table[sec as usize] = SectionEntry {
+        table.push(SectionEntry {
             offset: start as u64,
             len: (w.len() - start) as u64,
             crc: crc(&w.buf[start..]),
-        };
+        });
     };
-    section(&mut w, Sec::Vectors, &mut |w| {
-        for r in &input.rows {
-            w.f32s(r.vector);
-        }
-    });
-    section(&mut w, Sec::IdTags, &mut |w| {
+    // Common sections, in canonical order.
+    section(&mut w, &mut |w| {
         input.rows.iter().for_each(|r| w.u8(r.id.kind_tag()));
     });
-    section(&mut w, Sec::IdValues, &mut |w| {
+    section(&mut w, &mut |w| {
         input.rows.iter().for_each(|r| w.u128(r.id.value_u128()));
     });
-    section(&mut w, Sec::Versions, &mut |w| {
+    section(&mut w, &mut |w| {
         input.rows.iter().for_each(|r| w.u64(r.version));
     });
-    section(&mut w, Sec::PayloadOffsets, &mut |w| {
+    section(&mut w, &mut |w| {
         let mut off = 0u64;
         w.u64(0);
         for r in &input.rows {
@@ -72,10 +106,10 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
             w.u64(off);
         }
     });
-    section(&mut w, Sec::PayloadData, &mut |w| {
+    section(&mut w, &mut |w| {
         input.rows.iter().for_each(|r| w.bytes(r.payload));
     });
-    section(&mut w, Sec::Tombstones, &mut |w| {
+    section(&mut w, &mut |w| {
         for (id, lsn) in &input.tombstones {
             w.u8(id.kind_tag());
             w.bytes(&[0; 7]);
@@ -83,28 +117,50 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
             w.u64(*lsn);
         }
     });
-    let g = input.graph.as_ref();
-    section(&mut w, Sec::GraphLevels, &mut |w| {
-        if let Some(g) = g {
-            w.bytes(&g.levels);
-        }
-    });
     let u32s = |w: &mut Writer, v: &[u32]| v.iter().for_each(|x| w.u32(*x));
-    section(&mut w, Sec::GraphL0, &mut |w| {
-        if let Some(g) = g {
-            u32s(w, &g.l0);
-        }
-    });
-    section(&mut w, Sec::GraphUpperOffsets, &mut |w| {
-        if let Some(g) = g {
-            u32s(w, &g.upper_offsets);
-        }
-    });
-    section(&mut w, Sec::GraphUpper, &mut |w| {
-        if let Some(g) = g {
-            u32s(w, &g.upper);
-        }
-    });
+    for (si, s) in input.spaces.iter().enumerate() {
+        let zeros = vec![0f32; s.dim as usize];
+        section(&mut w, &mut |w| {
+            for r in &input.rows {
+                w.f32s(r.vectors[si].unwrap_or(&zeros));
+            }
+        });
+        let all = input.rows.iter().all(|r| r.vectors[si].is_some());
+        section(&mut w, &mut |w| {
+            if !all {
+                for chunk in input.rows.chunks(64) {
+                    let mut word = 0u64;
+                    for (b, r) in chunk.iter().enumerate() {
+                        if r.vectors[si].is_some() {
+                            word |= 1 << b;
+                        }
+                    }
+                    w.u64(word);
+                }
+            }
+        });
+        let g = s.graph.as_ref();
+        section(&mut w, &mut |w| {
+            if let Some(g) = g {
+                w.bytes(&g.levels);
+            }
+        });
+        section(&mut w, &mut |w| {
+            if let Some(g) = g {
+                u32s(w, &g.l0);
+            }
+        });
+        section(&mut w, &mut |w| {
+            if let Some(g) = g {
+                u32s(w, &g.upper_offsets);
+            }
+        });
+        section(&mut w, &mut |w| {
+            if let Some(g) = g {
+                u32s(w, &g.upper);
+            }
+        });
+    }
     let versions = input
         .rows
         .iter()
@@ -112,22 +168,18 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
         .chain(input.tombstones.iter().map(|t| t.1));
     let (min_lsn, max_lsn) = versions.fold((u64::MAX, 0), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let header = Header {
-        distance: input.distance.tag(),
-        flags: if g.is_some() { FLAG_GRAPH } else { 0 },
+        version: VERSION,
+        flags: if input.indexed { FLAG_INDEXED } else { 0 },
         segment_id: input.segment_id,
         collection_id: input.collection_id,
-        dim: input.dim,
         rows: n as u32,
         tombstones: input.tombstones.len() as u32,
-        graph_entry: g.map_or(u32::MAX, |g| g.entry),
-        graph_max_level: g.map_or(0, |g| g.max_level),
-        graph_l0_width: g.map_or(0, |g| g.l0_width),
-        graph_up_width: g.map_or(0, |g| g.up_width),
-        graph_upper_lists: g.map_or(0, |g| g.upper_lists),
         min_lsn: if min_lsn == u64::MAX { 0 } else { min_lsn },
         max_lsn,
     };
-    let prefix = encode_prefix(&header, &table);
-    w.buf[..DATA_START].copy_from_slice(&prefix);
+    let layout = Layout::new(header, spaces, table);
+    debug_assert_eq!(layout.prefix_len, prefix_len);
+    let prefix = layout.encode();
+    w.buf[..prefix_len].copy_from_slice(&prefix);
     w.buf
 }

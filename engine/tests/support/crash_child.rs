@@ -101,11 +101,7 @@ fn main() {
                         v[1] = t as f32;
                         c.upsert(
                             pids.iter()
-                                .map(|id| PointInput {
-                                    id: *id,
-                                    vector: v.clone(),
-                                    payload: None,
-                                })
+                                .map(|id| PointInput::new(*id, v.clone(), None))
                                 .collect(),
                         )
                     };

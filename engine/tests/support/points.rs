@@ -7,15 +7,17 @@ use strata_engine::*;
 
 /// Points `ids`, each vector `[id, tag, 1, 0.5]`: the tag tells which write a point holds.
 pub fn points(ids: std::ops::Range<u64>, tag: f32) -> Vec<PointInput> {
-    ids.map(|i| PointInput {
-        id: PointId::Num(i),
-        vector: vec![i as f32, tag, 1.0, 0.5],
-        payload: Some(
-            json!({"i": i, "tag": tag})
-                .as_object()
-                .expect("obj")
-                .clone(),
-        ),
+    ids.map(|i| {
+        PointInput::new(
+            PointId::Num(i),
+            vec![i as f32, tag, 1.0, 0.5],
+            Some(
+                json!({"i": i, "tag": tag})
+                    .as_object()
+                    .expect("obj")
+                    .clone(),
+            ),
+        )
     })
     .collect()
 }
@@ -42,7 +44,7 @@ pub fn assert_all(c: &CollectionHandle, ids: std::ops::Range<u64>, tag: f32) {
     assert_eq!(got.len(), want.len(), "every acknowledged point is there");
     for r in got {
         assert_eq!(
-            r.vector.expect("vector")[1],
+            r.vector().expect("vector")[1],
             tag,
             "point {} has its acknowledged version",
             r.id

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use strata_engine::{
     CollectionConfig, CollectionHandle, CollectionInfo, Distance, HnswConfig, PointId, PointInput,
-    Record, ScoredPoint, ScrollRequest, SearchRequest,
+    Record, ScoredPoint, ScrollRequest, SearchRequest, VectorParams, Vectors,
 };
 
 use super::parse::{self, Obj, PayloadSelector};
@@ -96,19 +96,31 @@ impl AppState {
 
 // ---------------------------------------------------------------- JSON shapes
 
-fn record_json(r: Record, sel: &PayloadSelector) -> Value {
+/// A point's vectors in Qdrant's shape: only the unnamed one → a list; else an object of
+/// named lists (restricted to the names asked for).
+fn vectors_json(v: Vectors, sel: &parse::VectorSelector) -> Value {
+    let v: Vectors = v.into_iter().filter(|(n, _)| sel.keeps(n)).collect();
+    if v.len() == 1
+        && let Some(unnamed) = v.get("")
+    {
+        return json!(unnamed);
+    }
+    json!(v)
+}
+
+fn record_json(r: Record, sel: &PayloadSelector, vsel: &parse::VectorSelector) -> Value {
     let mut o = serde_json::Map::new();
     o.insert("id".into(), r.id.to_json());
     if let Some(p) = r.payload {
         o.insert("payload".into(), Value::Object(sel.apply(p)));
     }
-    if let Some(v) = r.vector {
-        o.insert("vector".into(), json!(v));
+    if let Some(v) = r.vectors {
+        o.insert("vector".into(), vectors_json(v, vsel));
     }
     Value::Object(o)
 }
 
-fn scored_json(p: ScoredPoint, sel: &PayloadSelector) -> Value {
+fn scored_json(p: ScoredPoint, sel: &PayloadSelector, vsel: &parse::VectorSelector) -> Value {
     let mut o = serde_json::Map::new();
     o.insert("id".into(), p.id.to_json());
     o.insert("version".into(), json!(p.version));
@@ -116,10 +128,29 @@ fn scored_json(p: ScoredPoint, sel: &PayloadSelector) -> Value {
     if let Some(pl) = p.payload {
         o.insert("payload".into(), Value::Object(sel.apply(pl)));
     }
-    if let Some(v) = p.vector {
-        o.insert("vector".into(), json!(v));
+    if let Some(v) = p.vectors {
+        o.insert("vector".into(), vectors_json(v, vsel));
     }
     Value::Object(o)
+}
+
+/// One vector's parameters in Qdrant's shape.
+fn params_json(p: &VectorParams) -> Value {
+    json!({"size": p.dim, "distance": p.distance,
+        "hnsw_config": {"m": p.hnsw.m, "ef_construct": p.hnsw.ef_construct}})
+}
+
+/// The `vectors` config as it was given: one unnamed vector, or an object of named ones.
+fn vectors_config_json(c: &CollectionConfig) -> Value {
+    match c.named {
+        false => json!({"size": c.first().dim, "distance": c.first().distance}),
+        true => Value::Object(
+            c.vectors
+                .iter()
+                .map(|(n, p)| (n.clone(), params_json(p)))
+                .collect(),
+        ),
+    }
 }
 
 fn info_json(i: &CollectionInfo, max_segment_rows: u64) -> Value {
@@ -131,13 +162,13 @@ fn info_json(i: &CollectionInfo, max_segment_rows: u64) -> Value {
         "segments_count": i.segments,
         "config": {
             "params": {
-                "vectors": {"size": i.config.dim, "distance": i.config.distance},
+                "vectors": vectors_config_json(&i.config),
                 "shard_number": 1,
                 "replication_factor": 1,
                 "write_consistency_factor": 1,
                 "on_disk_payload": true
             },
-            "hnsw_config": {"m": i.config.hnsw.m, "ef_construct": i.config.hnsw.ef_construct, "full_scan_threshold": 2000, "on_disk": true},
+            "hnsw_config": {"m": i.config.first().hnsw.m, "ef_construct": i.config.first().hnsw.ef_construct, "full_scan_threshold": 2000, "on_disk": true},
             "optimizer_config": {
                 "deleted_threshold": 0.2, "vacuum_min_vector_number": 1000, "default_segment_number": 0,
                 "max_segment_size": max_segment_rows, "indexing_threshold": 2000, "flush_interval_sec": 60
@@ -196,46 +227,75 @@ pub(crate) async fn create_collection(
             "wal_config",
             "strict_mode_config",
             "metadata",
-        ],
-        &[
             "sparse_vectors",
-            "quantization_config",
-            "init_from",
-            "sharding_method",
         ],
+        &["quantization_config", "init_from", "sharding_method"],
     )?;
+    if let Some(sv) = parse::obj_field(&b, "sparse_vectors", "")?
+        && !sv.is_empty()
+    {
+        return Err(ApiError::unsupported("sparse_vectors"));
+    }
     let v = parse::obj_field(&b, "vectors", "")?
         .ok_or_else(|| ApiError::invalid("vectors: missing (expected {\"size\", \"distance\"})"))?;
-    if !v.contains_key("size") && v.values().any(Value::is_object) {
-        return Err(ApiError::unsupported("vectors: named vectors"));
-    }
+    let top_hnsw = parse::obj_field(&b, "hnsw_config", "")?;
+    let config = if v.contains_key("size") {
+        CollectionConfig::single(vector_params(v, "vectors.", top_hnsw)?)
+    } else {
+        // Named vectors: {"name": {"size", "distance", ...}, ...} (the name may be "").
+        let mut named = Vec::with_capacity(v.len());
+        for (name, p) in v {
+            let at = format!("vectors.{name}.");
+            let p = p.as_object().ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "{at}: expected {{\"size\", \"distance\"}}, got {p}"
+                ))
+            })?;
+            named.push((name.clone(), vector_params(p, &at, top_hnsw)?));
+        }
+        CollectionConfig::named(named)
+    };
+    let tenant = caller.0.tenant.clone();
+    let deadline = dl.get();
+    blocking(move || {
+        deadline.check("create collection")?;
+        st.engine
+            .create_collection(&tenant, &c, config)
+            .map(|_| ())
+            .map_err(ApiError::from)
+    })
+    .await?;
+    ok(started, json!(true))
+}
+
+/// One vector's parameters from `{"size", "distance", "hnsw_config"?, ...}` at `at`; the
+/// collection-level `hnsw_config` applies first, the vector's own over it.
+fn vector_params(v: &Obj, at: &str, top_hnsw: Option<&Obj>) -> Result<VectorParams, ApiError> {
     parse::check_fields(
         v,
-        "vectors.",
+        at,
         &["size", "distance", "on_disk", "hnsw_config", "datatype"],
         &["multivector_config", "quantization_config"],
     )?;
     if let Some(dt) = parse::get(v, "datatype").and_then(Value::as_str)
         && dt != "float32"
     {
-        return Err(ApiError::unsupported(&format!("vectors.datatype {dt:?}")));
+        return Err(ApiError::unsupported(&format!("{at}datatype {dt:?}")));
     }
-    let dim = parse::usize_field(v, "size", "vectors.")?
-        .ok_or_else(|| ApiError::invalid("vectors.size: missing"))?;
+    let dim = parse::usize_field(v, "size", at)?
+        .ok_or_else(|| ApiError::invalid(format!("{at}size: missing")))?;
     let distance: Distance = parse::get(v, "distance")
         .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid("vectors.distance: missing (Cosine, Euclid or Dot)"))?
+        .ok_or_else(|| ApiError::invalid(format!("{at}distance: missing (Cosine, Euclid or Dot)")))?
         .parse()
         .map_err(|e: strata_engine::Error| {
-            ApiError::invalid(format!("vectors.distance: {}", e.message()))
+            ApiError::invalid(format!("{at}distance: {}", e.message()))
         })?;
     let mut hnsw = HnswConfig::default();
+    let own = format!("{at}hnsw_config.");
     for (at, cfg) in [
-        ("hnsw_config.", parse::obj_field(&b, "hnsw_config", "")?),
-        (
-            "vectors.hnsw_config.",
-            parse::obj_field(v, "hnsw_config", "vectors.")?,
-        ),
+        ("hnsw_config.", top_hnsw),
+        (own.as_str(), parse::obj_field(v, "hnsw_config", at)?),
     ] {
         if let Some(h) = cfg {
             parse::check_fields(
@@ -259,22 +319,11 @@ pub(crate) async fn create_collection(
             }
         }
     }
-    let config = CollectionConfig {
+    Ok(VectorParams {
         dim: dim.min(u32::MAX as usize) as u32,
         distance,
         hnsw,
-    };
-    let tenant = caller.0.tenant.clone();
-    let deadline = dl.get();
-    blocking(move || {
-        deadline.check("create collection")?;
-        st.engine
-            .create_collection(&tenant, &c, config)
-            .map(|_| ())
-            .map_err(ApiError::from)
     })
-    .await?;
-    ok(started, json!(true))
 }
 
 pub(crate) async fn get_collection(
@@ -365,11 +414,6 @@ fn points_from_body(b: &Obj, max: usize) -> Result<Vec<PointInput>, ApiError> {
                 .map(|(i, p)| {
                     let at = format!("points[{i}]");
                     if let Some(o) = p.as_object() {
-                        if o.get("vector").is_some_and(Value::is_object) {
-                            return Err(ApiError::unsupported(&format!(
-                                "{at}.vector: named or sparse vectors"
-                            )));
-                        }
                         parse::check_fields(
                             o,
                             &format!("{at}."),
@@ -388,23 +432,42 @@ fn points_from_body(b: &Obj, max: usize) -> Result<Vec<PointInput>, ApiError> {
                 "batch.ids",
             )?;
             n_check(ids.len())?;
-            let vectors = match parse::get(batch, "vectors") {
-                Some(Value::Array(vs)) => vs,
-                Some(Value::Object(_)) => {
-                    return Err(ApiError::unsupported("batch.vectors: named vectors"));
-                }
+            // A list of vectors (the unnamed one), or an object of lists by name.
+            let mut vectors: Vec<Vectors> = vec![Vectors::new(); ids.len()];
+            let by_name: Vec<(String, &Vec<Value>)> = match parse::get(batch, "vectors") {
+                Some(Value::Array(vs)) => vec![(String::new(), vs)],
+                Some(Value::Object(m)) => m
+                    .iter()
+                    .map(|(name, vs)| match vs {
+                        Value::Array(vs) => Ok((name.clone(), vs)),
+                        other => Err(ApiError::invalid(format!(
+                            "batch.vectors.{name}: expected a list of vectors, got {other}"
+                        ))),
+                    })
+                    .collect::<Result<_, _>>()?,
                 _ => {
                     return Err(ApiError::invalid(
-                        "batch.vectors: expected a list of vectors",
+                        "batch.vectors: expected a list of vectors or an object of them by name",
                     ));
                 }
             };
-            if vectors.len() != ids.len() {
-                return Err(ApiError::invalid(format!(
-                    "batch.vectors: {} vectors for {} ids",
-                    vectors.len(),
-                    ids.len()
-                )));
+            for (name, vs) in by_name {
+                let at = match name.is_empty() {
+                    true => "batch.vectors".to_string(),
+                    false => format!("batch.vectors.{name}"),
+                };
+                if vs.len() != ids.len() {
+                    return Err(ApiError::invalid(format!(
+                        "{at}: {} vectors for {} ids",
+                        vs.len(),
+                        ids.len()
+                    )));
+                }
+                for (i, v) in vs.iter().enumerate() {
+                    if !v.is_null() {
+                        vectors[i].insert(name.clone(), parse::vector(v, &format!("{at}[{i}]"))?);
+                    }
+                }
             }
             let payloads = match parse::get(batch, "payloads") {
                 None => None,
@@ -432,7 +495,7 @@ fn points_from_body(b: &Obj, max: usize) -> Result<Vec<PointInput>, ApiError> {
                     };
                     Ok(PointInput {
                         id,
-                        vector: parse::vector(&vectors[i], &format!("batch.vectors[{i}]"))?,
+                        vectors: std::mem::take(&mut vectors[i]),
                         payload,
                     })
                 })
@@ -548,12 +611,16 @@ pub(crate) async fn retrieve_points(
         "ids",
     )?;
     let sel = parse::with_payload(&b, true, "")?;
-    let wv = parse::with_vector(&b, false, "")?;
-    let wp = sel.wants();
+    let vsel = parse::with_vector(&b, false, "")?;
+    let (wp, wv) = (sel.wants(), vsel.wants());
     let recs = blocking(move || h.get(&ids, wp, wv).map_err(ApiError::from)).await?;
     ok(
         started,
-        Value::Array(recs.into_iter().map(|r| record_json(r, &sel)).collect()),
+        Value::Array(
+            recs.into_iter()
+                .map(|r| record_json(r, &sel, &vsel))
+                .collect(),
+        ),
     )
 }
 
@@ -570,7 +637,10 @@ pub(crate) async fn get_point(
         .map_err(|e: strata_engine::Error| ApiError::invalid(format!("id: {}", e.message())))?;
     let mut recs = blocking(move || h.get(&[pid], true, true).map_err(ApiError::from)).await?;
     match recs.pop() {
-        Some(r) => ok(started, record_json(r, &PayloadSelector::All)),
+        Some(r) => ok(
+            started,
+            record_json(r, &PayloadSelector::All, &parse::VectorSelector::All),
+        ),
         None => Err(ApiError::not_found(format!("No point with id {pid} found"))),
     }
 }
@@ -606,18 +676,19 @@ pub(crate) async fn scroll_points(
     let limit = parse::usize_field(&b, "limit", "")?.unwrap_or(10);
     check_limit(limit, 0, st.max_limit)?;
     let sel = parse::with_payload(&b, true, "")?;
+    let vsel = parse::with_vector(&b, false, "")?;
     let req = ScrollRequest {
         offset,
         limit,
         filter: parse::filter_field(&b, "filter", "")?,
         with_payload: sel.wants(),
-        with_vector: parse::with_vector(&b, false, "")?,
+        with_vector: vsel.wants(),
     };
     let page = blocking(move || h.scroll(&req).map_err(ApiError::from)).await?;
     ok(
         started,
         json!({
-            "points": page.points.into_iter().map(|r| record_json(r, &sel)).collect::<Vec<_>>(),
+            "points": page.points.into_iter().map(|r| record_json(r, &sel, &vsel)).collect::<Vec<_>>(),
             "next_page_offset": page.next_offset.map(PointId::to_json),
         }),
     )
@@ -657,6 +728,7 @@ struct Search {
     req: SearchRequest,
     by_id: Option<PointId>,
     sel: PayloadSelector,
+    vsel: parse::VectorSelector,
 }
 
 fn search_params(b: &Obj, at: &str, req: &mut SearchRequest) -> Result<(), ApiError> {
@@ -721,11 +793,15 @@ fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
             "group_size",
         ],
     )?;
-    if let Some(u) = parse::get(b, "using").and_then(Value::as_str)
-        && !u.is_empty()
-    {
-        return Err(ApiError::unsupported(&format!("{at}using: named vectors")));
-    }
+    let using = match parse::get(b, "using") {
+        None => String::new(),
+        Some(Value::String(u)) => u.clone(),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "{at}using: expected a vector name, got {other}"
+            )));
+        }
+    };
     let (vector, by_id) = match parse::get(b, "query") {
         None => {
             return Err(ApiError::unsupported(&format!(
@@ -763,12 +839,19 @@ fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
     let offset = parse::usize_field(b, "offset", at)?.unwrap_or(0);
     check_limit(limit, offset, max)?;
     let mut req = SearchRequest::new(vector, limit);
+    req.using = using;
     req.offset = offset;
     search_params(b, at, &mut req)?;
     let sel = parse::with_payload(b, false, at)?;
     req.with_payload = sel.wants();
-    req.with_vector = parse::with_vector(b, false, at)?;
-    Ok(Search { req, by_id, sel })
+    let vsel = parse::with_vector(b, false, at)?;
+    req.with_vector = vsel.wants();
+    Ok(Search {
+        req,
+        by_id,
+        sel,
+        vsel,
+    })
 }
 
 fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
@@ -788,24 +871,45 @@ fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
         ],
         &["shard_key"],
     )?;
-    let vector = parse::vector(
-        parse::get(b, "vector").ok_or_else(|| ApiError::invalid(format!("{at}vector: missing")))?,
-        &format!("{at}vector"),
-    )?;
+    // A list (the unnamed vector) or {"name", "vector"} (a named one).
+    let (using, vector) = match parse::get(b, "vector") {
+        None => return Err(ApiError::invalid(format!("{at}vector: missing"))),
+        Some(Value::Object(o)) => {
+            parse::check_fields(o, &format!("{at}vector."), &["name", "vector"], &[])?;
+            if o.get("indices").is_some() {
+                return Err(ApiError::unsupported(&format!(
+                    "{at}vector: a sparse vector"
+                )));
+            }
+            let name = parse::get(o, "name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::invalid(format!("{at}vector.name: missing")))?;
+            let v = parse::get(o, "vector")
+                .ok_or_else(|| ApiError::invalid(format!("{at}vector.vector: missing")))?;
+            (
+                name.to_string(),
+                parse::vector(v, &format!("{at}vector.vector"))?,
+            )
+        }
+        Some(v) => (String::new(), parse::vector(v, &format!("{at}vector"))?),
+    };
     let limit = parse::usize_field(b, "limit", at)?
         .ok_or_else(|| ApiError::invalid(format!("{at}limit: missing")))?;
     let offset = parse::usize_field(b, "offset", at)?.unwrap_or(0);
     check_limit(limit, offset, max)?;
     let mut req = SearchRequest::new(vector, limit);
+    req.using = using;
     req.offset = offset;
     search_params(b, at, &mut req)?;
     let sel = parse::with_payload(b, false, at)?;
     req.with_payload = sel.wants();
-    req.with_vector = parse::with_vector(b, false, at)?;
+    let vsel = parse::with_vector(b, false, at)?;
+    req.with_vector = vsel.wants();
     Ok(Search {
         req,
         by_id: None,
         sel,
+        vsel,
     })
 }
 
@@ -817,7 +921,15 @@ fn run_search(h: &CollectionHandle, mut s: Search) -> Result<(Vec<Value>, ColdCo
             .get(&[id], false, true)?
             .pop()
             .ok_or_else(|| ApiError::not_found(format!("No point with id {id} found")))?;
-        s.req.vector = rec.vector.unwrap_or_default();
+        s.req.vector = rec
+            .vectors
+            .and_then(|mut v| v.remove(&s.req.using))
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "query: point {id} has no vector named {:?}",
+                    s.req.using
+                ))
+            })?;
         s.req.limit += 1;
     }
     let report = h.search_report(&s.req)?;
@@ -831,7 +943,7 @@ fn run_search(h: &CollectionHandle, mut s: Search) -> Result<(Vec<Value>, ColdCo
         .into_iter()
         .filter(|p| Some(p.id) != s.by_id)
         .take(s.req.limit - usize::from(s.by_id.is_some()))
-        .map(|p| scored_json(p, &s.sel))
+        .map(|p| scored_json(p, &s.sel, &s.vsel))
         .collect();
     Ok((points, counts))
 }

@@ -208,16 +208,50 @@ pub(crate) fn with_payload(o: &Obj, default: bool, at: &str) -> Result<PayloadSe
     })
 }
 
-pub(crate) fn with_vector(o: &Obj, default: bool, at: &str) -> Result<bool, ApiError> {
+/// Which vectors a read returns (`with_vector`): none, all, or those named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum VectorSelector {
+    None,
+    All,
+    Names(Vec<String>),
+}
+
+impl VectorSelector {
+    /// True when any vector is returned.
+    pub(crate) fn wants(&self) -> bool {
+        !matches!(self, VectorSelector::None)
+    }
+    /// True when the vector named `name` is returned.
+    pub(crate) fn keeps(&self, name: &str) -> bool {
+        match self {
+            VectorSelector::None => false,
+            VectorSelector::All => true,
+            VectorSelector::Names(n) => n.iter().any(|x| x == name),
+        }
+    }
+}
+
+/// `with_vector` / `with_vectors`: a boolean or a list of vector names.
+pub(crate) fn with_vector(o: &Obj, default: bool, at: &str) -> Result<VectorSelector, ApiError> {
     match get(o, "with_vector").or_else(|| get(o, "with_vectors")) {
-        None => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::Array(a)) if a.is_empty() => Ok(false),
-        Some(Value::Array(_)) => Err(ApiError::unsupported(&format!(
-            "{at}with_vector: named vectors"
-        ))),
+        None if default => Ok(VectorSelector::All),
+        None | Some(Value::Bool(false)) => Ok(VectorSelector::None),
+        Some(Value::Bool(true)) => Ok(VectorSelector::All),
+        Some(Value::Array(a)) if a.is_empty() => Ok(VectorSelector::None),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                n.as_str().map(str::to_string).ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "{at}with_vector[{i}]: expected a vector name, got {n}"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(VectorSelector::Names),
         Some(v) => Err(ApiError::invalid(format!(
-            "{at}with_vector: expected a boolean, got {v}"
+            "{at}with_vector: expected a boolean or a list of vector names, got {v}"
         ))),
     }
 }

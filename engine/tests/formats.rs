@@ -1,0 +1,253 @@
+//! On-disk format compatibility and named vectors.
+//!
+//! - a data directory written before named vectors (segment format 1, manifest 2, WAL op 1;
+//!   `tests/data/format-v1`) opens with today's code and answers exactly as that code did;
+//! - collections with several named vectors: points carrying any subset, search `using` one,
+//!   recall@10 ≥ 0.95 per vector on bigann10k through memtable, segments, compaction (one
+//!   graph per vector) and a restart.
+
+#[path = "support/common.rs"]
+mod common;
+
+use std::path::Path;
+
+use serde_json::json;
+use strata_engine::*;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("ls") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+fn opts(dir: &Path) -> EngineOptions {
+    let mut o = EngineOptions::new(dir);
+    o.background = false;
+    o
+}
+
+#[test]
+fn a_data_directory_of_format_1_opens_and_answers_as_before() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format-v1");
+    copy_dir(&fixture, dir.path());
+    let check = |e: &Engine| {
+        let c = e.collection(DEFAULT_TENANT, "legacy").expect("collection");
+        let cfg = c.config();
+        assert_eq!(cfg, CollectionConfig::new(4, Distance::Cosine));
+        let info = c.info().expect("info");
+        assert_eq!(info.points, 209);
+        // What the format-1 code answered (recorded when the fixture was written).
+        let mut r = SearchRequest::new(vec![1.0, 2.0, 3.0, 4.0], 5);
+        r.with_payload = true;
+        let hits = c.search(&r).expect("search");
+        let got: Vec<(PointId, String)> = hits
+            .iter()
+            .map(|h| (h.id, format!("{:.6}", h.score)))
+            .collect();
+        let want: Vec<(PointId, String)> = [
+            (112, "0.968170"),
+            (189, "0.942650"),
+            (190, "0.927208"),
+            (113, "0.904472"),
+            (168, "0.894266"),
+        ]
+        .iter()
+        .map(|(i, s)| (PointId::Num(*i), s.to_string()))
+        .collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            hits[0].payload.as_ref().expect("payload")["tag"],
+            json!("even")
+        );
+        let mut r = SearchRequest::new(vec![-1.0, 0.5, 3.0, 0.0], 3);
+        r.exact = true;
+        let exact: Vec<u64> = c
+            .search(&r)
+            .expect("exact")
+            .iter()
+            .map(|h| match h.id {
+                PointId::Num(n) => n,
+                PointId::Uuid(_) => 0,
+            })
+            .collect();
+        assert_eq!(exact, vec![77, 168, 154]);
+        let got = c
+            .get(
+                &[PointId::Num(5), PointId::Num(12), PointId::Num(215)],
+                true,
+                true,
+            )
+            .expect("get");
+        assert_eq!(got.len(), 2, "5 was deleted");
+        assert_eq!(
+            got[0].vector().expect("vector"),
+            &[0.69629, 0.116048336, 0.69629, 0.12997414]
+        );
+        assert_eq!(got[1].version, 4);
+    };
+    let e = Engine::open(opts(dir.path())).expect("format 1 opens");
+    check(&e);
+    // Rewritten by today's code (flush, then compaction into format 2), the same answers.
+    let c = e.collection(DEFAULT_TENANT, "legacy").expect("collection");
+    assert!(c.flush().expect("flush"));
+    assert!(c.compact().expect("compact"));
+    check(&e);
+    drop(c);
+    drop(e);
+    let e = Engine::open(opts(dir.path())).expect("reopen");
+    check(&e);
+}
+
+fn two_vectors() -> CollectionConfig {
+    CollectionConfig::named(vec![
+        ("image".into(), VectorParams::new(128, Distance::Euclid)),
+        ("text".into(), VectorParams::new(8, Distance::Cosine)),
+    ])
+}
+
+/// A deterministic 8-dimensional "text" vector of point `i`.
+fn text(i: u64) -> Vec<f32> {
+    let mut rng = SplitMix64::new(i * 7 + 1);
+    (0..8).map(|_| rng.next_f32() - 0.5).collect()
+}
+
+#[test]
+fn named_vectors_are_stored_searched_and_compacted_one_graph_each() {
+    let (base, queries, gt) = common::bigann10k();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = Engine::open(opts(dir.path())).expect("open");
+    let c = e
+        .create_collection(DEFAULT_TENANT, "multi", two_vectors())
+        .expect("create");
+    // Every point has an image; every third has no text.
+    let point = |i: usize| {
+        let mut v = Vectors::new();
+        v.insert("image".into(), base[i].clone());
+        if !i.is_multiple_of(3) {
+            v.insert("text".into(), text(i as u64));
+        }
+        PointInput {
+            id: PointId::Num(i as u64),
+            vectors: v,
+            payload: Some(json!({"i": i}).as_object().expect("obj").clone()),
+        }
+    };
+    for (k, chunk) in (0..base.len()).collect::<Vec<_>>().chunks(1000).enumerate() {
+        c.upsert(chunk.iter().map(|i| point(*i)).collect())
+            .expect("upsert");
+        if k == 3 || k == 7 {
+            assert!(c.flush().expect("flush"));
+            assert!(c.maintain().expect("index"));
+        }
+    }
+    // Errors name the field and the vectors there are.
+    let mut bad = point(1);
+    bad.vectors.insert("audio".into(), vec![1.0]);
+    let err = c.upsert(vec![bad]).expect_err("unknown name");
+    assert!(
+        err.to_string()
+            .contains("points[0].vector.audio: the collection has no vector named \"audio\""),
+        "{err}"
+    );
+    let mut bad = point(1);
+    bad.vectors.insert("text".into(), vec![1.0; 3]);
+    let err = c.upsert(vec![bad]).expect_err("wrong dim");
+    assert!(
+        err.to_string()
+            .contains("points[0].vector.text: expected 8 dimensions, got 3"),
+        "{err}"
+    );
+    let err = c
+        .search(&SearchRequest::new(vec![0.0; 128], 3))
+        .expect_err("no unnamed vector");
+    assert!(
+        err.to_string()
+            .contains("using: the collection has no vector named \"\""),
+        "{err}"
+    );
+
+    let truth_image = |qi: usize| -> Vec<PointId> {
+        gt[qi][..10]
+            .iter()
+            .map(|i| PointId::Num(*i as u64))
+            .collect()
+    };
+    // The text truth: brute force over the points that have a text vector.
+    let text_queries: Vec<Vec<f32>> = (0..50).map(|q| text(100_000 + q)).collect();
+    let cos = |a: &[f32], b: &[f32]| {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        dot / (n(a) * n(b))
+    };
+    let text_truth: Vec<Vec<PointId>> = text_queries
+        .iter()
+        .map(|q| {
+            let mut s: Vec<(f32, u64)> = (0..base.len() as u64)
+                .filter(|i| !i.is_multiple_of(3))
+                .map(|i| (cos(q, &text(i)), i))
+                .collect();
+            s.sort_by(|a, b| b.0.total_cmp(&a.0));
+            s[..10].iter().map(|x| PointId::Num(x.1)).collect()
+        })
+        .collect();
+    let recall = |c: &CollectionHandle,
+                  using: &str,
+                  qs: &[Vec<f32>],
+                  truth: &dyn Fn(usize) -> Vec<PointId>| {
+        let mut hit = 0;
+        for (qi, q) in qs.iter().enumerate() {
+            let mut r = SearchRequest::new(q.clone(), 10);
+            r.using = using.into();
+            let got: Vec<PointId> = c.search(&r).expect("search").iter().map(|h| h.id).collect();
+            if using == "text" {
+                assert!(
+                    got.iter()
+                        .all(|id| matches!(id, PointId::Num(n) if !n.is_multiple_of(3))),
+                    "a point without a text vector was returned"
+                );
+            }
+            hit += truth(qi).iter().filter(|w| got.contains(w)).count();
+        }
+        hit as f64 / (qs.len() * 10) as f64
+    };
+    let check = |c: &CollectionHandle, stage: &str| {
+        let ri = recall(c, "image", &queries, &truth_image);
+        let rt = recall(c, "text", &text_queries, &|qi| text_truth[qi].clone());
+        eprintln!("recall@10 {stage}: image {ri:.4}, text {rt:.4}");
+        assert!(ri >= 0.95 && rt >= 0.95, "{stage}: image {ri}, text {rt}");
+        // Reads return exactly the vectors a point has.
+        let got = c
+            .get(&[PointId::Num(3), PointId::Num(4)], false, true)
+            .expect("get");
+        let v3 = got[0].vectors.as_ref().expect("vectors");
+        assert_eq!(v3.keys().collect::<Vec<_>>(), vec!["image"]);
+        let v4 = got[1].vectors.as_ref().expect("vectors");
+        assert_eq!(v4.keys().collect::<Vec<_>>(), vec!["image", "text"]);
+        assert_eq!(v4["image"], base[4]);
+        let norm: f32 = v4["text"].iter().map(|x| x * x).sum();
+        assert!(
+            (norm - 1.0).abs() < 1e-4,
+            "Cosine vectors are stored normalised"
+        );
+    };
+    let info = c.info().expect("info");
+    assert_eq!((info.segments, info.indexed_segments), (2, 2));
+    check(&c, "memtable + indexed segments");
+    assert!(c.flush().expect("flush"));
+    assert!(c.compact().expect("compact"));
+    check(&c, "compacted");
+    drop(c);
+    drop(e);
+    let e = Engine::open(opts(dir.path())).expect("reopen");
+    let c = e.collection(DEFAULT_TENANT, "multi").expect("collection");
+    assert_eq!(c.config(), two_vectors());
+    check(&c, "reopened");
+}
