@@ -204,6 +204,38 @@ pub(crate) struct GraphMeta {
     pub(crate) upper_lists: u32,
 }
 
+impl GraphMeta {
+    /// Reads the five u32 fields, in this order (both versions store them so).
+    fn read(r: &mut Reader<'_>) -> Result<GraphMeta, DecodeError> {
+        Ok(GraphMeta {
+            entry: r.u32("graph entry")?,
+            max_level: r.u32("graph max level")?,
+            l0_width: r.u32("graph layer-0 width")?,
+            up_width: r.u32("graph upper width")?,
+            upper_lists: r.u32("graph upper list count")?,
+        })
+    }
+}
+
+/// A space section's (space, index within the space) from its canonical number (≥ 6).
+fn split(i: usize) -> (usize, usize) {
+    (
+        (i - COMMON_COUNT) / PER_SPACE,
+        (i - COMMON_COUNT) % PER_SPACE,
+    )
+}
+
+/// The on-disk (kind, space) of canonical section `i` (version 2's table fields).
+fn kind_of(i: usize) -> (u8, u16) {
+    match i {
+        i if i < COMMON_COUNT => (COMMON_KIND[i], NO_SPACE),
+        i => {
+            let (space, k) = split(i);
+            (SPACE_KIND[k], space as u16)
+        }
+    }
+}
+
 /// One named dense vector of a segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Space {
@@ -256,6 +288,13 @@ fn err(offset: usize, what: impl Into<String>) -> DecodeError {
     }
 }
 
+fn too_short(len: usize) -> DecodeError {
+    err(
+        len,
+        format!("file of {len} bytes is shorter than the segment header"),
+    )
+}
+
 fn space_record_len(name: &str) -> usize {
     SPACE_FIXED + name.len().next_multiple_of(8)
 }
@@ -305,10 +344,7 @@ impl Layout {
         if i < COMMON_COUNT {
             return COMMON_NAMES[i].to_string();
         }
-        let (space, k) = (
-            (i - COMMON_COUNT) / PER_SPACE,
-            (i - COMMON_COUNT) % PER_SPACE,
-        );
+        let (space, k) = split(i);
         match self.spaces.get(space) {
             Some(s) if self.spaces.len() == 1 && s.name.is_empty() => SPACE_NAMES[k].to_string(),
             Some(s) => format!("{} of vector {:?}", SPACE_NAMES[k], s.name),
@@ -319,6 +355,11 @@ impl Layout {
     /// Where section `i`'s table entry lies in the file.
     pub(crate) fn entry_at(&self, i: usize) -> usize {
         self.entry_at.get(i).copied().unwrap_or(HEADER_LEN)
+    }
+
+    /// True when `space` has a graph (and the segment has rows).
+    pub(crate) fn has_graph(&self, space: usize) -> bool {
+        self.spaces.get(space).is_some_and(|s| s.graph.is_some()) && self.header.rows > 0
     }
 
     /// True when the segment was indexed (every space with rows has a graph).
@@ -342,10 +383,7 @@ impl Layout {
                 }
             };
         }
-        let (space, k) = (
-            (i - COMMON_COUNT) / PER_SPACE,
-            (i - COMMON_COUNT) % PER_SPACE,
-        );
+        let (space, k) = split(i);
         let Some(s) = self.spaces.get(space) else {
             return Expected::Is(0);
         };
@@ -366,13 +404,7 @@ impl Layout {
     /// every value (distances, dimensions, widths, names, kinds in canonical order).
     pub(crate) fn decode(b: &[u8]) -> Result<Layout, DecodeError> {
         if b.len() < HEADER_LEN {
-            return Err(err(
-                b.len(),
-                format!(
-                    "file of {} bytes is shorter than the segment header",
-                    b.len()
-                ),
-            ));
+            return Err(too_short(b.len()));
         }
         let mut r = Reader::new(b);
         if r.take(8, "segment magic")? != MAGIC {
@@ -400,13 +432,7 @@ impl Layout {
     fn decode_v1(b: &[u8]) -> Result<Layout, DecodeError> {
         let table_end = HEADER_LEN + V1_SECTIONS * SECTION_ENTRY_LEN;
         if b.len() < table_end {
-            return Err(err(
-                b.len(),
-                format!(
-                    "file of {} bytes is shorter than the segment header",
-                    b.len()
-                ),
-            ));
+            return Err(too_short(b.len()));
         }
         Self::check_crc(b, table_end)?;
         let mut r = Reader::new(&b[12..]);
@@ -423,13 +449,7 @@ impl Layout {
         let dim = r.u32("dim")?;
         h.rows = r.u32("row count")?;
         h.tombstones = r.u32("tombstone count")?;
-        let gm = GraphMeta {
-            entry: r.u32("graph entry")?,
-            max_level: r.u32("graph max level")?,
-            l0_width: r.u32("graph layer-0 width")?,
-            up_width: r.u32("graph upper width")?,
-            upper_lists: r.u32("graph upper list count")?,
-        };
+        let gm = GraphMeta::read(&mut r)?;
         h.min_lsn = r.u64("min LSN")?;
         h.max_lsn = r.u64("max LSN")?;
         let count = r.u32("section count")?;
@@ -567,13 +587,7 @@ impl Layout {
             let flags = r.u8("space flags")?;
             let name_len = r.u8("name length")? as usize;
             let dim = r.u32("dim")?;
-            let gm = GraphMeta {
-                entry: r.u32("graph entry")?,
-                max_level: r.u32("graph max level")?,
-                l0_width: r.u32("graph layer-0 width")?,
-                up_width: r.u32("graph upper width")?,
-                upper_lists: r.u32("graph upper list count")?,
-            };
+            let gm = GraphMeta::read(&mut r)?;
             let _ = r.u32("reserved")?;
             let name_at = r.pos();
             let raw = r.take(name_len.next_multiple_of(8), "vector name")?;
@@ -618,13 +632,7 @@ impl Layout {
                 return Err(err(at + 21, "non-zero reserved byte"));
             }
             let space = r.u16("section space")?;
-            let (want_kind, want_space) = match i {
-                i if i < COMMON_COUNT => (COMMON_KIND[i], NO_SPACE),
-                i => (
-                    SPACE_KIND[(i - COMMON_COUNT) % PER_SPACE],
-                    ((i - COMMON_COUNT) / PER_SPACE) as u16,
-                ),
-            };
+            let (want_kind, want_space) = kind_of(i);
             if (kind, space) != (want_kind, want_space) {
                 return Err(err(
                     at + 20,
@@ -721,13 +729,7 @@ impl Layout {
             w.u64(e.offset);
             w.u64(e.len);
             w.u32(e.crc);
-            let (kind, space) = match i {
-                i if i < COMMON_COUNT => (COMMON_KIND[i], NO_SPACE),
-                i => (
-                    SPACE_KIND[(i - COMMON_COUNT) % PER_SPACE],
-                    ((i - COMMON_COUNT) / PER_SPACE) as u16,
-                ),
-            };
+            let (kind, space) = kind_of(i);
             w.u8(kind);
             w.u8(0);
             w.u16(space);

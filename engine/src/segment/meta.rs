@@ -445,11 +445,7 @@ impl SegmentMeta {
     }
     /// True when `space` has a graph.
     pub(crate) fn has_graph(&self, space: usize) -> bool {
-        self.layout
-            .spaces
-            .get(space)
-            .is_some_and(|s| s.graph.is_some())
-            && self.rows() > 0
+        self.layout.has_graph(space)
     }
     pub(crate) fn min_lsn(&self) -> Lsn {
         self.layout.header.min_lsn

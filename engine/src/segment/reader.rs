@@ -396,11 +396,7 @@ impl SegmentData {
     }
     /// True when `space` has a graph (and the segment has rows).
     pub(crate) fn has_graph(&self, space: usize) -> bool {
-        self.layout
-            .spaces
-            .get(space)
-            .is_some_and(|s| s.graph.is_some())
-            && self.rows() > 0
+        self.layout.has_graph(space)
     }
     fn graph_meta(&self, space: usize) -> GraphMeta {
         self.layout
