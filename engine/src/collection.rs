@@ -18,6 +18,7 @@ use strata_tiering::Blob;
 
 use crate::engine::{Inner, ManifestLock, lock, read, write};
 use crate::error::{Error, Result};
+use crate::index::PayloadIndexes;
 use crate::manifest::{CollectionEntry, SegmentEntry};
 use crate::memtable::Memtable;
 use crate::read::SegmentView;
@@ -58,6 +59,8 @@ pub(crate) struct Collection {
     flushed_lsn: AtomicU64,
     /// The tier hint (`manifest::hint_tag`); changed only under the manifest lock.
     hint: std::sync::atomic::AtomicU8,
+    /// Payload indexes; changed only under the manifest lock.
+    indexes: RwLock<Arc<PayloadIndexes>>,
     dropped: AtomicBool,
     flush: Mutex<FlushQueue>,
     compaction: Mutex<()>,
@@ -101,6 +104,7 @@ impl Collection {
             segments: RwLock::new(Arc::new(segments)),
             flushed_lsn: AtomicU64::new(e.flushed_lsn),
             hint: std::sync::atomic::AtomicU8::new(crate::manifest::hint_tag(e.hint)),
+            indexes: RwLock::new(Arc::new(e.indexes.clone())),
             dropped: AtomicBool::new(false),
             flush: Mutex::new(FlushQueue::default()),
             compaction: Mutex::new(()),
@@ -136,6 +140,16 @@ impl Collection {
     pub(crate) fn set_hint(&self, _proof: &ManifestLock<'_>, h: strata_tiering::policy::Hint) {
         self.hint
             .store(crate::manifest::hint_tag(h), Ordering::Release);
+    }
+
+    /// The payload indexes now.
+    pub(crate) fn indexes(&self) -> Arc<PayloadIndexes> {
+        Arc::clone(&read(&self.indexes))
+    }
+
+    /// Replaces the payload indexes; the next publish carries them (hence the manifest lock).
+    pub(crate) fn set_indexes(&self, _proof: &ManifestLock<'_>, next: PayloadIndexes) {
+        *write(&self.indexes) = Arc::new(next);
     }
 
     pub(crate) fn is_dropped(&self) -> bool {
@@ -201,6 +215,7 @@ impl Collection {
             created_lsn: self.created_lsn,
             flushed_lsn: self.flushed_lsn(),
             hint: self.hint(),
+            indexes: self.indexes().as_ref().clone(),
             segments: read(&self.segments)
                 .iter()
                 .filter(|s| s.is_persisted())

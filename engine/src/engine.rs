@@ -493,6 +493,7 @@ impl Engine {
             created_lsn: lsn,
             flushed_lsn: lsn,
             hint: strata_tiering::policy::Hint::Auto,
+            indexes: Vec::new(),
             segments: Vec::new(),
         };
         let coll = Arc::new(Collection::new(&entry, Vec::new()));

@@ -62,6 +62,16 @@ impl Range {
 }
 
 impl Filter {
+    /// `filter` (or everything) without the points `ids`: how a query by example leaves out
+    /// its own examples.
+    pub fn excluding(filter: Option<Filter>, mut ids: Vec<PointId>) -> Filter {
+        ids.sort_unstable();
+        ids.dedup();
+        let mut f = filter.unwrap_or_default();
+        f.must_not.push(Condition::HasId(ids));
+        f
+    }
+
     /// Parses a filter from JSON; `at` is the location used in error messages (e.g. `"filter"`).
     pub fn from_json(v: &Value, at: &str) -> Result<Filter> {
         let obj = v

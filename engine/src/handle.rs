@@ -14,9 +14,11 @@ use std::sync::Arc;
 use crate::collection::Collection;
 use crate::deadline::Deadline;
 use crate::distance;
-use crate::engine::Inner;
+use crate::engine::{Inner, ManifestChange};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filter::Filter;
+use crate::index::{self, FieldType, PayloadIndexes};
+use crate::mmr::{self, Mmr};
 use crate::read::{Found, ReadSource, SegmentView, named, newest};
 use crate::record::{StoredPoint, WalOp};
 use crate::segment::format::{PAYLOAD_SECTIONS, Sec, common};
@@ -507,6 +509,62 @@ impl CollectionHandle {
         self.search_report(req).map(|r| r.points)
     }
 
+    /// A search re-ranked by maximal marginal relevance ([`Mmr`]): the `candidates_limit`
+    /// nearest points (filter, `score_threshold`, `ef`, `exact` and cold reads as in `req`) are
+    /// picked from one by one, relevant yet unlike those already picked; then `offset` and
+    /// `limit` apply. Each hit keeps its similarity score.
+    pub fn search_mmr(&self, req: &SearchRequest, mmr: Mmr) -> Result<SearchReport> {
+        if !(0.0..=1.0).contains(&mmr.diversity) {
+            return Err(Error::invalid(format!(
+                "mmr.diversity must be in [0, 1], got {}",
+                mmr.diversity
+            )));
+        }
+        if mmr.candidates_limit == 0 || mmr.candidates_limit > Mmr::MAX_CANDIDATES {
+            return Err(Error::invalid(format!(
+                "mmr.candidates_limit must be in 1..={}, got {}",
+                Mmr::MAX_CANDIDATES,
+                mmr.candidates_limit
+            )));
+        }
+        let config = self.coll.config();
+        let space = config.space_or_err(&req.using, "using")?;
+        let mut candidates = req.clone();
+        candidates.limit = mmr.candidates_limit;
+        candidates.offset = 0;
+        candidates.with_vector = true;
+        let mut report = self.search_report(&candidates)?;
+        let metric = self.coll.metric(space);
+        let mut q = req.vector.clone();
+        if metric == Distance::Cosine {
+            distance::normalize(&mut q);
+        }
+        let picked = {
+            let name = &config.vectors[space].0;
+            let vectors: Vec<&[f32]> = report
+                .points
+                .iter()
+                .map(|p| p.vectors.as_ref().and_then(|v| v.get(name)))
+                .map(|v| v.map_or(&[][..], Vec::as_slice))
+                .collect();
+            let window = req.limit.saturating_add(req.offset);
+            mmr::select(metric, &q, &vectors, mmr.diversity, window)
+        };
+        let mut slots: Vec<Option<ScoredPoint>> = report.points.drain(..).map(Some).collect();
+        report.points = picked
+            .into_iter()
+            .skip(req.offset)
+            .filter_map(|i| slots[i].take())
+            .map(|mut p| {
+                if !req.with_vector {
+                    p.vectors = None;
+                }
+                p
+            })
+            .collect();
+        Ok(report)
+    }
+
     /// [`CollectionHandle::search`], also saying which cold segments it read, skipped (their
     /// summaries proved they could not change the results) or left out (`cold: skip`).
     ///
@@ -697,6 +755,67 @@ impl CollectionHandle {
             })
             .collect::<Result<_>>()?;
         Ok(report)
+    }
+
+    /// The payload indexes, sorted by key.
+    pub fn payload_indexes(&self) -> Vec<(String, FieldType)> {
+        self.coll.indexes().as_ref().clone()
+    }
+
+    /// Indexes payload field `key` (a path as filters write it: `a.b`, `a[].b`) as `ty`,
+    /// replacing the type it had. The index list is persisted in the manifest before this
+    /// returns.
+    pub fn create_payload_index(&self, key: &str, ty: FieldType) -> Result<()> {
+        self.change_indexes(|now| index::with_index(now, key, ty))
+    }
+
+    /// Stops indexing `key`; `false` if it was not indexed.
+    pub fn drop_payload_index(&self, key: &str) -> Result<bool> {
+        let mut found = false;
+        self.change_indexes(|now| {
+            let mut next = now.clone();
+            next.retain(|(k, _)| k != key);
+            found = next.len() != now.len();
+            Ok(next)
+        })?;
+        Ok(found)
+    }
+
+    fn change_indexes(
+        &self,
+        f: impl FnOnce(&PayloadIndexes) -> Result<PayloadIndexes>,
+    ) -> Result<()> {
+        self.inner.check_writable()?;
+        let mut m = self.inner.lock_manifest();
+        self.check_live()?;
+        let old = self.coll.indexes();
+        let next = f(&old)?;
+        if next == *old {
+            return Ok(());
+        }
+        self.coll.set_indexes(&m, next);
+        if let Err(e) = m.publish(ManifestChange::None) {
+            self.coll.set_indexes(&m, old.as_ref().clone());
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Each payload index with the number of live points that have a value at its key (Qdrant's
+    /// `payload_schema`).
+    pub fn payload_schema(&self) -> Result<Vec<(String, FieldType, u64)>> {
+        self.check_live()?;
+        self.coll
+            .indexes()
+            .iter()
+            .map(|(key, ty)| {
+                let f = Filter::from_json(
+                    &serde_json::json!({"must_not": [{"is_empty": {"key": key}}]}),
+                    "payload index",
+                )?;
+                Ok((key.clone(), *ty, self.count(Some(&f))?))
+            })
+            .collect()
     }
 
     /// Statistics.

@@ -36,7 +36,9 @@
 //! - `segment`: the segment file format, its zero-copy reader, the flat HNSW graph.
 //! - `manifest`: the root of recovery.
 //! - `distance`, `scan`: SIMD kernels and exact top-k.
+//! - `mmr`: maximal-marginal-relevance re-ranking of a search's candidates.
 //! - `filter`: Qdrant-syntax payload filters.
+//! - `index`: payload index definitions (which fields, as what type).
 //! - `clock`, `rng`: injected time and randomness.
 //!
 //! Byte layouts of every file are in `docs/format.md`.
@@ -54,9 +56,11 @@ mod engine;
 mod error;
 mod filter;
 mod handle;
+mod index;
 mod maintenance;
 mod manifest;
 mod memtable;
+mod mmr;
 mod options;
 mod read;
 mod record;
@@ -72,7 +76,9 @@ pub use engine::{Engine, EngineStats, Health, RecoveryReport};
 pub use error::{Error, ErrorKind, Result};
 pub use filter::Filter;
 pub use handle::CollectionHandle;
+pub use index::{FieldType, MAX_INDEX_KEY, MAX_INDEXES, PayloadIndexes};
 pub use maintenance::JobFailure;
+pub use mmr::Mmr;
 pub use options::{EngineOptions, TierOptions};
 pub use segment::Verify;
 /// The storage layer the engine persists through (re-exported for tests and embedders).

@@ -12,13 +12,15 @@
 use strata_tiering::policy::Hint;
 
 use crate::codec::{DecodeError, Reader, Writer, crc};
+use crate::index::{FieldType, PayloadIndexes};
 use crate::types::{CollectionConfig, Distance, HnswConfig, Lsn, VectorParams, validate_name};
 
 pub(crate) const MAGIC: &[u8; 8] = b"STRATMAN";
 /// Version 2 added each collection's tier hint; version 3 named vectors (a list of name,
-/// dim, distance, HNSW per collection, and whether it was created named). Versions 1 and 2
-/// still open (hint `auto`; one unnamed vector).
-pub(crate) const VERSION: u32 = 3;
+/// dim, distance, HNSW per collection, and whether it was created named); version 4 payload
+/// indexes (a list of key, type per collection). Older versions still open (hint `auto`; one
+/// unnamed vector; no payload index).
+pub(crate) const VERSION: u32 = 4;
 
 /// The byte a tier hint is stored as.
 pub(crate) fn hint_tag(h: Hint) -> u8 {
@@ -66,6 +68,8 @@ pub(crate) struct CollectionEntry {
     pub(crate) flushed_lsn: Lsn,
     /// Where the tiering policy should keep this collection's segments.
     pub(crate) hint: Hint,
+    /// Its payload indexes, sorted by key.
+    pub(crate) indexes: PayloadIndexes,
     pub(crate) segments: Vec<SegmentEntry>,
 }
 
@@ -152,6 +156,11 @@ impl Manifest {
             b.u64(c.created_lsn);
             b.u64(c.flushed_lsn);
             b.u8(hint_tag(c.hint));
+            b.u16(c.indexes.len() as u16);
+            for (key, ty) in &c.indexes {
+                str16(&mut b, key);
+                b.u8(ty.tag());
+            }
             b.u32(c.segments.len() as u32);
             for s in &c.segments {
                 b.u64(s.id);
@@ -284,6 +293,21 @@ impl Manifest {
                     })?
                 }
             };
+            let mut indexes = Vec::new();
+            if version >= 4 {
+                let n = r.u16("payload index count")?;
+                for _ in 0..n {
+                    let key = get_str16(&mut r, "payload index key")?;
+                    let at = r.pos();
+                    let tag = r.u8("payload index type")?;
+                    let ty = FieldType::from_tag(tag).ok_or(DecodeError {
+                        offset: at,
+                        what: format!("unknown payload index type {tag}"),
+                    })?;
+                    indexes.push((key, ty));
+                }
+            }
+            crate::index::validate(&indexes).map_err(|e| invalid(e.message().to_string()))?;
             let segs = r.u32("segment count")?;
             let mut segments = Vec::new();
             for _ in 0..segs {
@@ -319,6 +343,7 @@ impl Manifest {
                 created_lsn,
                 flushed_lsn,
                 hint,
+                indexes,
                 segments,
             });
         }
@@ -365,10 +390,27 @@ mod tests {
             4u32..500,
             any::<u64>(),
             (any::<u64>(), 0u8..4),
+            prop::collection::btree_map("[a-z]{1,6}(\\.[a-z]{1,4}){0,2}", 0u8..6, 0..4),
             prop::collection::vec(seg, 0..4),
         )
             .prop_map(
-                |(id, tenant, name, dim, d, m, ef, created_lsn, (flushed_lsn, hint), segments)| {
+                |(
+                    id,
+                    tenant,
+                    name,
+                    dim,
+                    d,
+                    m,
+                    ef,
+                    created_lsn,
+                    (flushed_lsn, hint),
+                    indexes,
+                    segments,
+                )| {
+                    let indexes = indexes
+                        .into_iter()
+                        .map(|(k, t)| (k, FieldType::from_tag(t).expect("tag")))
+                        .collect();
                     CollectionEntry {
                         id,
                         tenant,
@@ -394,6 +436,7 @@ mod tests {
                         created_lsn,
                         flushed_lsn,
                         hint: hint_of(hint).expect("tag"),
+                        indexes,
                         segments,
                     }
                 },
@@ -461,6 +504,7 @@ mod tests {
                 created_lsn: 0,
                 flushed_lsn: 0,
                 hint: Hint::Auto,
+                indexes: Vec::new(),
                 segments: Vec::new(),
             }],
             ..Manifest::default()
@@ -487,6 +531,21 @@ mod tests {
         bad.push(one(repeated, "t", "c"));
         bad.push(one(ok.clone(), "", "c"));
         bad.push(one(ok.clone(), "t", "../x"));
+        for indexes in [
+            vec![
+                ("b".to_string(), FieldType::Bool),
+                ("a".to_string(), FieldType::Bool),
+            ],
+            vec![
+                ("a".to_string(), FieldType::Bool),
+                ("a".to_string(), FieldType::Uuid),
+            ],
+            vec![("a..b".to_string(), FieldType::Keyword)],
+        ] {
+            let mut m = one(ok.clone(), "t", "c");
+            m.collections[0].indexes = indexes;
+            bad.push(m);
+        }
         let mut twice = one(ok, "t", "c");
         twice.collections.push(twice.collections[0].clone());
         bad.push(twice);
@@ -500,9 +559,9 @@ mod tests {
         }
     }
 
-    /// A one-collection manifest body as versions 1 and 2 wrote it (one unnamed vector; the
-    /// hint byte from version 2).
-    fn legacy_body(hint: Option<Hint>) -> Vec<u8> {
+    /// A one-collection manifest body as versions 1 to 3 wrote it (one unnamed vector; the
+    /// hint byte from version 2; the vector list from version 3).
+    fn legacy_body(version: u32, hint: Hint) -> Vec<u8> {
         let mut b = Writer::with_capacity(128);
         for v in [1u64, 0, 2, 1] {
             b.u64(v); // generation, last LSN, next collection id, next segment id
@@ -511,31 +570,39 @@ mod tests {
         b.u64(1);
         str16(&mut b, "t");
         str16(&mut b, "c");
+        if version >= 3 {
+            b.u8(0); // not named
+            b.u16(1);
+            str16(&mut b, "");
+        }
         b.u32(4);
         b.u8(Distance::Dot.tag());
         b.u32(16);
         b.u32(100);
         b.u64(0);
         b.u64(0);
-        if let Some(h) = hint {
-            b.u8(hint_tag(h));
+        if version >= 2 {
+            b.u8(hint_tag(hint));
         }
         b.u32(0);
         b.buf
     }
 
     #[test]
-    fn version_1_and_2_manifests_open_as_one_unnamed_vector() {
+    fn version_1_to_3_manifests_open_without_payload_indexes() {
         let mut want = one(CollectionConfig::new(4, Distance::Dot), "t", "c");
-        let v1 = Manifest::decode(&frame(1, &legacy_body(None))).expect("version 1 opens");
+        let v1 = Manifest::decode(&frame(1, &legacy_body(1, Hint::Offload))).expect("v1 opens");
         assert_eq!(v1, want, "version 1: hint auto");
-        let v2 = Manifest::decode(&frame(2, &legacy_body(Some(Hint::Offload)))).expect("v2");
         want.collections[0].hint = Hint::Offload;
-        assert_eq!(v2, want);
-        assert!(!v2.collections[0].config.named);
-        // Written again, it is version 3 and reads back the same.
-        let v3 = want.encode();
-        assert_eq!(u32::from_le_bytes(v3[8..12].try_into().expect("4")), 3);
-        assert_eq!(Manifest::decode(&v3).expect("v3"), want);
+        for version in [2, 3] {
+            let old = Manifest::decode(&frame(version, &legacy_body(version, Hint::Offload)));
+            assert_eq!(old.expect("opens"), want, "version {version}");
+        }
+        assert!(!want.collections[0].config.named);
+        assert!(want.collections[0].indexes.is_empty());
+        // Written again, it is version 4 and reads back the same.
+        let v4 = want.encode();
+        assert_eq!(u32::from_le_bytes(v4[8..12].try_into().expect("4")), 4);
+        assert_eq!(Manifest::decode(&v4).expect("v4"), want);
     }
 }

@@ -551,3 +551,47 @@ fn walk(p: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     }
     out
 }
+
+#[test]
+fn payload_indexes_are_persisted_and_a_failed_publish_changes_nothing() {
+    let rig = Rig::new();
+    let e = rig.open();
+    let c = create(&e);
+    c.upsert(points(0..10, 1.0)).expect("upsert");
+    c.create_payload_index("tag", FieldType::Float)
+        .expect("create");
+    c.create_payload_index("i", FieldType::Integer)
+        .expect("create");
+    // Again with the same type: nothing changes; with another type: replaced.
+    c.create_payload_index("i", FieldType::Integer)
+        .expect("same");
+    c.create_payload_index("tag", FieldType::Keyword)
+        .expect("retype");
+    let want = vec![
+        ("i".to_string(), FieldType::Integer),
+        ("tag".to_string(), FieldType::Keyword),
+    ];
+    assert_eq!(c.payload_indexes(), want);
+    let schema = c.payload_schema().expect("schema");
+    assert_eq!(schema[0], ("i".to_string(), FieldType::Integer, 10));
+    // The manifest write fails: the list stays as it was, in memory and after a crash.
+    rig.fail(FaultRule::new(FaultOp::Write, Trigger::Nth(1)).on("MANIFEST"));
+    assert!(c.create_payload_index("missing", FieldType::Bool).is_err());
+    assert!(c.drop_payload_index("i").is_err());
+    assert_eq!(c.payload_indexes(), want);
+    let e = rig.crash(e);
+    let c = coll(&e);
+    assert_eq!(c.payload_indexes(), want);
+    assert!(c.drop_payload_index("i").expect("drop"));
+    assert!(!c.drop_payload_index("i").expect("gone already"));
+    let e = rig.crash(e);
+    assert_eq!(
+        coll(&e).payload_indexes(),
+        vec![("tag".to_string(), FieldType::Keyword)]
+    );
+    // Bad keys are refused by name.
+    let err = coll(&e)
+        .create_payload_index("a..b", FieldType::Keyword)
+        .expect_err("refused");
+    assert!(err.message().contains("field_name"), "{err}");
+}

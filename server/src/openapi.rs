@@ -31,6 +31,7 @@ fn schemas() -> Value {
         "indexed_only": {"type": "boolean"}, "quantization": {"type": "object"},
         "cold": {"type": "string", "enum": ["include", "skip"], "description": "Strata extension: `skip` leaves segments only in the cold store out (a partial answer: header `strata-partial: true`). Default `include`: cold segments are read unless their summary proves they cannot change the answer."},
         "cold_deadline_ms": {"type": "integer", "minimum": 0, "description": "Strata extension: cold segments not read within this many milliseconds of the search's start are left out (header `strata-partial: true`)."}}});
+    let field_types = ["keyword", "integer", "float", "bool", "uuid", "datetime"];
     let tier = json!({"type": "object", "properties": {"segments": {"type": "integer"}, "bytes": {"type": "integer"},
         "budget_bytes": {"type": "integer", "nullable": true}, "hits": {"type": "integer"}, "misses": {"type": "integer"}, "moves_in": {"type": "integer"}}});
     let tiers_report = json!({"type": "object", "required": ["tiers", "collections", "cold_store"], "properties": {
@@ -96,6 +97,10 @@ fn schemas() -> Value {
         "CountResult": {"type": "object", "required": ["count"], "properties": {"count": {"type": "integer"}}},
     });
     // Added apart: one json! of all of them exceeds the macro recursion limit.
+    all["CreateFieldIndex"] = json!({"type": "object", "required": ["field_name", "field_schema"], "properties": {
+        "field_name": {"type": "string", "minLength": 1, "maxLength": 255},
+        "field_schema": {"oneOf": [{"type": "string", "enum": field_types},
+            {"type": "object", "required": ["type"], "properties": {"type": {"type": "string", "enum": field_types}}}]}}});
     all["Tier"] = tier;
     all["TiersReport"] = tiers_report;
     all["TierHintRequest"] = tier_hint_request;
@@ -143,6 +148,18 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>, Value, bo
             true,
         ),
         ("GET", "/exists") => ("Whether the collection exists", None, r("Exists"), true),
+        ("PUT", "/index") => (
+            "Index a payload field (keyword, integer, float, bool, uuid, datetime); replaces its type if indexed",
+            Some(r("CreateFieldIndex")),
+            r("UpdateResult"),
+            true,
+        ),
+        ("DELETE", "/index/{field_name}") => (
+            "Stop indexing a payload field (no error if it was not indexed)",
+            None,
+            r("UpdateResult"),
+            true,
+        ),
         ("PUT", "/points") => (
             "Upsert points; durable before the response (wait is accepted and has no effect)",
             Some(r("UpsertPoints")),
@@ -236,9 +253,13 @@ pub fn document() -> Value {
         if path.contains("{id}") {
             params.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": "An unsigned integer or a UUID"}));
         }
+        if path.contains("{field_name}") {
+            params.push(json!({"name": "field_name", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The indexed payload key"}));
+        }
         if *method == "PUT" && path.ends_with("/points")
             || path.ends_with("/delete")
             || path.ends_with("/payload")
+            || path.contains("/index")
         {
             params.push(json!({"name": "wait", "in": "query", "required": false, "schema": {"type": "boolean"}, "description": "Accepted for compatibility: every write is durable before the response"}));
         }

@@ -12,8 +12,9 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use strata_engine::{
-    CollectionConfig, CollectionHandle, CollectionInfo, Distance, HnswConfig, PointId, PointInput,
-    Record, ScoredPoint, ScrollRequest, SearchRequest, VectorParams, Vectors,
+    CollectionConfig, CollectionHandle, CollectionInfo, Distance, FieldType, Filter, HnswConfig,
+    Mmr, PointId, PointInput, Record, ScoredPoint, ScrollRequest, SearchRequest, VectorParams,
+    Vectors,
 };
 
 use super::parse::{self, Obj, PayloadSelector};
@@ -153,7 +154,21 @@ fn vectors_config_json(c: &CollectionConfig) -> Value {
     }
 }
 
-fn info_json(i: &CollectionInfo, max_segment_rows: u64) -> Value {
+/// Qdrant's `payload_schema`: per indexed key its type and the points that have a value there.
+fn payload_schema_json(schema: &[(String, FieldType, u64)]) -> Value {
+    Value::Object(
+        schema
+            .iter()
+            .map(|(k, t, n)| (k.clone(), json!({"data_type": t.name(), "points": n})))
+            .collect(),
+    )
+}
+
+fn info_json(
+    i: &CollectionInfo,
+    schema: &[(String, FieldType, u64)],
+    max_segment_rows: u64,
+) -> Value {
     json!({
         "status": "green",
         "optimizer_status": "ok",
@@ -175,7 +190,7 @@ fn info_json(i: &CollectionInfo, max_segment_rows: u64) -> Value {
             },
             "wal_config": {"wal_capacity_mb": 64, "wal_segments_ahead": 0}
         },
-        "payload_schema": {}
+        "payload_schema": payload_schema_json(schema)
     })
 }
 
@@ -335,8 +350,80 @@ pub(crate) async fn get_collection(
     let started = Instant::now();
     let h = st.readable(&caller, &c, &dl)?;
     let max_rows = st.max_segment_rows;
-    let info = blocking(move || h.info().map_err(ApiError::from)).await?;
-    ok(started, info_json(&info, max_rows))
+    let (info, schema) = blocking(move || Ok((h.info()?, h.payload_schema()?))).await?;
+    ok(started, info_json(&info, &schema, max_rows))
+}
+
+/// The index type of a `field_schema`: a type name, or an object with `type` and Qdrant's
+/// tuning parameters (accepted and type-checked; Strata's indexes need none of them).
+fn field_schema(v: Option<&Value>) -> Result<FieldType, ApiError> {
+    match v {
+        None | Some(Value::Null) => Err(ApiError::invalid(
+            "field_schema: missing (keyword, integer, float, bool, uuid or datetime)",
+        )),
+        Some(Value::String(t)) => Ok(t.parse::<FieldType>()?),
+        Some(Value::Object(o)) => {
+            let ty = match parse::get(o, "type") {
+                Some(Value::String(t)) => t.parse::<FieldType>()?,
+                _ => return Err(ApiError::invalid("field_schema.type: expected a type name")),
+            };
+            let flags: &[&str] = match ty {
+                FieldType::Keyword | FieldType::Uuid => &["is_tenant", "on_disk", "enable_hnsw"],
+                FieldType::Integer => {
+                    &["lookup", "range", "is_principal", "on_disk", "enable_hnsw"]
+                }
+                FieldType::Float | FieldType::Datetime => {
+                    &["is_principal", "on_disk", "enable_hnsw"]
+                }
+                FieldType::Bool => &["on_disk", "enable_hnsw"],
+            };
+            let known: Vec<&str> = std::iter::once("type")
+                .chain(flags.iter().copied())
+                .collect();
+            parse::check_fields(o, "field_schema.", &known, &[])?;
+            for f in flags {
+                parse::bool_field(o, f, "field_schema.")?;
+            }
+            Ok(ty)
+        }
+        Some(other) => Err(ApiError::invalid(format!(
+            "field_schema: expected a type name or an object, got {other}"
+        ))),
+    }
+}
+
+pub(crate) async fn create_index(
+    State(st): State<AppState>,
+    caller: Caller,
+    dl: ReqDeadline,
+    Path(c): Path<String>,
+    _q: Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    let h = st.writable(&caller, &c, &dl)?;
+    let b = parse::body(&body)?;
+    parse::check_fields(&b, "", &["field_name", "field_schema"], &[])?;
+    let key = match parse::get(&b, "field_name") {
+        Some(Value::String(k)) => k.clone(),
+        _ => return Err(ApiError::invalid("field_name: expected a payload key")),
+    };
+    let ty = field_schema(parse::get(&b, "field_schema"))?;
+    blocking(move || h.create_payload_index(&key, ty).map_err(ApiError::from)).await?;
+    ok(started, update_result(st.engine.last_lsn()))
+}
+
+pub(crate) async fn delete_index(
+    State(st): State<AppState>,
+    caller: Caller,
+    dl: ReqDeadline,
+    Path((c, key)): Path<(String, String)>,
+    _q: Query<HashMap<String, String>>,
+) -> ApiResult {
+    let started = Instant::now();
+    let h = st.writable(&caller, &c, &dl)?;
+    blocking(move || h.drop_payload_index(&key).map_err(ApiError::from)).await?;
+    ok(started, update_result(st.engine.last_lsn()))
 }
 
 pub(crate) async fn delete_collection(
@@ -727,6 +814,7 @@ fn check_limit(limit: usize, offset: usize, max: usize) -> Result<(), ApiError> 
 struct Search {
     req: SearchRequest,
     by_id: Option<PointId>,
+    mmr: Option<Mmr>,
     sel: PayloadSelector,
     vsel: parse::VectorSelector,
 }
@@ -802,6 +890,7 @@ fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
             )));
         }
     };
+    let mut mmr = None;
     let (vector, by_id) = match parse::get(b, "query") {
         None => {
             return Err(ApiError::unsupported(&format!(
@@ -816,19 +905,11 @@ fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
                     .map_err(|e| ApiError::invalid(format!("{at}query: {}", e.message())))?,
             ),
         ),
-        Some(Value::Object(o)) => match o.iter().next() {
-            Some((k, v)) if k == "nearest" && o.len() == 1 => match v {
-                Value::Array(_) => (parse::vector(v, &format!("{at}query.nearest"))?, None),
-                other => (
-                    Vec::new(),
-                    Some(PointId::from_json(other).map_err(|e| {
-                        ApiError::invalid(format!("{at}query.nearest: {}", e.message()))
-                    })?),
-                ),
-            },
-            Some((k, _)) => return Err(ApiError::unsupported(&format!("{at}query.{k}"))),
-            None => return Err(ApiError::invalid(format!("{at}query: empty"))),
-        },
+        Some(Value::Object(o)) => {
+            let (vector, by_id, m) = parse_query_object(o, &format!("{at}query"))?;
+            mmr = m;
+            (vector, by_id)
+        }
         Some(other) => {
             return Err(ApiError::invalid(format!(
                 "{at}query: expected a vector, got {other}"
@@ -838,6 +919,10 @@ fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
     let limit = parse::usize_field(b, "limit", at)?.unwrap_or(10);
     let offset = parse::usize_field(b, "offset", at)?.unwrap_or(0);
     check_limit(limit, offset, max)?;
+    let mmr = mmr.map(|(diversity, candidates)| Mmr {
+        diversity,
+        candidates_limit: candidates.unwrap_or(limit.saturating_add(offset)),
+    });
     let mut req = SearchRequest::new(vector, limit);
     req.using = using;
     req.offset = offset;
@@ -849,9 +934,63 @@ fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
     Ok(Search {
         req,
         by_id,
+        mmr,
         sel,
         vsel,
     })
+}
+
+/// The vector or point id of `{"nearest": ..., "mmr": {...}}`; other query kinds are named in a
+/// 501 (`query.recommend`), unknown keys in a 400.
+/// MMR's `candidates_limit` is `None` when the request leaves it to the default (its limit).
+type QueryObject = (Vec<f32>, Option<PointId>, Option<(f32, Option<usize>)>);
+
+fn parse_query_object(o: &Obj, at: &str) -> Result<QueryObject, ApiError> {
+    const UNSUPPORTED: &[&str] = &[
+        "recommend",
+        "discover",
+        "context",
+        "order_by",
+        "fusion",
+        "rrf",
+        "formula",
+        "sample",
+        "relevance_feedback",
+    ];
+    if let Some(k) = o.keys().find(|k| UNSUPPORTED.contains(&k.as_str())) {
+        return Err(ApiError::unsupported(&format!("{at}.{k}")));
+    }
+    parse::check_fields(o, &format!("{at}."), &["nearest", "mmr"], &[])?;
+    let nearest = parse::get(o, "nearest").ok_or_else(|| {
+        ApiError::invalid(format!("{at}: expected \"nearest\" or another query kind"))
+    })?;
+    let (vector, by_id) = match nearest {
+        v @ Value::Array(_) => (parse::vector(v, &format!("{at}.nearest"))?, None),
+        Value::Object(n) if n.contains_key("indices") => {
+            return Err(ApiError::unsupported(&format!(
+                "{at}.nearest: a sparse vector"
+            )));
+        }
+        other => (
+            Vec::new(),
+            Some(
+                PointId::from_json(other)
+                    .map_err(|e| ApiError::invalid(format!("{at}.nearest: {}", e.message())))?,
+            ),
+        ),
+    };
+    let mmr = match parse::obj_field(o, "mmr", &format!("{at}."))? {
+        None => None,
+        Some(m) => {
+            let here = format!("{at}.mmr.");
+            parse::check_fields(m, &here, &["diversity", "candidates_limit"], &[])?;
+            Some((
+                parse::f32_field(m, "diversity", &here)?.unwrap_or(Mmr::DEFAULT_DIVERSITY),
+                parse::usize_field(m, "candidates_limit", &here)?,
+            ))
+        }
+    };
+    Ok((vector, by_id, mmr))
 }
 
 fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
@@ -908,6 +1047,7 @@ fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
     Ok(Search {
         req,
         by_id: None,
+        mmr: None,
         sel,
         vsel,
     })
@@ -930,9 +1070,13 @@ fn run_search(h: &CollectionHandle, mut s: Search) -> Result<(Vec<Value>, ColdCo
                     s.req.using
                 ))
             })?;
-        s.req.limit += 1;
+        // As Qdrant: the example is not among its own results.
+        s.req.filter = Some(Filter::excluding(s.req.filter.take(), vec![id]));
     }
-    let report = h.search_report(&s.req)?;
+    let report = match s.mmr {
+        Some(mmr) => h.search_mmr(&s.req, mmr)?,
+        None => h.search_report(&s.req)?,
+    };
     let counts = [
         report.cold_searched,
         report.cold_skipped,
@@ -941,8 +1085,6 @@ fn run_search(h: &CollectionHandle, mut s: Search) -> Result<(Vec<Value>, ColdCo
     let points = report
         .points
         .into_iter()
-        .filter(|p| Some(p.id) != s.by_id)
-        .take(s.req.limit - usize::from(s.by_id.is_some()))
         .map(|p| scored_json(p, &s.sel, &s.vsel))
         .collect();
     Ok((points, counts))

@@ -234,6 +234,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/collections/{collection_name}"),
     ("DELETE", "/collections/{collection_name}"),
     ("GET", "/collections/{collection_name}/exists"),
+    ("PUT", "/collections/{collection_name}/index"),
+    (
+        "DELETE",
+        "/collections/{collection_name}/index/{field_name}",
+    ),
     ("PUT", "/collections/{collection_name}/points"),
     ("POST", "/collections/{collection_name}/points"),
     ("GET", "/collections/{collection_name}/points/{id}"),
@@ -271,6 +276,11 @@ pub fn router(st: AppState, max_body_bytes: usize) -> Router {
                 .delete(h::delete_collection),
         )
         .route(&format!("{c}/exists"), get(h::collection_exists))
+        .route(&format!("{c}/index"), axum::routing::put(h::create_index))
+        .route(
+            &format!("{c}/index/{{field_name}}"),
+            axum::routing::delete(h::delete_index),
+        )
         .route(
             &format!("{c}/points"),
             axum::routing::put(h::upsert_points).post(h::retrieve_points),
