@@ -302,7 +302,8 @@ impl Collection {
             }
             let seal_lsn = inner.wal().last_lsn();
             let id = inner.new_segment_id();
-            let bytes = encode(&mem.segment_input(id, self.id, &self.config));
+            let bytes =
+                encode(&mem.segment_input(id, self.id, &self.config, (*self.indexes()).clone()));
             let data = SegmentData::open(Blob::from_bytes(&bytes), Verify::HeaderOnly)
                 .map_err(|e| Error::corruption(format!("freshly encoded segment rejected: {e}")))?;
             drop(bytes);

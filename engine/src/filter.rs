@@ -2,7 +2,7 @@
 //!
 //! Supported: `must` / `should` / `must_not` (a condition or a list), nested filters, and the
 //! conditions `{"key", "match": {"value" | "any" | "except"}}`, `{"key", "range": {"gt",
-//! "gte", "lt", "lte"}}`, `{"has_id": [...]}`, `{"is_empty": {"key"}}` and `{"is_null":
+//! "gte", "lt", "lte"}}` (numbers, or datetime strings for a datetime range), `{"has_id": [...]}`, `{"is_empty": {"key"}}` and `{"is_null":
 //! {"key"}}`. Anything else is refused with an error that names the feature and where it was
 //! found, never silently ignored.
 //!
@@ -44,21 +44,61 @@ enum Condition {
     Nested(Box<Filter>),
 }
 
+/// A range condition's bounds. Numbers compare as `f64`; a datetime range (bounds written as
+/// datetime strings) compares payload strings parsed as datetimes, in microseconds since the
+/// Unix epoch (UTC) — exact in an `f64` for any year Qdrant accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
-struct Range {
-    gt: Option<f64>,
-    gte: Option<f64>,
-    lt: Option<f64>,
-    lte: Option<f64>,
+pub(crate) struct Range {
+    pub(crate) gt: Option<f64>,
+    pub(crate) gte: Option<f64>,
+    pub(crate) lt: Option<f64>,
+    pub(crate) lte: Option<f64>,
+    pub(crate) datetime: bool,
 }
 
 impl Range {
-    fn contains(&self, x: f64) -> bool {
+    pub(crate) fn contains(&self, x: f64) -> bool {
         self.gt.is_none_or(|b| x > b)
             && self.gte.is_none_or(|b| x >= b)
             && self.lt.is_none_or(|b| x < b)
             && self.lte.is_none_or(|b| x <= b)
     }
+
+    /// True when payload value `v` falls in the range (a number, or for a datetime range a
+    /// string that parses as one).
+    pub(crate) fn contains_value(&self, v: &Value) -> bool {
+        match self.datetime {
+            false => v.as_f64().is_some_and(|x| self.contains(x)),
+            true => v
+                .as_str()
+                .and_then(parse_datetime)
+                .is_some_and(|t| self.contains(t as f64)),
+        }
+    }
+}
+
+/// A datetime as Qdrant accepts it — RFC 3339 (`2023-02-08T10:49:00Z`, `…+01:00`, a space for
+/// the `T`), without a zone (read as UTC: `2023-02-08T10:49:00`, `2023-02-08T10:49`), or a
+/// date alone (midnight UTC) — in microseconds since the Unix epoch.
+pub(crate) fn parse_datetime(s: &str) -> Option<i64> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_micros());
+    }
+    let t = s.replacen(' ', "T", 1);
+    if let Ok(t) = DateTime::parse_from_rfc3339(&t) {
+        return Some(t.timestamp_micros());
+    }
+    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(&t, f) {
+            return Some(n.and_utc().timestamp_micros());
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|n| n.and_utc().timestamp_micros())
 }
 
 impl Filter {
@@ -198,9 +238,14 @@ fn parse_key(v: Option<&Value>, at: &str) -> Result<Vec<String>> {
     if s.is_empty() {
         return Err(Error::invalid(format!("{at}.key: must not be empty")));
     }
-    Ok(s.split('.')
+    Ok(key_path(s))
+}
+
+/// A dotted payload key as a path (`a[].b` and `a.b` are the same path).
+pub(crate) fn key_path(s: &str) -> Vec<String> {
+    s.split('.')
         .map(|p| p.trim_end_matches("[]").to_string())
-        .collect())
+        .collect()
 }
 
 fn parse_match_value(v: &Value, at: &str) -> Result<Value> {
@@ -213,12 +258,24 @@ fn parse_match_value(v: &Value, at: &str) -> Result<Value> {
     }
 }
 
-fn parse_bound(obj: &Map<String, Value>, name: &str, at: &str) -> Result<Option<f64>> {
+/// One bound of a range: a number, a datetime string (`Some(true)` in the second field), or
+/// absent.
+fn parse_bound(
+    obj: &Map<String, Value>,
+    name: &str,
+    at: &str,
+) -> Result<(Option<f64>, Option<bool>)> {
     match obj.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => Ok(n.as_f64()),
+        None | Some(Value::Null) => Ok((None, None)),
+        Some(Value::Number(n)) => Ok((n.as_f64(), Some(false))),
+        Some(Value::String(s)) => match parse_datetime(s) {
+            Some(t) => Ok((Some(t as f64), Some(true))),
+            None => Err(Error::invalid(format!(
+                "{at}.range.{name}: {s:?} is not a datetime (RFC 3339, e.g. 2023-02-08T10:49:00Z)"
+            ))),
+        },
         Some(other) => Err(Error::invalid(format!(
-            "{at}.range.{name}: expected a number, got {other}"
+            "{at}.range.{name}: expected a number or a datetime string, got {other}"
         ))),
     }
 }
@@ -266,7 +323,6 @@ impl Condition {
             "geo_polygon",
             "values_count",
             "nested",
-            "datetime_range",
         ] {
             if obj.contains_key(unsupported) {
                 return Err(Error::invalid(format!(
@@ -321,12 +377,26 @@ impl Condition {
                     "{at}.range.{k}: unknown bound (expected gt, gte, lt, lte)"
                 )));
             }
-            let range = Range {
-                gt: parse_bound(r, "gt", at)?,
-                gte: parse_bound(r, "gte", at)?,
-                lt: parse_bound(r, "lt", at)?,
-                lte: parse_bound(r, "lte", at)?,
-            };
+            let mut range = Range::default();
+            let mut kind: Option<bool> = None;
+            for (name, slot) in [
+                ("gt", &mut range.gt),
+                ("gte", &mut range.gte),
+                ("lt", &mut range.lt),
+                ("lte", &mut range.lte),
+            ] {
+                let (v, k) = parse_bound(r, name, at)?;
+                if let (Some(a), Some(b)) = (kind, k)
+                    && a != b
+                {
+                    return Err(Error::invalid(format!(
+                        "{at}.range.{name}: bounds mix numbers and datetimes"
+                    )));
+                }
+                kind = kind.or(k);
+                *slot = v;
+            }
+            range.datetime = kind == Some(true);
             return Ok(Condition::Range { key, range });
         }
         Err(Error::invalid(format!(
@@ -367,7 +437,7 @@ impl Condition {
             Condition::Range { key, range } => {
                 let mut found = false;
                 visit(payload, key, &mut |v| {
-                    found |= v.as_f64().is_some_and(|x| range.contains(x));
+                    found |= range.contains_value(v);
                 });
                 found
             }
@@ -385,7 +455,7 @@ impl Condition {
     }
 }
 
-fn value_eq(a: &Value, b: &Value) -> bool {
+pub(crate) fn value_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
             (Some(p), Some(q)) => p == q,
@@ -397,7 +467,7 @@ fn value_eq(a: &Value, b: &Value) -> bool {
 
 /// Calls `f` on every value at `path`, flattening arrays (the leaf array's elements are
 /// visited one by one).
-fn visit(payload: &dyn Fields, path: &[String], f: &mut dyn FnMut(&Value)) {
+pub(crate) fn visit(payload: &dyn Fields, path: &[String], f: &mut dyn FnMut(&Value)) {
     visit_raw(payload, path, &mut |v| match v {
         Value::Array(items) => items.iter().for_each(&mut *f),
         other => f(other),
@@ -424,6 +494,268 @@ fn visit_raw(payload: &dyn Fields, path: &[String], f: &mut dyn FnMut(&Value)) {
         && let Some(v) = payload.field(head)
     {
         walk(v, rest, f);
+    }
+}
+
+/// One bit per row of a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Bits {
+    words: Vec<u64>,
+    rows: u32,
+}
+
+impl Bits {
+    pub(crate) fn none(rows: u32) -> Bits {
+        Bits {
+            words: vec![0; (rows as usize).div_ceil(64)],
+            rows,
+        }
+    }
+    pub(crate) fn all(rows: u32) -> Bits {
+        let mut b = Bits {
+            words: vec![u64::MAX; (rows as usize).div_ceil(64)],
+            rows,
+        };
+        b.mask_tail();
+        b
+    }
+    fn mask_tail(&mut self) {
+        let r = self.rows % 64;
+        if r != 0
+            && let Some(w) = self.words.last_mut()
+        {
+            *w &= (1u64 << r) - 1;
+        }
+    }
+    #[inline]
+    pub(crate) fn set(&mut self, row: u32) {
+        if row < self.rows {
+            self.words[(row / 64) as usize] |= 1 << (row % 64);
+        }
+    }
+    #[inline]
+    pub(crate) fn has(&self, row: u32) -> bool {
+        self.words
+            .get((row / 64) as usize)
+            .is_some_and(|w| w & (1 << (row % 64)) != 0)
+    }
+    pub(crate) fn and(&mut self, o: &Bits) {
+        self.words
+            .iter_mut()
+            .zip(&o.words)
+            .for_each(|(a, b)| *a &= b);
+    }
+    pub(crate) fn and_not(&mut self, o: &Bits) {
+        self.words
+            .iter_mut()
+            .zip(&o.words)
+            .for_each(|(a, b)| *a &= !b);
+    }
+    pub(crate) fn or(&mut self, o: &Bits) {
+        self.words
+            .iter_mut()
+            .zip(&o.words)
+            .for_each(|(a, b)| *a |= b);
+    }
+    /// Clears the rows whose bit is set in `dead` (a dead-row bitmap of the same segment).
+    pub(crate) fn remove_words(&mut self, dead: impl Iterator<Item = u64>) {
+        self.words.iter_mut().zip(dead).for_each(|(a, d)| *a &= !d);
+    }
+    pub(crate) fn count(&self) -> u64 {
+        self.words.iter().map(|w| u64::from(w.count_ones())).sum()
+    }
+    /// The set rows, ascending.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.words.iter().enumerate().flat_map(|(i, w)| {
+            let mut w = *w;
+            std::iter::from_fn(move || {
+                (w != 0).then(|| {
+                    let b = w.trailing_zeros();
+                    w &= w - 1;
+                    i as u32 * 64 + b
+                })
+            })
+        })
+    }
+}
+
+/// A question a segment's payload index may answer: the rows where one condition holds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum IndexQuery<'a> {
+    /// The value at `key` equals one of `values` (strings, integers or booleans).
+    Match {
+        key: &'a [String],
+        values: &'a [Value],
+    },
+    /// A value at `key` falls in `range`.
+    Range { key: &'a [String], range: &'a Range },
+}
+
+/// What a segment can answer without reading payloads.
+pub(crate) trait RowSets {
+    /// Rows of the segment.
+    fn rows(&self) -> u32;
+    /// The rows where `q` holds, when one of the segment's payload indexes answers it exactly.
+    fn index(&self, q: IndexQuery<'_>) -> Option<Bits>;
+    /// The rows holding one of `ids` (sorted).
+    fn ids(&self, ids: &[PointId]) -> Bits;
+}
+
+/// A filter prepared for one segment: conditions its indexes answer are row sets, the rest
+/// are evaluated per row (from payload columns).
+#[derive(Debug)]
+pub(crate) enum Plan<'a> {
+    /// Every condition was answered: exactly these rows match (dead rows included).
+    Rows(Bits),
+    /// Some conditions need the payload of each row.
+    Mixed(PlanNode<'a>),
+}
+
+#[derive(Debug)]
+pub(crate) struct PlanNode<'a> {
+    must: Vec<Step<'a>>,
+    should: Vec<Step<'a>>,
+    must_not: Vec<Step<'a>>,
+}
+
+#[derive(Debug)]
+enum Step<'a> {
+    Rows(Bits),
+    Node(PlanNode<'a>),
+    Eval(&'a Condition),
+}
+
+impl Step<'_> {
+    fn matches(&self, row: u32, id: PointId, payload: &dyn Fields) -> bool {
+        match self {
+            Step::Rows(b) => b.has(row),
+            Step::Node(n) => n.matches(row, id, payload),
+            Step::Eval(c) => c.matches(id, payload),
+        }
+    }
+}
+
+impl<'a> PlanNode<'a> {
+    /// True when row `row` (point `id`, payload fields `payload`) matches.
+    pub(crate) fn matches(&self, row: u32, id: PointId, payload: &dyn Fields) -> bool {
+        self.must.iter().all(|c| c.matches(row, id, payload))
+            && !self.must_not.iter().any(|c| c.matches(row, id, payload))
+            && (self.should.is_empty() || self.should.iter().any(|c| c.matches(row, id, payload)))
+    }
+
+    /// Top-level payload keys the conditions evaluated per row read.
+    pub(crate) fn eval_keys(&self) -> Vec<String> {
+        fn walk(n: &PlanNode<'_>, out: &mut Vec<String>) {
+            for s in n.must.iter().chain(&n.should).chain(&n.must_not) {
+                match s {
+                    Step::Rows(_) => {}
+                    Step::Node(n) => walk(n, out),
+                    Step::Eval(Condition::Nested(f)) => f.collect_keys(out),
+                    Step::Eval(c) => Filter {
+                        must: vec![(*c).clone()],
+                        ..Filter::default()
+                    }
+                    .collect_keys(out),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+impl Filter {
+    /// This filter prepared for a segment whose indexes and ids `sets` answers.
+    pub(crate) fn plan<'a>(&'a self, sets: &dyn RowSets) -> Plan<'a> {
+        match self.plan_node(sets) {
+            Ok(b) => Plan::Rows(b),
+            Err(n) => Plan::Mixed(n),
+        }
+    }
+
+    fn plan_node<'a>(&'a self, sets: &dyn RowSets) -> std::result::Result<Bits, PlanNode<'a>> {
+        let step = |c: &'a Condition| -> Step<'a> {
+            let q = match c {
+                Condition::Nested(f) => {
+                    return match f.plan_node(sets) {
+                        Ok(b) => Step::Rows(b),
+                        Err(n) => Step::Node(n),
+                    };
+                }
+                Condition::HasId(ids) => return Step::Rows(sets.ids(ids)),
+                Condition::Match { key, values } => IndexQuery::Match { key, values },
+                Condition::Range { key, range } => IndexQuery::Range { key, range },
+                _ => return Step::Eval(c),
+            };
+            sets.index(q).map_or(Step::Eval(c), Step::Rows)
+        };
+        let node = PlanNode {
+            must: self.must.iter().map(step).collect(),
+            should: self.should.iter().map(step).collect(),
+            must_not: self.must_not.iter().map(step).collect(),
+        };
+        let all_rows = node
+            .must
+            .iter()
+            .chain(&node.should)
+            .chain(&node.must_not)
+            .all(|s| matches!(s, Step::Rows(_)));
+        if !all_rows {
+            return Err(node);
+        }
+        let bits = |s: &Step<'_>| match s {
+            Step::Rows(b) => Some(b.clone()),
+            _ => None,
+        };
+        let mut acc = Bits::all(sets.rows());
+        for b in node.must.iter().filter_map(bits) {
+            acc.and(&b);
+        }
+        for b in node.must_not.iter().filter_map(bits) {
+            acc.and_not(&b);
+        }
+        if !node.should.is_empty() {
+            let mut any = Bits::none(sets.rows());
+            for b in node.should.iter().filter_map(bits) {
+                any.or(&b);
+            }
+            acc.and(&any);
+        }
+        Ok(acc)
+    }
+
+    /// The conditions on payload fields, as index questions with the key they read (to find
+    /// which index sections a segment would use for this filter).
+    pub(crate) fn index_questions(&self) -> Vec<IndexQuery<'_>> {
+        let mut out = Vec::new();
+        for c in self.must.iter().chain(&self.should).chain(&self.must_not) {
+            match c {
+                Condition::Match { key, values } => out.push(IndexQuery::Match { key, values }),
+                Condition::Range { key, range } => out.push(IndexQuery::Range { key, range }),
+                Condition::Nested(f) => out.extend(f.index_questions()),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// True when a segment answering every question of [`Filter::index_questions`] for which
+    /// `answers` is true needs no payload at all.
+    pub(crate) fn answered_by(&self, answers: &dyn Fn(IndexQuery<'_>) -> bool) -> bool {
+        self.must
+            .iter()
+            .chain(&self.should)
+            .chain(&self.must_not)
+            .all(|c| match c {
+                Condition::HasId(_) => true,
+                Condition::Nested(f) => f.answered_by(answers),
+                Condition::Match { key, values } => answers(IndexQuery::Match { key, values }),
+                Condition::Range { key, range } => answers(IndexQuery::Range { key, range }),
+                _ => false,
+            })
     }
 }
 

@@ -21,7 +21,7 @@ use crate::index::{self, FieldType, PayloadIndexes};
 use crate::mmr::{self, Mmr};
 use crate::read::{Found, ReadSource, SegmentView, named, newest};
 use crate::record::{StoredPoint, WalOp};
-use crate::segment::format::{PAYLOAD_SECTIONS, Sec, common};
+use crate::segment::format::{Sec, SectionSet, common};
 use crate::segment::{SearchQuery, search_sections};
 use crate::tiers::in_parallel;
 use crate::types::*;
@@ -162,15 +162,15 @@ impl CollectionHandle {
 
     /// The one gathering every read shares: `each` runs on the memtable under its read lock, then
     /// on every segment of that instant (`frozen`: with its dead bits copied under the lock, for
-    /// scans and searches; lookups need no copy; `payloads`: with the segment's payloads, for a
-    /// filter that reads them, streamed from the cold tier if needed), with the deadline
+    /// scans and searches; lookups need no copy; with the sections `filter` reads — payload
+    /// index sections, payloads — streamed from the cold tier if needed), with the deadline
     /// checked between sources. Returns the newest
     /// version of each id found, sorted by id, deletes dropped.
     fn collect(
         &self,
         what: &str,
         frozen: bool,
-        payloads: bool,
+        filter: Option<&Filter>,
         each: impl Fn(&dyn ReadSource, &mut Vec<Found>) -> Result<()>,
     ) -> Result<Vec<Found>> {
         self.deadline.check(what)?;
@@ -182,9 +182,10 @@ impl CollectionHandle {
         };
         for mut seg in segments {
             self.deadline.check(what)?;
-            if payloads {
+            let need = seg.seg.filter_sections(filter);
+            if need != SectionSet::EMPTY {
                 let hint = self.coll.hint();
-                seg.body = Some(self.inner.body_for(&seg.seg, hint, PAYLOAD_SECTIONS)?);
+                seg.body = Some(self.inner.body_for(&seg.seg, hint, need)?);
             }
             each(&seg, &mut found)?;
         }
@@ -406,7 +407,7 @@ impl CollectionHandle {
         let mut unique = Vec::with_capacity(ids.len());
         let mut seen = std::collections::HashSet::with_capacity(ids.len());
         unique.extend(ids.iter().filter(|id| seen.insert(**id)).copied());
-        let mut found = self.collect("retrieve", false, false, |src, found| {
+        let mut found = self.collect("retrieve", false, None, |src, found| {
             for id in &unique {
                 if let Some((version, row)) = src.lookup(*id) {
                     found.push(Found {
@@ -447,8 +448,7 @@ impl CollectionHandle {
         let want = limit + 1;
         let cache = self.inner.columns();
         let (wp, wv) = (req.with_payload, req.with_vector);
-        let needs_body = filter.is_some_and(Filter::needs_payload);
-        let mut rows = self.collect("scroll", true, needs_body, |src, found| {
+        let mut rows = self.collect("scroll", true, filter, |src, found| {
             for r in src.scan(req.offset, want, filter, cache)? {
                 found.push(src.found(r, 0.0, wp, wv)?);
             }
@@ -486,14 +486,11 @@ impl CollectionHandle {
             }
         };
         let cache = self.inner.columns();
-        let needs_body = filter.is_some_and(Filter::needs_payload);
         for v in &frozen {
             self.deadline.check("count")?;
-            let body = match needs_body {
-                true => Some(
-                    self.inner
-                        .body_for(&v.seg, self.coll.hint(), PAYLOAD_SECTIONS)?,
-                ),
+            let need = v.seg.filter_sections(filter);
+            let body = match need != SectionSet::EMPTY {
+                true => Some(self.inner.body_for(&v.seg, self.coll.hint(), need)?),
                 false => None,
             };
             n += v
@@ -611,6 +608,11 @@ impl CollectionHandle {
                 .unwrap_or(config.params(space).hnsw.ef_construct as usize)
                 .max(window),
             exact: req.exact,
+            full_scan_bytes: self
+                .inner
+                .opts()
+                .full_scan_threshold_kb
+                .saturating_mul(1024),
         };
         let cache = self.inner.columns();
         let (wp, wv) = (req.with_payload, req.with_vector);
@@ -630,14 +632,13 @@ impl CollectionHandle {
         let (resident, cold): (Vec<SegmentView>, Vec<SegmentView>) =
             views.into_iter().partition(|v| v.seg.tier() != Tier::Cold);
         let hint = self.coll.hint();
-        let payloads = filter.is_some_and(Filter::needs_payload);
         let inline = self.inner.opts().tiers.stream_payloads_up_to;
         // A streamed segment: vectors, the graph unless exact, payloads for a filter or when
         // small (else the payload offsets, and then the results' payloads by row).
         let need = |v: &SegmentView| {
             let small = wp && v.seg.meta.section_len(common(Sec::PayloadData)) <= inline;
             let graph = v.seg.meta.has_graph(space) && !req.exact;
-            let s = search_sections(space, graph, payloads || small);
+            let s = search_sections(space, graph, small).union(v.seg.filter_sections(filter));
             match wp {
                 true => s.with(common(Sec::PayloadOffsets)),
                 false => s,
@@ -801,21 +802,33 @@ impl CollectionHandle {
         Ok(())
     }
 
-    /// Each payload index with the number of live points that have a value at its key (Qdrant's
-    /// `payload_schema`).
+    /// Each payload index with the number of points it indexes (Qdrant's `payload_schema`):
+    /// rows holding a value of its type at its key, in the memtable and in every segment that
+    /// carries the index (a segment written before the index was created counts once the
+    /// background reindex has rewritten it; a row deleted or overwritten since its segment was
+    /// written counts until that segment is compacted).
     pub fn payload_schema(&self) -> Result<Vec<(String, FieldType, u64)>> {
         self.check_live()?;
-        self.coll
-            .indexes()
+        let indexes = self.coll.indexes();
+        let s = self.coll.sources();
+        Ok(indexes
             .iter()
             .map(|(key, ty)| {
-                let f = Filter::from_json(
-                    &serde_json::json!({"must_not": [{"is_empty": {"key": key}}]}),
-                    "payload index",
-                )?;
-                Ok((key.clone(), *ty, self.count(Some(&f))?))
+                let segs: u64 = s
+                    .segments
+                    .iter()
+                    .filter_map(|seg| {
+                        seg.meta
+                            .layout
+                            .indexes
+                            .iter()
+                            .find(|x| x.key == *key && x.ty == *ty)
+                            .map(|x| u64::from(x.points))
+                    })
+                    .sum();
+                (key.clone(), *ty, segs + s.mem.index_points(key, *ty))
             })
-            .collect()
+            .collect())
     }
 
     /// Statistics.

@@ -35,6 +35,7 @@ use std::thread::JoinHandle;
 use crate::collection::Collection;
 use crate::engine::{Inner, ManifestChange, lock};
 use crate::error::{Error, ErrorKind, Result};
+use crate::index::PayloadIndexes;
 use crate::options::EngineOptions;
 use crate::segment::writer::{RowRef, SegmentInput, SpaceInput, encode};
 use crate::segment::{Segment, compaction_sections, graph, not_resident};
@@ -94,11 +95,18 @@ pub(crate) fn flush(inner: &Inner, coll: &Collection) -> Result<bool> {
     Ok(true)
 }
 
-/// Which persisted segments the background policy would merge now (empty: none).
-pub(crate) fn plan(segs: &[Arc<Segment>], o: &EngineOptions) -> Vec<Arc<Segment>> {
+/// Which persisted segments the background policy would merge now (empty: none): segments
+/// to index (a graph, or a payload index of `indexes` they lack), too dead, or too many.
+pub(crate) fn plan(
+    segs: &[Arc<Segment>],
+    o: &EngineOptions,
+    indexes: &PayloadIndexes,
+) -> Vec<Arc<Segment>> {
     let threshold = o.index_threshold_rows as u64;
     let small = |s: &Segment| s.live_rows() < threshold;
-    let needs_index = |s: &Segment| !s.meta.indexed() && s.live_rows() >= threshold;
+    let needs_index = |s: &Segment| {
+        (!s.meta.indexed() && s.live_rows() >= threshold) || s.lacks_payload_index(indexes)
+    };
     let too_dead = |s: &Segment| s.dead_fraction() >= o.compact_dead_fraction;
     let small_count = segs.iter().filter(|s| small(s)).count();
     let mut picked: Vec<Arc<Segment>> = segs
@@ -150,10 +158,11 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
             s.dead_fraction() == 0.0
                 && (s.meta.indexed() || s.live_rows() < inner.opts().index_threshold_rows as u64)
                 && s.meta.tombstone_count() == 0
+                && !s.lacks_payload_index(&coll.indexes())
         };
         if single_clean { Vec::new() } else { persisted }
     } else {
-        plan(&resident, inner.opts())
+        plan(&resident, inner.opts(), &coll.indexes())
     };
     if inputs.is_empty() {
         return Ok(false);
@@ -220,8 +229,18 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
             }
             has.push(present);
         }
-        let graph = (index && has.iter().any(|h| *h))
-            .then(|| graph::build(&vectors, dim, params.distance, params.hnsw, &|r| has[r]));
+        // A segment rewritten whole (a reindex for payload indexes: same rows, same order)
+        // keeps its graph rather than building it again.
+        let kept = match (&inputs[..], &bodies[..]) {
+            ([only], [body]) if rows.len() == only.meta.rows() as usize && index => {
+                body.graph_copy(space)
+            }
+            _ => None,
+        };
+        let graph = kept.or_else(|| {
+            (index && has.iter().any(|h| *h))
+                .then(|| graph::build(&vectors, dim, params.distance, params.hnsw, &|r| has[r]))
+        });
         space_inputs.push(SpaceInput {
             name: name.clone(),
             dim: params.dim,
@@ -254,6 +273,7 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
             .collect(),
         tombstones: tombs,
         indexed: index,
+        payload_indexes: (*coll.indexes()).clone(),
     };
     let bytes = encode(&input);
     drop(input);

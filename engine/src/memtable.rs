@@ -215,6 +215,20 @@ impl Memtable {
             .filter_map(|s| self.vector(s, row).map(|v| (s as u16, v.to_vec())))
             .collect()
     }
+    /// Live rows holding a value an index of type `ty` on `key` would hold.
+    pub(crate) fn index_points(&self, key: &str, ty: crate::index::FieldType) -> u64 {
+        let mut b = crate::segment::pindex::Builder::new(ty, key);
+        for s in self.index.values() {
+            if let Slot::Row(r) = s {
+                let p = self.payload(*r);
+                if !p.is_empty() {
+                    b.add(*r, &crate::segment::parse_payload(p));
+                }
+            }
+        }
+        u64::from(b.points())
+    }
+
     pub(crate) fn payload(&self, row: u32) -> &[u8] {
         &self.rows[row as usize].payload
     }
@@ -282,6 +296,7 @@ impl Memtable {
         segment_id: u64,
         collection_id: u64,
         config: &CollectionConfig,
+        payload_indexes: crate::index::PayloadIndexes,
     ) -> SegmentInput<'_> {
         let mut rows = Vec::with_capacity(self.live);
         let mut tombstones = Vec::new();
@@ -315,6 +330,7 @@ impl Memtable {
             rows,
             tombstones,
             indexed: false,
+            payload_indexes,
         }
     }
 }

@@ -43,6 +43,10 @@ pub struct EngineOptions {
     /// Segments with fewer live rows than this get no HNSW graph (an exact SIMD scan is as fast)
     /// and are merged together. Default 2,000.
     pub index_threshold_rows: u32,
+    /// A filtered search of a segment whose allowed rows hold fewer vector bytes than this
+    /// (in KiB) scans them exactly instead of walking the graph — Qdrant's
+    /// `full_scan_threshold`. Default 10,000 (10 MB: 20,000 vectors of 128 floats).
+    pub full_scan_threshold_kb: usize,
     /// Compaction never produces a segment above this many rows. Default 1,000,000.
     pub max_segment_rows: u32,
     /// Above this many segments in a collection, compaction merges the smallest. Default 8.
@@ -158,6 +162,7 @@ impl EngineOptions {
             memtable_max_bytes: 64 << 20,
             memtable_max_age: Duration::from_secs(60),
             index_threshold_rows: 2_000,
+            full_scan_threshold_kb: 10_000,
             max_segment_rows: 1_000_000,
             max_segments: 8,
             compact_dead_fraction: 0.2,

@@ -95,6 +95,28 @@ pub fn top_k(
     top.into_sorted()
 }
 
+/// Exact top-`k` of `query` over the given rows of row-major `rows` (ascending row numbers).
+pub(crate) fn top_k_rows(
+    metric: Distance,
+    query: &[f32],
+    rows: &[f32],
+    dim: usize,
+    k: usize,
+    which: impl Iterator<Item = u32>,
+) -> Vec<Hit> {
+    let mut top = TopK::new(k);
+    for row in which {
+        let Some(v) = rows.get(row as usize * dim..(row as usize + 1) * dim) else {
+            continue;
+        };
+        let dist = distance::distance(metric, query, v);
+        if dist < top.bound() {
+            top.push(Hit { dist, row });
+        }
+    }
+    top.into_sorted()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,9 @@
 //!
 //! - a data directory written before named vectors (segment format 1, manifest 2, WAL op 1;
 //!   `tests/data/format-v1`) opens with today's code and answers exactly as that code did;
+//! - a data directory of segment format 2 (manifest 4, a payload index defined but no index
+//!   sections; `tests/data/format-v2`) opens, answers as that code did, and its segments are
+//!   rewritten with the payload index by compaction;
 //! - collections with several named vectors: points carrying any subset, search `using` one,
 //!   recall@10 ≥ 0.95 per vector on bigann10k through memtable, segments, compaction (one
 //!   graph per vector) and a restart.
@@ -103,6 +106,99 @@ fn a_data_directory_of_format_1_opens_and_answers_as_before() {
     drop(c);
     drop(e);
     let e = Engine::open(opts(dir.path())).expect("reopen");
+    check(&e);
+}
+
+#[test]
+fn a_data_directory_of_format_2_opens_answers_as_before_and_gets_its_payload_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format-v2");
+    copy_dir(&fixture, dir.path());
+    let red = Filter::parse_str(r#"{"must": [{"key": "color", "match": {"value": "red"}}]}"#)
+        .expect("filter");
+    let check = |e: &Engine| {
+        let c = e.collection(DEFAULT_TENANT, "v2").expect("collection");
+        assert_eq!(c.count(None).expect("count"), 319);
+        assert_eq!(c.count(Some(&red)).expect("count"), 106);
+        // What the format-2 code answered (recorded when the fixture was written).
+        let want = [
+            (
+                "a",
+                vec![0.5, 1.0, 3.0, 0.2],
+                [
+                    (177, "0.992487"),
+                    (171, "0.988427"),
+                    (54, "0.986552"),
+                    (174, "0.982698"),
+                    (291, "0.981531"),
+                ],
+            ),
+            (
+                "b",
+                vec![5.0, 0.5, 2.0],
+                [
+                    (213, "0.018252"),
+                    (18, "0.134693"),
+                    (291, "0.287169"),
+                    (57, "0.677809"),
+                    (174, "0.855755"),
+                ],
+            ),
+        ];
+        for (using, q, hits) in want {
+            for exact in [true, false] {
+                let mut r = SearchRequest::new(q.clone(), 5);
+                r.using = using.into();
+                r.filter = Some(red.clone());
+                r.exact = exact;
+                let got: Vec<(PointId, String)> = c
+                    .search(&r)
+                    .expect("search")
+                    .iter()
+                    .map(|h| (h.id, format!("{:.6}", h.score)))
+                    .collect();
+                let want: Vec<(PointId, String)> = hits
+                    .iter()
+                    .map(|(i, s)| (PointId::Num(*i), s.to_string()))
+                    .collect();
+                assert_eq!(got, want, "{using}, exact {exact}");
+            }
+        }
+        c
+    };
+    let e = Engine::open(opts(dir.path())).expect("format 2 opens");
+    let c = check(&e);
+    // The format-2 segments carry no index section: only the memtable's 10 points count.
+    let schema = c.payload_schema().expect("schema");
+    assert_eq!(schema, vec![("color".to_string(), FieldType::Keyword, 10)]);
+    // Rewritten by today's code (format 3, with the index), the same answers.
+    assert!(c.compact().expect("compact"));
+    check(&e);
+    let schema = c.payload_schema().expect("schema");
+    assert_eq!(schema, vec![("color".to_string(), FieldType::Keyword, 319)]);
+    drop(c);
+    drop(e);
+    let e = Engine::open(opts(dir.path())).expect("reopen");
+    check(&e);
+    drop(e);
+    // The background policy reindexes on its own: a fresh copy, maintenance running.
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&fixture, dir.path());
+    let mut o = opts(dir.path());
+    o.background = true;
+    o.maintenance_interval = std::time::Duration::from_millis(20);
+    let e = Engine::open(o).expect("open");
+    let c = e.collection(DEFAULT_TENANT, "v2").expect("collection");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while c.payload_schema().expect("schema")[0].2 != 319 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background reindex did not run: {:?}",
+            c.payload_schema()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(c);
     check(&e);
 }
 

@@ -1,17 +1,20 @@
 //! Segment file layout (byte level; see `docs/format.md` for the tables).
 //!
-//! Version 2 (written):
+//! Version 3 (written):
 //! ```text
-//! 0    header (128 bytes)   magic, version, ids, counts, LSNs, space and section counts,
-//!                           prefix length, CRC of header + space records + section table
+//! 0    header (128 bytes)   magic, version, ids, counts, LSNs, space, section and payload
+//!                           index counts, prefix length, CRC of header + records + table
 //! 128  space records         one per named dense vector: kind, distance, dim, graph meta, name
-//! ...  section table         24 bytes per section: offset, len, crc32c, kind, space
+//! ...  index records         one per payload index: field type, flags, key length, points, key
+//! ...  section table         24 bytes per section: offset, len, crc32c, kind, space (or index)
 //! ...  zero padding to the prefix length (a multiple of 64)
 //!      sections, each starting at a multiple of 64, in canonical order:
 //!      ID_TAGS · ID_VALUES · VERSIONS · PAYLOAD_OFFSETS · PAYLOAD_DATA · TOMBSTONES, then per
 //!      space: VECTORS f32[rows×dim] · PRESENCE u64[⌈rows/64⌉] or empty (every row has it) ·
-//!      GRAPH_LEVELS · GRAPH_L0 · GRAPH_UPPER_OFFSETS · GRAPH_UPPER
+//!      GRAPH_LEVELS · GRAPH_L0 · GRAPH_UPPER_OFFSETS · GRAPH_UPPER, then one PAYLOAD_INDEX
+//!      per index record (see `pindex.rs`)
 //! ```
+//! Version 2 (still read) is version 3 without payload indexes (the count's bytes were zero).
 //! Version 1 (still read) had one unnamed space and a fixed table of 11 entries; it decodes
 //! into the same [`Layout`] (one space named `""`, every row present).
 //!
@@ -23,7 +26,7 @@ use crate::types::Distance;
 
 pub(crate) const MAGIC: &[u8; 8] = b"STRATSEG";
 /// The version this code writes.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 pub(crate) const HEADER_LEN: usize = 128;
 pub(crate) const SECTION_ENTRY_LEN: usize = 24;
 pub(crate) const ALIGN: usize = 64;
@@ -42,6 +45,12 @@ const SPACE_FIXED: usize = 32;
 /// The `space` field of a common section's table entry.
 const NO_SPACE: u16 = u16::MAX;
 const KIND_DENSE: u8 = 1;
+/// Section kind of a payload index (its table entry's `space` field is the index number).
+const KIND_PAYLOAD_INDEX: u8 = 12;
+/// Payload indexes per segment at most (as per collection).
+pub(crate) const MAX_SEGMENT_INDEXES: usize = crate::index::MAX_INDEXES;
+/// Bytes of an index record before its key.
+const INDEX_FIXED: usize = 8;
 
 /// Sections every segment has once (canonical numbers 0..6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +114,11 @@ pub(crate) const fn common(s: Sec) -> usize {
 /// Canonical number of section `k` of space `space`.
 pub(crate) const fn space_sec(space: usize, k: SpaceSec) -> usize {
     COMMON_COUNT + space * PER_SPACE + k as usize
+}
+
+/// Canonical number of payload index `j` of a segment with `spaces` vector spaces.
+pub(crate) const fn index_sec(spaces: usize, j: usize) -> usize {
+    COMMON_COUNT + spaces * PER_SPACE + j
 }
 
 /// A set of sections by canonical number (at most 256).
@@ -225,15 +239,33 @@ fn split(i: usize) -> (usize, usize) {
     )
 }
 
-/// The on-disk (kind, space) of canonical section `i` (version 2's table fields).
-fn kind_of(i: usize) -> (u8, u16) {
+/// The on-disk (kind, space) of canonical section `i` of a segment with `spaces` vector spaces
+/// (the table fields of versions 2 and 3).
+fn kind_of(i: usize, spaces: usize) -> (u8, u16) {
     match i {
         i if i < COMMON_COUNT => (COMMON_KIND[i], NO_SPACE),
+        i if i >= index_sec(spaces, 0) => (KIND_PAYLOAD_INDEX, (i - index_sec(spaces, 0)) as u16),
         i => {
             let (space, k) = split(i);
             (SPACE_KIND[k], space as u16)
         }
     }
+}
+
+/// One payload index of a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct IndexRecord {
+    /// The indexed key, as the index was created (`a.b`, `a[].b`).
+    pub(crate) key: String,
+    pub(crate) ty: crate::index::FieldType,
+    /// `pindex::FLAG_*`.
+    pub(crate) flags: u8,
+    /// Rows holding at least one indexed value.
+    pub(crate) points: u32,
+}
+
+fn index_record_len(key: &str) -> usize {
+    INDEX_FIXED + key.len().next_multiple_of(8)
 }
 
 /// One named dense vector of a segment.
@@ -272,6 +304,8 @@ pub(crate) struct SectionEntry {
 pub(crate) struct Layout {
     pub(crate) header: Header,
     pub(crate) spaces: Vec<Space>,
+    /// Payload indexes, sorted by key.
+    pub(crate) indexes: Vec<IndexRecord>,
     pub(crate) table: Vec<SectionEntry>,
     /// Where the table entry of each section lies in the file (error offsets).
     entry_at: Vec<usize>,
@@ -301,11 +335,20 @@ fn space_record_len(name: &str) -> usize {
 
 impl Layout {
     /// A layout to write: `table` in canonical order (offsets filled by the writer).
-    pub(crate) fn new(header: Header, spaces: Vec<Space>, table: Vec<SectionEntry>) -> Layout {
+    pub(crate) fn new(
+        header: Header,
+        spaces: Vec<Space>,
+        indexes: Vec<IndexRecord>,
+        table: Vec<SectionEntry>,
+    ) -> Layout {
         let table_end = HEADER_LEN
             + spaces
                 .iter()
                 .map(|s| space_record_len(&s.name))
+                .sum::<usize>()
+            + indexes
+                .iter()
+                .map(|x| index_record_len(&x.key))
                 .sum::<usize>()
             + table.len() * SECTION_ENTRY_LEN;
         let entry_at = (0..table.len())
@@ -317,6 +360,7 @@ impl Layout {
                 ..header
             },
             spaces,
+            indexes,
             table,
             entry_at,
             prefix_len: table_end.next_multiple_of(ALIGN),
@@ -324,14 +368,26 @@ impl Layout {
         }
     }
 
-    /// The prefix length a segment with these spaces has.
-    pub(crate) fn prefix_len_for(spaces: &[Space]) -> usize {
+    /// The prefix length a segment with these spaces and indexes has.
+    pub(crate) fn prefix_len_for(spaces: &[Space], indexes: &[IndexRecord]) -> usize {
         Layout::new(
             Header::default(),
             spaces.to_vec(),
-            vec![SectionEntry::default(); COMMON_COUNT + spaces.len() * PER_SPACE],
+            indexes.to_vec(),
+            vec![SectionEntry::default(); index_sec(spaces.len(), indexes.len())],
         )
         .prefix_len
+    }
+
+    /// The index whose key path is `path` and which answers `q`, if any (its number).
+    pub(crate) fn index_for(&self, q: crate::filter::IndexQuery<'_>) -> Option<usize> {
+        let path = match q {
+            crate::filter::IndexQuery::Match { key, .. }
+            | crate::filter::IndexQuery::Range { key, .. } => key,
+        };
+        self.indexes.iter().position(|x| {
+            crate::filter::key_path(&x.key) == path && super::pindex::answers(x.ty, x.flags, q)
+        })
     }
 
     /// Number of sections.
@@ -343,6 +399,13 @@ impl Layout {
     pub(crate) fn name(&self, i: usize) -> String {
         if i < COMMON_COUNT {
             return COMMON_NAMES[i].to_string();
+        }
+        if i >= index_sec(self.spaces.len(), 0) {
+            let j = i - index_sec(self.spaces.len(), 0);
+            return match self.indexes.get(j) {
+                Some(x) => format!("payload index {:?}", x.key),
+                None => format!("section {i}"),
+            };
         }
         let (space, k) = split(i);
         match self.spaces.get(space) {
@@ -383,6 +446,9 @@ impl Layout {
                 }
             };
         }
+        if i >= index_sec(self.spaces.len(), 0) {
+            return Expected::Any;
+        }
         let (space, k) = split(i);
         let Some(s) = self.spaces.get(space) else {
             return Expected::Is(0);
@@ -413,7 +479,7 @@ impl Layout {
         let version = r.u32("segment format version")?;
         let layout = match version {
             1 => Self::decode_v1(b)?,
-            2 => Self::decode_v2(b)?,
+            2 | 3 => Self::decode_v2(b, version)?,
             v => return Err(err(8, format!("unsupported segment format version {v}"))),
         };
         layout.check_values()?;
@@ -514,6 +580,7 @@ impl Layout {
                 distance,
                 graph: (flags & 1 != 0).then_some(gm),
             }],
+            indexes: Vec::new(),
             table,
             entry_at,
             prefix_len: V1_DATA_START,
@@ -521,10 +588,10 @@ impl Layout {
         })
     }
 
-    fn decode_v2(b: &[u8]) -> Result<Layout, DecodeError> {
+    fn decode_v2(b: &[u8], version: u32) -> Result<Layout, DecodeError> {
         let mut r = Reader::new(&b[12..HEADER_LEN]);
         let mut h = Header {
-            version: 2,
+            version,
             flags: r.u32("flags")?,
             segment_id: r.u64("segment id")?,
             collection_id: r.u64("collection id")?,
@@ -536,8 +603,19 @@ impl Layout {
         let space_count = r.u32("space count")? as usize;
         let section_count = r.u32("section count")? as usize;
         let prefix_len = r.u32("prefix length")? as usize;
-        if b[68..124].iter().any(|x| *x != 0) {
-            return Err(err(68, "non-zero reserved header bytes"));
+        let index_count = match version {
+            2 => 0,
+            _ => r.u32("payload index count")? as usize,
+        };
+        let reserved = if version == 2 { 68 } else { 72 };
+        if b[reserved..124].iter().any(|x| *x != 0) {
+            return Err(err(reserved, "non-zero reserved header bytes"));
+        }
+        if index_count > MAX_SEGMENT_INDEXES {
+            return Err(err(
+                68,
+                format!("{index_count} payload indexes, at most {MAX_SEGMENT_INDEXES}"),
+            ));
         }
         if h.flags & !FLAG_INDEXED != 0 {
             return Err(err(12, format!("unknown flags {:#x}", h.flags)));
@@ -549,12 +627,12 @@ impl Layout {
                 format!("{space_count} vector spaces, at most {MAX_SPACES}"),
             ));
         }
-        if section_count != COMMON_COUNT + space_count * PER_SPACE {
+        if section_count != index_sec(space_count, index_count) {
             return Err(err(
                 60,
                 format!(
-                    "section count {section_count}, expected {} for {space_count} spaces",
-                    COMMON_COUNT + space_count * PER_SPACE
+                    "section count {section_count}, expected {} for {space_count} spaces and {index_count} payload indexes",
+                    index_sec(space_count, index_count)
                 ),
             ));
         }
@@ -618,6 +696,53 @@ impl Layout {
                 graph: (flags & 1 != 0).then_some(gm),
             });
         }
+        let mut indexes: Vec<IndexRecord> = Vec::with_capacity(index_count);
+        for j in 0..index_count {
+            let at = r.pos();
+            let tag = r.u8("index field type")?;
+            let flags = r.u8("index flags")?;
+            let key_len = r.u16("index key length")? as usize;
+            let points = r.u32("index points")?;
+            let key_at = r.pos();
+            let raw = r.take(key_len.next_multiple_of(8), "index key")?;
+            let ty = crate::index::FieldType::from_tag(tag)
+                .ok_or_else(|| err(at, format!("payload index {j}: unknown field type {tag}")))?;
+            if flags & !super::pindex::FLAG_OTHER_NUMBERS != 0 {
+                return Err(err(
+                    at + 1,
+                    format!("payload index {j}: unknown flags {flags:#x}"),
+                ));
+            }
+            if raw[key_len..].iter().any(|x| *x != 0) {
+                return Err(err(
+                    key_at,
+                    format!("payload index {j}: non-zero key padding"),
+                ));
+            }
+            let key = std::str::from_utf8(&raw[..key_len])
+                .map_err(|_| err(key_at, format!("payload index {j}: key is not UTF-8")))?
+                .to_string();
+            if crate::index::validate_key(&key).is_err()
+                || indexes.last().is_some_and(|p| p.key >= key)
+            {
+                return Err(err(
+                    key_at,
+                    format!("payload index {j}: key invalid, unsorted or repeated"),
+                ));
+            }
+            if points > h.rows {
+                return Err(err(
+                    at + 4,
+                    format!("payload index {j}: {points} points in {} rows", h.rows),
+                ));
+            }
+            indexes.push(IndexRecord {
+                key,
+                ty,
+                flags,
+                points,
+            });
+        }
         let mut table = Vec::with_capacity(section_count);
         let mut entry_at = Vec::with_capacity(section_count);
         for i in 0..section_count {
@@ -632,7 +757,7 @@ impl Layout {
                 return Err(err(at + 21, "non-zero reserved byte"));
             }
             let space = r.u16("section space")?;
-            let (want_kind, want_space) = kind_of(i);
+            let (want_kind, want_space) = kind_of(i, space_count);
             if (kind, space) != (want_kind, want_space) {
                 return Err(err(
                     at + 20,
@@ -654,6 +779,7 @@ impl Layout {
         Ok(Layout {
             header: h,
             spaces,
+            indexes,
             table,
             entry_at,
             prefix_len,
@@ -707,6 +833,7 @@ impl Layout {
         w.u32(self.spaces.len() as u32);
         w.u32(self.table.len() as u32);
         w.u32(self.prefix_len as u32);
+        w.u32(self.indexes.len() as u32);
         w.pad_to(124);
         w.u32(0); // CRC, filled below
         for s in &self.spaces {
@@ -725,11 +852,19 @@ impl Layout {
             w.bytes(s.name.as_bytes());
             w.pad_to(8);
         }
+        for x in &self.indexes {
+            w.u8(x.ty.tag());
+            w.u8(x.flags);
+            w.u16(x.key.len() as u16);
+            w.u32(x.points);
+            w.bytes(x.key.as_bytes());
+            w.pad_to(8);
+        }
         for (i, e) in self.table.iter().enumerate() {
             w.u64(e.offset);
             w.u64(e.len);
             w.u32(e.crc);
-            let (kind, space) = kind_of(i);
+            let (kind, space) = kind_of(i, self.spaces.len());
             w.u8(kind);
             w.u8(0);
             w.u16(space);
@@ -787,13 +922,22 @@ impl Layout {
     fn decode_v2_table_end(b: &[u8]) -> Option<usize> {
         let spaces = u32::from_le_bytes(b.get(56..60)?.try_into().ok()?) as usize;
         let sections = u32::from_le_bytes(b.get(60..64)?.try_into().ok()?) as usize;
-        if spaces > MAX_SPACES || sections > 256 {
+        let version = u32::from_le_bytes(b.get(8..12)?.try_into().ok()?);
+        let indexes = match version {
+            2 => 0,
+            _ => u32::from_le_bytes(b.get(68..72)?.try_into().ok()?) as usize,
+        };
+        if spaces > MAX_SPACES || sections > 256 || indexes > MAX_SEGMENT_INDEXES {
             return None;
         }
         let mut pos = HEADER_LEN;
         for _ in 0..spaces {
             let name_len = *b.get(pos + 3)? as usize;
             pos += SPACE_FIXED + name_len.next_multiple_of(8);
+        }
+        for _ in 0..indexes {
+            let key_len = u16::from_le_bytes(b.get(pos + 2..pos + 4)?.try_into().ok()?) as usize;
+            pos += INDEX_FIXED + key_len.next_multiple_of(8);
         }
         Some(pos + sections * SECTION_ENTRY_LEN)
     }

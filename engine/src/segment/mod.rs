@@ -17,6 +17,7 @@
 pub(crate) mod format;
 pub(crate) mod graph;
 pub(crate) mod meta;
+pub(crate) mod pindex;
 mod reader;
 pub(crate) mod summary;
 pub(crate) mod writer;
@@ -32,7 +33,7 @@ pub(crate) use reader::{SegmentData, SpaceView, VerifyError};
 use strata_tiering::policy::{Access, Tier};
 
 use crate::columns::{Column, ColumnCache};
-use crate::filter::{Fields, Filter};
+use crate::filter::{Bits, Fields, Filter, IndexQuery, Plan, PlanNode, RowSets};
 use crate::scan::{self, Hit};
 use crate::types::{Distance, Lsn, Payload, PointId};
 use format::{COMMON_COUNT, PAYLOAD_SECTIONS, SectionSet, graph_sections, vector_sections};
@@ -75,11 +76,42 @@ pub(crate) fn parse_payload(bytes: &[u8]) -> Payload {
 /// A filter prepared for one segment (see [`Segment::prepare`]).
 pub(crate) struct RowFilter<'a> {
     seg: &'a Segment,
-    filter: Option<&'a Filter>,
+    /// Every condition answered by indexes and ids: the matching rows, dead ones removed.
+    rows: Option<Bits>,
+    /// Else the conditions left to evaluate per row (`None`: no filter).
+    node: Option<PlanNode<'a>>,
     keys: Vec<String>,
     cols: Vec<Arc<Column>>,
     /// Dead bits as of a snapshot (exact counts); the live bitmap when `None`.
     frozen: Option<&'a [u64]>,
+}
+
+/// What a segment answers without payloads: its payload index sections and its ids.
+struct SegmentSets<'a> {
+    seg: &'a Segment,
+    body: Option<&'a SegmentData>,
+}
+
+impl RowSets for SegmentSets<'_> {
+    fn rows(&self) -> u32 {
+        self.seg.meta.rows()
+    }
+    fn index(&self, q: IndexQuery<'_>) -> Option<Bits> {
+        let j = self.seg.meta.layout.index_for(q)?;
+        let view = self.body?.payload_index(j)?;
+        metrics::counter!("strata_payload_index_queries_total").increment(1);
+        Some(view.query(q, self.rows()))
+    }
+    fn ids(&self, ids: &[PointId]) -> Bits {
+        let mut b = Bits::none(self.rows());
+        let m = &self.seg.meta;
+        for id in ids {
+            if let Some(r) = m.find(*id) {
+                b.set(r);
+            }
+        }
+        b
+    }
 }
 
 /// One row's top-level fields, read from the cached columns.
@@ -102,6 +134,9 @@ impl RowFilter<'_> {
     /// True when `row` is live and matches the filter.
     #[inline]
     pub(crate) fn allows(&self, row: u32) -> bool {
+        if let Some(b) = &self.rows {
+            return b.has(row);
+        }
         let dead = match self.frozen {
             Some(bits) => bits
                 .get((row / 64) as usize)
@@ -111,9 +146,10 @@ impl RowFilter<'_> {
         if dead {
             return false;
         }
-        match self.filter {
+        match &self.node {
             None => true,
-            Some(f) => f.matches_fields(
+            Some(n) => n.matches(
+                row,
                 self.seg.meta.id(row),
                 &RowFields {
                     keys: &self.keys,
@@ -126,9 +162,17 @@ impl RowFilter<'_> {
 
     /// Matching live rows.
     pub(crate) fn count(&self) -> u64 {
-        (0..self.seg.meta.rows())
-            .filter(|r| self.allows(*r))
-            .count() as u64
+        match &self.rows {
+            Some(b) => b.count(),
+            None => (0..self.seg.meta.rows())
+                .filter(|r| self.allows(*r))
+                .count() as u64,
+        }
+    }
+
+    /// The matching live rows when the indexes answered the whole filter.
+    pub(crate) fn rows(&self) -> Option<&Bits> {
+        self.rows.as_ref()
     }
 }
 
@@ -365,24 +409,67 @@ impl Segment {
         cache: &ColumnCache,
         frozen: Option<&'a [u64]>,
     ) -> crate::error::Result<RowFilter<'a>> {
-        let (keys, cols) = match filter {
-            Some(f) if f.needs_payload() => {
-                let Some(body) = body.filter(|b| b.has_all(PAYLOAD_SECTIONS)) else {
-                    return Err(not_resident(self.id()));
-                };
-                let keys = f.top_level_keys();
-                let cols = cache.get(self.id(), &keys, |missing| build_columns(body, missing));
-                (keys, cols)
-            }
-            _ => (Vec::new(), Vec::new()),
-        };
-        Ok(RowFilter {
+        let mut out = RowFilter {
             seg: self,
-            filter,
-            keys,
-            cols,
+            rows: None,
+            node: None,
+            keys: Vec::new(),
+            cols: Vec::new(),
             frozen,
-        })
+        };
+        let Some(f) = filter else {
+            return Ok(out);
+        };
+        match f.plan(&SegmentSets { seg: self, body }) {
+            Plan::Rows(mut b) => {
+                match frozen {
+                    Some(d) => b.remove_words(d.iter().copied()),
+                    None => b.remove_words(self.dead.iter().map(|w| w.load(Ordering::Acquire))),
+                }
+                out.rows = Some(b);
+            }
+            Plan::Mixed(node) => {
+                let keys = node.eval_keys();
+                if !keys.is_empty() {
+                    let Some(body) = body.filter(|b| b.has_all(PAYLOAD_SECTIONS)) else {
+                        return Err(not_resident(self.id()));
+                    };
+                    out.cols = cache.get(self.id(), &keys, |missing| build_columns(body, missing));
+                }
+                out.keys = keys;
+                out.node = Some(node);
+            }
+        }
+        Ok(out)
+    }
+
+    /// True when the collection's `indexes` include one this segment was written without.
+    pub(crate) fn lacks_payload_index(&self, indexes: &crate::index::PayloadIndexes) -> bool {
+        let have = &self.meta.layout.indexes;
+        indexes
+            .iter()
+            .any(|(k, t)| !have.iter().any(|x| x.key == *k && x.ty == *t))
+    }
+
+    /// The sections a read of this segment under `filter` needs: the payload index sections
+    /// that answer its conditions, and the payloads unless those answer all of them.
+    pub(crate) fn filter_sections(&self, filter: Option<&Filter>) -> SectionSet {
+        let Some(f) = filter else {
+            return SectionSet::EMPTY;
+        };
+        let layout = &self.meta.layout;
+        let spaces = layout.spaces.len();
+        let mut s = f
+            .index_questions()
+            .into_iter()
+            .filter_map(|q| layout.index_for(q))
+            .fold(SectionSet::EMPTY, |s, j| {
+                s.with(format::index_sec(spaces, j))
+            });
+        if !f.answered_by(&|q| layout.index_for(q).is_some()) {
+            s = s.union(PAYLOAD_SECTIONS);
+        }
+        s
     }
 
     /// Top-`k` live rows of `body` (this segment's) matching `filter` (live by `frozen` dead
@@ -403,34 +490,59 @@ impl Segment {
         if space >= body.space_count() {
             return Ok(Vec::new());
         }
-        let payloads = filter.is_some_and(Filter::needs_payload);
         let graph = body.has_graph(space);
-        if !body.has_all(search_sections(space, graph && !q.exact, payloads)) {
+        let need = vector_sections(space).union(self.filter_sections(filter));
+        if !body.has_all(need) || (graph && !q.exact && !body.has_all(graph_sections(space))) {
             return Err(not_resident(self.id()));
         }
         let prepared = self.prepare(Some(body), filter, cache, frozen)?;
         let all_have = body.all_have(space);
         let mut allow =
             |row: u32| (all_have || body.has_vector(space, row)) && prepared.allows(row);
+        let dim = body.dim(space);
+        // Rows the filter allows: exact when the indexes answered it, else sampled. Below
+        // the full-scan threshold (vector bytes, as Qdrant's) or a small fraction, an exact scan
+        // of the allowed rows is cheaper than a walk that must skip most of the graph.
+        let cardinality = |allow: &mut dyn FnMut(u32) -> bool| match prepared.rows() {
+            Some(b) => b
+                .iter()
+                .filter(|r| all_have || body.has_vector(space, *r))
+                .count() as f64,
+            None => {
+                let sample = n.min(SELECTIVITY_SAMPLE);
+                let hits = (0..sample)
+                    .filter(|i| allow((*i as u64 * n as u64 / sample as u64) as u32))
+                    .count();
+                hits as f64 / sample as f64 * n as f64
+            }
+        };
         let use_graph = !q.exact
             && graph
             && match filter {
                 None => true,
                 Some(_) => {
-                    let sample = n.min(SELECTIVITY_SAMPLE);
-                    let hits = (0..sample)
-                        .filter(|i| allow((*i as u64 * n as u64 / sample as u64) as u32))
-                        .count();
-                    let frac = hits as f64 / sample as f64;
-                    frac >= EXACT_FILTER_FRACTION && frac * n as f64 > q.ef as f64
+                    let allowed = cardinality(&mut allow);
+                    allowed >= EXACT_FILTER_FRACTION * n as f64
+                        && allowed > q.ef as f64
+                        && allowed * (dim * 4) as f64 >= q.full_scan_bytes as f64
                 }
             };
-        Ok(if use_graph {
-            let view = SpaceView { data: body, space };
-            graph::search(&view, q.metric, q.vector, q.k, q.ef, &mut allow)
-        } else {
-            let dim = body.dim(space);
-            scan::top_k(q.metric, q.vector, body.vectors(space), dim, q.k, allow)
+        let vectors = body.vectors(space);
+        Ok(match (use_graph, prepared.rows()) {
+            (true, _) => {
+                let view = SpaceView { data: body, space };
+                graph::search(&view, q.metric, q.vector, q.k, q.ef, &mut allow)
+            }
+            (false, Some(rows)) => scan::top_k_rows(
+                q.metric,
+                q.vector,
+                vectors,
+                dim,
+                q.k,
+                rows.iter()
+                    .filter(|r| all_have || body.has_vector(space, *r)),
+            ),
+            (false, None) => scan::top_k(q.metric, q.vector, vectors, dim, q.k, allow),
         })
     }
 }
@@ -458,6 +570,8 @@ pub(crate) struct SearchQuery<'a> {
     pub(crate) k: usize,
     pub(crate) ef: usize,
     pub(crate) exact: bool,
+    /// A filtered search allowing fewer vector bytes than this scans them exactly.
+    pub(crate) full_scan_bytes: usize,
 }
 
 #[cfg(test)]

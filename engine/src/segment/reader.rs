@@ -296,6 +296,24 @@ impl SegmentData {
                 "payload offsets not monotonic",
             ));
         }
+        for (j, x) in self.layout.indexes.iter().enumerate() {
+            let i = index_sec(self.space_count(), j);
+            if !self.present.has(i) {
+                continue;
+            }
+            let v = super::pindex::IndexView::new(x.ty, self.bytes(i), n).map_err(|what| {
+                err(
+                    self.sec[i].start as u64,
+                    format!("{}: {what}", self.layout.name(i)),
+                )
+            })?;
+            if v.points() != x.points {
+                return Err(err(
+                    self.sec[i].start as u64,
+                    format!("{}: points disagree with its record", self.layout.name(i)),
+                ));
+            }
+        }
         for space in 0..self.space_count() {
             let Some(g) = self.layout.spaces[space].graph else {
                 continue;
@@ -521,6 +539,37 @@ impl SegmentData {
                 }
             }
         }
+    }
+
+    /// Payload index `j`, when its section is here (checked at open).
+    pub(crate) fn payload_index(&self, j: usize) -> Option<super::pindex::IndexView<'_>> {
+        let x = self.layout.indexes.get(j)?;
+        let i = index_sec(self.space_count(), j);
+        if !self.present.has(i) {
+            return None;
+        }
+        super::pindex::IndexView::view(x.ty, self.bytes(i), self.rows()).ok()
+    }
+
+    /// A copy of `space`'s graph, when the segment has one and its sections are here.
+    pub(crate) fn graph_copy(&self, space: usize) -> Option<super::graph::FlatGraph> {
+        let g = self.layout.spaces.get(space)?.graph?;
+        if !self.has_graph(space) || !self.has_all(graph_sections(space)) {
+            return None;
+        }
+        Some(super::graph::FlatGraph {
+            entry: g.entry,
+            max_level: g.max_level,
+            l0_width: g.l0_width,
+            up_width: g.up_width,
+            upper_lists: g.upper_lists,
+            levels: self.graph_levels(space).to_vec(),
+            l0: self.u32s(space_sec(space, SpaceSec::GraphL0)).to_vec(),
+            upper_offsets: self
+                .u32s(space_sec(space, SpaceSec::GraphUpperOffsets))
+                .to_vec(),
+            upper: self.u32s(space_sec(space, SpaceSec::GraphUpper)).to_vec(),
+        })
     }
 
     pub(crate) fn graph_levels(&self, space: usize) -> &[u8] {

@@ -36,6 +36,8 @@ pub(crate) struct SegmentInput<'a> {
     pub(crate) tombstones: Vec<(PointId, Lsn)>,
     /// The writer built a graph for every space with rows (the segment counts as indexed).
     pub(crate) indexed: bool,
+    /// Payload indexes to build, sorted by key (unique keys).
+    pub(crate) payload_indexes: crate::index::PayloadIndexes,
 }
 
 /// Encodes `input` into the bytes of a segment file.
@@ -65,19 +67,32 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
             }),
         })
         .collect();
-    let prefix_len = Layout::prefix_len_for(&spaces);
+    let built = super::pindex::build(&input.payload_indexes, input.rows.iter().map(|r| r.payload));
+    let indexes: Vec<IndexRecord> = input
+        .payload_indexes
+        .iter()
+        .zip(&built)
+        .map(|((key, ty), (flags, points, _))| IndexRecord {
+            key: key.clone(),
+            ty: *ty,
+            flags: *flags,
+            points: *points,
+        })
+        .collect();
+    let prefix_len = Layout::prefix_len_for(&spaces, &indexes);
     let payload_bytes: usize = input.rows.iter().map(|r| r.payload.len()).sum();
     let vector_bytes: usize = input.spaces.iter().map(|s| s.dim as usize * 4 * n).sum();
+    let index_bytes: usize = built.iter().map(|b| b.2.len()).sum();
     let graph_bytes: usize = input
         .spaces
         .iter()
         .filter_map(|s| s.graph.as_ref().map(FlatGraph::byte_len))
         .sum();
     let mut w = Writer::with_capacity(
-        prefix_len + n * 40 + vector_bytes + payload_bytes + graph_bytes + 64 * ALIGN,
+        prefix_len + n * 40 + vector_bytes + payload_bytes + graph_bytes + index_bytes + 64 * ALIGN,
     );
     w.buf.resize(prefix_len, 0);
-    let mut table = Vec::with_capacity(COMMON_COUNT + spaces.len() * PER_SPACE);
+    let mut table = Vec::with_capacity(index_sec(spaces.len(), indexes.len()));
     let mut section = |w: &mut Writer, fill: &mut dyn FnMut(&mut Writer)| {
         w.pad_to(ALIGN);
         let start = w.len();
@@ -161,6 +176,9 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
             }
         });
     }
+    for (_, _, bytes) in &built {
+        section(&mut w, &mut |w| w.bytes(bytes));
+    }
     let versions = input
         .rows
         .iter()
@@ -177,7 +195,7 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
         min_lsn: if min_lsn == u64::MAX { 0 } else { min_lsn },
         max_lsn,
     };
-    let layout = Layout::new(header, spaces, table);
+    let layout = Layout::new(header, spaces, indexes, table);
     debug_assert_eq!(layout.prefix_len, prefix_len);
     let prefix = layout.encode();
     w.buf[..prefix_len].copy_from_slice(&prefix);
