@@ -27,6 +27,8 @@ pub enum Kind {
     Unimplemented,
     /// Body too large.
     PayloadTooLarge,
+    /// A known path asked with a method it does not serve (HTTP only).
+    MethodNotAllowed,
 }
 
 /// The single mapping: kind → (HTTP status, gRPC code). Both APIs use only this.
@@ -55,6 +57,7 @@ pub fn status_of(kind: Kind) -> (StatusCode, tonic::Code) {
         Kind::PermissionDenied => (StatusCode::FORBIDDEN, Code::PermissionDenied),
         Kind::Unimplemented => (StatusCode::NOT_IMPLEMENTED, Code::Unimplemented),
         Kind::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted),
+        Kind::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, Code::Unimplemented),
     }
 }
 
@@ -87,6 +90,10 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(Kind::Engine(ErrorKind::NotFound), message)
     }
+    /// 405.
+    pub fn method_not_allowed(message: impl Into<String>) -> ApiError {
+        ApiError::new(Kind::MethodNotAllowed, message)
+    }
     /// 403.
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError::new(Kind::PermissionDenied, message)
@@ -106,7 +113,7 @@ impl From<strata_engine::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
             tracing::error!(status = status.as_u16(), error = %self.message, "request failed");
         }
         // Qdrant's error shape.

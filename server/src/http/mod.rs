@@ -150,9 +150,37 @@ async fn track(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
     let started = Instant::now();
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
     let status = resp.status();
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        // axum answers a known path with another method with an empty body: give the client
+        // the JSON envelope every other error has, naming what the path accepts.
+        let allow = resp
+            .headers()
+            .get(axum::http::header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let mut fixed = ApiError::method_not_allowed(format!(
+            "method {method} is not allowed on {route} (allowed: {allow})"
+        ))
+        .into_response();
+        if let Some(v) = resp.headers().get(axum::http::header::ALLOW).cloned() {
+            fixed.headers_mut().insert(axum::http::header::ALLOW, v);
+        }
+        resp = fixed;
+    }
+    if matches!(status.as_u16(), 400 | 404 | 405 | 501) {
+        tracing::warn!(
+            status = status.as_u16(),
+            method = %method,
+            route = %route,
+            path = %path,
+            "request refused"
+        );
+    }
     let code = status.as_u16().to_string();
     metrics::counter!("strata_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => code.clone()).increment(1);
     if status.is_client_error() || status.is_server_error() {

@@ -104,3 +104,36 @@ def test_openapi_document_is_valid_and_complete(server):
     validate(doc)
     for path in ["/collections/{collection_name}/points/query", "/collections/{collection_name}/points/search/batch", "/health/ready"]:
         assert path in doc["paths"], path
+
+
+def test_refused_requests_get_the_json_envelope_and_a_warn_log_with_the_route(server):
+    h = {"api-key": server.admin_token}
+    httpx.put(f"{server.http}/collections/w", headers=h, json={"vectors": {"size": 2, "distance": "Dot"}})
+    # A known path with a method it does not serve: 405 with the envelope and the Allow header.
+    r = httpx.post(f"{server.http}/collections/w/index", headers=h, json={})
+    assert r.status_code == 405, r.text
+    assert "PUT" in r.headers.get("allow", ""), r.headers
+    msg = r.json()["status"]["error"]
+    assert "POST" in msg and "/collections/{collection_name}/index" in msg, msg
+    # An unknown path: 404 with the envelope.
+    r = httpx.get(f"{server.http}/no/such/route", headers=h)
+    assert r.status_code == 404 and "no route for GET /no/such/route" in r.json()["status"]["error"], r.text
+    # A 400 and a 501.
+    assert httpx.post(f"{server.http}/collections/w/points/count", headers=h, json={"exact": 5}).status_code in (200, 400)
+    r501 = httpx.post(f"{server.http}/collections/w/points/query", headers=h, json={"query": {"recommend": {"positive": [1]}}})
+    assert r501.status_code == 501, r501.text
+    # Each is logged at warn with method, route template and path (and a 501 is not an ERROR).
+    deadline = time.time() + 5
+    while True:
+        log = open(server.log.name, encoding="utf-8", errors="replace").read()
+        if "/no/such/route" in log and "query" in log:
+            break
+        assert time.time() < deadline, log[-3000:]
+        time.sleep(0.05)
+    lines = [l for l in log.splitlines() if "request refused" in l]
+    def logged(status, method, route):
+        return any(str(status) in l and method in l and route in l and "WARN" in l for l in lines)
+    assert logged(405, "POST", "/collections/{collection_name}/index"), lines
+    assert logged(404, "GET", "/no/such/route"), lines
+    assert logged(501, "POST", "/collections/{collection_name}/points/query"), lines
+    assert not [l for l in log.splitlines() if "ERROR" in l and "recommend" in l], "a 501 is logged at warn, not error"
