@@ -178,15 +178,7 @@ impl Filter {
 
     fn collect_keys(&self, out: &mut Vec<String>) {
         for c in self.must.iter().chain(&self.should).chain(&self.must_not) {
-            match c {
-                Condition::Match { key, .. }
-                | Condition::Except { key, .. }
-                | Condition::Range { key, .. }
-                | Condition::IsEmpty(key)
-                | Condition::IsNull(key) => out.extend(key.first().cloned()),
-                Condition::Nested(f) => f.collect_keys(out),
-                Condition::HasId(_) => {}
-            }
+            c.collect_keys(out);
         }
     }
 
@@ -243,9 +235,16 @@ fn parse_key(v: Option<&Value>, at: &str) -> Result<Vec<String>> {
 
 /// A dotted payload key as a path (`a[].b` and `a.b` are the same path).
 pub(crate) fn key_path(s: &str) -> Vec<String> {
-    s.split('.')
-        .map(|p| p.trim_end_matches("[]").to_string())
-        .collect()
+    key_parts(s).map(str::to_string).collect()
+}
+
+fn key_parts(s: &str) -> impl Iterator<Item = &str> {
+    s.split('.').map(|p| p.trim_end_matches("[]"))
+}
+
+/// True when dotted key `s` names `path` (as [`key_path`] would, without allocating).
+pub(crate) fn key_is(s: &str, path: &[String]) -> bool {
+    key_parts(s).eq(path.iter().map(String::as_str))
 }
 
 fn parse_match_value(v: &Value, at: &str) -> Result<Value> {
@@ -402,6 +401,19 @@ impl Condition {
         Err(Error::invalid(format!(
             "{at}: a field condition needs match or range"
         )))
+    }
+
+    /// The top-level payload keys this condition reads.
+    fn collect_keys(&self, out: &mut Vec<String>) {
+        match self {
+            Condition::Match { key, .. }
+            | Condition::Except { key, .. }
+            | Condition::Range { key, .. }
+            | Condition::IsEmpty(key)
+            | Condition::IsNull(key) => out.extend(key.first().cloned()),
+            Condition::Nested(f) => f.collect_keys(out),
+            Condition::HasId(_) => {}
+        }
     }
 
     fn needs_payload(&self) -> bool {
@@ -650,12 +662,7 @@ impl<'a> PlanNode<'a> {
                 match s {
                     Step::Rows(_) => {}
                     Step::Node(n) => walk(n, out),
-                    Step::Eval(Condition::Nested(f)) => f.collect_keys(out),
-                    Step::Eval(c) => Filter {
-                        must: vec![(*c).clone()],
-                        ..Filter::default()
-                    }
-                    .collect_keys(out),
+                    Step::Eval(c) => c.collect_keys(out),
                 }
             }
         }

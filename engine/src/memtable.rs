@@ -220,10 +220,7 @@ impl Memtable {
         let mut b = crate::segment::pindex::Builder::new(ty, key);
         for s in self.index.values() {
             if let Slot::Row(r) = s {
-                let p = self.payload(*r);
-                if !p.is_empty() {
-                    b.add(*r, &crate::segment::parse_payload(p));
-                }
+                b.add(*r, &self.rows[*r as usize].parsed);
             }
         }
         u64::from(b.points())

@@ -595,3 +595,30 @@ fn payload_indexes_are_persisted_and_a_failed_publish_changes_nothing() {
         .expect_err("refused");
     assert!(err.message().contains("field_name"), "{err}");
 }
+
+#[test]
+fn a_failed_reindex_leaves_the_segment_answering_and_is_retried() {
+    let rig = Rig::new();
+    let e = rig.open();
+    let c = create(&e);
+    c.upsert(points(0..20, 1.0)).expect("upsert");
+    c.flush().expect("flush");
+    // Created after the segment was written: the segment lacks the index section.
+    c.create_payload_index("i", FieldType::Integer)
+        .expect("index");
+    let small =
+        Filter::parse_str(r#"{"must": [{"key": "i", "range": {"lt": 5}}]}"#).expect("filter");
+    assert_eq!(c.payload_schema().expect("schema")[0].2, 0);
+    rig.fail(enospc(FaultOp::Write, Trigger::Nth(1)).on("segments/"));
+    assert!(c.compact().is_err(), "the rewrite with the index fails");
+    assert!(e.is_writable());
+    assert_eq!(c.count(Some(&small)).expect("count from payloads"), 5);
+    assert_eq!(c.payload_schema().expect("schema")[0].2, 0);
+    assert!(c.compact().expect("retry"));
+    assert_eq!(c.payload_schema().expect("schema")[0].2, 20);
+    assert_eq!(c.count(Some(&small)).expect("count from the index"), 5);
+    let e = rig.crash(e);
+    let c = coll(&e);
+    assert_eq!(c.payload_schema().expect("schema")[0].2, 20);
+    assert_eq!(c.count(Some(&small)).expect("count"), 5);
+}

@@ -386,7 +386,7 @@ impl Layout {
             | crate::filter::IndexQuery::Range { key, .. } => key,
         };
         self.indexes.iter().position(|x| {
-            crate::filter::key_path(&x.key) == path && super::pindex::answers(x.ty, x.flags, q)
+            crate::filter::key_is(&x.key, path) && super::pindex::answers(x.ty, x.flags, q)
         })
     }
 

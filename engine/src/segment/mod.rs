@@ -504,10 +504,8 @@ impl Segment {
         // the full-scan threshold (vector bytes, as Qdrant's) or a small fraction, an exact scan
         // of the allowed rows is cheaper than a walk that must skip most of the graph.
         let cardinality = |allow: &mut dyn FnMut(u32) -> bool| match prepared.rows() {
-            Some(b) => b
-                .iter()
-                .filter(|r| all_have || body.has_vector(space, *r))
-                .count() as f64,
+            Some(b) if all_have => b.count() as f64,
+            Some(b) => b.iter().filter(|r| body.has_vector(space, *r)).count() as f64,
             None => {
                 let sample = n.min(SELECTIVITY_SAMPLE);
                 let hits = (0..sample)
