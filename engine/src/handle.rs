@@ -501,6 +501,52 @@ impl CollectionHandle {
         Ok(n)
     }
 
+    /// The most frequent values of an indexed payload field among the live points matching
+    /// the filter, exact at one instant (as [`Self::count`]). The field needs a keyword,
+    /// integer, bool or uuid index; segments written before it existed are read through their
+    /// payloads until the background reindex has rewritten them.
+    pub fn facet(&self, req: &FacetRequest) -> Result<Vec<FacetHit>> {
+        self.check_live()?;
+        if req.limit == 0 {
+            return Err(Error::invalid("limit: must be at least 1"));
+        }
+        let filter = req.filter.as_ref();
+        self.check_filter(filter)?;
+        self.deadline.check("facet")?;
+        let path = crate::filter::key_path(&req.key);
+        let indexes = self.coll.indexes();
+        let Some((key, ty)) = indexes.iter().find(|(k, t)| {
+            crate::filter::key_path(k) == path && crate::segment::pindex::facetable(*t)
+        }) else {
+            return Err(Error::invalid(format!(
+                "key: index required but not found for {:?} of one of the following types: \
+                 [keyword, integer, bool, uuid]",
+                req.key
+            )));
+        };
+        let mut counts = crate::segment::pindex::FacetCounts::default();
+        let frozen = {
+            let s = self.coll.sources();
+            s.mem.facet(*ty, &path, filter, &mut counts);
+            s.views(true)
+        };
+        let cache = self.inner.columns();
+        for v in &frozen {
+            self.deadline.check("facet")?;
+            let need = v.seg.facet_sections(key, *ty, filter);
+            let body = self.inner.body_for(&v.seg, self.coll.hint(), need)?;
+            let rf = v
+                .seg
+                .prepare(Some(&body), filter, cache, v.dead.as_deref())?;
+            v.seg.facet(&body, &rf, key, *ty, &mut counts)?;
+        }
+        Ok(counts
+            .top(req.limit)
+            .into_iter()
+            .map(|(value, count)| FacetHit { value, count })
+            .collect())
+    }
+
     /// Similarity search over every point of the collection.
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
         self.search_report(req).map(|r| r.points)
@@ -756,6 +802,11 @@ impl CollectionHandle {
             })
             .collect::<Result<_>>()?;
         Ok(report)
+    }
+
+    /// The most hits (limit + offset) one search may ask for.
+    pub fn max_result_window(&self) -> usize {
+        self.inner.opts().max_result_window
     }
 
     /// The payload indexes, sorted by key.

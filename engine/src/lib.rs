@@ -36,6 +36,7 @@
 //! - `segment`: the segment file format, its zero-copy reader, the flat HNSW graph.
 //! - `manifest`: the root of recovery.
 //! - `distance`, `scan`: SIMD kernels and exact top-k.
+//! - `groups`: grouped search (`group_by`).
 //! - `mmr`: maximal-marginal-relevance re-ranking of a search's candidates.
 //! - `filter`: Qdrant-syntax payload filters.
 //! - `index`: payload index definitions (which fields, as what type).
@@ -55,6 +56,7 @@ pub mod distance;
 mod engine;
 mod error;
 mod filter;
+mod groups;
 mod handle;
 mod index;
 mod maintenance;
@@ -75,6 +77,7 @@ pub use deadline::Deadline;
 pub use engine::{Engine, EngineStats, Health, RecoveryReport};
 pub use error::{Error, ErrorKind, Result};
 pub use filter::Filter;
+pub use groups::MAX_GROUP_SIZE;
 pub use handle::CollectionHandle;
 pub use index::{FieldType, MAX_INDEX_KEY, MAX_INDEXES, PayloadIndexes};
 pub use maintenance::JobFailure;
@@ -86,10 +89,10 @@ pub use strata_tiering as storage;
 pub use strata_tiering::SplitMix64;
 pub use strata_tiering::policy::Hint as TierHint;
 pub use types::{
-    ColdReads, CollectionConfig, CollectionInfo, Distance, HnswConfig, Lsn, MAX_DIM,
-    MAX_VECTOR_NAME, MAX_VECTORS, Payload, PointId, PointInput, Record, ScoredPoint, ScrollPage,
-    ScrollRequest, SearchReport, SearchRequest, VectorParams, Vectors, parse_named_vectors,
-    parse_vector, validate_name,
+    ColdReads, CollectionConfig, CollectionInfo, Distance, FacetHit, FacetRequest, GroupRequest,
+    HnswConfig, Lsn, MAX_DIM, MAX_VECTOR_NAME, MAX_VECTORS, Payload, PointGroup, PointId,
+    PointInput, Record, ScoredPoint, ScrollPage, ScrollRequest, SearchReport, SearchRequest,
+    VectorParams, Vectors, parse_named_vectors, parse_vector, validate_name,
 };
 pub use wal::{
     AckMode, LocalWal, LocalWalOptions, MAX_RECORD_BYTES, ReplayStats, ReplayVisitor, Wal,

@@ -236,6 +236,23 @@ impl Memtable {
         self.rows[row as usize].version
     }
 
+    /// Adds the facet values (index type `ty` at `path`) of live rows matching `filter`.
+    pub(crate) fn facet(
+        &self,
+        ty: crate::index::FieldType,
+        path: &[String],
+        filter: Option<&Filter>,
+        out: &mut crate::segment::pindex::FacetCounts,
+    ) {
+        for (r, m) in self.rows.iter().enumerate() {
+            if self.row_matches(r as u32, filter) {
+                for v in crate::segment::pindex::facet_values(ty, path, &m.parsed) {
+                    out.add(v, 1);
+                }
+            }
+        }
+    }
+
     fn row_matches(&self, row: u32, filter: Option<&Filter>) -> bool {
         let m = &self.rows[row as usize];
         m.live && filter.is_none_or(|f| f.matches(m.id, &m.parsed))

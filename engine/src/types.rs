@@ -585,6 +585,47 @@ pub struct ScrollPage {
     pub next_offset: Option<PointId>,
 }
 
+/// A facet request: how many points hold each value of an indexed payload field.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FacetRequest {
+    /// The field, as filters name it; it must have a keyword, integer, bool or uuid index.
+    pub key: String,
+    /// Only points matching it are counted.
+    pub filter: Option<crate::filter::Filter>,
+    /// How many values to return (the most frequent).
+    pub limit: usize,
+}
+
+/// One value of a facet and the number of points holding it (a point holding several values
+/// counts once under each).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FacetHit {
+    /// The value: a string, an integer or a boolean.
+    pub value: serde_json::Value,
+    /// Points holding it.
+    pub count: u64,
+}
+
+/// How a grouped search groups (see `CollectionHandle::search_groups`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupRequest {
+    /// The payload field whose values name the groups.
+    pub group_by: String,
+    /// Most hits per group.
+    pub group_size: usize,
+    /// Most groups.
+    pub limit: usize,
+}
+
+/// One group of a grouped search.
+#[derive(Clone, Debug)]
+pub struct PointGroup {
+    /// The value of the field shared by its hits (a string or an integer).
+    pub id: serde_json::Value,
+    /// Its best hits, best first.
+    pub hits: Vec<ScoredPoint>,
+}
+
 /// Statistics of a collection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CollectionInfo {

@@ -1,5 +1,6 @@
 //! Model-based test: random operation sequences (upsert, delete, flush, compact, maintain,
-//! reopen) checked after every step against a brute-force reference (a `BTreeMap`).
+//! reopen, creating a payload index) checked after every step against a brute-force reference
+//! (a `BTreeMap`).
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,8 @@ enum Op {
     Compact,
     Maintain,
     Reopen,
+    /// Index `bucket` as integer (segments written before lack the section until reindexed).
+    IndexBucket,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -27,6 +30,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Compact),
         1 => Just(Op::Maintain),
         1 => Just(Op::Reopen),
+        1 => Just(Op::IndexBucket),
     ]
 }
 
@@ -50,10 +54,29 @@ fn open(dir: &std::path::Path) -> Engine {
     Engine::open(o).expect("open")
 }
 
+/// The facet a brute force gives: (value, count), count descending then value ascending.
+fn facet_of(
+    model: &BTreeMap<u64, Expected>,
+    of: impl Fn(&Expected) -> Option<i64>,
+    limit: usize,
+) -> Vec<(i64, u64)> {
+    let mut counts: BTreeMap<i64, u64> = BTreeMap::new();
+    for e in model.values() {
+        if let Some(v) = of(e) {
+            *counts.entry(v).or_default() += 1;
+        }
+    }
+    let mut all: Vec<(i64, u64)> = counts.into_iter().collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    all.truncate(limit);
+    all
+}
+
 fn check(
     c: &CollectionHandle,
     model: &BTreeMap<u64, Expected>,
     step: usize,
+    bucket_indexed: bool,
 ) -> Result<(), TestCaseError> {
     prop_assert_eq!(
         c.count(None).expect("count") as usize,
@@ -98,6 +121,44 @@ fn check(
         .expect("filter");
     let want_even = model.values().filter(|e| e.seed % 2 == 0).count();
     prop_assert_eq!(c.count(Some(&even)).expect("count") as usize, want_even);
+    // Facets: on the bool index (from creation), and on `bucket` under a filter once indexed.
+    let got: Vec<(i64, u64)> = c
+        .facet(&FacetRequest {
+            key: "even".into(),
+            filter: None,
+            limit: 10,
+        })
+        .expect("facet")
+        .into_iter()
+        .map(|h| (i64::from(h.value.as_bool().expect("bool")), h.count))
+        .collect();
+    prop_assert_eq!(
+        got,
+        facet_of(model, |e| Some(i64::from(e.seed % 2 == 0)), 10),
+        "facet even at step {}",
+        step
+    );
+    let bucket = c.facet(&FacetRequest {
+        key: "bucket".into(),
+        filter: Some(even.clone()),
+        limit: 3,
+    });
+    match bucket_indexed {
+        false => prop_assert!(bucket.is_err(), "facet without an index at step {}", step),
+        true => {
+            let got: Vec<(i64, u64)> = bucket
+                .expect("facet bucket")
+                .into_iter()
+                .map(|h| (h.value.as_i64().expect("int"), h.count))
+                .collect();
+            let want = facet_of(
+                model,
+                |e| (e.seed % 2 == 0).then_some(i64::from(e.seed % 5)),
+                3,
+            );
+            prop_assert_eq!(got, want, "facet bucket at step {}", step);
+        }
+    }
     // Exact search equals brute force; approximate search returns only live points with true scores.
     let q = vector(step as u16, 999);
     let mut brute: Vec<(f32, u64)> = model
@@ -146,13 +207,15 @@ proptest! {
         let mut c = engine
             .create_collection(DEFAULT_TENANT, "m", CollectionConfig::new(DIM as u32, Distance::Euclid))
             .expect("create");
+        c.create_payload_index("even", FieldType::Bool).expect("index even");
+        let mut bucket_indexed = false;
         let mut model: BTreeMap<u64, Expected> = BTreeMap::new();
         for (step, op) in ops.into_iter().enumerate() {
             match op {
                 Op::Upsert(points) => {
                     let input: Vec<PointInput> = points
                         .iter()
-                        .map(|(id, seed)| PointInput::new(PointId::Num(*id), vector(*seed, *id), Some(json!({"seed": seed, "even": seed % 2 == 0}).as_object().expect("obj").clone())))
+                        .map(|(id, seed)| PointInput::new(PointId::Num(*id), vector(*seed, *id), Some(json!({"seed": seed, "even": seed % 2 == 0, "bucket": seed % 5}).as_object().expect("obj").clone())))
                         .collect();
                     let lsn = c.upsert(input).expect("upsert");
                     for (id, seed) in points {
@@ -167,6 +230,10 @@ proptest! {
                 Op::Flush => { c.flush().expect("flush"); }
                 Op::Compact => { c.compact().expect("compact"); }
                 Op::Maintain => { c.maintain().expect("maintain"); }
+                Op::IndexBucket => {
+                    c.create_payload_index("bucket", FieldType::Integer).expect("index bucket");
+                    bucket_indexed = true;
+                }
                 Op::Reopen => {
                     drop(c);
                     drop(engine);
@@ -174,7 +241,7 @@ proptest! {
                     c = engine.collection(DEFAULT_TENANT, "m").expect("collection after reopen");
                 }
             }
-            check(&c, &model, step)?;
+            check(&c, &model, step, bucket_indexed)?;
         }
     }
 }

@@ -101,6 +101,33 @@ fn schemas() -> Value {
         "field_name": {"type": "string", "minLength": 1, "maxLength": 255},
         "field_schema": {"oneOf": [{"type": "string", "enum": field_types},
             {"type": "object", "required": ["type"], "properties": {"type": {"type": "string", "enum": field_types}}}]}}});
+    all["FacetRequest"] = json!({"type": "object", "required": ["key"], "properties": {
+        "key": {"type": "string", "description": "A payload field with a keyword, integer, bool or uuid index"},
+        "filter": r("Filter"), "limit": {"type": "integer", "minimum": 1, "default": 10},
+        "exact": {"type": "boolean", "description": "Accepted; counts are always exact"}}});
+    all["FacetResponse"] = json!({"type": "object", "required": ["hits"], "properties": {"hits": {"type": "array", "items": {
+        "type": "object", "required": ["value", "count"], "properties": {"value": {"oneOf": [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}]}, "count": {"type": "integer"}}}}}});
+    let group_fields = json!({"group_by": {"type": "string", "description": "Payload field whose string or integer values name the groups"},
+        "group_size": {"type": "integer", "minimum": 1, "default": 3},
+        "with_lookup": {"oneOf": [{"type": "string"}, {"type": "object", "required": ["collection"], "properties": {"collection": {"type": "string"}, "with_payload": r("WithPayload"), "with_vectors": {"type": "boolean"}}}]}});
+    for (name, base) in [
+        ("QueryGroupsRequest", "QueryRequest"),
+        ("SearchGroupsRequest", "SearchRequest"),
+    ] {
+        let mut g = all[base].clone();
+        for (k, v) in group_fields.as_object().into_iter().flatten() {
+            g["properties"][k] = v.clone();
+        }
+        let mut req = vec![json!("group_by")];
+        if base == "SearchRequest" {
+            req.extend([json!("vector"), json!("limit")]);
+        }
+        g["required"] = Value::Array(req);
+        all[name] = g;
+    }
+    all["GroupsResult"] = json!({"type": "object", "required": ["groups"], "properties": {"groups": {"type": "array", "items": {
+        "type": "object", "required": ["id", "hits"], "properties": {"id": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+        "hits": {"type": "array", "items": r("ScoredPoint")}, "lookup": r("Record")}}}}});
     all["Tier"] = tier;
     all["TiersReport"] = tiers_report;
     all["TierHintRequest"] = tier_hint_request;
@@ -195,6 +222,24 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>, Value, bo
             "Several queries",
             Some(r("QueryBatch")),
             arr(r("QueryResponse")),
+            true,
+        ),
+        ("POST", "/points/query/groups") => (
+            "Query grouped by a payload field: the best hits of each of the best groups",
+            Some(r("QueryGroupsRequest")),
+            r("GroupsResult"),
+            true,
+        ),
+        ("POST", "/points/search/groups") => (
+            "Search grouped by a payload field (the older search API)",
+            Some(r("SearchGroupsRequest")),
+            r("GroupsResult"),
+            true,
+        ),
+        ("POST", "/facet") => (
+            "Count the points holding each value of an indexed payload field",
+            Some(r("FacetRequest")),
+            r("FacetResponse"),
             true,
         ),
         ("POST", "/points/search") => (

@@ -443,6 +443,59 @@ impl Segment {
         Ok(out)
     }
 
+    /// This segment's index section over (`key`, `ty`), if it was written with one.
+    pub(crate) fn index_of(&self, key: &str, ty: crate::index::FieldType) -> Option<usize> {
+        self.meta
+            .layout
+            .indexes
+            .iter()
+            .position(|x| x.key == key && x.ty == ty)
+    }
+
+    /// The sections a facet over (`key`, `ty`) under `filter` reads: the filter's, and the
+    /// index section (or the payloads when the segment has none).
+    pub(crate) fn facet_sections(
+        &self,
+        key: &str,
+        ty: crate::index::FieldType,
+        filter: Option<&Filter>,
+    ) -> SectionSet {
+        let s = self.filter_sections(filter);
+        match self.index_of(key, ty) {
+            Some(j) => s.with(format::index_sec(self.meta.layout.spaces.len(), j)),
+            None => s.union(PAYLOAD_SECTIONS),
+        }
+    }
+
+    /// Adds the facet values (index (`key`, `ty`)) of the rows `rf` allows: from the index
+    /// section's postings when the segment has one, else from the stored payloads.
+    pub(crate) fn facet(
+        &self,
+        body: &SegmentData,
+        rf: &RowFilter<'_>,
+        key: &str,
+        ty: crate::index::FieldType,
+        out: &mut pindex::FacetCounts,
+    ) -> crate::error::Result<()> {
+        if let Some(view) = self.index_of(key, ty).and_then(|j| body.payload_index(j)) {
+            for (v, n) in view.facet(|r| rf.allows(r)) {
+                out.add(v, n);
+            }
+            return Ok(());
+        }
+        if !body.has_all(PAYLOAD_SECTIONS) {
+            return Err(not_resident(self.id()));
+        }
+        let path = crate::filter::key_path(key);
+        for row in (0..self.meta.rows()).filter(|r| rf.allows(*r)) {
+            let payload = parse_payload(body.payload(row).unwrap_or(&[]));
+            for v in pindex::facet_values(ty, &path, &payload) {
+                out.add(v, 1);
+            }
+        }
+        Ok(())
+    }
+
     /// True when the collection's `indexes` include one this segment was written without.
     pub(crate) fn lacks_payload_index(&self, indexes: &crate::index::PayloadIndexes) -> bool {
         let have = &self.meta.layout.indexes;

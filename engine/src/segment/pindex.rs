@@ -66,6 +66,66 @@ fn values_of(ty: FieldType, path: &[String], payload: &Payload, out: &mut Vec<Ke
     other
 }
 
+/// True when an index of type `ty` can answer a facet (Qdrant: keyword, integer, bool, uuid).
+pub(crate) fn facetable(ty: FieldType) -> bool {
+    matches!(
+        ty,
+        FieldType::Keyword | FieldType::Integer | FieldType::Bool | FieldType::Uuid
+    )
+}
+
+fn key_json(ty: FieldType, k: &Key) -> Value {
+    match (ty, k) {
+        (FieldType::Bool, Key::Int(i)) => Value::Bool(*i != 0),
+        (_, Key::Int(i)) => Value::from(*i),
+        (_, Key::Float(f)) => Value::from(*f),
+        (_, Key::Str(s)) => Value::String(s.clone()),
+    }
+}
+
+/// The distinct values an index of type `ty` at `path` holds of `payload`, as JSON: what a
+/// facet counts a point under (the same values as the index section would hold).
+pub(crate) fn facet_values(ty: FieldType, path: &[String], payload: &Payload) -> Vec<Value> {
+    let mut keys = Vec::new();
+    values_of(ty, path, payload, &mut keys);
+    let mut out: Vec<Value> = Vec::with_capacity(keys.len());
+    for k in &keys {
+        let v = key_json(ty, k);
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// Facet counts being gathered over several sources.
+#[derive(Debug, Default)]
+pub(crate) struct FacetCounts(std::collections::HashMap<String, (Value, u64)>);
+
+impl FacetCounts {
+    pub(crate) fn add(&mut self, v: Value, n: u64) {
+        self.0.entry(v.to_string()).or_insert((v, 0)).1 += n;
+    }
+
+    /// The `limit` values with the most points: count descending, then value ascending (as
+    /// Qdrant orders them).
+    pub(crate) fn top(self, limit: usize) -> Vec<(Value, u64)> {
+        let mut all: Vec<(Value, u64)> = self.0.into_values().collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| value_order(&a.0, &b.0)));
+        all.truncate(limit);
+        all
+    }
+}
+
+fn value_order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Number(x), Value::Number(y)) => x.as_i64().cmp(&y.as_i64()),
+        _ => a.to_string().cmp(&b.to_string()),
+    }
+}
+
 /// An index section being built, row by row in row order.
 #[derive(Debug)]
 pub(crate) struct Builder {
@@ -386,6 +446,25 @@ impl<'a> IndexView<'a> {
 
     fn find_int(&self, x: i64) -> Option<usize> {
         self.nums.binary_search_by(|v| (*v as i64).cmp(&x)).ok()
+    }
+
+    /// Each value with the number of its rows `allows` accepts (values with none left out).
+    pub(crate) fn facet(&self, allows: impl Fn(u32) -> bool) -> Vec<(Value, u64)> {
+        (0..self.values())
+            .filter_map(|i| {
+                let n = self.postings(i).iter().filter(|r| allows(**r)).count() as u64;
+                (n > 0).then(|| (self.value_json(i), n))
+            })
+            .collect()
+    }
+
+    /// Value number `i` as JSON.
+    fn value_json(&self, i: usize) -> Value {
+        let key = match is_string_type(self.ty) {
+            true => Key::Str(String::from_utf8_lossy(self.string(i)).into_owned()),
+            false => Key::Int(self.nums.get(i).copied().unwrap_or(0) as i64),
+        };
+        key_json(self.ty, &key)
     }
 
     /// The rows `q` selects (`q` must be one [`answers`] accepts for this index).

@@ -21,9 +21,9 @@ use super::parse::{self, Obj, PayloadSelector};
 use super::{AppState, Caller, ReqDeadline};
 use crate::error::ApiError;
 
-type ApiResult = Result<Json<Value>, ApiError>;
+pub(super) type ApiResult = Result<Json<Value>, ApiError>;
 
-fn ok(started: Instant, result: Value) -> ApiResult {
+pub(super) fn ok(started: Instant, result: Value) -> ApiResult {
     Ok(Json(
         json!({"result": result, "status": "ok", "time": started.elapsed().as_secs_f64()}),
     ))
@@ -41,7 +41,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
     })?
 }
 
-fn update_result(lsn: u64) -> Value {
+pub(super) fn update_result(lsn: u64) -> Value {
     json!({"operation_id": lsn, "status": "completed"})
 }
 
@@ -109,7 +109,7 @@ fn vectors_json(v: Vectors, sel: &parse::VectorSelector) -> Value {
     json!(v)
 }
 
-fn record_json(r: Record, sel: &PayloadSelector, vsel: &parse::VectorSelector) -> Value {
+pub(super) fn record_json(r: Record, sel: &PayloadSelector, vsel: &parse::VectorSelector) -> Value {
     let mut o = serde_json::Map::new();
     o.insert("id".into(), r.id.to_json());
     if let Some(p) = r.payload {
@@ -121,7 +121,11 @@ fn record_json(r: Record, sel: &PayloadSelector, vsel: &parse::VectorSelector) -
     Value::Object(o)
 }
 
-fn scored_json(p: ScoredPoint, sel: &PayloadSelector, vsel: &parse::VectorSelector) -> Value {
+pub(super) fn scored_json(
+    p: ScoredPoint,
+    sel: &PayloadSelector,
+    vsel: &parse::VectorSelector,
+) -> Value {
     let mut o = serde_json::Map::new();
     o.insert("id".into(), p.id.to_json());
     o.insert("version".into(), json!(p.version));
@@ -811,12 +815,12 @@ fn check_limit(limit: usize, offset: usize, max: usize) -> Result<(), ApiError> 
 }
 
 /// A parsed search, whether it came as a `query` or a legacy `search` body.
-struct Search {
-    req: SearchRequest,
-    by_id: Option<PointId>,
-    mmr: Option<Mmr>,
-    sel: PayloadSelector,
-    vsel: parse::VectorSelector,
+pub(super) struct Search {
+    pub(super) req: SearchRequest,
+    pub(super) by_id: Option<PointId>,
+    pub(super) mmr: Option<Mmr>,
+    pub(super) sel: PayloadSelector,
+    pub(super) vsel: parse::VectorSelector,
 }
 
 fn search_params(b: &Obj, at: &str, req: &mut SearchRequest) -> Result<(), ApiError> {
@@ -857,7 +861,7 @@ fn search_params(b: &Obj, at: &str, req: &mut SearchRequest) -> Result<(), ApiEr
     Ok(())
 }
 
-fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
+pub(super) fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
     parse::check_fields(
         b,
         at,
@@ -993,7 +997,7 @@ fn parse_query_object(o: &Obj, at: &str) -> Result<QueryObject, ApiError> {
     Ok((vector, by_id, mmr))
 }
 
-fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
+pub(super) fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
     parse::check_fields(
         b,
         at,
@@ -1056,7 +1060,28 @@ fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
 /// Runs one search on the blocking pool (a query by point id first looks up that point's vector
 /// and excludes it from the results, as Qdrant does).
 fn run_search(h: &CollectionHandle, mut s: Search) -> Result<(Vec<Value>, ColdCounts), ApiError> {
-    if let Some(id) = s.by_id {
+    resolve_by_id(h, &mut s)?;
+    let report = match s.mmr {
+        Some(mmr) => h.search_mmr(&s.req, mmr)?,
+        None => h.search_report(&s.req)?,
+    };
+    let counts = cold_counts(&report);
+    let points = report
+        .points
+        .into_iter()
+        .map(|p| scored_json(p, &s.sel, &s.vsel))
+        .collect();
+    Ok((points, counts))
+}
+
+pub(super) fn cold_counts(r: &strata_engine::SearchReport) -> ColdCounts {
+    [r.cold_searched, r.cold_skipped, r.cold_left_out]
+}
+
+/// A query by point id becomes a query by that point's vector (`using`), excluding the point
+/// from its own results as Qdrant does.
+pub(super) fn resolve_by_id(h: &CollectionHandle, s: &mut Search) -> Result<(), ApiError> {
+    if let Some(id) = s.by_id.take() {
         let rec = h
             .get(&[id], false, true)?
             .pop()
@@ -1073,31 +1098,21 @@ fn run_search(h: &CollectionHandle, mut s: Search) -> Result<(Vec<Value>, ColdCo
         // As Qdrant: the example is not among its own results.
         s.req.filter = Some(Filter::excluding(s.req.filter.take(), vec![id]));
     }
-    let report = match s.mmr {
-        Some(mmr) => h.search_mmr(&s.req, mmr)?,
-        None => h.search_report(&s.req)?,
-    };
-    let counts = [
-        report.cold_searched,
-        report.cold_skipped,
-        report.cold_left_out,
-    ];
-    let points = report
-        .points
-        .into_iter()
-        .map(|p| scored_json(p, &s.sel, &s.vsel))
-        .collect();
-    Ok((points, counts))
+    Ok(())
 }
 
 /// Cold segments a search read, skipped (their summaries could not beat the results) and left
 /// out (`params.cold = "skip"` or `params.cold_deadline_ms` passed).
-type ColdCounts = [u64; 3];
+pub(super) type ColdCounts = [u64; 3];
 
 /// The Qdrant envelope, with the cold segments the search(es) touched in a
 /// `strata-cold-segments` header (and `strata-partial: true` when some were left out): headers,
 /// so that Qdrant clients see exactly Qdrant's body.
-fn searched(started: Instant, result: Value, c: ColdCounts) -> Result<Response, ApiError> {
+pub(super) fn searched(
+    started: Instant,
+    result: Value,
+    c: ColdCounts,
+) -> Result<Response, ApiError> {
     let mut r = ok(started, result)?.into_response();
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&format!(

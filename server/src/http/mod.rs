@@ -12,6 +12,7 @@
 //! stops a read between sources; the handler always waits for the engine's own answer. A
 //! write that reached the WAL before the deadline completes and answers 200.
 
+pub(crate) mod aggregate;
 pub(crate) mod handlers;
 pub(crate) mod parse;
 
@@ -274,6 +275,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/collections/{collection_name}/points/payload"),
     ("POST", "/collections/{collection_name}/points/query"),
     ("POST", "/collections/{collection_name}/points/query/batch"),
+    ("POST", "/collections/{collection_name}/points/query/groups"),
+    (
+        "POST",
+        "/collections/{collection_name}/points/search/groups",
+    ),
+    ("POST", "/collections/{collection_name}/facet"),
     ("POST", "/collections/{collection_name}/points/search"),
     ("POST", "/collections/{collection_name}/points/search/batch"),
     ("POST", "/collections/{collection_name}/points/scroll"),
@@ -318,6 +325,15 @@ pub fn router(st: AppState, max_body_bytes: usize) -> Router {
         .route(&format!("{c}/points/payload"), post(h::set_payload))
         .route(&format!("{c}/points/query"), post(h::query_points))
         .route(&format!("{c}/points/query/batch"), post(h::query_batch))
+        .route(
+            &format!("{c}/points/query/groups"),
+            post(aggregate::query_groups),
+        )
+        .route(
+            &format!("{c}/points/search/groups"),
+            post(aggregate::search_groups),
+        )
+        .route(&format!("{c}/facet"), post(aggregate::facet))
         .route(&format!("{c}/points/search"), post(h::search_points))
         .route(&format!("{c}/points/search/batch"), post(h::search_batch))
         .route(&format!("{c}/points/scroll"), post(h::scroll_points))

@@ -109,3 +109,98 @@ def test_payload_index_routes(server):
     ro = server.token(access="r")
     r = httpx.put(url, headers={"authorization": f"Bearer {ro}"}, json={"field_name": "x", "field_schema": "keyword"})
     assert r.status_code == 403
+
+
+def test_facet_counts_indexed_values(server):
+    client = QdrantClient(url=server.http, api_key=server.admin_token)
+    client.create_collection("facet", vectors_config=models.VectorParams(size=2, distance=models.Distance.DOT))
+    rng = np.random.default_rng(5)
+    colors = ["red", "green", "blue", "black"]
+    payloads = []
+    for i in range(300):
+        p = {"color": colors[int(rng.integers(0, 4)) if i % 7 else 0], "size": int(rng.integers(0, 5)), "even": i % 2 == 0}
+        if i % 11 == 0:
+            p["color"] = ["red", "blue", "red"]  # counted once under each value
+        if i % 13 == 0:
+            del p["color"]
+        payloads.append(p)
+    half = len(payloads) // 2
+    client.upsert("facet", points=[models.PointStruct(id=i, vector=[1.0, 0.0], payload=p) for i, p in enumerate(payloads[:half])])
+    # No index yet: facet is refused naming the key.
+    h = {"api-key": server.admin_token}
+    r = httpx.post(f"{server.http}/collections/facet/facet", headers=h, json={"key": "color"})
+    assert r.status_code == 400 and "color" in r.json()["status"]["error"], r.text
+    client.create_payload_index("facet", "color", models.PayloadSchemaType.KEYWORD)
+    client.create_payload_index("facet", "size", models.PayloadSchemaType.INTEGER)
+    client.create_payload_index("facet", "even", models.PayloadSchemaType.BOOL)
+    client.upsert("facet", points=[models.PointStruct(id=half + i, vector=[1.0, 0.0], payload=p) for i, p in enumerate(payloads[half:])])
+    client.delete("facet", points_selector=models.PointIdsList(points=[1, 2, 3]))
+    live = {i: p for i, p in enumerate(payloads) if i not in (1, 2, 3)}
+
+    def reference(key, keep=lambda p: True, limit=10):
+        counts = {}
+        for p in live.values():
+            if not keep(p) or key not in p:
+                continue
+            vals = p[key] if isinstance(p[key], list) else [p[key]]
+            for v in set(vals):
+                counts[v] = counts.get(v, 0) + 1
+        return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+
+    got = client.facet("facet", "color")
+    assert [(h.value, h.count) for h in got.hits] == reference("color")
+    got = client.facet("facet", "size", limit=3, facet_filter=models.Filter(must=[models.FieldCondition(key="even", match=models.MatchValue(value=True))]))
+    assert [(h.value, h.count) for h in got.hits] == reference("size", lambda p: p["even"], 3)
+    got = client.facet("facet", "even", exact=True)
+    assert sorted((h.value, h.count) for h in got.hits) == sorted(reference("even"))
+    # A float index cannot facet; malformed requests name the field (segments: engine/tests/model.rs).
+    client.create_payload_index("facet", "size_f", models.PayloadSchemaType.FLOAT)
+    for body, field in [({"key": "size_f"}, "size_f"), ({"key": 5}, "key"), ({}, "key"), ({"key": "color", "limit": 0}, "limit"),
+                        ({"key": "color", "exact": "yes"}, "exact"), ({"key": "color", "bogus": 1}, "bogus")]:
+        r = httpx.post(f"{server.http}/collections/facet/facet", headers=h, json=body)
+        assert r.status_code == 400 and field in r.json()["status"]["error"], (body, r.text)
+
+
+def test_query_groups_match_a_brute_force_and_look_up(server):
+    client = QdrantClient(url=server.http, api_key=server.admin_token)
+    client.create_collection("docs_g", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE))
+    client.create_collection("authors", vectors_config=models.VectorParams(size=2, distance=models.Distance.DOT))
+    rng = np.random.default_rng(9)
+    vectors = rng.standard_normal((200, 4)).astype(np.float32)
+    author = [int(rng.integers(0, 12)) for _ in range(200)]
+    client.upsert("docs_g", points=[models.PointStruct(id=i, vector=v.tolist(), payload={"author": author[i], "tag": f"t{i % 5}"})
+                                    for i, v in enumerate(vectors)])
+    client.upsert("authors", points=[models.PointStruct(id=a, vector=[1.0, 0.0], payload={"name": f"author {a}"}) for a in range(12)])
+    q = rng.standard_normal(4).astype(np.float32)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    order = np.argsort(-(unit @ (q / np.linalg.norm(q))), kind="stable")
+    want = []
+    for i in order:
+        g = next((w for w in want if w[0] == author[i]), None)
+        if g is None:
+            want.append((author[i], [int(i)]))
+        elif len(g[1]) < 2:
+            g[1].append(int(i))
+    want = want[:4]
+    res = client.query_points_groups("docs_g", group_by="author", query=q.tolist(), limit=4, group_size=2,
+                                     search_params=models.SearchParams(exact=True),
+                                     with_lookup=models.WithLookup(collection="authors", with_payload=True))
+    got = [(g.id, [h.id for h in g.hits]) for g in res.groups]
+    assert got == want
+    assert all(g.lookup is not None and g.lookup.payload == {"name": f"author {g.id}"} for g in res.groups)
+    # String group ids, a filter, and the legacy search/groups route.
+    flt = models.Filter(must=[models.FieldCondition(key="author", match=models.MatchAny(any=[1, 2, 3]))])
+    res = client.query_points_groups("docs_g", group_by="tag", query=q.tolist(), limit=5, group_size=3, query_filter=flt)
+    assert {g.id for g in res.groups} <= {f"t{k}" for k in range(5)}
+    assert all(h.payload["author"] in (1, 2, 3) and h.payload["tag"] == g.id for g in res.groups for h in g.hits)
+    h = {"api-key": server.admin_token}
+    r = httpx.post(f"{server.http}/collections/docs_g/points/search/groups", headers=h,
+                   json={"vector": q.tolist(), "group_by": "author", "limit": 4, "group_size": 2, "params": {"exact": True}})
+    assert r.status_code == 200, r.text
+    assert [(g["id"], [p["id"] for p in g["hits"]]) for g in r.json()["result"]["groups"]] == want
+    for body, status, field in [({"query": q.tolist()}, 400, "group_by"), ({"query": q.tolist(), "group_by": "author", "group_size": 0}, 400, "group_size"),
+                                ({"query": q.tolist(), "group_by": 3}, 400, "group_by"),
+                                ({"query": q.tolist(), "group_by": "author", "with_lookup": {"collection": "nope"}}, 404, "nope"),
+                                ({"query": {"nearest": q.tolist(), "mmr": {}}, "group_by": "author"}, 501, "mmr")]:
+        r = httpx.post(f"{server.http}/collections/docs_g/points/query/groups", headers=h, json=body)
+        assert r.status_code == status and field in r.json()["status"]["error"], (body, r.text)
