@@ -8,6 +8,8 @@
 //!        ─▶ each source (ReadSource) ─▶ newest version per id wins ─▶ materialise
 //! ```
 
+mod edit;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -25,6 +27,7 @@ use crate::segment::format::{Sec, SectionSet, common};
 use crate::segment::{SearchQuery, search_sections};
 use crate::tiers::in_parallel;
 use crate::types::*;
+pub use edit::PointEdit;
 use strata_tiering::policy::Tier;
 
 /// A handle on one collection. Cheap to clone; every operation is thread-safe.
@@ -257,64 +260,13 @@ impl CollectionHandle {
     /// Merges `payload`'s keys into the payload of the given points (absent ids are skipped),
     /// in batches of the batch limit. Returns the LSN of the last batch.
     pub fn set_payload(&self, ids: &[PointId], payload: &Payload) -> Result<Lsn> {
-        self.in_batches(ids, "set payload", |chunk| {
-            self.set_payload_batch(chunk, payload)
-        })
+        self.edit(ids, &PointEdit::SetPayload(payload.clone()))
     }
 
     /// [`Self::set_payload`] on every point matching `filter`. Points inserted concurrently may
     /// or may not be included.
     pub fn set_payload_matching(&self, filter: &Filter, payload: &Payload) -> Result<Lsn> {
-        let ids = self.matching_ids(filter)?;
-        self.set_payload(&ids, payload)
-    }
-
-    /// One batch of [`Self::set_payload`]. Atomic with respect to other writes of this
-    /// collection: it holds the collection's write gate exclusively from reading the current
-    /// payloads to applying the new ones.
-    fn set_payload_batch(&self, ids: &[PointId], payload: &Payload) -> Result<Lsn> {
-        self.check_live()?;
-        let max_payload = self.inner.opts().max_payload_bytes;
-        let lsn = self.coll.exclusive(|| {
-            let current = self.get(ids, true, true)?;
-            if current.is_empty() {
-                return Ok(self.inner.wal().last_lsn());
-            }
-            let mut points = Vec::with_capacity(current.len());
-            let config = self.coll.config();
-            for r in current {
-                let vectors = r
-                    .vectors
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|(name, v)| Some((config.space(&name)? as u16, v)))
-                    .collect();
-                let mut merged = r.payload.unwrap_or_default();
-                for (k, v) in payload {
-                    merged.insert(k.clone(), v.clone());
-                }
-                let bytes = serde_json::to_vec(&merged)
-                    .map_err(|e| Error::invalid(format!("payload: {e}")))?;
-                if bytes.len() > max_payload {
-                    return Err(Error::new(
-                        ErrorKind::ResourceExhausted,
-                        format!(
-                            "payload of point {} would be {} bytes, over the limit of {max_payload}",
-                            r.id,
-                            bytes.len(),
-                        ),
-                    ));
-                }
-                points.push(StoredPoint {
-                    id: r.id,
-                    vectors,
-                    payload: bytes,
-                });
-            }
-            self.commit_gated(WalOp::Upsert(points))
-        })?;
-        self.after_commit();
-        Ok(lsn)
+        self.edit_matching(filter, &PointEdit::SetPayload(payload.clone()))
     }
 
     /// Inserts or replaces points, all or nothing. Returns the LSN (version) of the batch.

@@ -78,7 +78,7 @@ pub use engine::{Engine, EngineStats, Health, RecoveryReport};
 pub use error::{Error, ErrorKind, Result};
 pub use filter::Filter;
 pub use groups::MAX_GROUP_SIZE;
-pub use handle::CollectionHandle;
+pub use handle::{CollectionHandle, PointEdit};
 pub use index::{FieldType, MAX_INDEX_KEY, MAX_INDEXES, PayloadIndexes};
 pub use maintenance::JobFailure;
 pub use mmr::Mmr;

@@ -75,6 +75,13 @@ impl ApiError {
             message: message.into(),
         }
     }
+    /// The same error with `at` (a field path ending in `.`) before the field it names.
+    pub fn within(mut self, at: &str) -> ApiError {
+        if !at.is_empty() {
+            self.message = format!("{at}{}", self.message);
+        }
+        self
+    }
     /// 400 naming the field.
     pub fn invalid(message: impl Into<String>) -> ApiError {
         ApiError::new(Kind::Engine(ErrorKind::InvalidArgument), message)

@@ -128,6 +128,30 @@ fn schemas() -> Value {
     all["GroupsResult"] = json!({"type": "object", "required": ["groups"], "properties": {"groups": {"type": "array", "items": {
         "type": "object", "required": ["id", "hits"], "properties": {"id": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
         "hits": {"type": "array", "items": r("ScoredPoint")}, "lookup": r("Record")}}}}});
+    let selector =
+        json!({"points": {"type": "array", "items": r("PointId")}, "filter": r("Filter")});
+    let with = |extra: Value, required: &[&str]| {
+        let mut props = selector.clone();
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            props[k] = v.clone();
+        }
+        json!({"type": "object", "description": "Give either `points` (ids) or `filter`", "required": required, "properties": props})
+    };
+    all["PointsSelector"] = with(json!({}), &[]);
+    all["DeletePayload"] = with(
+        json!({"keys": {"type": "array", "items": {"type": "string"}, "description": "Keys to remove; `a.b` removes a nested key"}}),
+        &["keys"],
+    );
+    all["DeleteVectors"] = with(
+        json!({"vector": {"type": "array", "items": {"type": "string"}, "description": "Names of the vectors to remove"}}),
+        &["vector"],
+    );
+    all["UpdateVectors"] = json!({"type": "object", "required": ["points"], "properties": {"points": {"type": "array", "items": {
+        "type": "object", "required": ["id", "vector"], "properties": {"id": r("PointId"), "vector": {"oneOf": [r("Vector"), {"type": "object", "additionalProperties": r("Vector")}]}}}}}});
+    all["UpdateOperations"] = json!({"type": "object", "required": ["operations"], "properties": {"operations": {"type": "array", "maxItems": 1000, "items": {
+        "type": "object", "minProperties": 1, "maxProperties": 1, "properties": {
+            "upsert": r("UpsertPoints"), "delete": r("PointsSelector"), "set_payload": r("SetPayload"), "overwrite_payload": r("SetPayload"),
+            "delete_payload": r("DeletePayload"), "clear_payload": r("PointsSelector"), "update_vectors": r("UpdateVectors"), "delete_vectors": r("DeleteVectors")}}}}});
     all["Tier"] = tier;
     all["TiersReport"] = tiers_report;
     all["TierHintRequest"] = tier_hint_request;
@@ -210,6 +234,42 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>, Value, bo
             "Merge keys into the payload of points",
             Some(r("SetPayload")),
             r("UpdateResult"),
+            true,
+        ),
+        ("PUT", "/points/payload") => (
+            "Replace the payload of points (by ids or filter)",
+            Some(r("SetPayload")),
+            r("UpdateResult"),
+            true,
+        ),
+        ("POST", "/points/payload/delete") => (
+            "Remove payload keys from points (by ids or filter)",
+            Some(r("DeletePayload")),
+            r("UpdateResult"),
+            true,
+        ),
+        ("POST", "/points/payload/clear") => (
+            "Remove the whole payload of points (by ids or filter)",
+            Some(r("PointsSelector")),
+            r("UpdateResult"),
+            true,
+        ),
+        ("PUT", "/points/vectors") => (
+            "Set named vectors of existing points, keeping the others and the payload; all or nothing (404 naming an absent point)",
+            Some(r("UpdateVectors")),
+            r("UpdateResult"),
+            true,
+        ),
+        ("POST", "/points/vectors/delete") => (
+            "Remove named vectors from points (by ids or filter)",
+            Some(r("DeleteVectors")),
+            r("UpdateResult"),
+            true,
+        ),
+        ("POST", "/points/batch") => (
+            "Several updates in order, each durable before the next; a failure stops the batch and says how many were applied",
+            Some(r("UpdateOperations")),
+            arr(r("UpdateResult")),
             true,
         ),
         ("POST", "/points/query") => (
@@ -303,7 +363,9 @@ pub fn document() -> Value {
         }
         if *method == "PUT" && path.ends_with("/points")
             || path.ends_with("/delete")
-            || path.ends_with("/payload")
+            || path.contains("/payload")
+            || path.contains("/vectors")
+            || path.ends_with("/points/batch")
             || path.contains("/index")
         {
             params.push(json!({"name": "wait", "in": "query", "required": false, "schema": {"type": "boolean"}, "description": "Accepted for compatibility: every write is durable before the response"}));

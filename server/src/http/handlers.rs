@@ -471,7 +471,7 @@ pub(crate) async fn collection_exists(
 
 // ---------------------------------------------------------------- points: writes
 
-fn points_from_body(b: &Obj, max: usize) -> Result<Vec<PointInput>, ApiError> {
+pub(super) fn points_from_body(b: &Obj, max: usize) -> Result<Vec<PointInput>, ApiError> {
     parse::check_fields(
         b,
         "",
@@ -610,72 +610,6 @@ pub(crate) async fn upsert_points(
     let h = st.writable(&caller, &c, &dl)?;
     let points = points_from_body(&parse::body(&body)?, st.max_batch_points)?;
     let lsn = blocking(move || h.upsert(points).map_err(ApiError::from)).await?;
-    ok(started, update_result(lsn))
-}
-
-pub(crate) async fn delete_points(
-    State(st): State<AppState>,
-    caller: Caller,
-    dl: ReqDeadline,
-    Path(c): Path<String>,
-    _q: Query<HashMap<String, String>>,
-    body: Bytes,
-) -> ApiResult {
-    let started = Instant::now();
-    let h = st.writable(&caller, &c, &dl)?;
-    let b = parse::body(&body)?;
-    parse::check_fields(&b, "", &["points", "filter"], &["shard_key"])?;
-    let lsn = match (
-        parse::get(&b, "points"),
-        parse::filter_field(&b, "filter", "")?,
-    ) {
-        (Some(ids), None) => {
-            let ids = parse::ids(ids, "points")?;
-            blocking(move || h.delete(&ids).map_err(ApiError::from)).await?
-        }
-        (None, Some(f)) => {
-            blocking(move || {
-                h.delete_matching(&f)
-                    .map(|(l, _)| l)
-                    .map_err(ApiError::from)
-            })
-            .await?
-        }
-        _ => return Err(ApiError::invalid("give points (a list of ids) or filter")),
-    };
-    ok(started, update_result(lsn))
-}
-
-pub(crate) async fn set_payload(
-    State(st): State<AppState>,
-    caller: Caller,
-    dl: ReqDeadline,
-    Path(c): Path<String>,
-    _q: Query<HashMap<String, String>>,
-    body: Bytes,
-) -> ApiResult {
-    let started = Instant::now();
-    let h = st.writable(&caller, &c, &dl)?;
-    let b = parse::body(&body)?;
-    parse::check_fields(
-        &b,
-        "",
-        &["payload", "points", "filter"],
-        &["key", "shard_key"],
-    )?;
-    let payload = parse::obj_field(&b, "payload", "")?
-        .ok_or_else(|| ApiError::invalid("payload: missing (expected a JSON object)"))?
-        .clone();
-    let ids = parse::get(&b, "points")
-        .map(|v| parse::ids(v, "points"))
-        .transpose()?;
-    let filter = parse::filter_field(&b, "filter", "")?;
-    let lsn = blocking(move || match (ids, filter) {
-        (Some(ids), None) => h.set_payload(&ids, &payload).map_err(ApiError::from),
-        (None, Some(f)) => h.set_payload_matching(&f, &payload).map_err(ApiError::from),
-        _ => Err(ApiError::invalid("give points (a list of ids) or filter")),
-    })
-    .await?;
     ok(started, update_result(lsn))
 }
 

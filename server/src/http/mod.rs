@@ -15,6 +15,7 @@
 pub(crate) mod aggregate;
 pub(crate) mod handlers;
 pub(crate) mod parse;
+pub(crate) mod updates;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -273,6 +274,21 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/collections/{collection_name}/points/{id}"),
     ("POST", "/collections/{collection_name}/points/delete"),
     ("POST", "/collections/{collection_name}/points/payload"),
+    ("PUT", "/collections/{collection_name}/points/payload"),
+    (
+        "POST",
+        "/collections/{collection_name}/points/payload/delete",
+    ),
+    (
+        "POST",
+        "/collections/{collection_name}/points/payload/clear",
+    ),
+    ("PUT", "/collections/{collection_name}/points/vectors"),
+    (
+        "POST",
+        "/collections/{collection_name}/points/vectors/delete",
+    ),
+    ("POST", "/collections/{collection_name}/points/batch"),
     ("POST", "/collections/{collection_name}/points/query"),
     ("POST", "/collections/{collection_name}/points/query/batch"),
     ("POST", "/collections/{collection_name}/points/query/groups"),
@@ -321,8 +337,28 @@ pub fn router(st: AppState, max_body_bytes: usize) -> Router {
             axum::routing::put(h::upsert_points).post(h::retrieve_points),
         )
         .route(&format!("{c}/points/{{id}}"), get(h::get_point))
-        .route(&format!("{c}/points/delete"), post(h::delete_points))
-        .route(&format!("{c}/points/payload"), post(h::set_payload))
+        .route(&format!("{c}/points/delete"), post(updates::delete_points))
+        .route(
+            &format!("{c}/points/payload"),
+            post(updates::set_payload).put(updates::overwrite_payload),
+        )
+        .route(
+            &format!("{c}/points/payload/delete"),
+            post(updates::delete_payload),
+        )
+        .route(
+            &format!("{c}/points/payload/clear"),
+            post(updates::clear_payload),
+        )
+        .route(
+            &format!("{c}/points/vectors"),
+            axum::routing::put(updates::update_vectors),
+        )
+        .route(
+            &format!("{c}/points/vectors/delete"),
+            post(updates::delete_vectors),
+        )
+        .route(&format!("{c}/points/batch"), post(updates::batch))
         .route(&format!("{c}/points/query"), post(h::query_points))
         .route(&format!("{c}/points/query/batch"), post(h::query_batch))
         .route(
