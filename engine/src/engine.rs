@@ -31,6 +31,8 @@
 //! collection gate → `mem` → `segments`. The catalog is only changed with the manifest lock
 //! held; segment swaps need the manifest lock as an argument ([`ManifestLock`]).
 
+mod aliases;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,12 +47,13 @@ use crate::columns::ColumnCache;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle::CollectionHandle;
 use crate::maintenance::{JobFailure, Jobs};
-use crate::manifest::{CollectionEntry, Manifest, SegmentEntry};
+use crate::manifest::{Aliases, CollectionEntry, Manifest, SegmentEntry};
 use crate::options::EngineOptions;
 use crate::record::WalOp;
 use crate::segment::{Body, Segment, SegmentData, SegmentMeta, Verify, VerifyError};
 use crate::types::{CollectionConfig, Lsn, PointId, validate_name};
 use crate::wal::{LocalWal, LocalWalOptions, Wal};
+pub use aliases::AliasAction;
 
 /// What start-up found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -147,6 +150,8 @@ pub(crate) enum ManifestChange<'a> {
     None,
     Add(&'a Arc<Collection>),
     Remove(u64),
+    /// A new alias map (aliases of collections not in the catalog are dropped at every publish).
+    Aliases(&'a Aliases),
 }
 
 pub(crate) struct Inner {
@@ -162,6 +167,8 @@ pub(crate) struct Inner {
     /// The last manifest written successfully.
     manifest: Mutex<Manifest>,
     catalog: RwLock<BTreeMap<(String, String), Arc<Collection>>>,
+    /// Collection aliases as last published; changed only under the manifest lock.
+    aliases: RwLock<Aliases>,
     next_segment_id: AtomicU64,
     report: RecoveryReport,
     shutdown: Mutex<bool>,
@@ -335,6 +342,7 @@ impl Engine {
             io: storage.io.clone(),
             last_gc_ms: AtomicU64::new(0),
             wal,
+            aliases: RwLock::new(manifest.aliases.clone()),
             manifest: Mutex::new(manifest),
             catalog: RwLock::new(catalog),
             report: report.clone(),
@@ -484,6 +492,12 @@ impl Engine {
                 format!("collection {name:?} already exists"),
             ));
         }
+        if read(&inner.aliases).contains_key(&key) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{name:?} is already an alias of a collection"),
+            ));
+        }
         let lsn = inner.wal.last_lsn();
         let entry = CollectionEntry {
             id: m.take_collection_id(),
@@ -567,9 +581,15 @@ impl Engine {
         Some(self.inner.cold_probe())
     }
 
-    /// A handle on an existing collection.
+    /// A handle on an existing collection, by its name or one of its aliases.
     pub fn collection(&self, tenant: &str, name: &str) -> Result<CollectionHandle> {
-        let coll = self.inner.lookup(tenant, name)?;
+        let coll = match self.inner.lookup(tenant, name) {
+            Err(e) if e.kind() == ErrorKind::NotFound => match self.resolve_alias(tenant, name) {
+                Some(target) => self.inner.lookup(tenant, &target)?,
+                None => return Err(e),
+            },
+            other => other?,
+        };
         Ok(CollectionHandle::new(Arc::clone(&self.inner), coll))
     }
 
@@ -646,17 +666,25 @@ impl ManifestLock<'_> {
     pub(crate) fn publish(&mut self, change: ManifestChange<'_>) -> Result<()> {
         let inner = self.inner;
         let mut colls = inner.collections();
+        let mut aliases = match change {
+            ManifestChange::Aliases(a) => a.clone(),
+            _ => read(&inner.aliases).clone(),
+        };
         match change {
             ManifestChange::Add(c) => colls.push(Arc::clone(c)),
             ManifestChange::Remove(id) => colls.retain(|c| c.id() != id),
-            ManifestChange::None => {}
+            ManifestChange::None | ManifestChange::Aliases(_) => {}
         }
+        // A dropped collection's aliases go with it.
+        let names: HashSet<(&str, &str)> = colls.iter().map(|c| (c.tenant(), c.name())).collect();
+        aliases.retain(|(t, _), target| names.contains(&(t.as_str(), target.as_str())));
         let next = Manifest {
             generation: self.m.generation + 1,
             last_lsn: self.m.last_lsn.max(inner.wal.last_lsn()),
             next_collection_id: self.m.next_collection_id,
             next_segment_id: inner.next_segment_id.load(Ordering::Acquire),
             collections: colls.iter().map(|c| c.manifest_entry()).collect(),
+            aliases,
         };
         if let Err(e) = inner
             .blobs
@@ -671,6 +699,7 @@ impl ManifestLock<'_> {
             inner.manifest_failed.store(true, Ordering::Release);
             return Err(err);
         }
+        *write(&inner.aliases) = next.aliases.clone();
         *self.m = next;
         inner.manifest_failed.store(false, Ordering::Release);
         if lock(&inner.manifest_failure).take().is_some() {

@@ -18,9 +18,10 @@ use crate::types::{CollectionConfig, Distance, HnswConfig, Lsn, VectorParams, va
 pub(crate) const MAGIC: &[u8; 8] = b"STRATMAN";
 /// Version 2 added each collection's tier hint; version 3 named vectors (a list of name,
 /// dim, distance, HNSW per collection, and whether it was created named); version 4 payload
-/// indexes (a list of key, type per collection). Older versions still open (hint `auto`; one
-/// unnamed vector; no payload index).
-pub(crate) const VERSION: u32 = 4;
+/// indexes (a list of key, type per collection); version 5 collection aliases (a list of
+/// tenant, alias, collection after the collections). Older versions still open (hint `auto`;
+/// one unnamed vector; no payload index; no alias).
+pub(crate) const VERSION: u32 = 5;
 
 /// The byte a tier hint is stored as.
 pub(crate) fn hint_tag(h: Hint) -> u8 {
@@ -73,6 +74,9 @@ pub(crate) struct CollectionEntry {
     pub(crate) segments: Vec<SegmentEntry>,
 }
 
+/// Collection aliases: (tenant, alias) → collection name of that tenant.
+pub(crate) type Aliases = std::collections::BTreeMap<(String, String), String>;
+
 /// The whole manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub(crate) struct Manifest {
@@ -81,6 +85,7 @@ pub(crate) struct Manifest {
     pub(crate) next_collection_id: u64,
     pub(crate) next_segment_id: u64,
     pub(crate) collections: Vec<CollectionEntry>,
+    pub(crate) aliases: Aliases,
 }
 
 fn str16(w: &mut Writer, s: &str) {
@@ -172,6 +177,12 @@ impl Manifest {
                 b.u8(u8::from(s.has_graph));
             }
         }
+        b.u32(self.aliases.len() as u32);
+        for ((tenant, alias), target) in &self.aliases {
+            str16(&mut b, tenant);
+            str16(&mut b, alias);
+            str16(&mut b, target);
+        }
         frame(VERSION, &b.buf)
     }
 
@@ -221,6 +232,7 @@ impl Manifest {
             next_collection_id: r.u64("next collection id")?,
             next_segment_id: r.u64("next segment id")?,
             collections: Vec::new(),
+            aliases: Aliases::new(),
         };
         let n = r.u32("collection count")?;
         let mut seen_ids = std::collections::HashSet::new();
@@ -347,6 +359,32 @@ impl Manifest {
                 segments,
             });
         }
+        if version >= 5 {
+            let n = r.u32("alias count")?;
+            for _ in 0..n {
+                let at = r.pos();
+                let tenant = get_str16(&mut r, "alias tenant")?;
+                let alias = get_str16(&mut r, "alias name")?;
+                let target = get_str16(&mut r, "alias collection")?;
+                let bad = |what: String| DecodeError {
+                    offset: at,
+                    what: format!("alias {tenant:?}/{alias:?}: {what}"),
+                };
+                validate_name("alias name", &alias).map_err(|e| bad(e.message().to_string()))?;
+                if seen_names.contains(&(tenant.clone(), alias.clone())) {
+                    return Err(bad("is also a collection name".into()));
+                }
+                if !seen_names.contains(&(tenant.clone(), target.clone())) {
+                    return Err(bad(format!(
+                        "names collection {target:?}, which is not listed"
+                    )));
+                }
+                if m.aliases.contains_key(&(tenant.clone(), alias.clone())) {
+                    return Err(bad("listed twice".into()));
+                }
+                m.aliases.insert((tenant, alias), target);
+            }
+        }
         if r.remaining() != 0 {
             return Err(r.err("trailing bytes in manifest"));
         }
@@ -447,9 +485,17 @@ mod tests {
             any::<u64>(),
             any::<u64>(),
             prop::collection::vec(coll, 0..4),
+            prop::collection::vec(("[a-z]{1,6}", any::<prop::sample::Index>()), 0..4),
         )
             .prop_map(
-                |(generation, last_lsn, next_collection_id, next_segment_id, mut collections)| {
+                |(
+                    generation,
+                    last_lsn,
+                    next_collection_id,
+                    next_segment_id,
+                    mut collections,
+                    aliases,
+                )| {
                     // Ids, names and segment ids are unique in a real manifest.
                     let mut seg = 0;
                     for (i, c) in collections.iter_mut().enumerate() {
@@ -460,12 +506,24 @@ mod tests {
                             s.id = seg;
                         }
                     }
+                    // Aliases name a collection of their tenant, never a collection name.
+                    let aliases = match collections.is_empty() {
+                        true => Aliases::new(),
+                        false => aliases
+                            .into_iter()
+                            .map(|(a, i)| {
+                                let c = &collections[i.index(collections.len())];
+                                ((c.tenant.clone(), format!("alias-{a}")), c.name.clone())
+                            })
+                            .collect(),
+                    };
                     Manifest {
                         generation,
                         last_lsn,
                         next_collection_id,
                         next_segment_id,
                         collections,
+                        aliases,
                     }
                 },
             )
@@ -559,8 +617,8 @@ mod tests {
         }
     }
 
-    /// A one-collection manifest body as versions 1 to 3 wrote it (one unnamed vector; the
-    /// hint byte from version 2; the vector list from version 3).
+    /// A one-collection manifest body as versions 1 to 4 wrote it (one unnamed vector; the
+    /// hint byte from version 2; the vector list from version 3; the index list from 4).
     fn legacy_body(version: u32, hint: Hint) -> Vec<u8> {
         let mut b = Writer::with_capacity(128);
         for v in [1u64, 0, 2, 1] {
@@ -584,25 +642,28 @@ mod tests {
         if version >= 2 {
             b.u8(hint_tag(hint));
         }
+        if version >= 4 {
+            b.u16(0); // no payload index
+        }
         b.u32(0);
         b.buf
     }
 
     #[test]
-    fn version_1_to_3_manifests_open_without_payload_indexes() {
+    fn version_1_to_4_manifests_open_without_payload_indexes_or_aliases() {
         let mut want = one(CollectionConfig::new(4, Distance::Dot), "t", "c");
         let v1 = Manifest::decode(&frame(1, &legacy_body(1, Hint::Offload))).expect("v1 opens");
         assert_eq!(v1, want, "version 1: hint auto");
         want.collections[0].hint = Hint::Offload;
-        for version in [2, 3] {
+        for version in [2, 3, 4] {
             let old = Manifest::decode(&frame(version, &legacy_body(version, Hint::Offload)));
             assert_eq!(old.expect("opens"), want, "version {version}");
         }
         assert!(!want.collections[0].config.named);
-        assert!(want.collections[0].indexes.is_empty());
-        // Written again, it is version 4 and reads back the same.
-        let v4 = want.encode();
-        assert_eq!(u32::from_le_bytes(v4[8..12].try_into().expect("4")), 4);
-        assert_eq!(Manifest::decode(&v4).expect("v4"), want);
+        assert!(want.collections[0].indexes.is_empty() && want.aliases.is_empty());
+        // Written again, it is version 5 and reads back the same.
+        let v5 = want.encode();
+        assert_eq!(u32::from_le_bytes(v5[8..12].try_into().expect("4")), 5);
+        assert_eq!(Manifest::decode(&v5).expect("v5"), want);
     }
 }

@@ -622,3 +622,138 @@ fn a_failed_reindex_leaves_the_segment_answering_and_is_retried() {
     assert_eq!(c.payload_schema().expect("schema")[0].2, 20);
     assert_eq!(c.count(Some(&small)).expect("count"), 5);
 }
+
+#[test]
+fn alias_changes_are_atomic_persisted_and_a_failed_publish_changes_nothing() {
+    let rig = Rig::new();
+    let e = rig.open();
+    create(&e).upsert(points(0..5, 1.0)).expect("upsert");
+    let blue = e
+        .create_collection(
+            DEFAULT_TENANT,
+            "blue",
+            CollectionConfig::new(4, Distance::Dot),
+        )
+        .expect("blue");
+    blue.upsert(points(0..2, 1.0)).expect("upsert");
+    let create_alias = |alias: &str, collection: &str| AliasAction::Create {
+        alias: alias.into(),
+        collection: collection.into(),
+    };
+    e.update_aliases(DEFAULT_TENANT, &[create_alias("prod", "c")])
+        .expect("create");
+    assert_eq!(
+        e.collection(DEFAULT_TENANT, "prod")
+            .expect("by alias")
+            .name(),
+        "c"
+    );
+    // A switch whose last action fails applies none of it.
+    let err = e
+        .update_aliases(
+            DEFAULT_TENANT,
+            &[
+                AliasAction::Delete {
+                    alias: "prod".into(),
+                },
+                create_alias("prod", "blue"),
+                create_alias("x", "missing"),
+            ],
+        )
+        .expect_err("unknown collection");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.message().contains("actions[2]"), "{err}");
+    assert_eq!(
+        e.resolve_alias(DEFAULT_TENANT, "prod").as_deref(),
+        Some("c")
+    );
+    // Names are one namespace: an alias cannot be a collection name, nor the reverse.
+    let err = e
+        .update_aliases(DEFAULT_TENANT, &[create_alias("blue", "c")])
+        .expect_err("collection name");
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    let err = e
+        .create_collection(
+            DEFAULT_TENANT,
+            "prod",
+            CollectionConfig::new(4, Distance::Dot),
+        )
+        .expect_err("alias name");
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    // The manifest write fails: the aliases stay as they were, in memory and after a crash.
+    rig.fail(FaultRule::new(FaultOp::Write, Trigger::Nth(1)).on("MANIFEST"));
+    assert!(
+        e.update_aliases(DEFAULT_TENANT, &[create_alias("prod", "blue")])
+            .is_err()
+    );
+    assert_eq!(
+        e.resolve_alias(DEFAULT_TENANT, "prod").as_deref(),
+        Some("c")
+    );
+    let e = rig.crash(e);
+    assert_eq!(
+        e.aliases(DEFAULT_TENANT),
+        vec![("prod".to_string(), "c".to_string())]
+    );
+    // The blue/green switch, then a rename; both persisted.
+    e.update_aliases(
+        DEFAULT_TENANT,
+        &[
+            AliasAction::Delete {
+                alias: "prod".into(),
+            },
+            create_alias("prod", "blue"),
+        ],
+    )
+    .expect("switch");
+    assert_eq!(
+        e.collection(DEFAULT_TENANT, "prod")
+            .expect("alias")
+            .count(None)
+            .expect("count"),
+        2
+    );
+    e.update_aliases(
+        DEFAULT_TENANT,
+        &[
+            AliasAction::Rename {
+                from: "prod".into(),
+                to: "live".into(),
+            },
+            create_alias("old", "c"),
+        ],
+    )
+    .expect("rename");
+    let e = rig.crash(e);
+    assert_eq!(
+        e.aliases(DEFAULT_TENANT),
+        vec![
+            ("live".to_string(), "blue".to_string()),
+            ("old".to_string(), "c".to_string())
+        ]
+    );
+    assert!(e.aliases("other").is_empty(), "aliases are per tenant");
+    assert!(e.collection("other", "live").is_err());
+    // Dropping a collection drops its aliases, durably.
+    e.delete_collection(DEFAULT_TENANT, "blue").expect("drop");
+    assert_eq!(
+        e.aliases(DEFAULT_TENANT),
+        vec![("old".to_string(), "c".to_string())]
+    );
+    let e = rig.crash(e);
+    assert_eq!(
+        e.aliases(DEFAULT_TENANT),
+        vec![("old".to_string(), "c".to_string())]
+    );
+    assert!(e.collection(DEFAULT_TENANT, "live").is_err());
+    let err = e
+        .update_aliases(
+            DEFAULT_TENANT,
+            &[AliasAction::Rename {
+                from: "nope".into(),
+                to: "x".into(),
+            }],
+        )
+        .expect_err("unknown alias");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}

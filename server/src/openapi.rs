@@ -152,6 +152,14 @@ fn schemas() -> Value {
         "type": "object", "minProperties": 1, "maxProperties": 1, "properties": {
             "upsert": r("UpsertPoints"), "delete": r("PointsSelector"), "set_payload": r("SetPayload"), "overwrite_payload": r("SetPayload"),
             "delete_payload": r("DeletePayload"), "clear_payload": r("PointsSelector"), "update_vectors": r("UpdateVectors"), "delete_vectors": r("DeleteVectors")}}}}});
+    let alias_name = json!({"type": "string", "minLength": 1, "maxLength": 255});
+    all["ChangeAliases"] = json!({"type": "object", "required": ["actions"], "properties": {"actions": {"type": "array", "items": {
+        "type": "object", "minProperties": 1, "maxProperties": 1, "properties": {
+            "create_alias": {"type": "object", "required": ["collection_name", "alias_name"], "properties": {"collection_name": {"type": "string"}, "alias_name": alias_name}},
+            "delete_alias": {"type": "object", "required": ["alias_name"], "properties": {"alias_name": {"type": "string"}}},
+            "rename_alias": {"type": "object", "required": ["old_alias_name", "new_alias_name"], "properties": {"old_alias_name": {"type": "string"}, "new_alias_name": alias_name}}}}}}});
+    all["AliasList"] = json!({"type": "object", "required": ["aliases"], "properties": {"aliases": {"type": "array", "items": {
+        "type": "object", "required": ["alias_name", "collection_name"], "properties": {"alias_name": {"type": "string"}, "collection_name": {"type": "string"}}}}}});
     all["Tier"] = tier;
     all["TiersReport"] = tiers_report;
     all["TierHintRequest"] = tier_hint_request;
@@ -185,6 +193,19 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>, Value, bo
             r("CollectionsList"),
             true,
         ),
+        ("POST", "/collections/aliases") => (
+            "Create, delete or rename aliases, all or nothing (access m)",
+            Some(r("ChangeAliases")),
+            json!({"type": "boolean"}),
+            true,
+        ),
+        ("GET", "/aliases") if path == "/aliases" => (
+            "Aliases of the collections the caller may read",
+            None,
+            r("AliasList"),
+            true,
+        ),
+        ("GET", "/aliases") => ("Aliases of the collection", None, r("AliasList"), true),
         ("PUT", "") => (
             "Create a collection (access m)",
             Some(r("CreateCollection")),

@@ -53,9 +53,10 @@ impl AppState {
         c: &str,
         dl: &ReqDeadline,
     ) -> Result<CollectionHandle, ApiError> {
-        if !caller.0.can_read(c) {
+        let target = self.target(caller, c);
+        if !caller.0.can_read(&target) {
             return Err(ApiError::forbidden(format!(
-                "the token does not grant read access to collection {c:?}"
+                "the token does not grant read access to collection {target:?}"
             )));
         }
         Ok(self.lookup(caller, c)?.with_deadline(dl.get()))
@@ -67,12 +68,20 @@ impl AppState {
         c: &str,
         dl: &ReqDeadline,
     ) -> Result<CollectionHandle, ApiError> {
-        if !caller.0.can_write(c) {
+        let target = self.target(caller, c);
+        if !caller.0.can_write(&target) {
             return Err(ApiError::forbidden(format!(
-                "the token does not grant write access to collection {c:?}"
+                "the token does not grant write access to collection {target:?}"
             )));
         }
         Ok(self.lookup(caller, c)?.with_deadline(dl.get()))
+    }
+    /// The collection `c` names: itself, or the collection it is an alias of (rights are
+    /// checked on the collection, never on an alias).
+    pub(crate) fn target(&self, caller: &Caller, c: &str) -> String {
+        self.engine
+            .resolve_alias(&caller.0.tenant, c)
+            .unwrap_or_else(|| c.to_string())
     }
     pub(crate) fn lookup(&self, caller: &Caller, c: &str) -> Result<CollectionHandle, ApiError> {
         self.engine
@@ -460,9 +469,10 @@ pub(crate) async fn collection_exists(
     Path(c): Path<String>,
 ) -> ApiResult {
     let started = Instant::now();
-    if !caller.0.can_read(&c) {
+    let target = st.target(&caller, &c);
+    if !caller.0.can_read(&target) {
         return Err(ApiError::forbidden(format!(
-            "the token does not grant read access to collection {c:?}"
+            "the token does not grant read access to collection {target:?}"
         )));
     }
     let exists = st.engine.collection(&caller.0.tenant, &c).is_ok();

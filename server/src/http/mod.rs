@@ -13,6 +13,7 @@
 //! write that reached the WAL before the deadline completes and answers 200.
 
 pub(crate) mod aggregate;
+pub(crate) mod aliases;
 pub(crate) mod handlers;
 pub(crate) mod parse;
 pub(crate) mod updates;
@@ -260,6 +261,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("GET", "/openapi.json"),
     ("GET", "/collections"),
+    ("POST", "/collections/aliases"),
+    ("GET", "/aliases"),
+    ("GET", "/collections/{collection_name}/aliases"),
     ("PUT", "/collections/{collection_name}"),
     ("GET", "/collections/{collection_name}"),
     ("DELETE", "/collections/{collection_name}"),
@@ -320,6 +324,9 @@ pub fn router(st: AppState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(ready))
         .route("/openapi.json", get(crate::openapi::serve))
         .route("/collections", get(h::list_collections))
+        .route("/collections/aliases", post(aliases::update_aliases))
+        .route("/aliases", get(aliases::list_aliases))
+        .route(&format!("{c}/aliases"), get(aliases::collection_aliases))
         .route(
             c,
             get(h::get_collection)
