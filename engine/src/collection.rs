@@ -47,7 +47,9 @@ pub(crate) struct Collection {
     id: u64,
     tenant: String,
     name: String,
-    config: CollectionConfig,
+    /// Changed only under the manifest lock, and only in what a change may touch (HNSW
+    /// parameters): dimensions and distances never change.
+    config: RwLock<Arc<CollectionConfig>>,
     created_lsn: Lsn,
     /// Writers hold it shared from WAL append to memtable apply; sealing holds it exclusively,
     /// so a sealed memtable holds every record up to the LSN read at the seal.
@@ -97,7 +99,7 @@ impl Collection {
             id: e.id,
             tenant: e.tenant.clone(),
             name: e.name.clone(),
-            config: e.config.clone(),
+            config: RwLock::new(Arc::new(e.config.clone())),
             created_lsn: e.created_lsn,
             gate: RwLock::new(()),
             mem: RwLock::new(Memtable::new(&dims(&e.config))),
@@ -120,12 +122,17 @@ impl Collection {
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
-    pub(crate) fn config(&self) -> &CollectionConfig {
-        &self.config
+    pub(crate) fn config(&self) -> Arc<CollectionConfig> {
+        Arc::clone(&read(&self.config))
+    }
+
+    /// Replaces the configuration (the next publish carries it, hence the manifest lock).
+    pub(crate) fn set_config(&self, _proof: &ManifestLock<'_>, next: CollectionConfig) {
+        *write(&self.config) = Arc::new(next);
     }
     /// The distance of vector space `space`.
     pub(crate) fn metric(&self, space: usize) -> Distance {
-        self.config.params(space).distance
+        self.config().params(space).distance
     }
     pub(crate) fn flushed_lsn(&self) -> Lsn {
         self.flushed_lsn.load(Ordering::Acquire)
@@ -211,7 +218,7 @@ impl Collection {
             id: self.id,
             tenant: self.tenant.clone(),
             name: self.name.clone(),
-            config: self.config.clone(),
+            config: self.config().as_ref().clone(),
             created_lsn: self.created_lsn,
             flushed_lsn: self.flushed_lsn(),
             hint: self.hint(),
@@ -236,14 +243,15 @@ impl Collection {
     /// from disk is not trusted to fit.
     pub(crate) fn check_op(&self, op: &WalOp) -> Result<()> {
         if let WalOp::Upsert(points) = op {
+            let config = self.config();
             for p in points {
                 for (space, v) in &p.vectors {
-                    let Some((name, params)) = self.config.vectors.get(*space as usize) else {
+                    let Some((name, params)) = config.vectors.get(*space as usize) else {
                         return Err(Error::corruption(format!(
                             "record for collection {:?} holds point {} with a vector in space {space}; the collection has {}",
                             self.name,
                             p.id,
-                            self.config.vectors.len()
+                            config.vectors.len()
                         )));
                     };
                     let dim = params.dim as usize;
@@ -303,7 +311,7 @@ impl Collection {
             let seal_lsn = inner.wal().last_lsn();
             let id = inner.new_segment_id();
             let bytes =
-                encode(&mem.segment_input(id, self.id, &self.config, (*self.indexes()).clone()));
+                encode(&mem.segment_input(id, self.id, &self.config(), (*self.indexes()).clone()));
             let data = SegmentData::open(Blob::from_bytes(&bytes), Verify::HeaderOnly)
                 .map_err(|e| Error::corruption(format!("freshly encoded segment rejected: {e}")))?;
             drop(bytes);
@@ -312,7 +320,7 @@ impl Collection {
             let mut next = (**list).clone();
             next.push(Arc::clone(&seg));
             *list = Arc::new(next);
-            *mem = Memtable::new(&dims(&self.config));
+            *mem = Memtable::new(&dims(&self.config()));
             Ok(Some((seg, seal_lsn)))
         })
     }

@@ -84,7 +84,7 @@ impl CollectionHandle {
 
     /// Its configuration.
     pub fn config(&self) -> CollectionConfig {
-        self.coll.config().clone()
+        self.coll.config().as_ref().clone()
     }
 
     fn check_live(&self) -> Result<()> {
@@ -381,7 +381,7 @@ impl CollectionHandle {
         unique
             .iter()
             .filter_map(|id| by_id.get(id))
-            .map(|f| f.record(with_payload, with_vector, self.coll.config()))
+            .map(|f| f.record(with_payload, with_vector, &self.coll.config()))
             .collect()
     }
 
@@ -412,7 +412,7 @@ impl CollectionHandle {
         self.inner.load_rows(&mut rows, self.coll.hint(), wp, wv)?;
         let points = rows
             .iter()
-            .map(|f| f.record(wp, wv, self.coll.config()))
+            .map(|f| f.record(wp, wv, &self.coll.config()))
             .collect::<Result<_>>()?;
         Ok(ScrollPage {
             points,
@@ -749,7 +749,7 @@ impl CollectionHandle {
                     version: f.version,
                     score,
                     payload,
-                    vectors: vectors.map(|v| named(config, v)),
+                    vectors: vectors.map(|v| named(&config, v)),
                 })
             })
             .collect::<Result<_>>()?;
@@ -783,6 +783,45 @@ impl CollectionHandle {
             Ok(next)
         })?;
         Ok(found)
+    }
+
+    /// Changes HNSW build parameters (Qdrant's collection update): each update applies to one
+    /// named vector, or to all when `vector` is `None`, in order; all or nothing, persisted in
+    /// the manifest before this returns. Graphs built from then on (compaction) use them;
+    /// existing graphs keep theirs until their segments are compacted again, and `ef_construct`
+    /// is the default search `ef` at once.
+    pub fn update_hnsw(&self, updates: &[HnswUpdate]) -> Result<()> {
+        self.inner.check_writable()?;
+        let m = self.inner.lock_manifest();
+        self.check_live()?;
+        let old = self.coll.config();
+        let mut next = old.as_ref().clone();
+        for u in updates {
+            let targets: Vec<usize> = match &u.vector {
+                None => (0..next.vectors.len()).collect(),
+                Some(name) => vec![next.space_or_err(name, &format!("vectors.{name}"))?],
+            };
+            for i in targets {
+                let h = &mut next.vectors[i].1.hnsw;
+                if let Some(x) = u.m {
+                    h.m = x;
+                }
+                if let Some(x) = u.ef_construct {
+                    h.ef_construct = x;
+                }
+            }
+        }
+        next.validate()?;
+        if next == *old {
+            return Ok(());
+        }
+        let mut m = m;
+        self.coll.set_config(&m, next);
+        if let Err(e) = m.publish(ManifestChange::None) {
+            self.coll.set_config(&m, old.as_ref().clone());
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn change_indexes(
@@ -841,7 +880,7 @@ impl CollectionHandle {
         let (mem_points, mem_bytes, _) = self.coll.memtable_stats();
         Ok(CollectionInfo {
             name: self.coll.name().to_string(),
-            config: self.coll.config().clone(),
+            config: self.coll.config().as_ref().clone(),
             points: self.count(None)?,
             segments: segs.len() as u64,
             indexed_segments: segs.iter().filter(|s| s.meta.indexed()).count() as u64,

@@ -90,9 +90,9 @@ pub use strata_tiering::SplitMix64;
 pub use strata_tiering::policy::Hint as TierHint;
 pub use types::{
     ColdReads, CollectionConfig, CollectionInfo, Distance, FacetHit, FacetRequest, GroupRequest,
-    HnswConfig, Lsn, MAX_DIM, MAX_VECTOR_NAME, MAX_VECTORS, Payload, PointGroup, PointId,
-    PointInput, Record, ScoredPoint, ScrollPage, ScrollRequest, SearchReport, SearchRequest,
-    VectorParams, Vectors, parse_named_vectors, parse_vector, validate_name,
+    HnswConfig, HnswUpdate, Lsn, MAX_DIM, MAX_VECTOR_NAME, MAX_VECTORS, Payload, PointGroup,
+    PointId, PointInput, Record, ScoredPoint, ScrollPage, ScrollRequest, SearchReport,
+    SearchRequest, VectorParams, Vectors, parse_named_vectors, parse_vector, validate_name,
 };
 pub use wal::{
     AckMode, LocalWal, LocalWalOptions, MAX_RECORD_BYTES, ReplayStats, ReplayVisitor, Wal,

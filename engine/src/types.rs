@@ -626,6 +626,17 @@ pub struct PointGroup {
     pub hits: Vec<ScoredPoint>,
 }
 
+/// A change of HNSW build parameters (see `CollectionHandle::update_hnsw`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HnswUpdate {
+    /// The named vector it applies to; `None`: every vector.
+    pub vector: Option<String>,
+    /// New `m`, if given.
+    pub m: Option<u32>,
+    /// New `ef_construct`, if given.
+    pub ef_construct: Option<u32>,
+}
+
 /// Statistics of a collection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CollectionInfo {

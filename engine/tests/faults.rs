@@ -757,3 +757,63 @@ fn alias_changes_are_atomic_persisted_and_a_failed_publish_changes_nothing() {
         .expect_err("unknown alias");
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
+
+#[test]
+fn hnsw_updates_are_persisted_validated_and_a_failed_publish_changes_nothing() {
+    let rig = Rig::new();
+    let e = rig.open();
+    let c = create(&e);
+    c.upsert(points(0..40, 1.0)).expect("upsert");
+    let hnsw = |c: &CollectionHandle| c.config().vectors[0].1.hnsw;
+    c.update_hnsw(&[HnswUpdate {
+        vector: None,
+        m: Some(8),
+        ef_construct: Some(40),
+    }])
+    .expect("update");
+    assert_eq!((hnsw(&c).m, hnsw(&c).ef_construct), (8, 40));
+    // Out of range or an unknown vector: refused by name, nothing changed.
+    let err = c
+        .update_hnsw(&[HnswUpdate {
+            vector: None,
+            m: Some(2),
+            ef_construct: None,
+        }])
+        .expect_err("m too small");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    let err = c
+        .update_hnsw(&[
+            HnswUpdate {
+                vector: None,
+                m: Some(12),
+                ef_construct: None,
+            },
+            HnswUpdate {
+                vector: Some("nope".into()),
+                m: Some(8),
+                ef_construct: None,
+            },
+        ])
+        .expect_err("unknown vector");
+    assert!(err.message().contains("nope"), "{err}");
+    assert_eq!(hnsw(&c).m, 8);
+    rig.fail(FaultRule::new(FaultOp::Write, Trigger::Nth(1)).on("MANIFEST"));
+    assert!(
+        c.update_hnsw(&[HnswUpdate {
+            vector: None,
+            m: Some(24),
+            ef_construct: None
+        }])
+        .is_err()
+    );
+    assert_eq!(hnsw(&c).m, 8);
+    let e = rig.crash(e);
+    let c = coll(&e);
+    assert_eq!((hnsw(&c).m, hnsw(&c).ef_construct), (8, 40));
+    // Flush and compaction under the new parameters lose nothing.
+    c.flush().expect("flush");
+    c.compact().expect("compact");
+    assert_all(&c, 0..40, 1.0);
+    let e = rig.crash(e);
+    assert_all(&coll(&e), 0..40, 1.0);
+}

@@ -160,6 +160,10 @@ fn schemas() -> Value {
             "rename_alias": {"type": "object", "required": ["old_alias_name", "new_alias_name"], "properties": {"old_alias_name": {"type": "string"}, "new_alias_name": alias_name}}}}}}});
     all["AliasList"] = json!({"type": "object", "required": ["aliases"], "properties": {"aliases": {"type": "array", "items": {
         "type": "object", "required": ["alias_name", "collection_name"], "properties": {"alias_name": {"type": "string"}, "collection_name": {"type": "string"}}}}}});
+    all["UpdateCollection"] = json!({"type": "object", "properties": {"hnsw_config": r("HnswConfig"),
+        "vectors": {"type": "object", "additionalProperties": {"type": "object", "properties": {"hnsw_config": r("HnswConfig"), "on_disk": {"type": "boolean"}}}},
+        "optimizers_config": {"type": "object"}, "params": {"type": "object"}, "strict_mode_config": {"type": "object"}, "metadata": {"type": "object"},
+        "sparse_vectors": {"type": "object", "maxProperties": 0}}});
     all["Tier"] = tier;
     all["TiersReport"] = tiers_report;
     all["TierHintRequest"] = tier_hint_request;
@@ -206,6 +210,12 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>, Value, bo
             true,
         ),
         ("GET", "/aliases") => ("Aliases of the collection", None, r("AliasList"), true),
+        ("PATCH", "") => (
+            "Change HNSW parameters, collection-wide or per vector (access m); graphs built from then on use them",
+            Some(r("UpdateCollection")),
+            json!({"type": "boolean"}),
+            true,
+        ),
         ("PUT", "") => (
             "Create a collection (access m)",
             Some(r("CreateCollection")),

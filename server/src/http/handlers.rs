@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use strata_engine::{
     CollectionConfig, CollectionHandle, CollectionInfo, Distance, FieldType, Filter, HnswConfig,
-    Mmr, PointId, PointInput, Record, ScoredPoint, ScrollRequest, SearchRequest, VectorParams,
-    Vectors,
+    HnswUpdate, Mmr, PointId, PointInput, Record, ScoredPoint, ScrollRequest, SearchRequest,
+    VectorParams, Vectors,
 };
 
 use super::parse::{self, Obj, PayloadSelector};
@@ -352,6 +352,107 @@ fn vector_params(v: &Obj, at: &str, top_hnsw: Option<&Obj>) -> Result<VectorPara
         distance,
         hnsw,
     })
+}
+
+/// The HNSW fields a `hnsw_config` object at `at` changes (the others are type-checked).
+fn hnsw_update(h: &Obj, at: &str, vector: Option<String>) -> Result<HnswUpdate, ApiError> {
+    parse::check_fields(
+        h,
+        at,
+        &[
+            "m",
+            "ef_construct",
+            "full_scan_threshold",
+            "max_indexing_threads",
+            "on_disk",
+            "payload_m",
+        ],
+        &[],
+    )?;
+    let clamp = |x: usize| x.min(u32::MAX as usize) as u32;
+    Ok(HnswUpdate {
+        vector,
+        m: parse::usize_field(h, "m", at)?.map(clamp),
+        ef_construct: parse::usize_field(h, "ef_construct", at)?.map(clamp),
+    })
+}
+
+/// `PATCH /collections/{c}`: HNSW parameters, collection-wide (`hnsw_config`) and per vector
+/// (`vectors.{name}.hnsw_config`); the options create accepts without effect are accepted
+/// here too; quantization and non-empty sparse vectors are 501.
+pub(crate) async fn update_collection(
+    State(st): State<AppState>,
+    caller: Caller,
+    dl: ReqDeadline,
+    Path(c): Path<String>,
+    _q: Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    st.manager(&caller)?;
+    let h = st.writable(&caller, &c, &dl)?;
+    let b = parse::body(&body)?;
+    parse::check_fields(
+        &b,
+        "",
+        &[
+            "vectors",
+            "hnsw_config",
+            "optimizers_config",
+            "params",
+            "strict_mode_config",
+            "metadata",
+            "sparse_vectors",
+        ],
+        &["quantization_config"],
+    )?;
+    if let Some(sv) = parse::obj_field(&b, "sparse_vectors", "")?
+        && !sv.is_empty()
+    {
+        return Err(ApiError::unsupported("sparse_vectors"));
+    }
+    for k in [
+        "optimizers_config",
+        "params",
+        "strict_mode_config",
+        "metadata",
+    ] {
+        parse::obj_field(&b, k, "")?;
+    }
+    let mut updates = Vec::new();
+    if let Some(hc) = parse::obj_field(&b, "hnsw_config", "")? {
+        updates.push(hnsw_update(hc, "hnsw_config.", None)?);
+    }
+    if let Some(v) = parse::obj_field(&b, "vectors", "")? {
+        for (name, p) in v {
+            let at = format!("vectors.{name}.");
+            let p = p
+                .as_object()
+                .ok_or_else(|| ApiError::invalid(format!("{at}: expected an object, got {p}")))?;
+            parse::check_fields(
+                p,
+                &at,
+                &["hnsw_config", "on_disk"],
+                &["quantization_config"],
+            )?;
+            parse::bool_field(p, "on_disk", &at)?;
+            if let Some(hc) = parse::obj_field(p, "hnsw_config", &at)? {
+                updates.push(hnsw_update(
+                    hc,
+                    &format!("{at}hnsw_config."),
+                    Some(name.clone()),
+                )?);
+            } else {
+                // Still names an unknown vector.
+                updates.push(HnswUpdate {
+                    vector: Some(name.clone()),
+                    ..HnswUpdate::default()
+                });
+            }
+        }
+    }
+    blocking(move || h.update_hnsw(&updates).map_err(ApiError::from)).await?;
+    ok(started, json!(true))
 }
 
 pub(crate) async fn get_collection(

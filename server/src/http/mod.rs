@@ -267,6 +267,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/collections/{collection_name}"),
     ("GET", "/collections/{collection_name}"),
     ("DELETE", "/collections/{collection_name}"),
+    ("PATCH", "/collections/{collection_name}"),
     ("GET", "/collections/{collection_name}/exists"),
     ("PUT", "/collections/{collection_name}/index"),
     (
@@ -331,6 +332,7 @@ pub fn router(st: AppState, max_body_bytes: usize) -> Router {
             c,
             get(h::get_collection)
                 .put(h::create_collection)
+                .patch(h::update_collection)
                 .delete(h::delete_collection),
         )
         .route(&format!("{c}/exists"), get(h::collection_exists))

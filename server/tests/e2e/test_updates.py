@@ -92,3 +92,24 @@ def test_batch_update_points(server):
                                                         {"update_vectors": {"points": [{"id": 555, "vector": {"a": [1.0, 1.0]}}]}}]})
     assert r.status_code == 404 and "operations 0..1 of 2 were applied" in r.json()["status"]["error"], r.text
     assert client.count("batch").count == 8
+
+
+def test_update_collection_changes_hnsw_parameters(server):
+    client = QdrantClient(url=server.http, api_key=server.admin_token)
+    make(client, "patch")
+    assert client.update_collection("patch", hnsw_config=models.HnswConfigDiff(m=8, ef_construct=64),
+                                    optimizers_config=models.OptimizersConfigDiff(indexing_threshold=1000))
+    vecs = client.get_collection("patch").config.params.vectors
+    assert (vecs["a"].hnsw_config.m, vecs["b"].hnsw_config.ef_construct) == (8, 64)
+    assert client.update_collection("patch", vectors_config={"b": models.VectorParamsDiff(hnsw_config=models.HnswConfigDiff(m=24))})
+    vecs = client.get_collection("patch").config.params.vectors
+    assert (vecs["a"].hnsw_config.m, vecs["b"].hnsw_config.m, vecs["b"].hnsw_config.ef_construct) == (8, 24, 64)
+    h = {"api-key": server.admin_token}
+    url = f"{server.http}/collections/patch"
+    for body, status, field in [({"hnsw_config": {"m": 1}}, 400, "m"), ({"vectors": {"zz": {"on_disk": True}}}, 400, "zz"),
+                                ({"quantization_config": {"scalar": {"type": "int8"}}}, 501, "quantization_config"),
+                                ({"hnsw_config": {"m": "x"}}, 400, "hnsw_config.m"), ({"bogus": 1}, 400, "bogus")]:
+        r = httpx.patch(url, headers=h, json=body)
+        assert r.status_code == status and field in r.json()["status"]["error"], (body, r.text)
+    assert client.get_collection("patch").config.params.vectors["b"].hnsw_config.m == 24
+    assert httpx.patch(f"{server.http}/collections/nope", headers=h, json={}).status_code == 404
