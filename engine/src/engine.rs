@@ -32,6 +32,7 @@
 //! held; segment swaps need the manifest lock as an argument ([`ManifestLock`]).
 
 mod aliases;
+mod snapshots;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -54,6 +55,7 @@ use crate::segment::{Body, Segment, SegmentData, SegmentMeta, Verify, VerifyErro
 use crate::types::{CollectionConfig, Lsn, PointId, validate_name};
 use crate::wal::{LocalWal, LocalWalOptions, Wal};
 pub use aliases::AliasAction;
+pub use snapshots::SnapshotInfo;
 
 /// What start-up found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -152,6 +154,8 @@ pub(crate) enum ManifestChange<'a> {
     Remove(u64),
     /// A new alias map (aliases of collections not in the catalog are dropped at every publish).
     Aliases(&'a Aliases),
+    /// Collection `0` (an id; absent is fine) is replaced by a new one (a restored snapshot).
+    Replace(u64, &'a Arc<Collection>),
 }
 
 pub(crate) struct Inner {
@@ -673,6 +677,10 @@ impl ManifestLock<'_> {
         match change {
             ManifestChange::Add(c) => colls.push(Arc::clone(c)),
             ManifestChange::Remove(id) => colls.retain(|c| c.id() != id),
+            ManifestChange::Replace(id, c) => {
+                colls.retain(|x| x.id() != id);
+                colls.push(Arc::clone(c));
+            }
             ManifestChange::None | ManifestChange::Aliases(_) => {}
         }
         // A dropped collection's aliases go with it.

@@ -74,7 +74,7 @@ mod wal;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deadline::Deadline;
-pub use engine::{AliasAction, Engine, EngineStats, Health, RecoveryReport};
+pub use engine::{AliasAction, Engine, EngineStats, Health, RecoveryReport, SnapshotInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use filter::Filter;
 pub use groups::MAX_GROUP_SIZE;

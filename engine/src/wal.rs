@@ -74,6 +74,19 @@ pub trait Wal: Send + Sync + std::fmt::Debug {
     /// Drops records none of whose streams still need them: a record of `stream` is needed
     /// while `needed(stream, lsn)` is true. Returns how many units (files) were released.
     fn release(&self, needed: &dyn Fn(u64, Lsn) -> bool) -> Result<usize>;
+    /// Numbers the next record after `lsn` if it would be numbered lower (no-op otherwise),
+    /// durably: after a crash the log still numbers above `lsn` (restoring a snapshot whose
+    /// versions are ahead of this log needs it). Logs that cannot skip answer
+    /// [`crate::ErrorKind::Unimplemented`].
+    fn skip_to(&self, lsn: Lsn) -> Result<()> {
+        if lsn <= self.last_lsn() {
+            return Ok(());
+        }
+        Err(Error::new(
+            crate::error::ErrorKind::Unimplemented,
+            "this write-ahead log cannot skip LSNs",
+        ))
+    }
     /// False once a failure made the log refuse appends until restart.
     fn is_healthy(&self) -> bool {
         true
@@ -620,6 +633,26 @@ impl Wal for LocalWal {
         s.next_lsn += 1;
         self.last.store(lsn, Ordering::Release);
         Ok(lsn)
+    }
+
+    fn skip_to(&self, lsn: Lsn) -> Result<()> {
+        self.check_poisoned()?;
+        let mut guard = lock(&self.state);
+        let s = &mut *guard;
+        if s.next_lsn > lsn {
+            return Ok(());
+        }
+        // A file's LSNs are contiguous: start a new file at lsn + 1 (the current one is fsynced
+        // first). Until a record lands in it, the manifest's last LSN (published right after
+        // by the caller) is what keeps numbering above `lsn` across a crash.
+        let before = s.next_lsn;
+        s.next_lsn = lsn + 1;
+        if let Err(e) = self.rotate(s) {
+            s.next_lsn = before;
+            return Err(e);
+        }
+        self.last.store(lsn, Ordering::Release);
+        Ok(())
     }
 
     fn sync(&self, lsn: Lsn) -> Result<()> {

@@ -817,3 +817,43 @@ fn hnsw_updates_are_persisted_validated_and_a_failed_publish_changes_nothing() {
     let e = rig.crash(e);
     assert_all(&coll(&e), 0..40, 1.0);
 }
+
+#[test]
+fn a_failed_snapshot_restore_changes_nothing_and_a_restored_one_numbers_above_it_after_a_crash() {
+    let rig = Rig::new();
+    let e = rig.open();
+    let c = create(&e);
+    // Many writes: the snapshot's versions are well ahead of a fresh node's log.
+    for i in 0..30 {
+        c.upsert(points(i..i + 1, 1.0)).expect("upsert");
+    }
+    let snap = e.create_snapshot(DEFAULT_TENANT, "c").expect("snapshot");
+    let bytes = e
+        .snapshot_bytes(DEFAULT_TENANT, "c", &snap.name)
+        .expect("bytes")
+        .as_bytes()
+        .to_vec();
+    c.upsert(points(0..30, 2.0)).expect("newer");
+    // The manifest write of the restore fails: the collection keeps its newer data.
+    rig.fail(FaultRule::new(FaultOp::Write, Trigger::Nth(1)).on("MANIFEST"));
+    assert!(
+        e.recover_snapshot(DEFAULT_TENANT, "c", &bytes, None)
+            .is_err()
+    );
+    let e = rig.crash(e);
+    assert_all(&coll(&e), 0..30, 2.0);
+    // Restored into a node whose log is behind, then a crash before any write: new writes
+    // still number above every restored version.
+    let fresh = Rig::new();
+    let f = fresh.open();
+    f.recover_snapshot(DEFAULT_TENANT, "c", &bytes, Some(&snap.checksum))
+        .expect("restore");
+    let max = coll(&f).get(&[PointId::Num(0)], false, false).expect("get")[0].version;
+    let f = fresh.crash(f);
+    assert_all(&coll(&f), 0..30, 1.0);
+    let v = coll(&f).upsert(points(0..1, 3.0)).expect("write");
+    assert!(v > max, "{v} > {max}");
+    let f = fresh.crash(f);
+    assert_all(&coll(&f), 0..1, 3.0);
+    assert_all(&coll(&f), 1..30, 1.0);
+}

@@ -164,6 +164,10 @@ fn schemas() -> Value {
         "vectors": {"type": "object", "additionalProperties": {"type": "object", "properties": {"hnsw_config": r("HnswConfig"), "on_disk": {"type": "boolean"}}}},
         "optimizers_config": {"type": "object"}, "params": {"type": "object"}, "strict_mode_config": {"type": "object"}, "metadata": {"type": "object"},
         "sparse_vectors": {"type": "object", "maxProperties": 0}}});
+    all["SnapshotDescription"] = json!({"type": "object", "required": ["name", "size"], "properties": {"name": {"type": "string"},
+        "creation_time": {"type": "string", "description": "UTC, YYYY-MM-DDTHH:MM:SS"}, "size": {"type": "integer"}, "checksum": {"type": "string", "description": "SHA-256, hex"}}});
+    all["SnapshotRecover"] = json!({"type": "object", "required": ["location"], "properties": {"location": {"type": "string"},
+        "checksum": {"type": "string"}, "priority": {"type": "string"}, "api_key": {"type": "string"}}});
     all["Tier"] = tier;
     all["TiersReport"] = tiers_report;
     all["TierHintRequest"] = tier_hint_request;
@@ -357,6 +361,42 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>, Value, bo
             r("CountResult"),
             true,
         ),
+        ("POST", "/snapshots") => (
+            "Snapshot the collection: flush, then copy its manifest entry and segments into one archive (access m)",
+            None,
+            r("SnapshotDescription"),
+            true,
+        ),
+        ("GET", "/snapshots") => (
+            "The collection's snapshots",
+            None,
+            arr(r("SnapshotDescription")),
+            true,
+        ),
+        ("PUT", "/snapshots/recover") => (
+            "Create or replace the collection from a snapshot at a file:// (inside the data directory's snapshots/) or http:// location (access m)",
+            Some(r("SnapshotRecover")),
+            json!({"type": "boolean"}),
+            true,
+        ),
+        ("POST", "/snapshots/upload") => (
+            "Not served: answers 501 (use recover with a location)",
+            None,
+            json!({"type": "boolean"}),
+            true,
+        ),
+        ("GET", "/snapshots/{snapshot_name}") => (
+            "Download a snapshot archive (application/octet-stream)",
+            None,
+            json!({"type": "string", "format": "binary"}),
+            true,
+        ),
+        ("DELETE", "/snapshots/{snapshot_name}") => (
+            "Delete a snapshot (404 if absent; access m)",
+            None,
+            json!({"type": "boolean"}),
+            true,
+        ),
         ("GET", "/v1/tiers") => (
             "Strata extension (access m): segments, bytes, budgets, hits, misses and moves per tier; cold store status; each collection's hint",
             None,
@@ -405,9 +445,20 @@ pub fn document() -> Value {
             *path,
             "/health" | "/healthz" | "/livez" | "/health/ready" | "/readyz" | "/openapi.json"
         );
-        let ok_schema = if plain { result } else { envelope(result) };
+        let binary = *method == "GET" && path.ends_with("/snapshots/{snapshot_name}");
+        let ok_schema = if plain || binary {
+            result
+        } else {
+            envelope(result)
+        };
         let err = json!({"description": "Error", "content": {"application/json": {"schema": r("ErrorResponse")}}});
-        let mut responses = json!({"200": {"description": "Success", "content": {"application/json": {"schema": ok_schema}}}});
+        let media = if binary {
+            "application/octet-stream"
+        } else {
+            "application/json"
+        };
+        let mut responses =
+            json!({"200": {"description": "Success", "content": {media: {"schema": ok_schema}}}});
         if authed {
             for code in ["400", "401", "403", "404", "413", "501", "503"] {
                 responses[code] = err.clone();

@@ -486,6 +486,22 @@ impl Layout {
         Ok(layout)
     }
 
+    /// Gives a segment file (any version, checked first) another segment id and collection
+    /// id, updating the header checksum: how a restored snapshot's segments join this data
+    /// directory.
+    pub(crate) fn renumber(
+        b: &mut [u8],
+        segment_id: u64,
+        collection_id: u64,
+    ) -> Result<(), DecodeError> {
+        let layout = Self::decode(b)?;
+        b[16..24].copy_from_slice(&segment_id.to_le_bytes());
+        b[24..32].copy_from_slice(&collection_id.to_le_bytes());
+        let sum = crc32c::crc32c_append(crc(&b[..124]), &b[HEADER_LEN..layout.table_end]);
+        b[124..128].copy_from_slice(&sum.to_le_bytes());
+        Ok(())
+    }
+
     fn check_crc(b: &[u8], table_end: usize) -> Result<(), DecodeError> {
         let stored = u32::from_le_bytes(b[124..128].try_into().expect("4 bytes"));
         let sum = crc32c::crc32c_append(crc(&b[..124]), &b[HEADER_LEN..table_end]);

@@ -16,6 +16,7 @@ pub(crate) mod aggregate;
 pub(crate) mod aliases;
 pub(crate) mod handlers;
 pub(crate) mod parse;
+pub(crate) mod snapshots;
 pub(crate) mod updates;
 
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub(crate) max_limit: usize,
     pub(crate) max_segment_rows: u64,
     pub(crate) timeout: Duration,
+    /// The local data directory (`file://` snapshot locations must lie in its `snapshots/`).
+    pub(crate) data_dir: std::path::PathBuf,
 }
 
 impl AppState {
@@ -62,6 +65,7 @@ impl AppState {
             max_limit: cfg.max_limit,
             max_segment_rows: 1_000_000,
             timeout: cfg.timeout(),
+            data_dir: cfg.data_dir.clone(),
         }
     }
 }
@@ -306,6 +310,18 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/collections/{collection_name}/points/search/batch"),
     ("POST", "/collections/{collection_name}/points/scroll"),
     ("POST", "/collections/{collection_name}/points/count"),
+    ("POST", "/collections/{collection_name}/snapshots"),
+    ("GET", "/collections/{collection_name}/snapshots"),
+    ("PUT", "/collections/{collection_name}/snapshots/recover"),
+    ("POST", "/collections/{collection_name}/snapshots/upload"),
+    (
+        "GET",
+        "/collections/{collection_name}/snapshots/{snapshot_name}",
+    ),
+    (
+        "DELETE",
+        "/collections/{collection_name}/snapshots/{snapshot_name}",
+    ),
     ("GET", "/v1/tiers"),
     ("PUT", "/v1/collections/{collection_name}/tier"),
 ];
@@ -383,6 +399,19 @@ pub fn router(st: AppState, max_body_bytes: usize) -> Router {
         .route(&format!("{c}/points/search/batch"), post(h::search_batch))
         .route(&format!("{c}/points/scroll"), post(h::scroll_points))
         .route(&format!("{c}/points/count"), post(h::count_points))
+        .route(
+            &format!("{c}/snapshots"),
+            post(snapshots::create).get(snapshots::list),
+        )
+        .route(
+            &format!("{c}/snapshots/recover"),
+            axum::routing::put(snapshots::recover),
+        )
+        .route(&format!("{c}/snapshots/upload"), post(snapshots::upload))
+        .route(
+            &format!("{c}/snapshots/{{snapshot_name}}"),
+            get(snapshots::download).delete(snapshots::delete),
+        )
         .route("/v1/tiers", get(h::get_tiers))
         .route(
             "/v1/collections/{collection_name}/tier",
