@@ -135,7 +135,11 @@ fn schemas() -> Value {
         for (k, v) in extra.as_object().into_iter().flatten() {
             props[k] = v.clone();
         }
-        json!({"type": "object", "description": "Give either `points` (ids) or `filter`", "required": required, "properties": props})
+        let mut o = json!({"type": "object", "description": "Give either `points` (ids) or `filter`", "properties": props});
+        if !required.is_empty() {
+            o["required"] = json!(required);
+        }
+        o
     };
     all["PointsSelector"] = with(json!({}), &[]);
     all["DeletePayload"] = with(
@@ -379,12 +383,6 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>, Value, bo
             json!({"type": "boolean"}),
             true,
         ),
-        ("POST", "/snapshots/upload") => (
-            "Not served: answers 501 (use recover with a location)",
-            None,
-            json!({"type": "boolean"}),
-            true,
-        ),
         ("GET", "/snapshots/{snapshot_name}") => (
             "Download a snapshot archive (application/octet-stream)",
             None,
@@ -428,6 +426,9 @@ pub fn document() -> Value {
         }
         if path.contains("{id}") {
             params.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": "An unsigned integer or a UUID"}));
+        }
+        if path.contains("{snapshot_name}") {
+            params.push(json!({"name": "snapshot_name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}}));
         }
         if path.contains("{field_name}") {
             params.push(json!({"name": "field_name", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The indexed payload key"}));

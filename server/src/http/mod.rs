@@ -164,12 +164,15 @@ async fn track(req: Request, next: Next) -> Response {
     if status == StatusCode::METHOD_NOT_ALLOWED {
         // axum answers a known path with another method with an empty body: give the client
         // the JSON envelope every other error has, naming what the path accepts.
-        let allow = resp
-            .headers()
-            .get(axum::http::header::ALLOW)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        // (axum adds its Allow header outside this layer: the methods come from the tables.)
+        let allow = ROUTES
+            .iter()
+            .map(|(m, p)| (*m, *p))
+            .chain(UNSUPPORTED_ROUTES.iter().map(|(m, p, _)| (*m, *p)))
+            .filter(|(_, p)| *p == route)
+            .map(|(m, _)| m)
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut fixed = ApiError::method_not_allowed(format!(
             "method {method} is not allowed on {route} (allowed: {allow})"
         ))
@@ -246,6 +249,36 @@ async fn ready(State(st): State<AppState>) -> Response {
     }
 }
 
+/// `r` answering each of [`UNSUPPORTED_ROUTES`] with its 501.
+fn with_unsupported_routes(mut r: Router<AppState>) -> Router<AppState> {
+    let mut by_path: Vec<(&str, Vec<(&str, &str)>)> = Vec::new();
+    for (m, p, what) in UNSUPPORTED_ROUTES {
+        match by_path.iter_mut().find(|(q, _)| q == p) {
+            Some((_, ms)) => ms.push((m, what)),
+            None => by_path.push((p, vec![(m, what)])),
+        }
+    }
+    for (path, methods) in by_path {
+        let mut mr = axum::routing::MethodRouter::new();
+        for (m, what) in methods {
+            let filter = match m {
+                "GET" => axum::routing::MethodFilter::GET,
+                "POST" => axum::routing::MethodFilter::POST,
+                "PUT" => axum::routing::MethodFilter::PUT,
+                "PATCH" => axum::routing::MethodFilter::PATCH,
+                _ => axum::routing::MethodFilter::DELETE,
+            };
+            let msg = format!("{what} ({m} {path})");
+            mr = mr.on(filter, move || {
+                let msg = msg.clone();
+                async move { ApiError::unsupported(&msg) }
+            });
+        }
+        r = r.route(path, mr);
+    }
+    r
+}
+
 async fn not_found(req: Request) -> ApiError {
     ApiError::not_found(format!(
         "no route for {} {}",
@@ -313,7 +346,6 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/collections/{collection_name}/snapshots"),
     ("GET", "/collections/{collection_name}/snapshots"),
     ("PUT", "/collections/{collection_name}/snapshots/recover"),
-    ("POST", "/collections/{collection_name}/snapshots/upload"),
     (
         "GET",
         "/collections/{collection_name}/snapshots/{snapshot_name}",
@@ -326,13 +358,147 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/collections/{collection_name}/tier"),
 ];
 
+/// Routes of Qdrant's REST API that Strata does not serve, with the feature each belongs to:
+/// they answer a JSON 501 naming the feature and the route (an unknown path is a 404). Listed in
+/// `docs/api.md`.
+pub const UNSUPPORTED_ROUTES: &[(&str, &str, &str)] = &[
+    (
+        "GET",
+        "/telemetry",
+        "telemetry (see /metrics on the metrics port and /readyz)",
+    ),
+    (
+        "GET",
+        "/metrics",
+        "metrics on the API port (they are on the metrics port, --metrics-port)",
+    ),
+    ("GET", "/issues", "issues"),
+    ("DELETE", "/issues", "issues"),
+    ("GET", "/cluster", "cluster mode"),
+    ("GET", "/cluster/telemetry", "cluster mode"),
+    ("POST", "/cluster/recover", "cluster mode"),
+    ("DELETE", "/cluster/peer/{peer_id}", "cluster mode"),
+    ("GET", "/quotas", "quotas"),
+    ("PUT", "/quotas", "quotas"),
+    (
+        "GET",
+        "/collections/{collection_name}/cluster",
+        "cluster mode",
+    ),
+    (
+        "POST",
+        "/collections/{collection_name}/cluster",
+        "cluster mode",
+    ),
+    (
+        "PUT",
+        "/collections/{collection_name}/shards",
+        "custom sharding",
+    ),
+    (
+        "GET",
+        "/collections/{collection_name}/shards",
+        "custom sharding",
+    ),
+    (
+        "POST",
+        "/collections/{collection_name}/shards/delete",
+        "custom sharding",
+    ),
+    (
+        "PUT",
+        "/collections/{collection_name}/vectors/{vector_name}",
+        "adding a named vector to an existing collection",
+    ),
+    (
+        "DELETE",
+        "/collections/{collection_name}/vectors/{vector_name}",
+        "removing a named vector from a collection",
+    ),
+    (
+        "GET",
+        "/collections/{collection_name}/optimizations",
+        "optimization progress",
+    ),
+    (
+        "POST",
+        "/collections/{collection_name}/snapshots/upload",
+        "snapshot upload (multipart; use PUT .../snapshots/recover with a location)",
+    ),
+    (
+        "GET",
+        "/snapshots",
+        "full-storage snapshots (collection snapshots are served)",
+    ),
+    (
+        "POST",
+        "/snapshots",
+        "full-storage snapshots (collection snapshots are served)",
+    ),
+    (
+        "GET",
+        "/snapshots/{snapshot_name}",
+        "full-storage snapshots (collection snapshots are served)",
+    ),
+    (
+        "DELETE",
+        "/snapshots/{snapshot_name}",
+        "full-storage snapshots (collection snapshots are served)",
+    ),
+    (
+        "GET",
+        "/collections/{collection_name}/shards/{shard_id}/snapshot",
+        "shard snapshots",
+    ),
+    (
+        "GET",
+        "/collections/{collection_name}/shards/{shard_id}/snapshots",
+        "shard snapshots",
+    ),
+    (
+        "POST",
+        "/collections/{collection_name}/shards/{shard_id}/snapshots",
+        "shard snapshots",
+    ),
+    (
+        "POST",
+        "/collections/{collection_name}/shards/{shard_id}/snapshots/upload",
+        "shard snapshots",
+    ),
+    (
+        "PUT",
+        "/collections/{collection_name}/shards/{shard_id}/snapshots/recover",
+        "shard snapshots",
+    ),
+    (
+        "GET",
+        "/collections/{collection_name}/shards/{shard_id}/snapshots/{snapshot_name}",
+        "shard snapshots",
+    ),
+    (
+        "DELETE",
+        "/collections/{collection_name}/shards/{shard_id}/snapshots/{snapshot_name}",
+        "shard snapshots",
+    ),
+    (
+        "POST",
+        "/collections/{collection_name}/points/search/matrix/pairs",
+        "the distance matrix API",
+    ),
+    (
+        "POST",
+        "/collections/{collection_name}/points/search/matrix/offsets",
+        "the distance matrix API",
+    ),
+];
+
 /// The HTTP router. Request bodies must arrive within the request timeout; the engine work of
 /// a request is bounded by its [`ReqDeadline`].
 pub fn router(st: AppState, max_body_bytes: usize) -> Router {
     let body_timeout = st.timeout;
     use handlers as h;
     let c = "/collections/{collection_name}";
-    Router::new()
+    let routes = Router::new()
         .route("/", get(h::root))
         .route("/health", get(live))
         .route("/healthz", get(live))
@@ -407,7 +573,6 @@ pub fn router(st: AppState, max_body_bytes: usize) -> Router {
             &format!("{c}/snapshots/recover"),
             axum::routing::put(snapshots::recover),
         )
-        .route(&format!("{c}/snapshots/upload"), post(snapshots::upload))
         .route(
             &format!("{c}/snapshots/{{snapshot_name}}"),
             get(snapshots::download).delete(snapshots::delete),
@@ -416,7 +581,8 @@ pub fn router(st: AppState, max_body_bytes: usize) -> Router {
         .route(
             "/v1/collections/{collection_name}/tier",
             axum::routing::put(h::set_tier),
-        )
+        );
+    with_unsupported_routes(routes)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(

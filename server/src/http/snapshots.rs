@@ -246,10 +246,3 @@ pub(crate) async fn recover(
     .await?;
     ok(started, json!(true))
 }
-
-/// `POST /collections/{c}/snapshots/upload`: not served yet (501 naming it).
-pub(crate) async fn upload(_caller: Caller) -> ApiError {
-    ApiError::unsupported(
-        "snapshot upload (multipart); use PUT .../snapshots/recover with a location",
-    )
-}

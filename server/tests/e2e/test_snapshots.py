@@ -82,7 +82,7 @@ def test_snapshot_create_download_recover(start, tmp_path):
         assert r.status_code == status and field in r.json()["status"]["error"], (body, r.text)
     assert everything(client, "docs") == want
     r = httpx.post(f"{a.http}/collections/docs/snapshots/upload", headers=h)
-    assert r.status_code == 501 and "upload" in r.json()["status"]["error"]
+    assert r.status_code == 501 and "upload" in r.json()["status"]["error"], r.text
     ro = a.token(access="r")
     assert httpx.post(f"{a.http}/collections/docs/snapshots", headers={"authorization": f"Bearer {ro}"}).status_code == 403
     assert client.delete_snapshot("docs", snap.name)
