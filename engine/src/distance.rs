@@ -45,6 +45,16 @@ pub fn distance(metric: Distance, q: &[f32], v: &[f32]) -> f32 {
     }
 }
 
+/// Similarity as Qdrant scores example-based queries ("larger is closer"): the dot product
+/// (Cosine on normalised vectors, Dot) or the negated squared L2 distance (Euclid).
+#[inline]
+pub fn similarity(metric: Distance, q: &[f32], v: &[f32]) -> f32 {
+    match metric {
+        Distance::Cosine | Distance::Dot => dot(q, v),
+        Distance::Euclid => -l2sq(q, v),
+    }
+}
+
 /// Converts an internal distance to the score reported to users.
 #[inline]
 pub fn score(metric: Distance, d: f32) -> f32 {

@@ -112,6 +112,30 @@ impl Filter {
         f
     }
 
+    /// `filter` (or everything) restricted to the points `ids`: how prefetched candidates are
+    /// re-scored.
+    pub fn only(filter: Option<Filter>, mut ids: Vec<PointId>) -> Filter {
+        ids.sort_unstable();
+        ids.dedup();
+        let mut f = filter.unwrap_or_default();
+        f.must.push(Condition::HasId(ids));
+        f
+    }
+
+    /// Both filters (`None`: no condition).
+    pub fn both(a: Option<Filter>, b: Option<Filter>) -> Option<Filter> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(Filter {
+                must: vec![
+                    Condition::Nested(Box::new(a)),
+                    Condition::Nested(Box::new(b)),
+                ],
+                ..Filter::default()
+            }),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Parses a filter from JSON; `at` is the location used in error messages (e.g. `"filter"`).
     pub fn from_json(v: &Value, at: &str) -> Result<Filter> {
         let obj = v

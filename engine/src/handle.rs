@@ -97,6 +97,12 @@ impl CollectionHandle {
         Ok(())
     }
 
+    /// Checks a vector given for space `space` (dimension, finite components); errors name
+    /// `field`.
+    pub(crate) fn check_vector(&self, space: usize, v: &[f32], field: &str) -> Result<()> {
+        self.check_query(space, v, field)
+    }
+
     fn check_query(&self, space: usize, v: &[f32], field: &str) -> Result<()> {
         let dim = self.coll.config().params(space).dim as usize;
         if v.len() != dim {

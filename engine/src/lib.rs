@@ -36,7 +36,9 @@
 //! - `segment`: the segment file format, its zero-copy reader, the flat HNSW graph.
 //! - `manifest`: the root of recovery.
 //! - `distance`, `scan`: SIMD kernels and exact top-k.
+//! - `fusion`: RRF and DBSF fusion of ranked lists (`prefetch`).
 //! - `groups`: grouped search (`group_by`).
+//! - `recommend`: recommendation by positive and negative examples.
 //! - `mmr`: maximal-marginal-relevance re-ranking of a search's candidates.
 //! - `filter`: Qdrant-syntax payload filters.
 //! - `index`: payload index definitions (which fields, as what type).
@@ -56,6 +58,7 @@ pub mod distance;
 mod engine;
 mod error;
 mod filter;
+mod fusion;
 mod groups;
 mod handle;
 mod index;
@@ -65,6 +68,7 @@ mod memtable;
 mod mmr;
 mod options;
 mod read;
+mod recommend;
 mod record;
 pub mod scan;
 mod segment;
@@ -77,12 +81,14 @@ pub use deadline::Deadline;
 pub use engine::{AliasAction, Engine, EngineStats, Health, RecoveryReport, SnapshotInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use filter::Filter;
+pub use fusion::{DEFAULT_RRF_K, Fusion, Ranked, fuse};
 pub use groups::MAX_GROUP_SIZE;
 pub use handle::{CollectionHandle, PointEdit};
 pub use index::{FieldType, MAX_INDEX_KEY, MAX_INDEXES, PayloadIndexes};
 pub use maintenance::JobFailure;
 pub use mmr::Mmr;
 pub use options::{EngineOptions, TierOptions};
+pub use recommend::{MAX_EXAMPLES, Recommend, RecommendStrategy};
 pub use segment::Verify;
 /// The storage layer the engine persists through (re-exported for tests and embedders).
 pub use strata_tiering as storage;

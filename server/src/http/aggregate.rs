@@ -121,6 +121,12 @@ fn parse_grouped(b: &Obj, legacy: bool, max: usize) -> Result<Grouped, ApiError>
         true => parse_search(&rest, "", max)?,
         false => parse_query(&rest, "", max)?,
     };
+    if !search.prefetch.is_empty() {
+        return Err(ApiError::unsupported("prefetch with group_by"));
+    }
+    if search.recommend.is_some() {
+        return Err(ApiError::unsupported("query.recommend with group_by"));
+    }
     if search.mmr.is_some() {
         return Err(ApiError::unsupported("query.nearest.mmr with group_by"));
     }

@@ -12,9 +12,9 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use strata_engine::{
-    CollectionConfig, CollectionHandle, CollectionInfo, Distance, FieldType, Filter, HnswConfig,
-    HnswUpdate, Mmr, PointId, PointInput, Record, ScoredPoint, ScrollRequest, SearchRequest,
-    VectorParams, Vectors,
+    CollectionConfig, CollectionHandle, CollectionInfo, DEFAULT_RRF_K, Distance, FieldType, Filter,
+    Fusion, HnswConfig, HnswUpdate, Mmr, PointId, PointInput, Ranked, Recommend, RecommendStrategy,
+    Record, ScoredPoint, ScrollRequest, SearchReport, SearchRequest, VectorParams, Vectors, fuse,
 };
 
 use super::parse::{self, Obj, PayloadSelector};
@@ -859,11 +859,23 @@ fn check_limit(limit: usize, offset: usize, max: usize) -> Result<(), ApiError> 
     Ok(())
 }
 
+/// A recommendation example: a stored point (its `using` vector) or a vector.
+#[derive(Clone, Debug)]
+pub(super) enum Example {
+    Id(PointId),
+    Vector(Vec<f32>),
+}
+
 /// A parsed search, whether it came as a `query` or a legacy `search` body.
 pub(super) struct Search {
     pub(super) req: SearchRequest,
     pub(super) by_id: Option<PointId>,
     pub(super) mmr: Option<Mmr>,
+    /// A recommendation: examples (ids resolved at run time) and strategy.
+    pub(super) recommend: Option<(Vec<Example>, Vec<Example>, RecommendStrategy)>,
+    /// Sub-queries whose results this one fuses (`fusion`) or re-scores (a vector query).
+    pub(super) prefetch: Vec<Search>,
+    pub(super) fusion: Option<Fusion>,
     pub(super) sel: PayloadSelector,
     pub(super) vsel: parse::VectorSelector,
 }
@@ -921,14 +933,9 @@ pub(super) fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiEr
             "params",
             "score_threshold",
             "using",
-        ],
-        &[
             "prefetch",
-            "lookup_from",
-            "shard_key",
-            "group_by",
-            "group_size",
         ],
+        &["lookup_from", "shard_key", "group_by", "group_size"],
     )?;
     let using = match parse::get(b, "using") {
         None => String::new(),
@@ -940,7 +947,29 @@ pub(super) fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiEr
         }
     };
     let mut mmr = None;
+    let mut recommend = None;
+    let mut fusion = None;
+    let prefetch = match parse::get(b, "prefetch") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, p)| parse_prefetch(p, &format!("{at}prefetch[{i}]."), max))
+            .collect::<Result<_, _>>()?,
+        Some(p @ Value::Object(_)) => vec![parse_prefetch(p, &format!("{at}prefetch."), max)?],
+        Some(v) => {
+            return Err(ApiError::invalid(format!(
+                "{at}prefetch: expected a query object or a list of them, got {v}"
+            )));
+        }
+    };
     let (vector, by_id) = match parse::get(b, "query") {
+        None if prefetch.len() == 1 => (Vec::new(), None),
+        None if prefetch.len() > 1 => {
+            return Err(ApiError::invalid(format!(
+                "{at}query: several prefetches need a query to combine them (e.g. {{\"fusion\": \"rrf\"}})"
+            )));
+        }
         None => {
             return Err(ApiError::unsupported(&format!(
                 "{at}query: a query without a vector (use scroll)"
@@ -955,9 +984,16 @@ pub(super) fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiEr
             ),
         ),
         Some(Value::Object(o)) => {
-            let (vector, by_id, m) = parse_query_object(o, &format!("{at}query"))?;
-            mmr = m;
-            (vector, by_id)
+            let q = parse_query_object(o, &format!("{at}query"))?;
+            mmr = q.mmr;
+            recommend = q.recommend;
+            fusion = q.fusion;
+            if fusion.is_some() && prefetch.is_empty() {
+                return Err(ApiError::invalid(format!(
+                    "{at}query: fusion needs prefetch (the queries it fuses)"
+                )));
+            }
+            (q.vector, q.by_id)
         }
         Some(other) => {
             return Err(ApiError::invalid(format!(
@@ -984,6 +1020,9 @@ pub(super) fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiEr
         req,
         by_id,
         mmr,
+        recommend,
+        prefetch,
+        fusion,
         sel,
         vsel,
     })
@@ -992,16 +1031,138 @@ pub(super) fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiEr
 /// The vector or point id of `{"nearest": ..., "mmr": {...}}`; other query kinds are named in a
 /// 501 (`query.recommend`), unknown keys in a 400.
 /// MMR's `candidates_limit` is `None` when the request leaves it to the default (its limit).
-type QueryObject = (Vec<f32>, Option<PointId>, Option<(f32, Option<usize>)>);
+struct QueryObject {
+    vector: Vec<f32>,
+    by_id: Option<PointId>,
+    mmr: Option<(f32, Option<usize>)>,
+    recommend: Option<(Vec<Example>, Vec<Example>, RecommendStrategy)>,
+    fusion: Option<Fusion>,
+}
+
+/// One prefetch: a query (with `prefetch`, `using`, `filter`, `params`, `score_threshold`,
+/// `limit` — 10 by default); payloads and vectors are the outer query's.
+fn parse_prefetch(v: &Value, at: &str, max: usize) -> Result<Search, ApiError> {
+    let o = v
+        .as_object()
+        .ok_or_else(|| ApiError::invalid(format!("{at}: expected a query object, got {v}")))?;
+    parse::check_fields(
+        o,
+        at,
+        &[
+            "prefetch",
+            "query",
+            "using",
+            "filter",
+            "params",
+            "score_threshold",
+            "limit",
+        ],
+        &["lookup_from"],
+    )?;
+    parse_query(o, at, max)
+}
+
+fn parse_fusion(o: &Obj, at: &str) -> Result<Option<Fusion>, ApiError> {
+    if let Some(f) = parse::get(o, "fusion") {
+        return match f.as_str() {
+            Some("rrf") => Ok(Some(Fusion::Rrf { k: DEFAULT_RRF_K })),
+            Some("dbsf") => Ok(Some(Fusion::Dbsf)),
+            _ => Err(ApiError::invalid(format!(
+                "{at}.fusion: expected \"rrf\" or \"dbsf\", got {f}"
+            ))),
+        };
+    }
+    if let Some(r) = parse::obj_field(o, "rrf", &format!("{at}."))? {
+        let here = format!("{at}.rrf.");
+        parse::check_fields(r, &here, &["k"], &["weights"])?;
+        let k = parse::usize_field(r, "k", &here)?.unwrap_or(DEFAULT_RRF_K);
+        if k == 0 {
+            return Err(ApiError::invalid(format!("{here}k: must be at least 1")));
+        }
+        return Ok(Some(Fusion::Rrf { k }));
+    }
+    Ok(None)
+}
+
+/// A list of examples at `at`: point ids or vectors.
+fn examples(o: &Obj, key: &str, at: &str) -> Result<Vec<Example>, ApiError> {
+    match parse::get(o, key) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let here = format!("{at}{key}[{i}]");
+                match v {
+                    Value::Array(_) => Ok(Example::Vector(parse::vector(v, &here)?)),
+                    Value::Object(_) => Err(ApiError::unsupported(&format!(
+                        "{here}: a sparse or multi-vector example"
+                    ))),
+                    _ => PointId::from_json(v)
+                        .map(Example::Id)
+                        .map_err(|e| ApiError::invalid(format!("{here}: {}", e.message()))),
+                }
+            })
+            .collect(),
+        Some(v) => Err(ApiError::invalid(format!(
+            "{at}{key}: expected a list of point ids or vectors, got {v}"
+        ))),
+    }
+}
+
+fn parse_recommend(r: &Obj, at: &str) -> Result<QueryObject, ApiError> {
+    let here = format!("{at}.recommend.");
+    parse::check_fields(r, &here, &["positive", "negative", "strategy"], &[])?;
+    let strategy = match parse::get(r, "strategy") {
+        None => RecommendStrategy::AverageVector,
+        Some(Value::String(s)) => match s.as_str() {
+            "average_vector" => RecommendStrategy::AverageVector,
+            "best_score" => RecommendStrategy::BestScore,
+            "sum_scores" => RecommendStrategy::SumScores,
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "{here}strategy: expected average_vector, best_score or sum_scores, got {other:?}"
+                )));
+            }
+        },
+        Some(v) => {
+            return Err(ApiError::invalid(format!(
+                "{here}strategy: expected a string, got {v}"
+            )));
+        }
+    };
+    Ok(QueryObject {
+        vector: Vec::new(),
+        by_id: None,
+        mmr: None,
+        recommend: Some((
+            examples(r, "positive", &here)?,
+            examples(r, "negative", &here)?,
+            strategy,
+        )),
+        fusion: None,
+    })
+}
 
 fn parse_query_object(o: &Obj, at: &str) -> Result<QueryObject, ApiError> {
+    if let Some(f) = parse_fusion(o, at)? {
+        parse::check_fields(o, &format!("{at}."), &["fusion", "rrf"], &[])?;
+        return Ok(QueryObject {
+            vector: Vec::new(),
+            by_id: None,
+            mmr: None,
+            recommend: None,
+            fusion: Some(f),
+        });
+    }
+    if let Some(r) = parse::obj_field(o, "recommend", &format!("{at}."))? {
+        parse::check_fields(o, &format!("{at}."), &["recommend"], &[])?;
+        return parse_recommend(r, at);
+    }
     const UNSUPPORTED: &[&str] = &[
-        "recommend",
         "discover",
         "context",
         "order_by",
-        "fusion",
-        "rrf",
         "formula",
         "sample",
         "relevance_feedback",
@@ -1039,7 +1200,13 @@ fn parse_query_object(o: &Obj, at: &str) -> Result<QueryObject, ApiError> {
             ))
         }
     };
-    Ok((vector, by_id, mmr))
+    Ok(QueryObject {
+        vector,
+        by_id,
+        mmr,
+        recommend: None,
+        fusion: None,
+    })
 }
 
 pub(super) fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiError> {
@@ -1097,6 +1264,9 @@ pub(super) fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiE
         req,
         by_id: None,
         mmr: None,
+        recommend: None,
+        prefetch: Vec::new(),
+        fusion: None,
         sel,
         vsel,
     })
@@ -1104,19 +1274,135 @@ pub(super) fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiE
 
 /// Runs one search on the blocking pool (a query by point id first looks up that point's vector
 /// and excludes it from the results, as Qdrant does).
-fn run_search(h: &CollectionHandle, mut s: Search) -> Result<(Vec<Value>, ColdCounts), ApiError> {
-    resolve_by_id(h, &mut s)?;
-    let report = match s.mmr {
-        Some(mmr) => h.search_mmr(&s.req, mmr)?,
-        None => h.search_report(&s.req)?,
-    };
+fn run_search(h: &CollectionHandle, s: Search) -> Result<(Vec<Value>, ColdCounts), ApiError> {
+    let (sel, vsel) = (s.sel.clone(), s.vsel.clone());
+    let report = execute(h, s)?;
     let counts = cold_counts(&report);
     let points = report
         .points
         .into_iter()
-        .map(|p| scored_json(p, &s.sel, &s.vsel))
+        .map(|p| scored_json(p, &sel, &vsel))
         .collect();
     Ok((points, counts))
+}
+
+/// Runs a parsed query: its prefetches first (each with the outer filter too, and the outer
+/// payload and vector choices), fused or re-scored by the outer query; else one search.
+pub(super) fn execute(h: &CollectionHandle, mut s: Search) -> Result<SearchReport, ApiError> {
+    if !s.prefetch.is_empty() {
+        let config = h.config();
+        let mut total = SearchReport::default();
+        let mut lists = Vec::with_capacity(s.prefetch.len());
+        for mut p in std::mem::take(&mut s.prefetch) {
+            p.req.filter = Filter::both(p.req.filter.take(), s.req.filter.clone());
+            p.req.with_payload = s.req.with_payload;
+            p.req.with_vector = s.req.with_vector;
+            let smaller_is_better = config
+                .space(&p.req.using)
+                .is_some_and(|i| config.vectors[i].1.distance == Distance::Euclid);
+            let r = execute(h, p)?;
+            total.cold_searched += r.cold_searched;
+            total.cold_skipped += r.cold_skipped;
+            total.cold_left_out += r.cold_left_out;
+            lists.push(Ranked {
+                points: r.points,
+                smaller_is_better,
+            });
+        }
+        match (s.fusion, lists.len()) {
+            (Some(f), _) => {
+                let fused = fuse(lists, f);
+                total.points = fused
+                    .into_iter()
+                    .filter(|p| s.req.score_threshold.is_none_or(|t| p.score >= t))
+                    .skip(s.req.offset)
+                    .take(s.req.limit)
+                    .collect();
+                return Ok(total);
+            }
+            (None, 1) if s.req.vector.is_empty() && s.by_id.is_none() && s.recommend.is_none() => {
+                let only = lists.pop().map(|l| l.points).unwrap_or_default();
+                total.points = only
+                    .into_iter()
+                    .skip(s.req.offset)
+                    .take(s.req.limit)
+                    .collect();
+                return Ok(total);
+            }
+            (None, _) => {
+                // Re-score the prefetched candidates with the outer query, exactly.
+                let ids: Vec<PointId> = lists
+                    .iter()
+                    .flat_map(|l| l.points.iter().map(|p| p.id))
+                    .collect();
+                s.req.filter = Some(Filter::only(s.req.filter.take(), ids));
+                s.req.exact = true;
+            }
+        }
+    }
+    resolve_by_id(h, &mut s)?;
+    let report = match (s.mmr, s.recommend.take()) {
+        (_, Some((pos, neg, strategy))) => {
+            let rec = resolve_examples(h, &mut s.req, pos, neg, strategy)?;
+            h.search_recommend(&s.req, &rec)?
+        }
+        (Some(mmr), None) => h.search_mmr(&s.req, mmr)?,
+        (None, None) => h.search_report(&s.req)?,
+    };
+    Ok(report)
+}
+
+/// The vectors of recommendation examples: stored points give their `using` vector (404 when
+/// absent) and are left out of the results, as Qdrant does.
+pub(super) fn resolve_examples(
+    h: &CollectionHandle,
+    req: &mut SearchRequest,
+    pos: Vec<Example>,
+    neg: Vec<Example>,
+    strategy: RecommendStrategy,
+) -> Result<Recommend, ApiError> {
+    let ids: Vec<PointId> = pos
+        .iter()
+        .chain(&neg)
+        .filter_map(|e| match e {
+            Example::Id(id) => Some(*id),
+            Example::Vector(_) => None,
+        })
+        .collect();
+    let found = match ids.is_empty() {
+        true => Vec::new(),
+        false => h.get(&ids, false, true)?,
+    };
+    let vector_of = |e: Example| -> Result<Vec<f32>, ApiError> {
+        match e {
+            Example::Vector(v) => Ok(v),
+            Example::Id(id) => {
+                let r = found
+                    .iter()
+                    .find(|r| r.id == id)
+                    .ok_or_else(|| ApiError::not_found(format!("No point with id {id} found")))?;
+                r.vectors
+                    .as_ref()
+                    .and_then(|v| v.get(&req.using))
+                    .cloned()
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "query.recommend: point {id} has no vector named {:?}",
+                            req.using
+                        ))
+                    })
+            }
+        }
+    };
+    let rec = Recommend {
+        positive: pos.into_iter().map(vector_of).collect::<Result<_, _>>()?,
+        negative: neg.into_iter().map(vector_of).collect::<Result<_, _>>()?,
+        strategy,
+    };
+    if !ids.is_empty() {
+        req.filter = Some(Filter::excluding(req.filter.take(), ids));
+    }
+    Ok(rec)
 }
 
 pub(super) fn cold_counts(r: &strata_engine::SearchReport) -> ColdCounts {

@@ -119,8 +119,8 @@ def test_errors_name_the_problem(server):
     assert r.status_code == 400 and "points[0].vector: expected 4 dimensions, got 3" in r.json()["status"]["error"]
     r = httpx.put(f"{server.http}/collections/c/points", headers=h, json={"points": [{"id": 1, "vector": [1, 2, 3, 4], "payload": [1]}]})
     assert r.status_code == 400 and "points[0].payload" in r.json()["status"]["error"]
-    r = httpx.post(f"{server.http}/collections/c/points/query", headers=h, json={"query": {"recommend": {"positive": [1]}}})
-    assert r.status_code == 501 and "query.recommend" in r.json()["status"]["error"]
+    r = httpx.post(f"{server.http}/collections/c/points/query", headers=h, json={"query": {"discover": {"target": [1.0]}}})
+    assert r.status_code == 501 and "query.discover" in r.json()["status"]["error"]
     r = httpx.post(f"{server.http}/collections/c/points/query", headers=h, json={"query": [1, 2, 3, 4], "limit": 1000000})
     assert r.status_code == 400 and "limit" in r.json()["status"]["error"]
     r = httpx.post(f"{server.http}/collections/c/points/scroll", headers=h, json={"filter": {"must": [{"key": "a", "geo_radius": {}}]}})

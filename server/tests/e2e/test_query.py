@@ -66,8 +66,8 @@ def test_mmr_matches_the_formula(server, distance):
         r = httpx.post(f"{server.http}/collections/{name}/points/query", headers=h,
                        json={"query": {"nearest": q, "mmr": bad}})
         assert r.status_code == 400 and field in r.json()["status"]["error"], r.text
-    r = httpx.post(f"{server.http}/collections/{name}/points/query", headers=h, json={"query": {"recommend": {"positive": [1]}}})
-    assert r.status_code == 501 and "query.recommend" in r.json()["status"]["error"]
+    r = httpx.post(f"{server.http}/collections/{name}/points/query", headers=h, json={"query": {"discover": {"target": [1.0]}}})
+    assert r.status_code == 501 and "query.discover" in r.json()["status"]["error"]
 
 
 def test_query_by_id_leaves_the_example_out(server):
@@ -204,3 +204,127 @@ def test_query_groups_match_a_brute_force_and_look_up(server):
                                 ({"query": {"nearest": q.tolist(), "mmr": {}}, "group_by": "author"}, 501, "mmr")]:
         r = httpx.post(f"{server.http}/collections/docs_g/points/query/groups", headers=h, json=body)
         assert r.status_code == status and field in r.json()["status"]["error"], (body, r.text)
+
+
+@pytest.mark.parametrize("distance", [models.Distance.COSINE, models.Distance.EUCLID, models.Distance.DOT])
+def test_recommend_matches_qdrants_formulas(server, distance):
+    client = QdrantClient(url=server.http, api_key=server.admin_token)
+    name = f"reco_{distance.value.lower()}"
+    client.create_collection(name, vectors_config={"v": models.VectorParams(size=6, distance=distance)})
+    rng = np.random.default_rng(11)
+    vectors = rng.standard_normal((200, 6)).astype(np.float32)
+    client.upsert(name, points=[models.PointStruct(id=i, vector={"v": v.tolist()}) for i, v in enumerate(vectors)])
+    stored = vectors / np.linalg.norm(vectors, axis=1, keepdims=True) if distance == models.Distance.COSINE else vectors
+
+    def sim(a, b):
+        return -float(((a - b) ** 2).sum()) if distance == models.Distance.EUCLID else float(a @ b)
+
+    def sigmoid(x):
+        return 0.5 * (x / (1 + abs(x)) + 1)
+
+    pos_ids, neg_ids = [3, 17], [42]
+    extra = rng.standard_normal(6).astype(np.float32)  # a vector example, positive
+    extra_s = extra / np.linalg.norm(extra) if distance == models.Distance.COSINE else extra
+    pos = [stored[i] for i in pos_ids] + [extra_s]
+    neg = [stored[i] for i in neg_ids]
+    candidates = [i for i in range(200) if i not in pos_ids + neg_ids]
+
+    def best(i):
+        p, n = max(sim(stored[i], x) for x in pos), max(sim(stored[i], x) for x in neg)
+        return sigmoid(p) if p > n else -sigmoid(n)
+
+    def total(i):
+        return sum(sim(stored[i], x) for x in pos) - sum(sim(stored[i], x) for x in neg)
+
+    for strategy, f in [(models.RecommendStrategy.BEST_SCORE, best), (models.RecommendStrategy.SUM_SCORES, total)]:
+        want = sorted(candidates, key=lambda i: (-f(i), i))[:10]
+        got = client.query_points(name, using="v", limit=10, search_params=models.SearchParams(exact=True),
+                                  query=models.RecommendQuery(recommend=models.RecommendInput(
+                                      positive=pos_ids + [extra.tolist()], negative=neg_ids, strategy=strategy))).points
+        assert [p.id for p in got] == want, strategy
+        assert all(p.score == pytest.approx(f(p.id), rel=1e-4, abs=1e-4) for p in got)
+    # average_vector: a search for 2·avg(positive) − avg(negative), examples left out.
+    q = 2 * np.mean(pos, axis=0) - np.mean(neg, axis=0)
+    qq = q / np.linalg.norm(q) if distance == models.Distance.COSINE else q
+    ranked = sorted(candidates, key=lambda i: (-sim(stored[i], qq), i))[:10]
+    got = client.query_points(name, using="v", limit=10, search_params=models.SearchParams(exact=True),
+                              query=models.RecommendQuery(recommend=models.RecommendInput(positive=pos_ids + [extra.tolist()], negative=neg_ids))).points
+    assert [p.id for p in got] == ranked
+    # Errors: an absent example point, no positive with average_vector, a bad strategy.
+    h = {"api-key": server.admin_token}
+    url = f"{server.http}/collections/{name}/points/query"
+    for body, status, field in [({"recommend": {"positive": [999]}}, 404, "999"),
+                                ({"recommend": {"negative": [1]}}, 400, "positive"),
+                                ({"recommend": {"positive": [1], "strategy": "best"}}, 400, "strategy"),
+                                ({"recommend": {"positive": [[1.0, 2.0]]}}, 400, "positive[0]")]:
+        r = httpx.post(url, headers=h, json={"query": body, "using": "v"})
+        assert r.status_code == status and field in r.json()["status"]["error"], (body, r.text)
+
+
+def reference_rrf(lists, k=2):
+    """Reciprocal rank fusion as Qdrant defines it: Σ 1 / (rank + k), rank from 0."""
+    scores = {}
+    for ids in lists:
+        for rank, i in enumerate(ids):
+            scores[i] = scores.get(i, 0.0) + 1.0 / (rank + k)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def reference_dbsf(lists):
+    """Distribution-based score fusion: each list normalised by mean ± 3 sample deviations."""
+    scores = {}
+    for pairs in lists:
+        s = np.asarray([x for _, x in pairs], dtype=np.float64)
+        if len(s) == 1:
+            norm = [0.5]
+        else:
+            lo, hi = s.mean() - 3 * s.std(ddof=1), s.mean() + 3 * s.std(ddof=1)
+            norm = (s - lo) / (hi - lo) if hi > lo else [0.5] * len(s)
+        for (i, _), n in zip(pairs, norm):
+            scores[i] = scores.get(i, 0.0) + float(n)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def test_prefetch_fusion_matches_reference_rrf_and_dbsf(server):
+    client = QdrantClient(url=server.http, api_key=server.admin_token)
+    client.create_collection("hybrid", vectors_config={"a": models.VectorParams(size=8, distance=models.Distance.COSINE),
+                                                       "b": models.VectorParams(size=4, distance=models.Distance.EUCLID)})
+    rng = np.random.default_rng(21)
+    va, vb = rng.standard_normal((300, 8)).astype(np.float32), rng.standard_normal((300, 4)).astype(np.float32)
+    client.upsert("hybrid", points=[models.PointStruct(id=i, vector={"a": va[i].tolist(), "b": vb[i].tolist()}, payload={"odd": i % 2 == 1})
+                                    for i in range(300)])
+    qa, qb = rng.standard_normal(8).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    exact = models.SearchParams(exact=True)
+    flt = models.Filter(must=[models.FieldCondition(key="odd", match=models.MatchValue(value=True))])
+    prefetch = [models.Prefetch(query=qa.tolist(), using="a", limit=30, params=exact),
+                models.Prefetch(query=qb.tolist(), using="b", limit=20, params=exact)]
+    # The lists the fusion sees: each prefetch under the outer filter too.
+    la = client.query_points("hybrid", query=qa.tolist(), using="a", limit=30, search_params=exact, query_filter=flt).points
+    lb = client.query_points("hybrid", query=qb.tolist(), using="b", limit=20, search_params=exact, query_filter=flt).points
+    want = reference_rrf([[p.id for p in la], [p.id for p in lb]])[:10]
+    got = client.query_points("hybrid", prefetch=prefetch, query=models.FusionQuery(fusion=models.Fusion.RRF), limit=10, query_filter=flt,
+                              with_payload=True).points
+    assert [(p.id, round(p.score, 5)) for p in got] == [(i, round(s, 5)) for i, s in want]
+    assert all(p.payload["odd"] for p in got)
+    # rrf with k; dbsf (Euclid distances negated first); offset.
+    got = client.query_points("hybrid", prefetch=prefetch, query=models.RrfQuery(rrf=models.Rrf(k=60)), limit=5, query_filter=flt).points
+    assert [p.id for p in got] == [i for i, _ in reference_rrf([[p.id for p in la], [p.id for p in lb]], k=60)[:5]]
+    want = reference_dbsf([[(p.id, p.score) for p in la], [(p.id, -p.score) for p in lb]])
+    got = client.query_points("hybrid", prefetch=prefetch, query=models.FusionQuery(fusion=models.Fusion.DBSF), limit=8, offset=2, query_filter=flt).points
+    assert [(p.id, round(p.score, 4)) for p in got] == [(i, round(s, 4)) for i, s in want[2:10]]
+    # An outer vector re-scores the prefetched candidates.
+    got = client.query_points("hybrid", prefetch=[models.Prefetch(query=qb.tolist(), using="b", limit=50, params=exact)],
+                              query=qa.tolist(), using="a", limit=5).points
+    cands = [p.id for p in client.query_points("hybrid", query=qb.tolist(), using="b", limit=50, search_params=exact).points]
+    unit = va / np.linalg.norm(va, axis=1, keepdims=True)
+    best = sorted(cands, key=lambda i: (-float(unit[i] @ (qa / np.linalg.norm(qa))), i))[:5]
+    assert [p.id for p in got] == best
+    # Errors name the field.
+    h = {"api-key": server.admin_token}
+    url = f"{server.http}/collections/hybrid/points/query"
+    for body, field in [({"query": {"fusion": "rrf"}}, "prefetch"), ({"prefetch": [{"query": qa.tolist(), "using": "a"}] * 2}, "query"),
+                        ({"prefetch": [{"query": qa.tolist(), "using": "a"}], "query": {"fusion": "max"}}, "fusion"),
+                        ({"prefetch": [{"query": qa.tolist(), "using": "a", "with_payload": True}], "query": {"fusion": "rrf"}}, "prefetch[0].with_payload"),
+                        ({"prefetch": {"query": qa.tolist(), "using": "zz"}, "query": {"fusion": "rrf"}}, "zz")]:
+        r = httpx.post(url, headers=h, json=body)
+        assert r.status_code == 400 and field in r.json()["status"]["error"], (body, r.text)
