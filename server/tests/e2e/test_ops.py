@@ -121,7 +121,7 @@ def test_refused_requests_get_the_json_envelope_and_a_warn_log_with_the_route(se
     assert r.status_code == 404 and "no route for GET /no/such/route" in r.json()["status"]["error"], r.text
     # A 400 and a 501.
     assert httpx.post(f"{server.http}/collections/w/points/count", headers=h, json={"exact": 5}).status_code in (200, 400)
-    r501 = httpx.post(f"{server.http}/collections/w/points/query", headers=h, json={"query": {"recommend": {"positive": [1]}}})
+    r501 = httpx.post(f"{server.http}/collections/w/points/query", headers=h, json={"query": {"discover": {"target": [1.0, 2.0]}}})
     assert r501.status_code == 501, r501.text
     # Each is logged at warn with method, route template and path (and a 501 is not an ERROR).
     deadline = time.time() + 5
@@ -137,7 +137,7 @@ def test_refused_requests_get_the_json_envelope_and_a_warn_log_with_the_route(se
     assert logged(405, "POST", "/collections/{collection_name}/index"), lines
     assert logged(404, "GET", "/no/such/route"), lines
     assert logged(501, "POST", "/collections/{collection_name}/points/query"), lines
-    assert not [l for l in log.splitlines() if "ERROR" in l and "recommend" in l], "a 501 is logged at warn, not error"
+    assert not [l for l in log.splitlines() if "ERROR" in l and "discover" in l], "a 501 is logged at warn, not error"
 
 
 def test_every_qdrant_route_is_served_or_named_in_a_501(server):
