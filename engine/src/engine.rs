@@ -686,6 +686,16 @@ impl ManifestLock<'_> {
         // A dropped collection's aliases go with it.
         let names: HashSet<(&str, &str)> = colls.iter().map(|c| (c.tenant(), c.name())).collect();
         aliases.retain(|(t, _), target| names.contains(&(t.as_str(), target.as_str())));
+        // A name is a collection or an alias, never both (callers check; this is the last guard).
+        if let Some((_, name)) = aliases
+            .keys()
+            .find(|(t, a)| names.contains(&(t.as_str(), a.as_str())))
+        {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{name:?} would be both a collection and an alias"),
+            ));
+        }
         let next = Manifest {
             generation: self.m.generation + 1,
             last_lsn: self.m.last_lsn.max(inner.wal.last_lsn()),

@@ -646,7 +646,9 @@ impl Wal for LocalWal {
         // first). Until a record lands in it, the manifest's last LSN (published right after
         // by the caller) is what keeps numbering above `lsn` across a crash.
         let before = s.next_lsn;
-        s.next_lsn = lsn + 1;
+        s.next_lsn = lsn.checked_add(1).ok_or_else(|| {
+            Error::invalid(format!("cannot skip to LSN {lsn}: no LSNs would be left"))
+        })?;
         if let Err(e) = self.rotate(s) {
             s.next_lsn = before;
             return Err(e);

@@ -842,6 +842,13 @@ fn a_failed_snapshot_restore_changes_nothing_and_a_restored_one_numbers_above_it
     );
     let e = rig.crash(e);
     assert_all(&coll(&e), 0..30, 2.0);
+    // Its segments were left in place (the failed write might have landed) and the start
+    // found no manifest naming them: removed.
+    assert!(
+        e.recovery_report().orphans_removed >= 1,
+        "{:?}",
+        e.recovery_report()
+    );
     // Restored into a node whose log is behind, then a crash before any write: new writes
     // still number above every restored version.
     let fresh = Rig::new();

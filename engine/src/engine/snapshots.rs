@@ -16,7 +16,7 @@
 //! they are derived data, rebuilt from the segments at restore.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::ops::Range;
 use std::sync::Arc;
 
 use strata_tiering::{PutMode, layout};
@@ -28,6 +28,9 @@ use crate::manifest::{Aliases, CollectionEntry, Manifest, SegmentEntry};
 use crate::segment::format::Layout;
 use crate::segment::{Segment, Verify};
 use crate::types::validate_name;
+
+/// How far past this node's last LSN a restored snapshot's LSNs may reach.
+const MAX_LSN_JUMP: u64 = 1 << 48;
 
 /// Suffix of snapshot archives.
 const SUFFIX: &str = ".snapshot";
@@ -264,10 +267,12 @@ impl Engine {
                 )));
             }
         }
-        let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+        // Entries are located, not copied: a segment is copied (to be renumbered) only while
+        // it is written, so a restore holds the archive plus one segment.
+        let mut files: HashMap<String, Range<usize>> = HashMap::new();
         let mut tar = tar::Archive::new(archive);
         for entry in tar.entries().map_err(invalid_archive)? {
-            let mut entry = entry.map_err(invalid_archive)?;
+            let entry = entry.map_err(invalid_archive)?;
             let path = entry
                 .path()
                 .map_err(invalid_archive)?
@@ -277,16 +282,21 @@ impl Engine {
             if path != layout::MANIFEST && layout::segment_id(&path).is_none() {
                 return Err(invalid_archive(format!("unexpected entry {path:?}")));
             }
-            let mut data = Vec::with_capacity(entry.size().min(archive.len() as u64) as usize);
-            entry.read_to_end(&mut data).map_err(invalid_archive)?;
-            if files.insert(path.clone(), data).is_some() {
+            let at = usize::try_from(entry.raw_file_position()).unwrap_or(usize::MAX);
+            let range = usize::try_from(entry.size())
+                .ok()
+                .and_then(|n| Some(at..at.checked_add(n)?))
+                .filter(|r| r.end <= archive.len())
+                .ok_or_else(|| invalid_archive(format!("entry {path:?} is truncated")))?;
+            if files.insert(path.clone(), range).is_some() {
                 return Err(invalid_archive(format!("entry {path:?} appears twice")));
             }
         }
         let m = Manifest::decode(
-            files
+            &archive[files
                 .get(layout::MANIFEST)
-                .ok_or_else(|| invalid_archive("no MANIFEST entry"))?,
+                .ok_or_else(|| invalid_archive("no MANIFEST entry"))?
+                .clone()],
         )
         .map_err(|e| invalid_archive(format!("MANIFEST: {e}")))?;
         let [src] = m.collections.as_slice() else {
@@ -298,29 +308,26 @@ impl Engine {
         if files.len() != src.segments.len() + 1 {
             return Err(invalid_archive("entries other than the listed segments"));
         }
-        let max_lsn = src
-            .segments
-            .iter()
-            .map(|s| s.max_lsn)
-            .fold(src.flushed_lsn, u64::max);
-        // New writes must number above every version in the snapshot.
-        inner.wal.skip_to(max_lsn)?;
         let key = (tenant.to_string(), name.to_string());
-        if read(&inner.aliases).contains_key(&key) {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!("{name:?} is an alias; recover into a collection name"),
-            ));
+        let alias_taken = || {
+            read(&inner.aliases).contains_key(&key).then(|| {
+                Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{name:?} is an alias; recover into a collection name"),
+                )
+            })
+        };
+        if let Some(e) = alias_taken() {
+            return Err(e);
         }
         let new_id = inner.lock_manifest().take_collection_id();
-        let lsn = inner.wal.last_lsn();
         let mut entry = CollectionEntry {
             id: new_id,
             tenant: key.0.clone(),
             name: key.1.clone(),
             config: src.config.clone(),
-            created_lsn: lsn,
-            flushed_lsn: lsn,
+            created_lsn: 0,
+            flushed_lsn: 0,
             hint: src.hint,
             indexes: src.indexes.clone(),
             segments: Vec::new(),
@@ -330,11 +337,15 @@ impl Engine {
         let mut written: Vec<u64> = Vec::new();
         let discard = |ids: &[u64]| ids.iter().for_each(|id| inner.discard_segment(*id));
         let mut segs = Vec::with_capacity(src.segments.len());
+        // New writes must number above every version the snapshot holds: the largest found in
+        // the segments themselves (not only what the archive's manifest claims).
+        let mut max_lsn = 0;
         for s in &src.segments {
             let opened = (|| -> Result<Segment> {
-                let mut bytes = files.remove(&layout::segment(s.id)).ok_or_else(|| {
+                let range = files.remove(&layout::segment(s.id)).ok_or_else(|| {
                     invalid_archive(format!("segment {} is listed but missing", s.id))
                 })?;
+                let mut bytes = archive[range].to_vec();
                 let id = inner.new_segment_id();
                 Layout::renumber(&mut bytes, id, new_id)
                     .map_err(|e| invalid_archive(format!("segment {}: {e}", s.id)))?;
@@ -345,23 +356,58 @@ impl Engine {
                     .map_err(|e| Error::store("writing a restored segment", e))?;
                 let se = SegmentEntry { id, ..s.clone() };
                 entry.segments.push(se.clone());
-                super::open_segment(&*inner.blobs, inner.tiered.as_deref(), &se, &entry, &opts)
-                    .map_err(|e| match e.kind() {
-                        ErrorKind::Corruption => invalid_archive(e.message()),
-                        _ => e,
-                    })
+                let seg =
+                    super::open_segment(&*inner.blobs, inner.tiered.as_deref(), &se, &entry, &opts)
+                        .map_err(|e| match e.kind() {
+                            ErrorKind::Corruption => invalid_archive(e.message()),
+                            _ => e,
+                        })?;
+                let found = seg.meta.ids().max_version();
+                if found > s.max_lsn {
+                    return Err(invalid_archive(format!(
+                        "segment {} holds LSN {found}, above its listed max LSN {}",
+                        s.id, s.max_lsn
+                    )));
+                }
+                Ok(seg)
             })();
             match opened {
-                Ok(seg) => segs.push(Arc::new(seg)),
+                Ok(seg) => {
+                    max_lsn = max_lsn.max(s.max_lsn);
+                    segs.push(Arc::new(seg));
+                }
                 Err(e) => {
                     discard(&written);
                     return Err(e);
                 }
             }
         }
+        // LSNs are u64 and never wrap: a snapshot may be ahead of this node by a lot, not by
+        // nearly 2^64 (which would leave no LSNs for new writes).
+        let limit = inner.wal.last_lsn().saturating_add(MAX_LSN_JUMP);
+        if max_lsn > limit {
+            discard(&written);
+            return Err(invalid_archive(format!(
+                "its LSNs reach {max_lsn}, more than 2^48 past this node's {}",
+                inner.wal.last_lsn()
+            )));
+        }
         rebuild_shadows(&segs);
-        let coll = Arc::new(Collection::new(&entry, segs));
         let mut m = inner.lock_manifest();
+        // Checked again under the manifest lock (aliases change only under it).
+        if let Some(e) = alias_taken() {
+            drop(m);
+            discard(&written);
+            return Err(e);
+        }
+        if let Err(e) = inner.wal.skip_to(max_lsn) {
+            drop(m);
+            discard(&written);
+            return Err(e);
+        }
+        let lsn = inner.wal.last_lsn();
+        (entry.created_lsn, entry.flushed_lsn) = (lsn, lsn);
+        let coll = Arc::new(Collection::new(&entry, segs));
         let old = read(&inner.catalog).get(&key).cloned();
         if let Some(o) = &old {
             o.set_dropped(true);
@@ -374,8 +420,8 @@ impl Engine {
             if let Some(o) = &old {
                 o.set_dropped(false);
             }
-            drop(m);
-            discard(&written);
+            // The manifest write may have landed even though it reported failure: the
+            // segments stay, and the next start removes them if no manifest names them.
             return Err(e);
         }
         write(&inner.catalog).insert(key, coll);
@@ -389,5 +435,107 @@ impl Engine {
         drop(m);
         inner.release_wal_logged();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DEFAULT_TENANT;
+    use crate::options::EngineOptions;
+    use crate::types::{CollectionConfig, Distance, PointId, PointInput};
+
+    /// `archive` with its MANIFEST changed by `f` (the segments kept byte for byte).
+    fn with_manifest(archive: &[u8], f: impl Fn(&mut Manifest)) -> Vec<u8> {
+        let mut out = tar::Builder::new(Vec::new());
+        for entry in tar::Archive::new(archive).entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let path = entry
+                .path()
+                .expect("path")
+                .to_str()
+                .expect("utf8")
+                .to_string();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).expect("read");
+            if path == layout::MANIFEST {
+                let mut m = Manifest::decode(&data).expect("manifest");
+                f(&mut m);
+                data = m.encode();
+            }
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            out.append_data(&mut h, &path, &data[..]).expect("append");
+        }
+        out.into_inner().expect("tar")
+    }
+
+    #[test]
+    fn restored_lsns_come_from_the_segments_and_are_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut o = EngineOptions::new(dir.path());
+        o.background = false;
+        let engine = Engine::open(o).expect("open");
+        let c = engine
+            .create_collection(DEFAULT_TENANT, "c", CollectionConfig::new(2, Distance::Dot))
+            .expect("create");
+        let points = (0..10u64)
+            .map(|i| PointInput::new(PointId::Num(i), vec![i as f32, 1.0], None))
+            .collect();
+        c.upsert(points).expect("upsert");
+        c.delete(&[PointId::Num(4)]).expect("delete"); // a tombstone holds the largest LSN
+        c.flush().expect("flush");
+        let snap = engine
+            .create_snapshot(DEFAULT_TENANT, "c")
+            .expect("snapshot");
+        let bytes = engine
+            .snapshot_bytes(DEFAULT_TENANT, "c", &snap.name)
+            .expect("bytes")
+            .as_bytes()
+            .to_vec();
+        let last = engine.inner.wal.last_lsn();
+
+        // A manifest that understates what its segments hold is refused.
+        let under = with_manifest(&bytes, |m| {
+            for s in &mut m.collections[0].segments {
+                s.max_lsn = 1;
+            }
+        });
+        let e = engine
+            .recover_snapshot(DEFAULT_TENANT, "d", &under, None)
+            .expect_err("understated LSNs");
+        assert!(e.message().contains("above its listed max LSN"), "{e}");
+        // LSNs so far ahead that this node would run out of them are refused.
+        let far = with_manifest(&bytes, |m| {
+            for s in &mut m.collections[0].segments {
+                s.max_lsn = u64::MAX;
+            }
+        });
+        let e = engine
+            .recover_snapshot(DEFAULT_TENANT, "d", &far, None)
+            .expect_err("LSNs near u64::MAX");
+        assert!(e.message().contains("2^48"), "{e}");
+        assert!(engine.collection(DEFAULT_TENANT, "d").is_err());
+        assert_eq!(engine.inner.wal.last_lsn(), last, "nothing skipped");
+        // Within the bound, the log skips past the claimed LSNs.
+        let ahead = with_manifest(&bytes, |m| {
+            for s in &mut m.collections[0].segments {
+                s.max_lsn = last + (1 << 40);
+            }
+        });
+        engine
+            .recover_snapshot(DEFAULT_TENANT, "d", &ahead, None)
+            .expect("recover");
+        let d = engine.collection(DEFAULT_TENANT, "d").expect("d");
+        let v = d
+            .upsert(vec![PointInput::new(PointId::Num(4), vec![0.0, 0.0], None)])
+            .expect("write");
+        assert!(v > last + (1 << 40));
+        assert!(
+            engine.inner.wal.skip_to(u64::MAX).is_err(),
+            "no LSN is left after u64::MAX"
+        );
     }
 }

@@ -81,6 +81,15 @@ impl<'a> Ids<'a> {
         self.versions[row as usize]
     }
 
+    /// The largest LSN in the segment: of a row's version or of a tombstone (0 if empty).
+    pub(crate) fn max_version(&self) -> Lsn {
+        let rows = self.versions.iter().copied().max().unwrap_or(0);
+        (0..self.tombstone_count())
+            .filter_map(|t| self.tombstone(t))
+            .map(|(_, lsn)| lsn)
+            .fold(rows, Lsn::max)
+    }
+
     /// The row holding `id`, by binary search.
     pub(crate) fn find(&self, id: PointId) -> Option<u32> {
         let lo = self.lower_bound(id);

@@ -1,6 +1,7 @@
 //! Collection snapshots (Qdrant's routes): create, list, download, delete, and recover from a
-//! location — `file://` inside the data directory's `snapshots/` (as Qdrant confines it to its
-//! snapshots directory) or `http://` (another node's download URL; no credentials are sent).
+//! location — `file://` inside the data directory's `snapshots/{tenant}/` (as Qdrant confines it
+//! to its snapshots directory) or `http://` (another node's download URL; no credentials are
+//! sent; the transfer is bounded by the request timeout and 4 GiB).
 //! Storage and restore are the engine's (`Engine::create_snapshot`, `recover_snapshot`).
 
 use std::collections::HashMap;
@@ -18,8 +19,8 @@ use super::parse;
 use super::{AppState, Caller, ReqDeadline};
 use crate::error::{ApiError, Kind};
 
-/// Largest snapshot fetched from an `http://` location.
-const MAX_FETCH_BYTES: usize = 16 << 30;
+/// Largest snapshot read from a location (the archive is held in memory while it is checked).
+const MAX_FETCH_BYTES: usize = 4 << 30;
 
 fn description(s: &SnapshotInfo) -> Value {
     let at = chrono::DateTime::from_timestamp_millis(s.created_ms as i64)
@@ -117,10 +118,12 @@ pub(crate) async fn delete(
     }
 }
 
-/// The bytes at a recover `location`.
-async fn fetch(st: &AppState, location: &str) -> Result<Vec<u8>, ApiError> {
+/// The bytes at a recover `location`. A `file://` location must lie in the caller's tenant's
+/// part of the snapshots directory (`snapshots/{tenant}/`): one tenant cannot restore another's
+/// snapshot, nor any other file of the server.
+async fn fetch(st: &AppState, tenant: &str, location: &str) -> Result<Vec<u8>, ApiError> {
     if let Some(path) = location.strip_prefix("file://") {
-        let root = st.data_dir.join("snapshots");
+        let root = st.data_dir.join("snapshots").join(tenant);
         let (root, path) = (
             root.canonicalize(),
             std::path::Path::new(path).canonicalize(),
@@ -135,11 +138,20 @@ async fn fetch(st: &AppState, location: &str) -> Result<Vec<u8>, ApiError> {
                     Kind::PermissionDenied,
                     format!(
                         "location: a file:// snapshot must lie in {}",
-                        st.data_dir.join("snapshots").display()
+                        st.data_dir.join("snapshots").join(tenant).display()
                     ),
                 ));
             }
         };
+        let len = tokio::fs::metadata(&path)
+            .await
+            .map_err(|e| ApiError::invalid(format!("location: reading {}: {e}", path.display())))?
+            .len();
+        if len > MAX_FETCH_BYTES as u64 {
+            return Err(ApiError::invalid(format!(
+                "location: the snapshot is {len} bytes, more than the {MAX_FETCH_BYTES} accepted"
+            )));
+        }
         return tokio::fs::read(&path)
             .await
             .map_err(|e| ApiError::invalid(format!("location: reading {}: {e}", path.display())));
@@ -166,10 +178,19 @@ async fn fetch(st: &AppState, location: &str) -> Result<Vec<u8>, ApiError> {
             format!("location: {what}"),
         )
     };
-    let resp = client
-        .get(uri)
+    // The whole transfer counts against the request's timeout.
+    let timed_out = || unavailable(format!("fetching {location}: timed out"));
+    let resp = tokio::time::timeout(st.timeout, client.get(uri))
         .await
+        .map_err(|_| timed_out())?
         .map_err(|e| unavailable(format!("fetching {location}: {e}")))?;
+    if resp.status().is_client_error() {
+        // The location names nothing fetchable (404, 403, ...): the request is at fault.
+        return Err(ApiError::invalid(format!(
+            "location: fetching {location}: HTTP {}",
+            resp.status()
+        )));
+    }
     if !resp.status().is_success() {
         return Err(unavailable(format!(
             "fetching {location}: HTTP {}",
@@ -177,9 +198,10 @@ async fn fetch(st: &AppState, location: &str) -> Result<Vec<u8>, ApiError> {
         )));
     }
     use http_body_util::BodyExt;
-    let body = http_body_util::Limited::new(resp.into_body(), MAX_FETCH_BYTES)
-        .collect()
+    let body = http_body_util::Limited::new(resp.into_body(), MAX_FETCH_BYTES).collect();
+    let body = tokio::time::timeout(st.timeout, body)
         .await
+        .map_err(|_| timed_out())?
         .map_err(|e| unavailable(format!("fetching {location}: {e}")))?;
     Ok(body.to_bytes().to_vec())
 }
@@ -235,7 +257,7 @@ pub(crate) async fn recover(
             )));
         }
     }
-    let archive = fetch(&st, &location).await?;
+    let archive = fetch(&st, &caller.0.tenant, &location).await?;
     let (engine, tenant, deadline) = (st.engine.clone(), caller.0.tenant.clone(), dl.get());
     blocking(move || {
         deadline.check("recover snapshot")?;

@@ -80,6 +80,19 @@ def test_snapshot_create_download_recover(start, tmp_path):
                                 ({}, 400, "location")]:
         r = httpx.put(f"{a.http}/collections/docs/snapshots/recover", headers=h, json=body)
         assert r.status_code == status and field in r.json()["status"]["error"], (body, r.text)
+    # Another tenant's manager cannot restore this tenant's snapshot from its file path.
+    acme = {"authorization": f"Bearer {a.token(access='m', tenant='acme')}"}
+    r = httpx.put(f"{a.http}/collections/docs/snapshots/recover", headers=acme, json={"location": location})
+    assert r.status_code == 403 and "snapshots/acme" in r.json()["status"]["error"], r.text
+    # An http:// location that answers 404 is the request's fault: 400 naming the location.
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        missing = f"http://127.0.0.1:{httpd.server_port}/missing.snapshot"
+        r = httpx.put(f"{a.http}/collections/docs/snapshots/recover", headers=h, json={"location": missing})
+        assert r.status_code == 400 and "404" in r.json()["status"]["error"], r.text
+    finally:
+        httpd.shutdown()
     assert everything(client, "docs") == want
     r = httpx.post(f"{a.http}/collections/docs/snapshots/upload", headers=h)
     assert r.status_code == 501 and "upload" in r.json()["status"]["error"], r.text
