@@ -67,7 +67,8 @@ pub fn fuse(lists: Vec<Ranked>, fusion: Fusion) -> Vec<ScoredPoint> {
     for list in lists {
         let mut scores: Vec<f32> = match fusion {
             Fusion::Rrf { k } => (0..list.points.len())
-                .map(|rank| 1.0 / (rank + k) as f32)
+                // In f64: no overflow for any k, and 1/(rank + k) stays distinct for large k.
+                .map(|rank| (1.0 / (rank as f64 + k as f64)) as f32)
                 .collect(),
             Fusion::Dbsf => {
                 let mut s: Vec<f32> = list

@@ -9,6 +9,8 @@
 //! A search's hits are a prefix of the collection's ranking, so the groups first seen are the
 //! best groups, and a group holding `group_size` hits of the prefix holds its best ones.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -62,7 +64,7 @@ impl CollectionHandle {
         }
         let path = key_path(&g.group_by);
         let max = self.max_result_window();
-        let mut candidates = g.limit.saturating_mul(g.group_size).clamp(1, max);
+        let mut candidates = g.limit.saturating_mul(g.group_size).min(max).max(1);
         let mut r = req.clone();
         r.offset = 0;
         r.with_payload = true;
@@ -71,6 +73,8 @@ impl CollectionHandle {
             let report = self.search_report(&r)?;
             let exhausted = report.points.len() < candidates || candidates >= max;
             let mut groups: Vec<PointGroup> = Vec::new();
+            // Group index by the id's JSON text (`"a"` and `1` stay apart; Value has no Hash).
+            let mut index: HashMap<String, usize> = HashMap::new();
             for hit in &report.points {
                 let ids = hit
                     .payload
@@ -78,16 +82,13 @@ impl CollectionHandle {
                     .map(|p| group_ids(p, &path))
                     .unwrap_or_default();
                 for id in ids {
-                    let at = match groups.iter().position(|x| x.id == id) {
-                        Some(i) => i,
-                        None => {
-                            groups.push(PointGroup {
-                                id,
-                                hits: Vec::new(),
-                            });
-                            groups.len() - 1
-                        }
-                    };
+                    let at = *index.entry(id.to_string()).or_insert_with(|| {
+                        groups.push(PointGroup {
+                            id,
+                            hits: Vec::new(),
+                        });
+                        groups.len() - 1
+                    });
                     if groups[at].hits.len() < g.group_size {
                         groups[at].hits.push(hit.clone());
                     }

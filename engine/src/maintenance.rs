@@ -231,14 +231,16 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
         }
         // A segment rewritten whole (a reindex for payload indexes: same rows, same order)
         // keeps its graph rather than building it again.
+        // `m` = 0: no graph for this vector (its searches scan).
+        let index_space = index && params.hnsw.m > 0;
         let kept = match (&inputs[..], &bodies[..]) {
-            ([only], [body]) if rows.len() == only.meta.rows() as usize && index => {
+            ([only], [body]) if rows.len() == only.meta.rows() as usize && index_space => {
                 body.graph_copy(space)
             }
             _ => None,
         };
         let graph = kept.or_else(|| {
-            (index && has.iter().any(|h| *h))
+            (index_space && has.iter().any(|h| *h))
                 .then(|| graph::build(&vectors, dim, params.distance, params.hnsw, &|r| has[r]))
         });
         space_inputs.push(SpaceInput {

@@ -574,7 +574,7 @@ mod tests {
         let ok = CollectionConfig::new(4, Distance::Dot);
         assert!(Manifest::decode(&one(ok.clone(), "t", "c").encode()).is_ok());
         let mut bad = Vec::new();
-        for (dim, m, ef) in [(0, 16, 100), (65_537, 16, 100), (4, 0, 100), (4, 16, 0)] {
+        for (dim, m, ef) in [(0, 16, 100), (65_537, 16, 100), (4, 2, 100), (4, 16, 0)] {
             let mut c = ok.clone();
             c.vectors[0].1.dim = dim;
             c.vectors[0].1.hnsw.m = m;

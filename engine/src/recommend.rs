@@ -10,16 +10,18 @@
 //!
 //! `sim` is the collection's metric as "larger is closer" (dot product; cosine on normalised
 //! vectors; negated squared L2), as in Qdrant. For `best_score` and `sum_scores` the candidates
-//! are the union of each positive example's nearest `candidates` points (filter, `ef` and
-//! `exact` as in the request), re-scored; the request's `score_threshold` applies to the new
-//! score.
+//! are the union of each positive example's nearest `4 × (limit + offset)` points (at least 64
+//! and `ef`; filter and `exact` as in the request; at most 16 384 in all), re-scored; with
+//! negatives only, every point matching the filter is scored (an exact scan: the far side of
+//! the examples is not reachable by a nearest search). The request's `score_threshold`
+//! applies to the new score.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::distance;
 use crate::error::{Error, Result};
 use crate::handle::CollectionHandle;
-use crate::types::{Distance, PointId, ScoredPoint, SearchReport, SearchRequest};
+use crate::types::{Distance, PointId, ScoredPoint, ScrollRequest, SearchReport, SearchRequest};
 
 /// How examples are combined.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,6 +49,11 @@ pub struct Recommend {
 
 /// Most examples in one recommendation.
 pub const MAX_EXAMPLES: usize = 1_000;
+/// Most candidates re-scored for `best_score` / `sum_scores` with positive examples (or the
+/// answer window, when larger).
+const MAX_CANDIDATES: usize = 16_384;
+/// Points read per batch while scoring.
+const SCAN_PAGE: usize = 1_024;
 
 fn sigmoid(x: f32) -> f32 {
     0.5 * (x / (1.0 + x.abs()) + 1.0)
@@ -143,54 +150,102 @@ impl CollectionHandle {
         };
         let window = req.limit.saturating_add(req.offset);
         let max = self.max_result_window();
-        let k = window
-            .saturating_mul(4)
-            .max(req.ef.unwrap_or(0))
-            .max(64)
-            .min(max);
         let name = config.vectors[space].0.clone();
-        let mut c = req.clone();
-        c.limit = k;
-        c.offset = 0;
-        c.with_vector = true;
-        c.score_threshold = None;
+        let best_first =
+            |a: &(f32, PointId), b: &(f32, PointId)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         let mut report = SearchReport::default();
-        let mut found: HashMap<PointId, ScoredPoint> = HashMap::new();
-        // Negatives are searched too when there is no positive: their far side is not
-        // reachable by a nearest search, so the candidates are then the best of the rest.
-        let seeds = match pos.is_empty() {
-            true => &rec.negative,
-            false => &rec.positive,
+        // (score, id) of the candidates.
+        let mut scored: Vec<(f32, PointId)> = Vec::new();
+        let add = |scored: &mut Vec<(f32, PointId)>, records: &[crate::types::Record]| {
+            for r in records {
+                if let Some(v) = r.vectors.as_ref().and_then(|vs| vs.get(&name)) {
+                    let s = score(v);
+                    if req.score_threshold.is_none_or(|t| s >= t) {
+                        scored.push((s, r.id));
+                    }
+                }
+            }
+            // Only the best `window` can be answered: keep memory bounded on long scans.
+            if scored.len() > window.max(SCAN_PAGE).saturating_mul(4) {
+                scored.sort_by(best_first);
+                scored.truncate(window);
+            }
         };
-        for seed in seeds {
-            c.vector = seed.clone();
-            let r = self.search_report(&c)?;
-            report.cold_searched += r.cold_searched;
-            report.cold_skipped += r.cold_skipped;
-            report.cold_left_out += r.cold_left_out;
-            for p in r.points {
-                found.entry(p.id).or_insert(p);
+        if pos.is_empty() {
+            // Only negatives: the answer is the far side of the examples, which no nearest
+            // search reaches, so every point that matches the filter is scored.
+            let mut page = ScrollRequest {
+                offset: None,
+                limit: SCAN_PAGE.min(max).max(1),
+                filter: req.filter.clone(),
+                with_payload: false,
+                with_vector: true,
+            };
+            loop {
+                let p = self.scroll(&page)?;
+                add(&mut scored, &p.points);
+                match p.next_offset {
+                    Some(o) => page.offset = Some(o),
+                    None => break,
+                }
+            }
+        } else {
+            // Candidates: each positive example's nearest points (ids only), then their
+            // vectors read once.
+            let k = window
+                .saturating_mul(4)
+                .max(req.ef.unwrap_or(0))
+                .max(64)
+                .min(max);
+            let mut c = req.clone();
+            c.limit = k;
+            c.offset = 0;
+            c.with_vector = false;
+            c.with_payload = false;
+            c.score_threshold = None;
+            let cap = MAX_CANDIDATES.max(k);
+            let mut seen: HashSet<PointId> = HashSet::new();
+            let mut ids: Vec<PointId> = Vec::new();
+            for seed in &rec.positive {
+                if ids.len() >= cap {
+                    break;
+                }
+                c.vector = seed.clone();
+                let r = self.search_report(&c)?;
+                report.cold_searched += r.cold_searched;
+                report.cold_skipped += r.cold_skipped;
+                report.cold_left_out += r.cold_left_out;
+                ids.extend(r.points.iter().map(|p| p.id).filter(|id| seen.insert(*id)));
+            }
+            ids.truncate(cap);
+            for chunk in ids.chunks(SCAN_PAGE) {
+                add(&mut scored, &self.get(chunk, false, true)?);
             }
         }
-        let mut scored: Vec<ScoredPoint> = found
-            .into_values()
-            .filter_map(|mut p| {
-                let v = p.vectors.as_ref()?.get(&name)?;
-                p.score = score(v);
-                Some(p)
-            })
-            .filter(|p| req.score_threshold.is_none_or(|t| p.score >= t))
-            .collect();
-        scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
-        report.points = scored
+        scored.sort_by(best_first);
+        let top: Vec<(f32, PointId)> = scored
             .into_iter()
             .skip(req.offset)
             .take(req.limit)
-            .map(|mut p| {
-                if !req.with_vector {
-                    p.vectors = None;
-                }
-                p
+            .collect();
+        // The answer's payloads and vectors, as asked (a point deleted meanwhile drops out).
+        let ids: Vec<PointId> = top.iter().map(|t| t.1).collect();
+        let mut records: HashMap<PointId, crate::types::Record> = self
+            .get(&ids, req.with_payload, req.with_vector)?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
+        report.points = top
+            .into_iter()
+            .filter_map(|(score, id)| {
+                let r = records.remove(&id)?;
+                Some(ScoredPoint {
+                    id,
+                    version: r.version,
+                    score,
+                    payload: r.payload,
+                    vectors: r.vectors,
+                })
             })
             .collect();
         Ok(report)

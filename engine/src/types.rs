@@ -168,7 +168,8 @@ impl FromStr for Distance {
 /// HNSW build parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HnswConfig {
-    /// Neighbours per node on upper layers (layer 0 keeps up to `2 * m`). 4..=128, default 16.
+    /// Neighbours per node on upper layers (layer 0 keeps up to `2 * m`). 4..=128, default 16;
+    /// 0 builds no graph for the vector (searches scan, exactly), as in Qdrant.
     pub m: u32,
     /// Candidate list size while building. 4..=4096, default 100.
     pub ef_construct: u32,
@@ -215,9 +216,9 @@ impl VectorParams {
                 self.dim
             )));
         }
-        if !(4..=128).contains(&self.hnsw.m) {
+        if self.hnsw.m != 0 && !(4..=128).contains(&self.hnsw.m) {
             return Err(Error::invalid(format!(
-                "{at}.hnsw_config.m must be in 4..=128, got {}",
+                "{at}.hnsw_config.m must be 0 (no graph) or in 4..=128, got {}",
                 self.hnsw.m
             )));
         }

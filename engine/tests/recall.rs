@@ -285,3 +285,52 @@ fn filtered_recall_through_payload_indexes() {
         );
     }
 }
+
+#[test]
+fn hnsw_m_zero_builds_no_graph_and_searches_exactly() {
+    let (base, queries, _) = common::bigann10k();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = EngineOptions::new(dir.path());
+    opts.background = false;
+    opts.full_scan_threshold_kb = 0; // a graph, when there is one, is always walked
+    let engine = Engine::open(opts).expect("open");
+    let mut sizes = Vec::new();
+    for m in [16, 0] {
+        let mut config = CollectionConfig::new(128, Distance::Euclid);
+        config.vectors[0].1.hnsw.m = m;
+        let c = engine
+            .create_collection(DEFAULT_TENANT, &format!("m{m}"), config)
+            .expect("create");
+        let points = base[..2_000]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| PointInput::new(PointId::Num(i as u64), v.clone(), None))
+            .collect();
+        c.upsert(points).expect("upsert");
+        c.flush().expect("flush");
+        c.compact().expect("compact");
+        let info = c.info().expect("info");
+        assert_eq!(info.indexed_segments, 1, "m = {m}");
+        sizes.push(info.bytes);
+    }
+    // The m = 0 segment holds the same rows without graph sections.
+    assert!(sizes[1] < sizes[0], "{sizes:?}");
+    let c = engine.collection(DEFAULT_TENANT, "m0").expect("m0");
+    for q in &queries[..20] {
+        let mut req = SearchRequest::new(q.clone(), 10);
+        let approx: Vec<PointId> = c
+            .search(&req)
+            .expect("search")
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        req.exact = true;
+        let exact: Vec<PointId> = c
+            .search(&req)
+            .expect("exact")
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        assert_eq!(approx, exact);
+    }
+}

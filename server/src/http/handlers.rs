@@ -810,7 +810,7 @@ pub(crate) async fn scroll_points(
         })
         .transpose()?;
     let limit = parse::usize_field(&b, "limit", "")?.unwrap_or(10);
-    check_limit(limit, 0, st.max_limit)?;
+    check_limit(limit, 0, st.max_limit, "")?;
     let sel = parse::with_payload(&b, true, "")?;
     let vsel = parse::with_vector(&b, false, "")?;
     let req = ScrollRequest {
@@ -846,13 +846,13 @@ pub(crate) async fn count_points(
     ok(started, json!({"count": n}))
 }
 
-fn check_limit(limit: usize, offset: usize, max: usize) -> Result<(), ApiError> {
+fn check_limit(limit: usize, offset: usize, max: usize, at: &str) -> Result<(), ApiError> {
     if limit == 0 {
-        return Err(ApiError::invalid("limit: must be at least 1"));
+        return Err(ApiError::invalid(format!("{at}limit: must be at least 1")));
     }
     if limit.saturating_add(offset) > max {
         return Err(ApiError::invalid(format!(
-            "limit + offset = {} exceeds the maximum of {max} (STRATA_MAX_LIMIT)",
+            "{at}limit + {at}offset = {} exceeds the maximum of {max} (STRATA_MAX_LIMIT)",
             limit.saturating_add(offset)
         )));
     }
@@ -1003,7 +1003,7 @@ pub(super) fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiEr
     };
     let limit = parse::usize_field(b, "limit", at)?.unwrap_or(10);
     let offset = parse::usize_field(b, "offset", at)?.unwrap_or(0);
-    check_limit(limit, offset, max)?;
+    check_limit(limit, offset, max, at)?;
     let mmr = mmr.map(|(diversity, candidates)| Mmr {
         diversity,
         candidates_limit: candidates.unwrap_or(limit.saturating_add(offset)),
@@ -1251,7 +1251,7 @@ pub(super) fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiE
     let limit = parse::usize_field(b, "limit", at)?
         .ok_or_else(|| ApiError::invalid(format!("{at}limit: missing")))?;
     let offset = parse::usize_field(b, "offset", at)?.unwrap_or(0);
-    check_limit(limit, offset, max)?;
+    check_limit(limit, offset, max, at)?;
     let mut req = SearchRequest::new(vector, limit);
     req.using = using;
     req.offset = offset;
@@ -1286,6 +1286,32 @@ fn run_search(h: &CollectionHandle, s: Search) -> Result<(Vec<Value>, ColdCounts
     Ok((points, counts))
 }
 
+/// True when the scores `execute(s)` answers are distances (smaller is better): a search or
+/// average-vector recommendation on a Euclid vector, or a prefetch passed through from one.
+/// Fusion and example-scored recommendations answer larger-is-better scores.
+fn smaller_is_better(config: &strata_engine::CollectionConfig, s: &Search) -> bool {
+    if !s.prefetch.is_empty() {
+        if s.fusion.is_some() {
+            return false;
+        }
+        if let [only] = s.prefetch.as_slice()
+            && s.req.vector.is_empty()
+            && s.by_id.is_none()
+            && s.recommend.is_none()
+        {
+            return smaller_is_better(config, only);
+        }
+    }
+    if let Some((_, _, strategy)) = &s.recommend
+        && *strategy != RecommendStrategy::AverageVector
+    {
+        return false;
+    }
+    config
+        .space(&s.req.using)
+        .is_some_and(|i| config.vectors[i].1.distance == Distance::Euclid)
+}
+
 /// Runs a parsed query: its prefetches first (each with the outer filter too, and the outer
 /// payload and vector choices), fused or re-scored by the outer query; else one search.
 pub(super) fn execute(h: &CollectionHandle, mut s: Search) -> Result<SearchReport, ApiError> {
@@ -1297,9 +1323,7 @@ pub(super) fn execute(h: &CollectionHandle, mut s: Search) -> Result<SearchRepor
             p.req.filter = Filter::both(p.req.filter.take(), s.req.filter.clone());
             p.req.with_payload = s.req.with_payload;
             p.req.with_vector = s.req.with_vector;
-            let smaller_is_better = config
-                .space(&p.req.using)
-                .is_some_and(|i| config.vectors[i].1.distance == Distance::Euclid);
+            let smaller_is_better = smaller_is_better(&config, &p);
             let r = execute(h, p)?;
             total.cold_searched += r.cold_searched;
             total.cold_skipped += r.cold_skipped;
@@ -1321,9 +1345,18 @@ pub(super) fn execute(h: &CollectionHandle, mut s: Search) -> Result<SearchRepor
                 return Ok(total);
             }
             (None, 1) if s.req.vector.is_empty() && s.by_id.is_none() && s.recommend.is_none() => {
-                let only = lists.pop().map(|l| l.points).unwrap_or_default();
+                let (only, smaller) = lists
+                    .pop()
+                    .map(|l| (l.points, l.smaller_is_better))
+                    .unwrap_or_default();
+                // The outer score_threshold applies to the passed-through scores.
                 total.points = only
                     .into_iter()
+                    .filter(|p| match s.req.score_threshold {
+                        None => true,
+                        Some(t) if smaller => p.score <= t,
+                        Some(t) => p.score >= t,
+                    })
                     .skip(s.req.offset)
                     .take(s.req.limit)
                     .collect();

@@ -243,6 +243,20 @@ def test_recommend_matches_qdrants_formulas(server, distance):
                                       positive=pos_ids + [extra.tolist()], negative=neg_ids, strategy=strategy))).points
         assert [p.id for p in got] == want, strategy
         assert all(p.score == pytest.approx(f(p.id), rel=1e-4, abs=1e-4) for p in got)
+    # Negatives only (best_score, sum_scores): every point is scored, so the far side of the
+    # examples is found without `exact` — the whole ranking, not just the nearest neighbourhood.
+    only_neg = [42, 7]
+    rest = [i for i in range(200) if i not in only_neg]
+    for strategy, f in [(models.RecommendStrategy.BEST_SCORE,
+                         lambda i: -sigmoid(max(sim(stored[i], stored[n]) for n in only_neg))),
+                        (models.RecommendStrategy.SUM_SCORES,
+                         lambda i: -sum(sim(stored[i], stored[n]) for n in only_neg))]:
+        want = sorted(rest, key=lambda i: (-f(i), i))[2:7]  # a window far below the 198 points
+        got = client.query_points(name, using="v", limit=5, offset=2,
+                                  query=models.RecommendQuery(recommend=models.RecommendInput(
+                                      negative=only_neg, strategy=strategy))).points
+        assert [p.id for p in got] == want, strategy
+        assert all(p.score == pytest.approx(f(p.id), rel=1e-4, abs=1e-4) for p in got)
     # average_vector: a search for 2·avg(positive) − avg(negative), examples left out.
     q = 2 * np.mean(pos, axis=0) - np.mean(neg, axis=0)
     qq = q / np.linalg.norm(q) if distance == models.Distance.COSINE else q
@@ -312,6 +326,23 @@ def test_prefetch_fusion_matches_reference_rrf_and_dbsf(server):
     want = reference_dbsf([[(p.id, p.score) for p in la], [(p.id, -p.score) for p in lb]])
     got = client.query_points("hybrid", prefetch=prefetch, query=models.FusionQuery(fusion=models.Fusion.DBSF), limit=8, offset=2, query_filter=flt).points
     assert [(p.id, round(p.score, 4)) for p in got] == [(i, round(s, 4)) for i, s in want[2:10]]
+    # Only plain searches on a Euclid vector give distances: a best_score recommendation on it
+    # scores larger-is-better and is not negated, nor is a nested fusion.
+    reco = models.RecommendQuery(recommend=models.RecommendInput(positive=[qb.tolist()], strategy=models.RecommendStrategy.BEST_SCORE))
+    lr = client.query_points("hybrid", query=reco, using="b", limit=20, query_filter=flt).points
+    assert lr[0].score > lr[-1].score
+    nested = [models.Prefetch(query=reco, using="b", limit=20),
+              models.Prefetch(prefetch=prefetch, query=models.FusionQuery(fusion=models.Fusion.RRF), limit=15)]
+    inner = reference_rrf([[p.id for p in la], [p.id for p in lb]])[:15]
+    want = reference_dbsf([[(p.id, p.score) for p in lr], inner])
+    got = client.query_points("hybrid", prefetch=nested, query=models.FusionQuery(fusion=models.Fusion.DBSF), limit=10, query_filter=flt).points
+    assert [(p.id, round(p.score, 4)) for p in got] == [(i, round(s, 4)) for i, s in want[:10]]
+    # One prefetch and no outer query: its list passes through, under the outer score_threshold
+    # (a similarity floor for Cosine, a distance ceiling for Euclid).
+    for prefetched, ranked in [(prefetch[0], la), (prefetch[1], lb)]:
+        t = ranked[6].score
+        got = client.query_points("hybrid", prefetch=[prefetched], score_threshold=t, limit=30, query_filter=flt).points
+        assert [p.id for p in got] == [p.id for p in ranked[:7]], prefetched.using
     # An outer vector re-scores the prefetched candidates.
     got = client.query_points("hybrid", prefetch=[models.Prefetch(query=qb.tolist(), using="b", limit=50, params=exact)],
                               query=qa.tolist(), using="a", limit=5).points
