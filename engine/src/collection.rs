@@ -102,7 +102,7 @@ impl Collection {
             config: RwLock::new(Arc::new(e.config.clone())),
             created_lsn: e.created_lsn,
             gate: RwLock::new(()),
-            mem: RwLock::new(Memtable::new(&dims(&e.config))),
+            mem: RwLock::new(Memtable::new(&dims(&e.config), e.config.sparse.len())),
             segments: RwLock::new(Arc::new(segments)),
             flushed_lsn: AtomicU64::new(e.flushed_lsn),
             hint: std::sync::atomic::AtomicU8::new(crate::manifest::hint_tag(e.hint)),
@@ -320,7 +320,8 @@ impl Collection {
             let mut next = (**list).clone();
             next.push(Arc::clone(&seg));
             *list = Arc::new(next);
-            *mem = Memtable::new(&dims(&self.config()));
+            let config = self.config();
+            *mem = Memtable::new(&dims(&config), config.sparse.len());
             Ok(Some((seg, seal_lsn)))
         })
     }

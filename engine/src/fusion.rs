@@ -106,6 +106,7 @@ mod tests {
             score,
             payload: None,
             vectors: None,
+            sparse: Default::default(),
         }
     }
 

@@ -9,6 +9,7 @@
 //! ```
 
 mod edit;
+mod sparse_search;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::filter::Filter;
 use crate::index::{self, FieldType, PayloadIndexes};
 use crate::mmr::{self, Mmr};
-use crate::read::{Found, ReadSource, SegmentView, named, newest};
+use crate::read::{Found, ReadSource, SegmentView, newest, split_named};
 use crate::record::{StoredPoint, WalOp};
 use crate::segment::format::{Sec, SectionSet, common};
 use crate::segment::{SearchQuery, search_sections};
@@ -314,6 +315,13 @@ impl CollectionHandle {
                 vectors.push((space as u16, v));
             }
             vectors.sort_by_key(|v| v.0);
+            let mut sparse = Vec::with_capacity(p.sparse.len());
+            for (name, v) in p.sparse {
+                let field = format!("points[{i}].vector.{name}");
+                let space = config.sparse_space_or_err(&name, &field)?;
+                sparse.push((space as u16, v));
+            }
+            sparse.sort_by_key(|v| v.0);
             if last[&p.id] != i {
                 continue;
             }
@@ -335,6 +343,7 @@ impl CollectionHandle {
             stored.push(StoredPoint {
                 id: p.id,
                 vectors,
+                sparse,
                 payload,
             });
         }
@@ -642,7 +651,11 @@ impl CollectionHandle {
         let need = |v: &SegmentView| {
             let small = wp && v.seg.meta.section_len(common(Sec::PayloadData)) <= inline;
             let graph = v.seg.meta.has_graph(space) && !req.exact;
-            let s = search_sections(space, graph, small).union(v.seg.filter_sections(filter));
+            let mut s = search_sections(space, graph, small).union(v.seg.filter_sections(filter));
+            // Sparse vectors are not read row by row: a search returning vectors streams them.
+            if wv && !v.seg.meta.layout.sparse.is_empty() {
+                s = s.union(crate::segment::compaction_sections(&v.seg.meta.layout));
+            }
             match wp {
                 true => s.with(common(Sec::PayloadOffsets)),
                 false => s,
@@ -750,12 +763,14 @@ impl CollectionHandle {
             .zip(rows)
             .map(|(score, f)| {
                 let (payload, vectors) = f.materialize(wp, wv)?;
+                let (vectors, sparse) = split_named(&config, vectors);
                 Ok(ScoredPoint {
                     id: f.id,
                     version: f.version,
                     score,
                     payload,
-                    vectors: vectors.map(|v| named(&config, v)),
+                    vectors,
+                    sparse,
                 })
             })
             .collect::<Result<_>>()?;

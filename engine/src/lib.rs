@@ -72,6 +72,7 @@ mod recommend;
 mod record;
 pub mod scan;
 mod segment;
+mod sparse;
 pub mod tiers;
 mod types;
 mod wal;
@@ -90,6 +91,7 @@ pub use mmr::Mmr;
 pub use options::{EngineOptions, TierOptions};
 pub use recommend::{MAX_EXAMPLES, Recommend, RecommendStrategy};
 pub use segment::Verify;
+pub use sparse::{MAX_SPARSE_ENTRIES, Modifier, SparseParams, SparseVector};
 /// The storage layer the engine persists through (re-exported for tests and embedders).
 pub use strata_tiering as storage;
 pub use strata_tiering::SplitMix64;
@@ -98,7 +100,8 @@ pub use types::{
     ColdReads, CollectionConfig, CollectionInfo, Distance, FacetHit, FacetRequest, GroupRequest,
     HnswConfig, HnswUpdate, Lsn, MAX_DIM, MAX_VECTOR_NAME, MAX_VECTORS, Payload, PointGroup,
     PointId, PointInput, Record, ScoredPoint, ScrollPage, ScrollRequest, SearchReport,
-    SearchRequest, VectorParams, Vectors, parse_named_vectors, parse_vector, validate_name,
+    SearchRequest, SparseVectors, VectorParams, Vectors, parse_named_vectors, parse_vector,
+    validate_name,
 };
 pub use wal::{
     AckMode, LocalWal, LocalWalOptions, MAX_RECORD_BYTES, ReplayStats, ReplayVisitor, Wal,

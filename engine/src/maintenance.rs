@@ -37,7 +37,7 @@ use crate::engine::{Inner, ManifestChange, lock};
 use crate::error::{Error, ErrorKind, Result};
 use crate::index::PayloadIndexes;
 use crate::options::EngineOptions;
-use crate::segment::writer::{RowRef, SegmentInput, SpaceInput, encode};
+use crate::segment::writer::{RowRef, SegmentInput, SpaceInput, SparseInput, encode};
 use crate::segment::{Segment, compaction_sections, graph, not_resident};
 use crate::types::{Lsn, PointId};
 
@@ -178,7 +178,7 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
         .collect::<Result<Vec<_>>>()?;
     if let Some(b) = bodies
         .iter()
-        .find(|b| !b.has_all(compaction_sections(b.space_count())))
+        .find(|b| !b.has_all(compaction_sections(&b.layout)))
     {
         return Err(not_resident(b.segment_id()));
     }
@@ -251,11 +251,34 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
         });
         spaces.push((vectors, has));
     }
+    // Per sparse space: every row's sparse vector there (matched by name: an input written
+    // before the space existed has none).
+    let sparse: Vec<Vec<Option<crate::sparse::SparseVector>>> = config
+        .sparse
+        .iter()
+        .map(|(name, _)| {
+            rows.iter()
+                .map(|(_, _, i, r)| {
+                    let b = &bodies[*i as usize];
+                    let j = b.layout.sparse.iter().position(|s| s.name == *name)?;
+                    b.sparse_view(j)?.row(*r)
+                })
+                .collect()
+        })
+        .collect();
     let id = inner.new_segment_id();
     let input = SegmentInput {
         segment_id: id,
         collection_id: coll.id(),
         spaces: space_inputs,
+        sparse: config
+            .sparse
+            .iter()
+            .map(|(name, p)| SparseInput {
+                name: name.clone(),
+                modifier: p.modifier,
+            })
+            .collect(),
         rows: rows
             .iter()
             .enumerate()
@@ -270,6 +293,7 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
                         has[n].then(|| &v[n * dim..(n + 1) * dim])
                     })
                     .collect(),
+                sparse: sparse.iter().map(|s| s[n].as_ref()).collect(),
                 payload: bodies[*i as usize].payload(*r).unwrap_or_default(),
             })
             .collect(),

@@ -19,9 +19,10 @@ pub(crate) const MAGIC: &[u8; 8] = b"STRATMAN";
 /// Version 2 added each collection's tier hint; version 3 named vectors (a list of name,
 /// dim, distance, HNSW per collection, and whether it was created named); version 4 payload
 /// indexes (a list of key, type per collection); version 5 collection aliases (a list of
-/// tenant, alias, collection after the collections). Older versions still open (hint `auto`;
-/// one unnamed vector; no payload index; no alias).
-pub(crate) const VERSION: u32 = 5;
+/// tenant, alias, collection after the collections); version 6 sparse vectors (a list of
+/// name, modifier per collection, after the dense ones). Older versions still open (hint
+/// `auto`; one unnamed vector; no payload index; no alias; no sparse vector).
+pub(crate) const VERSION: u32 = 6;
 
 /// The byte a tier hint is stored as.
 pub(crate) fn hint_tag(h: Hint) -> u8 {
@@ -158,6 +159,11 @@ impl Manifest {
                 b.u32(p.hnsw.m);
                 b.u32(p.hnsw.ef_construct);
             }
+            b.u16(c.config.sparse.len() as u16);
+            for (name, p) in &c.config.sparse {
+                str16(&mut b, name);
+                b.u8(p.modifier.tag());
+            }
             b.u64(c.created_lsn);
             b.u64(c.flushed_lsn);
             b.u8(hint_tag(c.hint));
@@ -286,9 +292,25 @@ impl Manifest {
                     if named > 1 {
                         return Err(invalid(format!("named flag {named}")));
                     }
+                    let mut sparse = Vec::new();
+                    if version >= 6 {
+                        let n = r.u16("sparse vector count")?;
+                        for _ in 0..n {
+                            let name = get_str16(&mut r, "sparse vector name")?;
+                            let at = r.pos();
+                            let tag = r.u8("sparse modifier")?;
+                            let modifier =
+                                crate::sparse::Modifier::from_tag(tag).ok_or(DecodeError {
+                                    offset: at,
+                                    what: format!("unknown sparse modifier {tag}"),
+                                })?;
+                            sparse.push((name, crate::sparse::SparseParams { modifier }));
+                        }
+                    }
                     CollectionConfig {
                         vectors,
                         named: named == 1,
+                        sparse,
                     }
                 }
             };
@@ -617,8 +639,9 @@ mod tests {
         }
     }
 
-    /// A one-collection manifest body as versions 1 to 4 wrote it (one unnamed vector; the
-    /// hint byte from version 2; the vector list from version 3; the index list from 4).
+    /// A one-collection manifest body as versions 1 to 5 wrote it (one unnamed vector; the
+    /// hint byte from version 2; the vector list from version 3; the index list from 4; the
+    /// alias list from 5).
     fn legacy_body(version: u32, hint: Hint) -> Vec<u8> {
         let mut b = Writer::with_capacity(128);
         for v in [1u64, 0, 2, 1] {
@@ -646,24 +669,27 @@ mod tests {
             b.u16(0); // no payload index
         }
         b.u32(0);
+        if version >= 5 {
+            b.u32(0); // no alias
+        }
         b.buf
     }
 
     #[test]
-    fn version_1_to_4_manifests_open_without_payload_indexes_or_aliases() {
+    fn version_1_to_5_manifests_open_without_payload_indexes_aliases_or_sparse_vectors() {
         let mut want = one(CollectionConfig::new(4, Distance::Dot), "t", "c");
         let v1 = Manifest::decode(&frame(1, &legacy_body(1, Hint::Offload))).expect("v1 opens");
         assert_eq!(v1, want, "version 1: hint auto");
         want.collections[0].hint = Hint::Offload;
-        for version in [2, 3, 4] {
+        for version in [2, 3, 4, 5] {
             let old = Manifest::decode(&frame(version, &legacy_body(version, Hint::Offload)));
             assert_eq!(old.expect("opens"), want, "version {version}");
         }
         assert!(!want.collections[0].config.named);
         assert!(want.collections[0].indexes.is_empty() && want.aliases.is_empty());
-        // Written again, it is version 5 and reads back the same.
-        let v5 = want.encode();
-        assert_eq!(u32::from_le_bytes(v5[8..12].try_into().expect("4")), 5);
-        assert_eq!(Manifest::decode(&v5).expect("v5"), want);
+        // Written again, it is version 6 and reads back the same.
+        let v6 = want.encode();
+        assert_eq!(u32::from_le_bytes(v6[8..12].try_into().expect("4")), 6);
+        assert_eq!(Manifest::decode(&v6).expect("v6"), want);
     }
 }

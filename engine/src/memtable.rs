@@ -12,7 +12,8 @@ use crate::filter::Filter;
 use crate::record::StoredPoint;
 use crate::scan::{self, Hit};
 use crate::segment::parse_payload;
-use crate::segment::writer::{RowRef, SegmentInput, SpaceInput};
+use crate::segment::writer::{RowRef, SegmentInput, SpaceInput, SparseInput};
+use crate::sparse::{self, SparseVector};
 use crate::types::{CollectionConfig, Distance, Lsn, Payload, PointId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +67,8 @@ impl SpaceCol {
 #[derive(Debug)]
 pub(crate) struct Memtable {
     spaces: Vec<SpaceCol>,
+    /// Per sparse space, each row's sparse vector there, if any.
+    sparse: Vec<Vec<Option<SparseVector>>>,
     rows: Vec<RowMeta>,
     index: BTreeMap<PointId, Slot>,
     live: usize,
@@ -77,8 +80,8 @@ pub(crate) struct Memtable {
 const ENTRY_OVERHEAD: usize = 96;
 
 impl Memtable {
-    /// A memtable for vectors of these dimensions (one per space).
-    pub(crate) fn new(dims: &[usize]) -> Memtable {
+    /// A memtable for vectors of these dimensions (one per space) and `sparse` sparse spaces.
+    pub(crate) fn new(dims: &[usize], sparse: usize) -> Memtable {
         Memtable {
             spaces: dims
                 .iter()
@@ -88,6 +91,7 @@ impl Memtable {
                     has: Vec::new(),
                 })
                 .collect(),
+            sparse: vec![Vec::new(); sparse],
             rows: Vec::new(),
             index: BTreeMap::new(),
             live: 0,
@@ -138,6 +142,19 @@ impl Memtable {
                 .find(|(s, v)| *s as usize == i && v.len() == col.dim)
                 .map(|(_, v)| v.as_slice());
             col.set(row, v);
+        }
+        for (i, col) in self.sparse.iter_mut().enumerate() {
+            if col.len() <= row {
+                col.resize(row + 1, None);
+            }
+            let old = col[row].take().map_or(0, |v| v.len() * 8);
+            col[row] = p
+                .sparse
+                .iter()
+                .find(|(s, _)| *s as usize == i)
+                .map(|(_, v)| v.clone());
+            let new = col[row].as_ref().map_or(0, |v| v.len() * 8);
+            self.bytes = (self.bytes + new).saturating_sub(old);
         }
     }
 
@@ -214,6 +231,61 @@ impl Memtable {
         (0..self.spaces.len())
             .filter_map(|s| self.vector(s, row).map(|v| (s as u16, v.to_vec())))
             .collect()
+    }
+
+    /// Row `row`'s sparse vector in sparse space `space`, if it has one.
+    pub(crate) fn sparse_vector(&self, space: usize, row: u32) -> Option<&SparseVector> {
+        self.sparse.get(space)?.get(row as usize)?.as_ref()
+    }
+
+    /// Every sparse vector of row `row`, by sparse space.
+    pub(crate) fn sparse_of(&self, row: u32) -> Vec<(u16, SparseVector)> {
+        (0..self.sparse.len())
+            .filter_map(|s| self.sparse_vector(s, row).map(|v| (s as u16, v.clone())))
+            .collect()
+    }
+
+    /// Live rows with a vector in sparse space `space`, and per dimension of `dims` those
+    /// holding it (for the idf modifier).
+    pub(crate) fn sparse_stats(&self, space: usize, dims: &[u32]) -> (u64, Vec<u64>) {
+        let mut df = vec![0u64; dims.len()];
+        let mut n = 0;
+        for (r, m) in self.rows.iter().enumerate() {
+            if let Some(v) = m
+                .live
+                .then(|| self.sparse_vector(space, r as u32))
+                .flatten()
+            {
+                n += 1;
+                for (k, d) in dims.iter().enumerate() {
+                    if v.indices.binary_search(d).is_ok() {
+                        df[k] += 1;
+                    }
+                }
+            }
+        }
+        (n, df)
+    }
+
+    /// Exact sparse top-`k` (dot product with `indices`/`weights`) over live rows that share a
+    /// dimension with the query and match `filter`: (row, score), best first.
+    pub(crate) fn sparse_search(
+        &self,
+        space: usize,
+        indices: &[u32],
+        weights: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Vec<(u32, f32)> {
+        let mut hits: Vec<(u32, f32)> = (0..self.rows.len() as u32)
+            .filter_map(|r| {
+                let v = self.sparse_vector(space, r)?;
+                let (s, any) = sparse::dot(indices, weights, &v.indices, &v.values);
+                (any && self.row_matches(r, filter)).then_some((r, s))
+            })
+            .collect();
+        sparse::best_first(&mut hits, k);
+        hits
     }
     /// Live rows holding a value an index of type `ty` on `key` would hold.
     pub(crate) fn index_points(&self, key: &str, ty: crate::index::FieldType) -> u64 {
@@ -322,6 +394,9 @@ impl Memtable {
                         id: *id,
                         version: m.version,
                         vectors: (0..self.spaces.len()).map(|s| self.vector(s, *r)).collect(),
+                        sparse: (0..self.sparse.len())
+                            .map(|s| self.sparse_vector(s, *r))
+                            .collect(),
                         payload: &m.payload,
                     });
                 }
@@ -339,6 +414,14 @@ impl Memtable {
                     dim: p.dim,
                     distance: p.distance,
                     graph: None,
+                })
+                .collect(),
+            sparse: config
+                .sparse
+                .iter()
+                .map(|(name, p)| SparseInput {
+                    name: name.clone(),
+                    modifier: p.modifier,
                 })
                 .collect(),
             rows,

@@ -20,16 +20,44 @@ use crate::memtable::{Memtable, Slot};
 use crate::scan::Hit;
 use crate::segment::format::{PAYLOAD_SECTIONS, vector_sections};
 use crate::segment::{SearchQuery, Segment, SegmentData, not_resident, parse_payload};
-use crate::types::{CollectionConfig, Lsn, Payload, PointId, Record, Vectors};
+use crate::sparse::SparseVector;
+use crate::types::{CollectionConfig, Lsn, Payload, PointId, Record, SparseVectors, Vectors};
 
 /// A row's vectors by space (the index of the name in the collection's sorted names).
 pub(crate) type SpaceVectors = Vec<(u16, Vec<f32>)>;
 
+/// A row's dense and sparse vectors by space.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RowVectors {
+    pub(crate) dense: SpaceVectors,
+    /// By sparse space (the index of the name in the collection's sorted sparse names).
+    pub(crate) sparse: Vec<(u16, SparseVector)>,
+}
+
 /// `v` by name.
-pub(crate) fn named(config: &CollectionConfig, v: SpaceVectors) -> Vectors {
-    v.into_iter()
+pub(crate) fn named(config: &CollectionConfig, v: RowVectors) -> (Vectors, SparseVectors) {
+    let dense = v
+        .dense
+        .into_iter()
         .filter_map(|(s, v)| Some((config.vectors.get(s as usize)?.0.clone(), v)))
-        .collect()
+        .collect();
+    let sparse = v
+        .sparse
+        .into_iter()
+        .filter_map(|(s, v)| Some((config.sparse.get(s as usize)?.0.clone(), v)))
+        .collect();
+    (dense, sparse)
+}
+
+/// Materialised vectors by name: dense (`None` when not asked for) and sparse (empty then).
+pub(crate) fn split_named(
+    config: &CollectionConfig,
+    v: Option<RowVectors>,
+) -> (Option<Vectors>, SparseVectors) {
+    match v.map(|v| named(config, v)) {
+        Some((d, s)) => (Some(d), s),
+        None => (None, SparseVectors::new()),
+    }
 }
 
 /// A result row's data until it is materialised: copied out of the memtable (which changes
@@ -38,7 +66,7 @@ pub(crate) fn named(config: &CollectionConfig, v: SpaceVectors) -> Vectors {
 pub(crate) enum Held {
     Copied {
         payload: Option<Vec<u8>>,
-        vectors: Option<SpaceVectors>,
+        vectors: Option<RowVectors>,
     },
     Segment(Arc<SegmentData>, u32),
     /// A row of a segment whose body the read did not load: `Inner::load_rows` reads it (or
@@ -52,7 +80,7 @@ impl Held {
         &self,
         payload: bool,
         vector: bool,
-    ) -> Result<(Option<Payload>, Option<SpaceVectors>)> {
+    ) -> Result<(Option<Payload>, Option<RowVectors>)> {
         match self {
             Held::Copied {
                 payload: p,
@@ -76,13 +104,19 @@ impl Held {
                 };
                 let v = match vector {
                     true => {
-                        let mut out = Vec::new();
+                        let mut out = RowVectors::default();
                         for space in 0..s.space_count() {
                             if !s.has_all(vector_sections(space)) {
                                 return Err(refused());
                             }
                             if s.has_vector(space, *r) {
-                                out.push((space as u16, s.vector(space, *r).to_vec()));
+                                out.dense.push((space as u16, s.vector(space, *r).to_vec()));
+                            }
+                        }
+                        for j in 0..s.sparse_count() {
+                            let view = s.sparse_view(j).ok_or_else(refused)?;
+                            if let Some(v) = view.row(*r) {
+                                out.sparse.push((j as u16, v));
                             }
                         }
                         Some(out)
@@ -113,7 +147,7 @@ impl Found {
         &self,
         payload: bool,
         vector: bool,
-    ) -> Result<(Option<Payload>, Option<SpaceVectors>)> {
+    ) -> Result<(Option<Payload>, Option<RowVectors>)> {
         match &self.held {
             Some(h) => h.materialize(payload, vector),
             None => Ok((None, None)),
@@ -128,11 +162,13 @@ impl Found {
         config: &CollectionConfig,
     ) -> Result<Record> {
         let (payload, vectors) = self.materialize(payload, vector)?;
+        let (vectors, sparse) = split_named(config, vectors);
         Ok(Record {
             id: self.id,
             version: self.version,
             payload,
-            vectors: vectors.map(|v| named(config, v)),
+            vectors,
+            sparse,
         })
     }
 }
@@ -208,7 +244,10 @@ impl ReadSource for Memtable {
     fn hold(&self, row: u32, payload: bool, vector: bool) -> Result<Held> {
         Ok(Held::Copied {
             payload: payload.then(|| self.payload(row).to_vec()),
-            vectors: vector.then(|| self.vectors_of(row)),
+            vectors: vector.then(|| RowVectors {
+                dense: self.vectors_of(row),
+                sparse: self.sparse_of(row),
+            }),
         })
     }
 }

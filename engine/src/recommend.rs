@@ -245,6 +245,7 @@ impl CollectionHandle {
                     score,
                     payload: r.payload,
                     vectors: r.vectors,
+                    sparse: r.sparse,
                 })
             })
             .collect();

@@ -1,6 +1,7 @@
 //! The payload of a WAL record: one batch, all or nothing. Byte layout in `docs/format.md`.
 
 use crate::codec::{DecodeError, Reader, Writer};
+use crate::sparse::{MAX_SPARSE_ENTRIES, SparseVector};
 use crate::types::PointId;
 
 /// Version-1 upsert: one vector per point (read only; it is the unnamed vector, space 0).
@@ -8,6 +9,8 @@ const OP_UPSERT_V1: u8 = 1;
 const OP_DELETE: u8 = 2;
 /// Upsert with named vectors: per point, a list of (space, vector).
 const OP_UPSERT: u8 = 3;
+/// Op 3 with each point's sparse vectors (written only when a point of the batch has one).
+const OP_UPSERT_SPARSE: u8 = 4;
 
 /// A point as it is logged and stored: vectors by space (the index of the name in the
 /// collection's sorted vector names; ascending), already normalised for Cosine spaces; payload
@@ -16,6 +19,8 @@ const OP_UPSERT: u8 = 3;
 pub(crate) struct StoredPoint {
     pub(crate) id: PointId,
     pub(crate) vectors: Vec<(u16, Vec<f32>)>,
+    /// Sparse vectors by sparse space (index in the sorted sparse names; ascending).
+    pub(crate) sparse: Vec<(u16, SparseVector)>,
     pub(crate) payload: Vec<u8>,
 }
 
@@ -34,11 +39,13 @@ impl WalOp {
                     .iter()
                     .map(|p| {
                         32 + p.vectors.iter().map(|v| 6 + v.1.len() * 4).sum::<usize>()
+                            + p.sparse.iter().map(|v| 6 + v.1.len() * 8).sum::<usize>()
                             + p.payload.len()
                     })
                     .sum();
+                let sparse = points.iter().any(|p| !p.sparse.is_empty());
                 let mut w = Writer::with_capacity(8 + approx);
-                w.u8(OP_UPSERT);
+                w.u8(if sparse { OP_UPSERT_SPARSE } else { OP_UPSERT });
                 w.u32(points.len() as u32);
                 for p in points {
                     w.point_id(p.id);
@@ -47,6 +54,15 @@ impl WalOp {
                         w.u16(*space);
                         w.u32(v.len() as u32);
                         w.f32s(v);
+                    }
+                    if sparse {
+                        w.u16(p.sparse.len() as u16);
+                        for (space, v) in &p.sparse {
+                            w.u16(*space);
+                            w.u32(v.len() as u32);
+                            v.indices.iter().for_each(|i| w.u32(*i));
+                            w.f32s(&v.values);
+                        }
                     }
                     w.blob32(&p.payload);
                 }
@@ -76,7 +92,7 @@ impl WalOp {
         // millions of entries. Grow as entries actually decode.
         let reserve = count.min(1024);
         let out = match op {
-            OP_UPSERT_V1 | OP_UPSERT => {
+            OP_UPSERT_V1 | OP_UPSERT | OP_UPSERT_SPARSE => {
                 let vector = |r: &mut Reader<'_>| {
                     let dim = r.u32("vector dimension")? as usize;
                     if dim > r.remaining() / 4 {
@@ -102,10 +118,35 @@ impl WalOp {
                             vs
                         }
                     };
+                    let mut sparse: Vec<(u16, SparseVector)> = Vec::new();
+                    if op == OP_UPSERT_SPARSE {
+                        let n = r.u16("sparse vector count")?;
+                        for _ in 0..n {
+                            let space = r.u16("sparse vector space")?;
+                            if sparse.last().is_some_and(|l| l.0 >= space) {
+                                return Err(r.err("sparse vector spaces not ascending"));
+                            }
+                            let len = r.u32("sparse vector length")? as usize;
+                            if len > MAX_SPARSE_ENTRIES || len > r.remaining() / 8 {
+                                return Err(r.err(format!(
+                                    "sparse vector of {len} entries exceeds the record or the limit"
+                                )));
+                            }
+                            let at = r.pos();
+                            let indices: Vec<u32> = (0..len)
+                                .map(|_| r.u32("sparse index"))
+                                .collect::<Result<_, _>>()?;
+                            let values = r.f32s(len, "sparse values")?;
+                            SparseVector::check(&indices, &values)
+                                .map_err(|what| DecodeError { offset: at, what })?;
+                            sparse.push((space, SparseVector { indices, values }));
+                        }
+                    }
                     let payload = r.blob32("payload")?.to_vec();
                     points.push(StoredPoint {
                         id,
                         vectors,
+                        sparse,
                         payload,
                     });
                 }
@@ -152,11 +193,23 @@ pub(crate) mod tests {
                 prop::collection::vec(any::<f32>().prop_filter("finite", |x| x.is_finite()), 0..16),
                 0..4,
             ),
+            prop::collection::btree_map(
+                any::<u16>(),
+                prop::collection::btree_map(any::<u32>(), -1e6f32..1e6, 0..8),
+                0..3,
+            ),
             prop::collection::vec(any::<u8>(), 0..40),
         )
-            .prop_map(|(id, vectors, payload)| StoredPoint {
+            .prop_map(|(id, vectors, sparse, payload)| StoredPoint {
                 id,
                 vectors: vectors.into_iter().collect(),
+                sparse: sparse
+                    .into_iter()
+                    .map(|(s, m)| {
+                        let (indices, values) = m.into_iter().unzip();
+                        (s, SparseVector { indices, values })
+                    })
+                    .collect(),
                 payload,
             });
         prop_oneof![
@@ -181,7 +234,7 @@ pub(crate) mod tests {
             w.u32(v.len() as u32);
             w.f32s(&v);
             w.blob32(&payload);
-            let want = WalOp::Upsert(vec![StoredPoint { id, vectors: vec![(0, v)], payload }]);
+            let want = WalOp::Upsert(vec![StoredPoint { id, vectors: vec![(0, v)], sparse: Vec::new(), payload }]);
             prop_assert_eq!(WalOp::decode(&w.buf).expect("decodes"), want);
         }
 

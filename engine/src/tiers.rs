@@ -359,6 +359,7 @@ impl Inner {
         // Rows to fetch, by segment: (segment, the partial body it has, (index, row) pairs).
         let mut jobs: Vec<RowFetch> = Vec::new();
         let mut decided: HashMap<u64, Option<Arc<SegmentData>>> = HashMap::new();
+        let mut streamed: HashMap<u64, Arc<SegmentData>> = HashMap::new();
         for (i, f) in rows.iter_mut().enumerate() {
             let (id, row) = match &f.held {
                 Some(Held::Cold(seg, row)) => {
@@ -374,12 +375,30 @@ impl Inner {
                         f.held = Some(Held::Segment(b, *row));
                         continue;
                     }
+                    // Sparse vectors are not read row by row: their section is streamed whole.
+                    if vector && !seg.meta.layout.sparse.is_empty() {
+                        let b = match streamed.get(&seg.id()) {
+                            Some(b) => Arc::clone(b),
+                            None => {
+                                let set = need(seg.meta.layout.spaces.len())
+                                    .union(seg.meta.layout.sparse_sections());
+                                let b = self.stream_sections(seg, set)?;
+                                streamed.insert(seg.id(), Arc::clone(&b));
+                                b
+                            }
+                        };
+                        f.held = Some(Held::Segment(b, *row));
+                        continue;
+                    }
                     if !jobs.iter().any(|j| j.id == seg.id()) {
                         jobs.push(RowFetch::new(seg.id(), seg.meta.prefix(), None));
                     }
                     (seg.id(), *row)
                 }
-                Some(Held::Segment(b, row)) if !b.has_all(need(b.space_count())) => {
+                Some(Held::Segment(b, row))
+                    if !b.has_all(need(b.space_count()))
+                        || (vector && !b.has_all(b.layout.sparse_sections())) =>
+                {
                     if !jobs.iter().any(|j| j.id == b.segment_id()) {
                         jobs.push(RowFetch::new(
                             b.segment_id(),
@@ -419,6 +438,17 @@ impl Inner {
             Error::corruption(format!("cold segment {}: {why}", t.cold().location(&name)))
         };
         let layout = Layout::decode(&job.prefix).map_err(|e| corrupt(e.to_string()))?;
+        if vector && !layout.sparse.is_empty() {
+            // A read that returns vectors streams a segment's sparse sections with its body
+            // (`Self::load_rows`, the search's sections): a row-by-row read would lose them.
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "segment {}: sparse vectors cannot be read row by row",
+                    job.id
+                ),
+            ));
+        }
         let table = &layout.table;
         let spaces = layout.spaces.len();
         let offsets = table[common(Sec::PayloadOffsets)];
@@ -547,7 +577,11 @@ impl Inner {
                         .collect(),
                 ),
                 (true, None) => vecs.next(),
-            };
+            }
+            .map(|dense| crate::read::RowVectors {
+                dense,
+                sparse: Vec::new(),
+            });
             out.push(Held::Copied {
                 payload: p,
                 vectors: v,
@@ -665,10 +699,7 @@ impl Inner {
     pub(crate) fn body_for_compaction(&self, seg: &Segment) -> Result<Arc<SegmentData>> {
         match seg.body() {
             Some(d) => Ok(d),
-            None => {
-                let spaces = seg.meta.layout.spaces.len();
-                self.stream_sections(seg, compaction_sections(spaces))
-            }
+            None => self.stream_sections(seg, compaction_sections(&seg.meta.layout)),
         }
     }
 

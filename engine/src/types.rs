@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::filter::Filter;
+use crate::sparse::{SparseParams, SparseVector};
 
 /// Log sequence number: the WAL position of a write, also the version (ETag) of what it wrote.
 pub type Lsn = u64;
@@ -237,7 +238,7 @@ pub const MAX_VECTORS: usize = 16;
 /// Longest vector name, in bytes.
 pub const MAX_VECTOR_NAME: usize = 255;
 
-/// A collection's configuration: its named dense vectors, fixed at creation.
+/// A collection's configuration: its named dense and sparse vectors, fixed at creation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CollectionConfig {
     /// The named dense vectors, sorted by name (the unnamed vector is the name `""`). A point
@@ -247,6 +248,9 @@ pub struct CollectionConfig {
     /// the name `""`), false for one unnamed vector (`"vectors": {"size": ...}`): collection
     /// info answers in the form it was given.
     pub named: bool,
+    /// The named sparse vectors, sorted by name (never also a dense vector's name). A
+    /// collection may have sparse vectors only (then `vectors` is empty).
+    pub sparse: Vec<(String, SparseParams)>,
 }
 
 impl CollectionConfig {
@@ -260,6 +264,7 @@ impl CollectionConfig {
         CollectionConfig {
             vectors: vec![(String::new(), params)],
             named: false,
+            sparse: Vec::new(),
         }
     }
 
@@ -269,7 +274,21 @@ impl CollectionConfig {
         CollectionConfig {
             vectors,
             named: true,
+            sparse: Vec::new(),
         }
+    }
+
+    /// This configuration with these sparse vectors (sorted here).
+    #[must_use]
+    pub fn with_sparse(mut self, mut sparse: Vec<(String, SparseParams)>) -> CollectionConfig {
+        sparse.sort_by(|a, b| a.0.cmp(&b.0));
+        self.sparse = sparse;
+        self
+    }
+
+    /// The index of the sparse vector named `name`.
+    pub fn sparse_space(&self, name: &str) -> Option<usize> {
+        self.sparse.iter().position(|(n, _)| n == name)
     }
 
     /// The index of the vector named `name`.
@@ -279,13 +298,30 @@ impl CollectionConfig {
 
     /// The index of the vector named `name`, or an error naming `field` and the names there are.
     pub fn space_or_err(&self, name: &str, field: &str) -> Result<usize> {
-        self.space(name).ok_or_else(|| {
-            let names: Vec<String> = self.vectors.iter().map(|(n, _)| format!("{n:?}")).collect();
-            Error::invalid(format!(
-                "{field}: the collection has no vector named {name:?} (its vectors: {})",
-                names.join(", ")
-            ))
-        })
+        self.space(name)
+            .ok_or_else(|| self.no_vector(name, field, "dense "))
+    }
+
+    /// The index of the sparse vector named `name`, or an error naming `field`.
+    pub fn sparse_space_or_err(&self, name: &str, field: &str) -> Result<usize> {
+        self.sparse_space(name)
+            .ok_or_else(|| self.no_vector(name, field, "sparse "))
+    }
+
+    fn no_vector(&self, name: &str, field: &str, kind: &str) -> Error {
+        let list = |v: Vec<&String>| {
+            let v: Vec<String> = v.iter().map(|n| format!("{n:?}")).collect();
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        Error::invalid(format!(
+            "{field}: the collection has no {kind}vector named {name:?} (its vectors: {}; sparse: {})",
+            list(self.vectors.iter().map(|v| &v.0).collect()),
+            list(self.sparse.iter().map(|v| &v.0).collect()),
+        ))
     }
 
     /// Parameters of vector `space`.
@@ -293,17 +329,41 @@ impl CollectionConfig {
         &self.vectors[space].1
     }
 
-    /// The first vector's parameters (the unnamed one of a single-vector collection).
-    pub fn first(&self) -> &VectorParams {
-        &self.vectors[0].1
+    /// The first dense vector's parameters (the unnamed one of a single-vector collection);
+    /// `None` for a collection of sparse vectors only.
+    pub fn first(&self) -> Option<&VectorParams> {
+        self.vectors.first().map(|v| &v.1)
     }
 
     /// Checks every field; the error names the bad one.
     pub fn validate(&self) -> Result<()> {
-        if self.vectors.is_empty() {
+        if self.vectors.is_empty() && self.sparse.is_empty() {
             return Err(Error::invalid(
-                "vectors: a collection needs at least one vector",
+                "vectors: a collection needs at least one dense or sparse vector",
             ));
+        }
+        if self.sparse.len() > MAX_VECTORS {
+            return Err(Error::invalid(format!(
+                "sparse_vectors: {} sparse vectors, at most {MAX_VECTORS}",
+                self.sparse.len()
+            )));
+        }
+        for (i, (name, _)) in self.sparse.iter().enumerate() {
+            if name.len() > MAX_VECTOR_NAME || name.chars().any(char::is_control) {
+                return Err(Error::invalid(format!(
+                    "sparse_vectors: name {name:?} is invalid (at most {MAX_VECTOR_NAME} bytes, no control characters)"
+                )));
+            }
+            if i > 0 && self.sparse[i - 1].0 >= *name {
+                return Err(Error::invalid(format!(
+                    "sparse_vectors: name {name:?} is repeated or out of order"
+                )));
+            }
+            if self.space(name).is_some() {
+                return Err(Error::invalid(format!(
+                    "sparse_vectors.{name}: the name is also a dense vector's"
+                )));
+            }
         }
         if self.vectors.len() > MAX_VECTORS {
             return Err(Error::invalid(format!(
@@ -312,6 +372,11 @@ impl CollectionConfig {
             )));
         }
         if !self.named && (self.vectors.len() != 1 || !self.vectors[0].0.is_empty()) {
+            if self.vectors.is_empty() {
+                return Err(Error::invalid(
+                    "vectors: a collection with sparse vectors only is created named",
+                ));
+            }
             return Err(Error::invalid(
                 "vectors: an unnamed config has one vector named \"\"",
             ));
@@ -353,6 +418,9 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
 /// A point's dense vectors by name (the unnamed vector is the name `""`).
 pub type Vectors = std::collections::BTreeMap<String, Vec<f32>>;
 
+/// A point's sparse vectors by name.
+pub type SparseVectors = std::collections::BTreeMap<String, SparseVector>;
+
 /// A point to upsert.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PointInput {
@@ -360,6 +428,8 @@ pub struct PointInput {
     pub id: PointId,
     /// Its vectors by name: any subset of the collection's (`dim` finite components each).
     pub vectors: Vectors,
+    /// Its sparse vectors by name: any subset of the collection's.
+    pub sparse: SparseVectors,
     /// Its payload (an object; `None` is an empty payload).
     pub payload: Option<Payload>,
 }
@@ -388,6 +458,7 @@ impl PointInput {
         PointInput {
             id,
             vectors: Vectors::from([(String::new(), vector)]),
+            sparse: SparseVectors::new(),
             payload,
         }
     }
@@ -403,9 +474,12 @@ impl PointInput {
                 .ok_or_else(|| Error::invalid(format!("{at}.id: missing")))?,
         )
         .map_err(|e| Error::invalid(format!("{at}.id: {}", e.message())))?;
-        let vectors = match obj.get("vector") {
+        let (vectors, sparse) = match obj.get("vector") {
             Some(Value::Object(m)) => parse_named_vectors(m, &format!("{at}.vector"))?,
-            Some(v) => Vectors::from([(String::new(), parse_vector(v, &format!("{at}.vector"))?)]),
+            Some(v) => (
+                Vectors::from([(String::new(), parse_vector(v, &format!("{at}.vector"))?)]),
+                SparseVectors::new(),
+            ),
             None => return Err(Error::invalid(format!("{at}.vector: missing"))),
         };
         let payload = match obj.get("payload") {
@@ -420,26 +494,28 @@ impl PointInput {
         Ok(PointInput {
             id,
             vectors,
+            sparse,
             payload,
         })
     }
 }
 
-/// Parses `{"name": [numbers], ...}`; a sparse vector (`{"indices", "values"}`) is refused by
-/// name until sparse vectors exist.
-pub fn parse_named_vectors(m: &Map<String, Value>, at: &str) -> Result<Vectors> {
-    let mut out = Vectors::new();
+/// Parses `{"name": [numbers] | {"indices": [...], "values": [...]}, ...}`: dense and sparse
+/// vectors by name.
+pub fn parse_named_vectors(m: &Map<String, Value>, at: &str) -> Result<(Vectors, SparseVectors)> {
+    let (mut dense, mut sparse) = (Vectors::new(), SparseVectors::new());
     for (name, v) in m {
         let at = format!("{at}.{name}");
-        if v.is_object() {
-            return Err(Error::new(
-                crate::error::ErrorKind::Unimplemented,
-                format!("{at}: sparse vectors are not supported yet"),
-            ));
+        match v {
+            Value::Object(o) => {
+                sparse.insert(name.clone(), SparseVector::from_map(o, &at)?);
+            }
+            v => {
+                dense.insert(name.clone(), parse_vector(v, &at)?);
+            }
         }
-        out.insert(name.clone(), parse_vector(v, &at)?);
     }
-    Ok(out)
+    Ok((dense, sparse))
 }
 
 /// A stored point as returned by reads.
@@ -453,6 +529,8 @@ pub struct Record {
     pub payload: Option<Payload>,
     /// Its vectors by name, when asked for (normalised for Cosine vectors).
     pub vectors: Option<Vectors>,
+    /// Its sparse vectors by name, when vectors are asked for (else empty).
+    pub sparse: SparseVectors,
 }
 
 impl Record {
@@ -475,6 +553,8 @@ pub struct ScoredPoint {
     pub payload: Option<Payload>,
     /// Its vectors by name, when asked for.
     pub vectors: Option<Vectors>,
+    /// Its sparse vectors by name, when vectors are asked for (else empty).
+    pub sparse: SparseVectors,
 }
 
 impl ScoredPoint {

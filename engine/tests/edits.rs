@@ -29,6 +29,7 @@ fn point(id: u64) -> PointInput {
     PointInput {
         id: PointId::Num(id),
         vectors: v,
+        sparse: Default::default(),
         payload: Some(obj(
             json!({"n": id, "keep": true, "nested": {"x": 1, "y": 2}}),
         )),

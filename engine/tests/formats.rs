@@ -5,6 +5,8 @@
 //! - a data directory of segment format 2 (manifest 4, a payload index defined but no index
 //!   sections; `tests/data/format-v2`) opens, answers as that code did, and its segments are
 //!   rewritten with the payload index by compaction;
+//! - a data directory of segment format 3 (manifest 5; `tests/data/format-v3`, before sparse
+//!   vectors) opens, answers as that code did, and compaction rewrites it as format 4;
 //! - collections with several named vectors: points carrying any subset, search `using` one,
 //!   recall@10 ≥ 0.95 per vector on bigann10k through memtable, segments, compaction (one
 //!   graph per vector) and a restart.
@@ -202,6 +204,85 @@ fn a_data_directory_of_format_2_opens_answers_as_before_and_gets_its_payload_ind
     check(&e);
 }
 
+#[test]
+fn a_data_directory_of_format_3_opens_answers_as_before_and_is_rewritten_as_format_4() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format-v3");
+    copy_dir(&fixture, dir.path());
+    let red = Filter::parse_str(r#"{"must": [{"key": "color", "match": {"value": "red"}}]}"#)
+        .expect("filter");
+    let check = |e: &Engine| {
+        let c = e.collection(DEFAULT_TENANT, "v3").expect("collection");
+        assert_eq!(c.count(None).expect("count"), 319);
+        assert_eq!(c.count(Some(&red)).expect("count"), 106);
+        assert!(c.config().sparse.is_empty());
+        // What the format-3 code answered (recorded when the fixture was written).
+        let want = [
+            (
+                "a",
+                vec![0.5, 1.0, 3.0, 0.2],
+                [
+                    (177, "0.997857"),
+                    (171, "0.995591"),
+                    (120, "0.995078"),
+                    (108, "0.991253"),
+                    (228, "0.989988"),
+                ],
+            ),
+            (
+                "b",
+                vec![5.0, 0.5, 2.0],
+                [
+                    (93, "2.001771"),
+                    (27, "2.022940"),
+                    (126, "2.027474"),
+                    (291, "2.027735"),
+                    (258, "2.116815"),
+                ],
+            ),
+        ];
+        for (using, q, hits) in want {
+            let mut r = SearchRequest::new(q.clone(), 5);
+            r.using = using.into();
+            r.filter = Some(red.clone());
+            r.exact = true;
+            let got: Vec<(PointId, String)> = c
+                .search(&r)
+                .expect("search")
+                .iter()
+                .map(|h| (h.id, format!("{:.6}", h.score)))
+                .collect();
+            let want: Vec<(PointId, String)> = hits
+                .iter()
+                .map(|(i, s)| (PointId::Num(*i), s.to_string()))
+                .collect();
+            assert_eq!(got, want, "{using}");
+        }
+        c
+    };
+    let e = Engine::open(opts(dir.path())).expect("format 3 opens");
+    let c = check(&e);
+    assert!(c.compact().expect("compact"));
+    check(&e);
+    // One segment now: its index counts exactly the live points.
+    let schema = c.payload_schema().expect("schema");
+    assert_eq!(schema, vec![("color".to_string(), FieldType::Keyword, 319)]);
+    drop(c);
+    drop(e);
+    // Every segment is now format 4 (version at byte 8), and the directory reopens.
+    let mut versions = Vec::new();
+    for f in std::fs::read_dir(dir.path().join("segments")).expect("ls") {
+        let p = f.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "seg") {
+            let b = std::fs::read(&p).expect("read");
+            versions.push(u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")));
+        }
+    }
+    assert_eq!(versions, vec![4]);
+    let e = Engine::open(opts(dir.path())).expect("reopen");
+    check(&e);
+}
+
 fn two_vectors() -> CollectionConfig {
     CollectionConfig::named(vec![
         ("image".into(), VectorParams::new(128, Distance::Euclid)),
@@ -233,6 +314,7 @@ fn named_vectors_are_stored_searched_and_compacted_one_graph_each() {
         PointInput {
             id: PointId::Num(i as u64),
             vectors: v,
+            sparse: Default::default(),
             payload: Some(json!({"i": i}).as_object().expect("obj").clone()),
         }
     };
@@ -250,7 +332,7 @@ fn named_vectors_are_stored_searched_and_compacted_one_graph_each() {
     let err = c.upsert(vec![bad]).expect_err("unknown name");
     assert!(
         err.to_string()
-            .contains("points[0].vector.audio: the collection has no vector named \"audio\""),
+            .contains("points[0].vector.audio: the collection has no dense vector named \"audio\""),
         "{err}"
     );
     let mut bad = point(1);
@@ -266,7 +348,7 @@ fn named_vectors_are_stored_searched_and_compacted_one_graph_each() {
         .expect_err("no unnamed vector");
     assert!(
         err.to_string()
-            .contains("using: the collection has no vector named \"\""),
+            .contains("using: the collection has no dense vector named \"\""),
         "{err}"
     );
 

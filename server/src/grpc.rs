@@ -282,13 +282,15 @@ impl Collections for Service {
         tracked("Collections/Get", async move {
             let h = st.readable(&c, &r.collection, &dl)?;
             let i = blocking(move || h.info().map_err(ApiError::from)).await?;
+            // A collection of sparse vectors only has no dense parameters to show.
+            let first = i.config.first().copied();
             Ok(pb::CollectionInfo {
                 collection: i.name,
-                dim: i.config.first().dim,
-                distance: distance_to(i.config.first().distance),
-                hnsw: Some(pb::HnswConfig {
-                    m: i.config.first().hnsw.m,
-                    ef_construct: i.config.first().hnsw.ef_construct,
+                dim: first.map_or(0, |p| p.dim),
+                distance: first.map_or(0, |p| distance_to(p.distance)),
+                hnsw: first.map(|p| pb::HnswConfig {
+                    m: p.hnsw.m,
+                    ef_construct: p.hnsw.ef_construct,
                 }),
                 points: i.points,
                 segments: i.segments,

@@ -62,7 +62,11 @@ fn schemas() -> Value {
             "distance": {"type": "string", "enum": ["Cosine", "Euclid", "Dot"]}, "on_disk": {"type": "boolean"}, "hnsw_config": r("HnswConfig"), "datatype": {"type": "string", "enum": ["float32"]}}},
         "HnswConfig": {"type": "object", "properties": {"m": {"type": "integer", "minimum": 4, "maximum": 128}, "ef_construct": {"type": "integer", "minimum": 4, "maximum": 4096},
             "full_scan_threshold": {"type": "integer"}, "max_indexing_threads": {"type": "integer"}, "on_disk": {"type": "boolean"}, "payload_m": {"type": "integer"}}},
-        "CreateCollection": {"type": "object", "required": ["vectors"], "properties": {"vectors": r("VectorParams"), "hnsw_config": r("HnswConfig"),
+        "CreateCollection": {"type": "object", "description": "`vectors` (one unnamed vector, or named ones) and/or `sparse_vectors`; at least one vector",
+            "properties": {"vectors": r("VectorParams"), "hnsw_config": r("HnswConfig"),
+            "sparse_vectors": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+                "index": {"type": "object", "properties": {"on_disk": {"type": "boolean"}, "full_scan_threshold": {"type": "integer"}, "datatype": {"type": "string", "enum": ["float32"]}}},
+                "modifier": {"type": "string", "enum": ["none", "idf"]}}}},
             "shard_number": {"type": "integer"}, "replication_factor": {"type": "integer"}, "write_consistency_factor": {"type": "integer"},
             "on_disk_payload": {"type": "boolean"}, "optimizers_config": {"type": "object"}, "wal_config": {"type": "object"}}},
         "CollectionInfo": {"type": "object", "required": ["status", "optimizer_status", "segments_count", "config", "payload_schema"], "properties": {

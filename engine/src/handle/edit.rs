@@ -18,7 +18,7 @@ use crate::distance;
 use crate::error::{Error, ErrorKind, Result};
 use crate::filter::{Filter, key_path};
 use crate::record::{StoredPoint, WalOp};
-use crate::types::{Distance, Lsn, Payload, PointId, Vectors};
+use crate::types::{Distance, Lsn, Payload, PointId, SparseVectors, Vectors};
 
 /// A change applied to each selected point.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,7 +31,8 @@ pub enum PointEdit {
     DeletePayload(Vec<String>),
     /// Remove the whole payload.
     ClearPayload,
-    /// Remove these named vectors (the point stays, with its other vectors and payload).
+    /// Remove these named dense or sparse vectors (the point stays, with its other vectors and
+    /// payload).
     DeleteVectors(Vec<String>),
 }
 
@@ -46,7 +47,7 @@ impl PointEdit {
         }
     }
 
-    fn apply(&self, payload: &mut Payload, vectors: &mut Vectors) {
+    fn apply(&self, payload: &mut Payload, vectors: &mut Vectors, sparse: &mut SparseVectors) {
         match self {
             PointEdit::SetPayload(p) => {
                 for (k, v) in p {
@@ -62,6 +63,7 @@ impl PointEdit {
             PointEdit::ClearPayload => payload.clear(),
             PointEdit::DeleteVectors(names) => names.iter().for_each(|n| {
                 vectors.remove(n);
+                sparse.remove(n);
             }),
         }
     }
@@ -96,12 +98,14 @@ impl CollectionHandle {
         if let PointEdit::DeleteVectors(names) = edit {
             let config = self.coll.config();
             for (i, n) in names.iter().enumerate() {
-                config.space_or_err(n, &format!("vector[{i}]"))?;
+                if config.sparse_space(n).is_none() {
+                    config.space_or_err(n, &format!("vector[{i}]"))?;
+                }
             }
         }
         self.in_batches(ids, edit.what(), |chunk| {
-            self.modify_batch(chunk, false, &mut |_, p, v| {
-                edit.apply(p, v);
+            self.modify_batch(chunk, false, &mut |_, p, v, s| {
+                edit.apply(p, v, s);
                 Ok(())
             })
         })
@@ -118,15 +122,32 @@ impl CollectionHandle {
     /// payload; all or nothing: a point that does not exist is an error ([`ErrorKind::NotFound`])
     /// and nothing is written. A repeated id keeps its last vectors.
     pub fn update_vectors(&self, points: Vec<(PointId, Vectors)>) -> Result<Lsn> {
+        self.update_vectors_with_sparse(
+            points
+                .into_iter()
+                .map(|(id, v)| (id, v, SparseVectors::new()))
+                .collect(),
+        )
+    }
+
+    /// [`Self::update_vectors`] with sparse vectors too.
+    pub fn update_vectors_with_sparse(
+        &self,
+        points: Vec<(PointId, Vectors, SparseVectors)>,
+    ) -> Result<Lsn> {
         let max = self.inner.opts().max_batch_points;
         if points.len() > max {
             return Err(super::too_many("points", points.len(), max));
         }
         let config = self.coll.config();
-        let mut by_id: HashMap<PointId, Vectors> = HashMap::with_capacity(points.len());
+        let mut by_id: HashMap<PointId, (Vectors, SparseVectors)> =
+            HashMap::with_capacity(points.len());
         let mut ids = Vec::with_capacity(points.len());
-        for (i, (id, vectors)) in points.into_iter().enumerate() {
-            if vectors.is_empty() {
+        for (i, (id, vectors, sparse)) in points.into_iter().enumerate() {
+            for name in sparse.keys() {
+                config.sparse_space_or_err(name, &format!("points[{i}].vector.{name}"))?;
+            }
+            if vectors.is_empty() && sparse.is_empty() {
                 return Err(Error::invalid(format!(
                     "points[{i}].vector: no vectors given"
                 )));
@@ -144,13 +165,14 @@ impl CollectionHandle {
                 }
                 checked.insert(name, v);
             }
-            if by_id.insert(id, checked).is_none() {
+            if by_id.insert(id, (checked, sparse)).is_none() {
                 ids.push(id);
             }
         }
-        self.modify_batch(&ids, true, &mut |id, _, v| {
-            if let Some(new) = by_id.get(&id) {
-                v.extend(new.iter().map(|(n, x)| (n.clone(), x.clone())));
+        self.modify_batch(&ids, true, &mut |id, _, v, s| {
+            if let Some((dense, sparse)) = by_id.get(&id) {
+                v.extend(dense.iter().map(|(n, x)| (n.clone(), x.clone())));
+                s.extend(sparse.iter().map(|(n, x)| (n.clone(), x.clone())));
             }
             Ok(())
         })
@@ -163,7 +185,7 @@ impl CollectionHandle {
         &self,
         ids: &[PointId],
         require_all: bool,
-        f: &mut dyn FnMut(PointId, &mut Payload, &mut Vectors) -> Result<()>,
+        f: &mut dyn FnMut(PointId, &mut Payload, &mut Vectors, &mut SparseVectors) -> Result<()>,
     ) -> Result<Lsn> {
         self.check_live()?;
         let max_payload = self.inner.opts().max_payload_bytes;
@@ -188,7 +210,8 @@ impl CollectionHandle {
             for r in current {
                 let mut payload = r.payload.unwrap_or_default();
                 let mut vectors = r.vectors.unwrap_or_default();
-                f(r.id, &mut payload, &mut vectors)?;
+                let mut sparse = r.sparse;
+                f(r.id, &mut payload, &mut vectors, &mut sparse)?;
                 let bytes = match payload.is_empty() {
                     true => Vec::new(),
                     false => serde_json::to_vec(&payload)
@@ -209,9 +232,15 @@ impl CollectionHandle {
                     .filter_map(|(name, v)| Some((config.space(&name)? as u16, v)))
                     .collect();
                 vectors.sort_by_key(|v| v.0);
+                let mut sparse: Vec<(u16, crate::sparse::SparseVector)> = sparse
+                    .into_iter()
+                    .filter_map(|(name, v)| Some((config.sparse_space(&name)? as u16, v)))
+                    .collect();
+                sparse.sort_by_key(|v| v.0);
                 points.push(StoredPoint {
                     id: r.id,
                     vectors,
+                    sparse,
                     payload: bytes,
                 });
             }
@@ -235,8 +264,11 @@ mod tests {
     fn delete_payload_removes_nested_keys_through_arrays() {
         let mut p =
             obj(json!({"a": {"b": 1, "c": 2}, "l": [{"b": 1, "k": 0}, {"b": 2}, 3], "b": 9}));
-        PointEdit::DeletePayload(vec!["a.b".into(), "l[].b".into(), "missing.x".into()])
-            .apply(&mut p, &mut Vectors::new());
+        PointEdit::DeletePayload(vec!["a.b".into(), "l[].b".into(), "missing.x".into()]).apply(
+            &mut p,
+            &mut Vectors::new(),
+            &mut SparseVectors::new(),
+        );
         assert_eq!(
             Value::Object(p),
             json!({"a": {"c": 2}, "l": [{"k": 0}, {}, 3], "b": 9})

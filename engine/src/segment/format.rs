@@ -26,7 +26,7 @@ use crate::types::Distance;
 
 pub(crate) const MAGIC: &[u8; 8] = b"STRATSEG";
 /// The version this code writes.
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 pub(crate) const HEADER_LEN: usize = 128;
 pub(crate) const SECTION_ENTRY_LEN: usize = 24;
 pub(crate) const ALIGN: usize = 64;
@@ -51,6 +51,14 @@ const KIND_PAYLOAD_INDEX: u8 = 12;
 pub(crate) const MAX_SEGMENT_INDEXES: usize = crate::index::MAX_INDEXES;
 /// Bytes of an index record before its key.
 const INDEX_FIXED: usize = 8;
+/// Kind byte of a sparse record.
+const KIND_SPARSE: u8 = 2;
+/// Section kind of a sparse space (its table entry's `space` field is the sparse number).
+const KIND_SPARSE_SECTION: u8 = 13;
+/// Bytes of a sparse record before its name.
+const SPARSE_FIXED: usize = 8;
+/// Sparse vector spaces per segment at most.
+pub(crate) const MAX_SPARSE: usize = 16;
 
 /// Sections every segment has once (canonical numbers 0..6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +127,12 @@ pub(crate) const fn space_sec(space: usize, k: SpaceSec) -> usize {
 /// Canonical number of payload index `j` of a segment with `spaces` vector spaces.
 pub(crate) const fn index_sec(spaces: usize, j: usize) -> usize {
     COMMON_COUNT + spaces * PER_SPACE + j
+}
+
+/// Canonical number of sparse space `j` of a segment with `spaces` vector spaces and
+/// `indexes` payload indexes.
+pub(crate) const fn sparse_sec(spaces: usize, indexes: usize, j: usize) -> usize {
+    index_sec(spaces, indexes) + j
 }
 
 /// A set of sections by canonical number (at most 256).
@@ -240,10 +254,14 @@ fn split(i: usize) -> (usize, usize) {
 }
 
 /// The on-disk (kind, space) of canonical section `i` of a segment with `spaces` vector spaces
-/// (the table fields of versions 2 and 3).
-fn kind_of(i: usize, spaces: usize) -> (u8, u16) {
+/// and `indexes` payload indexes (the table fields of versions 2 to 4).
+fn kind_of(i: usize, spaces: usize, indexes: usize) -> (u8, u16) {
     match i {
         i if i < COMMON_COUNT => (COMMON_KIND[i], NO_SPACE),
+        i if i >= sparse_sec(spaces, indexes, 0) => (
+            KIND_SPARSE_SECTION,
+            (i - sparse_sec(spaces, indexes, 0)) as u16,
+        ),
         i if i >= index_sec(spaces, 0) => (KIND_PAYLOAD_INDEX, (i - index_sec(spaces, 0)) as u16),
         i => {
             let (space, k) = split(i);
@@ -266,6 +284,17 @@ pub(crate) struct IndexRecord {
 
 fn index_record_len(key: &str) -> usize {
     INDEX_FIXED + key.len().next_multiple_of(8)
+}
+
+/// One sparse vector space of a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SparseSpace {
+    pub(crate) name: String,
+    pub(crate) modifier: crate::sparse::Modifier,
+}
+
+fn sparse_record_len(name: &str) -> usize {
+    SPARSE_FIXED + name.len().next_multiple_of(8)
 }
 
 /// One named dense vector of a segment.
@@ -306,6 +335,8 @@ pub(crate) struct Layout {
     pub(crate) spaces: Vec<Space>,
     /// Payload indexes, sorted by key.
     pub(crate) indexes: Vec<IndexRecord>,
+    /// Sparse vector spaces, sorted by name.
+    pub(crate) sparse: Vec<SparseSpace>,
     pub(crate) table: Vec<SectionEntry>,
     /// Where the table entry of each section lies in the file (error offsets).
     entry_at: Vec<usize>,
@@ -339,6 +370,7 @@ impl Layout {
         header: Header,
         spaces: Vec<Space>,
         indexes: Vec<IndexRecord>,
+        sparse: Vec<SparseSpace>,
         table: Vec<SectionEntry>,
     ) -> Layout {
         let table_end = HEADER_LEN
@@ -349,6 +381,10 @@ impl Layout {
             + indexes
                 .iter()
                 .map(|x| index_record_len(&x.key))
+                .sum::<usize>()
+            + sparse
+                .iter()
+                .map(|x| sparse_record_len(&x.name))
                 .sum::<usize>()
             + table.len() * SECTION_ENTRY_LEN;
         let entry_at = (0..table.len())
@@ -361,6 +397,7 @@ impl Layout {
             },
             spaces,
             indexes,
+            sparse,
             table,
             entry_at,
             prefix_len: table_end.next_multiple_of(ALIGN),
@@ -368,15 +405,30 @@ impl Layout {
         }
     }
 
-    /// The prefix length a segment with these spaces and indexes has.
-    pub(crate) fn prefix_len_for(spaces: &[Space], indexes: &[IndexRecord]) -> usize {
+    /// The prefix length a segment with these spaces, indexes and sparse spaces has.
+    pub(crate) fn prefix_len_for(
+        spaces: &[Space],
+        indexes: &[IndexRecord],
+        sparse: &[SparseSpace],
+    ) -> usize {
         Layout::new(
             Header::default(),
             spaces.to_vec(),
             indexes.to_vec(),
-            vec![SectionEntry::default(); index_sec(spaces.len(), indexes.len())],
+            sparse.to_vec(),
+            vec![SectionEntry::default(); sparse_sec(spaces.len(), indexes.len(), sparse.len())],
         )
         .prefix_len
+    }
+
+    /// Canonical number of sparse space `j`'s section.
+    pub(crate) fn sparse_sec(&self, j: usize) -> usize {
+        sparse_sec(self.spaces.len(), self.indexes.len(), j)
+    }
+
+    /// Every sparse section.
+    pub(crate) fn sparse_sections(&self) -> SectionSet {
+        (0..self.sparse.len()).fold(SectionSet::EMPTY, |s, j| s.with(self.sparse_sec(j)))
     }
 
     /// The index whose key path is `path` and which answers `q`, if any (its number).
@@ -399,6 +451,12 @@ impl Layout {
     pub(crate) fn name(&self, i: usize) -> String {
         if i < COMMON_COUNT {
             return COMMON_NAMES[i].to_string();
+        }
+        if i >= self.sparse_sec(0) {
+            return match self.sparse.get(i - self.sparse_sec(0)) {
+                Some(x) => format!("sparse vector {:?}", x.name),
+                None => format!("section {i}"),
+            };
         }
         if i >= index_sec(self.spaces.len(), 0) {
             let j = i - index_sec(self.spaces.len(), 0);
@@ -479,7 +537,7 @@ impl Layout {
         let version = r.u32("segment format version")?;
         let layout = match version {
             1 => Self::decode_v1(b)?,
-            2 | 3 => Self::decode_v2(b, version)?,
+            2..=4 => Self::decode_v2(b, version)?,
             v => return Err(err(8, format!("unsupported segment format version {v}"))),
         };
         layout.check_values()?;
@@ -597,6 +655,7 @@ impl Layout {
                 graph: (flags & 1 != 0).then_some(gm),
             }],
             indexes: Vec::new(),
+            sparse: Vec::new(),
             table,
             entry_at,
             prefix_len: V1_DATA_START,
@@ -623,7 +682,21 @@ impl Layout {
             2 => 0,
             _ => r.u32("payload index count")? as usize,
         };
-        let reserved = if version == 2 { 68 } else { 72 };
+        let sparse_count = match version {
+            2 | 3 => 0,
+            _ => r.u32("sparse space count")? as usize,
+        };
+        let reserved = match version {
+            2 => 68,
+            3 => 72,
+            _ => 76,
+        };
+        if sparse_count > MAX_SPARSE {
+            return Err(err(
+                72,
+                format!("{sparse_count} sparse spaces, at most {MAX_SPARSE}"),
+            ));
+        }
         if b[reserved..124].iter().any(|x| *x != 0) {
             return Err(err(reserved, "non-zero reserved header bytes"));
         }
@@ -643,12 +716,12 @@ impl Layout {
                 format!("{space_count} vector spaces, at most {MAX_SPACES}"),
             ));
         }
-        if section_count != index_sec(space_count, index_count) {
+        if section_count != sparse_sec(space_count, index_count, sparse_count) {
             return Err(err(
                 60,
                 format!(
-                    "section count {section_count}, expected {} for {space_count} spaces and {index_count} payload indexes",
-                    index_sec(space_count, index_count)
+                    "section count {section_count}, expected {} for {space_count} spaces, {index_count} payload indexes and {sparse_count} sparse spaces",
+                    sparse_sec(space_count, index_count, sparse_count)
                 ),
             ));
         }
@@ -759,6 +832,45 @@ impl Layout {
                 points,
             });
         }
+        let mut sparse: Vec<SparseSpace> = Vec::with_capacity(sparse_count);
+        for j in 0..sparse_count {
+            let at = r.pos();
+            let kind = r.u8("sparse kind")?;
+            let modifier = r.u8("sparse modifier")?;
+            let reserved = r.u8("reserved")?;
+            let name_len = r.u8("sparse name length")? as usize;
+            let reserved32 = r.u32("reserved")?;
+            let name_at = r.pos();
+            let raw = r.take(name_len.next_multiple_of(8), "sparse vector name")?;
+            if kind != KIND_SPARSE || reserved != 0 || reserved32 != 0 {
+                return Err(err(
+                    at,
+                    format!("sparse space {j}: unknown kind {kind} or non-zero reserved bytes"),
+                ));
+            }
+            let modifier = crate::sparse::Modifier::from_tag(modifier).ok_or_else(|| {
+                err(
+                    at + 1,
+                    format!("sparse space {j}: unknown modifier {modifier}"),
+                )
+            })?;
+            if raw[name_len..].iter().any(|x| *x != 0) {
+                return Err(err(
+                    name_at,
+                    format!("sparse space {j}: non-zero name padding"),
+                ));
+            }
+            let name = std::str::from_utf8(&raw[..name_len])
+                .map_err(|_| err(name_at, format!("sparse space {j}: name is not UTF-8")))?
+                .to_string();
+            if sparse.last().is_some_and(|p| p.name >= name) {
+                return Err(err(
+                    name_at,
+                    format!("sparse space {j}: names not sorted or repeated"),
+                ));
+            }
+            sparse.push(SparseSpace { name, modifier });
+        }
         let mut table = Vec::with_capacity(section_count);
         let mut entry_at = Vec::with_capacity(section_count);
         for i in 0..section_count {
@@ -773,7 +885,7 @@ impl Layout {
                 return Err(err(at + 21, "non-zero reserved byte"));
             }
             let space = r.u16("section space")?;
-            let (want_kind, want_space) = kind_of(i, space_count);
+            let (want_kind, want_space) = kind_of(i, space_count, index_count);
             if (kind, space) != (want_kind, want_space) {
                 return Err(err(
                     at + 20,
@@ -796,6 +908,7 @@ impl Layout {
             header: h,
             spaces,
             indexes,
+            sparse,
             table,
             entry_at,
             prefix_len,
@@ -850,6 +963,7 @@ impl Layout {
         w.u32(self.table.len() as u32);
         w.u32(self.prefix_len as u32);
         w.u32(self.indexes.len() as u32);
+        w.u32(self.sparse.len() as u32);
         w.pad_to(124);
         w.u32(0); // CRC, filled below
         for s in &self.spaces {
@@ -876,11 +990,20 @@ impl Layout {
             w.bytes(x.key.as_bytes());
             w.pad_to(8);
         }
+        for x in &self.sparse {
+            w.u8(KIND_SPARSE);
+            w.u8(x.modifier.tag());
+            w.u8(0);
+            w.u8(x.name.len() as u8);
+            w.u32(0);
+            w.bytes(x.name.as_bytes());
+            w.pad_to(8);
+        }
         for (i, e) in self.table.iter().enumerate() {
             w.u64(e.offset);
             w.u64(e.len);
             w.u32(e.crc);
-            let (kind, space) = kind_of(i, self.spaces.len());
+            let (kind, space) = kind_of(i, self.spaces.len(), self.indexes.len());
             w.u8(kind);
             w.u8(0);
             w.u16(space);
@@ -943,7 +1066,15 @@ impl Layout {
             2 => 0,
             _ => u32::from_le_bytes(b.get(68..72)?.try_into().ok()?) as usize,
         };
-        if spaces > MAX_SPACES || sections > 256 || indexes > MAX_SEGMENT_INDEXES {
+        let sparse = match version {
+            2 | 3 => 0,
+            _ => u32::from_le_bytes(b.get(72..76)?.try_into().ok()?) as usize,
+        };
+        if spaces > MAX_SPACES
+            || sections > 256
+            || indexes > MAX_SEGMENT_INDEXES
+            || sparse > MAX_SPARSE
+        {
             return None;
         }
         let mut pos = HEADER_LEN;
@@ -954,6 +1085,10 @@ impl Layout {
         for _ in 0..indexes {
             let key_len = u16::from_le_bytes(b.get(pos + 2..pos + 4)?.try_into().ok()?) as usize;
             pos += INDEX_FIXED + key_len.next_multiple_of(8);
+        }
+        for _ in 0..sparse {
+            let name_len = *b.get(pos + 3)? as usize;
+            pos += SPARSE_FIXED + name_len.next_multiple_of(8);
         }
         Some(pos + sections * SECTION_ENTRY_LEN)
     }

@@ -41,12 +41,14 @@ use format::{COMMON_COUNT, PAYLOAD_SECTIONS, SectionSet, graph_sections, vector_
 /// Below this estimated fraction of allowed rows, a filtered search scans exactly instead of
 /// walking the graph (a walk would visit most of the graph to find enough matches anyway).
 pub(crate) const EXACT_FILTER_FRACTION: f64 = 0.05;
-/// Sections a compaction reads of its inputs (a segment of `spaces` vector spaces):
-/// everything but the graphs (it builds its own).
-pub(crate) fn compaction_sections(spaces: usize) -> SectionSet {
-    (0..spaces).fold(SectionSet::first(COMMON_COUNT), |s, i| {
-        s.union(vector_sections(i))
-    })
+/// Sections a compaction reads of its inputs (a segment laid out as `layout`): everything
+/// but the graphs (it builds its own) and the payload indexes (it builds them again).
+pub(crate) fn compaction_sections(layout: &format::Layout) -> SectionSet {
+    (0..layout.spaces.len())
+        .fold(SectionSet::first(COMMON_COUNT), |s, i| {
+            s.union(vector_sections(i))
+        })
+        .union(layout.sparse_sections())
 }
 
 /// Sections a search of `space` reads: its vectors (and presence), its graph when it walks

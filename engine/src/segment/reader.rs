@@ -314,6 +314,18 @@ impl SegmentData {
                 ));
             }
         }
+        for j in 0..self.layout.sparse.len() {
+            let i = self.layout.sparse_sec(j);
+            if !self.present.has(i) {
+                continue;
+            }
+            crate::sparse::SparseView::view(self.bytes(i), n).map_err(|what| {
+                err(
+                    self.sec[i].start as u64,
+                    format!("{}: {what}", self.layout.name(i)),
+                )
+            })?;
+        }
         for space in 0..self.space_count() {
             let Some(g) = self.layout.spaces[space].graph else {
                 continue;
@@ -527,6 +539,14 @@ impl SegmentData {
         for t in 0..ids.tombstone_count().min(4096) {
             let _ = ids.tombstone(t);
         }
+        for j in 0..self.sparse_count() {
+            if let Some(v) = self.sparse_view(j) {
+                for r in 0..rows {
+                    let _ = v.row(r);
+                }
+                let _ = v.top_k(&[0, 1, 7], &[1.0, 0.5, 2.0], 4, &mut |_| true);
+            }
+        }
         if rows > 0 {
             let _ = ids.find(ids.id(0));
             let _ = ids.lower_bound(ids.id(rows - 1));
@@ -549,6 +569,20 @@ impl SegmentData {
             return None;
         }
         super::pindex::IndexView::view(x.ty, self.bytes(i), self.rows()).ok()
+    }
+
+    /// Number of sparse spaces.
+    pub(crate) fn sparse_count(&self) -> usize {
+        self.layout.sparse.len()
+    }
+
+    /// Sparse space `j`, when its section is here (checked at open).
+    pub(crate) fn sparse_view(&self, j: usize) -> Option<crate::sparse::SparseView<'_>> {
+        if j >= self.sparse_count() || !self.present.has(self.layout.sparse_sec(j)) {
+            return None;
+        }
+        crate::sparse::SparseView::view_sized(self.bytes(self.layout.sparse_sec(j)), self.rows())
+            .ok()
     }
 
     /// A copy of `space`'s graph, when the segment has one and its sections are here.

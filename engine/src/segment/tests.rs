@@ -84,12 +84,14 @@ fn encode_indexed(
                 graph: if i == 0 { graph.take() } else { None },
             })
             .collect(),
+        sparse: Vec::new(),
         rows: rows
             .iter()
             .map(|(id, v, vecs, p)| RowRef {
                 id: *id,
                 version: *v,
                 vectors: vecs.iter().map(|v| v.as_deref()).collect(),
+                sparse: Vec::new(),
                 payload: p,
             })
             .collect(),

@@ -1,5 +1,5 @@
-//! Encodes a segment file (format version 2) from sorted rows, tombstones and, per vector
-//! space, an optional flat graph.
+//! Encodes a segment file (format version 4) from sorted rows, tombstones, per vector space an
+//! optional flat graph, payload indexes and sparse spaces.
 
 use super::format::*;
 use super::graph::FlatGraph;
@@ -13,6 +13,8 @@ pub(crate) struct RowRef<'a> {
     pub(crate) version: Lsn,
     /// Its vector in each space (`None`: the row has none there).
     pub(crate) vectors: Vec<Option<&'a [f32]>>,
+    /// Its vector in each sparse space.
+    pub(crate) sparse: Vec<Option<&'a crate::sparse::SparseVector>>,
     pub(crate) payload: &'a [u8],
 }
 
@@ -25,6 +27,13 @@ pub(crate) struct SpaceInput {
     pub(crate) graph: Option<FlatGraph>,
 }
 
+/// One named sparse vector of the segment.
+#[derive(Debug)]
+pub(crate) struct SparseInput {
+    pub(crate) name: String,
+    pub(crate) modifier: crate::sparse::Modifier,
+}
+
 /// Everything a segment file holds. `rows` and `tombstones` must be sorted by id, unique, and
 /// disjoint; `spaces` sorted by name; each row has one entry per space.
 #[derive(Debug)]
@@ -32,6 +41,8 @@ pub(crate) struct SegmentInput<'a> {
     pub(crate) segment_id: u64,
     pub(crate) collection_id: u64,
     pub(crate) spaces: Vec<SpaceInput>,
+    /// Sparse spaces, sorted by name; each row has one entry per sparse space.
+    pub(crate) sparse: Vec<SparseInput>,
     pub(crate) rows: Vec<RowRef<'a>>,
     pub(crate) tombstones: Vec<(PointId, Lsn)>,
     /// The writer built a graph for every space with rows (the segment counts as indexed).
@@ -79,7 +90,15 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
             points: *points,
         })
         .collect();
-    let prefix_len = Layout::prefix_len_for(&spaces, &indexes);
+    let sparse: Vec<SparseSpace> = input
+        .sparse
+        .iter()
+        .map(|s| SparseSpace {
+            name: s.name.clone(),
+            modifier: s.modifier,
+        })
+        .collect();
+    let prefix_len = Layout::prefix_len_for(&spaces, &indexes, &sparse);
     let payload_bytes: usize = input.rows.iter().map(|r| r.payload.len()).sum();
     let vector_bytes: usize = input.spaces.iter().map(|s| s.dim as usize * 4 * n).sum();
     let index_bytes: usize = built.iter().map(|b| b.2.len()).sum();
@@ -92,7 +111,7 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
         prefix_len + n * 40 + vector_bytes + payload_bytes + graph_bytes + index_bytes + 64 * ALIGN,
     );
     w.buf.resize(prefix_len, 0);
-    let mut table = Vec::with_capacity(index_sec(spaces.len(), indexes.len()));
+    let mut table = Vec::with_capacity(sparse_sec(spaces.len(), indexes.len(), sparse.len()));
     let mut section = |w: &mut Writer, fill: &mut dyn FnMut(&mut Writer)| {
         w.pad_to(ALIGN);
         let start = w.len();
@@ -179,6 +198,15 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
     for (_, _, bytes) in &built {
         section(&mut w, &mut |w| w.bytes(bytes));
     }
+    for j in 0..input.sparse.len() {
+        let rows: Vec<Option<&crate::sparse::SparseVector>> = input
+            .rows
+            .iter()
+            .map(|r| r.sparse.get(j).copied().flatten())
+            .collect();
+        let bytes = crate::sparse::encode_section(&rows);
+        section(&mut w, &mut |w| w.bytes(&bytes));
+    }
     let versions = input
         .rows
         .iter()
@@ -195,7 +223,7 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
         min_lsn: if min_lsn == u64::MAX { 0 } else { min_lsn },
         max_lsn,
     };
-    let layout = Layout::new(header, spaces, indexes, table);
+    let layout = Layout::new(header, spaces, indexes, sparse, table);
     debug_assert_eq!(layout.prefix_len, prefix_len);
     let prefix = layout.encode();
     w.buf[..prefix_len].copy_from_slice(&prefix);

@@ -13,8 +13,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use strata_engine::{
     CollectionConfig, CollectionHandle, CollectionInfo, DEFAULT_RRF_K, Distance, FieldType, Filter,
-    Fusion, HnswConfig, HnswUpdate, Mmr, PointId, PointInput, Ranked, Recommend, RecommendStrategy,
-    Record, ScoredPoint, ScrollRequest, SearchReport, SearchRequest, VectorParams, Vectors, fuse,
+    Fusion, HnswConfig, HnswUpdate, Mmr, Modifier, PointId, PointInput, Ranked, Recommend,
+    RecommendStrategy, Record, ScoredPoint, ScrollRequest, SearchReport, SearchRequest,
+    SparseParams, SparseVector, SparseVectors, VectorParams, Vectors, fuse,
 };
 
 use super::parse::{self, Obj, PayloadSelector};
@@ -107,15 +108,22 @@ impl AppState {
 // ---------------------------------------------------------------- JSON shapes
 
 /// A point's vectors in Qdrant's shape: only the unnamed one → a list; else an object of
-/// named lists (restricted to the names asked for).
-fn vectors_json(v: Vectors, sel: &parse::VectorSelector) -> Value {
+/// named lists and sparse `{indices, values}` (restricted to the names asked for).
+fn vectors_json(v: Vectors, sparse: SparseVectors, sel: &parse::VectorSelector) -> Value {
     let v: Vectors = v.into_iter().filter(|(n, _)| sel.keeps(n)).collect();
     if v.len() == 1
+        && sparse.is_empty()
         && let Some(unnamed) = v.get("")
     {
         return json!(unnamed);
     }
-    json!(v)
+    let mut o: serde_json::Map<String, Value> = v.into_iter().map(|(n, x)| (n, json!(x))).collect();
+    for (n, x) in sparse {
+        if sel.keeps(&n) {
+            o.insert(n, x.to_json());
+        }
+    }
+    Value::Object(o)
 }
 
 pub(super) fn record_json(r: Record, sel: &PayloadSelector, vsel: &parse::VectorSelector) -> Value {
@@ -125,7 +133,7 @@ pub(super) fn record_json(r: Record, sel: &PayloadSelector, vsel: &parse::Vector
         o.insert("payload".into(), Value::Object(sel.apply(p)));
     }
     if let Some(v) = r.vectors {
-        o.insert("vector".into(), vectors_json(v, vsel));
+        o.insert("vector".into(), vectors_json(v, r.sparse, vsel));
     }
     Value::Object(o)
 }
@@ -143,7 +151,7 @@ pub(super) fn scored_json(
         o.insert("payload".into(), Value::Object(sel.apply(pl)));
     }
     if let Some(v) = p.vectors {
-        o.insert("vector".into(), vectors_json(v, vsel));
+        o.insert("vector".into(), vectors_json(v, p.sparse, vsel));
     }
     Value::Object(o)
 }
@@ -154,11 +162,28 @@ fn params_json(p: &VectorParams) -> Value {
         "hnsw_config": {"m": p.hnsw.m, "ef_construct": p.hnsw.ef_construct}})
 }
 
+/// The `sparse_vectors` config in Qdrant's shape.
+fn sparse_config_json(c: &CollectionConfig) -> Value {
+    Value::Object(
+        c.sparse
+            .iter()
+            .map(|(n, p)| {
+                let mut o = json!({"index": {"on_disk": true}});
+                if p.modifier != Modifier::None {
+                    o["modifier"] = json!(p.modifier.name());
+                }
+                (n.clone(), o)
+            })
+            .collect(),
+    )
+}
+
 /// The `vectors` config as it was given: one unnamed vector, or an object of named ones.
 fn vectors_config_json(c: &CollectionConfig) -> Value {
-    match c.named {
-        false => json!({"size": c.first().dim, "distance": c.first().distance}),
-        true => Value::Object(
+    match (c.named, c.vectors.first()) {
+        (false, Some((_, p))) => json!({"size": p.dim, "distance": p.distance}),
+        (false, None) => json!({}),
+        (true, _) => Value::Object(
             c.vectors
                 .iter()
                 .map(|(n, p)| (n.clone(), params_json(p)))
@@ -182,6 +207,12 @@ fn info_json(
     schema: &[(String, FieldType, u64)],
     max_segment_rows: u64,
 ) -> Value {
+    let hnsw = i
+        .config
+        .vectors
+        .first()
+        .map(|v| v.1.hnsw)
+        .unwrap_or_default();
     json!({
         "status": "green",
         "optimizer_status": "ok",
@@ -191,12 +222,13 @@ fn info_json(
         "config": {
             "params": {
                 "vectors": vectors_config_json(&i.config),
+                "sparse_vectors": sparse_config_json(&i.config),
                 "shard_number": 1,
                 "replication_factor": 1,
                 "write_consistency_factor": 1,
                 "on_disk_payload": true
             },
-            "hnsw_config": {"m": i.config.first().hnsw.m, "ef_construct": i.config.first().hnsw.ef_construct, "full_scan_threshold": 2000, "on_disk": true},
+            "hnsw_config": {"m": hnsw.m, "ef_construct": hnsw.ef_construct, "full_scan_threshold": 2000, "on_disk": true},
             "optimizer_config": {
                 "deleted_threshold": 0.2, "vacuum_min_vector_number": 1000, "default_segment_number": 0,
                 "max_segment_size": max_segment_rows, "indexing_threshold": 2000, "flush_interval_sec": 60
@@ -259,13 +291,20 @@ pub(crate) async fn create_collection(
         ],
         &["quantization_config", "init_from", "sharding_method"],
     )?;
-    if let Some(sv) = parse::obj_field(&b, "sparse_vectors", "")?
-        && !sv.is_empty()
-    {
-        return Err(ApiError::unsupported("sparse_vectors"));
-    }
-    let v = parse::obj_field(&b, "vectors", "")?
-        .ok_or_else(|| ApiError::invalid("vectors: missing (expected {\"size\", \"distance\"})"))?;
+    let sparse = match parse::obj_field(&b, "sparse_vectors", "")? {
+        Some(sv) => sparse_params(sv)?,
+        None => Vec::new(),
+    };
+    let empty = Obj::new();
+    let v = match parse::obj_field(&b, "vectors", "")? {
+        Some(v) => v,
+        None if !sparse.is_empty() => &empty,
+        None => {
+            return Err(ApiError::invalid(
+                "vectors: missing (expected {\"size\", \"distance\"} or sparse_vectors)",
+            ));
+        }
+    };
     let top_hnsw = parse::obj_field(&b, "hnsw_config", "")?;
     let config = if v.contains_key("size") {
         CollectionConfig::single(vector_params(v, "vectors.", top_hnsw)?)
@@ -282,7 +321,8 @@ pub(crate) async fn create_collection(
             named.push((name.clone(), vector_params(p, &at, top_hnsw)?));
         }
         CollectionConfig::named(named)
-    };
+    }
+    .with_sparse(sparse);
     let tenant = caller.0.tenant.clone();
     let deadline = dl.get();
     blocking(move || {
@@ -294,6 +334,61 @@ pub(crate) async fn create_collection(
     })
     .await?;
     ok(started, json!(true))
+}
+
+/// Sparse vectors from `{"name": {"index"?: {...}, "modifier"?: "idf" | "none"}, ...}`.
+fn sparse_params(sv: &Obj) -> Result<Vec<(String, SparseParams)>, ApiError> {
+    let mut out = Vec::with_capacity(sv.len());
+    let empty = Obj::new();
+    for (name, p) in sv {
+        let at = format!("sparse_vectors.{name}.");
+        let p = match p {
+            Value::Object(p) => p,
+            Value::Null => &empty,
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "{at}: expected {{\"index\"?, \"modifier\"?}}, got {other}"
+                )));
+            }
+        };
+        parse::check_fields(p, &at, &["index", "modifier"], &[])?;
+        if let Some(i) = parse::obj_field(p, "index", &at)? {
+            let here = format!("{at}index.");
+            parse::check_fields(
+                i,
+                &here,
+                &["on_disk", "full_scan_threshold", "datatype"],
+                &[],
+            )?;
+            parse::bool_field(i, "on_disk", &here)?;
+            parse::usize_field(i, "full_scan_threshold", &here)?;
+            match parse::get(i, "datatype") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(d)) if d == "float32" => {}
+                Some(Value::String(d)) if ["float16", "uint8"].contains(&d.as_str()) => {
+                    return Err(ApiError::unsupported(&format!("{here}datatype {d:?}")));
+                }
+                Some(other) => {
+                    return Err(ApiError::invalid(format!(
+                        "{here}datatype: expected float32, float16 or uint8, got {other}"
+                    )));
+                }
+            }
+        }
+        let modifier = match parse::get(p, "modifier") {
+            None | Some(Value::Null) => Modifier::None,
+            Some(Value::String(m)) => {
+                Modifier::parse(m, &format!("{at}modifier")).map_err(ApiError::from)?
+            }
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "{at}modifier: expected \"idf\" or \"none\", got {other}"
+                )));
+            }
+        };
+        out.push((name.clone(), SparseParams { modifier }));
+    }
+    Ok(out)
 }
 
 /// One vector's parameters from `{"size", "distance", "hnsw_config"?, ...}` at `at`; the
@@ -636,6 +731,7 @@ pub(super) fn points_from_body(b: &Obj, max: usize) -> Result<Vec<PointInput>, A
             n_check(ids.len())?;
             // A list of vectors (the unnamed one), or an object of lists by name.
             let mut vectors: Vec<Vectors> = vec![Vectors::new(); ids.len()];
+            let mut sparse: Vec<SparseVectors> = vec![SparseVectors::new(); ids.len()];
             let by_name: Vec<(String, &Vec<Value>)> = match parse::get(batch, "vectors") {
                 Some(Value::Array(vs)) => vec![(String::new(), vs)],
                 Some(Value::Object(m)) => m
@@ -666,8 +762,16 @@ pub(super) fn points_from_body(b: &Obj, max: usize) -> Result<Vec<PointInput>, A
                     )));
                 }
                 for (i, v) in vs.iter().enumerate() {
-                    if !v.is_null() {
-                        vectors[i].insert(name.clone(), parse::vector(v, &format!("{at}[{i}]"))?);
+                    match v {
+                        Value::Null => {}
+                        Value::Object(o) if !name.is_empty() => {
+                            let sv = SparseVector::from_map(o, &format!("{at}[{i}]"))?;
+                            sparse[i].insert(name.clone(), sv);
+                        }
+                        v => {
+                            let x = parse::vector(v, &format!("{at}[{i}]"))?;
+                            vectors[i].insert(name.clone(), x);
+                        }
                     }
                 }
             }
@@ -698,6 +802,7 @@ pub(super) fn points_from_body(b: &Obj, max: usize) -> Result<Vec<PointInput>, A
                     Ok(PointInput {
                         id,
                         vectors: std::mem::take(&mut vectors[i]),
+                        sparse: std::mem::take(&mut sparse[i]),
                         payload,
                     })
                 })
@@ -869,6 +974,8 @@ pub(super) enum Example {
 /// A parsed search, whether it came as a `query` or a legacy `search` body.
 pub(super) struct Search {
     pub(super) req: SearchRequest,
+    /// A sparse query (searched in the sparse vector `req.using`) instead of `req.vector`.
+    pub(super) sparse: Option<SparseVector>,
     pub(super) by_id: Option<PointId>,
     pub(super) mmr: Option<Mmr>,
     /// A recommendation: examples (ids resolved at run time) and strategy.
@@ -949,6 +1056,7 @@ pub(super) fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiEr
     let mut mmr = None;
     let mut recommend = None;
     let mut fusion = None;
+    let mut sparse = None;
     let prefetch = match parse::get(b, "prefetch") {
         None => Vec::new(),
         Some(Value::Array(a)) => a
@@ -985,6 +1093,7 @@ pub(super) fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiEr
         ),
         Some(Value::Object(o)) => {
             let q = parse_query_object(o, &format!("{at}query"))?;
+            sparse = q.sparse;
             mmr = q.mmr;
             recommend = q.recommend;
             fusion = q.fusion;
@@ -1018,6 +1127,7 @@ pub(super) fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiEr
     req.with_vector = vsel.wants();
     Ok(Search {
         req,
+        sparse,
         by_id,
         mmr,
         recommend,
@@ -1033,6 +1143,7 @@ pub(super) fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiEr
 /// MMR's `candidates_limit` is `None` when the request leaves it to the default (its limit).
 struct QueryObject {
     vector: Vec<f32>,
+    sparse: Option<SparseVector>,
     by_id: Option<PointId>,
     mmr: Option<(f32, Option<usize>)>,
     recommend: Option<(Vec<Example>, Vec<Example>, RecommendStrategy)>,
@@ -1133,6 +1244,7 @@ fn parse_recommend(r: &Obj, at: &str) -> Result<QueryObject, ApiError> {
     };
     Ok(QueryObject {
         vector: Vec::new(),
+        sparse: None,
         by_id: None,
         mmr: None,
         recommend: Some((
@@ -1145,10 +1257,22 @@ fn parse_recommend(r: &Obj, at: &str) -> Result<QueryObject, ApiError> {
 }
 
 fn parse_query_object(o: &Obj, at: &str) -> Result<QueryObject, ApiError> {
+    // A sparse vector given directly: `{"indices": [...], "values": [...]}`.
+    if o.contains_key("indices") || o.contains_key("values") {
+        return Ok(QueryObject {
+            vector: Vec::new(),
+            sparse: Some(SparseVector::from_map(o, at)?),
+            by_id: None,
+            mmr: None,
+            recommend: None,
+            fusion: None,
+        });
+    }
     if let Some(f) = parse_fusion(o, at)? {
         parse::check_fields(o, &format!("{at}."), &["fusion", "rrf"], &[])?;
         return Ok(QueryObject {
             vector: Vec::new(),
+            sparse: None,
             by_id: None,
             mmr: None,
             recommend: None,
@@ -1174,19 +1298,20 @@ fn parse_query_object(o: &Obj, at: &str) -> Result<QueryObject, ApiError> {
     let nearest = parse::get(o, "nearest").ok_or_else(|| {
         ApiError::invalid(format!("{at}: expected \"nearest\" or another query kind"))
     })?;
-    let (vector, by_id) = match nearest {
-        v @ Value::Array(_) => (parse::vector(v, &format!("{at}.nearest"))?, None),
-        Value::Object(n) if n.contains_key("indices") => {
-            return Err(ApiError::unsupported(&format!(
-                "{at}.nearest: a sparse vector"
-            )));
-        }
+    let (vector, by_id, sparse) = match nearest {
+        v @ Value::Array(_) => (parse::vector(v, &format!("{at}.nearest"))?, None, None),
+        Value::Object(n) if n.contains_key("indices") || n.contains_key("values") => (
+            Vec::new(),
+            None,
+            Some(SparseVector::from_map(n, &format!("{at}.nearest"))?),
+        ),
         other => (
             Vec::new(),
             Some(
                 PointId::from_json(other)
                     .map_err(|e| ApiError::invalid(format!("{at}.nearest: {}", e.message())))?,
             ),
+            None,
         ),
     };
     let mmr = match parse::obj_field(o, "mmr", &format!("{at}."))? {
@@ -1200,8 +1325,14 @@ fn parse_query_object(o: &Obj, at: &str) -> Result<QueryObject, ApiError> {
             ))
         }
     };
+    if sparse.is_some() && mmr.is_some() {
+        return Err(ApiError::unsupported(&format!(
+            "{at}.mmr with a sparse vector"
+        )));
+    }
     Ok(QueryObject {
         vector,
+        sparse,
         by_id,
         mmr,
         recommend: None,
@@ -1227,24 +1358,27 @@ pub(super) fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiE
         &["shard_key"],
     )?;
     // A list (the unnamed vector) or {"name", "vector"} (a named one).
+    let mut sparse = None;
     let (using, vector) = match parse::get(b, "vector") {
         None => return Err(ApiError::invalid(format!("{at}vector: missing"))),
         Some(Value::Object(o)) => {
             parse::check_fields(o, &format!("{at}vector."), &["name", "vector"], &[])?;
-            if o.get("indices").is_some() {
-                return Err(ApiError::unsupported(&format!(
-                    "{at}vector: a sparse vector"
-                )));
-            }
             let name = parse::get(o, "name")
                 .and_then(Value::as_str)
                 .ok_or_else(|| ApiError::invalid(format!("{at}vector.name: missing")))?;
             let v = parse::get(o, "vector")
                 .ok_or_else(|| ApiError::invalid(format!("{at}vector.vector: missing")))?;
-            (
-                name.to_string(),
-                parse::vector(v, &format!("{at}vector.vector"))?,
-            )
+            match v {
+                // A named sparse vector: {"name", "vector": {"indices", "values"}}.
+                Value::Object(sv) => {
+                    sparse = Some(SparseVector::from_map(sv, &format!("{at}vector.vector"))?);
+                    (name.to_string(), Vec::new())
+                }
+                v => (
+                    name.to_string(),
+                    parse::vector(v, &format!("{at}vector.vector"))?,
+                ),
+            }
         }
         Some(v) => (String::new(), parse::vector(v, &format!("{at}vector"))?),
     };
@@ -1262,6 +1396,7 @@ pub(super) fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiE
     req.with_vector = vsel.wants();
     Ok(Search {
         req,
+        sparse,
         by_id: None,
         mmr: None,
         recommend: None,
@@ -1296,6 +1431,7 @@ fn smaller_is_better(config: &strata_engine::CollectionConfig, s: &Search) -> bo
         }
         if let [only] = s.prefetch.as_slice()
             && s.req.vector.is_empty()
+            && s.sparse.is_none()
             && s.by_id.is_none()
             && s.recommend.is_none()
         {
@@ -1305,6 +1441,9 @@ fn smaller_is_better(config: &strata_engine::CollectionConfig, s: &Search) -> bo
     if let Some((_, _, strategy)) = &s.recommend
         && *strategy != RecommendStrategy::AverageVector
     {
+        return false;
+    }
+    if s.sparse.is_some() {
         return false;
     }
     config
@@ -1344,7 +1483,12 @@ pub(super) fn execute(h: &CollectionHandle, mut s: Search) -> Result<SearchRepor
                     .collect();
                 return Ok(total);
             }
-            (None, 1) if s.req.vector.is_empty() && s.by_id.is_none() && s.recommend.is_none() => {
+            (None, 1)
+                if s.req.vector.is_empty()
+                    && s.sparse.is_none()
+                    && s.by_id.is_none()
+                    && s.recommend.is_none() =>
+            {
                 let (only, smaller) = lists
                     .pop()
                     .map(|l| (l.points, l.smaller_is_better))
@@ -1374,6 +1518,12 @@ pub(super) fn execute(h: &CollectionHandle, mut s: Search) -> Result<SearchRepor
         }
     }
     resolve_by_id(h, &mut s)?;
+    if let Some(q) = &s.sparse {
+        if s.recommend.is_some() {
+            return Err(ApiError::unsupported("query.recommend on a sparse vector"));
+        }
+        return Ok(h.search_sparse(&s.req, q)?);
+    }
     let report = match (s.mmr, s.recommend.take()) {
         (_, Some((pos, neg, strategy))) => {
             let rec = resolve_examples(h, &mut s.req, pos, neg, strategy)?;
@@ -1446,10 +1596,21 @@ pub(super) fn cold_counts(r: &strata_engine::SearchReport) -> ColdCounts {
 /// from its own results as Qdrant does.
 pub(super) fn resolve_by_id(h: &CollectionHandle, s: &mut Search) -> Result<(), ApiError> {
     if let Some(id) = s.by_id.take() {
-        let rec = h
+        let mut rec = h
             .get(&[id], false, true)?
             .pop()
             .ok_or_else(|| ApiError::not_found(format!("No point with id {id} found")))?;
+        // A sparse `using`: the point's sparse vector is the query.
+        if h.config().sparse_space(&s.req.using).is_some() {
+            s.sparse = Some(rec.sparse.remove(&s.req.using).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "query: point {id} has no sparse vector named {:?}",
+                    s.req.using
+                ))
+            })?);
+            s.req.filter = Some(Filter::excluding(s.req.filter.take(), vec![id]));
+            return Ok(());
+        }
         s.req.vector = rec
             .vectors
             .and_then(|mut v| v.remove(&s.req.using))

@@ -30,7 +30,7 @@ pub(crate) enum Update {
     Upsert(Vec<PointInput>),
     Delete(Selector),
     Edit(Selector, PointEdit),
-    SetVectors(Vec<(PointId, Vectors)>),
+    SetVectors(Vec<(PointId, Vectors, strata_engine::SparseVectors)>),
 }
 
 /// `points` (ids) or `filter`, exactly one.
@@ -144,14 +144,17 @@ fn parse_update_vectors(b: &Obj, max: usize) -> Result<Update, ApiError> {
             parse::get(o, "id").ok_or_else(|| ApiError::invalid(format!("{at}.id: missing")))?,
         )
         .map_err(|e| ApiError::invalid(format!("{at}.id: {}", e.message())))?;
-        let vectors = match parse::get(o, "vector") {
+        let (vectors, sparse) = match parse::get(o, "vector") {
             Some(Value::Object(m)) => {
                 strata_engine::parse_named_vectors(m, &format!("{at}.vector"))?
             }
-            Some(v) => Vectors::from([(String::new(), parse::vector(v, &format!("{at}.vector"))?)]),
+            Some(v) => (
+                Vectors::from([(String::new(), parse::vector(v, &format!("{at}.vector"))?)]),
+                Default::default(),
+            ),
             None => return Err(ApiError::invalid(format!("{at}.vector: missing"))),
         };
-        out.push((id, vectors));
+        out.push((id, vectors, sparse));
     }
     Ok(Update::SetVectors(out))
 }
@@ -164,7 +167,7 @@ pub(crate) fn run(h: &CollectionHandle, u: Update) -> Result<u64, ApiError> {
         Update::Delete(Selector::Filter(f)) => h.delete_matching(&f)?.0,
         Update::Edit(Selector::Ids(ids), e) => h.edit(&ids, &e)?,
         Update::Edit(Selector::Filter(f), e) => h.edit_matching(&f, &e)?,
-        Update::SetVectors(points) => h.update_vectors(points)?,
+        Update::SetVectors(points) => h.update_vectors_with_sparse(points)?,
     })
 }
 
