@@ -301,3 +301,66 @@ fn bad_sparse_input_is_refused_naming_the_field() {
     let hits = c.search_sparse(&req, &sparse_of(1)).expect("search");
     assert_eq!(hits.points.len(), 1);
 }
+
+#[test]
+fn cold_segments_answer_sparse_searches_and_reads_unchanged() {
+    use std::sync::Arc;
+    use strata_engine::storage::{BlobStore, MemStorage, MemStore};
+    let cold: Arc<dyn BlobStore> = Arc::new(MemStore::new());
+    let local = MemStorage::new();
+    let mut o = EngineOptions::with_storage(local.storage());
+    o.cold = Some(Arc::clone(&cold));
+    o.background = false;
+    o.tiers.warm_bytes = Some(1); // nothing stays local: every read streams from the cold store
+    o.tiers.min_residence = std::time::Duration::ZERO;
+    let e = Engine::open(o).expect("open");
+    let c = e
+        .create_collection(DEFAULT_TENANT, "cold", config(Modifier::Idf))
+        .expect("create");
+    let mut model = Model::new();
+    for range in [0..80u64, 60..140] {
+        let points: Vec<PointInput> = range.map(point).collect();
+        for p in &points {
+            match p.sparse.get("text") {
+                Some(v) => model.insert(p.id_num(), v.clone()),
+                None => model.remove(&p.id_num()),
+            };
+        }
+        c.upsert(points).expect("upsert");
+        c.flush().expect("flush");
+    }
+    assert!(e.run_mover().expect("mover"));
+    assert_eq!(e.stats().tier_segments, [0, 0, 2], "both segments cold");
+    check(&c, &model, true, "cold");
+    // Reads returning vectors stream the sparse sections with the rows.
+    let r = c
+        .get(&[PointId::Num(61), PointId::Num(3)], true, true)
+        .expect("get");
+    assert_eq!(r[0].sparse.get("text"), Some(&sparse_of(61)));
+    assert!(r[1].sparse.is_empty());
+    let mut req = SearchRequest::new(vec![1.0, 0.0], 3);
+    req.using = "dense".into();
+    req.with_vector = true;
+    for h in c.search(&req).expect("dense search") {
+        let PointId::Num(n) = h.id else {
+            panic!("numeric ids")
+        };
+        assert_eq!(h.sparse.get("text"), model.get(&n), "point {n}");
+    }
+    let mut req = SearchRequest::new(Vec::new(), 5);
+    req.using = "text".into();
+    req.with_vector = true;
+    req.with_payload = true;
+    for h in c
+        .search_sparse(&req, &sparse_of(7))
+        .expect("sparse search")
+        .points
+    {
+        let PointId::Num(n) = h.id else {
+            panic!("numeric ids")
+        };
+        assert_eq!(h.sparse.get("text"), model.get(&n), "point {n}");
+        assert!(h.payload.expect("payload").contains_key("even"));
+    }
+    assert!(e.stats().cold_reads_streamed > 0);
+}
