@@ -243,7 +243,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         key: "grpc_port",
         default: "50051",
-        help: "gRPC port (`strata.v1`, health, reflection)",
+        help: "gRPC port (`strata.v1`, Qdrant's `qdrant.*` services, health, reflection)",
     },
     Setting {
         key: "metrics_port",

@@ -70,7 +70,7 @@ fn grpc_timeout(v: &str) -> Option<std::time::Duration> {
 }
 
 /// The call's deadline (see the module docs).
-fn deadline<T>(req: &Request<T>, st: &AppState) -> ReqDeadline {
+pub(crate) fn deadline<T>(req: &Request<T>, st: &AppState) -> ReqDeadline {
     let client = req
         .metadata()
         .get("grpc-timeout")
@@ -79,7 +79,7 @@ fn deadline<T>(req: &Request<T>, st: &AppState) -> ReqDeadline {
     ReqDeadline::new(st.timeout, client)
 }
 
-fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
+pub(crate) fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
     req.extensions()
         .get::<Caller>()
         .cloned()
@@ -87,7 +87,7 @@ fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
 }
 
 /// Records request metrics around `f`.
-async fn tracked<T>(
+pub(crate) async fn tracked<T>(
     method: &'static str,
     f: impl Future<Output = Result<T, ApiError>>,
 ) -> Result<Response<T>, Status> {
@@ -650,7 +650,10 @@ impl Tiers for Service {
     }
 }
 
-fn authenticate(auth: &Authenticator, mut req: Request<()>) -> Result<Request<()>, Status> {
+pub(crate) fn authenticate(
+    auth: &Authenticator,
+    mut req: Request<()>,
+) -> Result<Request<()>, Status> {
     let md = req.metadata();
     let token = md
         .get("authorization")
@@ -680,27 +683,38 @@ pub async fn router(
     max_message_bytes: usize,
 ) -> anyhow::Result<tonic::transport::server::Router> {
     let auth: Arc<Authenticator> = Arc::clone(&state.auth);
+    let qdrant_state = state.clone();
     let svc = Service(state);
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<CollectionsServer<Service>>().await;
     health.set_serving::<PointsServer<Service>>().await;
     health.set_serving::<TiersServer<Service>>().await;
+    health
+        .set_serving::<crate::qdrant_grpc::qpb::points_server::PointsServer<crate::qdrant_grpc::Service>>()
+        .await;
+    health
+        .set_serving::<
+            crate::qdrant_grpc::qpb::collections_server::CollectionsServer<crate::qdrant_grpc::Service>,
+        >()
+        .await;
     // Reflection v1 and the older v1alpha (which grpcurl and many clients still ask for).
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::DESCRIPTOR)
+            .register_encoded_file_descriptor_set(crate::qdrant_grpc::qpb::DESCRIPTOR)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let a1 = Arc::clone(&auth);
     let a2 = Arc::clone(&auth);
-    let a3 = auth;
+    let a3 = Arc::clone(&auth);
     let tiers = TiersServer::new(svc.clone()).max_decoding_message_size(max_message_bytes);
     let collections =
         CollectionsServer::new(svc.clone()).max_decoding_message_size(max_message_bytes);
     let points = PointsServer::new(svc).max_decoding_message_size(max_message_bytes);
-    Ok(tonic::transport::Server::builder()
+    let qdrant_auth = auth;
+    let router = tonic::transport::Server::builder()
         .add_service(health_svc)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -715,7 +729,13 @@ pub async fn router(
         .add_service(tonic::service::interceptor::InterceptedService::new(
             tiers,
             move |r| authenticate(&a3, r),
-        )))
+        ));
+    Ok(crate::qdrant_grpc::add(
+        router,
+        qdrant_state,
+        qdrant_auth,
+        max_message_bytes,
+    ))
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
+pub mod qdrant_grpc;
 pub mod run;
 pub mod server;
 mod tiers;

@@ -1,17 +1,30 @@
-"""The official qdrant-client (REST) against Strata, unchanged: the everyday scenario on bigann10k."""
+"""The official qdrant-client against Strata, unchanged: the everyday scenario on bigann10k, over
+REST and over gRPC (`prefer_grpc=True`: Qdrant's `qdrant.*` services)."""
 
 import httpx
 import numpy as np
+import pytest
 from qdrant_client import QdrantClient, models
+
+
+def make_client(server, grpc):
+    if not grpc:
+        return QdrantClient(url=server.http, api_key=server.admin_token, timeout=120)
+    host, port = server.grpc.rsplit(":", 1)
+    http_port = int(server.http.rsplit(":", 1)[1])
+    return QdrantClient(host=host, port=http_port, grpc_port=int(port), prefer_grpc=True, https=False,
+                        api_key=server.admin_token, timeout=120)
 
 
 def recall(found, truth):
     return sum(len(set(f) & set(t)) for f, t in zip(found, truth)) / sum(len(t) for t in truth)
 
 
-def test_everyday_scenario(server, bigann):
+@pytest.mark.parametrize("grpc", [False, True], ids=["rest", "grpc"])
+def test_everyday_scenario(server, bigann, grpc):
     base, queries, truth = bigann
-    client = QdrantClient(url=server.http, api_key=server.admin_token, timeout=120)
+    client = make_client(server, grpc)
+    rest = make_client(server, False)
     name = "bigann"
     assert client.create_collection(name, vectors_config=models.VectorParams(size=128, distance=models.Distance.EUCLID),
                                     hnsw_config=models.HnswConfigDiff(m=16, ef_construct=100))
@@ -36,6 +49,11 @@ def test_everyday_scenario(server, bigann):
     found = [[p.id for p in client.query_points(name, query=q.tolist(), limit=10).points] for q in queries]
     r = recall(found, truth[:, :10].tolist())
     assert r >= 0.95, r
+    # Over gRPC exactly what REST answers for the same searches (ids and scores).
+    for q in queries[:20]:
+        a = client.query_points(name, query=q.tolist(), limit=10).points
+        b = rest.query_points(name, query=q.tolist(), limit=10).points
+        assert [(p.id, round(p.score, 4)) for p in a] == [(p.id, round(p.score, 4)) for p in b]
 
     # With a filter keeping 10 %: every hit matches; recall against an exact filtered scan.
     flt = models.Filter(must=[models.FieldCondition(key="bucket", match=models.MatchValue(value=3))])
@@ -109,6 +127,13 @@ def test_everyday_scenario(server, bigann):
     # Delete the collection.
     assert client.delete_collection(name)
     assert not client.collection_exists(name)
+    if grpc:
+        # The calls really went through Qdrant's gRPC services.
+        metrics = httpx.get(f"{server.metrics}/metrics").text
+        for method in ["qdrant.Collections/Create", "qdrant.Points/Upsert", "qdrant.Points/Query",
+                       "qdrant.Points/QueryBatch", "qdrant.Points/Scroll", "qdrant.Points/Count",
+                       "qdrant.Points/Get", "qdrant.Points/Delete", "qdrant.Points/SetPayload"]:
+            assert f'method="{method}",code="Ok"' in metrics, method
 
 
 def test_errors_name_the_problem(server):
