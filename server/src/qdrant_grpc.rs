@@ -734,6 +734,32 @@ fn json_retrieved(v: &Value) -> qpb::RetrievedPoint {
     }
 }
 
+fn json_group_id(v: &Value) -> Option<qpb::GroupId> {
+    use qpb::group_id::Kind;
+    let kind = match v {
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Number(n) => match n.as_u64() {
+            Some(u) => Kind::UnsignedValue(u),
+            None => Kind::IntegerValue(n.as_i64()?),
+        },
+        _ => return None,
+    };
+    Some(qpb::GroupId { kind: Some(kind) })
+}
+
+fn json_facet_value(v: &Value) -> Option<qpb::FacetValue> {
+    use qpb::facet_value::Variant;
+    let variant = match v {
+        Value::String(s) => Variant::StringValue(s.clone()),
+        Value::Bool(b) => Variant::BoolValue(*b),
+        Value::Number(n) => Variant::IntegerValue(n.as_i64()?),
+        _ => return None,
+    };
+    Some(qpb::FacetValue {
+        variant: Some(variant),
+    })
+}
+
 fn json_list<T>(v: &Value, f: fn(&Value) -> T) -> Vec<T> {
     v.as_array()
         .map(|a| a.iter().map(f).collect())
@@ -1619,20 +1645,104 @@ impl Points for Service {
 
     async fn query_groups(
         &self,
-        _req: Request<qpb::QueryPointGroups>,
+        req: Request<qpb::QueryPointGroups>,
     ) -> Result<Response<qpb::QueryGroupsResponse>, Status> {
-        Err(Status::from(unsupported(
-            "qdrant.Points/QueryGroups over gRPC (use /points/query/groups over HTTP)",
-        )))
+        let (c, dl, st, r) = ctx!(self, req);
+        tracked("qdrant.Points/QueryGroups", async move {
+            let mut o = Map::new();
+            query_common(
+                &mut o,
+                QueryParts {
+                    prefetch: &r.prefetch,
+                    query: r.query.as_ref(),
+                    using: r.using.as_ref(),
+                    filter: r.filter.as_ref(),
+                    params: r.params.as_ref(),
+                    score_threshold: r.score_threshold,
+                    limit: r.limit,
+                    has_lookup: r.lookup_from.is_some(),
+                },
+            )?;
+            o.insert("group_by".into(), json!(r.group_by));
+            if let Some(g) = r.group_size {
+                o.insert("group_size".into(), json!(g));
+            }
+            if let Some(w) = with_payload_json(r.with_payload.as_ref()) {
+                o.insert("with_payload".into(), w);
+            }
+            if let Some(w) = with_vectors_json(r.with_vectors.as_ref()) {
+                o.insert("with_vector".into(), w);
+            }
+            if let Some(l) = &r.with_lookup {
+                let mut x = Map::new();
+                x.insert("collection".into(), json!(l.collection));
+                if let Some(w) = with_payload_json(l.with_payload.as_ref()) {
+                    x.insert("with_payload".into(), w);
+                }
+                if let Some(w) = with_vectors_json(l.with_vectors.as_ref()) {
+                    x.insert("with_vectors".into(), w);
+                }
+                o.insert("with_lookup".into(), Value::Object(x));
+            }
+            let resp = crate::http::aggregate::query_groups(
+                State(st),
+                c,
+                dl,
+                Path(r.collection_name),
+                body(Value::Object(o)),
+            )
+            .await?;
+            let (v, time) = response_envelope(resp).await?;
+            Ok(qpb::QueryGroupsResponse {
+                result: Some(qpb::GroupsResult {
+                    groups: json_list(&v["groups"], |g| qpb::PointGroup {
+                        id: json_group_id(&g["id"]),
+                        hits: json_list(&g["hits"], json_scored),
+                        lookup: g.get("lookup").filter(|l| !l.is_null()).map(json_retrieved),
+                    }),
+                }),
+                time,
+            })
+        })
+        .await
     }
 
     async fn facet(
         &self,
-        _req: Request<qpb::FacetCounts>,
+        req: Request<qpb::FacetCounts>,
     ) -> Result<Response<qpb::FacetResponse>, Status> {
-        Err(Status::from(unsupported(
-            "qdrant.Points/Facet over gRPC (use /collections/{c}/facet over HTTP)",
-        )))
+        let (c, dl, st, r) = ctx!(self, req);
+        tracked("qdrant.Points/Facet", async move {
+            let mut o = Map::new();
+            o.insert("key".into(), json!(r.key));
+            if let Some(f) = &r.filter {
+                o.insert("filter".into(), filter_json(f)?);
+            }
+            if let Some(l) = r.limit {
+                o.insert("limit".into(), json!(l));
+            }
+            if let Some(e) = r.exact {
+                o.insert("exact".into(), json!(e));
+            }
+            let (v, time) = envelope(
+                crate::http::aggregate::facet(
+                    State(st),
+                    c,
+                    dl,
+                    Path(r.collection_name),
+                    body(Value::Object(o)),
+                )
+                .await?,
+            );
+            Ok(qpb::FacetResponse {
+                hits: json_list(&v["hits"], |h| qpb::FacetHit {
+                    value: json_facet_value(&h["value"]),
+                    count: h["count"].as_u64().unwrap_or(0),
+                }),
+                time,
+            })
+        })
+        .await
     }
 }
 

@@ -94,3 +94,39 @@ def test_grpc_errors_carry_the_rest_message(server):
         anon.get_collections()
     assert e.value.code() == grpclib.StatusCode.UNAUTHENTICATED
 
+
+
+def test_health_reflection_and_qdrant_health_check(server):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    ch = grpclib.insecure_channel(server.grpc)
+    health = health_pb2_grpc.HealthStub(ch)
+    for service in ["qdrant.Points", "qdrant.Collections"]:
+        assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == health_pb2.HealthCheckResponse.SERVING
+    refl = reflection_pb2_grpc.ServerReflectionStub(ch)
+    resp = next(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    names = {s.name for s in resp.list_services_response.service}
+    assert {"qdrant.Qdrant", "qdrant.Points", "qdrant.Collections", "strata.v1.Points"} <= names
+    # Qdrant's own health call answers without a token, as /healthz.
+    host, port = server.grpc.rsplit(":", 1)
+    anon = QdrantClient(host=host, grpc_port=int(port), prefer_grpc=True, https=False)
+    assert anon.grpc_points is not None
+    from qdrant_client.grpc import qdrant_pb2, qdrant_pb2_grpc
+    reply = qdrant_pb2_grpc.QdrantStub(ch).HealthCheck(qdrant_pb2.HealthCheckRequest())
+    assert reply.title.startswith("qdrant") and reply.version
+
+
+def test_groups_and_facet_over_grpc_answer_as_rest(server):
+    g, r = make_client(server, True), make_client(server, False)
+    g.create_collection("gg", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE))
+    g.create_payload_index("gg", "color", models.PayloadSchemaType.KEYWORD)
+    g.upsert("gg", [models.PointStruct(id=i, vector=[float(i % 7), float(i % 5), 1.0, 0.5],
+                                       payload={"color": ["red", "green", "blue"][i % 3], "n": i}) for i in range(60)])
+    kw = dict(query=[1.0, 2.0, 1.0, 0.5], group_by="color", group_size=2, limit=3, with_payload=True)
+    a, b = g.query_points_groups("gg", **kw).groups, r.query_points_groups("gg", **kw).groups
+    assert [(x.id, [(p.id, round(p.score, 4)) for p in x.hits]) for x in a] == \
+        [(x.id, [(p.id, round(p.score, 4)) for p in x.hits]) for x in b]
+    fa, fb = g.facet("gg", key="color", limit=5), r.facet("gg", key="color", limit=5)
+    assert [(h.value, h.count) for h in fa.hits] == [(h.value, h.count) for h in fb.hits] == \
+        [("blue", 20), ("green", 20), ("red", 20)]
