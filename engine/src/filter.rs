@@ -1,6 +1,7 @@
 //! Payload filters in Qdrant's JSON syntax, parsed once and evaluated per point.
 //!
-//! Supported: `must` / `should` / `must_not` (a condition or a list), nested filters, and the
+//! Supported: `must` / `should` / `must_not` (a condition or a list), `min_should`
+//! (`{"conditions": [...], "min_count": n}`: at least n of them hold), nested filters, and the
 //! conditions `{"key", "match": {"value" | "any" | "except"}}`, `{"key", "range": {"gt",
 //! "gte", "lt", "lte"}}` (numbers, or datetime strings for a datetime range), `{"has_id": [...]}`, `{"is_empty": {"key"}}` and `{"is_null":
 //! {"key"}}`. Anything else is refused with an error that names the feature and where it was
@@ -21,6 +22,9 @@ pub struct Filter {
     must: Vec<Condition>,
     should: Vec<Condition>,
     must_not: Vec<Condition>,
+    /// `min_should`: at least `min_count` of these hold (none given: no such clause).
+    min_should: Vec<Condition>,
+    min_count: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -148,13 +152,47 @@ impl Filter {
                 "should" => &mut f.should,
                 "must_not" => &mut f.must_not,
                 "min_should" => {
-                    return Err(Error::invalid(format!(
-                        "{at}.min_should: not supported by Strata"
-                    )));
+                    let here = format!("{at}.min_should");
+                    let m = match val {
+                        Value::Null => continue,
+                        Value::Object(m) => m,
+                        other => {
+                            return Err(Error::invalid(format!(
+                                "{here}: expected {{\"conditions\": [...], \"min_count\": n}}, got {other}"
+                            )));
+                        }
+                    };
+                    if let Some(k) = m.keys().find(|k| *k != "conditions" && *k != "min_count") {
+                        return Err(Error::invalid(format!(
+                            "{here}: unknown field {k:?} (expected conditions, min_count)"
+                        )));
+                    }
+                    f.min_count = match m.get("min_count") {
+                        Some(n) => n.as_u64().map(|n| n as usize).ok_or_else(|| {
+                            Error::invalid(format!(
+                                "{here}.min_count: expected a non-negative integer, got {n}"
+                            ))
+                        })?,
+                        None => return Err(Error::invalid(format!("{here}.min_count: missing"))),
+                    };
+                    match m.get("conditions") {
+                        Some(Value::Array(items)) => {
+                            for (i, c) in items.iter().enumerate() {
+                                let c = Condition::parse(c, &format!("{here}.conditions[{i}]"))?;
+                                f.min_should.push(c);
+                            }
+                        }
+                        _ => {
+                            return Err(Error::invalid(format!(
+                                "{here}.conditions: expected a list of conditions"
+                            )));
+                        }
+                    }
+                    continue;
                 }
                 other => {
                     return Err(Error::invalid(format!(
-                        "{at}: unknown field {other:?} (expected must, should, must_not)"
+                        "{at}: unknown field {other:?} (expected must, should, must_not, min_should)"
                     )));
                 }
             };
@@ -189,6 +227,29 @@ impl Filter {
         self.must.iter().all(|c| c.matches(id, payload))
             && !self.must_not.iter().any(|c| c.matches(id, payload))
             && (self.should.is_empty() || self.should.iter().any(|c| c.matches(id, payload)))
+            && self.min_should_holds(|c| c.matches(id, payload))
+    }
+
+    /// True when the `min_should` clause holds (or there is none), `holds` telling whether one
+    /// of its conditions does.
+    fn min_should_holds(&self, holds: impl Fn(&Condition) -> bool) -> bool {
+        self.min_should.is_empty()
+            || self
+                .min_should
+                .iter()
+                .filter(|c| holds(c))
+                .take(self.min_count)
+                .count()
+                >= self.min_count
+    }
+
+    /// Every condition at the top level of the filter.
+    fn conditions(&self) -> impl Iterator<Item = &Condition> {
+        self.must
+            .iter()
+            .chain(&self.should)
+            .chain(&self.must_not)
+            .chain(&self.min_should)
     }
 
     /// The top-level payload keys the filter reads (the first segment of each key path).
@@ -201,7 +262,7 @@ impl Filter {
     }
 
     fn collect_keys(&self, out: &mut Vec<String>) {
-        for c in self.must.iter().chain(&self.should).chain(&self.must_not) {
+        for c in self.conditions() {
             c.collect_keys(out);
         }
     }
@@ -209,10 +270,7 @@ impl Filter {
     /// How many conditions the filter holds, nested ones and `has_id` ids included: a bound on
     /// the work of evaluating it once.
     pub fn size(&self) -> usize {
-        self.must
-            .iter()
-            .chain(&self.should)
-            .chain(&self.must_not)
+        self.conditions()
             .map(|c| match c {
                 Condition::Nested(f) => 1 + f.size(),
                 Condition::HasId(ids) => 1 + ids.len().max(1).ilog2() as usize,
@@ -226,11 +284,7 @@ impl Filter {
 
     /// True when the filter only looks at ids (no payload needed to evaluate it).
     pub fn needs_payload(&self) -> bool {
-        self.must
-            .iter()
-            .chain(&self.should)
-            .chain(&self.must_not)
-            .any(Condition::needs_payload)
+        self.conditions().any(Condition::needs_payload)
     }
 }
 
@@ -652,6 +706,8 @@ pub(crate) struct PlanNode<'a> {
     must: Vec<Step<'a>>,
     should: Vec<Step<'a>>,
     must_not: Vec<Step<'a>>,
+    min_should: Vec<Step<'a>>,
+    min_count: usize,
 }
 
 #[derive(Debug)]
@@ -677,12 +733,26 @@ impl<'a> PlanNode<'a> {
         self.must.iter().all(|c| c.matches(row, id, payload))
             && !self.must_not.iter().any(|c| c.matches(row, id, payload))
             && (self.should.is_empty() || self.should.iter().any(|c| c.matches(row, id, payload)))
+            && (self.min_should.is_empty()
+                || self
+                    .min_should
+                    .iter()
+                    .filter(|c| c.matches(row, id, payload))
+                    .take(self.min_count)
+                    .count()
+                    >= self.min_count)
     }
 
     /// Top-level payload keys the conditions evaluated per row read.
     pub(crate) fn eval_keys(&self) -> Vec<String> {
         fn walk(n: &PlanNode<'_>, out: &mut Vec<String>) {
-            for s in n.must.iter().chain(&n.should).chain(&n.must_not) {
+            for s in n
+                .must
+                .iter()
+                .chain(&n.should)
+                .chain(&n.must_not)
+                .chain(&n.min_should)
+            {
                 match s {
                     Step::Rows(_) => {}
                     Step::Node(n) => walk(n, out),
@@ -727,12 +797,15 @@ impl Filter {
             must: self.must.iter().map(step).collect(),
             should: self.should.iter().map(step).collect(),
             must_not: self.must_not.iter().map(step).collect(),
+            min_should: self.min_should.iter().map(step).collect(),
+            min_count: self.min_count,
         };
         let all_rows = node
             .must
             .iter()
             .chain(&node.should)
             .chain(&node.must_not)
+            .chain(&node.min_should)
             .all(|s| matches!(s, Step::Rows(_)));
         if !all_rows {
             return Err(node);
@@ -755,6 +828,16 @@ impl Filter {
             }
             acc.and(&any);
         }
+        if !node.min_should.is_empty() {
+            let of: Vec<Bits> = node.min_should.iter().filter_map(bits).collect();
+            let mut enough = Bits::none(sets.rows());
+            for r in 0..sets.rows() {
+                if of.iter().filter(|b| b.has(r)).take(node.min_count).count() >= node.min_count {
+                    enough.set(r);
+                }
+            }
+            acc.and(&enough);
+        }
         Ok(acc)
     }
 
@@ -762,7 +845,7 @@ impl Filter {
     /// which index sections a segment would use for this filter).
     pub(crate) fn index_questions(&self) -> Vec<IndexQuery<'_>> {
         let mut out = Vec::new();
-        for c in self.must.iter().chain(&self.should).chain(&self.must_not) {
+        for c in self.conditions() {
             match c {
                 Condition::Match { key, values } => out.push(IndexQuery::Match { key, values }),
                 Condition::Range { key, range } => out.push(IndexQuery::Range { key, range }),
@@ -776,17 +859,13 @@ impl Filter {
     /// True when a segment answering every question of [`Filter::index_questions`] for which
     /// `answers` is true needs no payload at all.
     pub(crate) fn answered_by(&self, answers: &dyn Fn(IndexQuery<'_>) -> bool) -> bool {
-        self.must
-            .iter()
-            .chain(&self.should)
-            .chain(&self.must_not)
-            .all(|c| match c {
-                Condition::HasId(_) => true,
-                Condition::Nested(f) => f.answered_by(answers),
-                Condition::Match { key, values } => answers(IndexQuery::Match { key, values }),
-                Condition::Range { key, range } => answers(IndexQuery::Range { key, range }),
-                _ => false,
-            })
+        self.conditions().all(|c| match c {
+            Condition::HasId(_) => true,
+            Condition::Nested(f) => f.answered_by(answers),
+            Condition::Match { key, values } => answers(IndexQuery::Match { key, values }),
+            Condition::Range { key, range } => answers(IndexQuery::Range { key, range }),
+            _ => false,
+        })
     }
 }
 
@@ -835,6 +914,34 @@ mod tests {
                 .matches(id, &doc)
         );
         assert!(!f(json!({"must": [{"has_id": [2]}]})).needs_payload());
+    }
+
+    #[test]
+    fn min_should_needs_min_count_of_its_conditions() {
+        let doc = p(json!({"city": "Paris", "n": 7}));
+        let id = PointId::Num(1);
+        let ms = |k: usize| {
+            f(json!({"min_should": {"min_count": k, "conditions": [
+                {"key": "city", "match": {"value": "Paris"}},
+                {"key": "n", "range": {"gt": 10}},
+                {"has_id": [1]}]}}))
+        };
+        assert!(ms(0).matches(id, &doc));
+        assert!(ms(2).matches(id, &doc));
+        assert!(!ms(3).matches(id, &doc), "only two of the three hold");
+        assert!(!ms(4).matches(id, &doc), "more than there are never holds");
+        let e = Filter::from_json(&json!({"min_should": {"conditions": []}}), "filter")
+            .expect_err("no count");
+        assert!(e.message().contains("filter.min_should.min_count"), "{e}");
+        let e = Filter::from_json(
+            &json!({"min_should": {"min_count": 1, "conditions": [{"key": "a", "geo_radius": {}}]}}),
+            "filter",
+        )
+        .expect_err("bad condition");
+        assert!(
+            e.message().contains("filter.min_should.conditions[0]"),
+            "{e}"
+        );
     }
 
     #[test]

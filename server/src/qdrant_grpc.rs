@@ -1563,6 +1563,37 @@ impl Points for Service {
         )))
     }
 
+    async fn update_batch(
+        &self,
+        req: Request<qpb::UpdateBatchPoints>,
+    ) -> Result<Response<qpb::UpdateBatchResponse>, Status> {
+        let (c, dl, st, r) = ctx!(self, req);
+        tracked("qdrant.Points/UpdateBatch", async move {
+            let ops = r
+                .operations
+                .iter()
+                .enumerate()
+                .map(|(i, op)| batch_op_json(op, &format!("operations[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (v, time) = envelope(
+                updates::batch(
+                    State(st),
+                    c,
+                    dl,
+                    Path(r.collection_name),
+                    no_query(),
+                    body(json!({ "operations": ops })),
+                )
+                .await?,
+            );
+            Ok(qpb::UpdateBatchResponse {
+                result: json_list(&v, update_result),
+                time,
+            })
+        })
+        .await
+    }
+
     async fn count(
         &self,
         req: Request<qpb::CountPoints>,
@@ -1744,6 +1775,94 @@ impl Points for Service {
         })
         .await
     }
+}
+
+/// One operation of an update batch as the REST batch writes it: `{"kind": body}`.
+fn batch_op_json(op: &qpb::PointsUpdateOperation, at: &str) -> Result<Value, ApiError> {
+    use qpb::points_update_operation::Operation as O;
+    let selected = |s: Option<&qpb::PointsSelector>| -> Result<Map<String, Value>, ApiError> {
+        let mut o = Map::new();
+        selector_json(s, &mut o)?;
+        Ok(o)
+    };
+    let payload = |p: &HashMap<String, qpb::Value>,
+                   s: Option<&qpb::PointsSelector>,
+                   key: Option<&String>|
+     -> Result<Value, ApiError> {
+        let mut o = selected(s)?;
+        o.insert("payload".into(), map_json(p));
+        if let Some(k) = key {
+            o.insert("key".into(), json!(k));
+        }
+        Ok(Value::Object(o))
+    };
+    Ok(match &op.operation {
+        Some(O::Upsert(u)) => {
+            if u.update_filter.is_some() {
+                return Err(unsupported(&format!("{at}.upsert.update_filter")));
+            }
+            let points = u
+                .points
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let here = format!("{at}.upsert.points[{i}]");
+                    Ok(
+                        json!({"id": pid_json(p.id.as_ref(), &format!("{here}.id"))?,
+                        "vector": vectors_json(p.vectors.as_ref(), &format!("{here}.vector"))?,
+                        "payload": map_json(&p.payload)}),
+                    )
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            json!({"upsert": {"points": points}})
+        }
+        Some(O::DeleteDeprecated(s)) => json!({"delete": selected(Some(s))?}),
+        Some(O::DeletePoints(d)) => json!({"delete": selected(d.points.as_ref())?}),
+        Some(O::SetPayload(p)) => json!({"set_payload":
+            payload(&p.payload, p.points_selector.as_ref(), p.key.as_ref())?}),
+        Some(O::OverwritePayload(p)) => json!({"overwrite_payload":
+            payload(&p.payload, p.points_selector.as_ref(), p.key.as_ref())?}),
+        Some(O::DeletePayload(p)) => {
+            let mut o = selected(p.points_selector.as_ref())?;
+            o.insert("keys".into(), json!(p.keys));
+            json!({ "delete_payload": o })
+        }
+        Some(O::ClearPayloadDeprecated(s)) => json!({"clear_payload": selected(Some(s))?}),
+        Some(O::ClearPayload(p)) => json!({"clear_payload": selected(p.points.as_ref())?}),
+        Some(O::UpdateVectors(u)) => {
+            if u.update_filter.is_some() {
+                return Err(unsupported(&format!("{at}.update_vectors.update_filter")));
+            }
+            let points = u
+                .points
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let here = format!("{at}.update_vectors.points[{i}]");
+                    Ok(
+                        json!({"id": pid_json(p.id.as_ref(), &format!("{here}.id"))?,
+                        "vector": vectors_json(p.vectors.as_ref(), &format!("{here}.vector"))?}),
+                    )
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            json!({"update_vectors": {"points": points}})
+        }
+        Some(O::DeleteVectors(d)) => {
+            let mut o = selected(d.points_selector.as_ref())?;
+            let names = d
+                .vectors
+                .as_ref()
+                .map(|v| v.names.clone())
+                .unwrap_or_default();
+            o.insert("vector".into(), json!(names));
+            json!({ "delete_vectors": o })
+        }
+        None => {
+            return Err(unsupported(&format!(
+                "{at}: an operation kind Strata does not serve"
+            )));
+        }
+    })
 }
 
 fn payload_body(r: &qpb::SetPayloadPoints) -> Result<Value, ApiError> {

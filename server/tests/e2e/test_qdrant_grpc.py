@@ -109,9 +109,6 @@ def test_health_reflection_and_qdrant_health_check(server):
     names = {s.name for s in resp.list_services_response.service}
     assert {"qdrant.Qdrant", "qdrant.Points", "qdrant.Collections", "strata.v1.Points"} <= names
     # Qdrant's own health call answers without a token, as /healthz.
-    host, port = server.grpc.rsplit(":", 1)
-    anon = QdrantClient(host=host, grpc_port=int(port), prefer_grpc=True, https=False)
-    assert anon.grpc_points is not None
     from qdrant_client.grpc import qdrant_pb2, qdrant_pb2_grpc
     reply = qdrant_pb2_grpc.QdrantStub(ch).HealthCheck(qdrant_pb2.HealthCheckRequest())
     assert reply.title.startswith("qdrant") and reply.version
@@ -130,3 +127,46 @@ def test_groups_and_facet_over_grpc_answer_as_rest(server):
     fa, fb = g.facet("gg", key="color", limit=5), r.facet("gg", key="color", limit=5)
     assert [(h.value, h.count) for h in fa.hits] == [(h.value, h.count) for h in fb.hits] == \
         [("blue", 20), ("green", 20), ("red", 20)]
+
+
+def test_update_batch_and_the_rest_of_the_writes_over_grpc(server):
+    g, r = make_client(server, True), make_client(server, False)
+    g.create_collection("gb", vectors_config={"a": models.VectorParams(size=2, distance=models.Distance.DOT)},
+                        hnsw_config=models.HnswConfigDiff(m=8))
+    res = g.batch_update_points("gb", update_operations=[
+        models.UpsertOperation(upsert=models.PointsList(points=[
+            models.PointStruct(id=i, vector={"a": [float(i), 1.0]}, payload={"n": i}) for i in range(10)])),
+        models.SetPayloadOperation(set_payload=models.SetPayload(payload={"tag": "x"}, points=[1, 2])),
+        models.OverwritePayloadOperation(overwrite_payload=models.SetPayload(payload={"only": 1}, points=[3])),
+        models.DeletePayloadOperation(delete_payload=models.DeletePayload(keys=["n"], points=[4])),
+        models.ClearPayloadOperation(clear_payload=models.PointIdsList(points=[5])),
+        models.UpdateVectorsOperation(update_vectors=models.UpdateVectors(points=[
+            models.PointVectors(id=6, vector={"a": [60.0, 1.0]})])),
+        models.DeleteOperation(delete=models.PointIdsList(points=[9])),
+    ])
+    assert len(res) == 7 and all(x.status == models.UpdateStatus.COMPLETED for x in res)
+    assert [x.operation_id for x in res] == sorted(x.operation_id for x in res)
+    got = {p.id: p for p in r.retrieve("gb", ids=list(range(10)), with_vectors=True)}
+    assert sorted(got) == list(range(9))
+    assert got[1].payload == {"n": 1, "tag": "x"} and got[3].payload == {"only": 1}
+    assert got[4].payload == {} and got[5].payload == {} and got[6].vector["a"] == [60.0, 1.0]
+    # A failing operation stops the batch; the error says how many were applied.
+    with pytest.raises(grpclib.RpcError) as e:
+        g.batch_update_points("gb", update_operations=[
+            models.SetPayloadOperation(set_payload=models.SetPayload(payload={"z": 1}, points=[0])),
+            models.UpdateVectorsOperation(update_vectors=models.UpdateVectors(points=[
+                models.PointVectors(id=999, vector={"a": [1.0, 1.0]})])),
+        ])
+    assert e.value.code() == grpclib.StatusCode.NOT_FOUND and "999" in e.value.details()
+    assert r.retrieve("gb", ids=[0])[0].payload["z"] == 1
+    # Collection update, field index delete, alias listing over gRPC.
+    assert g.update_collection("gb", hnsw_config=models.HnswConfigDiff(ef_construct=64))
+    assert r.get_collection("gb").config.hnsw_config.ef_construct == 64 or \
+        r.get_collection("gb").config.params.vectors["a"].hnsw_config.ef_construct == 64
+    g.create_payload_index("gb", "n", models.PayloadSchemaType.INTEGER)
+    assert "n" in r.get_collection("gb").payload_schema
+    g.delete_payload_index("gb", "n")
+    assert "n" not in r.get_collection("gb").payload_schema
+    g.update_collection_aliases(change_aliases_operations=[models.CreateAliasOperation(
+        create_alias=models.CreateAlias(collection_name="gb", alias_name="gb_a"))])
+    assert ("gb_a", "gb") in [(a.alias_name, a.collection_name) for a in g.get_aliases().aliases]
