@@ -111,6 +111,10 @@ pub struct EngineStats {
     pub compactions: u64,
     /// Bytes of parsed payload columns cached for filters.
     pub filter_cache_bytes: u64,
+    /// Segment searches since open by how they ran: a graph walk, an exact scan of the rows
+    /// payload indexes (and ids) answered, another exact scan (the filter evaluated per row,
+    /// no graph, or `exact`).
+    pub segment_search_paths: [u64; 3],
     /// Persisted segments per tier: hot, warm, cold.
     pub tier_segments: [u64; 3],
     /// Bytes of those segments' files per tier: hot, warm, cold.
@@ -186,6 +190,8 @@ pub(crate) struct Inner {
     /// manifest write (an older manifest on disk may still name them until then).
     retired: Mutex<Vec<u64>>,
     flushes: AtomicU64,
+    /// How segment searches ran (see `EngineStats::segment_search_paths`).
+    pub(crate) search_paths: crate::segment::SearchPaths,
     compactions: AtomicU64,
     columns: ColumnCache,
     jobs: Jobs,
@@ -357,6 +363,7 @@ impl Engine {
             manifest_failed: AtomicBool::new(false),
             retired: Mutex::new(Vec::new()),
             flushes: AtomicU64::new(0),
+            search_paths: Default::default(),
             compactions: AtomicU64::new(0),
             columns: ColumnCache::new(opts.filter_cache_bytes),
             jobs: Jobs::default(),
@@ -438,6 +445,12 @@ impl Engine {
             filter_cache_bytes: self.inner.columns.bytes() as u64,
             ..EngineStats::default()
         };
+        let p = &self.inner.search_paths;
+        st.segment_search_paths = [
+            p.graph.load(Ordering::Relaxed),
+            p.index_rows.load(Ordering::Relaxed),
+            p.scan.load(Ordering::Relaxed),
+        ];
         let usage = self.inner.tier_usage();
         st.tier_segments = usage.segments;
         st.tier_bytes = usage.bytes;

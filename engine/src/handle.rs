@@ -621,6 +621,7 @@ impl CollectionHandle {
                 .unwrap_or(config.params(space).hnsw.ef_construct as usize)
                 .max(window),
             exact: req.exact,
+            paths: Some(&self.inner.search_paths),
             full_scan_bytes: self
                 .inner
                 .opts()

@@ -283,6 +283,47 @@ fn filtered_recall_through_payload_indexes() {
             ],
             &format!("full-scan threshold {threshold_kb} KiB"),
         );
+        // The path each search took (one segment, empty memtable: one segment search each):
+        // [graph walk, exact scan of index rows, other exact scan].
+        let path_of = |f: &Filter| {
+            let before = engine.stats().segment_search_paths;
+            let mut r = SearchRequest::new(queries[0].clone(), 10);
+            r.filter = Some(f.clone());
+            c.search(&r).expect("search");
+            let after = engine.stats().segment_search_paths;
+            [0, 1, 2].map(|i| after[i] - before[i])
+        };
+        let (walk, rows, scan) = ([1, 0, 0], [0, 1, 0], [0, 0, 1]);
+        let per_row = f(r#"{"must": [{"is_empty": {"key": "missing"}}]}"#);
+        let want = match threshold_kb {
+            0 => [
+                (&bucket3, walk),
+                (&rare, rows),
+                (&mixed, walk),
+                (&per_row, walk),
+            ],
+            _ => [
+                (&bucket3, rows),
+                (&rare, rows),
+                (&mixed, rows),
+                (&per_row, scan),
+            ],
+        };
+        for (i, (filter, path)) in want.into_iter().enumerate() {
+            if i == 3 {
+                // Filters answered by indexes never built a payload column.
+                assert_eq!(
+                    engine.stats().filter_cache_bytes,
+                    0,
+                    "threshold {threshold_kb}"
+                );
+            }
+            assert_eq!(
+                path_of(filter),
+                path,
+                "filter {i}, threshold {threshold_kb} KiB"
+            );
+        }
     }
 }
 

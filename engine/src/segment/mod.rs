@@ -581,6 +581,14 @@ impl Segment {
                 }
             };
         let vectors = body.vectors(space);
+        if let Some(p) = q.paths {
+            let counter = match (use_graph, prepared.rows()) {
+                (true, _) => &p.graph,
+                (false, Some(_)) => &p.index_rows,
+                (false, None) => &p.scan,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(match (use_graph, prepared.rows()) {
             (true, _) => {
                 let view = SpaceView { data: body, space };
@@ -612,6 +620,15 @@ fn build_columns(data: &SegmentData, keys: &[&String]) -> Vec<Column> {
     cols
 }
 
+/// How segment searches ran (engine statistics): graph walks, exact scans of the rows an
+/// index answered, other exact scans (evaluating the filter per row, or no graph / `exact`).
+#[derive(Debug, Default)]
+pub(crate) struct SearchPaths {
+    pub(crate) graph: AtomicU64,
+    pub(crate) index_rows: AtomicU64,
+    pub(crate) scan: AtomicU64,
+}
+
 /// A similarity query as every source sees it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SearchQuery<'a> {
@@ -623,6 +640,8 @@ pub(crate) struct SearchQuery<'a> {
     pub(crate) k: usize,
     pub(crate) ef: usize,
     pub(crate) exact: bool,
+    /// Where to count the path each segment search takes (none in unit tests).
+    pub(crate) paths: Option<&'a SearchPaths>,
     /// A filtered search allowing fewer vector bytes than this scans them exactly.
     pub(crate) full_scan_bytes: usize,
 }

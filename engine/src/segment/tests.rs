@@ -290,6 +290,7 @@ fn graph_round_trip_and_search_finds_neighbours() {
     let cache = crate::columns::ColumnCache::new(1 << 20);
     let query = |q: &[f32], exact: bool, k: usize| {
         let sq = SearchQuery {
+            paths: None,
             space: 0,
             metric: Distance::Euclid,
             vector: q,
@@ -383,6 +384,7 @@ fn a_cold_segment_answers_from_its_meta_and_refuses_body_reads() {
     // Anything that needs vectors or payloads is refused, never answered from holes.
     let q = [1.0f32, 1.0];
     let sq = SearchQuery {
+        paths: None,
         space: 0,
         metric: Distance::Euclid,
         vector: &q,
@@ -576,6 +578,7 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
     for exact in [false, true] {
         let q = whole.vector(0, 11).to_vec();
         let sq = SearchQuery {
+            paths: None,
             space: 0,
             metric: Distance::Euclid,
             vector: &q,
@@ -596,6 +599,7 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
         .expect("filter");
     let q = whole.vector(0, 1).to_vec();
     let sq = SearchQuery {
+        paths: None,
         space: 0,
         metric: Distance::Euclid,
         vector: &q,
