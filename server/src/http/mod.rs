@@ -181,6 +181,21 @@ async fn track(req: Request, next: Next) -> Response {
             fixed.headers_mut().insert(axum::http::header::ALLOW, v);
         }
         resp = fixed;
+    } else if status.is_client_error()
+        && resp
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/plain"))
+    {
+        // An extractor's rejection (e.g. a path segment that is not UTF-8) answers plain text:
+        // give the client the JSON envelope with the same status and message.
+        let bytes = axum::body::to_bytes(std::mem::take(resp.body_mut()), 64 << 10)
+            .await
+            .unwrap_or_default();
+        let msg = String::from_utf8_lossy(&bytes).into_owned();
+        let body = json!({"status": {"error": msg}, "time": started.elapsed().as_secs_f64()});
+        resp = (status, axum::Json(body)).into_response();
     }
     if matches!(status.as_u16(), 400 | 404 | 405 | 501) {
         tracing::warn!(

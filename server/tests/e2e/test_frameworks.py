@@ -99,7 +99,8 @@ def test_langchain_dense_store_search_filter_mmr_delete(server, lc_embeddings):
     assert [d.metadata["_id"] for d in mmr] != [c.id for c in candidates[:k]], "diversity changed nothing"
     # The MMR retriever goes through the same call.
     docs = store.as_retriever(search_type="mmr", search_kwargs={"k": 3, "fetch_k": 10}).invoke(query)
-    assert len(docs) == 3
+    direct = store.max_marginal_relevance_search(query, k=3, fetch_k=10)  # lambda_mult 0.5 in both
+    assert [d.metadata["_id"] for d in docs] == [d.metadata["_id"] for d in direct] and len(docs) == 3
     # delete by ids, then from_existing_collection sees the rest.
     assert store.delete(ids=ids[:5])
     again = QdrantVectorStore.from_existing_collection(embedding=lc_embeddings, collection_name="lc",

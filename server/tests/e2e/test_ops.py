@@ -120,7 +120,11 @@ def test_refused_requests_get_the_json_envelope_and_a_warn_log_with_the_route(se
     r = httpx.get(f"{server.http}/no/such/route", headers=h)
     assert r.status_code == 404 and "no route for GET /no/such/route" in r.json()["status"]["error"], r.text
     # A 400 and a 501.
-    assert httpx.post(f"{server.http}/collections/w/points/count", headers=h, json={"exact": 5}).status_code in (200, 400)
+    r400 = httpx.post(f"{server.http}/collections/w/points/count", headers=h, json={"filter": {"must": "nope"}})
+    assert r400.status_code == 400 and "filter.must" in r400.json()["status"]["error"], r400.text
+    # A path segment that is not UTF-8: still the JSON envelope.
+    r = httpx.get(f"{server.http}/collections/%FF", headers=h)
+    assert r.status_code in (400, 404) and "error" in r.json()["status"], r.text
     r501 = httpx.post(f"{server.http}/collections/w/points/query", headers=h, json={"query": {"discover": {"target": [1.0, 2.0]}}})
     assert r501.status_code == 501, r501.text
     # Each is logged at warn with method, route template and path (and a 501 is not an ERROR).
@@ -137,6 +141,7 @@ def test_refused_requests_get_the_json_envelope_and_a_warn_log_with_the_route(se
     assert logged(405, "POST", "/collections/{collection_name}/index"), lines
     assert logged(404, "GET", "/no/such/route"), lines
     assert logged(501, "POST", "/collections/{collection_name}/points/query"), lines
+    assert logged(400, "POST", "/collections/{collection_name}/points/count"), lines
     assert not [l for l in log.splitlines() if "ERROR" in l and "discover" in l], "a 501 is logged at warn, not error"
 
 
@@ -156,12 +161,16 @@ def test_every_qdrant_route_is_served_or_named_in_a_501(server):
         url = server.http + re.sub(r"\{[^}]+\}", "x1", path)
         r = httpx.request(method, url, headers=h, json={} if method in ("POST", "PUT", "PATCH") else None)
         assert r.status_code != 405, (method, path, r.text)
+        assert r.status_code < 500 or r.status_code == 501, (method, path, r.status_code, r.text)
         body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
         error = body.get("status", {}).get("error", "") if isinstance(body.get("status"), dict) else ""
         assert not error.startswith("no route for"), (method, path, r.text)
         if r.status_code == 501:
             assert f"{method} {path}" in error, (method, path, error)
             unsupported.append(f"{method} {path}")
-    # The 501s are exactly the routes docs/api.md lists as not served.
+    # The 501s are exactly the routes docs/api.md lists as not served (its table of them).
     for u in unsupported:
         assert f"`{u}`" in api_doc, f"docs/api.md does not list {u}"
+    table = api_doc[api_doc.index("**Qdrant routes not served.**"):]
+    listed_501 = set(re.findall(r"^\| `((?:GET|POST|PUT|PATCH|DELETE) /[^`]+)`", table, re.M))
+    assert listed_501 == set(unsupported), (listed_501 ^ set(unsupported))
