@@ -819,6 +819,17 @@ impl CollectionHandle {
         let old = self.coll.config();
         let mut next = old.as_ref().clone();
         for u in updates {
+            // Errors name the field as the request gave it (collection-wide or per vector).
+            let at = match &u.vector {
+                None => "hnsw_config".to_string(),
+                Some(name) => format!("vectors.{name}.hnsw_config"),
+            };
+            if let Some(m) = u.m {
+                crate::types::check_hnsw_m(m, &at)?;
+            }
+            if let Some(ef) = u.ef_construct {
+                crate::types::check_hnsw_ef(ef, &at)?;
+            }
             let targets: Vec<usize> = match &u.vector {
                 None => (0..next.vectors.len()).collect(),
                 Some(name) => vec![next.space_or_err(name, &format!("vectors.{name}"))?],

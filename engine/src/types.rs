@@ -217,20 +217,29 @@ impl VectorParams {
                 self.dim
             )));
         }
-        if self.hnsw.m != 0 && !(4..=128).contains(&self.hnsw.m) {
-            return Err(Error::invalid(format!(
-                "{at}.hnsw_config.m must be 0 (no graph) or in 4..=128, got {}",
-                self.hnsw.m
-            )));
-        }
-        if !(4..=4096).contains(&self.hnsw.ef_construct) {
-            return Err(Error::invalid(format!(
-                "{at}.hnsw_config.ef_construct must be in 4..=4096, got {}",
-                self.hnsw.ef_construct
-            )));
-        }
-        Ok(())
+        check_hnsw_m(self.hnsw.m, &format!("{at}.hnsw_config"))?;
+        check_hnsw_ef(self.hnsw.ef_construct, &format!("{at}.hnsw_config"))
     }
+}
+
+/// Checks an HNSW `m` given at `at` (e.g. `hnsw_config`): 0 (no graph) or 4..=128.
+pub(crate) fn check_hnsw_m(m: u32, at: &str) -> Result<()> {
+    if m != 0 && !(4..=128).contains(&m) {
+        return Err(Error::invalid(format!(
+            "{at}.m must be 0 (no graph) or in 4..=128, got {m}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an HNSW `ef_construct` given at `at`: 4..=4096.
+pub(crate) fn check_hnsw_ef(ef: u32, at: &str) -> Result<()> {
+    if !(4..=4096).contains(&ef) {
+        return Err(Error::invalid(format!(
+            "{at}.ef_construct must be in 4..=4096, got {ef}"
+        )));
+    }
+    Ok(())
 }
 
 /// Named dense vectors per collection at most.

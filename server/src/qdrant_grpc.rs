@@ -47,6 +47,7 @@ pub mod qpb {
 use qpb::collections_server::{Collections, CollectionsServer};
 use qpb::points_server::{Points, PointsServer};
 use qpb::qdrant_server::{Qdrant, QdrantServer};
+use qpb::snapshots_server::{Snapshots, SnapshotsServer};
 
 /// The three services share the HTTP state.
 #[derive(Debug, Clone)]
@@ -144,26 +145,11 @@ fn vector_input_json(v: Option<&qpb::VectorInput>, at: &str) -> Result<Value, Ap
 }
 
 fn timestamp_json(t: &prost_types::Timestamp) -> Value {
-    // RFC 3339 in UTC from seconds and nanoseconds since the epoch (civil-from-days).
-    let secs = t.seconds;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    json!(format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        t.nanos.clamp(0, 999_999_999)
-    ))
+    let nanos = u32::try_from(t.nanos.clamp(0, 999_999_999)).unwrap_or(0);
+    match chrono::DateTime::from_timestamp(t.seconds, nanos) {
+        Some(d) => json!(d.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()),
+        None => json!(format!("{}s", t.seconds)),
+    }
 }
 
 fn field_condition_json(f: &qpb::FieldCondition) -> Value {
@@ -1865,6 +1851,112 @@ fn batch_op_json(op: &qpb::PointsUpdateOperation, at: &str) -> Result<Value, Api
     })
 }
 
+/// A snapshot description from its REST shape (`creation_time` is UTC, `YYYY-MM-DDTHH:MM:SS`).
+fn json_snapshot(v: &Value) -> qpb::SnapshotDescription {
+    let creation_time = v["creation_time"]
+        .as_str()
+        .and_then(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S").ok())
+        .map(|t| prost_types::Timestamp {
+            seconds: t.and_utc().timestamp(),
+            nanos: 0,
+        });
+    qpb::SnapshotDescription {
+        name: v["name"].as_str().unwrap_or_default().into(),
+        creation_time,
+        size: v["size"].as_i64().unwrap_or(0),
+        checksum: v["checksum"].as_str().map(str::to_string),
+    }
+}
+
+#[tonic::async_trait]
+impl Snapshots for Service {
+    async fn create(
+        &self,
+        req: Request<qpb::CreateSnapshotRequest>,
+    ) -> Result<Response<qpb::CreateSnapshotResponse>, Status> {
+        let (c, dl, st, r) = ctx!(self, req);
+        tracked("qdrant.Snapshots/Create", async move {
+            let j = crate::http::snapshots::create(
+                State(st),
+                c,
+                dl,
+                Path(r.collection_name),
+                no_query(),
+            )
+            .await?;
+            let (v, time) = envelope(j);
+            Ok(qpb::CreateSnapshotResponse {
+                snapshot_description: Some(json_snapshot(&v)),
+                time,
+            })
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        req: Request<qpb::ListSnapshotsRequest>,
+    ) -> Result<Response<qpb::ListSnapshotsResponse>, Status> {
+        let (c, dl, st, r) = ctx!(self, req);
+        tracked("qdrant.Snapshots/List", async move {
+            let j = crate::http::snapshots::list(State(st), c, dl, Path(r.collection_name)).await?;
+            let (v, time) = envelope(j);
+            Ok(qpb::ListSnapshotsResponse {
+                snapshot_descriptions: json_list(&v, json_snapshot),
+                time,
+            })
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        req: Request<qpb::DeleteSnapshotRequest>,
+    ) -> Result<Response<qpb::DeleteSnapshotResponse>, Status> {
+        let (c, dl, st, r) = ctx!(self, req);
+        tracked("qdrant.Snapshots/Delete", async move {
+            let j = crate::http::snapshots::delete(
+                State(st),
+                c,
+                dl,
+                Path((r.collection_name, r.snapshot_name)),
+                no_query(),
+            )
+            .await?;
+            let (_, time) = envelope(j);
+            Ok(qpb::DeleteSnapshotResponse { time })
+        })
+        .await
+    }
+
+    async fn create_full(
+        &self,
+        _req: Request<qpb::CreateFullSnapshotRequest>,
+    ) -> Result<Response<qpb::CreateSnapshotResponse>, Status> {
+        Err(Status::from(unsupported(
+            "qdrant.Snapshots/CreateFull: full storage snapshots (snapshot each collection)",
+        )))
+    }
+
+    async fn list_full(
+        &self,
+        _req: Request<qpb::ListFullSnapshotsRequest>,
+    ) -> Result<Response<qpb::ListSnapshotsResponse>, Status> {
+        Err(Status::from(unsupported(
+            "qdrant.Snapshots/ListFull: full storage snapshots",
+        )))
+    }
+
+    async fn delete_full(
+        &self,
+        _req: Request<qpb::DeleteFullSnapshotRequest>,
+    ) -> Result<Response<qpb::DeleteSnapshotResponse>, Status> {
+        Err(Status::from(unsupported(
+            "qdrant.Snapshots/DeleteFull: full storage snapshots",
+        )))
+    }
+}
+
 fn payload_body(r: &qpb::SetPayloadPoints) -> Result<Value, ApiError> {
     let mut o = Map::new();
     selector_json(r.points_selector.as_ref(), &mut o)?;
@@ -1885,9 +1977,14 @@ pub fn add(
 ) -> tonic::transport::server::Router {
     let svc = Service(state);
     let a1 = Arc::clone(&auth);
-    let a2 = auth;
+    let a2 = Arc::clone(&auth);
+    let a3 = auth;
     router
         .add_service(QdrantServer::new(svc.clone()))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            SnapshotsServer::new(svc.clone()),
+            move |r| authenticate(&a3, r),
+        ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             CollectionsServer::new(svc.clone()).max_decoding_message_size(max_message_bytes),
             move |r| authenticate(&a1, r),

@@ -170,3 +170,19 @@ def test_update_batch_and_the_rest_of_the_writes_over_grpc(server):
     g.update_collection_aliases(change_aliases_operations=[models.CreateAliasOperation(
         create_alias=models.CreateAlias(collection_name="gb", alias_name="gb_a"))])
     assert ("gb_a", "gb") in [(a.alias_name, a.collection_name) for a in g.get_aliases().aliases]
+
+
+def test_snapshots_over_grpc(server):
+    g, r = make_client(server, True), make_client(server, False)
+    g.create_collection("gs", vectors_config=models.VectorParams(size=2, distance=models.Distance.DOT))
+    g.upsert("gs", [models.PointStruct(id=i, vector=[float(i), 1.0]) for i in range(5)])
+    snap = g.create_snapshot("gs")
+    assert snap.name and snap.size > 0 and snap.checksum and snap.creation_time
+    listed = g.list_snapshots("gs")
+    assert [(s.name, s.size, s.checksum) for s in listed] == [(s.name, s.size, s.checksum) for s in r.list_snapshots("gs")]
+    assert [s.name for s in listed] == [snap.name]
+    assert g.delete_snapshot("gs", snap.name)
+    assert r.list_snapshots("gs") == []
+    with pytest.raises(grpclib.RpcError) as e:
+        g.create_full_snapshot()
+    assert e.value.code() == grpclib.StatusCode.UNIMPLEMENTED and "full storage snapshots" in e.value.details()

@@ -106,6 +106,11 @@ def test_update_collection_changes_hnsw_parameters(server):
     assert (vecs["a"].hnsw_config.m, vecs["b"].hnsw_config.m, vecs["b"].hnsw_config.ef_construct) == (8, 24, 64)
     h = {"api-key": server.admin_token}
     url = f"{server.http}/collections/patch"
+    # A bad value names the field as the request gave it: collection-wide or per vector.
+    r = httpx.patch(url, headers=h, json={"hnsw_config": {"m": 1}})
+    assert r.status_code == 400 and r.json()["status"]["error"].startswith("hnsw_config.m must be"), r.text
+    r = httpx.patch(url, headers=h, json={"vectors": {"b": {"hnsw_config": {"ef_construct": 2}}}})
+    assert r.status_code == 400 and r.json()["status"]["error"].startswith("vectors.b.hnsw_config.ef_construct"), r.text
     for body, status, field in [({"hnsw_config": {"m": 1}}, 400, "m"), ({"vectors": {"zz": {"on_disk": True}}}, 400, "zz"),
                                 ({"quantization_config": {"scalar": {"type": "int8"}}}, 501, "quantization_config"),
                                 ({"hnsw_config": {"m": "x"}}, 400, "hnsw_config.m"), ({"bogus": 1}, 400, "bogus")]:
