@@ -74,3 +74,18 @@ def test_several_named_vectors_with_subsets(server, bigann):
         raise AssertionError("unknown vector accepted")
     except Exception as e:  # noqa: BLE001 - the client's UnexpectedResponse
         assert "audio" in str(e)
+
+
+def test_each_named_vector_keeps_its_own_hnsw_config_from_creation(server):
+    client = QdrantClient(url=server.http, api_key=server.admin_token)
+    client.create_collection("per_vec", vectors_config={
+        "a": models.VectorParams(size=4, distance=models.Distance.COSINE, hnsw_config=models.HnswConfigDiff(m=8)),
+        "b": models.VectorParams(size=2, distance=models.Distance.EUCLID,
+                                 hnsw_config=models.HnswConfigDiff(m=0, ef_construct=50)),
+        "c": models.VectorParams(size=3, distance=models.Distance.DOT),
+    }, hnsw_config=models.HnswConfigDiff(ef_construct=64))
+    v = client.get_collection("per_vec").config.params.vectors
+    # The collection-wide value applies first, each vector's own over it.
+    assert (v["a"].hnsw_config.m, v["a"].hnsw_config.ef_construct) == (8, 64)
+    assert (v["b"].hnsw_config.m, v["b"].hnsw_config.ef_construct) == (0, 50)
+    assert (v["c"].hnsw_config.m, v["c"].hnsw_config.ef_construct) == (16, 64)
