@@ -973,6 +973,9 @@ pub(super) enum Example {
 
 /// A parsed search, whether it came as a `query` or a legacy `search` body.
 pub(super) struct Search {
+    /// Where the search sits in the request (`""`, `prefetch[0].`, `searches[2].`): errors
+    /// found while running it are named from there.
+    pub(super) at: String,
     pub(super) req: SearchRequest,
     /// A sparse query (searched in the sparse vector `req.using`) instead of `req.vector`.
     pub(super) sparse: Option<SparseVector>,
@@ -1126,6 +1129,7 @@ pub(super) fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiEr
     let vsel = parse::with_vector(b, false, at)?;
     req.with_vector = vsel.wants();
     Ok(Search {
+        at: at.to_string(),
         req,
         sparse,
         by_id,
@@ -1395,6 +1399,7 @@ pub(super) fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiE
     let vsel = parse::with_vector(b, false, at)?;
     req.with_vector = vsel.wants();
     Ok(Search {
+        at: at.to_string(),
         req,
         sparse,
         by_id: None,
@@ -1527,7 +1532,16 @@ pub(super) fn execute(h: &CollectionHandle, mut s: Search) -> Result<SearchRepor
     let report = match (s.mmr, s.recommend.take()) {
         (_, Some((pos, neg, strategy))) => {
             let rec = resolve_examples(h, &mut s.req, pos, neg, strategy)?;
-            h.search_recommend(&s.req, &rec)?
+            // The engine names the example (`recommend.positive[0]`); the request has it under
+            // `query`.
+            let at = format!("{}query.", s.at);
+            h.search_recommend(&s.req, &rec).map_err(|e| {
+                let e = ApiError::from(e);
+                match e.message.starts_with("recommend") {
+                    true => ApiError::new(e.kind, format!("{at}{}", e.message)),
+                    false => e,
+                }
+            })?
         }
         (Some(mmr), None) => h.search_mmr(&s.req, mmr)?,
         (None, None) => h.search_report(&s.req)?,

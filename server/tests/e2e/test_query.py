@@ -268,7 +268,8 @@ def test_recommend_matches_qdrants_formulas(server, distance):
     h = {"api-key": server.admin_token}
     url = f"{server.http}/collections/{name}/points/query"
     for body, status, field in [({"recommend": {"positive": [999]}}, 404, "999"),
-                                ({"recommend": {"negative": [1]}}, 400, "positive"),
+                                ({"recommend": {"negative": [1]}}, 400, "query.recommend.positive"),
+                                ({"recommend": {"positive": [[1.0]]}}, 400, "query.recommend.positive[0]"),
                                 ({"recommend": {"positive": [1], "strategy": "best"}}, 400, "strategy"),
                                 ({"recommend": {"positive": [[1.0, 2.0]]}}, 400, "positive[0]")]:
         r = httpx.post(url, headers=h, json={"query": body, "using": "v"})
