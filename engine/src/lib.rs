@@ -49,6 +49,7 @@
 #[cfg(not(target_endian = "little"))]
 compile_error!("Strata's on-disk formats are read in place and require a little-endian target");
 
+mod actors;
 mod clock;
 mod codec;
 mod collection;
