@@ -175,6 +175,8 @@ pub(crate) struct Inner {
     /// The last manifest written successfully.
     manifest: Mutex<Manifest>,
     catalog: RwLock<BTreeMap<(String, String), Arc<Collection>>>,
+    /// Actor stores by (tenant, actor type); created on first use, under the manifest lock.
+    actor_stores: RwLock<BTreeMap<(String, String), Arc<crate::actors::store::ActorStore>>>,
     /// Collection aliases as last published; changed only under the manifest lock.
     aliases: RwLock<Aliases>,
     next_segment_id: AtomicU64,
@@ -291,6 +293,13 @@ impl Engine {
         }
         let mut catalog = BTreeMap::new();
         let mut by_id: HashMap<u64, Arc<Collection>> = HashMap::new();
+        let mut actor_stores = BTreeMap::new();
+        let mut actors_by_id: HashMap<u64, Arc<crate::actors::store::ActorStore>> = HashMap::new();
+        for a in &manifest.actors {
+            let store = Arc::new(crate::actors::store::ActorStore::new(a));
+            actors_by_id.insert(a.id, Arc::clone(&store));
+            actor_stores.insert((a.tenant.clone(), a.actor_type.clone()), store);
+        }
         let mut max_seg_id = max_listed;
         for entry in &manifest.collections {
             let mut segs = Vec::new();
@@ -324,6 +333,14 @@ impl Engine {
         let now = opts.clock.now_millis();
         let (mut replayed, mut skipped) = (0u64, 0u64);
         let stats = wal.open(manifest.last_lsn, &mut |lsn, stream, payload| {
+            if let Some(store) = actors_by_id.get(&stream) {
+                let txn = crate::actors::txn::ActorTxn::decode(payload).map_err(|e| {
+                    Error::corruption(format!("undecodable actor record at LSN {lsn}: {e}"))
+                })?;
+                store.apply(lsn, txn);
+                replayed += 1;
+                return Ok(());
+            }
             let Some(coll) = by_id.get(&stream) else {
                 skipped += 1;
                 return Ok(());
@@ -355,6 +372,7 @@ impl Engine {
             aliases: RwLock::new(manifest.aliases.clone()),
             manifest: Mutex::new(manifest),
             catalog: RwLock::new(catalog),
+            actor_stores: RwLock::new(actor_stores),
             report: report.clone(),
             shutdown: Mutex::new(false),
             wake: Condvar::new(),
@@ -531,6 +549,44 @@ impl Engine {
         m.publish(ManifestChange::Add(&coll))?;
         write(&inner.catalog).insert(key, Arc::clone(&coll));
         Ok(CollectionHandle::new(Arc::clone(inner), coll))
+    }
+
+    /// The actor store of `actor_type` for `tenant`, created (and recorded in the manifest)
+    /// on first use: actor runtimes never declare their types.
+    pub fn actors(&self, tenant: &str, actor_type: &str) -> Result<crate::actors::ActorHandle> {
+        validate_name("tenant", tenant)?;
+        validate_name("actor type", actor_type)?;
+        let inner = &self.inner;
+        let key = (tenant.to_string(), actor_type.to_string());
+        if let Some(s) = read(&inner.actor_stores).get(&key) {
+            return Ok(crate::actors::ActorHandle::new(
+                Arc::clone(inner),
+                Arc::clone(s),
+            ));
+        }
+        inner.check_writable()?;
+        let mut m = inner.lock_manifest();
+        if let Some(s) = read(&inner.actor_stores).get(&key) {
+            return Ok(crate::actors::ActorHandle::new(
+                Arc::clone(inner),
+                Arc::clone(s),
+            ));
+        }
+        let lsn = inner.wal.last_lsn();
+        let entry = crate::manifest::ActorStoreEntry {
+            id: m.take_collection_id(),
+            tenant: key.0.clone(),
+            actor_type: key.1.clone(),
+            created_lsn: lsn,
+            flushed_lsn: lsn,
+        };
+        let store = Arc::new(crate::actors::store::ActorStore::new(&entry));
+        write(&inner.actor_stores).insert(key.clone(), Arc::clone(&store));
+        if let Err(e) = m.publish(ManifestChange::None) {
+            write(&inner.actor_stores).remove(&key);
+            return Err(e);
+        }
+        Ok(crate::actors::ActorHandle::new(Arc::clone(inner), store))
     }
 
     /// Deletes a collection and all its data. If the manifest write fails the collection stays
@@ -716,6 +772,10 @@ impl ManifestLock<'_> {
             next_segment_id: inner.next_segment_id.load(Ordering::Acquire),
             collections: colls.iter().map(|c| c.manifest_entry()).collect(),
             aliases,
+            actors: read(&inner.actor_stores)
+                .values()
+                .map(|a| a.manifest_entry())
+                .collect(),
         };
         if let Err(e) = inner
             .blobs
@@ -769,6 +829,7 @@ impl ManifestLock<'_> {
             .collections
             .iter()
             .map(|c| (c.id, c.flushed_lsn))
+            .chain(self.m.actors.iter().map(|a| (a.id, a.flushed_lsn)))
             .collect()
     }
 }

@@ -58,6 +58,8 @@ impl ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    /// For a failed actor condition: the state's current version (`None` inside: absent).
+    current_version: Option<Option<u64>>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -70,6 +72,7 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            current_version: None,
             source: None,
         }
     }
@@ -101,8 +104,24 @@ impl Error {
         Error {
             kind,
             message: format!("{context}: {e}"),
+            current_version: None,
             source: Some(Box::new(e)),
         }
+    }
+
+    /// A failed actor condition (kind `FailedPrecondition`) carrying the state's current
+    /// version (`None`: the state is absent).
+    pub(crate) fn conflict(message: impl Into<String>, current: Option<u64>) -> Error {
+        Error {
+            current_version: Some(current),
+            ..Error::new(ErrorKind::FailedPrecondition, message)
+        }
+    }
+
+    /// For a failed actor condition: `Some(current version)` (`Some(None)`: the state is
+    /// absent); `None` for every other error.
+    pub fn conflict_version(&self) -> Option<Option<u64>> {
+        self.current_version
     }
 
     /// The kind.

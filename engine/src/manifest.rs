@@ -20,9 +20,11 @@ pub(crate) const MAGIC: &[u8; 8] = b"STRATMAN";
 /// dim, distance, HNSW per collection, and whether it was created named); version 4 payload
 /// indexes (a list of key, type per collection); version 5 collection aliases (a list of
 /// tenant, alias, collection after the collections); version 6 sparse vectors (a list of
-/// name, modifier per collection, after the dense ones). Older versions still open (hint
-/// `auto`; one unnamed vector; no payload index; no alias; no sparse vector).
-pub(crate) const VERSION: u32 = 6;
+/// name, modifier per collection, after the dense ones); version 7 actor stores (a list of id,
+/// tenant, actor type, created and flushed LSN after the aliases). Older versions still open
+/// (hint `auto`; one unnamed vector; no payload index; no alias; no sparse vector; no actor
+/// store).
+pub(crate) const VERSION: u32 = 7;
 
 /// The byte a tier hint is stored as.
 pub(crate) fn hint_tag(h: Hint) -> u8 {
@@ -75,6 +77,18 @@ pub(crate) struct CollectionEntry {
     pub(crate) segments: Vec<SegmentEntry>,
 }
 
+/// One actor store: the states of one actor type of a tenant (`docs/actors.md`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ActorStoreEntry {
+    /// Its WAL stream id (from the collection id counter: never shared with a collection).
+    pub(crate) id: u64,
+    pub(crate) tenant: String,
+    pub(crate) actor_type: String,
+    pub(crate) created_lsn: Lsn,
+    /// Every WAL record of this store with LSN <= this is in its segments.
+    pub(crate) flushed_lsn: Lsn,
+}
+
 /// Collection aliases: (tenant, alias) → collection name of that tenant.
 pub(crate) type Aliases = std::collections::BTreeMap<(String, String), String>;
 
@@ -87,6 +101,8 @@ pub(crate) struct Manifest {
     pub(crate) next_segment_id: u64,
     pub(crate) collections: Vec<CollectionEntry>,
     pub(crate) aliases: Aliases,
+    /// Actor stores, sorted by (tenant, actor type).
+    pub(crate) actors: Vec<ActorStoreEntry>,
 }
 
 fn str16(w: &mut Writer, s: &str) {
@@ -189,6 +205,14 @@ impl Manifest {
             str16(&mut b, alias);
             str16(&mut b, target);
         }
+        b.u32(self.actors.len() as u32);
+        for a in &self.actors {
+            b.u64(a.id);
+            str16(&mut b, &a.tenant);
+            str16(&mut b, &a.actor_type);
+            b.u64(a.created_lsn);
+            b.u64(a.flushed_lsn);
+        }
         frame(VERSION, &b.buf)
     }
 
@@ -239,6 +263,7 @@ impl Manifest {
             next_segment_id: r.u64("next segment id")?,
             collections: Vec::new(),
             aliases: Aliases::new(),
+            actors: Vec::new(),
         };
         let n = r.u32("collection count")?;
         let mut seen_ids = std::collections::HashSet::new();
@@ -407,6 +432,39 @@ impl Manifest {
                 m.aliases.insert((tenant, alias), target);
             }
         }
+        if version >= 7 {
+            let n = r.u32("actor store count")?;
+            for _ in 0..n {
+                let at = r.pos();
+                let a = ActorStoreEntry {
+                    id: r.u64("actor store id")?,
+                    tenant: get_str16(&mut r, "actor store tenant")?,
+                    actor_type: get_str16(&mut r, "actor type")?,
+                    created_lsn: r.u64("actor store created LSN")?,
+                    flushed_lsn: r.u64("actor store flushed LSN")?,
+                };
+                let invalid = |what: String| DecodeError {
+                    offset: at,
+                    what: format!("actor store {:?}/{:?}: {what}", a.tenant, a.actor_type),
+                };
+                validate_name("tenant", &a.tenant).map_err(|e| invalid(e.message().to_string()))?;
+                validate_name("actor type", &a.actor_type)
+                    .map_err(|e| invalid(e.message().to_string()))?;
+                if !seen_ids.insert(a.id)
+                    || m.actors
+                        .last()
+                        .is_some_and(|p| (&p.tenant, &p.actor_type) >= (&a.tenant, &a.actor_type))
+                {
+                    return Err(invalid(
+                        "listed twice, out of order, or sharing an id".into(),
+                    ));
+                }
+                if a.flushed_lsn < a.created_lsn || a.flushed_lsn > m.last_lsn.max(a.created_lsn) {
+                    return Err(invalid("flushed LSN out of range".into()));
+                }
+                m.actors.push(a);
+            }
+        }
         if r.remaining() != 0 {
             return Err(r.err("trailing bytes in manifest"));
         }
@@ -539,6 +597,16 @@ mod tests {
                             })
                             .collect(),
                     };
+                    // Actor stores: ids apart from the collections', LSNs within the manifest's.
+                    let actors = (0..generation % 3)
+                        .map(|i| ActorStoreEntry {
+                            id: (1 << 40) + i,
+                            tenant: "t".into(),
+                            actor_type: format!("type{i}"),
+                            created_lsn: last_lsn / 2,
+                            flushed_lsn: last_lsn / 2 + i.min(last_lsn - last_lsn / 2),
+                        })
+                        .collect();
                     Manifest {
                         generation,
                         last_lsn,
@@ -546,6 +614,7 @@ mod tests {
                         next_segment_id,
                         collections,
                         aliases,
+                        actors,
                     }
                 },
             )
@@ -639,9 +708,9 @@ mod tests {
         }
     }
 
-    /// A one-collection manifest body as versions 1 to 5 wrote it (one unnamed vector; the
+    /// A one-collection manifest body as versions 1 to 6 wrote it (one unnamed vector; the
     /// hint byte from version 2; the vector list from version 3; the index list from 4; the
-    /// alias list from 5).
+    /// alias list from 5; the sparse list from 6).
     fn legacy_body(version: u32, hint: Hint) -> Vec<u8> {
         let mut b = Writer::with_capacity(128);
         for v in [1u64, 0, 2, 1] {
@@ -660,6 +729,9 @@ mod tests {
         b.u8(Distance::Dot.tag());
         b.u32(16);
         b.u32(100);
+        if version >= 6 {
+            b.u16(0); // no sparse vector
+        }
         b.u64(0);
         b.u64(0);
         if version >= 2 {
@@ -676,20 +748,20 @@ mod tests {
     }
 
     #[test]
-    fn version_1_to_5_manifests_open_without_payload_indexes_aliases_or_sparse_vectors() {
+    fn version_1_to_6_manifests_open_without_indexes_aliases_sparse_vectors_or_actors() {
         let mut want = one(CollectionConfig::new(4, Distance::Dot), "t", "c");
         let v1 = Manifest::decode(&frame(1, &legacy_body(1, Hint::Offload))).expect("v1 opens");
         assert_eq!(v1, want, "version 1: hint auto");
         want.collections[0].hint = Hint::Offload;
-        for version in [2, 3, 4, 5] {
+        for version in [2, 3, 4, 5, 6] {
             let old = Manifest::decode(&frame(version, &legacy_body(version, Hint::Offload)));
             assert_eq!(old.expect("opens"), want, "version {version}");
         }
         assert!(!want.collections[0].config.named);
         assert!(want.collections[0].indexes.is_empty() && want.aliases.is_empty());
-        // Written again, it is version 6 and reads back the same.
-        let v6 = want.encode();
-        assert_eq!(u32::from_le_bytes(v6[8..12].try_into().expect("4")), 6);
-        assert_eq!(Manifest::decode(&v6).expect("v6"), want);
+        // Written again, it is version 7 and reads back the same.
+        let v7 = want.encode();
+        assert_eq!(u32::from_le_bytes(v7[8..12].try_into().expect("4")), 7);
+        assert_eq!(Manifest::decode(&v7).expect("v7"), want);
     }
 }

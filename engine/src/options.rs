@@ -70,6 +70,8 @@ pub struct EngineOptions {
     pub max_batch_points: usize,
     /// Largest payload of one point, as JSON bytes. Default 1 MiB.
     pub max_payload_bytes: usize,
+    /// Largest actor state value, in bytes (default 4 MiB).
+    pub max_actor_value_bytes: usize,
     /// Largest `limit + offset` of a search or scroll. Default 10,000.
     pub max_result_window: usize,
     /// RAM for parsed payload columns that filters read (all collections), evicted least
@@ -173,6 +175,7 @@ impl EngineOptions {
             io: None,
             max_batch_points: 10_000,
             max_payload_bytes: 1 << 20,
+            max_actor_value_bytes: crate::actors::DEFAULT_MAX_VALUE,
             max_result_window: 10_000,
             filter_cache_bytes: 256 << 20,
             max_filter_keys: 32,

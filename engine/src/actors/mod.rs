@@ -1,11 +1,15 @@
 //! Actor state (issue 9; design in `docs/actors.md`): keys, records, the WAL record of a
-//! transaction (op 5) and the actor segment format. Building blocks: the store that serves them
-//! is the next step.
+//! transaction (op 5), the store (in RAM and the WAL), its handle, and the actor segment format
+//! (flushes to it are the next step).
 
-#![allow(dead_code)] // wired into the engine by the actor store (next step of docs/actors.md)
-
+pub(crate) mod handle;
+// Not read yet: flushes to actor segments are the next step of docs/actors.md.
+#[allow(dead_code)]
 pub(crate) mod segment;
+pub(crate) mod store;
 pub(crate) mod txn;
+
+pub use handle::{ActorCondition, ActorHandle, ActorState, ActorWrite};
 
 use crate::error::{Error, Result};
 use crate::types::Lsn;

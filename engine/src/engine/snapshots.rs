@@ -109,6 +109,7 @@ impl Engine {
                 next_segment_id: entry.segments.iter().map(|s| s.id + 1).max().unwrap_or(1),
                 collections: vec![entry.clone()],
                 aliases: Aliases::new(),
+                actors: Vec::new(),
             };
             let mtime = inner.opts.clock.now_millis() / 1000;
             let mut tar = tar::Builder::new(Vec::new());

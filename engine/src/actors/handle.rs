@@ -1,0 +1,261 @@
+//! The public face of an actor store (see `docs/actors.md`).
+
+use std::sync::Arc;
+
+use super::store::ActorStore;
+use super::txn::{ActorTxn, Condition, TxnEntry, TxnOp};
+use super::{ActorKey, MAX_CONTENT_TYPE, Value};
+use crate::engine::Inner;
+use crate::error::{Error, ErrorKind, Result};
+use crate::types::Lsn;
+
+/// What must hold for a write to apply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ActorCondition {
+    /// Nothing: the write applies.
+    #[default]
+    None,
+    /// The state's current version is exactly this (an ETag match).
+    IfMatch(Lsn),
+    /// The state does not exist, or reads as absent (expired): create only.
+    IfNoneMatch,
+}
+
+/// One write of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActorWrite {
+    /// Set a state.
+    Put {
+        /// The state name.
+        state: String,
+        /// The value.
+        value: Vec<u8>,
+        /// Its content type (kept and returned).
+        content_type: String,
+        /// Time to live from the write, in milliseconds of the engine clock.
+        ttl_ms: Option<u64>,
+        /// What must hold.
+        condition: ActorCondition,
+    },
+    /// Remove a state.
+    Delete {
+        /// The state name.
+        state: String,
+        /// What must hold.
+        condition: ActorCondition,
+    },
+}
+
+/// A state as read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActorState {
+    /// The value.
+    pub value: Vec<u8>,
+    /// Its content type.
+    pub content_type: String,
+    /// The LSN that wrote it: the ETag.
+    pub version: Lsn,
+    /// When it expires (ms of the engine clock), if it does.
+    pub expires_at_ms: Option<u64>,
+}
+
+/// The states of one actor type of one tenant.
+#[derive(Clone)]
+pub struct ActorHandle {
+    inner: Arc<Inner>,
+    store: Arc<ActorStore>,
+}
+
+impl std::fmt::Debug for ActorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActorHandle")
+            .field("tenant", &self.store.tenant)
+            .field("actor_type", &self.store.actor_type)
+            .finish()
+    }
+}
+
+impl ActorHandle {
+    pub(crate) fn new(inner: Arc<Inner>, store: Arc<ActorStore>) -> ActorHandle {
+        ActorHandle { inner, store }
+    }
+
+    /// The actor type.
+    pub fn actor_type(&self) -> &str {
+        &self.store.actor_type
+    }
+
+    /// A state, or `None` when it does not exist, was deleted or has expired.
+    pub fn get(&self, actor: &str, state: &str) -> Result<Option<ActorState>> {
+        let key = ActorKey::new(actor, state)?;
+        let now = self.inner.opts().clock.now_millis();
+        Ok(self
+            .store
+            .newest(&key)
+            .filter(|r| !r.absent_at(now))
+            .and_then(|r| {
+                let v = r.value?;
+                Some(ActorState {
+                    value: v.bytes,
+                    content_type: v.content_type,
+                    version: r.version,
+                    expires_at_ms: r.expiry_ms,
+                })
+            }))
+    }
+
+    /// Sets one state. Returns its new version.
+    pub fn put(
+        &self,
+        actor: &str,
+        state: &str,
+        value: Vec<u8>,
+        content_type: &str,
+        ttl_ms: Option<u64>,
+        condition: ActorCondition,
+    ) -> Result<Lsn> {
+        self.transaction(
+            actor,
+            vec![ActorWrite::Put {
+                state: state.to_string(),
+                value,
+                content_type: content_type.to_string(),
+                ttl_ms,
+                condition,
+            }],
+        )
+    }
+
+    /// Removes one state. Returns the version of the delete.
+    pub fn delete(&self, actor: &str, state: &str, condition: ActorCondition) -> Result<Lsn> {
+        self.transaction(
+            actor,
+            vec![ActorWrite::Delete {
+                state: state.to_string(),
+                condition,
+            }],
+        )
+    }
+
+    /// Several writes to one actor's states, all or nothing: every condition is checked (in WAL
+    /// order, under the keys' stripes) before anything is logged; a failed one applies nothing
+    /// and answers `FailedPrecondition` with the state's current version
+    /// ([`Error::conflict_version`]). Durable (fsynced) when it returns its LSN.
+    pub fn transaction(&self, actor: &str, writes: Vec<ActorWrite>) -> Result<Lsn> {
+        if writes.is_empty() {
+            return Err(Error::invalid("operations: at least one write"));
+        }
+        let max_batch = self.inner.opts().max_batch_points;
+        if writes.len() > max_batch {
+            return Err(Error::new(
+                ErrorKind::ResourceExhausted,
+                format!(
+                    "operations: {} writes exceed the limit of {max_batch}",
+                    writes.len()
+                ),
+            ));
+        }
+        let now = self.inner.opts().clock.now_millis();
+        let max_value = self.inner.opts().max_actor_value_bytes;
+        let mut keys = Vec::with_capacity(writes.len());
+        let mut entries = Vec::with_capacity(writes.len());
+        for (i, w) in writes.into_iter().enumerate() {
+            let at = format!("operations[{i}]");
+            let (state, op, condition) = match w {
+                ActorWrite::Put {
+                    state,
+                    value,
+                    content_type,
+                    ttl_ms,
+                    condition,
+                } => {
+                    if value.len() > max_value {
+                        return Err(Error::new(
+                            ErrorKind::ResourceExhausted,
+                            format!(
+                                "{at}.value: {} bytes exceed the limit of {max_value}",
+                                value.len()
+                            ),
+                        ));
+                    }
+                    if content_type.len() > MAX_CONTENT_TYPE
+                        || content_type.chars().any(char::is_control)
+                    {
+                        return Err(Error::invalid(format!(
+                            "{at}.content_type: at most {MAX_CONTENT_TYPE} bytes, no control characters"
+                        )));
+                    }
+                    if ttl_ms == Some(0) {
+                        return Err(Error::invalid(format!("{at}.ttl: must be positive")));
+                    }
+                    let expiry_ms = ttl_ms.map(|t| now.saturating_add(t));
+                    let value = Value {
+                        content_type,
+                        bytes: value,
+                    };
+                    (state, TxnOp::Put { value, expiry_ms }, condition)
+                }
+                ActorWrite::Delete { state, condition } => (state, TxnOp::Delete, condition),
+            };
+            let key = ActorKey::new(actor, &state)
+                .map_err(|e| Error::invalid(format!("{at}.{}", e.message())))?;
+            if keys.contains(&key) {
+                return Err(Error::invalid(format!(
+                    "{at}.state: {state:?} is written twice in one transaction"
+                )));
+            }
+            keys.push(key);
+            entries.push(TxnEntry {
+                state,
+                op,
+                condition: match condition {
+                    ActorCondition::None => Condition::None,
+                    ActorCondition::IfMatch(v) => Condition::IfMatch(v),
+                    ActorCondition::IfNoneMatch => Condition::IfNoneMatch,
+                },
+            });
+        }
+        let txn = ActorTxn {
+            actor: actor.to_string(),
+            entries,
+        };
+        let bytes = txn.encode();
+        let _stripes = self.store.lock_keys(&keys);
+        self.inner.check_writable()?;
+        self.store.check(&txn, now).map_err(|c| {
+            let current = match c.current {
+                Some(v) => format!("current version {v}"),
+                None => "the state is absent".to_string(),
+            };
+            Error::conflict(
+                format!(
+                    "state {:?} of actor {actor:?}: condition failed ({current})",
+                    c.state
+                ),
+                c.current,
+            )
+        })?;
+        let wal = self.inner.wal();
+        let lsn = wal.append(self.store.id, &bytes)?;
+        wal.sync(lsn)?;
+        self.store.apply(lsn, txn);
+        Ok(lsn)
+    }
+
+    /// Actor ids after `after` with at least one live state, in order, at most `limit`
+    /// (1..=10,000).
+    pub fn list(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        if limit == 0 || limit > 10_000 {
+            return Err(Error::invalid(format!(
+                "limit: must be in 1..=10000, got {limit}"
+            )));
+        }
+        let now = self.inner.opts().clock.now_millis();
+        Ok(self.store.list(after, limit, now))
+    }
+
+    /// Live states and their value bytes.
+    pub fn stats(&self) -> (u64, u64) {
+        self.store.stats(self.inner.opts().clock.now_millis())
+    }
+}
