@@ -63,6 +63,26 @@ pub enum Access {
     Collections(Vec<CollectionAccess>),
 }
 
+/// Access to one actor type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorTypeAccess {
+    /// The actor type.
+    #[serde(rename = "type")]
+    pub actor_type: String,
+    /// Its access level (`r` or `rw`).
+    pub access: Level,
+}
+
+/// The `actors` claim: one level on every actor type of the tenant, or levels per type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ActorsAccess {
+    /// The same level on every actor type.
+    Global(Level),
+    /// Levels per actor type.
+    Types(Vec<ActorTypeAccess>),
+}
+
 /// Claims Strata reads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -83,6 +103,10 @@ pub struct Claims {
     /// Rights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<Access>,
+    /// Rights on actor state (`docs/actors.md`); a manager (`access: "m"`) has `rw` on every
+    /// actor type without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actors: Option<ActorsAccess>,
 }
 
 /// An authenticated caller.
@@ -94,6 +118,8 @@ pub struct Principal {
     pub sub: Option<String>,
     /// Rights.
     pub access: Access,
+    /// Rights on actor state.
+    pub actors: Option<ActorsAccess>,
 }
 
 impl Principal {
@@ -106,6 +132,27 @@ impl Principal {
                 .map(|c| c.access.min(Level::ReadWrite))
                 .max(),
         }
+    }
+    fn level_on_actors(&self, actor_type: &str) -> Option<Level> {
+        if self.access == Access::Global(Level::Manage) {
+            return Some(Level::ReadWrite);
+        }
+        match self.actors.as_ref()? {
+            ActorsAccess::Global(l) => Some((*l).min(Level::ReadWrite)),
+            ActorsAccess::Types(list) => list
+                .iter()
+                .filter(|a| a.actor_type == actor_type)
+                .map(|a| a.access.min(Level::ReadWrite))
+                .max(),
+        }
+    }
+    /// May read states of `actor_type`.
+    pub fn can_read_actors(&self, actor_type: &str) -> bool {
+        self.level_on_actors(actor_type).is_some()
+    }
+    /// May write states of `actor_type`.
+    pub fn can_write_actors(&self, actor_type: &str) -> bool {
+        self.level_on_actors(actor_type) == Some(Level::ReadWrite)
     }
     /// May read `collection`.
     pub fn can_read(&self, collection: &str) -> bool {
@@ -323,6 +370,7 @@ impl Authenticator {
             tenant,
             sub: c.sub,
             access,
+            actors: c.actors,
         })
     }
 
@@ -349,6 +397,7 @@ impl Authenticator {
             iat: Some(now),
             tenant: Some(tenant.to_string()),
             access: Some(access),
+            actors: None,
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),

@@ -411,6 +411,47 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>, Value, bo
             json!({"type": "boolean"}),
             true,
         ),
+        ("GET", "/v1/actors/{actor_type}") => (
+            "Strata extension: actor ids of the type with a live state, in order (`after`, `limit` ≤ 10000 query parameters) → {actors, next}",
+            None,
+            json!({"type": "object", "properties": {"actors": {"type": "array", "items": {"type": "string"}}, "next": {"type": "string", "nullable": true}}}),
+            true,
+        ),
+        (
+            "GET",
+            "/v1/actors/{actor_type}/{actor_id}" | "/v1/actors/{actor_type}/{actor_id}/{state}",
+        ) => (
+            "Strata extension: the state's value as stored (raw bytes, its Content-Type, ETag = its version; 404 if absent or expired) — not the JSON envelope",
+            None,
+            json!({}),
+            true,
+        ),
+        (
+            "PUT",
+            "/v1/actors/{actor_type}/{actor_id}" | "/v1/actors/{actor_type}/{actor_id}/{state}",
+        ) => (
+            "Strata extension: set the state to the request body (its Content-Type kept); If-Match / If-None-Match: * conditions (412 with the current ETag); TTL by `ttl` (seconds) or `strata-ttl` → {version}",
+            None,
+            json!({"type": "object", "properties": {"version": {"type": "integer"}}}),
+            true,
+        ),
+        (
+            "DELETE",
+            "/v1/actors/{actor_type}/{actor_id}" | "/v1/actors/{actor_type}/{actor_id}/{state}",
+        ) => (
+            "Strata extension: remove the state (If-Match condition) → {version}",
+            None,
+            json!({"type": "object", "properties": {"version": {"type": "integer"}}}),
+            true,
+        ),
+        ("POST", "/v1/actors/{actor_type}/{actor_id}/transaction") => (
+            "Strata extension: several states of one actor, all or nothing: {operations: [{op: put|delete, state, value | value_base64, content_type, ttl, if_match, if_none_match}]} → {version}",
+            Some(
+                json!({"type": "object", "required": ["operations"], "properties": {"operations": {"type": "array", "items": {"type": "object"}}}}),
+            ),
+            json!({"type": "object", "properties": {"version": {"type": "integer"}}}),
+            true,
+        ),
         _ => ("", None, json!({}), true),
     }
 }
@@ -430,6 +471,15 @@ pub fn document() -> Value {
         }
         if path.contains("{id}") {
             params.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": "An unsigned integer or a UUID"}));
+        }
+        for (name, pattern) in [
+            ("actor_type", "^[A-Za-z0-9_.-]{1,128}$"),
+            ("actor_id", ".{1,1024}"),
+            ("state", ".{1,255}"),
+        ] {
+            if path.contains(&format!("{{{name}}}")) {
+                params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "pattern": pattern}}));
+            }
         }
         if path.contains("{snapshot_name}") {
             params.push(json!({"name": "snapshot_name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}}));

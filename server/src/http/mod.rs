@@ -12,6 +12,7 @@
 //! stops a read between sources; the handler always waits for the engine's own answer. A
 //! write that reached the WAL before the deadline completes and answers 200.
 
+pub(crate) mod actors;
 pub(crate) mod aggregate;
 pub(crate) mod aliases;
 pub(crate) mod handlers;
@@ -370,6 +371,14 @@ pub const ROUTES: &[(&str, &str)] = &[
         "/collections/{collection_name}/snapshots/{snapshot_name}",
     ),
     ("GET", "/v1/tiers"),
+    ("GET", "/v1/actors/{actor_type}"),
+    ("GET", "/v1/actors/{actor_type}/{actor_id}"),
+    ("PUT", "/v1/actors/{actor_type}/{actor_id}"),
+    ("DELETE", "/v1/actors/{actor_type}/{actor_id}"),
+    ("POST", "/v1/actors/{actor_type}/{actor_id}/transaction"),
+    ("GET", "/v1/actors/{actor_type}/{actor_id}/{state}"),
+    ("PUT", "/v1/actors/{actor_type}/{actor_id}/{state}"),
+    ("DELETE", "/v1/actors/{actor_type}/{actor_id}/{state}"),
     ("PUT", "/v1/collections/{collection_name}/tier"),
 ];
 
@@ -593,6 +602,23 @@ pub fn router(st: AppState, max_body_bytes: usize) -> Router {
             get(snapshots::download).delete(snapshots::delete),
         )
         .route("/v1/tiers", get(h::get_tiers))
+        .route("/v1/actors/{actor_type}", get(actors::list))
+        .route(
+            "/v1/actors/{actor_type}/{actor_id}",
+            get(actors::get_default)
+                .put(actors::put_default)
+                .delete(actors::delete_default),
+        )
+        .route(
+            "/v1/actors/{actor_type}/{actor_id}/transaction",
+            post(actors::transaction),
+        )
+        .route(
+            "/v1/actors/{actor_type}/{actor_id}/{state}",
+            get(actors::get_state)
+                .put(actors::put_state)
+                .delete(actors::delete_state),
+        )
         .route(
             "/v1/collections/{collection_name}/tier",
             axum::routing::put(h::set_tier),

@@ -1,0 +1,435 @@
+//! Actor state over HTTP (`docs/actors.md`, `docs/api.md`):
+//!
+//! ```text
+//! GET/PUT/DELETE /v1/actors/{type}/{id}[/{state}]   ETag = "<version>"; If-Match, If-None-Match: *
+//! POST /v1/actors/{type}/{id}/transaction          several states of one actor, all or nothing
+//! GET  /v1/actors/{type}?after=&limit=             actor ids with a live state, in order
+//! ```
+//! A failed condition answers 412 with the state's current `ETag` (none when it is absent).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use strata_engine::{ActorCondition, ActorHandle, ActorWrite};
+
+use super::handlers::{blocking, ok};
+use super::parse;
+use super::{AppState, Caller, ReqDeadline};
+use crate::error::ApiError;
+
+/// The default state name (`/v1/actors/{type}/{id}` without a state).
+const DEFAULT_STATE: &str = "state";
+
+fn store(st: &AppState, caller: &Caller, ty: &str, write: bool) -> Result<ActorHandle, ApiError> {
+    let p = &caller.0;
+    let allowed = match write {
+        true => p.can_write_actors(ty),
+        false => p.can_read_actors(ty),
+    };
+    if !allowed {
+        return Err(ApiError::forbidden(format!(
+            "the token has no {} access to actor type {ty:?} (claim `actors`)",
+            if write { "rw" } else { "r" }
+        )));
+    }
+    Ok(st.engine.actors(&p.tenant, ty)?)
+}
+
+fn etag(v: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{v}\"")).expect("digits are a valid header")
+}
+
+/// The version an `If-Match` value names (`"12"`, `12` or `W/"12"`); a list or `*` is refused.
+fn parse_etag(v: &str, at: &str) -> Result<u64, ApiError> {
+    let t = v.trim().trim_start_matches("W/").trim_matches('"');
+    t.parse::<u64>().map_err(|_| {
+        ApiError::invalid(format!(
+            "{at}: {v:?} is not an ETag of this server (a quoted version, e.g. \"12\")"
+        ))
+    })
+}
+
+fn condition(h: &HeaderMap) -> Result<ActorCondition, ApiError> {
+    let get = |name: header::HeaderName| -> Result<Option<&str>, ApiError> {
+        h.get(&name)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| ApiError::invalid(format!("{name}: not visible ASCII")))
+            })
+            .transpose()
+    };
+    match (get(header::IF_MATCH)?, get(header::IF_NONE_MATCH)?) {
+        (Some(_), Some(_)) => Err(ApiError::invalid(
+            "If-Match and If-None-Match: give one of them",
+        )),
+        (Some(m), None) => Ok(ActorCondition::IfMatch(parse_etag(m, "If-Match")?)),
+        (None, Some("*")) => Ok(ActorCondition::IfNoneMatch),
+        (None, Some(v)) => Err(ApiError::invalid(format!(
+            "If-None-Match: only * is supported (create only), got {v:?}"
+        ))),
+        (None, None) => Ok(ActorCondition::None),
+    }
+}
+
+/// TTL in seconds from the `ttl` query parameter or the `strata-ttl` header, as milliseconds.
+fn ttl(q: &HashMap<String, String>, h: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let raw = match (q.get("ttl"), h.get("strata-ttl")) {
+        (Some(v), _) => Some(v.clone()),
+        (None, Some(v)) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::invalid("strata-ttl: not visible ASCII"))?
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    raw.map(|v| match v.trim().parse::<u64>() {
+        Ok(s) if s > 0 && s <= 10 * 365 * 86_400 => Ok(s * 1000),
+        _ => Err(ApiError::invalid(format!(
+            "ttl: {v:?} is not a number of seconds in 1..=315360000"
+        ))),
+    })
+    .transpose()
+}
+
+/// A failed condition → 412 with the current ETag; anything else as usual.
+fn answer(e: strata_engine::Error) -> Response {
+    let current = e.conflict_version();
+    let mut r = ApiError::from(e).into_response();
+    if let Some(Some(v)) = current {
+        r.headers_mut().insert(header::ETAG, etag(v));
+    }
+    r
+}
+
+fn written(started: Instant, version: u64, status: StatusCode) -> Response {
+    let mut r = (status, ok(started, json!({ "version": version }))).into_response();
+    r.headers_mut().insert(header::ETAG, etag(version));
+    r
+}
+
+async fn get_one(st: AppState, caller: Caller, ty: String, id: String, state: String) -> Response {
+    let run = async move {
+        let a = store(&st, &caller, &ty, false)?;
+        let (i, s) = (id.clone(), state.clone());
+        let found = blocking(move || a.get(&i, &s).map_err(ApiError::from)).await?;
+        let s = found.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "actor {id:?} of type {ty:?} has no state {state:?}"
+            ))
+        })?;
+        let mut r = (StatusCode::OK, s.value).into_response();
+        let ct = HeaderValue::from_str(&s.content_type)
+            .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+        r.headers_mut().insert(header::CONTENT_TYPE, ct);
+        r.headers_mut().insert(header::ETAG, etag(s.version));
+        if let Some(at) = s.expires_at_ms {
+            r.headers_mut().insert(
+                "strata-expires-at-ms",
+                HeaderValue::from_str(&at.to_string()).expect("digits"),
+            );
+        }
+        Ok::<Response, ApiError>(r)
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn put_one(
+    st: AppState,
+    caller: Caller,
+    ty: String,
+    id: String,
+    state: String,
+    q: HashMap<String, String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let prep = || -> Result<_, ApiError> {
+        let a = store(&st, &caller, &ty, true)?;
+        let ct = h
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/octet-stream")
+            .to_string();
+        Ok((a, ct, ttl(&q, &h)?, condition(&h)?))
+    };
+    let (a, ct, ttl_ms, cond) = match prep() {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    let created = cond == ActorCondition::IfNoneMatch;
+    match blocking(move || Ok(a.put(&id, &state, body.to_vec(), &ct, ttl_ms, cond))).await {
+        Ok(Ok(v)) => written(
+            started,
+            v,
+            if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+        ),
+        Ok(Err(e)) => answer(e),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete_one(
+    st: AppState,
+    caller: Caller,
+    ty: String,
+    id: String,
+    state: String,
+    h: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let prep = || -> Result<_, ApiError> { Ok((store(&st, &caller, &ty, true)?, condition(&h)?)) };
+    let (a, cond) = match prep() {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    match blocking(move || Ok(a.delete(&id, &state, cond))).await {
+        Ok(Ok(v)) => written(started, v, StatusCode::OK),
+        Ok(Err(e)) => answer(e),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /v1/actors/{type}/{id}`: the default state.
+pub(crate) async fn get_default(
+    State(st): State<AppState>,
+    caller: Caller,
+    _dl: ReqDeadline,
+    Path((ty, id)): Path<(String, String)>,
+) -> Response {
+    get_one(st, caller, ty, id, DEFAULT_STATE.into()).await
+}
+
+/// `GET /v1/actors/{type}/{id}/{state}`.
+pub(crate) async fn get_state(
+    State(st): State<AppState>,
+    caller: Caller,
+    _dl: ReqDeadline,
+    Path((ty, id, state)): Path<(String, String, String)>,
+) -> Response {
+    get_one(st, caller, ty, id, state).await
+}
+
+/// `PUT /v1/actors/{type}/{id}`.
+pub(crate) async fn put_default(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ty, id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    put_one(st, caller, ty, id, DEFAULT_STATE.into(), q, h, body).await
+}
+
+/// `PUT /v1/actors/{type}/{id}/{state}`.
+pub(crate) async fn put_state(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ty, id, state)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    put_one(st, caller, ty, id, state, q, h, body).await
+}
+
+/// `DELETE /v1/actors/{type}/{id}`.
+pub(crate) async fn delete_default(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ty, id)): Path<(String, String)>,
+    h: HeaderMap,
+) -> Response {
+    delete_one(st, caller, ty, id, DEFAULT_STATE.into(), h).await
+}
+
+/// `DELETE /v1/actors/{type}/{id}/{state}`.
+pub(crate) async fn delete_state(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ty, id, state)): Path<(String, String, String)>,
+    h: HeaderMap,
+) -> Response {
+    delete_one(st, caller, ty, id, state, h).await
+}
+
+/// One operation of a transaction body at `at`.
+fn parse_op(v: &Value, at: &str) -> Result<ActorWrite, ApiError> {
+    let o = v
+        .as_object()
+        .ok_or_else(|| ApiError::invalid(format!("{at}: expected an object")))?;
+    let here = format!("{at}.");
+    parse::check_fields(
+        o,
+        &here,
+        &[
+            "op",
+            "state",
+            "value",
+            "value_base64",
+            "content_type",
+            "ttl",
+            "if_match",
+            "if_none_match",
+        ],
+        &[],
+    )?;
+    let state = match parse::get(o, "state") {
+        None => DEFAULT_STATE.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "{here}state: expected a string, got {other}"
+            )));
+        }
+    };
+    let if_match = match parse::get(o, "if_match") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
+            ApiError::invalid(format!("{here}if_match: expected a version, got {n}"))
+        })?),
+        Some(Value::String(s)) => Some(parse_etag(s, &format!("{here}if_match"))?),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "{here}if_match: expected a version, got {other}"
+            )));
+        }
+    };
+    let if_none = parse::bool_field(o, "if_none_match", &here)?.unwrap_or(false);
+    let condition = match (if_match, if_none) {
+        (Some(_), true) => {
+            return Err(ApiError::invalid(format!(
+                "{here}if_match and if_none_match: give one of them"
+            )));
+        }
+        (Some(v), false) => ActorCondition::IfMatch(v),
+        (None, true) => ActorCondition::IfNoneMatch,
+        (None, false) => ActorCondition::None,
+    };
+    match parse::get(o, "op").and_then(Value::as_str) {
+        Some("put") => {
+            let (value, default_ct) = match (parse::get(o, "value"), parse::get(o, "value_base64"))
+            {
+                (Some(v), None) => (
+                    serde_json::to_vec(v)
+                        .map_err(|e| ApiError::invalid(format!("{here}value: {e}")))?,
+                    "application/json",
+                ),
+                (None, Some(Value::String(b))) => (
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b)
+                        .map_err(|e| ApiError::invalid(format!("{here}value_base64: {e}")))?,
+                    "application/octet-stream",
+                ),
+                (None, Some(other)) => {
+                    return Err(ApiError::invalid(format!(
+                        "{here}value_base64: expected a base64 string, got {other}"
+                    )));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::invalid(format!(
+                        "{here}value and value_base64: give one of them"
+                    )));
+                }
+                (None, None) => {
+                    return Err(ApiError::invalid(format!(
+                        "{here}value: missing (or value_base64)"
+                    )));
+                }
+            };
+            let content_type = match parse::get(o, "content_type") {
+                None => default_ct.to_string(),
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => {
+                    return Err(ApiError::invalid(format!(
+                        "{here}content_type: expected a string, got {other}"
+                    )));
+                }
+            };
+            let ttl_ms = match parse::usize_field(o, "ttl", &here)? {
+                None => None,
+                Some(0) => return Err(ApiError::invalid(format!("{here}ttl: must be positive"))),
+                Some(s) => Some(s as u64 * 1000),
+            };
+            Ok(ActorWrite::Put {
+                state,
+                value,
+                content_type,
+                ttl_ms,
+                condition,
+            })
+        }
+        Some("delete") => Ok(ActorWrite::Delete { state, condition }),
+        _ => Err(ApiError::invalid(format!(
+            "{here}op: expected \"put\" or \"delete\""
+        ))),
+    }
+}
+
+/// `POST /v1/actors/{type}/{id}/transaction`: `{"operations": [{"op": "put" | "delete",
+/// "state", "value" | "value_base64", "content_type", "ttl", "if_match", "if_none_match"}]}`.
+pub(crate) async fn transaction(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ty, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let prep = || -> Result<_, ApiError> {
+        let a = store(&st, &caller, &ty, true)?;
+        let b = parse::body(&body)?;
+        parse::check_fields(&b, "", &["operations"], &[])?;
+        let ops = match parse::get(&b, "operations") {
+            Some(Value::Array(ops)) => ops
+                .iter()
+                .enumerate()
+                .map(|(i, v)| parse_op(v, &format!("operations[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => return Err(ApiError::invalid("operations: expected a list")),
+        };
+        Ok((a, ops))
+    };
+    let (a, ops) = match prep() {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    match blocking(move || Ok(a.transaction(&id, ops))).await {
+        Ok(Ok(v)) => written(started, v, StatusCode::OK),
+        Ok(Err(e)) => answer(e),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /v1/actors/{type}?after=&limit=` → `{"actors": [ids], "next": id | null}`.
+pub(crate) async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ty): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let started = Instant::now();
+    let a = store(&st, &caller, &ty, false)?;
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| ApiError::invalid(format!("limit: {l:?} is not a number")))?,
+    };
+    let after = q.get("after").cloned();
+    let ids = blocking(move || a.list(after.as_deref(), limit).map_err(ApiError::from)).await?;
+    // A full page: the next one starts after its last id (and may be empty).
+    let next = (ids.len() == limit).then(|| ids[limit - 1].clone());
+    ok(started, json!({"actors": ids, "next": next}))
+}
