@@ -49,6 +49,12 @@ use pb::tiers_server::{Tiers, TiersServer};
 #[derive(Debug, Clone)]
 pub struct Service(AppState);
 
+impl Service {
+    pub(crate) fn state(&self) -> &AppState {
+        &self.0
+    }
+}
+
 /// Parses a `grpc-timeout` header value: up to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`,
 /// `n`).
 fn grpc_timeout(v: &str) -> Option<std::time::Duration> {
@@ -690,6 +696,9 @@ pub async fn router(
     health.set_serving::<PointsServer<Service>>().await;
     health.set_serving::<TiersServer<Service>>().await;
     health
+        .set_serving::<pb::actors_server::ActorsServer<Service>>()
+        .await;
+    health
         .set_serving::<crate::qdrant_grpc::qpb::points_server::PointsServer<crate::qdrant_grpc::Service>>()
         .await;
     health
@@ -709,6 +718,9 @@ pub async fn router(
     let a1 = Arc::clone(&auth);
     let a2 = Arc::clone(&auth);
     let a3 = Arc::clone(&auth);
+    let a4 = Arc::clone(&auth);
+    let actors = pb::actors_server::ActorsServer::new(svc.clone())
+        .max_decoding_message_size(max_message_bytes);
     let tiers = TiersServer::new(svc.clone()).max_decoding_message_size(max_message_bytes);
     let collections =
         CollectionsServer::new(svc.clone()).max_decoding_message_size(max_message_bytes);
@@ -729,6 +741,10 @@ pub async fn router(
         .add_service(tonic::service::interceptor::InterceptedService::new(
             tiers,
             move |r| authenticate(&a3, r),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            actors,
+            move |r| authenticate(&a4, r),
         ));
     Ok(crate::qdrant_grpc::add(
         router,

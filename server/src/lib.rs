@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod grpc;
+mod grpc_actors;
 pub mod http;
 pub mod metrics;
 pub mod openapi;

@@ -159,3 +159,76 @@ def test_concurrent_increments_lose_nothing_acknowledged_across_sigkill(start):
     with httpx.Client(headers=h) as c:
         final, _ = counter(c, url_of(s2))
     assert final == value + clients * each, (final, value)
+
+
+def test_grpc_actors_conditions_and_increments_across_sigkill(start, strata_pb):
+    import grpc
+
+    pb, pb_grpc = strata_pb
+    s = start("data")
+    md = [("api-key", s.admin_token)]
+
+    def stub(srv):
+        return pb_grpc.ActorsStub(grpc.insecure_channel(srv.grpc))
+
+    a = stub(s)
+    w = a.Put(pb.PutActorStateRequest(actor_type="g", actor_id="c", value=b"0", content_type="text/plain",
+                                      condition=pb.ActorCondition(if_none_match=True)), metadata=md)
+    try:
+        a.Put(pb.PutActorStateRequest(actor_type="g", actor_id="c", value=b"1",
+                                      condition=pb.ActorCondition(if_match=w.version + 999)), metadata=md)
+        raise AssertionError("a stale If-Match must fail")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert dict(e.trailing_metadata())["strata-current-version"] == str(w.version)
+    got = a.Get(pb.GetActorStateRequest(actor_type="g", actor_id="c"), metadata=md)
+    assert (got.found, got.value, got.content_type, got.version) == (True, b"0", "text/plain", w.version)
+    tx = a.Transaction(pb.ActorTransactionRequest(actor_type="g", actor_id="c", operations=[
+        pb.ActorOperation(state="x", value=b"1", ttl_seconds=60), pb.ActorOperation(state="y", delete=True)]), metadata=md)
+    assert a.Get(pb.GetActorStateRequest(actor_type="g", actor_id="c", state="x"), metadata=md).version == tx.version
+    assert list(a.List(pb.ListActorsRequest(actor_type="g"), metadata=md).actor_ids) == ["c"]
+
+    clients = 6
+    acked = [0] * clients
+    stop = threading.Event()
+
+    def run(i, srv, n, md):
+        st = stub(srv)
+        for _ in range(n):
+            while not stop.is_set():
+                try:
+                    cur = st.Get(pb.GetActorStateRequest(actor_type="g", actor_id="c"), metadata=md)
+                    st.Put(pb.PutActorStateRequest(actor_type="g", actor_id="c", value=str(int(cur.value) + 1).encode(),
+                                                   condition=pb.ActorCondition(if_match=cur.version)), metadata=md)
+                    acked[i] += 1
+                    break
+                except grpc.RpcError as e:
+                    if e.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                        return  # the server is gone: not acknowledged
+            else:
+                return
+
+    threads = [threading.Thread(target=run, args=(i, s, 100_000, md)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    s.stop(signal.SIGKILL)
+    stop.set()
+    for t in threads:
+        t.join()
+    before = sum(acked)
+    assert 0 < before < clients * 100_000, before
+    s2 = start("data")
+    md2 = [("api-key", s2.token(access="m"))]
+    value = int(stub(s2).Get(pb.GetActorStateRequest(actor_type="g", actor_id="c"), metadata=md2).value)
+    assert before <= value <= before + clients, (before, value)
+    stop.clear()
+    acked = [0] * clients
+    threads = [threading.Thread(target=run, args=(i, s2, 30, md2)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(acked) == clients * 30
+    final = int(stub(s2).Get(pb.GetActorStateRequest(actor_type="g", actor_id="c"), metadata=md2).value)
+    assert final == value + clients * 30
