@@ -115,6 +115,13 @@ pub struct EngineStats {
     /// payload indexes (and ids) answered, another exact scan (the filter evaluated per row,
     /// no graph, or `exact`).
     pub segment_search_paths: [u64; 3],
+    /// Actor stores (one per tenant and actor type).
+    pub actor_stores: u64,
+    /// Live actor states and their value bytes per tier: hot, warm, cold (all hot until
+    /// actor stores flush to segments: `docs/actors.md`).
+    pub actor_states: [u64; 3],
+    /// See `actor_states`.
+    pub actor_bytes: [u64; 3],
     /// Persisted segments per tier: hot, warm, cold.
     pub tier_segments: [u64; 3],
     /// Bytes of those segments' files per tier: hot, warm, cold.
@@ -463,6 +470,13 @@ impl Engine {
             filter_cache_bytes: self.inner.columns.bytes() as u64,
             ..EngineStats::default()
         };
+        let now = self.inner.opts.clock.now_millis();
+        for s in read(&self.inner.actor_stores).values() {
+            let (n, b) = s.stats(now);
+            st.actor_stores += 1;
+            st.actor_states[0] += n;
+            st.actor_bytes[0] += b;
+        }
         let p = &self.inner.search_paths;
         st.segment_search_paths = [
             p.graph.load(Ordering::Relaxed),

@@ -63,6 +63,11 @@ async fn render(State((engine, handle)): State<(Arc<Engine>, PrometheusHandle)>)
     metrics::gauge!("strata_maintenance_failing_jobs").set(health.failing.len() as f64);
     metrics::gauge!("strata_segments_unwritten").set(st.unwritten_segments as f64);
     metrics::gauge!("strata_filter_cache_bytes").set(st.filter_cache_bytes as f64);
+    metrics::gauge!("strata_actor_stores").set(st.actor_stores as f64);
+    for (i, tier) in ["hot", "warm", "cold"].into_iter().enumerate() {
+        metrics::gauge!("strata_actor_states", "tier" => tier).set(st.actor_states[i] as f64);
+        metrics::gauge!("strata_actor_bytes", "tier" => tier).set(st.actor_bytes[i] as f64);
+    }
     for (i, path) in ["graph", "index_rows", "scan"].into_iter().enumerate() {
         metrics::gauge!("strata_segment_searches", "path" => path)
             .set(st.segment_search_paths[i] as f64);

@@ -89,6 +89,7 @@ impl ActorHandle {
     pub fn get(&self, actor: &str, state: &str) -> Result<Option<ActorState>> {
         let key = ActorKey::new(actor, state)?;
         let now = self.inner.opts().clock.now_millis();
+        metrics::counter!("strata_actor_gets_total").increment(1);
         Ok(self
             .store
             .newest(&key)
@@ -223,6 +224,7 @@ impl ActorHandle {
         let _stripes = self.store.lock_keys(&keys);
         self.inner.check_writable()?;
         self.store.check(&txn, now).map_err(|c| {
+            metrics::counter!("strata_actor_conflicts_total").increment(1);
             let current = match c.current {
                 Some(v) => format!("current version {v}"),
                 None => "the state is absent".to_string(),
@@ -239,6 +241,7 @@ impl ActorHandle {
         let lsn = wal.append(self.store.id, &bytes)?;
         wal.sync(lsn)?;
         self.store.apply(lsn, txn);
+        metrics::counter!("strata_actor_writes_total").increment(keys.len() as u64);
         Ok(lsn)
     }
 

@@ -58,6 +58,14 @@ def test_conditions_etags_and_content_types(server):
         assert r.status_code == 400 and "ttl" in r.json()["status"]["error"]
         r = c.put(f"{server.http}/v1/actors/bad%20type/p1", content=b"x")
         assert r.status_code == 400 and "actor type" in r.json()["status"]["error"]
+    # The metrics count what happened: reads, states written, failed conditions, live states.
+    m = httpx.get(f"{server.metrics}/metrics").text
+    def metric(name):
+        line = next(l for l in m.splitlines() if l.startswith(name + " ") or l.startswith(name + "{"))
+        return float(line.rsplit(" ", 1)[1])
+    assert (metric("strata_actor_gets_total"), metric("strata_actor_conflicts_total"),
+            metric("strata_actor_writes_total")) == (3, 2, 3)
+    assert 'strata_actor_states{tier="hot"} 1' in m, [l for l in m.splitlines() if "actor_states" in l]
 
 
 def test_ttl_transactions_and_listing(server):
