@@ -167,6 +167,8 @@ pub(crate) enum ManifestChange<'a> {
     Aliases(&'a Aliases),
     /// Collection `0` (an id; absent is fine) is replaced by a new one (a restored snapshot).
     Replace(u64, &'a Arc<Collection>),
+    /// A new actor store (added to the catalog only once this manifest is written).
+    AddActor(&'a crate::manifest::ActorStoreEntry),
 }
 
 pub(crate) struct Inner {
@@ -594,13 +596,26 @@ impl Engine {
             created_lsn: lsn,
             flushed_lsn: lsn,
         };
+        // Recorded in the manifest before any write can reach it: a WAL record of a store no
+        // manifest names would be skipped at replay.
+        m.publish(ManifestChange::AddActor(&entry))?;
         let store = Arc::new(crate::actors::store::ActorStore::new(&entry));
-        write(&inner.actor_stores).insert(key.clone(), Arc::clone(&store));
-        if let Err(e) = m.publish(ManifestChange::None) {
-            write(&inner.actor_stores).remove(&key);
-            return Err(e);
-        }
+        write(&inner.actor_stores).insert(key, Arc::clone(&store));
         Ok(crate::actors::ActorHandle::new(Arc::clone(inner), store))
+    }
+
+    /// The actor store of `actor_type` for `tenant` if it exists (reads never create one).
+    pub fn actors_existing(
+        &self,
+        tenant: &str,
+        actor_type: &str,
+    ) -> Result<Option<crate::actors::ActorHandle>> {
+        validate_name("tenant", tenant)?;
+        validate_name("actor type", actor_type)?;
+        let key = (tenant.to_string(), actor_type.to_string());
+        Ok(read(&self.inner.actor_stores)
+            .get(&key)
+            .map(|s| crate::actors::ActorHandle::new(Arc::clone(&self.inner), Arc::clone(s))))
     }
 
     /// Deletes a collection and all its data. If the manifest write fails the collection stays
@@ -764,7 +779,7 @@ impl ManifestLock<'_> {
                 colls.retain(|x| x.id() != id);
                 colls.push(Arc::clone(c));
             }
-            ManifestChange::None | ManifestChange::Aliases(_) => {}
+            ManifestChange::None | ManifestChange::Aliases(_) | ManifestChange::AddActor(_) => {}
         }
         // A dropped collection's aliases go with it.
         let names: HashSet<(&str, &str)> = colls.iter().map(|c| (c.tenant(), c.name())).collect();
@@ -786,10 +801,17 @@ impl ManifestLock<'_> {
             next_segment_id: inner.next_segment_id.load(Ordering::Acquire),
             collections: colls.iter().map(|c| c.manifest_entry()).collect(),
             aliases,
-            actors: read(&inner.actor_stores)
-                .values()
-                .map(|a| a.manifest_entry())
-                .collect(),
+            actors: {
+                let mut a: Vec<crate::manifest::ActorStoreEntry> = read(&inner.actor_stores)
+                    .values()
+                    .map(|a| a.manifest_entry())
+                    .collect();
+                if let ManifestChange::AddActor(e) = change {
+                    a.push(e.clone());
+                    a.sort_by(|x, y| (&x.tenant, &x.actor_type).cmp(&(&y.tenant, &y.actor_type)));
+                }
+                a
+            },
         };
         if let Err(e) = inner
             .blobs

@@ -340,3 +340,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn reads_never_create_a_store_and_a_created_one_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(1));
+    let engine = open(dir.path(), Arc::clone(&clock));
+    assert!(
+        engine
+            .actors_existing(DEFAULT_TENANT, "t")
+            .expect("lookup")
+            .is_none()
+    );
+    assert!(
+        engine
+            .actors_existing(DEFAULT_TENANT, "t")
+            .expect("lookup")
+            .is_none()
+    );
+    let a = engine.actors(DEFAULT_TENANT, "t").expect("created");
+    let v = put(&a, "x", "state", b"1", ActorCondition::None).expect("put");
+    drop(a);
+    drop(engine);
+    let engine = open(dir.path(), clock);
+    let a = engine
+        .actors_existing(DEFAULT_TENANT, "t")
+        .expect("lookup")
+        .expect("in the manifest");
+    assert_eq!(
+        a.get("x", "state").expect("get").map(|s| s.version),
+        Some(v)
+    );
+    assert!(
+        engine
+            .actors_existing("other", "t")
+            .expect("lookup")
+            .is_none(),
+        "per tenant"
+    );
+}

@@ -134,7 +134,7 @@ impl Principal {
         }
     }
     fn level_on_actors(&self, actor_type: &str) -> Option<Level> {
-        if self.access == Access::Global(Level::Manage) {
+        if self.actors.is_none() && self.access == Access::Global(Level::Manage) {
             return Some(Level::ReadWrite);
         }
         match self.actors.as_ref()? {

@@ -61,21 +61,33 @@ fn status(e: strata_engine::Error) -> Status {
 }
 
 impl Service {
-    fn actors<T>(&self, req: &Request<T>, ty: &str, write: bool) -> Result<ActorHandle, Status> {
+    /// The store for a write (created on first use).
+    fn actors<T>(&self, req: &Request<T>, ty: &str) -> Result<ActorHandle, Status> {
         let c = caller(req)?;
-        let allowed = match write {
-            true => c.0.can_write_actors(ty),
-            false => c.0.can_read_actors(ty),
-        };
-        if !allowed {
+        if !c.0.can_write_actors(ty) {
             return Err(Status::permission_denied(format!(
-                "the token has no {} access to actor type {ty:?} (claim `actors`)",
-                if write { "rw" } else { "r" }
+                "the token has no rw access to actor type {ty:?} (claim `actors`)"
             )));
         }
         self.state()
             .engine
             .actors(&c.0.tenant, ty)
+            .map_err(|e| Status::from(ApiError::from(e)))
+    }
+}
+
+impl Service {
+    /// The store for a read: `None` when the type has never been written (reads create nothing).
+    fn existing<T>(&self, req: &Request<T>, ty: &str) -> Result<Option<ActorHandle>, Status> {
+        let c = caller(req)?;
+        if !c.0.can_read_actors(ty) {
+            return Err(Status::permission_denied(format!(
+                "the token has no r access to actor type {ty:?} (claim `actors`)"
+            )));
+        }
+        self.state()
+            .engine
+            .actors_existing(&c.0.tenant, ty)
             .map_err(|e| Status::from(ApiError::from(e)))
     }
 }
@@ -96,7 +108,9 @@ impl Actors for Service {
         &self,
         req: Request<pb::GetActorStateRequest>,
     ) -> Result<Response<pb::GetActorStateResponse>, Status> {
-        let a = self.actors(&req, &req.get_ref().actor_type, false)?;
+        let Some(a) = self.existing(&req, &req.get_ref().actor_type)? else {
+            return Ok(Response::new(pb::GetActorStateResponse::default()));
+        };
         let r = req.into_inner();
         let state = state_name(r.state);
         let found = blocking(move || Ok(a.get(&r.actor_id, &state)))
@@ -119,7 +133,7 @@ impl Actors for Service {
         &self,
         req: Request<pb::PutActorStateRequest>,
     ) -> Result<Response<pb::ActorWriteResponse>, Status> {
-        let a = self.actors(&req, &req.get_ref().actor_type, true)?;
+        let a = self.actors(&req, &req.get_ref().actor_type)?;
         let r = req.into_inner();
         let (state, ttl, cond) = (
             state_name(r.state),
@@ -137,7 +151,7 @@ impl Actors for Service {
         &self,
         req: Request<pb::DeleteActorStateRequest>,
     ) -> Result<Response<pb::ActorWriteResponse>, Status> {
-        let a = self.actors(&req, &req.get_ref().actor_type, true)?;
+        let a = self.actors(&req, &req.get_ref().actor_type)?;
         let r = req.into_inner();
         let (state, cond) = (state_name(r.state), condition(r.condition));
         write(a, move |a| a.delete(&r.actor_id, &state, cond)).await
@@ -147,7 +161,7 @@ impl Actors for Service {
         &self,
         req: Request<pb::ActorTransactionRequest>,
     ) -> Result<Response<pb::ActorWriteResponse>, Status> {
-        let a = self.actors(&req, &req.get_ref().actor_type, true)?;
+        let a = self.actors(&req, &req.get_ref().actor_type)?;
         let r = req.into_inner();
         let ops = r
             .operations
@@ -173,7 +187,9 @@ impl Actors for Service {
         &self,
         req: Request<pb::ListActorsRequest>,
     ) -> Result<Response<pb::ListActorsResponse>, Status> {
-        let a = self.actors(&req, &req.get_ref().actor_type, false)?;
+        let Some(a) = self.existing(&req, &req.get_ref().actor_type)? else {
+            return Ok(Response::new(pb::ListActorsResponse::default()));
+        };
         let r = req.into_inner();
         let limit = if r.limit == 0 { 100 } else { r.limit as usize };
         let after = (!r.after.is_empty()).then_some(r.after);

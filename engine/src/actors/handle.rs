@@ -156,8 +156,9 @@ impl ActorHandle {
                 ),
             ));
         }
-        let now = self.inner.opts().clock.now_millis();
         let max_value = self.inner.opts().max_actor_value_bytes;
+        // TTLs, relative until the keys are locked (expiry counts from the commit point).
+        let mut ttls: Vec<Option<u64>> = Vec::with_capacity(writes.len());
         let mut keys = Vec::with_capacity(writes.len());
         let mut entries = Vec::with_capacity(writes.len());
         for (i, w) in writes.into_iter().enumerate() {
@@ -189,14 +190,18 @@ impl ActorHandle {
                     if ttl_ms == Some(0) {
                         return Err(Error::invalid(format!("{at}.ttl: must be positive")));
                     }
-                    let expiry_ms = ttl_ms.map(|t| now.saturating_add(t));
+                    ttls.push(ttl_ms);
+                    let expiry_ms = None;
                     let value = Value {
                         content_type,
                         bytes: value,
                     };
                     (state, TxnOp::Put { value, expiry_ms }, condition)
                 }
-                ActorWrite::Delete { state, condition } => (state, TxnOp::Delete, condition),
+                ActorWrite::Delete { state, condition } => {
+                    ttls.push(None);
+                    (state, TxnOp::Delete, condition)
+                }
             };
             let key = ActorKey::new(actor, &state)
                 .map_err(|e| Error::invalid(format!("{at}.{}", e.message())))?;
@@ -216,12 +221,19 @@ impl ActorHandle {
                 },
             });
         }
+        let _stripes = self.store.lock_keys(&keys);
+        // The clock is read at the commit point: conditions judge expiry then, TTLs start then.
+        let now = self.inner.opts().clock.now_millis();
+        for (e, ttl) in entries.iter_mut().zip(&ttls) {
+            if let (TxnOp::Put { expiry_ms, .. }, Some(t)) = (&mut e.op, ttl) {
+                *expiry_ms = Some(now.saturating_add(*t));
+            }
+        }
         let txn = ActorTxn {
             actor: actor.to_string(),
             entries,
         };
         let bytes = txn.encode();
-        let _stripes = self.store.lock_keys(&keys);
         self.inner.check_writable()?;
         self.store.check(&txn, now).map_err(|c| {
             metrics::counter!("strata_actor_conflicts_total").increment(1);

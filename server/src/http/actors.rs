@@ -25,6 +25,18 @@ use crate::error::ApiError;
 
 /// The default state name (`/v1/actors/{type}/{id}` without a state).
 const DEFAULT_STATE: &str = "state";
+/// Longest TTL: ten years.
+const MAX_TTL_SECONDS: u64 = 10 * 365 * 86_400;
+
+/// The store for a read: `None` when the type has never been written (reads create nothing).
+fn existing(st: &AppState, caller: &Caller, ty: &str) -> Result<Option<ActorHandle>, ApiError> {
+    if !caller.0.can_read_actors(ty) {
+        return Err(ApiError::forbidden(format!(
+            "the token has no r access to actor type {ty:?} (claim `actors`)"
+        )));
+    }
+    Ok(st.engine.actors_existing(&caller.0.tenant, ty)?)
+}
 
 fn store(st: &AppState, caller: &Caller, ty: &str, write: bool) -> Result<ActorHandle, ApiError> {
     let p = &caller.0;
@@ -89,9 +101,9 @@ fn ttl(q: &HashMap<String, String>, h: &HeaderMap) -> Result<Option<u64>, ApiErr
         (None, None) => None,
     };
     raw.map(|v| match v.trim().parse::<u64>() {
-        Ok(s) if s > 0 && s <= 10 * 365 * 86_400 => Ok(s * 1000),
+        Ok(s) if (1..=MAX_TTL_SECONDS).contains(&s) => Ok(s * 1000),
         _ => Err(ApiError::invalid(format!(
-            "ttl: {v:?} is not a number of seconds in 1..=315360000"
+            "ttl: {v:?} is not a number of seconds in 1..={MAX_TTL_SECONDS}"
         ))),
     })
     .transpose()
@@ -115,9 +127,11 @@ fn written(started: Instant, version: u64, status: StatusCode) -> Response {
 
 async fn get_one(st: AppState, caller: Caller, ty: String, id: String, state: String) -> Response {
     let run = async move {
-        let a = store(&st, &caller, &ty, false)?;
         let (i, s) = (id.clone(), state.clone());
-        let found = blocking(move || a.get(&i, &s).map_err(ApiError::from)).await?;
+        let found = match existing(&st, &caller, &ty)? {
+            Some(a) => blocking(move || a.get(&i, &s).map_err(ApiError::from)).await?,
+            None => None,
+        };
         let s = found.ok_or_else(|| {
             ApiError::not_found(format!(
                 "actor {id:?} of type {ty:?} has no state {state:?}"
@@ -360,8 +374,12 @@ fn parse_op(v: &Value, at: &str) -> Result<ActorWrite, ApiError> {
             };
             let ttl_ms = match parse::usize_field(o, "ttl", &here)? {
                 None => None,
-                Some(0) => return Err(ApiError::invalid(format!("{here}ttl: must be positive"))),
-                Some(s) => Some(s as u64 * 1000),
+                Some(s) if (1..=MAX_TTL_SECONDS).contains(&(s as u64)) => Some(s as u64 * 1000),
+                Some(s) => {
+                    return Err(ApiError::invalid(format!(
+                        "{here}ttl: {s} is not a number of seconds in 1..={MAX_TTL_SECONDS}"
+                    )));
+                }
             };
             Ok(ActorWrite::Put {
                 state,
@@ -420,7 +438,9 @@ pub(crate) async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let started = Instant::now();
-    let a = store(&st, &caller, &ty, false)?;
+    let Some(a) = existing(&st, &caller, &ty)? else {
+        return ok(started, json!({"actors": [], "next": null}));
+    };
     let limit = match q.get("limit") {
         None => 100,
         Some(l) => l

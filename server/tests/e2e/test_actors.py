@@ -91,6 +91,8 @@ def test_ttl_transactions_and_listing(server):
         lsn = r.json()["result"]["version"]
         assert c.get(f"{base}/u2/a").json() == 2 and c.get(f"{base}/u2/b").content == b"\x00\x01"
         assert c.get(f"{base}/u2/a").headers["etag"] == f'"{lsn}"' == c.get(f"{base}/u2/b").headers["etag"]
+        r = c.post(f"{base}/u2/transaction", json={"operations": [{"op": "put", "state": "a", "value": 1, "ttl": 2**62}]})
+        assert r.status_code == 400 and "operations[0].ttl" in r.json()["status"]["error"], r.text
         r = c.post(f"{base}/u2/transaction", json={"operations": [{"op": "put", "state": "a"}]})
         assert r.status_code == 400 and "operations[0].value" in r.json()["status"]["error"]
         for i in range(5):
@@ -118,6 +120,15 @@ def test_the_actors_claim_guards_each_type(server):
     other_tenant = {"api-key": server.token(access="m", tenant="t2")}
     assert httpx.get(f"{base}/a/x", headers=other_tenant).status_code == 404, "tenants are isolated"
     assert httpx.get(f"{base}/a/x").status_code == 401
+    # A manager token with a narrower actors claim gets that claim.
+    narrow = {"api-key": server.token(access="m", actors="r")}
+    assert httpx.get(f"{base}/a/x", headers=narrow).status_code == 200
+    assert httpx.put(f"{base}/a/x", content=b"4", headers=narrow).status_code == 403
+    # Reads of a type never written create nothing: 404 and an empty list.
+    assert httpx.get(f"{base}/never/x", headers=admin).status_code == 404
+    assert httpx.get(f"{base}/never", headers=admin).json()["result"] == {"actors": [], "next": None}
+    m = httpx.get(f"{server.metrics}/metrics").text
+    assert "strata_actor_stores 1\n" in m, [l for l in m.splitlines() if "actor_stores" in l]  # only "a": no read created one
 
 
 def test_concurrent_increments_lose_nothing_acknowledged_across_sigkill(start):
