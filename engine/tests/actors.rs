@@ -196,6 +196,17 @@ fn a_failed_condition_applies_nothing_of_the_transaction() {
         )
         .expect_err("twice");
     assert!(e.message().contains("operations[1].state"), "{e}");
+    let e = a
+        .put(
+            "acct",
+            "c",
+            b"1".to_vec(),
+            "text/plain; charset=\u{e9}",
+            None,
+            ActorCondition::None,
+        )
+        .expect_err("a content type that is not ASCII");
+    assert!(e.message().contains("content_type"), "{e}");
     let e = a.get("", "state").expect_err("empty id");
     assert!(e.message().starts_with("id"), "{e}");
     assert!(engine.actors(DEFAULT_TENANT, "../x").is_err());

@@ -180,11 +180,12 @@ impl ActorHandle {
                             ),
                         ));
                     }
+                    // Returned as a header: visible ASCII and spaces only.
                     if content_type.len() > MAX_CONTENT_TYPE
-                        || content_type.chars().any(char::is_control)
+                        || !content_type.bytes().all(|b| (0x20..0x7f).contains(&b))
                     {
                         return Err(Error::invalid(format!(
-                            "{at}.content_type: at most {MAX_CONTENT_TYPE} bytes, no control characters"
+                            "{at}.content_type: at most {MAX_CONTENT_TYPE} bytes of visible ASCII"
                         )));
                     }
                     if ttl_ms == Some(0) {

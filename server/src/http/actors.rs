@@ -167,11 +167,13 @@ async fn put_one(
     let started = Instant::now();
     let prep = || -> Result<_, ApiError> {
         let a = store(&st, &caller, &ty, true)?;
-        let ct = h
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/octet-stream")
-            .to_string();
+        let ct = match h.get(header::CONTENT_TYPE) {
+            None => "application/octet-stream".to_string(),
+            Some(v) => v
+                .to_str()
+                .map_err(|_| ApiError::invalid("Content-Type: not visible ASCII"))?
+                .to_string(),
+        };
         Ok((a, ct, ttl(&q, &h)?, condition(&h)?))
     };
     let (a, ct, ttl_ms, cond) = match prep() {
