@@ -260,7 +260,7 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
             rows.iter()
                 .map(|(_, _, i, r)| {
                     let b = &bodies[*i as usize];
-                    let j = b.layout.sparse.iter().position(|s| s.name == *name)?;
+                    let j = b.layout.sparse_index(name)?;
                     b.sparse_view(j)?.row(*r)
                 })
                 .collect()
@@ -271,14 +271,7 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
         segment_id: id,
         collection_id: coll.id(),
         spaces: space_inputs,
-        sparse: config
-            .sparse
-            .iter()
-            .map(|(name, p)| SparseInput {
-                name: name.clone(),
-                modifier: p.modifier,
-            })
-            .collect(),
+        sparse: SparseInput::of(&config),
         rows: rows
             .iter()
             .enumerate()

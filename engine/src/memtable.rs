@@ -416,14 +416,7 @@ impl Memtable {
                     graph: None,
                 })
                 .collect(),
-            sparse: config
-                .sparse
-                .iter()
-                .map(|(name, p)| SparseInput {
-                    name: name.clone(),
-                    modifier: p.modifier,
-                })
-                .collect(),
+            sparse: SparseInput::of(config),
             rows,
             tombstones,
             indexed: false,

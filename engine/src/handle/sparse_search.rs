@@ -65,14 +65,7 @@ impl CollectionHandle {
             s.views(true)
         };
         for mut v in views {
-            let Some(j) = v
-                .seg
-                .meta
-                .layout
-                .sparse
-                .iter()
-                .position(|s| s.name == *name)
-            else {
+            let Some(j) = v.seg.meta.layout.sparse_index(name) else {
                 continue;
             };
             self.deadline.check("search")?;
@@ -145,14 +138,7 @@ impl CollectionHandle {
             (n, df, s.views(true))
         };
         for v in views {
-            let Some(j) = v
-                .seg
-                .meta
-                .layout
-                .sparse
-                .iter()
-                .position(|s| s.name == *name)
-            else {
+            let Some(j) = v.seg.meta.layout.sparse_index(name) else {
                 continue;
             };
             self.deadline.check("search")?;

@@ -421,6 +421,11 @@ impl Layout {
         .prefix_len
     }
 
+    /// The number of the sparse space named `name`, if the segment has it.
+    pub(crate) fn sparse_index(&self, name: &str) -> Option<usize> {
+        self.sparse.iter().position(|s| s.name == name)
+    }
+
     /// Canonical number of sparse space `j`'s section.
     pub(crate) fn sparse_sec(&self, j: usize) -> usize {
         sparse_sec(self.spaces.len(), self.indexes.len(), j)

@@ -34,6 +34,20 @@ pub(crate) struct SparseInput {
     pub(crate) modifier: crate::sparse::Modifier,
 }
 
+impl SparseInput {
+    /// The sparse spaces of a collection configured as `config`.
+    pub(crate) fn of(config: &crate::types::CollectionConfig) -> Vec<SparseInput> {
+        config
+            .sparse
+            .iter()
+            .map(|(name, p)| SparseInput {
+                name: name.clone(),
+                modifier: p.modifier,
+            })
+            .collect()
+    }
+}
+
 /// Everything a segment file holds. `rows` and `tombstones` must be sorted by id, unique, and
 /// disjoint; `spaces` sorted by name; each row has one entry per space.
 #[derive(Debug)]
