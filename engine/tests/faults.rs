@@ -864,3 +864,52 @@ fn a_failed_snapshot_restore_changes_nothing_and_a_restored_one_numbers_above_it
     assert_all(&coll(&f), 0..1, 3.0);
     assert_all(&coll(&f), 1..30, 1.0);
 }
+
+#[test]
+fn actor_writes_survive_disk_faults_as_points_do() {
+    // A failed manifest write when a store is created: the write is refused, nothing is
+    // acknowledged; once the manifest is written again the store is created and persists.
+    let rig = Rig::new();
+    let e = rig.open();
+    let c = create(&e);
+    rig.fail(FaultRule::new(FaultOp::Rename, Trigger::Nth(1)).on("MANIFEST"));
+    assert!(e.actors(DEFAULT_TENANT, "t").is_err(), "the publish fails");
+    assert!(
+        e.actors_existing(DEFAULT_TENANT, "t")
+            .expect("lookup")
+            .is_none()
+    );
+    rig.faults.clear();
+    c.flush().expect("a flush writes the manifest again");
+    drop(c);
+    let a = e.actors(DEFAULT_TENANT, "t").expect("created now");
+    let put = |a: &ActorHandle, v: &[u8]| {
+        a.put(
+            "x",
+            "state",
+            v.to_vec(),
+            "text/plain",
+            None,
+            ActorCondition::None,
+        )
+    };
+    let v1 = put(&a, b"1").expect("acknowledged");
+    // A failed WAL fsync: the write is refused (not acknowledged), the engine stops writing,
+    // and after a crash the acknowledged state is there and the refused one is not.
+    rig.fail(FaultRule::new(FaultOp::Sync, Trigger::Nth(1)).on(".wal"));
+    let err = put(&a, b"2").expect_err("fsync fails");
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert_eq!(
+        a.get("x", "state").expect("get").map(|s| s.version),
+        Some(v1),
+        "not applied"
+    );
+    drop(a);
+    let e = rig.crash(e);
+    let a = e
+        .actors_existing(DEFAULT_TENANT, "t")
+        .expect("lookup")
+        .expect("the store survived");
+    let s = a.get("x", "state").expect("get").expect("present");
+    assert_eq!((s.value, s.version), (b"1".to_vec(), v1));
+}
