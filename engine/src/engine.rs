@@ -117,11 +117,17 @@ pub struct EngineStats {
     pub segment_search_paths: [u64; 3],
     /// Actor stores (one per tenant and actor type).
     pub actor_stores: u64,
-    /// Live actor states and their value bytes per tier: hot, warm, cold (all hot until
-    /// actor stores flush to segments: `docs/actors.md`).
+    /// Actor states per tier: hot, warm, cold — live states in RAM tables are hot; a segment
+    /// counts its records in its tier (versions shadowed since are counted until compaction).
     pub actor_states: [u64; 3],
-    /// See `actor_states`.
+    /// Actor bytes per tier: value bytes of live states in RAM tables (hot), and segment file
+    /// bytes in each segment's tier.
     pub actor_bytes: [u64; 3],
+    /// Actor segments per tier: hot, warm, cold.
+    pub actor_segments: [u64; 3],
+    /// Block reads of actor segments since open, by the tier that served them (a cold one is
+    /// one ranged GET).
+    pub actor_segment_reads: [u64; 3],
     /// Persisted segments per tier: hot, warm, cold.
     pub tier_segments: [u64; 3],
     /// Bytes of those segments' files per tier: hot, warm, cold.
@@ -207,6 +213,7 @@ pub(crate) struct Inner {
     columns: ColumnCache,
     jobs: Jobs,
     mover: crate::tiers::Mover,
+    actor_counters: crate::actors::ActorCounters,
 }
 
 impl std::fmt::Debug for Inner {
@@ -304,12 +311,25 @@ impl Engine {
         let mut by_id: HashMap<u64, Arc<Collection>> = HashMap::new();
         let mut actor_stores = BTreeMap::new();
         let mut actors_by_id: HashMap<u64, Arc<crate::actors::store::ActorStore>> = HashMap::new();
+        let mut max_seg_id = max_listed;
         for a in &manifest.actors {
-            let store = Arc::new(crate::actors::store::ActorStore::new(a));
+            let mut segs = Vec::with_capacity(a.segments.len());
+            for s in &a.segments {
+                segs.push(Arc::new(crate::actors::sealed::open(
+                    &*blobs,
+                    storage.tiered.as_deref(),
+                    s,
+                    a.id,
+                    opts.verify_on_open,
+                    opts.read_only,
+                )?));
+                max_seg_id = max_seg_id.max(s.id);
+            }
+            report.segments += segs.len();
+            let store = Arc::new(crate::actors::store::ActorStore::new(a, segs));
             actors_by_id.insert(a.id, Arc::clone(&store));
             actor_stores.insert((a.tenant.clone(), a.actor_type.clone()), store);
         }
-        let mut max_seg_id = max_listed;
         for entry in &manifest.collections {
             let mut segs = Vec::new();
             for s in &entry.segments {
@@ -343,10 +363,14 @@ impl Engine {
         let (mut replayed, mut skipped) = (0u64, 0u64);
         let stats = wal.open(manifest.last_lsn, &mut |lsn, stream, payload| {
             if let Some(store) = actors_by_id.get(&stream) {
+                if lsn <= store.flushed_lsn() {
+                    skipped += 1;
+                    return Ok(());
+                }
                 let txn = crate::actors::txn::ActorTxn::decode(payload).map_err(|e| {
                     Error::corruption(format!("undecodable actor record at LSN {lsn}: {e}"))
                 })?;
-                store.apply(lsn, txn);
+                store.apply(lsn, txn, now);
                 replayed += 1;
                 return Ok(());
             }
@@ -395,6 +419,7 @@ impl Engine {
             columns: ColumnCache::new(opts.filter_cache_bytes),
             jobs: Jobs::default(),
             mover: crate::tiers::Mover::default(),
+            actor_counters: crate::actors::ActorCounters::default(),
             opts,
         });
         tracing::info!(
@@ -474,10 +499,16 @@ impl Engine {
         };
         let now = self.inner.opts.clock.now_millis();
         for s in read(&self.inner.actor_stores).values() {
-            let (n, b) = s.stats(now);
+            let a = s.stats(now);
             st.actor_stores += 1;
-            st.actor_states[0] += n;
-            st.actor_bytes[0] += b;
+            for i in 0..3 {
+                st.actor_states[i] += a.states[i];
+                st.actor_bytes[i] += a.bytes[i];
+                st.actor_segments[i] += a.segments[i];
+            }
+        }
+        for (i, c) in self.inner.actor_counters.reads.iter().enumerate() {
+            st.actor_segment_reads[i] = c.load(Ordering::Relaxed);
         }
         let p = &self.inner.search_paths;
         st.segment_search_paths = [
@@ -595,11 +626,13 @@ impl Engine {
             actor_type: key.1.clone(),
             created_lsn: lsn,
             flushed_lsn: lsn,
+            hint: crate::TierHint::Auto,
+            segments: Vec::new(),
         };
         // Recorded in the manifest before any write can reach it: a WAL record of a store no
         // manifest names would be skipped at replay.
         m.publish(ManifestChange::AddActor(&entry))?;
-        let store = Arc::new(crate::actors::store::ActorStore::new(&entry));
+        let store = Arc::new(crate::actors::store::ActorStore::new(&entry, Vec::new()));
         write(&inner.actor_stores).insert(key, Arc::clone(&store));
         Ok(crate::actors::ActorHandle::new(Arc::clone(inner), store))
     }
@@ -721,6 +754,12 @@ impl Engine {
         for c in self.all_collections() {
             if let Err(e) = c.flush() {
                 tracing::error!(tenant = c.tenant(), collection = c.name(), error = %e, "flush failed");
+                first.get_or_insert(e);
+            }
+        }
+        for a in self.inner.actor_stores() {
+            if let Err(e) = crate::actors::flush::flush(&self.inner, &a) {
+                tracing::error!(tenant = a.tenant, actor_type = a.actor_type, error = %e, "actor flush failed");
                 first.get_or_insert(e);
             }
         }
@@ -921,6 +960,14 @@ impl Inner {
         read(&self.catalog).values().cloned().collect()
     }
 
+    pub(crate) fn actor_stores(&self) -> Vec<Arc<crate::actors::store::ActorStore>> {
+        read(&self.actor_stores).values().cloned().collect()
+    }
+
+    pub(crate) fn actor_counters(&self) -> &crate::actors::ActorCounters {
+        &self.actor_counters
+    }
+
     /// `Ok` when writes are accepted; otherwise `Unavailable` saying why.
     pub(crate) fn check_writable(&self) -> Result<()> {
         let refuse = |why: String| Err(Error::new(ErrorKind::Unavailable, why));
@@ -1119,11 +1166,7 @@ fn remove_orphans(
     m: &Manifest,
     read_only: bool,
 ) -> Result<(usize, usize, u64)> {
-    let live: HashSet<u64> = m
-        .collections
-        .iter()
-        .flat_map(|c| c.segments.iter().map(|s| s.id))
-        .collect();
+    let live: HashSet<u64> = m.segment_ids().collect();
     let (mut found, mut removed, mut max_id) = (0, 0, 0);
     for meta in blobs
         .list(layout::SEGMENTS)
@@ -1157,9 +1200,8 @@ fn remove_orphans(
 /// reports them).
 fn prefetch_meta_files(t: &TieredStore, m: &Manifest) {
     let missing: Vec<String> = m
-        .collections
-        .iter()
-        .flat_map(|c| c.segments.iter().map(|s| layout::segment_meta(s.id)))
+        .segment_ids()
+        .map(layout::segment_meta)
         .filter(|name| matches!(t.is_local(name), Ok(false)))
         .collect();
     if missing.len() < 2 {

@@ -22,7 +22,10 @@
 //! A crash at any point leaves a manifest naming either the inputs or the output, never
 //! neither; files it does not name are removed at the next start.
 //!
-//! **Workers** run each job per collection with `catch_unwind`: a failure or a panic is
+//! Actor stores flush and compact by the same triggers in the same workers
+//! (`actors/flush.rs`).
+//!
+//! **Workers** run each job per collection and actor store with `catch_unwind`: a failure or a panic is
 //! logged, counted (`strata_maintenance_failures_total`, `strata_maintenance_panics_total`),
 //! shown by [`crate::Engine::health`] and retried with exponential backoff; it never kills the
 //! worker. The flush worker also rewrites the manifest after a failed manifest write.
@@ -32,6 +35,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 
+use crate::actors::flush as actor_flush;
+use crate::actors::store::ActorStore;
 use crate::collection::Collection;
 use crate::engine::{Inner, ManifestChange, lock};
 use crate::error::{Error, ErrorKind, Result};
@@ -473,7 +478,15 @@ fn run_guarded(
         .failed(job, id, who, error, panicked, now, inner.opts());
 }
 
-fn worker(weak: Weak<Inner>, name: &'static str, job: fn(&Inner, &Collection) -> Result<bool>) {
+/// A job of one actor store.
+type ActorJob = fn(&Inner, &ActorStore) -> Result<bool>;
+
+fn worker(
+    weak: Weak<Inner>,
+    name: &'static str,
+    job: fn(&Inner, &Collection) -> Result<bool>,
+    actor_job: ActorJob,
+) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let interval = inner.opts().maintenance_interval;
@@ -489,15 +502,28 @@ fn worker(weak: Weak<Inner>, name: &'static str, job: fn(&Inner, &Collection) ->
             });
         }
         let colls = inner.collections();
-        inner
-            .jobs()
-            .forget_missing(&colls.iter().map(|c| c.id()).collect::<Vec<_>>());
+        let actors = inner.actor_stores();
+        inner.jobs().forget_missing(
+            &colls
+                .iter()
+                .map(|c| c.id())
+                .chain(actors.iter().map(|a| a.id))
+                .collect::<Vec<_>>(),
+        );
         for c in colls {
             if inner.is_shut_down() {
                 return;
             }
             run_guarded(&inner, name, c.id(), (c.tenant(), c.name()), || {
                 job(&inner, &c)
+            });
+        }
+        for a in actors {
+            if inner.is_shut_down() {
+                return;
+            }
+            run_guarded(&inner, name, a.id, (&a.tenant, &a.actor_type), || {
+                actor_job(&inner, &a)
             });
         }
     }
@@ -512,16 +538,27 @@ pub(crate) fn spawn_workers(inner: &Arc<Inner>) -> Vec<JoinHandle<()>> {
         }
     };
     let compactor: fn(&Inner, &Collection) -> Result<bool> = |inner, c| compact(inner, c, false);
-    let mut threads: Vec<JoinHandle<()>> = [("flush", flusher), ("compaction", compactor)]
-        .into_iter()
-        .map(|(name, job)| {
-            let weak = Arc::downgrade(inner);
-            std::thread::Builder::new()
-                .name(format!("strata-{name}"))
-                .spawn(move || worker(weak, name, job))
-                .expect("spawning a maintenance thread")
-        })
-        .collect();
+    let actor_flusher: ActorJob = |inner, a| {
+        if actor_flush::needs_flush(inner, a) {
+            actor_flush::flush(inner, a)
+        } else {
+            Ok(false)
+        }
+    };
+    let actor_compactor: ActorJob = |inner, a| actor_flush::compact(inner, a, false);
+    let mut threads: Vec<JoinHandle<()>> = [
+        ("flush", flusher, actor_flusher),
+        ("compaction", compactor, actor_compactor),
+    ]
+    .into_iter()
+    .map(|(name, job, actor_job)| {
+        let weak = Arc::downgrade(inner);
+        std::thread::Builder::new()
+            .name(format!("strata-{name}"))
+            .spawn(move || worker(weak, name, job, actor_job))
+            .expect("spawning a maintenance thread")
+    })
+    .collect();
     let weak = Arc::downgrade(inner);
     threads.push(
         std::thread::Builder::new()

@@ -21,10 +21,11 @@ pub(crate) const MAGIC: &[u8; 8] = b"STRATMAN";
 /// indexes (a list of key, type per collection); version 5 collection aliases (a list of
 /// tenant, alias, collection after the collections); version 6 sparse vectors (a list of
 /// name, modifier per collection, after the dense ones); version 7 actor stores (a list of id,
-/// tenant, actor type, created and flushed LSN after the aliases). Older versions still open
-/// (hint `auto`; one unnamed vector; no payload index; no alias; no sparse vector; no actor
-/// store).
-pub(crate) const VERSION: u32 = 7;
+/// tenant, actor type, created and flushed LSN after the aliases); version 8 each actor store's
+/// tier hint and actor segments (id, records, LSN range, file length). Older versions still
+/// open (hint `auto`; one unnamed vector; no payload index; no alias; no sparse vector; no
+/// actor store; actor stores without segments).
+pub(crate) const VERSION: u32 = 8;
 
 /// The byte a tier hint is stored as.
 pub(crate) fn hint_tag(h: Hint) -> u8 {
@@ -87,6 +88,20 @@ pub(crate) struct ActorStoreEntry {
     pub(crate) created_lsn: Lsn,
     /// Every WAL record of this store with LSN <= this is in its segments.
     pub(crate) flushed_lsn: Lsn,
+    /// Where the tiering policy should keep this actor type's segments.
+    pub(crate) hint: Hint,
+    /// Its actor segments, newest first.
+    pub(crate) segments: Vec<ActorSegmentEntry>,
+}
+
+/// One actor segment (`docs/format.md`, actor segment).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ActorSegmentEntry {
+    pub(crate) id: u64,
+    pub(crate) records: u32,
+    pub(crate) min_lsn: Lsn,
+    pub(crate) max_lsn: Lsn,
+    pub(crate) file_len: u64,
 }
 
 /// Collection aliases: (tenant, alias) → collection name of that tenant.
@@ -125,15 +140,12 @@ fn get_str16(r: &mut Reader<'_>, what: &str) -> Result<String, DecodeError> {
 pub(crate) fn referenced_blobs(bytes: &[u8]) -> Option<Vec<String>> {
     let m = Manifest::decode(bytes).ok()?;
     Some(
-        m.collections
-            .iter()
-            .flat_map(|c| {
-                c.segments.iter().flat_map(|s| {
-                    [
-                        strata_tiering::layout::segment(s.id),
-                        strata_tiering::layout::segment_meta(s.id),
-                    ]
-                })
+        m.segment_ids()
+            .flat_map(|id| {
+                [
+                    strata_tiering::layout::segment(id),
+                    strata_tiering::layout::segment_meta(id),
+                ]
             })
             .collect(),
     )
@@ -155,6 +167,18 @@ fn frame(version: u32, body: &[u8]) -> Vec<u8> {
 }
 
 impl Manifest {
+    /// Every segment the manifest names: collections' and actor stores'.
+    pub(crate) fn segment_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.collections
+            .iter()
+            .flat_map(|c| c.segments.iter().map(|s| s.id))
+            .chain(
+                self.actors
+                    .iter()
+                    .flat_map(|a| a.segments.iter().map(|s| s.id)),
+            )
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut b = Writer::with_capacity(256);
         b.u64(self.generation);
@@ -212,6 +236,15 @@ impl Manifest {
             str16(&mut b, &a.actor_type);
             b.u64(a.created_lsn);
             b.u64(a.flushed_lsn);
+            b.u8(hint_tag(a.hint));
+            b.u32(a.segments.len() as u32);
+            for s in &a.segments {
+                b.u64(s.id);
+                b.u32(s.records);
+                b.u64(s.min_lsn);
+                b.u64(s.max_lsn);
+                b.u64(s.file_len);
+            }
         }
         frame(VERSION, &b.buf)
     }
@@ -436,13 +469,36 @@ impl Manifest {
             let n = r.u32("actor store count")?;
             for _ in 0..n {
                 let at = r.pos();
-                let a = ActorStoreEntry {
+                let mut a = ActorStoreEntry {
                     id: r.u64("actor store id")?,
                     tenant: get_str16(&mut r, "actor store tenant")?,
                     actor_type: get_str16(&mut r, "actor type")?,
                     created_lsn: r.u64("actor store created LSN")?,
                     flushed_lsn: r.u64("actor store flushed LSN")?,
+                    hint: Hint::Auto,
+                    segments: Vec::new(),
                 };
+                if version >= 8 {
+                    let at = r.pos();
+                    let tag = r.u8("actor store tier hint")?;
+                    a.hint = hint_of(tag).ok_or(DecodeError {
+                        offset: at,
+                        what: format!("unknown tier hint {tag}"),
+                    })?;
+                    let n = r.u32("actor segment count")?;
+                    for _ in 0..n.min(1 << 20) {
+                        a.segments.push(ActorSegmentEntry {
+                            id: r.u64("actor segment id")?,
+                            records: r.u32("actor segment records")?,
+                            min_lsn: r.u64("actor segment min LSN")?,
+                            max_lsn: r.u64("actor segment max LSN")?,
+                            file_len: r.u64("actor segment file length")?,
+                        });
+                    }
+                    if n > 1 << 20 {
+                        return Err(r.err("too many actor segments"));
+                    }
+                }
                 let invalid = |what: String| DecodeError {
                     offset: at,
                     what: format!("actor store {:?}/{:?}: {what}", a.tenant, a.actor_type),
@@ -461,6 +517,17 @@ impl Manifest {
                 }
                 if a.flushed_lsn < a.created_lsn || a.flushed_lsn > m.last_lsn.max(a.created_lsn) {
                     return Err(invalid("flushed LSN out of range".into()));
+                }
+                for s in &a.segments {
+                    if !seen_segments.insert(s.id) {
+                        return Err(invalid(format!("segment {} is listed twice", s.id)));
+                    }
+                    if s.min_lsn > s.max_lsn || s.max_lsn > a.flushed_lsn {
+                        return Err(invalid(format!(
+                            "segment {} has LSN range {}..{} (flushed LSN {})",
+                            s.id, s.min_lsn, s.max_lsn, a.flushed_lsn
+                        )));
+                    }
                 }
                 m.actors.push(a);
             }
@@ -605,6 +672,16 @@ mod tests {
                             actor_type: format!("type{i}"),
                             created_lsn: last_lsn / 2,
                             flushed_lsn: last_lsn / 2 + i.min(last_lsn - last_lsn / 2),
+                            hint: hint_of((i % 4) as u8).expect("a tag"),
+                            segments: (0..i)
+                                .map(|j| ActorSegmentEntry {
+                                    id: (1 << 41) + i * 8 + j,
+                                    records: j as u32 + 1,
+                                    min_lsn: last_lsn / 2,
+                                    max_lsn: last_lsn / 2,
+                                    file_len: 200 + j,
+                                })
+                                .collect(),
                         })
                         .collect();
                     Manifest {
@@ -748,7 +825,8 @@ mod tests {
     }
 
     #[test]
-    fn version_1_to_6_manifests_open_without_indexes_aliases_sparse_vectors_or_actors() {
+    fn version_1_to_7_manifests_open_without_indexes_aliases_sparse_vectors_actors_or_actor_segments()
+     {
         let mut want = one(CollectionConfig::new(4, Distance::Dot), "t", "c");
         let v1 = Manifest::decode(&frame(1, &legacy_body(1, Hint::Offload))).expect("v1 opens");
         assert_eq!(v1, want, "version 1: hint auto");
@@ -759,9 +837,31 @@ mod tests {
         }
         assert!(!want.collections[0].config.named);
         assert!(want.collections[0].indexes.is_empty() && want.aliases.is_empty());
-        // Written again, it is version 7 and reads back the same.
-        let v7 = want.encode();
-        assert_eq!(u32::from_le_bytes(v7[8..12].try_into().expect("4")), 7);
-        assert_eq!(Manifest::decode(&v7).expect("v7"), want);
+        // Version 7: actor stores without hint or segments (auto, none).
+        let mut body = legacy_body(6, Hint::Offload);
+        let mut w = Writer::with_capacity(64);
+        w.u32(1);
+        w.u64(99);
+        str16(&mut w, "t");
+        str16(&mut w, "player");
+        w.u64(0);
+        w.u64(0);
+        body.extend_from_slice(&w.buf);
+        let v7 = Manifest::decode(&frame(7, &body)).expect("v7 opens");
+        let mut with_actor = want.clone();
+        with_actor.actors.push(ActorStoreEntry {
+            id: 99,
+            tenant: "t".into(),
+            actor_type: "player".into(),
+            created_lsn: 0,
+            flushed_lsn: 0,
+            hint: Hint::Auto,
+            segments: Vec::new(),
+        });
+        assert_eq!(v7, with_actor);
+        // Written again, it is version 8 and reads back the same.
+        let v8 = with_actor.encode();
+        assert_eq!(u32::from_le_bytes(v8[8..12].try_into().expect("4")), 8);
+        assert_eq!(Manifest::decode(&v8).expect("v8"), with_actor);
     }
 }

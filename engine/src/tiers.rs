@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use strata_tiering::policy::{self, Budgets, ColdRead, Hint, SegmentState, Tier};
 use strata_tiering::{Blob, layout};
 
+use crate::actors::sealed::{ActorBody, ActorSegment, verify_file};
 use crate::engine::{Inner, lock};
 use crate::error::{Error, ErrorKind, Result};
 use crate::read::{Found, Held};
@@ -67,6 +68,23 @@ pub(crate) struct TierCounters {
     pub(crate) cold_left_out: AtomicU64,
 }
 
+/// What the mover moves: a collection's segment or an actor segment (same policy, same
+/// budgets, same backoff).
+#[derive(Clone, Debug)]
+pub(crate) enum Unit {
+    Vector(Arc<Segment>),
+    Actor(Arc<ActorSegment>),
+}
+
+impl Unit {
+    fn id(&self) -> u64 {
+        match self {
+            Unit::Vector(s) => s.id(),
+            Unit::Actor(s) => s.id,
+        }
+    }
+}
+
 /// The mover's own state.
 #[derive(Debug, Default)]
 pub(crate) struct Mover {
@@ -80,7 +98,7 @@ pub(crate) struct Mover {
     pub(crate) counters: TierCounters,
 }
 
-fn tier_name(t: Tier) -> &'static str {
+pub(crate) fn tier_name(t: Tier) -> &'static str {
     match t {
         Tier::Hot => "hot",
         Tier::Warm => "warm",
@@ -232,16 +250,39 @@ impl Inner {
         }
     }
 
-    /// Every persisted segment with its policy state.
-    fn segment_states(&self, now: u64) -> Vec<(Arc<Segment>, SegmentState)> {
+    /// Every persisted segment (collections' and actor stores') with its policy state.
+    fn segment_states(&self, now: u64) -> Vec<(Unit, SegmentState)> {
         let backoff = lock(&self.mover().backoff).clone();
         let mut out = Vec::new();
         for c in self.collections() {
             for s in c.segments().iter().filter(|s| s.is_persisted()) {
-                out.push((Arc::clone(s), self.state_of(s, c.hint(), now, &backoff)));
+                out.push((
+                    Unit::Vector(Arc::clone(s)),
+                    self.state_of(s, c.hint(), now, &backoff),
+                ));
+            }
+        }
+        for a in self.actor_stores() {
+            let hint = a.hint();
+            for s in a.segments() {
+                let state = SegmentState {
+                    id: s.id,
+                    bytes: s.file_len,
+                    tier: s.tier(),
+                    since: s.since(),
+                    access: s.access(),
+                    hint,
+                    moving: s.is_moving() || backoff.get(&s.id).is_some_and(|b| b.1 > now),
+                };
+                out.push((Unit::Actor(s), state));
             }
         }
         out
+    }
+
+    /// Local bytes (hot and warm) of every actor segment.
+    fn actor_local_bytes(&self) -> u64 {
+        self.actor_stores().iter().map(|a| a.local_bytes()).sum()
     }
 
     /// Segments and bytes per tier (persisted segments; an unwritten one is in RAM anyway).
@@ -299,7 +340,9 @@ impl Inner {
             }
         }
         let usage = self.tier_usage();
-        let local = u128::from(usage.bytes[0]) + u128::from(usage.bytes[1]);
+        let local = u128::from(usage.bytes[0])
+            + u128::from(usage.bytes[1])
+            + u128::from(self.actor_local_bytes());
         // A move that started since the check above is waited for below (the move lock), not
         // read around: concurrent readers share one fetch, so the decision ignores it.
         let state = SegmentState {
@@ -872,6 +915,51 @@ impl Inner {
         Ok(())
     }
 
+    /// Moves actor segment `seg` to tier `to` (no-op if it is there or was replaced): hot is
+    /// a checked copy of the file in RAM, warm the local file, cold only the object store.
+    pub(crate) fn move_actor_segment(&self, seg: &ActorSegment, to: Tier) -> Result<()> {
+        let _one = seg.move_lock();
+        let from = seg.tier();
+        if from == to || seg.is_retired() {
+            return Ok(());
+        }
+        let name = layout::segment(seg.id);
+        let check = |b: &[u8]| {
+            verify_file(b, &seg.meta)
+                .map_err(|why| Error::corruption(format!("actor segment {name}: {why}")))
+        };
+        if from == Tier::Cold {
+            let t = self.cold_tier()?;
+            self.throttle(seg.file_len);
+            t.promote(&name, seg.file_len, &|blob| {
+                verify_file(blob.as_bytes(), &seg.meta)
+            })
+            .map_err(|e| Error::store("promoting an actor segment from the cold tier", e))?;
+        }
+        let now = self.opts().clock.now_millis();
+        match to {
+            Tier::Cold => {
+                self.cold_tier()?
+                    .evict(&name, seg.file_len)
+                    .map_err(|e| Error::store("evicting an actor segment to the cold tier", e))?;
+                seg.set_body(ActorBody::Cold, now);
+            }
+            Tier::Warm => seg.set_body(ActorBody::Warm, now),
+            Tier::Hot => {
+                let blob = self
+                    .blobs()
+                    .open(&name)
+                    .map_err(|e| Error::store("reading an actor segment into RAM", e))?;
+                check(blob.as_bytes())?;
+                let copy = Blob::from_bytes(blob.as_bytes());
+                seg.set_body(ActorBody::Hot(Arc::new(copy)), now);
+            }
+        }
+        self.mover().counters.moves[tier_index(to)].fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("strata_tier_moves_total", "to" => tier_name(to)).increment(1);
+        Ok(())
+    }
+
     /// One pass of the mover: plan, then apply demotions and promotions with bounded
     /// concurrency. True when a move was applied. Failed moves are logged, counted and backed
     /// off per segment; the pass itself fails only if every move failed.
@@ -889,14 +977,14 @@ impl Inner {
         if plan.moves.is_empty() {
             return self.failing_moves(&states).map(|()| false);
         }
-        let by_id: HashMap<u64, &Arc<Segment>> = states.iter().map(|(s, st)| (st.id, s)).collect();
+        let by_id: HashMap<u64, &Unit> = states.iter().map(|(s, st)| (st.id, s)).collect();
         let (demote, promote): (Vec<_>, Vec<_>) = plan
             .moves
             .iter()
             .filter_map(|m| {
                 by_id
                     .get(&m.id)
-                    .map(|s| (Arc::clone(s), m.to, m.to > m.from))
+                    .map(|s| ((*s).clone(), m.to, m.to > m.from))
             })
             .partition(|(_, _, down)| *down);
         let mut applied = false;
@@ -948,7 +1036,7 @@ impl Inner {
 
     /// Forgets backoff of segments that no longer exist; an error while any move is failing
     /// (so readiness shows it until the move succeeds).
-    fn failing_moves(&self, states: &[(Arc<Segment>, SegmentState)]) -> Result<()> {
+    fn failing_moves(&self, states: &[(Unit, SegmentState)]) -> Result<()> {
         let mut b = lock(&self.mover().backoff);
         b.retain(|id, _| states.iter().any(|(_, s)| s.id == *id));
         match b.iter().next() {
@@ -964,7 +1052,7 @@ impl Inner {
     }
 
     /// Applies moves by up to `mover_concurrency` threads.
-    fn apply_moves(&self, moves: &[(Arc<Segment>, Tier, bool)]) -> Vec<(u64, bool, Result<()>)> {
+    fn apply_moves(&self, moves: &[(Unit, Tier, bool)]) -> Vec<(u64, bool, Result<()>)> {
         let next = AtomicUsize::new(0);
         let out = Mutex::new(Vec::with_capacity(moves.len()));
         let workers = self
@@ -982,7 +1070,10 @@ impl Inner {
                         if self.is_shut_down() {
                             return;
                         }
-                        let res = self.move_segment(seg, *to);
+                        let res = match seg {
+                            Unit::Vector(s) => self.move_segment(s, *to),
+                            Unit::Actor(s) => self.move_actor_segment(s, *to),
+                        };
                         lock(&out).push((seg.id(), *down, res));
                     }
                 });

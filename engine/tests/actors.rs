@@ -9,6 +9,9 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use strata_engine::*;
 
+#[path = "support/counting.rs"]
+mod counting;
+
 fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> Engine {
     let mut o = EngineOptions::new(dir);
     o.background = false;
@@ -215,6 +218,7 @@ fn a_failed_condition_applies_nothing_of_the_transaction() {
 #[derive(Clone, Debug)]
 enum Step {
     Put {
+        store: u8,
         actor: u8,
         state: u8,
         value: u8,
@@ -222,25 +226,34 @@ enum Step {
         ttl: Option<u8>,
     },
     Delete {
+        store: u8,
         actor: u8,
         state: u8,
         cond: u8,
     },
     Txn {
+        store: u8,
         actor: u8,
         puts: Vec<(u8, u8)>,
         stale: bool,
     },
     Advance(u16),
+    Flush(u8),
+    Compact(u8, bool),
+    /// A tier hint for a store, then one mover pass.
+    Tier(u8, u8),
     Reopen,
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        4 => (0u8..4, 0u8..3, any::<u8>(), 0u8..3, prop::option::of(1u8..50)).prop_map(|(actor, state, value, cond, ttl)| Step::Put { actor, state, value, cond, ttl }),
-        2 => (0u8..4, 0u8..3, 0u8..3).prop_map(|(actor, state, cond)| Step::Delete { actor, state, cond }),
-        2 => (0u8..4, prop::collection::btree_map(0u8..3, any::<u8>(), 1..3), any::<bool>()).prop_map(|(actor, puts, stale)| Step::Txn { actor, puts: puts.into_iter().collect(), stale }),
+        4 => (0u8..2, 0u8..4, 0u8..3, any::<u8>(), 0u8..4, prop::option::of(1u8..50)).prop_map(|(store, actor, state, value, cond, ttl)| Step::Put { store, actor, state, value, cond, ttl }),
+        2 => (0u8..2, 0u8..4, 0u8..3, 0u8..4).prop_map(|(store, actor, state, cond)| Step::Delete { store, actor, state, cond }),
+        2 => (0u8..2, 0u8..4, prop::collection::btree_map(0u8..3, any::<u8>(), 1..3), any::<bool>()).prop_map(|(store, actor, puts, stale)| Step::Txn { store, actor, puts: puts.into_iter().collect(), stale }),
         1 => (1u16..100).prop_map(Step::Advance),
+        2 => (0u8..2).prop_map(Step::Flush),
+        1 => (0u8..2, any::<bool>()).prop_map(|(s, full)| Step::Compact(s, full)),
+        1 => (0u8..2, 0u8..4).prop_map(|(s, h)| Step::Tier(s, h)),
         1 => Just(Step::Reopen),
     ]
 }
@@ -254,21 +267,51 @@ fn live(m: &Model, k: &(String, String), now: u64) -> Option<(Vec<u8>, u64)> {
         .map(|(v, ver, _)| (v.clone(), *ver))
 }
 
+/// An engine on RAM storage with a cold store in RAM (tier moves included; room for 64 MiB
+/// hot), no background threads.
+fn open_tiered(
+    local: &storage::MemStorage,
+    cold: &Arc<dyn storage::BlobStore>,
+    clock: &Arc<ManualClock>,
+) -> Engine {
+    let mut o = EngineOptions::with_storage(local.storage());
+    o.cold = Some(Arc::clone(cold));
+    o.background = false;
+    o.clock = Arc::clone(clock) as Arc<dyn Clock>;
+    o.tiers.min_residence = std::time::Duration::ZERO;
+    o.tiers.hot_bytes = 64 << 20;
+    Engine::open(o).expect("open")
+}
+
+const HINTS: [TierHint; 4] = [
+    TierHint::Auto,
+    TierHint::PinHot,
+    TierHint::Warm,
+    TierHint::Offload,
+];
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    /// Random get / put / delete / transaction / flush / compact / tier move / reopen
+    /// sequences on two actor stores (records of both interleave in one WAL) match a
+    /// reference map: every state and version, conflicts with the current version, lists
+    /// walked in pages of two.
     #[test]
-    fn random_operations_match_a_reference_map(steps in prop::collection::vec(step(), 1..60)) {
-        let dir = tempfile::tempdir().expect("tempdir");
+    fn random_operations_match_a_reference_map(steps in prop::collection::vec(step(), 1..80)) {
+        let local = storage::MemStorage::new();
+        let cold: Arc<dyn storage::BlobStore> = Arc::new(storage::MemStore::new());
         let clock = Arc::new(ManualClock::new(1_000));
-        let mut engine = open(dir.path(), Arc::clone(&clock));
-        let mut a = engine.actors(DEFAULT_TENANT, "m").expect("store");
-        let mut model = Model::new();
+        let mut engine = open_tiered(&local, &cold, &clock);
+        let types = ["m", "n"];
+        let mut stores: Vec<ActorHandle> = types.iter().map(|t| engine.actors(DEFAULT_TENANT, t).expect("store")).collect();
+        let mut models = [Model::new(), Model::new()];
         let name = |actor: u8, state: u8| (format!("actor{actor}"), format!("s{state}"));
         // A condition from a code: 0 none, 1 if-match the current version (or a wrong one
-        // when absent), 2 if-none-match.
+        // when absent), 2 if-none-match, 3 if-match a wrong version (a newer one).
         let cond = |m: &Model, k: &(String, String), code: u8, now: u64| match code {
             1 => ActorCondition::IfMatch(live(m, k, now).map_or(7, |(_, v)| v)),
             2 => ActorCondition::IfNoneMatch,
+            3 => ActorCondition::IfMatch(live(m, k, now).map_or(7, |(_, v)| v + 1)),
             _ => ActorCondition::None,
         };
         let holds = |m: &Model, k: &(String, String), c: ActorCondition, now: u64| match c {
@@ -279,29 +322,34 @@ proptest! {
         for s in steps {
             let now = clock.now_millis();
             match s {
-                Step::Put { actor, state, value, cond: code, ttl } => {
+                Step::Put { store, actor, state, value, cond: code, ttl } => {
+                    let (a, model) = (&stores[store as usize], &mut models[store as usize]);
                     let k = name(actor, state);
-                    let c = cond(&model, &k, code, now);
+                    let c = cond(model, &k, code, now);
                     let r = a.put(&k.0, &k.1, vec![value], "b", ttl.map(u64::from), c);
-                    if holds(&model, &k, c, now) {
+                    if holds(model, &k, c, now) {
                         let v = r.expect("condition holds");
                         model.insert(k, (vec![value], v, ttl.map(|t| now + u64::from(t))));
                     } else {
-                        prop_assert_eq!(r.expect_err("condition fails").kind(), ErrorKind::FailedPrecondition);
+                        let e = r.expect_err("condition fails");
+                        prop_assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
+                        prop_assert_eq!(e.conflict_version(), Some(live(model, &k, now).map(|(_, v)| v)));
                     }
                 }
-                Step::Delete { actor, state, cond: code } => {
+                Step::Delete { store, actor, state, cond: code } => {
+                    let (a, model) = (&stores[store as usize], &mut models[store as usize]);
                     let k = name(actor, state);
-                    let c = cond(&model, &k, code, now);
+                    let c = cond(model, &k, code, now);
                     let r = a.delete(&k.0, &k.1, c);
-                    if holds(&model, &k, c, now) {
+                    if holds(model, &k, c, now) {
                         r.expect("condition holds");
                         model.remove(&k);
                     } else {
-                        prop_assert!(r.is_err());
+                        prop_assert_eq!(r.expect_err("condition fails").conflict_version(), Some(live(model, &k, now).map(|(_, v)| v)));
                     }
                 }
-                Step::Txn { actor, puts, stale } => {
+                Step::Txn { store, actor, puts, stale } => {
+                    let (a, model) = (&stores[store as usize], &mut models[store as usize]);
                     let keys: Vec<(String, String)> = puts.iter().map(|(s, _)| name(actor, *s)).collect();
                     let writes: Vec<ActorWrite> = puts.iter().zip(&keys).enumerate().map(|(i, ((_, v), k))| ActorWrite::Put {
                         state: k.1.clone(),
@@ -309,7 +357,7 @@ proptest! {
                         content_type: "b".into(),
                         ttl_ms: None,
                         // The last write is conditioned on a stale version when `stale`.
-                        condition: match (stale && i + 1 == keys.len(), live(&model, k, now)) {
+                        condition: match (stale && i + 1 == keys.len(), live(model, k, now)) {
                             (true, _) => ActorCondition::IfMatch(u64::MAX),
                             (false, Some((_, v))) => ActorCondition::IfMatch(v),
                             (false, None) => ActorCondition::IfNoneMatch,
@@ -326,30 +374,182 @@ proptest! {
                     }
                 }
                 Step::Advance(ms) => clock.advance(u64::from(ms)),
+                Step::Flush(s) => {
+                    stores[s as usize].flush().expect("flush");
+                }
+                Step::Compact(s, full) => {
+                    stores[s as usize].compact(full).expect("compact");
+                }
+                Step::Tier(s, h) => {
+                    stores[s as usize].set_tier_hint(HINTS[h as usize]).expect("hint");
+                    engine.run_mover().expect("mover");
+                    let tiers = stores[s as usize].segments_per_tier();
+                    match HINTS[h as usize] {
+                        TierHint::Offload => prop_assert_eq!(&tiers[..2], &[0, 0][..]),
+                        TierHint::PinHot => prop_assert_eq!(&tiers[1..], &[0, 0][..]),
+                        _ => {}
+                    }
+                }
                 Step::Reopen => {
-                    drop(a);
+                    stores.clear();
                     drop(engine);
-                    engine = open(dir.path(), Arc::clone(&clock));
-                    a = engine.actors(DEFAULT_TENANT, "m").expect("store");
+                    engine = open_tiered(&local, &cold, &clock);
+                    stores = types.iter().map(|t| engine.actors(DEFAULT_TENANT, t).expect("store")).collect();
                 }
             }
             let now = clock.now_millis();
-            for actor in 0..4 {
-                for state in 0..3 {
-                    let k = name(actor, state);
-                    let got = a.get(&k.0, &k.1).expect("get").map(|s| (s.value, s.version));
-                    prop_assert_eq!(got, live(&model, &k, now), "{:?}", k);
+            for (a, model) in stores.iter().zip(&models) {
+                for actor in 0..4 {
+                    for state in 0..3 {
+                        let k = name(actor, state);
+                        let got = a.get(&k.0, &k.1).expect("get").map(|s| (s.value, s.version));
+                        prop_assert_eq!(got, live(model, &k, now), "{} {:?}", a.actor_type(), k);
+                    }
                 }
-            }
-            let want: Vec<String> = (0..4).map(|x| format!("actor{x}"))
-                .filter(|x| (0..3).any(|s| live(&model, &(x.clone(), format!("s{s}")), now).is_some()))
-                .collect();
-            prop_assert_eq!(a.list(None, 100).expect("list"), want.clone());
-            if want.len() > 1 {
-                prop_assert_eq!(a.list(Some(&want[0]), 1).expect("page"), vec![want[1].clone()]);
+                let want: Vec<String> = (0..4).map(|x| format!("actor{x}"))
+                    .filter(|x| (0..3).any(|s| live(model, &(x.clone(), format!("s{s}")), now).is_some()))
+                    .collect();
+                prop_assert_eq!(a.list(None, 100).expect("list"), want.clone());
+                // Pages of two, each starting after the last id of the one before.
+                let mut paged: Vec<String> = Vec::new();
+                loop {
+                    let page = a.list(paged.last().map(String::as_str), 2).expect("page");
+                    prop_assert!(page.len() <= 2);
+                    if page.is_empty() {
+                        break;
+                    }
+                    paged.extend(page);
+                }
+                prop_assert_eq!(paged, want);
             }
         }
     }
+}
+
+/// States that age out to the cold tier read back with the same value and version, and a get
+/// of one costs one ranged read of the cold store (a key the bloom filter rules out, none).
+#[test]
+fn a_cold_get_costs_one_ranged_read() {
+    let local = storage::MemStorage::new();
+    let mem: Arc<dyn storage::BlobStore> = Arc::new(storage::MemStore::new());
+    let counting = Arc::new(counting::CountingStore {
+        inner: Arc::clone(&mem),
+        reads: Default::default(),
+        delay: std::time::Duration::ZERO,
+    });
+    let cold: Arc<dyn storage::BlobStore> = Arc::clone(&counting) as Arc<dyn storage::BlobStore>;
+    let clock = Arc::new(ManualClock::new(1_000));
+    let engine = open_tiered(&local, &cold, &clock);
+    let a = engine.actors(DEFAULT_TENANT, "player").expect("store");
+    let mut versions = Vec::new();
+    for i in 0..2_000u32 {
+        let v = put(
+            &a,
+            &format!("p{i:05}"),
+            "state",
+            format!("value {i}").as_bytes(),
+            ActorCondition::None,
+        )
+        .expect("put");
+        versions.push(v);
+    }
+    assert!(a.flush().expect("flush"));
+    a.set_tier_hint(TierHint::Offload).expect("hint");
+    engine.run_mover().expect("mover");
+    assert_eq!(a.segments_per_tier(), [0, 0, 1]);
+    assert_eq!(engine.stats().actor_states, [0, 0, 2_000]);
+    let segment = local_segment_names(&local);
+    assert!(
+        segment.iter().all(|n| n.ends_with(".meta")),
+        "only the meta file stays local: {segment:?}"
+    );
+    for i in [0u32, 1, 777, 1_999] {
+        let before = counting.total();
+        let reads_before = engine.stats().actor_segment_reads;
+        let got = a
+            .get(&format!("p{i:05}"), "state")
+            .expect("get")
+            .expect("present");
+        assert_eq!(got.value, format!("value {i}").as_bytes());
+        assert_eq!(got.version, versions[i as usize]);
+        assert_eq!(
+            counting.total() - before,
+            1,
+            "one ranged read of the cold store per get"
+        );
+        assert_eq!(engine.stats().actor_segment_reads[2] - reads_before[2], 1);
+    }
+    // Absent keys: the bloom filter answers almost all without any read.
+    let before = counting.total();
+    for i in 0..200 {
+        assert_eq!(a.get(&format!("q{i:05}"), "state").expect("get"), None);
+    }
+    assert!(
+        counting.total() - before <= 10,
+        "{} reads for 200 absent keys",
+        counting.total() - before
+    );
+    // A conditional write on a cold state checks against its cold version.
+    let e = put(
+        &a,
+        "p00005",
+        "state",
+        b"x",
+        ActorCondition::IfMatch(versions[5] + 1),
+    )
+    .expect_err("stale");
+    assert_eq!(e.conflict_version(), Some(Some(versions[5])));
+    put(
+        &a,
+        "p00005",
+        "state",
+        b"x",
+        ActorCondition::IfMatch(versions[5]),
+    )
+    .expect("current");
+    // Back to warm: positional reads of the local file, no cold read.
+    a.set_tier_hint(TierHint::Warm).expect("hint");
+    engine.run_mover().expect("mover");
+    assert_eq!(a.segments_per_tier(), [0, 1, 0]);
+    let before = counting.total();
+    assert_eq!(
+        a.get("p01234", "state")
+            .expect("get")
+            .expect("present")
+            .version,
+        versions[1234]
+    );
+    assert_eq!(counting.total(), before);
+    // A restart with an empty local directory restores from the cold store alone.
+    drop(a);
+    drop(engine);
+    let engine = open_tiered(&storage::MemStorage::new(), &cold, &clock);
+    let a = engine
+        .actors_existing(DEFAULT_TENANT, "player")
+        .expect("ok")
+        .expect("restored");
+    assert_eq!(
+        a.get("p01999", "state")
+            .expect("get")
+            .expect("present")
+            .version,
+        versions[1999]
+    );
+    assert_eq!(
+        a.list(None, 3).expect("list"),
+        vec!["p00000", "p00001", "p00002"]
+    );
+}
+
+fn local_segment_names(local: &storage::MemStorage) -> Vec<String> {
+    local
+        .storage()
+        .blobs
+        .list(storage::layout::SEGMENTS)
+        .expect("list")
+        .into_iter()
+        .map(|m| m.name)
+        .collect()
 }
 
 #[test]

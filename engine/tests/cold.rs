@@ -10,13 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_engine::storage::{
-    Blob, BlobMeta, BlobStore, ETag, Fault, FaultOp, FaultRule, Faults, FaultyStore, MemStorage,
-    MemStore, PutMode, StoreResult, Trigger, layout,
+    BlobStore, Fault, FaultOp, FaultRule, Faults, FaultyStore, MemStorage, MemStore, PutMode,
+    Trigger, layout,
 };
 use strata_engine::*;
 
+#[path = "support/counting.rs"]
+mod counting;
 #[path = "support/points.rs"]
 mod points;
+use counting::CountingStore;
 use points::{assert_all, coll, create, points};
 
 fn opts(local: &MemStorage, cold: Arc<dyn BlobStore>) -> EngineOptions {
@@ -1136,67 +1139,6 @@ fn a_streamed_cold_read_fetches_only_the_sections_and_rows_it_needs() {
             && err.to_string().contains("memory:segments/"),
         "{err}"
     );
-}
-
-/// A cold store that counts ranged reads per object and makes each take `delay` (so that
-/// concurrent readers overlap).
-#[derive(Debug)]
-struct CountingStore {
-    inner: Arc<dyn BlobStore>,
-    reads: std::sync::Mutex<std::collections::HashMap<String, u64>>,
-    delay: Duration,
-}
-
-impl CountingStore {
-    /// Counts one read of `name` and takes `delay` over it.
-    fn count(&self, name: &str) {
-        *self
-            .reads
-            .lock()
-            .expect("lock")
-            .entry(name.into())
-            .or_default() += 1;
-        std::thread::sleep(self.delay);
-    }
-
-    fn reads_of(&self, name: &str) -> u64 {
-        self.reads
-            .lock()
-            .expect("lock")
-            .get(name)
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
-impl BlobStore for CountingStore {
-    fn location(&self, name: &str) -> String {
-        self.inner.location(name)
-    }
-    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> StoreResult<ETag> {
-        self.inner.put(name, bytes, mode)
-    }
-    fn open(&self, name: &str) -> StoreResult<Blob> {
-        self.count(name);
-        self.inner.open(name)
-    }
-    fn read_ranges(
-        &self,
-        name: &str,
-        ranges: &[std::ops::Range<u64>],
-    ) -> StoreResult<Vec<Vec<u8>>> {
-        self.count(name);
-        self.inner.read_ranges(name, ranges)
-    }
-    fn head(&self, name: &str) -> StoreResult<BlobMeta> {
-        self.inner.head(name)
-    }
-    fn list(&self, prefix: &str) -> StoreResult<Vec<BlobMeta>> {
-        self.inner.list(prefix)
-    }
-    fn delete(&self, name: &str) -> StoreResult<()> {
-        self.inner.delete(name)
-    }
 }
 
 #[test]

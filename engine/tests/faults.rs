@@ -913,3 +913,98 @@ fn actor_writes_survive_disk_faults_as_points_do() {
     let s = a.get("x", "state").expect("get").expect("present");
     assert_eq!((s.value, s.version), (b"1".to_vec(), v1));
 }
+
+#[test]
+fn actor_flushes_and_compactions_survive_disk_faults() {
+    let rig = Rig::new();
+    let e = rig.open();
+    let a = e.actors(DEFAULT_TENANT, "t").expect("store");
+    let put = |a: &ActorHandle, id: &str, v: &[u8]| {
+        a.put(
+            id,
+            "state",
+            v.to_vec(),
+            "text/plain",
+            None,
+            ActorCondition::None,
+        )
+        .expect("acknowledged")
+    };
+    let mut want: Vec<(String, Vec<u8>, u64)> = Vec::new();
+    for i in 0..50 {
+        let (id, v) = (format!("a{i:03}"), format!("v{i}").into_bytes());
+        let ver = put(&a, &id, &v);
+        want.push((id, v, ver));
+    }
+    let check = |a: &ActorHandle, want: &[(String, Vec<u8>, u64)]| {
+        for (id, v, ver) in want {
+            let s = a.get(id, "state").expect("get").expect("present");
+            assert_eq!((&s.value, s.version), (v, *ver), "{id}");
+        }
+    };
+    // A failed segment write: the flush fails, every state stays readable (from RAM), and a
+    // crash right after loses nothing (the WAL still holds the records).
+    rig.fail(FaultRule::new(FaultOp::Sync, Trigger::Nth(1)).on(".seg"));
+    a.flush().expect_err("the segment's fsync fails");
+    check(&a, &want);
+    drop(a);
+    let e = rig.crash(e);
+    let a = e
+        .actors_existing(DEFAULT_TENANT, "t")
+        .expect("lookup")
+        .expect("store");
+    check(&a, &want);
+    // A failed manifest write after the segment is written: still readable, and after a crash
+    // the manifest names no segment — the records come back from the WAL.
+    rig.fail(FaultRule::new(FaultOp::Rename, Trigger::Nth(1)).on("MANIFEST"));
+    a.flush().expect_err("the manifest write fails");
+    check(&a, &want);
+    drop(a);
+    let e = rig.crash(e);
+    let a = e
+        .actors_existing(DEFAULT_TENANT, "t")
+        .expect("lookup")
+        .expect("store");
+    check(&a, &want);
+    assert_eq!(e.stats().actor_segments, [0, 0, 0]);
+    // Flushed for real, then overwritten and flushed again, then a compaction whose output
+    // write fails: the inputs still answer; a crash keeps them; a retried compaction merges.
+    assert!(a.flush().expect("flush"));
+    for w in want.iter_mut().step_by(3) {
+        w.1 = b"newer".to_vec();
+        w.2 = put(&a, &w.0, &w.1);
+    }
+    assert!(a.flush().expect("flush"));
+    assert_eq!(e.stats().actor_segments, [0, 2, 0]);
+    rig.fail(FaultRule::new(FaultOp::Write, Trigger::Nth(1)).on(".seg"));
+    a.compact(true).expect_err("the output's write fails");
+    check(&a, &want);
+    drop(a);
+    let e = rig.crash(e);
+    let a = e
+        .actors_existing(DEFAULT_TENANT, "t")
+        .expect("lookup")
+        .expect("store");
+    check(&a, &want);
+    assert_eq!(
+        e.stats().actor_segments,
+        [0, 2, 0],
+        "the inputs, named by the manifest"
+    );
+    assert!(a.compact(true).expect("compact"));
+    assert_eq!(e.stats().actor_segments, [0, 1, 0]);
+    check(&a, &want);
+    // A failed read of a block is an error, never a wrong answer or an absent state.
+    rig.fail(FaultRule::new(FaultOp::Read, Trigger::Nth(1)).on(".seg"));
+    let err = a.get("a007", "state").expect_err("the read fails");
+    assert_ne!(err.kind(), ErrorKind::NotFound);
+    rig.faults.clear();
+    check(&a, &want);
+    drop(a);
+    let e = rig.crash(e);
+    let a = e
+        .actors_existing(DEFAULT_TENANT, "t")
+        .expect("lookup")
+        .expect("store");
+    check(&a, &want);
+}

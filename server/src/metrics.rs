@@ -67,6 +67,7 @@ async fn render(State((engine, handle)): State<(Arc<Engine>, PrometheusHandle)>)
     for (i, tier) in ["hot", "warm", "cold"].into_iter().enumerate() {
         metrics::gauge!("strata_actor_states", "tier" => tier).set(st.actor_states[i] as f64);
         metrics::gauge!("strata_actor_bytes", "tier" => tier).set(st.actor_bytes[i] as f64);
+        metrics::gauge!("strata_actor_segments", "tier" => tier).set(st.actor_segments[i] as f64);
     }
     for (i, path) in ["graph", "index_rows", "scan"].into_iter().enumerate() {
         metrics::gauge!("strata_segment_searches", "path" => path)

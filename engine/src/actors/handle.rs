@@ -92,7 +92,7 @@ impl ActorHandle {
         metrics::counter!("strata_actor_gets_total").increment(1);
         Ok(self
             .store
-            .newest(&key)
+            .newest(&self.inner, &key)?
             .filter(|r| !r.absent_at(now))
             .and_then(|r| {
                 let v = r.value?;
@@ -236,7 +236,7 @@ impl ActorHandle {
         };
         let bytes = txn.encode();
         self.inner.check_writable()?;
-        self.store.check(&txn, now).map_err(|c| {
+        self.store.check(&self.inner, &txn, now)?.map_err(|c| {
             metrics::counter!("strata_actor_conflicts_total").increment(1);
             let current = match c.current {
                 Some(v) => format!("current version {v}"),
@@ -251,9 +251,12 @@ impl ActorHandle {
             )
         })?;
         let wal = self.inner.wal();
+        // Shared with other writers; a seal waits for this append to be applied.
+        let gate = self.store.gate();
         let lsn = wal.append(self.store.id, &bytes)?;
         wal.sync(lsn)?;
-        self.store.apply(lsn, txn);
+        self.store.apply(lsn, txn, now);
+        drop(gate);
         metrics::counter!("strata_actor_writes_total").increment(keys.len() as u64);
         Ok(lsn)
     }
@@ -267,11 +270,50 @@ impl ActorHandle {
             )));
         }
         let now = self.inner.opts().clock.now_millis();
-        Ok(self.store.list(after, limit, now))
+        self.store.list(&self.inner, after, limit, now)
     }
 
-    /// Live states and their value bytes.
-    pub fn stats(&self) -> (u64, u64) {
-        self.store.stats(self.inner.opts().clock.now_millis())
+    /// States per tier (hot, warm, cold): live states in RAM are hot; a segment's records
+    /// count in its tier until compaction drops the versions shadowed since.
+    pub fn states_per_tier(&self) -> [u64; 3] {
+        self.store
+            .stats(self.inner.opts().clock.now_millis())
+            .states
+    }
+
+    /// Actor segments per tier (hot, warm, cold).
+    pub fn segments_per_tier(&self) -> [u64; 3] {
+        self.store
+            .stats(self.inner.opts().clock.now_millis())
+            .segments
+    }
+
+    /// Seals and writes this store's memtable to an actor segment now (the background flush
+    /// does it by size and age). False when there was nothing to write.
+    pub fn flush(&self) -> Result<bool> {
+        crate::actors::flush::flush(&self.inner, &self.store)
+    }
+
+    /// Merges this store's segments now: all of them when `full` (dropping deleted and expired
+    /// states), else the run the background policy would pick. False when there was nothing
+    /// to merge.
+    pub fn compact(&self, full: bool) -> Result<bool> {
+        crate::actors::flush::compact(&self.inner, &self.store, full)
+    }
+
+    /// This actor type's tier hint.
+    pub fn tier_hint(&self) -> crate::TierHint {
+        self.store.hint()
+    }
+
+    /// Sets this actor type's tier hint (persisted in the manifest; the mover follows it).
+    pub fn set_tier_hint(&self, hint: crate::TierHint) -> Result<()> {
+        let mut m = self.inner.lock_manifest();
+        let old = self.store.set_hint(hint);
+        if let Err(e) = m.publish(crate::engine::ManifestChange::None) {
+            self.store.set_hint(old);
+            return Err(e);
+        }
+        Ok(())
     }
 }

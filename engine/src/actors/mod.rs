@@ -1,10 +1,10 @@
 //! Actor state (issue 9; design in `docs/actors.md`): keys, records, the WAL record of a
-//! transaction (op 5), the store (in RAM and the WAL), its handle, and the actor segment format
-//! (flushes to it are the next step).
+//! transaction (op 5), the store (memtable, sealed tables, segments), its handle, the actor
+//! segment format, segments at run time (tiers, block reads), flush and compaction.
 
+pub(crate) mod flush;
 pub(crate) mod handle;
-// Not read yet: flushes to actor segments are the next step of docs/actors.md.
-#[allow(dead_code)]
+pub(crate) mod sealed;
 pub(crate) mod segment;
 pub(crate) mod store;
 pub(crate) mod txn;
@@ -96,4 +96,10 @@ pub(crate) fn key_hash(key: &ActorKey) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// Counters of actor segment reads since open, by the tier that served them (hot, warm, cold).
+#[derive(Debug, Default)]
+pub(crate) struct ActorCounters {
+    pub(crate) reads: [std::sync::atomic::AtomicU64; 3],
 }

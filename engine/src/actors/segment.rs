@@ -346,6 +346,14 @@ impl Meta {
         Some(b.at..b.at + u64::from(b.len))
     }
 
+    /// The index of the block whose keys start at or before `key` (0 when `key` is before
+    /// every block): a scan from `key` on starts there.
+    pub(crate) fn first_block_at_or_before(&self, key: &ActorKey) -> usize {
+        self.blocks
+            .partition_point(|b| b.first <= *key)
+            .saturating_sub(1)
+    }
+
     /// Every block's byte range, in key order.
     pub(crate) fn block_ranges(&self) -> impl Iterator<Item = Range<u64>> + '_ {
         self.blocks.iter().map(|b| b.at..b.at + u64::from(b.len))
@@ -375,6 +383,7 @@ pub(crate) fn block_records(block: &[u8]) -> Result<Vec<ActorRecord>, DecodeErro
 }
 
 /// The record of `key` in `block`, if there.
+#[cfg(test)]
 pub(crate) fn find(block: &[u8], key: &ActorKey) -> Result<Option<ActorRecord>, DecodeError> {
     Ok(block_records(block)?.into_iter().find(|r| r.key == *key))
 }

@@ -1,20 +1,29 @@
-//! One actor store: the states of one actor type of a tenant, in RAM (an ordered map), with
-//! key stripes that make a condition check and its apply one step in WAL order.
+//! One actor store: the states of one actor type of a tenant — a memtable (an ordered map in
+//! RAM), sealed memtables waiting to be written, and actor segments (newest first) — with key
+//! stripes that make a condition check and its apply one step in WAL order.
 //!
 //! ```text
 //! write(actor, entries) → stripes of the keys (sorted) → check conditions against the newest
-//!   states → WAL append (op 5) → group-commit fsync → apply → unlock → LSN
+//!   states (memtable, sealed, segments newest first) → [gate, shared] WAL append (op 5)
+//!   → group-commit fsync → apply to the memtable → unlock → LSN
+//! read(key) → memtable → sealed memtables → segments newest first (bloom, one block read)
+//! seal (flush) → [gate, exclusive] memtable → sealed, seal LSN = the WAL's last LSN (every
+//!   record of this store up to it is applied: appends hold the gate shared until applied)
 //! ```
-//! Every state is in the memtable and the WAL until flushes to actor segments exist (the next
-//! step of `docs/actors.md`); the store keeps its WAL records (its flushed LSN stays at its
-//! creation, so no WAL file holding them is released).
+//! Flush, compaction and the tier moves of actor segments are in `flush.rs` and `tiers.rs`.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
+use strata_tiering::policy::{Hint, Tier};
+
+use super::sealed::{ActorSegment, SegmentCursor};
 use super::txn::{ActorTxn, Condition, TxnOp};
 use super::{ActorKey, ActorRecord};
-use crate::engine::{lock, read, write};
+use crate::engine::{Inner, lock, read, write};
+use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::ActorStoreEntry;
 use crate::types::Lsn;
 
@@ -22,13 +31,45 @@ use crate::types::Lsn;
 /// other (they share the group-commit fsync).
 const STRIPES: usize = 4096;
 
+/// Times a read restarts when a compaction replaced the segments it was reading.
+const READ_ATTEMPTS: usize = 16;
+
+/// A sealed memtable: written to a segment by the next flush.
+#[derive(Debug)]
+pub(crate) struct Frozen {
+    pub(crate) map: BTreeMap<ActorKey, ActorRecord>,
+    /// Every record of the store with an LSN up to this is here or in older tables.
+    pub(crate) seal_lsn: Lsn,
+}
+
+/// The immutable tables of a store, swapped whole (a reader holds the set it started with).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Tables {
+    /// Sealed memtables not written yet, newest first.
+    pub(crate) frozen: Vec<Arc<Frozen>>,
+    /// Written segments, newest first (their LSN ranges do not overlap).
+    pub(crate) segments: Vec<Arc<ActorSegment>>,
+}
+
 #[derive(Debug)]
 pub(crate) struct ActorStore {
     pub(crate) id: u64,
     pub(crate) tenant: String,
     pub(crate) actor_type: String,
     pub(crate) created_lsn: Lsn,
+    hint: Mutex<Hint>,
+    flushed_lsn: AtomicU64,
     mem: RwLock<BTreeMap<ActorKey, ActorRecord>>,
+    /// Approximate bytes of the memtable, and when its oldest record was applied (ms; 0: empty).
+    mem_bytes: AtomicU64,
+    first_write_ms: AtomicU64,
+    tables: RwLock<Arc<Tables>>,
+    /// Bumped by every change of `tables` and every seal: a list restarts when it moves.
+    generation: AtomicU64,
+    /// Writers hold it shared from their WAL append to their apply; a seal takes it exclusive.
+    gate: RwLock<()>,
+    /// One flush or compaction of this store at a time.
+    maintenance: Mutex<()>,
     stripes: Vec<Mutex<()>>,
 }
 
@@ -39,14 +80,42 @@ pub(crate) struct Conflict {
     pub(crate) current: Option<Lsn>,
 }
 
+/// Bytes a record costs in the memtable (for the flush trigger).
+fn record_bytes(r: &ActorRecord) -> u64 {
+    (64 + r.key.actor.len()
+        + r.key.state.len()
+        + r.value
+            .as_ref()
+            .map_or(0, |v| v.bytes.len() + v.content_type.len())) as u64
+}
+
+/// The store's statistics: per tier (hot, warm, cold) states and bytes, and segments.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct StoreStats {
+    pub(crate) states: [u64; 3],
+    pub(crate) bytes: [u64; 3],
+    pub(crate) segments: [u64; 3],
+}
+
 impl ActorStore {
-    pub(crate) fn new(entry: &ActorStoreEntry) -> ActorStore {
+    pub(crate) fn new(entry: &ActorStoreEntry, segments: Vec<Arc<ActorSegment>>) -> ActorStore {
         ActorStore {
             id: entry.id,
             tenant: entry.tenant.clone(),
             actor_type: entry.actor_type.clone(),
             created_lsn: entry.created_lsn,
+            hint: Mutex::new(entry.hint),
+            flushed_lsn: AtomicU64::new(entry.flushed_lsn),
             mem: RwLock::new(BTreeMap::new()),
+            mem_bytes: AtomicU64::new(0),
+            first_write_ms: AtomicU64::new(0),
+            tables: RwLock::new(Arc::new(Tables {
+                frozen: Vec::new(),
+                segments,
+            })),
+            generation: AtomicU64::new(0),
+            gate: RwLock::new(()),
+            maintenance: Mutex::new(()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         }
     }
@@ -57,8 +126,46 @@ impl ActorStore {
             tenant: self.tenant.clone(),
             actor_type: self.actor_type.clone(),
             created_lsn: self.created_lsn,
-            flushed_lsn: self.created_lsn,
+            flushed_lsn: self.flushed_lsn(),
+            hint: self.hint(),
+            segments: self.tables().segments.iter().map(|s| s.entry()).collect(),
         }
+    }
+
+    pub(crate) fn flushed_lsn(&self) -> Lsn {
+        self.flushed_lsn.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn hint(&self) -> Hint {
+        *lock(&self.hint)
+    }
+
+    /// Sets the tier hint (the caller holds the manifest lock and publishes).
+    pub(crate) fn set_hint(&self, h: Hint) -> Hint {
+        std::mem::replace(&mut *lock(&self.hint), h)
+    }
+
+    pub(crate) fn tables(&self) -> Arc<Tables> {
+        Arc::clone(&read(&self.tables))
+    }
+
+    /// Replaces the tables (the caller holds the manifest lock and the maintenance lock).
+    pub(crate) fn set_tables(&self, t: Tables) {
+        *write(&self.tables) = Arc::new(t);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn set_flushed(&self, lsn: Lsn) {
+        self.flushed_lsn.fetch_max(lsn, Ordering::AcqRel);
+    }
+
+    pub(crate) fn maintenance_lock(&self) -> MutexGuard<'_, ()> {
+        lock(&self.maintenance)
+    }
+
+    /// Held shared by a writer from its WAL append to its apply.
+    pub(crate) fn gate(&self) -> RwLockReadGuard<'_, ()> {
+        read(&self.gate)
     }
 
     /// Locks the stripes of `keys` (each once, in order: no deadlock between transactions).
@@ -72,22 +179,54 @@ impl ActorStore {
         idx.into_iter().map(|i| lock(&self.stripes[i])).collect()
     }
 
-    /// The newest record of `key` (a tombstone or an expired state included).
-    pub(crate) fn newest(&self, key: &ActorKey) -> Option<ActorRecord> {
-        read(&self.mem).get(key).cloned()
+    /// The newest record of `key` (a tombstone or an expired state included): the memtable,
+    /// then sealed memtables, then segments newest first (at most one block read each, most
+    /// spared by their bloom filters).
+    pub(crate) fn newest(&self, inner: &Inner, key: &ActorKey) -> Result<Option<ActorRecord>> {
+        if let Some(r) = read(&self.mem).get(key) {
+            return Ok(Some(r.clone()));
+        }
+        // Tables are read after the memtable: a seal in between moved the record into them.
+        'attempt: for _ in 0..READ_ATTEMPTS {
+            let t = self.tables();
+            for f in &t.frozen {
+                if let Some(r) = f.map.get(key) {
+                    return Ok(Some(r.clone()));
+                }
+            }
+            for s in &t.segments {
+                match s.get(inner, key)? {
+                    Ok(Some(r)) => return Ok(Some(r)),
+                    Ok(None) => {}
+                    Err(()) => continue 'attempt,
+                }
+            }
+            return Ok(None);
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            "actor segments kept being replaced during the read; try again",
+        ))
     }
 
     /// Checks every condition of `txn` against the newest states at `now_ms` (the caller holds
-    /// the stripes of its keys).
-    pub(crate) fn check(&self, txn: &ActorTxn, now_ms: u64) -> Result<(), Conflict> {
-        let mem = read(&self.mem);
+    /// the stripes of its keys). The outer error is a failed read.
+    pub(crate) fn check(
+        &self,
+        inner: &Inner,
+        txn: &ActorTxn,
+        now_ms: u64,
+    ) -> Result<std::result::Result<(), Conflict>> {
         for e in &txn.entries {
+            if e.condition == Condition::None {
+                continue;
+            }
             let key = ActorKey {
                 actor: txn.actor.clone(),
                 state: e.state.clone(),
             };
-            let current = mem
-                .get(&key)
+            let current = self
+                .newest(inner, &key)?
                 .filter(|r| !r.absent_at(now_ms))
                 .map(|r| r.version);
             let ok = match e.condition {
@@ -96,18 +235,20 @@ impl ActorStore {
                 Condition::IfNoneMatch => current.is_none(),
             };
             if !ok {
-                return Err(Conflict {
+                return Ok(Err(Conflict {
                     state: e.state.clone(),
                     current,
-                });
+                }));
             }
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
-    /// Applies a logged transaction at `lsn` (replay: records of a newer LSN are kept).
-    pub(crate) fn apply(&self, lsn: Lsn, txn: ActorTxn) {
+    /// Applies a logged transaction at `lsn` to the memtable (replay: records of a newer LSN
+    /// are kept).
+    pub(crate) fn apply(&self, lsn: Lsn, txn: ActorTxn, now_ms: u64) {
         let mut mem = write(&self.mem);
+        let mut added = 0u64;
         for e in txn.entries {
             let key = ActorKey {
                 actor: txn.actor.clone(),
@@ -120,56 +261,235 @@ impl ActorStore {
                 TxnOp::Put { value, expiry_ms } => (Some(value), expiry_ms),
                 TxnOp::Delete => (None, None),
             };
-            mem.insert(
-                key.clone(),
-                ActorRecord {
-                    key,
-                    version: lsn,
-                    expiry_ms,
-                    value,
-                },
-            );
+            let rec = ActorRecord {
+                key: key.clone(),
+                version: lsn,
+                expiry_ms,
+                value,
+            };
+            added += record_bytes(&rec);
+            mem.insert(key, rec);
         }
+        self.mem_bytes.fetch_add(added, Ordering::AcqRel);
+        let _ = self.first_write_ms.compare_exchange(
+            0,
+            now_ms.max(1),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// Memtable bytes and when its oldest record was applied (ms; `None`: empty).
+    pub(crate) fn memtable_stats(&self) -> (u64, Option<u64>) {
+        let first = self.first_write_ms.load(Ordering::Acquire);
+        (
+            self.mem_bytes.load(Ordering::Acquire),
+            (first != 0).then_some(first),
+        )
+    }
+
+    /// Moves the memtable to the sealed tables (under the gate: every appended record of this
+    /// store is applied, so the WAL's last LSN bounds what it holds). False when it was empty.
+    pub(crate) fn seal(&self, wal_last_lsn: impl FnOnce() -> Lsn) -> bool {
+        let _all = write(&self.gate);
+        let mut mem = write(&self.mem);
+        if mem.is_empty() {
+            return false;
+        }
+        let map = std::mem::take(&mut *mem);
+        let frozen = Arc::new(Frozen {
+            map,
+            seal_lsn: wal_last_lsn(),
+        });
+        {
+            let mut t = write(&self.tables);
+            let mut next = (**t).clone();
+            next.frozen.insert(0, frozen);
+            *t = Arc::new(next);
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.mem_bytes.store(0, Ordering::Release);
+        self.first_write_ms.store(0, Ordering::Release);
+        true
     }
 
     /// Actor ids after `after` (exclusive) holding at least one live state at `now_ms`, in
-    /// order, at most `limit`.
-    pub(crate) fn list(&self, after: Option<&str>, limit: usize, now_ms: u64) -> Vec<String> {
-        let mem = read(&self.mem);
+    /// order, at most `limit`: a merge of the memtable, sealed memtables and segments (read a
+    /// few blocks at a time), newest version per key. Restarts if a flush or compaction
+    /// changed the tables meanwhile.
+    pub(crate) fn list(
+        &self,
+        inner: &Inner,
+        after: Option<&str>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<String>> {
+        for _ in 0..READ_ATTEMPTS {
+            let generation = self.generation.load(Ordering::Acquire);
+            if let Some(out) = self.list_once(inner, after, limit, now_ms)?
+                && self.generation.load(Ordering::Acquire) == generation
+            {
+                return Ok(out);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            "actor segments kept being replaced during the list; try again",
+        ))
+    }
+
+    fn list_once(
+        &self,
+        inner: &Inner,
+        after: Option<&str>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Option<Vec<String>>> {
         let start = after.map(|a| ActorKey {
             actor: a.to_string(),
             state: String::from('\u{10FFFF}'),
         });
-        let iter: Box<dyn Iterator<Item = (&ActorKey, &ActorRecord)>> = match &start {
-            Some(k) => Box::new(mem.range(k.clone()..)),
-            None => Box::new(mem.iter()),
-        };
+        let t = self.tables();
+        let mut sources: Vec<Source> = Vec::with_capacity(1 + t.frozen.len() + t.segments.len());
+        sources.push(Source::Mem(None));
+        sources.extend(t.frozen.iter().map(|f| Source::Frozen(Arc::clone(f), None)));
+        sources.extend(
+            t.segments
+                .iter()
+                .map(|s| Source::Seg(Arc::clone(s), s.cursor(start.as_ref()))),
+        );
+        let past_start = |k: &ActorKey| after.is_none_or(|a| k.actor.as_str() > a);
+        let mut heads: Vec<Option<ActorRecord>> = Vec::with_capacity(sources.len());
+        for s in &mut sources {
+            match self.next_from(inner, s, start.as_ref(), &past_start)? {
+                Ok(h) => heads.push(h),
+                Err(()) => return Ok(None),
+            }
+        }
         let mut out: Vec<String> = Vec::new();
-        for (k, r) in iter {
-            if out.len() >= limit && out.last() != Some(&k.actor) {
+        while let Some(min) = heads.iter().flatten().map(|r| &r.key).min().cloned() {
+            if out.len() >= limit && out.last() != Some(&min.actor) {
                 break;
             }
-            if after.is_some_and(|a| k.actor.as_str() <= a) || r.absent_at(now_ms) {
+            // The newest version of `min` among the sources; advance every source holding it.
+            let mut best: Option<ActorRecord> = None;
+            for (i, h) in heads.iter_mut().enumerate() {
+                if h.as_ref().is_some_and(|r| r.key == min) {
+                    let r = h.take().expect("checked");
+                    if best.as_ref().is_none_or(|b| r.version > b.version) {
+                        best = Some(r);
+                    }
+                    match self.next_from(inner, &mut sources[i], start.as_ref(), &past_start)? {
+                        Ok(n) => *h = n,
+                        Err(()) => return Ok(None),
+                    }
+                }
+            }
+            let r = best.expect("a source held the key");
+            if r.absent_at(now_ms) {
                 continue;
             }
-            if out.last() != Some(&k.actor) {
-                out.push(k.actor.clone());
+            if out.last() != Some(&r.key.actor) {
+                out.push(r.key.actor);
             }
         }
         out.truncate(limit);
-        out
+        Ok(Some(out))
     }
 
-    /// Live states and their bytes at `now_ms` (statistics).
-    pub(crate) fn stats(&self, now_ms: u64) -> (u64, u64) {
-        let mem = read(&self.mem);
-        mem.values()
-            .filter(|r| !r.absent_at(now_ms))
-            .fold((0, 0), |(n, b), r| {
-                (
-                    n + 1,
-                    b + r.value.as_ref().map_or(0, |v| v.bytes.len() as u64),
-                )
-            })
+    /// The next record of `s` past the start (`Err(())`: its segment is gone).
+    fn next_from(
+        &self,
+        inner: &Inner,
+        s: &mut Source,
+        start: Option<&ActorKey>,
+        past_start: &dyn Fn(&ActorKey) -> bool,
+    ) -> Result<std::result::Result<Option<ActorRecord>, ()>> {
+        loop {
+            let next = match s {
+                Source::Mem(last) => {
+                    let r = next_in(&read(&self.mem), last.as_ref(), start);
+                    *last = r.as_ref().map(|r| r.key.clone());
+                    r
+                }
+                Source::Frozen(f, last) => {
+                    let r = next_in(&f.map, last.as_ref(), start);
+                    *last = r.as_ref().map(|r| r.key.clone());
+                    r
+                }
+                Source::Seg(seg, cursor) => match cursor.next(inner, seg)? {
+                    Ok(r) => r,
+                    Err(()) => return Ok(Err(())),
+                },
+            };
+            match next {
+                Some(r) if !past_start(&r.key) => continue,
+                other => return Ok(Ok(other)),
+            }
+        }
     }
+
+    /// States and bytes per tier: the memtable and sealed memtables are hot (live states at
+    /// `now_ms`, value bytes); a segment counts its records and file bytes in its own tier
+    /// (versions a newer write shadows are counted until compaction drops them).
+    pub(crate) fn stats(&self, now_ms: u64) -> StoreStats {
+        let mut st = StoreStats::default();
+        let mut count = |m: &BTreeMap<ActorKey, ActorRecord>| {
+            for r in m.values().filter(|r| !r.absent_at(now_ms)) {
+                st.states[0] += 1;
+                st.bytes[0] += r.value.as_ref().map_or(0, |v| v.bytes.len() as u64);
+            }
+        };
+        count(&read(&self.mem));
+        let t = self.tables();
+        for f in &t.frozen {
+            count(&f.map);
+        }
+        for s in &t.segments {
+            let i = crate::tiers::tier_index(s.tier());
+            st.states[i] += u64::from(s.meta.footer.records);
+            st.bytes[i] += s.file_len;
+            st.segments[i] += 1;
+        }
+        st
+    }
+
+    /// Segments with their tiers (for the mover and tier usage).
+    pub(crate) fn segments(&self) -> Vec<Arc<ActorSegment>> {
+        self.tables().segments.clone()
+    }
+
+    /// Local bytes of this store's segments (hot and warm).
+    pub(crate) fn local_bytes(&self) -> u64 {
+        self.tables()
+            .segments
+            .iter()
+            .filter(|s| s.tier() != Tier::Cold)
+            .map(|s| s.file_len)
+            .sum()
+    }
+}
+
+/// One ordered source of a list.
+enum Source {
+    Mem(Option<ActorKey>),
+    Frozen(Arc<Frozen>, Option<ActorKey>),
+    Seg(Arc<ActorSegment>, SegmentCursor),
+}
+
+/// The first record of `m` after `last` (exclusive), or at/after `start` when nothing was
+/// returned yet.
+fn next_in(
+    m: &BTreeMap<ActorKey, ActorRecord>,
+    last: Option<&ActorKey>,
+    start: Option<&ActorKey>,
+) -> Option<ActorRecord> {
+    let lower = match (last, start) {
+        (Some(l), _) => Bound::Excluded(l),
+        (None, Some(s)) => Bound::Included(s),
+        (None, None) => Bound::Unbounded,
+    };
+    m.range::<ActorKey, _>((lower, Bound::Unbounded))
+        .next()
+        .map(|(_, r)| r.clone())
 }
