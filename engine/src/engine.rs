@@ -637,6 +637,15 @@ impl Engine {
         Ok(crate::actors::ActorHandle::new(Arc::clone(inner), store))
     }
 
+    /// The actor types `tenant` has written, in order.
+    pub fn list_actor_types(&self, tenant: &str) -> Vec<String> {
+        read(&self.inner.actor_stores)
+            .keys()
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, ty)| ty.clone())
+            .collect()
+    }
+
     /// The actor store of `actor_type` for `tenant` if it exists (reads never create one).
     pub fn actors_existing(
         &self,

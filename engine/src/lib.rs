@@ -78,7 +78,7 @@ pub mod tiers;
 mod types;
 mod wal;
 
-pub use actors::{ActorCondition, ActorHandle, ActorState, ActorWrite};
+pub use actors::{ActorCommit, ActorCondition, ActorHandle, ActorState, ActorWrite};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deadline::Deadline;
 pub use engine::{AliasAction, Engine, EngineStats, Health, RecoveryReport, SnapshotInfo};

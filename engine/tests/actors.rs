@@ -167,8 +167,8 @@ fn a_failed_condition_applies_nothing_of_the_transaction() {
     assert!(e.message().contains("\"b\""), "{e}");
     assert_eq!(a.get("acct", "a").expect("get").expect("a").value, b"100");
     assert!(a.get("acct", "log").expect("get").is_none());
-    let lsn = a
-        .transaction(
+    let commit = a
+        .commit(
             "acct",
             vec![
                 w("a", b"50", ActorCondition::IfMatch(va)),
@@ -177,9 +177,30 @@ fn a_failed_condition_applies_nothing_of_the_transaction() {
                     state: "gone".into(),
                     condition: ActorCondition::None,
                 },
+                w("new", b"1", ActorCondition::None),
             ],
+            true,
         )
         .expect("all hold");
+    // Which states existed; the delete of one that did not is not written.
+    assert_eq!(
+        commit.existed,
+        vec![Some(true), Some(true), Some(false), Some(false)]
+    );
+    let lsn = commit.version.expect("written");
+    assert_eq!(
+        a.transaction(
+            "acct",
+            vec![ActorWrite::Delete {
+                state: "gone".into(),
+                condition: ActorCondition::None,
+            }],
+        )
+        .expect("nothing to delete"),
+        None,
+        "nothing written"
+    );
+    assert_eq!(engine.last_lsn(), lsn, "no record logged");
     for s in ["a", "b"] {
         let got = a.get("acct", s).expect("get").expect("present");
         assert_eq!(
@@ -247,8 +268,8 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        4 => (0u8..2, 0u8..4, 0u8..3, any::<u8>(), 0u8..4, prop::option::of(1u8..50)).prop_map(|(store, actor, state, value, cond, ttl)| Step::Put { store, actor, state, value, cond, ttl }),
-        2 => (0u8..2, 0u8..4, 0u8..3, 0u8..4).prop_map(|(store, actor, state, cond)| Step::Delete { store, actor, state, cond }),
+        4 => (0u8..2, 0u8..4, 0u8..3, any::<u8>(), 0u8..5, prop::option::of(1u8..50)).prop_map(|(store, actor, state, value, cond, ttl)| Step::Put { store, actor, state, value, cond, ttl }),
+        2 => (0u8..2, 0u8..4, 0u8..3, 0u8..5).prop_map(|(store, actor, state, cond)| Step::Delete { store, actor, state, cond }),
         2 => (0u8..2, 0u8..4, prop::collection::btree_map(0u8..3, any::<u8>(), 1..3), any::<bool>()).prop_map(|(store, actor, puts, stale)| Step::Txn { store, actor, puts: puts.into_iter().collect(), stale }),
         1 => (1u16..100).prop_map(Step::Advance),
         2 => (0u8..2).prop_map(Step::Flush),
@@ -312,12 +333,14 @@ proptest! {
             1 => ActorCondition::IfMatch(live(m, k, now).map_or(7, |(_, v)| v)),
             2 => ActorCondition::IfNoneMatch,
             3 => ActorCondition::IfMatch(live(m, k, now).map_or(7, |(_, v)| v + 1)),
+            4 => ActorCondition::IfExists,
             _ => ActorCondition::None,
         };
         let holds = |m: &Model, k: &(String, String), c: ActorCondition, now: u64| match c {
             ActorCondition::None => true,
             ActorCondition::IfMatch(v) => live(m, k, now).is_some_and(|(_, cur)| cur == v),
             ActorCondition::IfNoneMatch => live(m, k, now).is_none(),
+            ActorCondition::IfExists => live(m, k, now).is_some(),
         };
         for s in steps {
             let now = clock.now_millis();
@@ -342,7 +365,9 @@ proptest! {
                     let c = cond(model, &k, code, now);
                     let r = a.delete(&k.0, &k.1, c);
                     if holds(model, &k, c, now) {
-                        r.expect("condition holds");
+                        // Nothing is written (no version) when there was nothing to delete.
+                        let v = r.expect("condition holds");
+                        prop_assert_eq!(v.is_some(), live(model, &k, now).is_some());
                         model.remove(&k);
                     } else {
                         prop_assert_eq!(r.expect_err("condition fails").conflict_version(), Some(live(model, &k, now).map(|(_, v)| v)));
@@ -367,7 +392,7 @@ proptest! {
                     if stale {
                         prop_assert!(r.is_err());
                     } else {
-                        let v = r.expect("all conditions hold");
+                        let v = r.expect("all conditions hold").expect("puts write");
                         for ((_, val), k) in puts.iter().zip(keys) {
                             model.insert(k, (vec![*val], v, None));
                         }

@@ -634,6 +634,17 @@ impl Tiers for Service {
                         cold_segments: c.segments[2],
                     })
                     .collect(),
+                actor_types: r
+                    .actor_types
+                    .into_iter()
+                    .map(|c| pb::ActorTypeTier {
+                        actor_type: c.name,
+                        hint: c.hint,
+                        hot_segments: c.segments[0],
+                        warm_segments: c.segments[1],
+                        cold_segments: c.segments[2],
+                    })
+                    .collect(),
             })
         })
         .await
@@ -649,7 +660,20 @@ impl Tiers for Service {
         tracked("Tiers/SetHint", async move {
             crate::tiers::manager(&c)?;
             let hint = crate::tiers::parse_hint(&r.hint, "hint")?;
-            blocking(move || crate::tiers::set_hint(&st, &c, &r.collection, hint)).await?;
+            match (r.collection.is_empty(), r.actor_type.is_empty()) {
+                (false, true) => {
+                    blocking(move || crate::tiers::set_hint(&st, &c, &r.collection, hint)).await?
+                }
+                (true, false) => {
+                    blocking(move || crate::tiers::set_actor_hint(&st, &c, &r.actor_type, hint))
+                        .await?
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        "collection, actor_type: set exactly one of them",
+                    ));
+                }
+            }
             Ok(pb::SetTierHintResponse {})
         })
         .await

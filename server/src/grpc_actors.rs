@@ -26,6 +26,7 @@ fn condition(c: Option<pb::ActorCondition>) -> ActorCondition {
     match c.and_then(|c| c.kind) {
         Some(pb::actor_condition::Kind::IfMatch(v)) => ActorCondition::IfMatch(v),
         Some(pb::actor_condition::Kind::IfNoneMatch(true)) => ActorCondition::IfNoneMatch,
+        Some(pb::actor_condition::Kind::IfExists(true)) => ActorCondition::IfExists,
         _ => ActorCondition::None,
     }
 }
@@ -92,12 +93,15 @@ impl Service {
     }
 }
 
+/// Runs a write; its version in the answer (0: nothing was written).
 async fn write(
     a: ActorHandle,
-    f: impl FnOnce(&ActorHandle) -> strata_engine::Result<u64> + Send + 'static,
+    f: impl FnOnce(&ActorHandle) -> strata_engine::Result<Option<u64>> + Send + 'static,
 ) -> Result<Response<pb::ActorWriteResponse>, Status> {
     match blocking(move || Ok(f(&a))).await.map_err(Status::from)? {
-        Ok(version) => Ok(Response::new(pb::ActorWriteResponse { version })),
+        Ok(version) => Ok(Response::new(pb::ActorWriteResponse {
+            version: version.unwrap_or(0),
+        })),
         Err(e) => Err(status(e)),
     }
 }
@@ -143,6 +147,7 @@ impl Actors for Service {
         let ct = content_type(r.content_type);
         write(a, move |a| {
             a.put(&r.actor_id, &state, r.value, &ct, ttl, cond)
+                .map(Some)
         })
         .await
     }
@@ -154,7 +159,14 @@ impl Actors for Service {
         let a = self.actors(&req, &req.get_ref().actor_type)?;
         let r = req.into_inner();
         let (state, cond) = (state_name(r.state), condition(r.condition));
-        write(a, move |a| a.delete(&r.actor_id, &state, cond)).await
+        let (id, ty) = (r.actor_id.clone(), r.actor_type.clone());
+        let missing = format!("actor {id:?} of type {ty:?} has no state {state:?}");
+        let res = write(a, move |a| a.delete(&r.actor_id, &state, cond)).await?;
+        // Nothing to delete: nothing was written (as HTTP's 404).
+        match res.get_ref().version {
+            0 => Err(Status::not_found(missing)),
+            _ => Ok(res),
+        }
     }
 
     async fn transaction(

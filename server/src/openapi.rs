@@ -43,6 +43,9 @@ fn schemas() -> Value {
             "io": {"type": "object", "nullable": true, "description": "batched reads of local files (STRATA_IO_MODE); null without a local data directory", "properties": {"backend": {"type": "string", "enum": ["io_uring", "pread"]}, "depth": {"type": "integer"}, "fallback_reason": {"type": "string", "nullable": true}}},
             "collections": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"},
                 "hint": {"type": "string", "enum": ["auto", "pin_hot", "warm", "offload"]},
+                "segments": {"type": "object", "properties": {"hot": {"type": "integer"}, "warm": {"type": "integer"}, "cold": {"type": "integer"}}}}}},
+            "actor_types": {"type": "array", "items": {"type": "object", "properties": {"actor_type": {"type": "string"},
+                "hint": {"type": "string", "enum": ["auto", "pin_hot", "warm", "offload"]},
                 "segments": {"type": "object", "properties": {"hot": {"type": "integer"}, "warm": {"type": "integer"}, "cold": {"type": "integer"}}}}}}}});
     let tier_hint_request = json!({"type": "object", "required": ["hint"], "additionalProperties": false, "properties": {
             "hint": {"type": "string", "enum": ["auto", "pin_hot", "warm", "offload"], "description": "auto: by use; pin_hot: in RAM as far as STRATA_HOT_BYTES allows, never demoted; warm: on local disk, fetched now; offload: cold only, reads stream without caching"}}});
@@ -400,13 +403,19 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>, Value, bo
             true,
         ),
         ("GET", "/v1/tiers") => (
-            "Strata extension (access m): segments, bytes, budgets, hits, misses and moves per tier; cold store status; each collection's hint",
+            "Strata extension (access m): segments, bytes, budgets, hits, misses and moves per tier; cold store status; each collection's and actor type's hint",
             None,
             r("TiersReport"),
             true,
         ),
         ("PUT", "/v1/collections/{collection_name}/tier") => (
             "Strata extension (access m): set the collection's tier hint (persisted; applied by the mover within a second)",
+            Some(r("TierHintRequest")),
+            json!({"type": "boolean"}),
+            true,
+        ),
+        ("PUT", "/v1/actor_types/{actor_type}/tier") => (
+            "Strata extension (access m): set the actor type's tier hint (persisted; the type is created if it was never written)",
             Some(r("TierHintRequest")),
             json!({"type": "boolean"}),
             true,

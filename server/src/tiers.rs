@@ -43,6 +43,8 @@ pub(crate) struct Report {
     /// Batched reads: backend, depth, why `auto` fell back (`None`: no local directory).
     pub(crate) io: Option<IoStatus>,
     pub(crate) collections: Vec<CollectionTier>,
+    /// Actor types, with the same figures (`name` is the actor type).
+    pub(crate) actor_types: Vec<CollectionTier>,
 }
 
 /// Refuses callers without access `m`.
@@ -80,7 +82,20 @@ pub(crate) fn report(engine: &Engine, tenant: &str) -> Result<Report, ApiError> 
             });
         }
     }
+    let actor_types = engine
+        .list_actor_types(tenant)
+        .into_iter()
+        .filter_map(|ty| {
+            let a = engine.actors_existing(tenant, &ty).ok().flatten()?;
+            Some(CollectionTier {
+                name: ty,
+                hint: strata_engine::tiers::hint_name(a.tier_hint()).to_string(),
+                segments: a.segments_per_tier(),
+            })
+        })
+        .collect();
     Ok(Report {
+        actor_types,
         tiers,
         cold_reads_streamed: st.cold_reads_streamed,
         cold_reads_promoted: st.cold_reads_promoted,
@@ -114,6 +129,10 @@ pub(crate) fn to_json(r: &Report) -> Value {
         "io": io_json(&r.io),
         "collections": r.collections.iter().map(|c| json!({
             "name": c.name, "hint": c.hint,
+            "segments": {"hot": c.segments[0], "warm": c.segments[1], "cold": c.segments[2]},
+        })).collect::<Vec<_>>(),
+        "actor_types": r.actor_types.iter().map(|c| json!({
+            "actor_type": c.name, "hint": c.hint,
             "segments": {"hot": c.segments[0], "warm": c.segments[1], "cold": c.segments[2]},
         })).collect::<Vec<_>>(),
     })
@@ -191,4 +210,18 @@ pub(crate) fn set_hint(
             }
             _ => e.into(),
         })
+}
+
+/// Sets the hint of actor type `ty` for the caller's tenant (created if never written, so a
+/// hint can be set before the first write).
+pub(crate) fn set_actor_hint(
+    st: &AppState,
+    caller: &Caller,
+    ty: &str,
+    hint: TierHint,
+) -> Result<(), ApiError> {
+    manager(caller)?;
+    let a = st.engine.actors(&caller.0.tenant, ty)?;
+    a.set_tier_hint(hint)?;
+    Ok(())
 }

@@ -19,6 +19,19 @@ pub enum ActorCondition {
     IfMatch(Lsn),
     /// The state does not exist, or reads as absent (expired): create only.
     IfNoneMatch,
+    /// The state exists, whatever its version (HTTP `If-Match: *`).
+    IfExists,
+}
+
+/// What a committed transaction did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActorCommit {
+    /// The version written (the new ETag of every state it wrote); `None` when nothing was
+    /// written: every write deleted a state that did not exist.
+    pub version: Option<Lsn>,
+    /// Per write, whether its state existed before: known for deletes, conditional writes and
+    /// every write when asked for (`report`); `None` otherwise.
+    pub existed: Vec<Option<bool>>,
 }
 
 /// One write of a transaction.
@@ -115,34 +128,51 @@ impl ActorHandle {
         ttl_ms: Option<u64>,
         condition: ActorCondition,
     ) -> Result<Lsn> {
-        self.transaction(
-            actor,
-            vec![ActorWrite::Put {
-                state: state.to_string(),
-                value,
-                content_type: content_type.to_string(),
-                ttl_ms,
-                condition,
-            }],
-        )
+        let put = ActorWrite::Put {
+            state: state.to_string(),
+            value,
+            content_type: content_type.to_string(),
+            ttl_ms,
+            condition,
+        };
+        let c = self.commit(actor, vec![put], false)?;
+        c.version
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "a put wrote nothing"))
     }
 
-    /// Removes one state. Returns the version of the delete.
-    pub fn delete(&self, actor: &str, state: &str, condition: ActorCondition) -> Result<Lsn> {
-        self.transaction(
-            actor,
-            vec![ActorWrite::Delete {
-                state: state.to_string(),
-                condition,
-            }],
-        )
+    /// Removes one state. Returns the version of the delete, or `None` when the state did not
+    /// exist (nothing is written).
+    pub fn delete(
+        &self,
+        actor: &str,
+        state: &str,
+        condition: ActorCondition,
+    ) -> Result<Option<Lsn>> {
+        let del = ActorWrite::Delete {
+            state: state.to_string(),
+            condition,
+        };
+        Ok(self.commit(actor, vec![del], false)?.version)
+    }
+
+    /// Several writes to one actor's states, all or nothing (see [`ActorHandle::commit`]).
+    /// Returns the version written, `None` when nothing was.
+    pub fn transaction(&self, actor: &str, writes: Vec<ActorWrite>) -> Result<Option<Lsn>> {
+        Ok(self.commit(actor, writes, false)?.version)
     }
 
     /// Several writes to one actor's states, all or nothing: every condition is checked (in WAL
     /// order, under the keys' stripes) before anything is logged; a failed one applies nothing
     /// and answers `FailedPrecondition` with the state's current version
-    /// ([`Error::conflict_version`]). Durable (fsynced) when it returns its LSN.
-    pub fn transaction(&self, actor: &str, writes: Vec<ActorWrite>) -> Result<Lsn> {
+    /// ([`Error::conflict_version`]). A delete of a state that does not exist writes nothing.
+    /// Durable (fsynced) when it returns. `report`: say for every write whether its state
+    /// existed (a read per write; without it only deletes and conditional writes read).
+    pub fn commit(
+        &self,
+        actor: &str,
+        writes: Vec<ActorWrite>,
+        report: bool,
+    ) -> Result<ActorCommit> {
         if writes.is_empty() {
             return Err(Error::invalid("operations: at least one write"));
         }
@@ -219,6 +249,7 @@ impl ActorHandle {
                     ActorCondition::None => Condition::None,
                     ActorCondition::IfMatch(v) => Condition::IfMatch(v),
                     ActorCondition::IfNoneMatch => Condition::IfNoneMatch,
+                    ActorCondition::IfExists => Condition::IfExists,
                 },
             });
         }
@@ -230,35 +261,55 @@ impl ActorHandle {
                 *expiry_ms = Some(now.saturating_add(*t));
             }
         }
-        let txn = ActorTxn {
+        let mut txn = ActorTxn {
             actor: actor.to_string(),
             entries,
         };
-        let bytes = txn.encode();
         self.inner.check_writable()?;
-        self.store.check(&self.inner, &txn, now)?.map_err(|c| {
-            metrics::counter!("strata_actor_conflicts_total").increment(1);
-            let current = match c.current {
-                Some(v) => format!("current version {v}"),
-                None => "the state is absent".to_string(),
-            };
-            Error::conflict(
-                format!(
-                    "state {:?} of actor {actor:?}: condition failed ({current})",
-                    c.state
-                ),
-                c.current,
-            )
-        })?;
+        let existed = self
+            .store
+            .check(&self.inner, &txn, now, report)?
+            .map_err(|c| {
+                metrics::counter!("strata_actor_conflicts_total").increment(1);
+                let current = match c.current {
+                    Some(v) => format!("current version {v}"),
+                    None => "the state is absent".to_string(),
+                };
+                Error::conflict(
+                    format!(
+                        "state {:?} of actor {actor:?}: condition failed ({current})",
+                        c.state
+                    ),
+                    c.current,
+                )
+            })?;
+        // A delete of a state that does not exist changes nothing: it is not logged.
+        let mut i = 0;
+        txn.entries.retain(|e| {
+            let keep = !(matches!(e.op, TxnOp::Delete) && existed[i] == Some(false));
+            i += 1;
+            keep
+        });
+        if txn.entries.is_empty() {
+            return Ok(ActorCommit {
+                version: None,
+                existed,
+            });
+        }
+        let bytes = txn.encode();
         let wal = self.inner.wal();
         // Shared with other writers; a seal waits for this append to be applied.
         let gate = self.store.gate();
         let lsn = wal.append(self.store.id, &bytes)?;
         wal.sync(lsn)?;
+        let written = txn.entries.len() as u64;
         self.store.apply(lsn, txn, now);
         drop(gate);
-        metrics::counter!("strata_actor_writes_total").increment(keys.len() as u64);
-        Ok(lsn)
+        metrics::counter!("strata_actor_writes_total").increment(written);
+        Ok(ActorCommit {
+            version: Some(lsn),
+            existed,
+        })
     }
 
     /// Actor ids after `after` with at least one live state, in order, at most `limit`

@@ -9,7 +9,7 @@ pub(crate) mod segment;
 pub(crate) mod store;
 pub(crate) mod txn;
 
-pub use handle::{ActorCondition, ActorHandle, ActorState, ActorWrite};
+pub use handle::{ActorCommit, ActorCondition, ActorHandle, ActorState, ActorWrite};
 
 use crate::error::{Error, Result};
 use crate::types::Lsn;

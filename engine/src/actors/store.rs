@@ -210,15 +210,20 @@ impl ActorStore {
     }
 
     /// Checks every condition of `txn` against the newest states at `now_ms` (the caller holds
-    /// the stripes of its keys). The outer error is a failed read.
+    /// the stripes of its keys) and answers, per entry, whether its state exists (is live) —
+    /// read only where needed: a condition, a delete, or `report` (reads of cold states cost a
+    /// ranged GET, so blind puts skip it). The outer error is a failed read.
     pub(crate) fn check(
         &self,
         inner: &Inner,
         txn: &ActorTxn,
         now_ms: u64,
-    ) -> Result<std::result::Result<(), Conflict>> {
+        report: bool,
+    ) -> Result<std::result::Result<Vec<Option<bool>>, Conflict>> {
+        let mut existed = Vec::with_capacity(txn.entries.len());
         for e in &txn.entries {
-            if e.condition == Condition::None {
+            if e.condition == Condition::None && !report && !matches!(e.op, TxnOp::Delete) {
+                existed.push(None);
                 continue;
             }
             let key = ActorKey {
@@ -233,6 +238,7 @@ impl ActorStore {
                 Condition::None => true,
                 Condition::IfMatch(v) => current == Some(v),
                 Condition::IfNoneMatch => current.is_none(),
+                Condition::IfExists => current.is_some(),
             };
             if !ok {
                 return Ok(Err(Conflict {
@@ -240,8 +246,9 @@ impl ActorStore {
                     current,
                 }));
             }
+            existed.push(Some(current.is_some()));
         }
-        Ok(Ok(()))
+        Ok(Ok(existed))
     }
 
     /// Applies a logged transaction at `lsn` to the memtable (replay: records of a newer LSN

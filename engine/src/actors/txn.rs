@@ -16,6 +16,8 @@ pub(crate) enum Condition {
     IfMatch(Lsn),
     /// The state does not exist (or reads as absent: a tombstone, expired).
     IfNoneMatch,
+    /// The state exists (any version: HTTP `If-Match: *`).
+    IfExists,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +75,7 @@ impl ActorTxn {
                     w.u64(v);
                 }
                 Condition::IfNoneMatch => w.u8(2),
+                Condition::IfExists => w.u8(3),
             }
             if let TxnOp::Put { value, expiry_ms } = &e.op {
                 w.u64(expiry_ms.unwrap_or(0));
@@ -122,6 +125,7 @@ impl ActorTxn {
                 0 => Condition::None,
                 1 => Condition::IfMatch(r.u64("condition version")?),
                 2 => Condition::IfNoneMatch,
+                3 => Condition::IfExists,
                 c => return Err(r.err(format!("unknown condition {c}"))),
             };
             let op = match kind {
@@ -196,6 +200,7 @@ mod tests {
             Just(Condition::None),
             any::<u64>().prop_map(Condition::IfMatch),
             Just(Condition::IfNoneMatch),
+            Just(Condition::IfExists),
         ];
         (name(30), op, condition).prop_map(|(state, op, condition)| TxnEntry {
             state,

@@ -57,14 +57,92 @@ fn etag(v: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{v}\"")).expect("digits are a valid header")
 }
 
-/// The version an `If-Match` value names (`"12"`, `12` or `W/"12"`); a list or `*` is refused.
+/// The version a transaction's `if_match` string names (`"12"` or `12`).
 fn parse_etag(v: &str, at: &str) -> Result<u64, ApiError> {
-    let t = v.trim().trim_start_matches("W/").trim_matches('"');
+    let t = v.trim().trim_matches('"');
     t.parse::<u64>().map_err(|_| {
         ApiError::invalid(format!(
             "{at}: {v:?} is not an ETag of this server (a quoted version, e.g. \"12\")"
         ))
     })
+}
+
+/// One entity tag of an `If-Match` / `If-None-Match` list (RFC 9110 §8.8.3).
+#[derive(Debug, PartialEq, Eq)]
+enum Tag {
+    /// `*`.
+    Any,
+    /// `"…"` or `W/"…"`: the version when it is one of this server's (digits), and whether weak.
+    Tag { version: Option<u64>, weak: bool },
+}
+
+/// Parses an entity-tag list (`*`, or `"a", W/"b"`); malformed → 400 naming `at`.
+fn tags(v: &str, at: &str) -> Result<Vec<Tag>, ApiError> {
+    let bad = || {
+        ApiError::invalid(format!(
+            "{at}: {v:?} is not * or a list of entity tags (e.g. \"12\")"
+        ))
+    };
+    if v.trim() == "*" {
+        return Ok(vec![Tag::Any]);
+    }
+    let mut out = Vec::new();
+    let mut rest = v.trim();
+    while !rest.is_empty() {
+        let weak = rest.starts_with("W/");
+        let t = rest.strip_prefix("W/").unwrap_or(rest);
+        let body = t.strip_prefix('"').ok_or_else(bad)?;
+        let end = body.find('"').ok_or_else(bad)?;
+        let opaque = &body[..end];
+        if !opaque
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b))
+        {
+            return Err(bad());
+        }
+        let version = (!opaque.is_empty() && opaque.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| opaque.parse::<u64>().ok())
+            .flatten();
+        out.push(Tag::Tag { version, weak });
+        rest = body[end + 1..].trim_start();
+        match rest.strip_prefix(',') {
+            Some(r) => rest = r.trim_start(),
+            None if rest.is_empty() => {}
+            None => return Err(bad()),
+        }
+    }
+    if out.is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// The write condition an `If-Match` list stands for: `*` → the state exists; else strong
+/// comparison — weak tags and tags of no version of this server never match (version 0, which
+/// no write has: LSNs start at 1, so the engine answers 412 with the current ETag).
+fn if_match(v: &str) -> Result<ActorCondition, ApiError> {
+    let t = tags(v, "If-Match")?;
+    if t.contains(&Tag::Any) {
+        return Ok(ActorCondition::IfExists);
+    }
+    let mut versions: Vec<u64> = t
+        .iter()
+        .filter_map(|t| match t {
+            Tag::Tag {
+                version: Some(v),
+                weak: false,
+            } => Some(*v),
+            _ => None,
+        })
+        .collect();
+    versions.dedup();
+    match versions.as_slice() {
+        [] => Ok(ActorCondition::IfMatch(0)),
+        [one] => Ok(ActorCondition::IfMatch(*one)),
+        _ => Err(ApiError::invalid(format!(
+            "If-Match: {v:?} names several versions; a write can be conditioned on one"
+        ))),
+    }
 }
 
 fn condition(h: &HeaderMap) -> Result<ActorCondition, ApiError> {
@@ -80,10 +158,10 @@ fn condition(h: &HeaderMap) -> Result<ActorCondition, ApiError> {
         (Some(_), Some(_)) => Err(ApiError::invalid(
             "If-Match and If-None-Match: give one of them",
         )),
-        (Some(m), None) => Ok(ActorCondition::IfMatch(parse_etag(m, "If-Match")?)),
-        (None, Some("*")) => Ok(ActorCondition::IfNoneMatch),
+        (Some(m), None) => if_match(m),
+        (None, Some(v)) if v.trim() == "*" => Ok(ActorCondition::IfNoneMatch),
         (None, Some(v)) => Err(ApiError::invalid(format!(
-            "If-None-Match: only * is supported (create only), got {v:?}"
+            "If-None-Match: only * is supported on writes (create only), got {v:?}"
         ))),
         (None, None) => Ok(ActorCondition::None),
     }
@@ -119,14 +197,46 @@ fn answer(e: strata_engine::Error) -> Response {
     r
 }
 
-fn written(started: Instant, version: u64, status: StatusCode) -> Response {
+fn written(started: Instant, version: Option<u64>, status: StatusCode) -> Response {
     let mut r = (status, ok(started, json!({ "version": version }))).into_response();
-    r.headers_mut().insert(header::ETAG, etag(version));
+    if let Some(v) = version {
+        r.headers_mut().insert(header::ETAG, etag(v));
+    }
     r
 }
 
-async fn get_one(st: AppState, caller: Caller, ty: String, id: String, state: String) -> Response {
+/// `s` percent-encoded for a path segment (unreserved characters kept).
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(char::from(b))
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+async fn get_one(
+    st: AppState,
+    caller: Caller,
+    ty: String,
+    id: String,
+    state: String,
+    h: HeaderMap,
+) -> Response {
     let run = async move {
+        // Read first: a malformed header is a 400 whether or not the state exists.
+        let not_modified = match h.get(header::IF_NONE_MATCH) {
+            None => None,
+            Some(v) => Some(tags(
+                v.to_str()
+                    .map_err(|_| ApiError::invalid("If-None-Match: not visible ASCII"))?,
+                "If-None-Match",
+            )?),
+        };
         let (i, s) = (id.clone(), state.clone());
         let found = match existing(&st, &caller, &ty)? {
             Some(a) => blocking(move || a.get(&i, &s).map_err(ApiError::from)).await?,
@@ -137,6 +247,17 @@ async fn get_one(st: AppState, caller: Caller, ty: String, id: String, state: St
                 "actor {id:?} of type {ty:?} has no state {state:?}"
             ))
         })?;
+        // If-None-Match on a read: weak comparison; a match (or `*`) → 304 with the ETag.
+        if let Some(t) = not_modified
+            && t.iter().any(|t| match t {
+                Tag::Any => true,
+                Tag::Tag { version, .. } => *version == Some(s.version),
+            })
+        {
+            let mut r = StatusCode::NOT_MODIFIED.into_response();
+            r.headers_mut().insert(header::ETAG, etag(s.version));
+            return Ok(r);
+        }
         let mut r = (StatusCode::OK, s.value).into_response();
         let ct = HeaderValue::from_str(&s.content_type)
             .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
@@ -180,17 +301,39 @@ async fn put_one(
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
-    let created = cond == ActorCondition::IfNoneMatch;
-    match blocking(move || Ok(a.put(&id, &state, body.to_vec(), &ct, ttl_ms, cond))).await {
-        Ok(Ok(v)) => written(
-            started,
-            v,
-            if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            },
+    let location = match state.as_str() {
+        DEFAULT_STATE => format!("/v1/actors/{}/{}", path_segment(&ty), path_segment(&id)),
+        s => format!(
+            "/v1/actors/{}/{}/{}",
+            path_segment(&ty),
+            path_segment(&id),
+            path_segment(s)
         ),
+    };
+    let put = ActorWrite::Put {
+        state,
+        value: body.to_vec(),
+        content_type: ct,
+        ttl_ms,
+        condition: cond,
+    };
+    // `report`: whether the state existed decides 201 (created) or 200 (RFC 9110 §9.3.4).
+    match blocking(move || Ok(a.commit(&id, vec![put], true))).await {
+        Ok(Ok(c)) => {
+            let created = c.existed.first() == Some(&Some(false));
+            let mut r = written(
+                started,
+                c.version,
+                match created {
+                    true => StatusCode::CREATED,
+                    false => StatusCode::OK,
+                },
+            );
+            if created && let Ok(l) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, l);
+            }
+            r
+        }
         Ok(Err(e)) => answer(e),
         Err(e) => e.into_response(),
     }
@@ -210,8 +353,14 @@ async fn delete_one(
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
-    match blocking(move || Ok(a.delete(&id, &state, cond))).await {
-        Ok(Ok(v)) => written(started, v, StatusCode::OK),
+    let (i, s) = (id.clone(), state.clone());
+    match blocking(move || Ok(a.delete(&i, &s, cond))).await {
+        Ok(Ok(Some(v))) => written(started, Some(v), StatusCode::OK),
+        // Nothing to delete: nothing was written.
+        Ok(Ok(None)) => ApiError::not_found(format!(
+            "actor {id:?} of type {ty:?} has no state {state:?}"
+        ))
+        .into_response(),
         Ok(Err(e)) => answer(e),
         Err(e) => e.into_response(),
     }
@@ -223,8 +372,9 @@ pub(crate) async fn get_default(
     caller: Caller,
     _dl: ReqDeadline,
     Path((ty, id)): Path<(String, String)>,
+    h: HeaderMap,
 ) -> Response {
-    get_one(st, caller, ty, id, DEFAULT_STATE.into()).await
+    get_one(st, caller, ty, id, DEFAULT_STATE.into(), h).await
 }
 
 /// `GET /v1/actors/{type}/{id}/{state}`.
@@ -233,8 +383,9 @@ pub(crate) async fn get_state(
     caller: Caller,
     _dl: ReqDeadline,
     Path((ty, id, state)): Path<(String, String, String)>,
+    h: HeaderMap,
 ) -> Response {
-    get_one(st, caller, ty, id, state).await
+    get_one(st, caller, ty, id, state, h).await
 }
 
 /// `PUT /v1/actors/{type}/{id}`.
@@ -313,13 +464,17 @@ fn parse_op(v: &Value, at: &str) -> Result<ActorWrite, ApiError> {
     };
     let if_match = match parse::get(o, "if_match") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
+        Some(Value::Number(n)) => Some(ActorCondition::IfMatch(n.as_u64().ok_or_else(|| {
             ApiError::invalid(format!("{here}if_match: expected a version, got {n}"))
-        })?),
-        Some(Value::String(s)) => Some(parse_etag(s, &format!("{here}if_match"))?),
+        })?)),
+        Some(Value::String(s)) if s.trim() == "*" => Some(ActorCondition::IfExists),
+        Some(Value::String(s)) => Some(ActorCondition::IfMatch(parse_etag(
+            s,
+            &format!("{here}if_match"),
+        )?)),
         Some(other) => {
             return Err(ApiError::invalid(format!(
-                "{here}if_match: expected a version, got {other}"
+                "{here}if_match: expected a version or \"*\", got {other}"
             )));
         }
     };
@@ -330,7 +485,7 @@ fn parse_op(v: &Value, at: &str) -> Result<ActorWrite, ApiError> {
                 "{here}if_match and if_none_match: give one of them"
             )));
         }
-        (Some(v), false) => ActorCondition::IfMatch(v),
+        (Some(c), false) => c,
         (None, true) => ActorCondition::IfNoneMatch,
         (None, false) => ActorCondition::None,
     };

@@ -1792,6 +1792,19 @@ pub(crate) async fn get_tiers(State(st): State<AppState>, caller: Caller) -> Api
     ok(started, crate::tiers::to_json(&r))
 }
 
+/// The `{"hint"}` body of a tier route.
+fn hint_body(body: &Bytes) -> Result<strata_engine::TierHint, ApiError> {
+    let b = parse::body(body)?;
+    parse::check_fields(&b, "", &["hint"], &[])?;
+    match parse::get(&b, "hint") {
+        Some(Value::String(h)) => crate::tiers::parse_hint(h, "hint"),
+        Some(other) => Err(ApiError::invalid(format!(
+            "hint: expected one of auto, pin_hot, warm, offload, got {other}"
+        ))),
+        None => Err(ApiError::invalid("hint: missing")),
+    }
+}
+
 pub(crate) async fn set_tier(
     State(st): State<AppState>,
     caller: Caller,
@@ -1800,17 +1813,21 @@ pub(crate) async fn set_tier(
 ) -> ApiResult {
     let started = Instant::now();
     crate::tiers::manager(&caller)?;
-    let b = parse::body(&body)?;
-    parse::check_fields(&b, "", &["hint"], &[])?;
-    let hint = match parse::get(&b, "hint") {
-        Some(Value::String(h)) => crate::tiers::parse_hint(h, "hint")?,
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "hint: expected one of auto, pin_hot, warm, offload, got {other}"
-            )));
-        }
-        None => return Err(ApiError::invalid("hint: missing")),
-    };
+    let hint = hint_body(&body)?;
     blocking(move || crate::tiers::set_hint(&st, &caller, &c, hint)).await?;
+    ok(started, json!(true))
+}
+
+/// `PUT /v1/actor_types/{actor_type}/tier` `{"hint"}`.
+pub(crate) async fn set_actor_tier(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ty): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    crate::tiers::manager(&caller)?;
+    let hint = hint_body(&body)?;
+    blocking(move || crate::tiers::set_actor_hint(&st, &caller, &ty, hint)).await?;
     ok(started, json!(true))
 }

@@ -371,6 +371,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         "/collections/{collection_name}/snapshots/{snapshot_name}",
     ),
     ("GET", "/v1/tiers"),
+    ("PUT", "/v1/actor_types/{actor_type}/tier"),
     ("GET", "/v1/actors/{actor_type}"),
     ("GET", "/v1/actors/{actor_type}/{actor_id}"),
     ("PUT", "/v1/actors/{actor_type}/{actor_id}"),
@@ -622,6 +623,10 @@ pub fn router(st: AppState, max_body_bytes: usize) -> Router {
         .route(
             "/v1/collections/{collection_name}/tier",
             axum::routing::put(h::set_tier),
+        )
+        .route(
+            "/v1/actor_types/{actor_type}/tier",
+            axum::routing::put(h::set_actor_tier),
         );
     with_unsupported_routes(routes)
         .fallback(not_found)

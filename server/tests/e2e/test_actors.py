@@ -44,7 +44,7 @@ def test_conditions_etags_and_content_types(server):
         r = c.put(f"{base}/p1", content=b"\x00\x01", headers={"if-match": '"999999"', "content-type": "application/octet-stream"})
         assert r.status_code == 412 and r.headers["etag"] == tag
         r = c.put(f"{base}/p1/inventory", content=b"\x00\x01", headers={"content-type": "application/octet-stream"})
-        assert r.status_code == 200
+        assert r.status_code == 201 and r.headers["location"] == "/v1/actors/player/p1/inventory", "any create"
         g = c.get(f"{base}/p1/inventory")
         assert g.content == b"\x00\x01" and g.headers["content-type"] == "application/octet-stream"
         r = c.delete(f"{base}/p1", headers={"if-match": tag})
@@ -68,11 +68,64 @@ def test_conditions_etags_and_content_types(server):
     assert 'strata_actor_states{tier="hot"} 1' in m, [l for l in m.splitlines() if "actor_states" in l]
 
 
+def test_http_conditional_request_semantics(server):
+    """RFC 9110 §13: If-Match `*` and lists with strong comparison (weak or foreign tags never
+    match: 412), GET If-None-Match → 304, 201 + Location for every create, DELETE of an absent
+    state → 404 without writing anything."""
+    h = {"api-key": server.admin_token}
+    base = f"{server.http}/v1/actors/door"
+    with httpx.Client(headers=h) as c:
+        r = c.put(f"{base}/d%20one", content=b"open", headers={"if-match": "*"})
+        assert r.status_code == 412 and "etag" not in r.headers, "If-Match: * needs an existing state"
+        r = c.put(f"{base}/d%20one", content=b"open")
+        assert r.status_code == 201 and r.headers["location"] == "/v1/actors/door/d%20one", r.headers
+        tag = r.headers["etag"]
+        r = c.put(f"{base}/d%20one", content=b"shut", headers={"if-match": "*"})
+        assert r.status_code == 200 and "location" not in r.headers
+        tag2 = r.headers["etag"]
+        # Weak, foreign and stale tags never match (strong comparison): 412 with the current ETag.
+        for bad in [f"W/{tag2}", '"not-ours"', tag, f'"x", W/{tag2}']:
+            r = c.put(f"{base}/d%20one", content=b"no", headers={"if-match": bad})
+            assert r.status_code == 412 and r.headers["etag"] == tag2, (bad, r.status_code, r.text)
+        # A list holding the current tag matches.
+        r = c.put(f"{base}/d%20one", content=b"ajar", headers={"if-match": f'"x", {tag2}'})
+        assert r.status_code == 200, r.text
+        tag3 = r.headers["etag"]
+        for bad in ['"unterminated', "12", '"a" "b"']:
+            r = c.put(f"{base}/d%20one", content=b"no", headers={"if-match": bad})
+            assert r.status_code == 400 and "If-Match" in r.json()["status"]["error"], (bad, r.text)
+        # Reads: If-None-Match with the current tag (weak comparison, lists, *) → 304, no body.
+        for inm in [tag3, f"W/{tag3}", f'"1", {tag3}', "*"]:
+            r = c.get(f"{base}/d%20one", headers={"if-none-match": inm})
+            assert r.status_code == 304 and r.headers["etag"] == tag3 and r.content == b"", inm
+        r = c.get(f"{base}/d%20one", headers={"if-none-match": tag})
+        assert r.status_code == 200 and r.content == b"ajar"
+
+        # Deleting what is not there writes nothing.
+        def writes():
+            for line in httpx.get(f"{server.metrics}/metrics").text.splitlines():
+                if line.startswith("strata_actor_writes_total"):
+                    return float(line.split()[-1])
+            return 0.0
+        before = writes()
+        r = c.delete(f"{base}/nobody")
+        assert r.status_code == 404 and "no state" in r.json()["status"]["error"], r.text
+        r = c.delete(f"{base}/nobody", headers={"if-match": "*"})
+        assert r.status_code == 412
+        assert writes() == before, "no tombstone written"
+        r = c.delete(f"{base}/d%20one", headers={"if-match": tag3})
+        assert r.status_code == 200 and writes() == before + 1
+        r = c.post(f"{base}/d%20one/transaction", json={"operations": [{"op": "delete", "state": "state"}]})
+        assert r.status_code == 200 and r.json()["result"]["version"] is None and "etag" not in r.headers
+        r = c.post(f"{base}/d%20one/transaction", json={"operations": [{"op": "put", "value": 1, "if_match": "*"}]})
+        assert r.status_code == 412, r.text
+
+
 def test_ttl_transactions_and_listing(server):
     h = {"api-key": server.admin_token}
     base = f"{server.http}/v1/actors/cart"
     with httpx.Client(headers=h) as c:
-        assert c.put(f"{base}/u1", content=b"x", params={"ttl": "1"}).status_code == 200
+        assert c.put(f"{base}/u1", content=b"x", params={"ttl": "1"}).status_code == 201
         assert c.get(f"{base}/u1").status_code == 200
         time.sleep(1.2)
         assert c.get(f"{base}/u1").status_code == 404, "expired"
@@ -107,7 +160,7 @@ def test_ttl_transactions_and_listing(server):
 def test_the_actors_claim_guards_each_type(server):
     base = f"{server.http}/v1/actors"
     admin = {"api-key": server.admin_token}
-    assert httpx.put(f"{base}/a/x", content=b"1", headers=admin).status_code == 200
+    assert httpx.put(f"{base}/a/x", content=b"1", headers=admin).status_code == 201
     reader = {"api-key": server.token(access="r", actors="r")}
     assert httpx.get(f"{base}/a/x", headers=reader).status_code == 200
     assert httpx.put(f"{base}/a/x", content=b"2", headers=reader).status_code == 403
@@ -135,7 +188,7 @@ def test_concurrent_increments_lose_nothing_acknowledged_across_sigkill(start):
     s = start("data")
     url_of = lambda srv: f"{srv.http}/v1/actors/counter/c1"
     h = {"api-key": s.admin_token}
-    assert httpx.put(url_of(s), content=b"0", headers=h).status_code == 200
+    assert httpx.put(url_of(s), content=b"0", headers=h).status_code == 201
     clients, each = 8, 25
     acked = [0] * clients
     stop = threading.Event()
@@ -206,6 +259,20 @@ def test_grpc_actors_conditions_and_increments_across_sigkill(start, strata_pb):
         pb.ActorOperation(state="x", value=b"1", ttl_seconds=60), pb.ActorOperation(state="y", delete=True)]), metadata=md)
     assert a.Get(pb.GetActorStateRequest(actor_type="g", actor_id="c", state="x"), metadata=md).version == tx.version
     assert list(a.List(pb.ListActorsRequest(actor_type="g"), metadata=md).actor_ids) == ["c"]
+    # Deleting a state that does not exist: NOT_FOUND, nothing written; if_exists as If-Match: *.
+    for call, req, code in [
+            (a.Delete, pb.DeleteActorStateRequest(actor_type="g", actor_id="c", state="nothing"),
+             grpc.StatusCode.NOT_FOUND),
+            (a.Put, pb.PutActorStateRequest(actor_type="g", actor_id="c", state="nothing", value=b"1",
+                                            condition=pb.ActorCondition(if_exists=True)),
+             grpc.StatusCode.FAILED_PRECONDITION)]:
+        try:
+            call(req, metadata=md)
+            raise AssertionError("must fail")
+        except grpc.RpcError as e:
+            assert e.code() == code, e
+    assert a.Put(pb.PutActorStateRequest(actor_type="g", actor_id="c", state="x", value=b"2",
+                                         condition=pb.ActorCondition(if_exists=True)), metadata=md).version > tx.version
 
     clients = 6
     acked = [0] * clients

@@ -203,3 +203,72 @@ def test_a_tiny_warm_budget_evicts_to_s3_and_answers_stay_exact(s3, start, bigan
     assert answers(c, "v", q) == evicted
     assert recall(c, "v", q, t) == r
     assert b.stop(signal.SIGTERM) == 0
+
+
+def counter(metrics_url, series):
+    """The value of counter line `series` (e.g. 'x_total{op="get"}'; 0 when absent)."""
+    for line in httpx.get(f"{metrics_url}/metrics").text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_actor_states_age_out_to_s3_and_a_cold_get_is_one_ranged_get(s3, start):
+    """Actor states flushed to actor segments move to S3 under a one-byte local budget; gets
+    return the same value and version at the cost of one ranged GET each; the actor type's
+    hint is set over HTTP and shown by /v1/tiers; a node restored from S3 alone answers."""
+    bucket = f"strata-{uuid.uuid4().hex[:8]}"
+    client_for(s3).create_bucket(Bucket=bucket)
+    env = dict(cold_env(s3, bucket, "actors"), STRATA_WARM_BYTES="1", STRATA_TIER_MIN_RESIDENCE="0s",
+               STRATA_MEMTABLE_MAX_AGE="1s")
+    a = start("actors-a", env=env)
+    h = {"api-key": a.admin_token}
+    base = f"{a.http}/v1/actors/player"
+    versions = {}
+    with httpx.Client(headers=h, timeout=30) as c:
+        r = c.put(f"{a.http}/v1/actor_types/player/tier", json={"hint": "offload"})
+        assert r.status_code == 200, r.text
+        for i in range(300):
+            r = c.put(f"{base}/p{i:04}", json={"level": i}, headers={"if-none-match": "*"})
+            assert r.status_code == 201, r.text
+            versions[i] = r.headers["etag"]
+        deadline = time.time() + 60
+        while True:
+            segs = [gauge(a.metrics, "strata_actor_segments", t) for t in ("hot", "warm", "cold")]
+            hot_states = gauge(a.metrics, "strata_actor_states", "hot")
+            if segs[2] >= 1 and segs[0] == segs[1] == 0 and hot_states == 0:
+                break
+            assert time.time() < deadline, f"actor segments never reached S3: {segs}, {hot_states} hot"
+            time.sleep(0.3)
+        assert gauge(a.metrics, "strata_actor_states", "cold") == 300
+        local = sorted(p.name for p in (a.data_dir / "segments").iterdir())
+        assert local and all(n.endswith(".meta") for n in local), local
+        tiers = c.get(f"{a.http}/v1/tiers").json()["result"]
+        assert tiers["actor_types"] == [{"actor_type": "player", "hint": "offload",
+                                          "segments": {"hot": 0, "warm": 0, "cold": segs[2]}}], tiers
+        ranged = 'strata_object_store_requests_total{op="get_ranges"}'
+        cold_reads = 'strata_actor_segment_reads_total{tier="cold"}'
+        for i in [0, 7, 150, 299]:
+            before, reads = counter(a.metrics, ranged), counter(a.metrics, cold_reads)
+            g = c.get(f"{base}/p{i:04}")
+            assert g.status_code == 200 and g.json() == {"level": i}
+            assert g.headers["etag"] == versions[i] and g.headers["content-type"] == "application/json"
+            assert counter(a.metrics, ranged) - before == 1, "one ranged GET per cold get"
+            assert counter(a.metrics, cold_reads) - reads == 1
+        # A conditional write against a cold state: stale → 412 with its cold version; current → 200.
+        r = c.put(f"{base}/p0007", json={"level": 70}, headers={"if-match": versions[150]})
+        assert r.status_code == 412 and r.headers["etag"] == versions[7]
+        r = c.put(f"{base}/p0007", json={"level": 70}, headers={"if-match": versions[7]})
+        assert r.status_code == 200
+        versions[7] = r.headers["etag"]
+        page = c.get(base, params={"limit": 3}).json()["result"]
+        assert page["actors"] == ["p0000", "p0001", "p0002"], page
+    assert a.stop(signal.SIGTERM) == 0
+
+    b = start("actors-b", env=env)
+    with httpx.Client(headers={"api-key": b.admin_token}, timeout=30) as c:
+        for i in [7, 299]:
+            g = c.get(f"{b.http}/v1/actors/player/p{i:04}")
+            assert g.status_code == 200 and g.headers["etag"] == versions[i], (i, g.text)
+        assert g.json() == {"level": 299}
+    assert b.stop(signal.SIGTERM) == 0
