@@ -128,6 +128,9 @@ pub struct EngineStats {
     /// Block reads of actor segments since open, by the tier that served them (a cold one is
     /// one ranged GET).
     pub actor_segment_reads: [u64; 3],
+    /// Actor commits that wrote since open, by path: async (awaited the syncer thread's
+    /// shared fsync), blocking (a thread waited in the WAL's group commit).
+    pub actor_commits: [u64; 2],
     /// Persisted segments per tier: hot, warm, cold.
     pub tier_segments: [u64; 3],
     /// Bytes of those segments' files per tier: hot, warm, cold.
@@ -214,6 +217,8 @@ pub(crate) struct Inner {
     jobs: Jobs,
     mover: crate::tiers::Mover,
     actor_counters: crate::actors::ActorCounters,
+    /// Async durability waits (`durable.rs`); its thread runs unless read-only.
+    syncer: Arc<crate::durable::Syncer>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -420,6 +425,7 @@ impl Engine {
             jobs: Jobs::default(),
             mover: crate::tiers::Mover::default(),
             actor_counters: crate::actors::ActorCounters::default(),
+            syncer: Arc::default(),
             opts,
         });
         tracing::info!(
@@ -439,11 +445,22 @@ impl Engine {
                 tracing::warn!(error = %e, "could not write the manifest to the cold store at start; retried in the background");
             }
         }
-        let workers = if background {
+        let mut workers = if background {
             crate::maintenance::spawn_workers(&inner)
         } else {
             Vec::new()
         };
+        if !inner.opts.read_only {
+            let (syncer, wal) = (Arc::clone(&inner.syncer), Arc::clone(&inner.wal));
+            workers.push(
+                std::thread::Builder::new()
+                    .name("strata-syncer".into())
+                    .spawn(move || syncer.run(&*wal))
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Internal, format!("spawning the syncer: {e}"))
+                    })?,
+            );
+        }
         Ok(Engine { inner, workers })
     }
 
@@ -509,6 +526,9 @@ impl Engine {
         }
         for (i, c) in self.inner.actor_counters.reads.iter().enumerate() {
             st.actor_segment_reads[i] = c.load(Ordering::Relaxed);
+        }
+        for (i, c) in self.inner.actor_counters.commits.iter().enumerate() {
+            st.actor_commits[i] = c.load(Ordering::Relaxed);
         }
         let p = &self.inner.search_paths;
         st.segment_search_paths = [
@@ -785,6 +805,7 @@ impl Engine {
         *lock(&self.inner.shutdown) = true;
         self.inner.closed.store(true, Ordering::Release);
         self.inner.wake.notify_all();
+        self.inner.syncer.stop();
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
@@ -975,6 +996,10 @@ impl Inner {
 
     pub(crate) fn actor_counters(&self) -> &crate::actors::ActorCounters {
         &self.actor_counters
+    }
+
+    pub(crate) fn syncer(&self) -> &crate::durable::Syncer {
+        &self.syncer
     }
 
     /// `Ok` when writes are accepted; otherwise `Unavailable` saying why.

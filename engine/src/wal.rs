@@ -96,6 +96,12 @@ pub trait Wal: Send + Sync + std::fmt::Debug {
     fn fsync_count(&self) -> u64 {
         0
     }
+    /// Every record up to this LSN is durable, when the log can tell (`None`: it cannot, and
+    /// callers must use [`Wal::sync`] — the engine then never applies a record before its
+    /// writer's own sync returned).
+    fn durable_lsn(&self) -> Option<Lsn> {
+        None
+    }
 }
 
 /// Largest record payload accepted (64 MiB).
@@ -736,6 +742,13 @@ impl Wal for LocalWal {
 
     fn is_healthy(&self) -> bool {
         !self.poisoned.load(Ordering::Acquire)
+    }
+
+    fn durable_lsn(&self) -> Option<Lsn> {
+        match self.opts.ack {
+            AckMode::Fsync => Some(self.durable.load(Ordering::SeqCst)),
+            AckMode::None => Some(self.last_lsn()),
+        }
     }
 
     fn fsync_count(&self) -> u64 {

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use strata_engine::*;
 
+#[path = "support/block_on.rs"]
+mod block_on;
 #[path = "support/counting.rs"]
 mod counting;
 
@@ -349,7 +351,13 @@ proptest! {
                     let (a, model) = (&stores[store as usize], &mut models[store as usize]);
                     let k = name(actor, state);
                     let c = cond(model, &k, code, now);
-                    let r = a.put(&k.0, &k.1, vec![value], "b", ttl.map(u64::from), c);
+                    // Odd values take the async path (awaiting the syncer), even ones block.
+                    let write = ActorWrite::Put { state: k.1.clone(), value: vec![value], content_type: "b".into(), ttl_ms: ttl.map(u64::from), condition: c };
+                    let r = match (value % 2 == 1).then(|| a.commit_async(&k.0, vec![write.clone()], false)).flatten() {
+                        Some(f) => block_on::block_on(f),
+                        None => a.commit(&k.0, vec![write], false),
+                    }
+                    .map(|c| c.version.expect("a put writes"));
                     if holds(model, &k, c, now) {
                         let v = r.expect("condition holds");
                         model.insert(k, (vec![value], v, ttl.map(|t| now + u64::from(t))));
@@ -428,7 +436,11 @@ proptest! {
                     for state in 0..3 {
                         let k = name(actor, state);
                         let got = a.get(&k.0, &k.1).expect("get").map(|s| (s.value, s.version));
-                        prop_assert_eq!(got, live(model, &k, now), "{} {:?}", a.actor_type(), k);
+                        prop_assert_eq!(&got, &live(model, &k, now), "{} {:?}", a.actor_type(), k);
+                        // Without I/O: the same answer, or none (a warm or cold block to read).
+                        if let Some(r) = a.get_resident(&k.0, &k.1) {
+                            prop_assert_eq!(r.expect("resident").map(|s| (s.value, s.version)), got);
+                        }
                     }
                 }
                 let want: Vec<String> = (0..4).map(|x| format!("actor{x}"))
@@ -613,5 +625,99 @@ fn reads_never_create_a_store_and_a_created_one_survives_a_reopen() {
             .expect("lookup")
             .is_none(),
         "per tenant"
+    );
+}
+
+/// Async commits (no thread held while the WAL syncs; conditions see pending writes) and
+/// blocking ones decide conditions together: 8 clients — half async, half blocking — do 40
+/// If-Match increments each of one counter while another thread keeps flushing the store
+/// (seals with writes pending); the counter ends at exactly 320 and survives a reopen.
+#[test]
+fn async_and_blocking_commits_decide_conditions_together_through_flushes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(1_000));
+    let engine = Arc::new(open(dir.path(), Arc::clone(&clock)));
+    let a = engine.actors(DEFAULT_TENANT, "counter").expect("store");
+    put(&a, "c1", "state", b"0", ActorCondition::IfNoneMatch).expect("create");
+    let (threads, each) = (8usize, 40usize);
+    let went_async = std::sync::atomic::AtomicU64::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let flusher = s.spawn(|| {
+            let mut flushes = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                flushes += u32::from(a.flush().expect("flush"));
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            flushes
+        });
+        let clients: Vec<_> = (0..threads)
+            .map(|t| {
+                let (a, went_async) = (&a, &went_async);
+                s.spawn(move || {
+                    for _ in 0..each {
+                        loop {
+                            let cur = a.get("c1", "state").expect("get").expect("present");
+                            let n: u64 = std::str::from_utf8(&cur.value)
+                                .expect("utf8")
+                                .parse()
+                                .expect("number");
+                            let w = vec![ActorWrite::Put {
+                                state: "state".into(),
+                                value: (n + 1).to_string().into_bytes(),
+                                content_type: "text/plain".into(),
+                                ttl_ms: None,
+                                condition: ActorCondition::IfMatch(cur.version),
+                            }];
+                            let r = match (t % 2 == 0)
+                                .then(|| a.commit_async("c1", w.clone(), false))
+                                .flatten()
+                            {
+                                Some(f) => {
+                                    went_async.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                    block_on::block_on(f)
+                                }
+                                None => a.commit("c1", w, false),
+                            };
+                            match r {
+                                Ok(c) => {
+                                    assert!(c.version.expect("written") > cur.version);
+                                    break;
+                                }
+                                Err(e) => {
+                                    assert_eq!(e.kind(), ErrorKind::FailedPrecondition, "{e}")
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().expect("client");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            flusher.join().expect("flusher") > 0,
+            "flushes ran meanwhile"
+        );
+    });
+    assert!(
+        went_async.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the async path ran"
+    );
+    let want = (threads * each).to_string().into_bytes();
+    assert_eq!(
+        a.get("c1", "state").expect("get").expect("present").value,
+        want
+    );
+    drop(a);
+    let engine = Arc::try_unwrap(engine).expect("one owner");
+    drop(engine);
+    let engine = open(dir.path(), clock);
+    let a = engine.actors(DEFAULT_TENANT, "counter").expect("store");
+    assert_eq!(
+        a.get("c1", "state").expect("get").expect("present").value,
+        want
     );
 }

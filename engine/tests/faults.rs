@@ -9,6 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+#[path = "support/block_on.rs"]
+mod block_on;
+
 use strata_engine::storage::{Fault, FaultOp, FaultRule, Faults, MemStorage, Trigger};
 use strata_engine::*;
 
@@ -1007,4 +1010,39 @@ fn actor_flushes_and_compactions_survive_disk_faults() {
         .expect("lookup")
         .expect("store");
     check(&a, &want);
+}
+
+#[test]
+fn an_async_actor_commit_whose_fsync_fails_is_refused_and_never_applied() {
+    let rig = Rig::new();
+    let e = rig.open();
+    let a = e.actors(DEFAULT_TENANT, "t").expect("store");
+    let w = |v: &[u8]| {
+        vec![ActorWrite::Put {
+            state: "state".into(),
+            value: v.to_vec(),
+            content_type: "text/plain".into(),
+            ttl_ms: None,
+            condition: ActorCondition::None,
+        }]
+    };
+    let f = a.commit_async("x", w(b"1"), false).expect("no I/O needed");
+    let v1 = block_on::block_on(f)
+        .expect("durable")
+        .version
+        .expect("written");
+    rig.fail(FaultRule::new(FaultOp::Sync, Trigger::Nth(1)).on(".wal"));
+    let f = a.commit_async("x", w(b"2"), false).expect("no I/O needed");
+    let err = block_on::block_on(f).expect_err("the fsync fails");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    let s = a.get("x", "state").expect("get").expect("present");
+    assert_eq!((s.value, s.version), (b"1".to_vec(), v1), "not applied");
+    drop(a);
+    let e = rig.crash(e);
+    let a = e
+        .actors_existing(DEFAULT_TENANT, "t")
+        .expect("lookup")
+        .expect("store");
+    let s = a.get("x", "state").expect("get").expect("present");
+    assert_eq!((s.value, s.version), (b"1".to_vec(), v1));
 }

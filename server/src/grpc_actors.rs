@@ -93,16 +93,19 @@ impl Service {
     }
 }
 
-/// Runs a write; its version in the answer (0: nothing was written).
+/// Commits `writes` (see `http::actors::commit`); its version in the answer (0: nothing was
+/// written).
 async fn write(
     a: ActorHandle,
-    f: impl FnOnce(&ActorHandle) -> strata_engine::Result<Option<u64>> + Send + 'static,
+    actor: String,
+    writes: Vec<ActorWrite>,
 ) -> Result<Response<pb::ActorWriteResponse>, Status> {
-    match blocking(move || Ok(f(&a))).await.map_err(Status::from)? {
-        Ok(version) => Ok(Response::new(pb::ActorWriteResponse {
-            version: version.unwrap_or(0),
+    match crate::http::actors::commit(a, actor, writes, false).await {
+        Ok(Ok(c)) => Ok(Response::new(pb::ActorWriteResponse {
+            version: c.version.unwrap_or(0),
         })),
-        Err(e) => Err(status(e)),
+        Ok(Err(e)) => Err(status(e)),
+        Err(e) => Err(Status::from(e)),
     }
 }
 
@@ -117,10 +120,15 @@ impl Actors for Service {
         };
         let r = req.into_inner();
         let state = state_name(r.state);
-        let found = blocking(move || Ok(a.get(&r.actor_id, &state)))
-            .await
-            .map_err(Status::from)?
-            .map_err(status)?;
+        // In RAM (or ruled out by bloom filters): answered here; else a block read on the
+        // blocking pool.
+        let found = match a.get_resident(&r.actor_id, &state) {
+            Some(found) => found.map_err(status)?,
+            None => blocking(move || Ok(a.get(&r.actor_id, &state)))
+                .await
+                .map_err(Status::from)?
+                .map_err(status)?,
+        };
         Ok(Response::new(match found {
             Some(s) => pb::GetActorStateResponse {
                 found: true,
@@ -145,11 +153,14 @@ impl Actors for Service {
             condition(r.condition),
         );
         let ct = content_type(r.content_type);
-        write(a, move |a| {
-            a.put(&r.actor_id, &state, r.value, &ct, ttl, cond)
-                .map(Some)
-        })
-        .await
+        let put = ActorWrite::Put {
+            state,
+            value: r.value,
+            content_type: ct,
+            ttl_ms: ttl,
+            condition: cond,
+        };
+        write(a, r.actor_id, vec![put]).await
     }
 
     async fn delete(
@@ -161,7 +172,11 @@ impl Actors for Service {
         let (state, cond) = (state_name(r.state), condition(r.condition));
         let (id, ty) = (r.actor_id.clone(), r.actor_type.clone());
         let missing = format!("actor {id:?} of type {ty:?} has no state {state:?}");
-        let res = write(a, move |a| a.delete(&r.actor_id, &state, cond)).await?;
+        let del = ActorWrite::Delete {
+            state,
+            condition: cond,
+        };
+        let res = write(a, r.actor_id, vec![del]).await?;
         // Nothing to delete: nothing was written (as HTTP's 404).
         match res.get_ref().version {
             0 => Err(Status::not_found(missing)),
@@ -192,7 +207,7 @@ impl Actors for Service {
                 })
             })
             .collect::<Result<Vec<_>, Status>>()?;
-        write(a, move |a| a.transaction(&r.actor_id, ops)).await
+        write(a, r.actor_id, ops).await
     }
 
     async fn list(

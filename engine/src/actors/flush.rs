@@ -60,7 +60,7 @@ pub(crate) fn flush(inner: &Inner, store: &ActorStore) -> Result<bool> {
     refuse_read_only(inner)?;
     let _one = store.maintenance_lock();
     inner.republish_if_failed()?;
-    store.seal(|| inner.wal().last_lsn());
+    store.seal(inner.wal());
     let mut wrote = false;
     while let Some(frozen) = store.tables().frozen.last().cloned() {
         let records: Vec<ActorRecord> = frozen.map.values().cloned().collect();

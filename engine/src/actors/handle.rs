@@ -1,6 +1,7 @@
 //! The public face of an actor store (see `docs/actors.md`).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::store::ActorStore;
 use super::txn::{ActorTxn, Condition, TxnEntry, TxnOp};
@@ -98,24 +99,40 @@ impl ActorHandle {
         &self.store.actor_type
     }
 
-    /// A state, or `None` when it does not exist, was deleted or has expired.
+    /// A state, or `None` when it does not exist, was deleted or has expired. May read a
+    /// block of a warm or cold segment (blocking I/O); see [`ActorHandle::get_resident`].
     pub fn get(&self, actor: &str, state: &str) -> Result<Option<ActorState>> {
         let key = ActorKey::new(actor, state)?;
-        let now = self.inner.opts().clock.now_millis();
         metrics::counter!("strata_actor_gets_total").increment(1);
-        Ok(self
-            .store
-            .newest(&self.inner, &key)?
-            .filter(|r| !r.absent_at(now))
-            .and_then(|r| {
-                let v = r.value?;
-                Some(ActorState {
-                    value: v.bytes,
-                    content_type: v.content_type,
-                    version: r.version,
-                    expires_at_ms: r.expiry_ms,
-                })
-            }))
+        let found = self.store.newest(&self.inner, &key)?;
+        Ok(self.visible(found))
+    }
+
+    /// [`ActorHandle::get`] when it needs no I/O — the state is in RAM (memtable, a hot
+    /// segment) or every segment's bloom filter or index rules it out: for callers on an async
+    /// runtime, which then call `get` on a blocking thread only when this answers `None`.
+    pub fn get_resident(&self, actor: &str, state: &str) -> Option<Result<Option<ActorState>>> {
+        let key = match ActorKey::new(actor, state) {
+            Ok(k) => k,
+            Err(e) => return Some(Err(e)),
+        };
+        let found = self.store.newest_resident(&self.inner, &key)?;
+        metrics::counter!("strata_actor_gets_total").increment(1);
+        Some(found.map(|r| self.visible(r)))
+    }
+
+    /// A record as a read answers it: absent when deleted or expired now.
+    fn visible(&self, found: Option<super::ActorRecord>) -> Option<ActorState> {
+        let now = self.inner.opts().clock.now_millis();
+        found.filter(|r| !r.absent_at(now)).and_then(|r| {
+            let v = r.value?;
+            Some(ActorState {
+                value: v.bytes,
+                content_type: v.content_type,
+                version: r.version,
+                expires_at_ms: r.expiry_ms,
+            })
+        })
     }
 
     /// Sets one state. Returns its new version.
@@ -173,6 +190,130 @@ impl ActorHandle {
         writes: Vec<ActorWrite>,
         report: bool,
     ) -> Result<ActorCommit> {
+        let p = self.prepare(actor, writes)?;
+        let _stripes = self.store.lock_keys(&p.keys);
+        // The clock is read at the commit point: conditions judge expiry then, TTLs start then.
+        let now = self.inner.opts().clock.now_millis();
+        let mut txn = p.stamp(actor, now);
+        self.inner.check_writable()?;
+        let existed = self
+            .store
+            .check(&self.inner, &txn, now, report)?
+            .map_err(|c| conflict(actor, c))?;
+        if !drop_noops(&mut txn, &existed) {
+            return Ok(ActorCommit {
+                version: None,
+                existed,
+            });
+        }
+        let bytes = txn.encode();
+        let wal = self.inner.wal();
+        // Shared with other writers; a seal waits for this append to be applied.
+        let gate = self.store.gate();
+        let lsn = wal.append(self.store.id, &bytes)?;
+        wal.sync(lsn)?;
+        let written = txn.entries.len() as u64;
+        self.store.apply(lsn, txn, now);
+        drop(gate);
+        metrics::counter!("strata_actor_writes_total").increment(written);
+        metrics::counter!("strata_actor_commits_total", "path" => "blocking").increment(1);
+        self.inner.actor_counters().commits[1].fetch_add(1, Ordering::Relaxed);
+        Ok(ActorCommit {
+            version: Some(lsn),
+            existed,
+        })
+    }
+
+    /// [`ActorHandle::commit`] for callers on an async runtime, when it can run without
+    /// blocking: conditions answered from RAM, the keys' stripes free, and a WAL that reports
+    /// durability. Then the transaction is checked and logged here, and the returned future
+    /// waits — without holding a thread — for the engine's syncer to make it durable (one
+    /// fsync for every write waiting), applies it and answers as `commit` would. `None`: call
+    /// `commit` on a blocking thread instead.
+    ///
+    /// Between its append and its apply a write is *pending*: later writers of the same keys
+    /// check their conditions against it (so of two `If-Match` writers exactly one wins, as on
+    /// the blocking path); readers see it once it is durable and applied.
+    pub fn commit_async(
+        &self,
+        actor: &str,
+        writes: Vec<ActorWrite>,
+        report: bool,
+    ) -> Option<impl std::future::Future<Output = Result<ActorCommit>> + Send + 'static> {
+        self.inner.wal().durable_lsn()?;
+        let step = match self.prepare(actor, writes) {
+            Err(e) => Step::Done(Err(e)),
+            Ok(p) => self.log_now(actor, p, report)?,
+        };
+        let store = std::sync::Arc::clone(&self.store);
+        let inner = std::sync::Arc::clone(&self.inner);
+        Some(async move {
+            let (wait, lsn, txn, now, existed) = match step {
+                Step::Done(r) => return r,
+                Step::Wait {
+                    wait,
+                    lsn,
+                    txn,
+                    now,
+                    existed,
+                } => (wait, lsn, txn, now, existed),
+            };
+            if let Err(e) = wait.await {
+                store.drop_pending(lsn, &txn);
+                return Err(e);
+            }
+            let written = txn.entries.len() as u64;
+            store.apply(lsn, txn.clone(), now);
+            store.drop_pending(lsn, &txn);
+            metrics::counter!("strata_actor_writes_total").increment(written);
+            metrics::counter!("strata_actor_commits_total", "path" => "async").increment(1);
+            inner.actor_counters().commits[0].fetch_add(1, Ordering::Relaxed);
+            Ok(ActorCommit {
+                version: Some(lsn),
+                existed,
+            })
+        })
+    }
+
+    /// The synchronous part of [`ActorHandle::commit_async`]: `None` when it would block.
+    fn log_now(&self, actor: &str, p: Prepared, report: bool) -> Option<Step> {
+        let stripes = self.store.try_lock_keys(&p.keys)?;
+        let now = self.inner.opts().clock.now_millis();
+        let mut txn = p.stamp(actor, now);
+        if let Err(e) = self.inner.check_writable() {
+            return Some(Step::Done(Err(e)));
+        }
+        let existed = match self.store.check_resident(&self.inner, &txn, now, report)? {
+            Err(e) => return Some(Step::Done(Err(e))),
+            Ok(Err(c)) => return Some(Step::Done(Err(conflict(actor, c)))),
+            Ok(Ok(x)) => x,
+        };
+        if !drop_noops(&mut txn, &existed) {
+            return Some(Step::Done(Ok(ActorCommit {
+                version: None,
+                existed,
+            })));
+        }
+        let gate = self.store.try_gate()?;
+        let wal = self.inner.wal();
+        let lsn = match wal.append(self.store.id, &txn.encode()) {
+            Ok(lsn) => lsn,
+            Err(e) => return Some(Step::Done(Err(e))),
+        };
+        self.store.add_pending(lsn, &txn);
+        drop(gate);
+        drop(stripes);
+        Some(Step::Wait {
+            wait: self.inner.syncer().wait(wal, lsn),
+            lsn,
+            txn,
+            now,
+            existed,
+        })
+    }
+
+    /// Validates `writes` (errors name the field) into keys and log entries.
+    fn prepare(&self, actor: &str, writes: Vec<ActorWrite>) -> Result<Prepared> {
         if writes.is_empty() {
             return Err(Error::invalid("operations: at least one write"));
         }
@@ -253,62 +394,10 @@ impl ActorHandle {
                 },
             });
         }
-        let _stripes = self.store.lock_keys(&keys);
-        // The clock is read at the commit point: conditions judge expiry then, TTLs start then.
-        let now = self.inner.opts().clock.now_millis();
-        for (e, ttl) in entries.iter_mut().zip(&ttls) {
-            if let (TxnOp::Put { expiry_ms, .. }, Some(t)) = (&mut e.op, ttl) {
-                *expiry_ms = Some(now.saturating_add(*t));
-            }
-        }
-        let mut txn = ActorTxn {
-            actor: actor.to_string(),
+        Ok(Prepared {
+            keys,
             entries,
-        };
-        self.inner.check_writable()?;
-        let existed = self
-            .store
-            .check(&self.inner, &txn, now, report)?
-            .map_err(|c| {
-                metrics::counter!("strata_actor_conflicts_total").increment(1);
-                let current = match c.current {
-                    Some(v) => format!("current version {v}"),
-                    None => "the state is absent".to_string(),
-                };
-                Error::conflict(
-                    format!(
-                        "state {:?} of actor {actor:?}: condition failed ({current})",
-                        c.state
-                    ),
-                    c.current,
-                )
-            })?;
-        // A delete of a state that does not exist changes nothing: it is not logged.
-        let mut i = 0;
-        txn.entries.retain(|e| {
-            let keep = !(matches!(e.op, TxnOp::Delete) && existed[i] == Some(false));
-            i += 1;
-            keep
-        });
-        if txn.entries.is_empty() {
-            return Ok(ActorCommit {
-                version: None,
-                existed,
-            });
-        }
-        let bytes = txn.encode();
-        let wal = self.inner.wal();
-        // Shared with other writers; a seal waits for this append to be applied.
-        let gate = self.store.gate();
-        let lsn = wal.append(self.store.id, &bytes)?;
-        wal.sync(lsn)?;
-        let written = txn.entries.len() as u64;
-        self.store.apply(lsn, txn, now);
-        drop(gate);
-        metrics::counter!("strata_actor_writes_total").increment(written);
-        Ok(ActorCommit {
-            version: Some(lsn),
-            existed,
+            ttls,
         })
     }
 
@@ -367,4 +456,70 @@ impl ActorHandle {
         }
         Ok(())
     }
+}
+
+/// A validated transaction, before the commit point.
+struct Prepared {
+    keys: Vec<ActorKey>,
+    entries: Vec<TxnEntry>,
+    /// Per entry, its TTL (expiry counts from the commit point).
+    ttls: Vec<Option<u64>>,
+}
+
+impl Prepared {
+    /// The transaction to log, its TTLs turned into expiries at `now_ms`.
+    fn stamp(self, actor: &str, now_ms: u64) -> ActorTxn {
+        let mut entries = self.entries;
+        for (e, ttl) in entries.iter_mut().zip(&self.ttls) {
+            if let (TxnOp::Put { expiry_ms, .. }, Some(t)) = (&mut e.op, ttl) {
+                *expiry_ms = Some(now_ms.saturating_add(*t));
+            }
+        }
+        ActorTxn {
+            actor: actor.to_string(),
+            entries,
+        }
+    }
+}
+
+/// Where an async commit stands after its synchronous part.
+enum Step {
+    /// Answered already (an error, a conflict, nothing to write).
+    Done(Result<ActorCommit>),
+    /// Logged at `lsn`, pending until `wait` resolves.
+    Wait {
+        wait: crate::Durable,
+        lsn: Lsn,
+        txn: ActorTxn,
+        now: u64,
+        existed: Vec<Option<bool>>,
+    },
+}
+
+/// A failed condition as the typed error carrying the current version.
+fn conflict(actor: &str, c: super::store::Conflict) -> Error {
+    metrics::counter!("strata_actor_conflicts_total").increment(1);
+    let current = match c.current {
+        Some(v) => format!("current version {v}"),
+        None => "the state is absent".to_string(),
+    };
+    Error::conflict(
+        format!(
+            "state {:?} of actor {actor:?}: condition failed ({current})",
+            c.state
+        ),
+        c.current,
+    )
+}
+
+/// Drops the deletes of states that do not exist (nothing to write). False when nothing is
+/// left.
+fn drop_noops(txn: &mut ActorTxn, existed: &[Option<bool>]) -> bool {
+    let mut i = 0;
+    txn.entries.retain(|e| {
+        let keep = !(matches!(e.op, TxnOp::Delete) && existed[i] == Some(false));
+        i += 1;
+        keep
+    });
+    !txn.entries.is_empty()
 }

@@ -102,4 +102,6 @@ pub(crate) fn key_hash(key: &ActorKey) -> u64 {
 #[derive(Debug, Default)]
 pub(crate) struct ActorCounters {
     pub(crate) reads: [std::sync::atomic::AtomicU64; 3],
+    /// Commits that wrote, by path: async (awaited the syncer), blocking (a thread synced).
+    pub(crate) commits: [std::sync::atomic::AtomicU64; 2],
 }

@@ -21,7 +21,7 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 use strata_tiering::policy::{Access, Tier};
 use strata_tiering::{Blob, BlobStore, PutMode, TieredStore, layout};
 
-use super::segment::{FOOTER_LEN, Footer, Meta, block_records};
+use super::segment::{FOOTER_LEN, Footer, Meta, block_records, find};
 use super::{ActorKey, ActorRecord};
 use crate::engine::{Inner, lock, read, write};
 use crate::error::{Error, ErrorKind, Result};
@@ -260,8 +260,45 @@ impl ActorSegment {
             return Ok(Err(()));
         };
         let block = blocks.pop().unwrap_or_default();
-        let records = block_records(&block).map_err(|e| self.corrupt(&range, e))?;
-        Ok(Ok(records.into_iter().find(|r| r.key == *key)))
+        find(&block, key)
+            .map(Ok)
+            .map_err(|e| self.corrupt(&range, e))
+    }
+
+    /// The record of `key` if answering needs no I/O: `Some(None)` when the bloom filter or the
+    /// index rules the key out, `Some(record)` from the RAM copy of a hot segment; `None` when a
+    /// warm or cold block must be read.
+    pub(crate) fn get_resident(
+        &self,
+        inner: &Inner,
+        key: &ActorKey,
+    ) -> Option<Result<Option<ActorRecord>>> {
+        let range = match self.meta.block_for(key) {
+            None => return Some(Ok(None)),
+            Some(r) => r,
+        };
+        let ActorBody::Hot(blob) = self.body() else {
+            return None;
+        };
+        let o = inner.opts();
+        self.touch(
+            o.clock.now_millis(),
+            u64::try_from(o.tiers.half_life.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
+        inner.actor_counters().reads[0].fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("strata_actor_segment_reads_total", "tier" => "hot").increment(1);
+        let Some(block) = blob
+            .as_bytes()
+            .get(range.start as usize..range.end as usize)
+        else {
+            return Some(Err(Error::corruption(format!(
+                "actor segment {}: a block lies outside the file",
+                self.id
+            ))));
+        };
+        Some(find(block, key).map_err(|e| self.corrupt(&range, e)))
     }
 
     /// Every record of the blocks from the one that may hold `from` on (all blocks when

@@ -382,10 +382,52 @@ pub(crate) fn block_records(block: &[u8]) -> Result<Vec<ActorRecord>, DecodeErro
     Ok(out)
 }
 
-/// The record of `key` in `block`, if there.
-#[cfg(test)]
+/// The record of `key` in `block` (its bytes as read), if there: the checksum is checked, then
+/// records are walked without decoding any but the one asked for (keys compared in place, their
+/// order checked up to it).
 pub(crate) fn find(block: &[u8], key: &ActorKey) -> Result<Option<ActorRecord>, DecodeError> {
-    Ok(block_records(block)?.into_iter().find(|r| r.key == *key))
+    let body_len = block
+        .len()
+        .checked_sub(4)
+        .ok_or_else(|| err(0, "block shorter than its checksum"))?;
+    let (body, sum) = block.split_at(body_len);
+    if crc(body) != u32::from_le_bytes(sum.try_into().expect("4 bytes")) {
+        return Err(err(body_len, "actor block checksum mismatch"));
+    }
+    let want = (key.actor.as_bytes(), key.state.as_bytes());
+    let mut r = Reader::new(body);
+    let mut prev: Option<(&[u8], &[u8])> = None;
+    while r.remaining() > 0 {
+        let start = r.pos();
+        let actor_len = r.u16("actor id length")? as usize;
+        let state_len = r.u8("state name length")? as usize;
+        let kind = r.u8("record kind")?;
+        r.take(16, "version and expiry")?;
+        match kind {
+            0 => {
+                let ct_len = r.u8("content type length")? as usize;
+                let len = r.u32("value length")? as usize;
+                r.take(ct_len + len, "content type and value")?;
+            }
+            1 => {}
+            k => return Err(r.err(format!("unknown record kind {k}"))),
+        }
+        let here = (
+            r.take(actor_len, "actor id")?,
+            r.take(state_len, "state name")?,
+        );
+        if prev.is_some_and(|p| p >= here) {
+            return Err(r.err("records not sorted by key"));
+        }
+        match here.cmp(&want) {
+            std::cmp::Ordering::Less => prev = Some(here),
+            std::cmp::Ordering::Equal => {
+                return get_record(&mut Reader::new(&body[start..r.pos()])).map(Some);
+            }
+            std::cmp::Ordering::Greater => return Ok(None),
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -432,6 +474,8 @@ mod tests {
             prop_assert_eq!(meta.footer.records as usize, records.len());
             for r in &records {
                 let range = meta.block_for(&r.key).expect("a present key has a block");
+                let all = block_records(&file[range.start as usize..range.end as usize]).expect("block");
+                prop_assert!(all.contains(r));
                 let block = &file[range.start as usize..range.end as usize];
                 prop_assert_eq!(find(block, &r.key).expect("block"), Some(r.clone()));
             }

@@ -12,7 +12,7 @@
 //! ```
 //! Flush, compaction and the tier moves of actor segments are in `flush.rs` and `tiers.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
@@ -71,6 +71,10 @@ pub(crate) struct ActorStore {
     /// One flush or compaction of this store at a time.
     maintenance: Mutex<()>,
     stripes: Vec<Mutex<()>>,
+    /// Writes logged but not yet durable (async commits, `handle.rs`): the newest per key.
+    /// Conditions see them (their writers released the key's stripe); readers do not (a state
+    /// is visible once durable and applied).
+    pending: Mutex<HashMap<ActorKey, ActorRecord>>,
 }
 
 /// Why a transaction's condition failed: the state and its current version (`None`: absent).
@@ -117,6 +121,7 @@ impl ActorStore {
             gate: RwLock::new(()),
             maintenance: Mutex::new(()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            pending: Mutex::new(HashMap::new()),
         }
     }
 
@@ -170,13 +175,74 @@ impl ActorStore {
 
     /// Locks the stripes of `keys` (each once, in order: no deadlock between transactions).
     pub(crate) fn lock_keys(&self, keys: &[ActorKey]) -> Vec<MutexGuard<'_, ()>> {
-        let mut idx: Vec<usize> = keys
-            .iter()
-            .map(|k| (super::key_hash(k) % STRIPES as u64) as usize)
-            .collect();
-        idx.sort_unstable();
-        idx.dedup();
-        idx.into_iter().map(|i| lock(&self.stripes[i])).collect()
+        stripe_indices(keys)
+            .into_iter()
+            .map(|i| lock(&self.stripes[i]))
+            .collect()
+    }
+
+    /// The stripes of `keys` if none is held now (`None`: one is; the caller goes the blocking
+    /// way).
+    pub(crate) fn try_lock_keys(&self, keys: &[ActorKey]) -> Option<Vec<MutexGuard<'_, ()>>> {
+        stripe_indices(keys)
+            .into_iter()
+            .map(|i| match self.stripes[i].try_lock() {
+                Ok(g) => Some(g),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            })
+            .collect()
+    }
+
+    /// The gate shared, if no seal holds it now.
+    pub(crate) fn try_gate(&self) -> Option<RwLockReadGuard<'_, ()>> {
+        match self.gate.try_read() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Records `txn`, logged at `lsn` and not yet durable, for the conditions of later writers
+    /// (the caller holds its keys' stripes and the gate).
+    pub(crate) fn add_pending(&self, lsn: Lsn, txn: &ActorTxn) {
+        let mut p = lock(&self.pending);
+        for e in &txn.entries {
+            let key = ActorKey {
+                actor: txn.actor.clone(),
+                state: e.state.clone(),
+            };
+            let (value, expiry_ms) = match &e.op {
+                TxnOp::Put { value, expiry_ms } => (Some(value.clone()), *expiry_ms),
+                TxnOp::Delete => (None, None),
+            };
+            let rec = ActorRecord {
+                key: key.clone(),
+                version: lsn,
+                expiry_ms,
+                value,
+            };
+            p.insert(key, rec);
+        }
+    }
+
+    /// Forgets the pending records of `txn` at `lsn` (applied, or failed), keeping newer ones.
+    pub(crate) fn drop_pending(&self, lsn: Lsn, txn: &ActorTxn) {
+        let mut p = lock(&self.pending);
+        for e in &txn.entries {
+            let key = ActorKey {
+                actor: txn.actor.clone(),
+                state: e.state.clone(),
+            };
+            if p.get(&key).is_some_and(|r| r.version == lsn) {
+                p.remove(&key);
+            }
+        }
+    }
+
+    /// The pending record of `key`, if any.
+    fn pending_of(&self, key: &ActorKey) -> Option<ActorRecord> {
+        lock(&self.pending).get(key).cloned()
     }
 
     /// The newest record of `key` (a tombstone or an expired state included): the memtable,
@@ -209,6 +275,31 @@ impl ActorStore {
         ))
     }
 
+    /// [`ActorStore::newest`] when it needs no I/O (the memtable, sealed tables, hot segments
+    /// and bloom filters answer); `None` when a warm or cold block must be read.
+    pub(crate) fn newest_resident(
+        &self,
+        inner: &Inner,
+        key: &ActorKey,
+    ) -> Option<Result<Option<ActorRecord>>> {
+        if let Some(r) = read(&self.mem).get(key) {
+            return Some(Ok(Some(r.clone())));
+        }
+        let t = self.tables();
+        for f in &t.frozen {
+            if let Some(r) = f.map.get(key) {
+                return Some(Ok(Some(r.clone())));
+            }
+        }
+        for s in &t.segments {
+            match s.get_resident(inner, key)? {
+                Ok(None) => {}
+                other => return Some(other),
+            }
+        }
+        Some(Ok(None))
+    }
+
     /// Checks every condition of `txn` against the newest states at `now_ms` (the caller holds
     /// the stripes of its keys) and answers, per entry, whether its state exists (is live) —
     /// read only where needed: a condition, a delete, or `report` (reads of cold states cost a
@@ -230,10 +321,11 @@ impl ActorStore {
                 actor: txn.actor.clone(),
                 state: e.state.clone(),
             };
-            let current = self
-                .newest(inner, &key)?
-                .filter(|r| !r.absent_at(now_ms))
-                .map(|r| r.version);
+            let newest = match self.pending_of(&key) {
+                Some(p) => Some(p),
+                None => self.newest(inner, &key)?,
+            };
+            let current = newest.filter(|r| !r.absent_at(now_ms)).map(|r| r.version);
             let ok = match e.condition {
                 Condition::None => true,
                 Condition::IfMatch(v) => current == Some(v),
@@ -249,6 +341,49 @@ impl ActorStore {
             existed.push(Some(current.is_some()));
         }
         Ok(Ok(existed))
+    }
+
+    /// [`ActorStore::check`] when it needs no I/O (`None`: a warm or cold block must be read).
+    pub(crate) fn check_resident(
+        &self,
+        inner: &Inner,
+        txn: &ActorTxn,
+        now_ms: u64,
+        report: bool,
+    ) -> Option<Result<std::result::Result<Vec<Option<bool>>, Conflict>>> {
+        let mut existed = Vec::with_capacity(txn.entries.len());
+        for e in &txn.entries {
+            if e.condition == Condition::None && !report && !matches!(e.op, TxnOp::Delete) {
+                existed.push(None);
+                continue;
+            }
+            let key = ActorKey {
+                actor: txn.actor.clone(),
+                state: e.state.clone(),
+            };
+            let newest = match self.pending_of(&key) {
+                Some(p) => Some(p),
+                None => match self.newest_resident(inner, &key)? {
+                    Ok(r) => r,
+                    Err(e) => return Some(Err(e)),
+                },
+            };
+            let current = newest.filter(|r| !r.absent_at(now_ms)).map(|r| r.version);
+            let ok = match e.condition {
+                Condition::None => true,
+                Condition::IfMatch(v) => current == Some(v),
+                Condition::IfNoneMatch => current.is_none(),
+                Condition::IfExists => current.is_some(),
+            };
+            if !ok {
+                return Some(Ok(Err(Conflict {
+                    state: e.state.clone(),
+                    current,
+                })));
+            }
+            existed.push(Some(current.is_some()));
+        }
+        Some(Ok(Ok(existed)))
     }
 
     /// Applies a logged transaction at `lsn` to the memtable (replay: records of a newer LSN
@@ -295,19 +430,36 @@ impl ActorStore {
         )
     }
 
-    /// Moves the memtable to the sealed tables (under the gate: every appended record of this
-    /// store is applied, so the WAL's last LSN bounds what it holds). False when it was empty.
-    pub(crate) fn seal(&self, wal_last_lsn: impl FnOnce() -> Lsn) -> bool {
+    /// Moves the memtable to the sealed tables. Under the gate every appended record of this
+    /// store is applied or pending (async commits): pending records already durable are applied
+    /// first (their writers apply them again, harmlessly), so every record in the memtable is
+    /// below the oldest still pending, and the seal LSN is just below that one (or the WAL's
+    /// last LSN when none is pending). False when the memtable was empty.
+    pub(crate) fn seal(&self, wal: &dyn crate::wal::Wal) -> bool {
         let _all = write(&self.gate);
         let mut mem = write(&self.mem);
+        let pending: Vec<ActorRecord> = lock(&self.pending).values().cloned().collect();
+        let durable = wal.durable_lsn().unwrap_or(0);
+        let mut oldest_pending: Option<Lsn> = None;
+        for r in pending {
+            if r.version <= durable {
+                if mem.get(&r.key).is_none_or(|m| m.version < r.version) {
+                    self.mem_bytes.fetch_add(record_bytes(&r), Ordering::AcqRel);
+                    mem.insert(r.key.clone(), r);
+                }
+            } else {
+                oldest_pending = Some(oldest_pending.map_or(r.version, |o| o.min(r.version)));
+            }
+        }
         if mem.is_empty() {
             return false;
         }
+        let seal_lsn = match oldest_pending {
+            Some(o) => o - 1,
+            None => wal.last_lsn(),
+        };
         let map = std::mem::take(&mut *mem);
-        let frozen = Arc::new(Frozen {
-            map,
-            seal_lsn: wal_last_lsn(),
-        });
+        let frozen = Arc::new(Frozen { map, seal_lsn });
         {
             let mut t = write(&self.tables);
             let mut next = (**t).clone();
@@ -475,6 +627,17 @@ impl ActorStore {
             .map(|s| s.file_len)
             .sum()
     }
+}
+
+/// The stripe of each key, sorted, once each.
+fn stripe_indices(keys: &[ActorKey]) -> Vec<usize> {
+    let mut idx: Vec<usize> = keys
+        .iter()
+        .map(|k| (super::key_hash(k) % STRIPES as u64) as usize)
+        .collect();
+    idx.sort_unstable();
+    idx.dedup();
+    idx
 }
 
 /// One ordered source of a list.

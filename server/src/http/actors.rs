@@ -197,6 +197,34 @@ fn answer(e: strata_engine::Error) -> Response {
     r
 }
 
+/// Writes at most this many value bytes take the async path (it keeps a copy of the writes
+/// for the blocking fallback).
+const ASYNC_MAX_BYTES: usize = 64 << 10;
+
+/// Commits `writes` to actor `actor`: without holding a thread when the engine can
+/// (`ActorHandle::commit_async`: conditions answered from RAM, one fsync shared by every write
+/// waiting), else on the blocking pool. The outer error is the pool's, the inner the engine's.
+pub(crate) async fn commit(
+    a: ActorHandle,
+    actor: String,
+    writes: Vec<ActorWrite>,
+    report: bool,
+) -> Result<strata_engine::Result<strata_engine::ActorCommit>, ApiError> {
+    let bytes: usize = writes
+        .iter()
+        .map(|w| match w {
+            ActorWrite::Put { value, .. } => value.len(),
+            ActorWrite::Delete { .. } => 0,
+        })
+        .sum();
+    if bytes <= ASYNC_MAX_BYTES
+        && let Some(f) = a.commit_async(&actor, writes.clone(), report)
+    {
+        return Ok(f.await);
+    }
+    blocking(move || Ok(a.commit(&actor, writes, report))).await
+}
+
 fn written(started: Instant, version: Option<u64>, status: StatusCode) -> Response {
     let mut r = (status, ok(started, json!({ "version": version }))).into_response();
     if let Some(v) = version {
@@ -239,7 +267,12 @@ async fn get_one(
         };
         let (i, s) = (id.clone(), state.clone());
         let found = match existing(&st, &caller, &ty)? {
-            Some(a) => blocking(move || a.get(&i, &s).map_err(ApiError::from)).await?,
+            // In RAM (or ruled out by bloom filters): answered here; else a block read on
+            // the blocking pool.
+            Some(a) => match a.get_resident(&i, &s) {
+                Some(found) => found?,
+                None => blocking(move || a.get(&i, &s).map_err(ApiError::from)).await?,
+            },
             None => None,
         };
         let s = found.ok_or_else(|| {
@@ -318,7 +351,7 @@ async fn put_one(
         condition: cond,
     };
     // `report`: whether the state existed decides 201 (created) or 200 (RFC 9110 §9.3.4).
-    match blocking(move || Ok(a.commit(&id, vec![put], true))).await {
+    match commit(a, id, vec![put], true).await {
         Ok(Ok(c)) => {
             let created = c.existed.first() == Some(&Some(false));
             let mut r = written(
@@ -353,8 +386,14 @@ async fn delete_one(
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
-    let (i, s) = (id.clone(), state.clone());
-    match blocking(move || Ok(a.delete(&i, &s, cond))).await {
+    let del = ActorWrite::Delete {
+        state: state.clone(),
+        condition: cond,
+    };
+    match commit(a, id.clone(), vec![del], false)
+        .await
+        .map(|r| r.map(|c| c.version))
+    {
         Ok(Ok(Some(v))) => written(started, Some(v), StatusCode::OK),
         // Nothing to delete: nothing was written.
         Ok(Ok(None)) => ApiError::not_found(format!(
@@ -580,8 +619,8 @@ pub(crate) async fn transaction(
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
-    match blocking(move || Ok(a.transaction(&id, ops))).await {
-        Ok(Ok(v)) => written(started, v, StatusCode::OK),
+    match commit(a, id, ops, false).await {
+        Ok(Ok(c)) => written(started, c.version, StatusCode::OK),
         Ok(Err(e)) => answer(e),
         Err(e) => e.into_response(),
     }

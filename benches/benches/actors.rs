@@ -1,0 +1,615 @@
+//! Actor state: Strata over gRPC and HTTP beside Redis (`redis-server`, AOF with
+//! `appendfsync always` and `everysec`), in one run, same keys, same value size, same client
+//! model (one connection per client, tokio tasks in this process).
+//!
+//! `cargo bench -p strata-benches --bench actors` (needs `redis-server` on the PATH: Debian's
+//! `redis-server` package). Env: `ACTORS_SECONDS` (per cell, default 2), `ACTORS_CLIENTS`
+//! (default `1,4,16,64`), `ACTORS_KEYS` (default 10,000), `ACTORS_VALUE_BYTES` (default 256),
+//! `ACTORS_COLD_GET_MS` (latency added to every cold-store GET, default 20), `ACTORS_SYSTEMS`
+//! (which to run of `redis,grpc,http,engine`, default all; `engine`: the same operations called
+//! in-process on the engine, the baseline of the server's overhead),
+//! `ACTORS_CELLS` (which of `get-hot,get-cold,get-warm,put,mixed`, default all).
+//!
+//! Cells: gets with Strata's working set hot (its actor segment pinned in RAM), warm (the
+//! local file: one positional read per get) and cold (offloaded: one ranged GET per get, to an
+//! in-memory object store that waits `ACTORS_COLD_GET_MS` per GET); durable puts (Strata: WAL
+//! group commit + fsync before the answer; Redis `always`: fsync before the answer, `everysec`:
+//! fsync once a second); and a 50 / 50 mix of gets and puts on the hot working set. Redis keeps
+//! everything in RAM in every cell. Strata's server, Strata's and Redis's clients share this
+//! process; Redis runs as its own process on the same two cores.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use strata_engine::storage::object_store::throttle::{ThrottleConfig, ThrottledStore};
+use strata_engine::storage::{BlobStore, ObjectBlobStore, object_store};
+use strata_engine::*;
+use strata_server::auth::{Access, Authenticator, Level};
+use strata_server::config::Config;
+use strata_server::grpc::pb;
+use strata_server::server::{Listeners, serve};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Op {
+    Get,
+    Put,
+    Mixed,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Put => "put (durable)",
+            Op::Mixed => "50% get / 50% put",
+        }
+    }
+    fn is_get(self, i: u64) -> bool {
+        match self {
+            Op::Get => true,
+            Op::Put => false,
+            Op::Mixed => i.is_multiple_of(2),
+        }
+    }
+}
+
+struct Stats {
+    ops: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Stats {
+    lat.sort();
+    let pick = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Stats {
+        ops: lat.len() as f64 / elapsed.as_secs_f64(),
+        p50: pick(0.5),
+        p99: pick(0.99),
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What every cell shares.
+#[derive(Clone)]
+struct Load {
+    keys: u64,
+    value: Arc<Vec<u8>>,
+    secs: Duration,
+}
+
+impl Load {
+    fn key(&self, i: u64) -> String {
+        format!("a{:06}", i % self.keys)
+    }
+}
+
+/// A spread of key indices per client (a multiplicative walk: every key, no two clients in
+/// step).
+fn key_index(client: usize, n: u64) -> u64 {
+    (client as u64)
+        .wrapping_mul(7_919)
+        .wrapping_add(n.wrapping_mul(2_654_435_761))
+}
+
+/// Runs `clients` tasks of `op` for `load.secs`; `call(client, i, is_get)` does one operation.
+async fn run<F, Fut>(load: &Load, op: Op, clients: usize, call: F) -> Stats
+where
+    F: Fn(usize, u64, bool) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..clients {
+        let (call, secs) = (call.clone(), load.secs);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut n = 0u64;
+            while start.elapsed() < secs {
+                let i = key_index(t, n);
+                let t0 = Instant::now();
+                call(t, i, op.is_get(n + t as u64)).await;
+                lat.push(t0.elapsed());
+                n += 1;
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client"));
+    }
+    summarize(all, start.elapsed())
+}
+
+// ---------------------------------------------------------------- Redis (RESP over TCP)
+
+/// One Redis connection: commands as RESP arrays, replies read to their end.
+struct Resp {
+    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+    line: String,
+}
+
+impl Resp {
+    async fn connect(port: u16) -> Resp {
+        let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect to redis");
+        s.set_nodelay(true).expect("nodelay");
+        let (r, w) = s.into_split();
+        Resp {
+            r: BufReader::new(r),
+            w,
+            line: String::new(),
+        }
+    }
+
+    /// Sends `args` and returns the reply's payload (bulk string bytes, or the status line).
+    async fn call(&mut self, args: &[&[u8]]) -> Vec<u8> {
+        let mut m = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            m.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            m.extend_from_slice(a);
+            m.extend_from_slice(b"\r\n");
+        }
+        self.w.write_all(&m).await.expect("redis write");
+        self.line.clear();
+        self.r.read_line(&mut self.line).await.expect("redis read");
+        match self.line.as_bytes().first() {
+            Some(b'$') => {
+                let n: i64 = self.line[1..].trim().parse().expect("bulk length");
+                if n < 0 {
+                    return Vec::new();
+                }
+                let mut b = vec![0; n as usize + 2];
+                self.r.read_exact(&mut b).await.expect("bulk");
+                b.truncate(n as usize);
+                b
+            }
+            Some(b'+') | Some(b':') => self.line.trim().as_bytes().to_vec(),
+            _ => panic!("redis answered {:?}", self.line),
+        }
+    }
+}
+
+/// A `redis-server` child with AOF on and `appendfsync` = `fsync`, in its own directory.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start(fsync: &str) -> Redis {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--dir", &dir.path().display().to_string()])
+            .args(["--appendonly", "yes", "--appendfsync", fsync, "--save", ""])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is needed on the PATH (Debian: apt-get install redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn redis_cell(port: u16, load: &Load, op: Op, clients: usize) -> Stats {
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(Arc::new(tokio::sync::Mutex::new(Resp::connect(port).await)));
+    }
+    let conns = Arc::new(conns);
+    let l = load.clone();
+    run(load, op, clients, move |t, i, get| {
+        let (conns, l) = (Arc::clone(&conns), l.clone());
+        async move {
+            let mut c = conns[t].lock().await;
+            let key = format!("bench:{}", l.key(i));
+            if get {
+                let v = c.call(&[b"GET", key.as_bytes()]).await;
+                assert_eq!(v.len(), l.value.len());
+            } else {
+                c.call(&[b"SET", key.as_bytes(), &l.value]).await;
+            }
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- Strata
+
+async fn grpc_cell(addr: &str, token: &str, load: &Load, op: Op, clients: usize) -> Stats {
+    let mut stubs = Vec::new();
+    for _ in 0..clients {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .expect("connect");
+        stubs.push(pb::actors_client::ActorsClient::new(ch));
+    }
+    let stubs = Arc::new(stubs);
+    let token: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {token}").parse().expect("metadata");
+    let l = load.clone();
+    run(load, op, clients, move |t, i, get| {
+        let (stubs, l, token) = (Arc::clone(&stubs), l.clone(), token.clone());
+        async move {
+            let mut c = stubs[t].clone();
+            if get {
+                let mut req = tonic::Request::new(pb::GetActorStateRequest {
+                    actor_type: "bench".into(),
+                    actor_id: l.key(i),
+                    ..Default::default()
+                });
+                req.metadata_mut().insert("authorization", token);
+                let r = c.get(req).await.expect("get").into_inner();
+                assert!(r.found && r.value.len() == l.value.len());
+            } else {
+                let mut req = tonic::Request::new(pb::PutActorStateRequest {
+                    actor_type: "bench".into(),
+                    actor_id: l.key(i),
+                    value: l.value.to_vec(),
+                    ..Default::default()
+                });
+                req.metadata_mut().insert("authorization", token);
+                c.put(req).await.expect("put");
+            }
+        }
+    })
+    .await
+}
+
+async fn http_cell(url: &str, token: &str, load: &Load, op: Op, clients: usize) -> Stats {
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(clients)
+            .build_http();
+    let (l, url, token) = (load.clone(), url.to_string(), token.to_string());
+    run(load, op, clients, move |_, i, get| {
+        let (client, l, url, token) = (client.clone(), l.clone(), url.clone(), token.clone());
+        async move {
+            let uri = format!("{url}/v1/actors/bench/{}", l.key(i));
+            let req = hyper::Request::builder()
+                .method(if get { "GET" } else { "PUT" })
+                .uri(uri)
+                .header("api-key", &token)
+                .header("content-type", "application/octet-stream");
+            let body = match get {
+                true => Full::new(Bytes::new()),
+                false => Full::new(Bytes::from(l.value.to_vec())),
+            };
+            let resp = client
+                .request(req.body(body).expect("request"))
+                .await
+                .expect("http");
+            assert!(resp.status().is_success(), "HTTP {}", resp.status());
+            let b = resp.into_body().collect().await.expect("body").to_bytes();
+            if get {
+                assert_eq!(b.len(), l.value.len());
+            }
+        }
+    })
+    .await
+}
+
+/// The same operations called in-process on the engine from `clients` threads (no network,
+/// no protocol): what the server's overhead is measured against.
+fn in_process(a: &ActorHandle, load: &Load, op: Op, clients: usize) -> Stats {
+    let start = Instant::now();
+    let lats: Vec<Vec<Duration>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..clients)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut lat = Vec::new();
+                    let mut n = 0u64;
+                    while start.elapsed() < load.secs {
+                        let i = key_index(t, n);
+                        let t0 = Instant::now();
+                        if op.is_get(n + t as u64) {
+                            let v = a.get(&load.key(i), "state").expect("get").expect("found");
+                            assert_eq!(v.value.len(), load.value.len());
+                        } else {
+                            a.put(
+                                &load.key(i),
+                                "state",
+                                load.value.to_vec(),
+                                "application/octet-stream",
+                                None,
+                                ActorCondition::None,
+                            )
+                            .expect("put");
+                        }
+                        lat.push(t0.elapsed());
+                        n += 1;
+                    }
+                    lat
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("client")).collect()
+    });
+    summarize(lats.concat(), start.elapsed())
+}
+
+/// Every cell measured: (system, tier, op, clients, ops/s).
+type Results = std::cell::RefCell<Vec<(String, String, Op, usize, f64)>>;
+
+fn record_row(out: &Results, who: &str, tier: &str, op: Op, clients: usize, s: &Stats) {
+    out.borrow_mut()
+        .push((who.into(), tier.into(), op, clients, s.ops));
+    println!(
+        "| {who} | {tier} | {} | {clients} | {:.0} | {:.3} | {:.3} |",
+        op.name(),
+        s.ops,
+        s.p50.as_secs_f64() * 1e3,
+        s.p99.as_secs_f64() * 1e3
+    );
+}
+
+fn main() {
+    let load = Load {
+        keys: env_or("ACTORS_KEYS", 10_000u64),
+        value: Arc::new(
+            (0..env_or("ACTORS_VALUE_BYTES", 256usize))
+                .map(|i| (i % 251) as u8)
+                .collect(),
+        ),
+        secs: Duration::from_secs_f64(env_or("ACTORS_SECONDS", 2.0f64)),
+    };
+    let clients: Vec<usize> = std::env::var("ACTORS_CLIENTS")
+        .unwrap_or_else(|_| "1,4,16,64".into())
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect();
+    let cold_ms = env_or("ACTORS_COLD_GET_MS", 20u64);
+    let systems =
+        std::env::var("ACTORS_SYSTEMS").unwrap_or_else(|_| "redis,grpc,http,engine".into());
+    let run_of = |s: &str| systems.split(',').any(|x| x.trim() == s);
+    let cell_list = std::env::var("ACTORS_CELLS")
+        .unwrap_or_else(|_| "get-hot,get-cold,get-warm,put,mixed".into());
+    let cell_of = |s: &str| cell_list.split(',').any(|x| x.trim() == s);
+
+    // Strata: a data directory on the same disk as Redis's, a cold store in RAM with a GET
+    // latency, the server in this process.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let mem: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let throttled = ThrottledStore::new(
+        mem,
+        ThrottleConfig {
+            wait_get_per_call: Duration::from_millis(cold_ms),
+            ..ThrottleConfig::default()
+        },
+    );
+    let cold: Arc<dyn BlobStore> =
+        Arc::new(ObjectBlobStore::new(Arc::new(throttled), "bench", "memory://").expect("cold"));
+    let mut opts = EngineOptions::new(dir.path());
+    opts.cold = Some(cold);
+    opts.tiers.hot_bytes = 1 << 30;
+    opts.tiers.min_residence = Duration::ZERO;
+    // Tiers move only when the bench says (a background pass would promote the warm segment
+    // it reads).
+    opts.tiers.mover_interval = Duration::from_secs(3_600);
+    let engine = Arc::new(Engine::open(opts).expect("open"));
+    let actors = engine.actors(DEFAULT_TENANT, "bench").expect("store");
+    for i in 0..load.keys {
+        actors
+            .put(
+                &load.key(i),
+                "state",
+                load.value.to_vec(),
+                "application/octet-stream",
+                None,
+                ActorCondition::None,
+            )
+            .expect("load");
+    }
+    actors.flush().expect("flush");
+    let secret = b"actors-bench-secret-actors-bench-secret-xx".to_vec();
+    let auth = Arc::new(
+        Authenticator::new(
+            Some(&secret),
+            None,
+            Duration::from_secs(30),
+            Duration::from_secs(86_400),
+        )
+        .expect("auth"),
+    );
+    let token = auth
+        .mint(
+            DEFAULT_TENANT,
+            Access::Global(Level::Manage),
+            Some("bench"),
+            Duration::from_secs(3600),
+        )
+        .expect("token");
+    let cfg = Config {
+        bind: [127, 0, 0, 1].into(),
+        http_port: 0,
+        grpc_port: 0,
+        metrics_port: 0,
+        ..Config::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let listeners = rt.block_on(Listeners::bind(&cfg)).expect("bind");
+    let http = format!("http://{}", listeners.http.local_addr().expect("addr"));
+    let grpc = listeners.grpc.local_addr().expect("addr").to_string();
+    let server = {
+        let (engine, auth, cfg) = (Arc::clone(&engine), Arc::clone(&auth), cfg.clone());
+        rt.spawn(async move {
+            serve(&cfg, engine, auth, listeners, async {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    };
+
+    let redis: Vec<(&str, Redis)> = vec![
+        ("Redis appendfsync always", Redis::start("always")),
+        ("Redis appendfsync everysec", Redis::start("everysec")),
+    ];
+    rt.block_on(async {
+        for (_, r) in &redis {
+            let mut c = Resp::connect(r.port).await;
+            for i in 0..load.keys {
+                let key = format!("bench:{}", load.key(i));
+                c.call(&[b"SET", key.as_bytes(), &load.value]).await;
+            }
+        }
+    });
+    let tier_to = |hint: TierHint, want: usize| {
+        actors.set_tier_hint(hint).expect("hint");
+        engine.run_mover().expect("mover");
+        let t = actors.segments_per_tier();
+        assert!(
+            t[want] >= 1 && t.iter().sum::<u64>() == t[want],
+            "segments per tier {t:?}"
+        );
+    };
+
+    println!(
+        "machine: {}; {} keys, {}-byte values; {:.1} s per cell; cold-store GETs +{cold_ms} ms",
+        strata_benches::machine(),
+        load.keys,
+        load.value.len(),
+        load.secs.as_secs_f64()
+    );
+    println!();
+    println!("| system | Strata tier | op | clients | ops/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|---|");
+    let results: Results = Default::default();
+    let row = |who: &str, tier: &str, op: Op, clients: usize, s: &Stats| {
+        record_row(&results, who, tier, op, clients, s)
+    };
+    let cells = |tier: &str, op: Op, with_redis: bool| {
+        for &c in &clients {
+            if with_redis && run_of("redis") {
+                for (name, r) in &redis {
+                    let s = rt.block_on(redis_cell(r.port, &load, op, c));
+                    row(name, "(RAM)", op, c, &s);
+                }
+            }
+            if run_of("grpc") {
+                let s = rt.block_on(grpc_cell(&grpc, &token, &load, op, c));
+                row("Strata gRPC", tier, op, c, &s);
+            }
+            if run_of("http") {
+                let s = rt.block_on(http_cell(&http, &token, &load, op, c));
+                row("Strata HTTP", tier, op, c, &s);
+            }
+            if run_of("engine") {
+                let s = in_process(&actors, &load, op, c);
+                row("Strata in-process", tier, op, c, &s);
+            }
+        }
+    };
+    tier_to(TierHint::PinHot, 0);
+    if cell_of("get-hot") {
+        cells("hot", Op::Get, true);
+    }
+    tier_to(TierHint::Offload, 2);
+    if cell_of("get-cold") {
+        cells("cold", Op::Get, false);
+    }
+    // Warm: a cold segment with the warm hint is fetched to the local disk (not into RAM).
+    tier_to(TierHint::Warm, 1);
+    if cell_of("get-warm") {
+        cells("warm", Op::Get, false);
+    }
+    let reads = engine.stats().actor_segment_reads;
+    tier_to(TierHint::PinHot, 0);
+    if cell_of("put") {
+        cells("hot", Op::Put, true);
+    }
+    if cell_of("mixed") {
+        cells("hot", Op::Mixed, true);
+    }
+    println!();
+    println!(
+        "actor segment block reads: hot {}, warm {}, cold {} (one per get that reached a segment)",
+        reads[0], reads[1], reads[2]
+    );
+    // The targets, as ratios from this run (16 clients and more).
+    let ops = |who: &str, tier: &str, op: Op, c: usize| {
+        results
+            .borrow()
+            .iter()
+            .find(|r| r.0 == who && r.1 == tier && r.2 == op && r.3 == c)
+            .map(|r| r.4)
+    };
+    println!();
+    println!(
+        "| clients | durable puts: Strata gRPC / HTTP ÷ Redis always | hot gets: Strata gRPC / HTTP ÷ best Redis | mixed over gRPC (target 50,000 ops/s) |"
+    );
+    println!("|---|---|---|---|");
+    for &c in clients.iter().filter(|c| **c >= 16) {
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "-".into(),
+        };
+        let always = ops("Redis appendfsync always", "(RAM)", Op::Put, c);
+        let best_get = [
+            ops("Redis appendfsync always", "(RAM)", Op::Get, c),
+            ops("Redis appendfsync everysec", "(RAM)", Op::Get, c),
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(f64::max);
+        println!(
+            "| {c} | {} / {} | {} / {} | {} |",
+            ratio(ops("Strata gRPC", "hot", Op::Put, c), always),
+            ratio(ops("Strata HTTP", "hot", Op::Put, c), always),
+            ratio(ops("Strata gRPC", "hot", Op::Get, c), best_get),
+            ratio(ops("Strata HTTP", "hot", Op::Get, c), best_get),
+            ops("Strata gRPC", "hot", Op::Mixed, c).map_or("-".into(), |o| format!("{o:.0}")),
+        );
+    }
+    let commits = engine.stats().actor_commits;
+    println!();
+    println!(
+        "Strata commits by path: async {} (no thread held while the WAL syncs), blocking {}",
+        commits[0], commits[1]
+    );
+    let _ = stop_tx.send(());
+    rt.block_on(server).expect("join").expect("server");
+    drop(redis);
+}
