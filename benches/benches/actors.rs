@@ -26,10 +26,7 @@ use hyper::body::Bytes;
 use strata_engine::storage::object_store::throttle::{ThrottleConfig, ThrottledStore};
 use strata_engine::storage::{BlobStore, ObjectBlobStore, object_store};
 use strata_engine::*;
-use strata_server::auth::{Access, Authenticator, Level};
-use strata_server::config::Config;
 use strata_server::grpc::pb;
-use strata_server::server::{Listeners, serve};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -440,48 +437,8 @@ fn main() {
             .expect("load");
     }
     actors.flush().expect("flush");
-    let secret = b"actors-bench-secret-actors-bench-secret-xx".to_vec();
-    let auth = Arc::new(
-        Authenticator::new(
-            Some(&secret),
-            None,
-            Duration::from_secs(30),
-            Duration::from_secs(86_400),
-        )
-        .expect("auth"),
-    );
-    let token = auth
-        .mint(
-            DEFAULT_TENANT,
-            Access::Global(Level::Manage),
-            Some("bench"),
-            Duration::from_secs(3600),
-        )
-        .expect("token");
-    let cfg = Config {
-        bind: [127, 0, 0, 1].into(),
-        http_port: 0,
-        grpc_port: 0,
-        metrics_port: 0,
-        ..Config::default()
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let listeners = rt.block_on(Listeners::bind(&cfg)).expect("bind");
-    let http = format!("http://{}", listeners.http.local_addr().expect("addr"));
-    let grpc = listeners.grpc.local_addr().expect("addr").to_string();
-    let server = {
-        let (engine, auth, cfg) = (Arc::clone(&engine), Arc::clone(&auth), cfg.clone());
-        rt.spawn(async move {
-            serve(&cfg, engine, auth, listeners, async {
-                let _ = stop_rx.await;
-            })
-            .await
-        })
-    };
+    let served = strata_benches::serve(Arc::clone(&engine));
+    let (rt, http, grpc, token) = (&served.rt, &served.http, &served.grpc, &served.token);
 
     let redis: Vec<(&str, Redis)> = vec![
         ("Redis appendfsync always", Redis::start("always")),
@@ -529,11 +486,11 @@ fn main() {
                 }
             }
             if run_of("grpc") {
-                let s = rt.block_on(grpc_cell(&grpc, &token, &load, op, c));
+                let s = rt.block_on(grpc_cell(grpc, token, &load, op, c));
                 row("Strata gRPC", tier, op, c, &s);
             }
             if run_of("http") {
-                let s = rt.block_on(http_cell(&http, &token, &load, op, c));
+                let s = rt.block_on(http_cell(http, token, &load, op, c));
                 row("Strata HTTP", tier, op, c, &s);
             }
             if run_of("engine") {
@@ -609,7 +566,6 @@ fn main() {
         "Strata commits by path: async {} (no thread held while the WAL syncs), blocking {}",
         commits[0], commits[1]
     );
-    let _ = stop_tx.send(());
-    rt.block_on(server).expect("join").expect("server");
     drop(redis);
+    served.stop();
 }

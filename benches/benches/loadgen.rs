@@ -17,10 +17,7 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use strata_engine::*;
-use strata_server::auth::{Access, Authenticator, Level};
-use strata_server::config::Config;
 use strata_server::grpc::pb;
-use strata_server::server::{Listeners, serve};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Mix {
@@ -263,48 +260,8 @@ fn main() {
         base: Arc::new(base),
         queries: Arc::new(strata_benches::bigann_queries()),
     };
-    let secret = b"loadgen-secret-loadgen-secret-loadgen-secret".to_vec();
-    let auth = Arc::new(
-        Authenticator::new(
-            Some(&secret),
-            None,
-            Duration::from_secs(30),
-            Duration::from_secs(86_400),
-        )
-        .expect("auth"),
-    );
-    let token = auth
-        .mint(
-            DEFAULT_TENANT,
-            Access::Global(Level::Manage),
-            Some("loadgen"),
-            Duration::from_secs(3600),
-        )
-        .expect("token");
-    let cfg = Config {
-        bind: [127, 0, 0, 1].into(),
-        http_port: 0,
-        grpc_port: 0,
-        metrics_port: 0,
-        ..Config::default()
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let listeners = rt.block_on(Listeners::bind(&cfg)).expect("bind");
-    let http = format!("http://{}", listeners.http.local_addr().expect("addr"));
-    let grpc = listeners.grpc.local_addr().expect("addr").to_string();
-    let server = {
-        let (engine, auth, cfg) = (Arc::clone(&engine), Arc::clone(&auth), cfg.clone());
-        rt.spawn(async move {
-            serve(&cfg, engine, auth, listeners, async {
-                let _ = stop_rx.await;
-            })
-            .await
-        })
-    };
+    let served = strata_benches::serve(Arc::clone(&engine));
+    let (rt, http, grpc, token) = (&served.rt, &served.http, &served.grpc, &served.token);
     let next_id = Arc::new(AtomicU64::new(0));
     println!(
         "machine: {}; {}s per cell; bigann10k (128-d, Euclid) in one indexed segment; WAL ack fsync",
@@ -322,9 +279,9 @@ fn main() {
             for proto in ["HTTP", "gRPC"] {
                 let s = rt.block_on(async {
                     if proto == "HTTP" {
-                        over_http(&http, &token, &data, mix, clients, secs, &next_id).await
+                        over_http(http, token, &data, mix, clients, secs, &next_id).await
                     } else {
-                        over_grpc(&grpc, &token, &data, mix, clients, secs, &next_id).await
+                        over_grpc(grpc, token, &data, mix, clients, secs, &next_id).await
                     }
                 });
                 println!(
@@ -339,6 +296,5 @@ fn main() {
             }
         }
     }
-    let _ = stop_tx.send(());
-    rt.block_on(server).expect("join").expect("server");
+    served.stop();
 }

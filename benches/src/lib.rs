@@ -94,3 +94,87 @@ pub fn recall_at_10(found: &[Vec<u64>], truth: &[Vec<i32>]) -> f64 {
         .sum();
     hits as f64 / (10 * found.len()) as f64
 }
+
+/// The real server (HTTP and gRPC on loopback, ports chosen by the OS) over `engine`, on a
+/// multi-thread runtime of its own, with a manager token (every collection and actor type).
+#[derive(Debug)]
+pub struct Served {
+    /// The runtime the server (and the caller's clients) run on.
+    pub rt: tokio::runtime::Runtime,
+    /// `http://127.0.0.1:port`.
+    pub http: String,
+    /// `127.0.0.1:port` of gRPC.
+    pub grpc: String,
+    /// A JWT with access `m`.
+    pub token: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+/// Starts [`Served`] over `engine`.
+pub fn serve(engine: std::sync::Arc<strata_engine::Engine>) -> Served {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use strata_server::auth::{Access, Authenticator, Level};
+    let secret = b"bench-secret-bench-secret-bench-secret-bench".to_vec();
+    let auth = Arc::new(
+        Authenticator::new(
+            Some(&secret),
+            None,
+            Duration::from_secs(30),
+            Duration::from_secs(86_400),
+        )
+        .expect("auth"),
+    );
+    let token = auth
+        .mint(
+            strata_engine::DEFAULT_TENANT,
+            Access::Global(Level::Manage),
+            Some("bench"),
+            Duration::from_secs(3600),
+        )
+        .expect("token");
+    let cfg = strata_server::config::Config {
+        bind: [127, 0, 0, 1].into(),
+        http_port: 0,
+        grpc_port: 0,
+        metrics_port: 0,
+        ..strata_server::config::Config::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let listeners = rt
+        .block_on(strata_server::server::Listeners::bind(&cfg))
+        .expect("bind");
+    let http = format!("http://{}", listeners.http.local_addr().expect("addr"));
+    let grpc = listeners.grpc.local_addr().expect("addr").to_string();
+    let server = rt.spawn(async move {
+        strata_server::server::serve(&cfg, engine, auth, listeners, async {
+            let _ = stop_rx.await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+    });
+    Served {
+        rt,
+        http,
+        grpc,
+        token,
+        stop,
+        server,
+    }
+}
+
+impl Served {
+    /// Stops the server and waits for it.
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        self.rt
+            .block_on(self.server)
+            .expect("join")
+            .expect("server");
+    }
+}

@@ -1264,22 +1264,12 @@ fn open_segment(
     c: &CollectionEntry,
     opts: &EngineOptions,
 ) -> Result<Segment> {
-    let name = layout::segment(s.id);
     let meta_name = layout::segment_meta(s.id);
     // Residency is what is local: warm if the segment file is, cold otherwise (also without a
     // cold tier configured — `strata check`, or a node restarted without its cold store — in
     // which case reading that segment's vectors fails with an error that says so).
-    let local = match tiered {
-        Some(t) => t.is_local(&name),
-        None => match blobs.head(&name) {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_not_found() => blobs.head(&meta_name).map(|_| false).or_else(|e| {
-                if e.is_not_found() { Ok(true) } else { Err(e) } // neither: reported below
-            }),
-            Err(e) => Err(e),
-        },
-    }
-    .map_err(|e| Error::store("looking for a segment", e))?;
+    let local =
+        is_local(blobs, tiered, s.id).map_err(|e| Error::store("looking for a segment", e))?;
     let mut body = match local {
         true => Some(open_body(blobs, s, c, opts.verify_on_open)?),
         false => None,
@@ -1336,6 +1326,29 @@ fn open_segment(
     };
     // Not moved by this process yet: no minimum residence applies.
     Ok(Segment::new(meta, body, true, 0))
+}
+
+/// Whether segment `id`'s file is local (residency: warm if it is, else cold — also without a
+/// cold tier configured, when only its meta file is here). Neither file here reads as local, so
+/// the open that follows reports the missing file.
+pub(crate) fn is_local(
+    blobs: &dyn BlobStore,
+    tiered: Option<&TieredStore>,
+    id: u64,
+) -> std::result::Result<bool, StoreError> {
+    let name = layout::segment(id);
+    match tiered {
+        Some(t) => t.is_local(&name),
+        None => match blobs.head(&name) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => match blobs.head(&layout::segment_meta(id)) {
+                Ok(_) => Ok(false),
+                Err(e) if e.is_not_found() => Ok(true),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
+    }
 }
 
 /// Opens and checks the file of segment `s` (fetching it if only the cold store has it).

@@ -46,7 +46,7 @@ use crate::segment::writer::{RowRef, SegmentInput, SpaceInput, SparseInput, enco
 use crate::segment::{Segment, compaction_sections, graph, not_resident};
 use crate::types::{Lsn, PointId};
 
-fn refuse_read_only(inner: &Inner) -> Result<()> {
+pub(crate) fn refuse_read_only(inner: &Inner) -> Result<()> {
     if inner.opts().read_only {
         return Err(Error::new(
             ErrorKind::Unavailable,

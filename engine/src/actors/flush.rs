@@ -26,19 +26,10 @@ use super::segment::encode;
 use super::store::{ActorStore, Tables};
 use crate::engine::{Inner, ManifestChange};
 use crate::error::{Error, ErrorKind, Result};
+use crate::maintenance::refuse_read_only;
 
 /// A store compacts once it has this many segments.
 pub(crate) const COMPACT_AT: usize = 4;
-
-fn refuse_read_only(inner: &Inner) -> Result<()> {
-    if inner.opts().read_only {
-        return Err(Error::new(
-            ErrorKind::Unavailable,
-            "the engine was opened read-only",
-        ));
-    }
-    Ok(())
-}
 
 /// True when the store's memtable is due for a flush (bytes or age, as for collections), or
 /// a sealed table waits to be written.

@@ -142,8 +142,11 @@ impl ActorSegment {
         self.since.load(Ordering::Acquire)
     }
 
-    pub(crate) fn touch(&self, now_ms: u64, half_life_ms: u64) {
-        lock(&self.access).touch(now_ms, half_life_ms);
+    /// Counts a read now for the tiering policy.
+    pub(crate) fn touch_now(&self, inner: &Inner) {
+        let o = inner.opts();
+        let half_life = u64::try_from(o.tiers.half_life.as_millis()).unwrap_or(u64::MAX);
+        lock(&self.access).touch(o.clock.now_millis(), half_life.max(1));
     }
 
     pub(crate) fn access(&self) -> Access {
@@ -249,13 +252,7 @@ impl ActorSegment {
         let Some(range) = self.meta.block_for(key) else {
             return Ok(Ok(None));
         };
-        let o = inner.opts();
-        self.touch(
-            o.clock.now_millis(),
-            u64::try_from(o.tiers.half_life.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1),
-        );
+        self.touch_now(inner);
         let Some(mut blocks) = self.read_ranges(inner, std::slice::from_ref(&range))? else {
             return Ok(Err(()));
         };
@@ -280,13 +277,7 @@ impl ActorSegment {
         let ActorBody::Hot(blob) = self.body() else {
             return None;
         };
-        let o = inner.opts();
-        self.touch(
-            o.clock.now_millis(),
-            u64::try_from(o.tiers.half_life.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1),
-        );
+        self.touch_now(inner);
         inner.actor_counters().reads[0].fetch_add(1, Ordering::Relaxed);
         metrics::counter!("strata_actor_segment_reads_total", "tier" => "hot").increment(1);
         let Some(block) = blob
@@ -408,22 +399,16 @@ pub(crate) fn open(
 ) -> Result<ActorSegment> {
     let name = layout::segment(s.id);
     let meta_name = layout::segment_meta(s.id);
-    let local = match tiered {
-        Some(t) => t.is_local(&name),
-        None => match blobs.head(&name) {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(false),
-            Err(e) => Err(e),
-        },
-    }
-    .map_err(|e| Error::store("looking for an actor segment", e))?;
+    let local = crate::engine::is_local(blobs, tiered, s.id)
+        .map_err(|e| Error::store("looking for an actor segment", e))?;
     let path = blobs.location(&name);
+    let missing =
+        || Error::corruption(format!("actor segment {path} named in MANIFEST is missing"));
     let file = match local {
-        true => Some(
-            blobs
-                .open(&name)
-                .map_err(|e| Error::store("opening an actor segment", e))?,
-        ),
+        true => Some(blobs.open(&name).map_err(|e| match e.is_not_found() {
+            true => missing(),
+            false => Error::store("opening an actor segment", e),
+        })?),
         false => None,
     };
     if let Some(f) = &file
@@ -453,14 +438,9 @@ pub(crate) fn open(
             let whole = match &file {
                 Some(f) => f,
                 None => {
-                    fetched = blobs.open(&name).map_err(|e| {
-                        if e.is_not_found() {
-                            Error::corruption(format!(
-                                "actor segment {path} named in MANIFEST is missing"
-                            ))
-                        } else {
-                            Error::store("opening an actor segment", e)
-                        }
+                    fetched = blobs.open(&name).map_err(|e| match e.is_not_found() {
+                        true => missing(),
+                        false => Error::store("opening an actor segment", e),
                     })?;
                     &fetched
                 }

@@ -360,8 +360,8 @@ impl Meta {
     }
 }
 
-/// The records of one block (its bytes as read), checked: checksum, sorted keys, exact length.
-pub(crate) fn block_records(block: &[u8]) -> Result<Vec<ActorRecord>, DecodeError> {
+/// A block's records bytes, once its checksum matches.
+fn checked_body(block: &[u8]) -> Result<&[u8], DecodeError> {
     let body_len = block
         .len()
         .checked_sub(4)
@@ -370,7 +370,12 @@ pub(crate) fn block_records(block: &[u8]) -> Result<Vec<ActorRecord>, DecodeErro
     if crc(body) != u32::from_le_bytes(sum.try_into().expect("4 bytes")) {
         return Err(err(body_len, "actor block checksum mismatch"));
     }
-    let mut r = Reader::new(body);
+    Ok(body)
+}
+
+/// The records of one block (its bytes as read), checked: checksum, sorted keys, exact length.
+pub(crate) fn block_records(block: &[u8]) -> Result<Vec<ActorRecord>, DecodeError> {
+    let mut r = Reader::new(checked_body(block)?);
     let mut out: Vec<ActorRecord> = Vec::new();
     while r.remaining() > 0 {
         let rec = get_record(&mut r)?;
@@ -386,14 +391,7 @@ pub(crate) fn block_records(block: &[u8]) -> Result<Vec<ActorRecord>, DecodeErro
 /// records are walked without decoding any but the one asked for (keys compared in place, their
 /// order checked up to it).
 pub(crate) fn find(block: &[u8], key: &ActorKey) -> Result<Option<ActorRecord>, DecodeError> {
-    let body_len = block
-        .len()
-        .checked_sub(4)
-        .ok_or_else(|| err(0, "block shorter than its checksum"))?;
-    let (body, sum) = block.split_at(body_len);
-    if crc(body) != u32::from_le_bytes(sum.try_into().expect("4 bytes")) {
-        return Err(err(body_len, "actor block checksum mismatch"));
-    }
+    let body = checked_body(block)?;
     let want = (key.actor.as_bytes(), key.state.as_bytes());
     let mut r = Reader::new(body);
     let mut prev: Option<(&[u8], &[u8])> = None;

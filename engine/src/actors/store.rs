@@ -311,36 +311,8 @@ impl ActorStore {
         now_ms: u64,
         report: bool,
     ) -> Result<std::result::Result<Vec<Option<bool>>, Conflict>> {
-        let mut existed = Vec::with_capacity(txn.entries.len());
-        for e in &txn.entries {
-            if e.condition == Condition::None && !report && !matches!(e.op, TxnOp::Delete) {
-                existed.push(None);
-                continue;
-            }
-            let key = ActorKey {
-                actor: txn.actor.clone(),
-                state: e.state.clone(),
-            };
-            let newest = match self.pending_of(&key) {
-                Some(p) => Some(p),
-                None => self.newest(inner, &key)?,
-            };
-            let current = newest.filter(|r| !r.absent_at(now_ms)).map(|r| r.version);
-            let ok = match e.condition {
-                Condition::None => true,
-                Condition::IfMatch(v) => current == Some(v),
-                Condition::IfNoneMatch => current.is_none(),
-                Condition::IfExists => current.is_some(),
-            };
-            if !ok {
-                return Ok(Err(Conflict {
-                    state: e.state.clone(),
-                    current,
-                }));
-            }
-            existed.push(Some(current.is_some()));
-        }
-        Ok(Ok(existed))
+        self.check_with(txn, now_ms, report, |k| Some(self.newest(inner, k)))
+            .unwrap_or_else(|| Err(Error::new(ErrorKind::Internal, "a blocking read declined")))
     }
 
     /// [`ActorStore::check`] when it needs no I/O (`None`: a warm or cold block must be read).
@@ -350,6 +322,18 @@ impl ActorStore {
         txn: &ActorTxn,
         now_ms: u64,
         report: bool,
+    ) -> Option<Result<std::result::Result<Vec<Option<bool>>, Conflict>>> {
+        self.check_with(txn, now_ms, report, |k| self.newest_resident(inner, k))
+    }
+
+    /// The check, reading states with `newest` (`None` from it: cannot answer now). Pending
+    /// writes come first: their writers released the keys' stripes before they were durable.
+    fn check_with(
+        &self,
+        txn: &ActorTxn,
+        now_ms: u64,
+        report: bool,
+        newest: impl Fn(&ActorKey) -> Option<Result<Option<ActorRecord>>>,
     ) -> Option<Result<std::result::Result<Vec<Option<bool>>, Conflict>>> {
         let mut existed = Vec::with_capacity(txn.entries.len());
         for e in &txn.entries {
@@ -361,14 +345,14 @@ impl ActorStore {
                 actor: txn.actor.clone(),
                 state: e.state.clone(),
             };
-            let newest = match self.pending_of(&key) {
+            let found = match self.pending_of(&key) {
                 Some(p) => Some(p),
-                None => match self.newest_resident(inner, &key)? {
+                None => match newest(&key)? {
                     Ok(r) => r,
                     Err(e) => return Some(Err(e)),
                 },
             };
-            let current = newest.filter(|r| !r.absent_at(now_ms)).map(|r| r.version);
+            let current = found.filter(|r| !r.absent_at(now_ms)).map(|r| r.version);
             let ok = match e.condition {
                 Condition::None => true,
                 Condition::IfMatch(v) => current == Some(v),
