@@ -29,7 +29,9 @@
 //!
 //! Lock order (outer first): flush queue / compaction lock → `manifest` → `catalog` →
 //! collection gate → `mem` → `segments`. The catalog is only changed with the manifest lock
-//! held; segment swaps need the manifest lock as an argument ([`ManifestLock`]).
+//! held; segment swaps need the manifest lock as an argument ([`ManifestLock`]). Actor stores:
+//! maintenance lock → `manifest` → tables; key stripes → store gate → `mem` → pending writes /
+//! tables (`actors/store.rs`).
 
 mod aliases;
 mod snapshots;

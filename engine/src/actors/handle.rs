@@ -263,8 +263,7 @@ impl ActorHandle {
                 return Err(e);
             }
             let written = txn.entries.len() as u64;
-            store.apply(lsn, txn.clone(), now);
-            store.drop_pending(lsn, &txn);
+            store.finish_pending(lsn, &txn, now);
             metrics::counter!("strata_actor_writes_total").increment(written);
             metrics::counter!("strata_actor_commits_total", "path" => "async").increment(1);
             inner.actor_counters().commits[0].fetch_add(1, Ordering::Relaxed);

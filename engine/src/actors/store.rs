@@ -71,10 +71,13 @@ pub(crate) struct ActorStore {
     /// One flush or compaction of this store at a time.
     maintenance: Mutex<()>,
     stripes: Vec<Mutex<()>>,
-    /// Writes logged but not yet durable (async commits, `handle.rs`): the newest per key.
-    /// Conditions see them (their writers released the key's stripe); readers do not (a state
-    /// is visible once durable and applied).
-    pending: Mutex<HashMap<ActorKey, ActorRecord>>,
+    /// Writes logged but not yet applied (async commits, `handle.rs`), per key by LSN.
+    /// Conditions see the newest (their writers released the key's stripe); readers see none
+    /// (a state is visible once durable and applied). An entry is applied exactly once, under
+    /// the memtable lock: by its writer once durable ([`ActorStore::finish_pending`]), or by a
+    /// seal that finds it durable first — so an older write can never land in a memtable after
+    /// a newer one of the same key was sealed.
+    pending: Mutex<HashMap<ActorKey, BTreeMap<Lsn, ActorRecord>>>,
 }
 
 /// Why a transaction's condition failed: the state and its current version (`None`: absent).
@@ -207,42 +210,54 @@ impl ActorStore {
     /// (the caller holds its keys' stripes and the gate).
     pub(crate) fn add_pending(&self, lsn: Lsn, txn: &ActorTxn) {
         let mut p = lock(&self.pending);
-        for e in &txn.entries {
-            let key = ActorKey {
-                actor: txn.actor.clone(),
-                state: e.state.clone(),
-            };
-            let (value, expiry_ms) = match &e.op {
-                TxnOp::Put { value, expiry_ms } => (Some(value.clone()), *expiry_ms),
-                TxnOp::Delete => (None, None),
-            };
-            let rec = ActorRecord {
-                key: key.clone(),
-                version: lsn,
-                expiry_ms,
-                value,
-            };
-            p.insert(key, rec);
+        for rec in records_of(lsn, txn) {
+            p.entry(rec.key.clone()).or_default().insert(lsn, rec);
         }
     }
 
-    /// Forgets the pending records of `txn` at `lsn` (applied, or failed), keeping newer ones.
+    /// Applies `txn`, logged at `lsn` and now durable, unless a seal already did (then it is
+    /// in a sealed table with whatever superseded it): the memtable lock is taken before the
+    /// pending map's, as a seal takes them.
+    pub(crate) fn finish_pending(&self, lsn: Lsn, txn: &ActorTxn, now_ms: u64) {
+        let mut mem = write(&self.mem);
+        let mut p = lock(&self.pending);
+        let mut added = 0;
+        for rec in records_of(lsn, txn) {
+            let Some(by_lsn) = p.get_mut(&rec.key) else {
+                continue;
+            };
+            if by_lsn.remove(&lsn).is_none() {
+                continue;
+            }
+            if by_lsn.is_empty() {
+                p.remove(&rec.key);
+            }
+            added += insert_newer(&mut mem, rec);
+        }
+        drop(p);
+        drop(mem);
+        self.note_applied(added, now_ms);
+    }
+
+    /// Forgets the pending records of `txn` at `lsn` (its sync failed: never applied).
     pub(crate) fn drop_pending(&self, lsn: Lsn, txn: &ActorTxn) {
         let mut p = lock(&self.pending);
-        for e in &txn.entries {
-            let key = ActorKey {
-                actor: txn.actor.clone(),
-                state: e.state.clone(),
-            };
-            if p.get(&key).is_some_and(|r| r.version == lsn) {
-                p.remove(&key);
+        for rec in records_of(lsn, txn) {
+            if let Some(by_lsn) = p.get_mut(&rec.key) {
+                by_lsn.remove(&lsn);
+                if by_lsn.is_empty() {
+                    p.remove(&rec.key);
+                }
             }
         }
     }
 
-    /// The pending record of `key`, if any.
+    /// The newest pending record of `key`, if any.
     fn pending_of(&self, key: &ActorKey) -> Option<ActorRecord> {
-        lock(&self.pending).get(key).cloned()
+        lock(&self.pending)
+            .get(key)
+            .and_then(|m| m.last_key_value())
+            .map(|(_, r)| r.clone())
     }
 
     /// The newest record of `key` (a tombstone or an expired state included): the memtable,
@@ -374,28 +389,16 @@ impl ActorStore {
     /// are kept).
     pub(crate) fn apply(&self, lsn: Lsn, txn: ActorTxn, now_ms: u64) {
         let mut mem = write(&self.mem);
-        let mut added = 0u64;
-        for e in txn.entries {
-            let key = ActorKey {
-                actor: txn.actor.clone(),
-                state: e.state,
-            };
-            if mem.get(&key).is_some_and(|r| r.version >= lsn) {
-                continue;
-            }
-            let (value, expiry_ms) = match e.op {
-                TxnOp::Put { value, expiry_ms } => (Some(value), expiry_ms),
-                TxnOp::Delete => (None, None),
-            };
-            let rec = ActorRecord {
-                key: key.clone(),
-                version: lsn,
-                expiry_ms,
-                value,
-            };
-            added += record_bytes(&rec);
-            mem.insert(key, rec);
-        }
+        let added = records_of(lsn, &txn)
+            .into_iter()
+            .map(|r| insert_newer(&mut mem, r))
+            .sum();
+        drop(mem);
+        self.note_applied(added, now_ms);
+    }
+
+    /// Counts `added` memtable bytes applied at `now_ms` (the flush triggers).
+    fn note_applied(&self, added: u64, now_ms: u64) {
         self.mem_bytes.fetch_add(added, Ordering::AcqRel);
         let _ = self.first_write_ms.compare_exchange(
             0,
@@ -422,18 +425,25 @@ impl ActorStore {
     pub(crate) fn seal(&self, wal: &dyn crate::wal::Wal) -> bool {
         let _all = write(&self.gate);
         let mut mem = write(&self.mem);
-        let pending: Vec<ActorRecord> = lock(&self.pending).values().cloned().collect();
         let durable = wal.durable_lsn().unwrap_or(0);
         let mut oldest_pending: Option<Lsn> = None;
-        for r in pending {
-            if r.version <= durable {
-                if mem.get(&r.key).is_none_or(|m| m.version < r.version) {
-                    self.mem_bytes.fetch_add(record_bytes(&r), Ordering::AcqRel);
-                    mem.insert(r.key.clone(), r);
+        {
+            let mut p = lock(&self.pending);
+            let mut added = 0;
+            p.retain(|_, by_lsn| {
+                // Durable entries are applied here (their writers will find them gone).
+                while let Some(e) = by_lsn.first_entry() {
+                    if *e.key() > durable {
+                        break;
+                    }
+                    added += insert_newer(&mut mem, e.remove());
                 }
-            } else {
-                oldest_pending = Some(oldest_pending.map_or(r.version, |o| o.min(r.version)));
-            }
+                if let Some((l, _)) = by_lsn.first_key_value() {
+                    oldest_pending = Some(oldest_pending.map_or(*l, |o| o.min(*l)));
+                }
+                !by_lsn.is_empty()
+            });
+            self.mem_bytes.fetch_add(added, Ordering::AcqRel);
         }
         if mem.is_empty() {
             return false;
@@ -613,6 +623,38 @@ impl ActorStore {
     }
 }
 
+/// The records `txn` writes at `lsn`.
+fn records_of(lsn: Lsn, txn: &ActorTxn) -> Vec<ActorRecord> {
+    txn.entries
+        .iter()
+        .map(|e| {
+            let (value, expiry_ms) = match &e.op {
+                TxnOp::Put { value, expiry_ms } => (Some(value.clone()), *expiry_ms),
+                TxnOp::Delete => (None, None),
+            };
+            ActorRecord {
+                key: ActorKey {
+                    actor: txn.actor.clone(),
+                    state: e.state.clone(),
+                },
+                version: lsn,
+                expiry_ms,
+                value,
+            }
+        })
+        .collect()
+}
+
+/// Puts `rec` in `mem` unless a version as new is there; returns the bytes added.
+fn insert_newer(mem: &mut BTreeMap<ActorKey, ActorRecord>, rec: ActorRecord) -> u64 {
+    if mem.get(&rec.key).is_some_and(|r| r.version >= rec.version) {
+        return 0;
+    }
+    let n = record_bytes(&rec);
+    mem.insert(rec.key.clone(), rec);
+    n
+}
+
 /// The stripe of each key, sorted, once each.
 fn stripe_indices(keys: &[ActorKey]) -> Vec<usize> {
     let mut idx: Vec<usize> = keys
@@ -646,4 +688,106 @@ fn next_in(
     m.range::<ActorKey, _>((lower, Bound::Unbounded))
         .next()
         .map(|(_, r)| r.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::Value;
+    use crate::actors::txn::TxnEntry;
+    use crate::wal::{ReplayStats, ReplayVisitor, Wal};
+
+    /// A log that reports a fixed durable LSN (nothing else is used by a seal).
+    #[derive(Debug)]
+    struct Durable(Lsn);
+
+    impl Wal for Durable {
+        fn open(&self, _: Lsn, _: &mut ReplayVisitor<'_>) -> Result<ReplayStats> {
+            Ok(ReplayStats::default())
+        }
+        fn append(&self, _: u64, _: &[u8]) -> Result<Lsn> {
+            Ok(self.0 + 1)
+        }
+        fn sync(&self, _: Lsn) -> Result<()> {
+            Ok(())
+        }
+        fn last_lsn(&self) -> Lsn {
+            self.0 + 5
+        }
+        fn release(&self, _: &dyn Fn(u64, Lsn) -> bool) -> Result<usize> {
+            Ok(0)
+        }
+        fn durable_lsn(&self) -> Option<Lsn> {
+            Some(self.0)
+        }
+    }
+
+    fn put(value: &[u8]) -> ActorTxn {
+        ActorTxn {
+            actor: "a".into(),
+            entries: vec![TxnEntry {
+                state: "s".into(),
+                op: TxnOp::Put {
+                    value: Value {
+                        content_type: "b".into(),
+                        bytes: value.to_vec(),
+                    },
+                    expiry_ms: None,
+                },
+                condition: Condition::None,
+            }],
+        }
+    }
+
+    fn store() -> ActorStore {
+        ActorStore::new(
+            &ActorStoreEntry {
+                id: 1,
+                tenant: "t".into(),
+                actor_type: "x".into(),
+                created_lsn: 0,
+                flushed_lsn: 0,
+                hint: Hint::Auto,
+                segments: Vec::new(),
+            },
+            Vec::new(),
+        )
+    }
+
+    fn key() -> ActorKey {
+        ActorKey {
+            actor: "a".into(),
+            state: "s".into(),
+        }
+    }
+
+    /// An async write (10) still pending when a newer blocking write (11) of the same key is
+    /// applied and sealed: its writer, finishing late, must not put the older value into the new
+    /// memtable, where reads would find it before the sealed newer one.
+    #[test]
+    fn a_late_async_apply_never_hides_a_newer_sealed_version() {
+        let s = store();
+        s.add_pending(10, &put(b"old"));
+        s.apply(11, put(b"new"), 1);
+        assert!(s.seal(&Durable(11)));
+        assert_eq!(s.tables().frozen[0].seal_lsn, 16, "nothing left pending");
+        s.finish_pending(10, &put(b"old"), 2);
+        assert!(read(&s.mem).get(&key()).is_none(), "the seal handled it");
+        assert_eq!(s.tables().frozen[0].map[&key()].version, 11);
+    }
+
+    /// A write pending and not yet durable at the seal stays out of the sealed table, the seal
+    /// LSN stops below it (replay keeps it), and its writer applies it afterwards.
+    #[test]
+    fn a_seal_stops_below_a_write_not_yet_durable() {
+        let s = store();
+        s.apply(5, put(b"five"), 1);
+        s.add_pending(7, &put(b"seven"));
+        assert!(s.seal(&Durable(6)));
+        let f = &s.tables().frozen[0];
+        assert_eq!((f.seal_lsn, f.map[&key()].version), (6, 5));
+        s.finish_pending(7, &put(b"seven"), 2);
+        assert_eq!(read(&s.mem).get(&key()).map(|r| r.version), Some(7));
+        assert!(lock(&s.pending).is_empty());
+    }
 }
