@@ -7,9 +7,12 @@
 //! syncer thread: wait for waiters → take them all → Wal::sync(max LSN) → complete each ─┘
 //!                (joins the WAL's group commit with blocking writers)
 //! ```
-//! A failed sync completes every waiter of that round with the error (the WAL is poisoned by
-//! then, so no later write becomes durable either). On shutdown the syncer serves the waiters
-//! it has, then stops; a wait registered after that fails.
+//! Each waiter carries what to do once its fate is known (`then`: apply the write, or forget
+//! it), run by the syncer before the future is woken — so a write is applied even when the
+//! future waiting for it was dropped (a client gone). A failed sync completes a waiter whose
+//! LSN is durable anyway (another writer's fsync covered it) with success, the others with the
+//! error (the WAL is poisoned by then, so no later write becomes durable either). On shutdown
+//! the syncer serves the waiters it has, then stops; a wait registered after that fails.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -80,10 +83,22 @@ impl Future for Durable {
     }
 }
 
-#[derive(Debug, Default)]
+/// What a waiter does once its LSN is durable (`Ok`) or cannot be (`Err`).
+pub(crate) type Then = Box<dyn FnOnce(&Result<()>) + Send>;
+
+#[derive(Default)]
 struct State {
-    waiters: Vec<(Lsn, Arc<Slot>)>,
+    waiters: Vec<(Lsn, Arc<Slot>, Then)>,
     stop: bool,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("waiters", &self.waiters.len())
+            .field("stop", &self.stop)
+            .finish()
+    }
 }
 
 /// The registry of async waiters and its thread's loop.
@@ -99,21 +114,27 @@ fn copy(e: &Error) -> Error {
 }
 
 impl Syncer {
-    /// A future that resolves once `lsn` is durable.
-    pub(crate) fn wait(&self, wal: &dyn Wal, lsn: Lsn) -> Durable {
+    /// A future that resolves once `lsn` is durable (or cannot be); `then` runs first, on the
+    /// syncer thread (or here, when the answer is known at once), whether or not the future is
+    /// still awaited.
+    pub(crate) fn wait(&self, wal: &dyn Wal, lsn: Lsn, then: Then) -> Durable {
         if wal.durable_lsn().is_some_and(|d| d >= lsn) {
+            then(&Ok(()));
             return Durable::ready(Ok(()));
         }
         let slot = Arc::new(Slot::default());
         {
             let mut s = lock(&self.state);
             if s.stop {
-                return Durable::ready(Err(Error::new(
+                drop(s);
+                let r = Err(Error::new(
                     ErrorKind::Unavailable,
                     "the engine is shutting down",
-                )));
+                ));
+                then(&r);
+                return Durable::ready(r);
             }
-            s.waiters.push((lsn, Arc::clone(&slot)));
+            s.waiters.push((lsn, Arc::clone(&slot), then));
         }
         self.cv.notify_one();
         Durable {
@@ -144,14 +165,18 @@ impl Syncer {
                 }
                 std::mem::take(&mut s.waiters)
             };
-            let max = batch.iter().map(|(l, _)| *l).max().unwrap_or(0);
+            let max = batch.iter().map(|(l, _, _)| *l).max().unwrap_or(0);
             let r = wal.sync(max);
+            // After a failure, what is durable anyway (covered by another fsync) succeeded.
+            let durable = wal.durable_lsn().unwrap_or(0);
             metrics::histogram!("strata_async_commit_batch").record(batch.len() as f64);
-            for (_, slot) in batch {
-                slot.complete(match &r {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(copy(e)),
-                });
+            for (lsn, slot, then) in batch {
+                let mine = match &r {
+                    Err(e) if lsn > durable => Err(copy(e)),
+                    _ => Ok(()),
+                };
+                then(&mine);
+                slot.complete(mine);
             }
         }
     }

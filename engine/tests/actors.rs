@@ -721,3 +721,31 @@ fn async_and_blocking_commits_decide_conditions_together_through_flushes() {
         want
     );
 }
+
+/// An async commit whose future is dropped (a client gone) is still applied once durable (the
+/// syncer applies it), so reads and conditions agree on it.
+#[test]
+fn an_async_commit_is_applied_even_when_nobody_awaits_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path(), Arc::new(ManualClock::new(1)));
+    let a = engine.actors(DEFAULT_TENANT, "t").expect("store");
+    let w = vec![ActorWrite::Put {
+        state: "state".into(),
+        value: b"v".to_vec(),
+        content_type: "b".into(),
+        ttl_ms: None,
+        condition: ActorCondition::IfNoneMatch,
+    }];
+    drop(a.commit_async("x", w, false).expect("no I/O needed"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let got = loop {
+        if let Some(s) = a.get("x", "state").expect("get") {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "never applied");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    assert_eq!(got.value, b"v");
+    // Its version is the current one for conditions too.
+    put(&a, "x", "state", b"w", ActorCondition::IfMatch(got.version)).expect("current");
+}

@@ -228,8 +228,8 @@ impl ActorHandle {
     /// blocking: conditions answered from RAM, the keys' stripes free, and a WAL that reports
     /// durability. Then the transaction is checked and logged here, and the returned future
     /// waits — without holding a thread — for the engine's syncer to make it durable (one
-    /// fsync for every write waiting), applies it and answers as `commit` would. `None`: call
-    /// `commit` on a blocking thread instead.
+    /// fsync for every write waiting) and apply it (also when the future is dropped), and
+    /// answers as `commit` would. `None`: call `commit` on a blocking thread instead.
     ///
     /// Between its append and its apply a write is *pending*: later writers of the same keys
     /// check their conditions against it (so of two `If-Match` writers exactly one wins, as on
@@ -245,32 +245,18 @@ impl ActorHandle {
             Err(e) => Step::Done(Err(e)),
             Ok(p) => self.log_now(actor, p, report)?,
         };
-        let store = std::sync::Arc::clone(&self.store);
-        let inner = std::sync::Arc::clone(&self.inner);
         Some(async move {
-            let (wait, lsn, txn, now, existed) = match step {
-                Step::Done(r) => return r,
-                Step::Wait {
-                    wait,
-                    lsn,
-                    txn,
-                    now,
-                    existed,
-                } => (wait, lsn, txn, now, existed),
-            };
-            if let Err(e) = wait.await {
-                store.drop_pending(lsn, &txn);
-                return Err(e);
+            match step {
+                Step::Done(r) => r,
+                Step::Wait { wait, lsn, existed } => {
+                    // Applied (or forgotten) by the syncer before this wakes.
+                    wait.await?;
+                    Ok(ActorCommit {
+                        version: Some(lsn),
+                        existed,
+                    })
+                }
             }
-            let written = txn.entries.len() as u64;
-            store.finish_pending(lsn, &txn, now);
-            metrics::counter!("strata_actor_writes_total").increment(written);
-            metrics::counter!("strata_actor_commits_total", "path" => "async").increment(1);
-            inner.actor_counters().commits[0].fetch_add(1, Ordering::Relaxed);
-            Ok(ActorCommit {
-                version: Some(lsn),
-                existed,
-            })
         })
     }
 
@@ -302,11 +288,21 @@ impl ActorHandle {
         self.store.add_pending(lsn, &txn);
         drop(gate);
         drop(stripes);
+        // Applied by the syncer once durable, even if nobody awaits the answer any more.
+        let (store, inner) = (Arc::clone(&self.store), Arc::clone(&self.inner));
+        let then: crate::durable::Then = Box::new(move |r: &Result<()>| match r {
+            Ok(()) => {
+                let written = txn.entries.len() as u64;
+                store.finish_pending(lsn, &txn, now);
+                metrics::counter!("strata_actor_writes_total").increment(written);
+                metrics::counter!("strata_actor_commits_total", "path" => "async").increment(1);
+                inner.actor_counters().commits[0].fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => store.drop_pending(lsn, &txn),
+        });
         Some(Step::Wait {
-            wait: self.inner.syncer().wait(wal, lsn),
+            wait: self.inner.syncer().wait(wal, lsn, then),
             lsn,
-            txn,
-            now,
             existed,
         })
     }
@@ -485,12 +481,10 @@ impl Prepared {
 enum Step {
     /// Answered already (an error, a conflict, nothing to write).
     Done(Result<ActorCommit>),
-    /// Logged at `lsn`, pending until `wait` resolves.
+    /// Logged at `lsn`, pending until `wait` resolves (the syncer applies it first).
     Wait {
         wait: crate::Durable,
         lsn: Lsn,
-        txn: ActorTxn,
-        now: u64,
         existed: Vec<Option<bool>>,
     },
 }

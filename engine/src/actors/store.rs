@@ -229,6 +229,9 @@ impl ActorStore {
             if by_lsn.remove(&lsn).is_none() {
                 continue;
             }
+            // Older pending writes of the key are durable too and shadowed now: a condition
+            // must not find them.
+            by_lsn.retain(|l, _| *l > lsn);
             if by_lsn.is_empty() {
                 p.remove(&rec.key);
             }
@@ -389,10 +392,22 @@ impl ActorStore {
     /// are kept).
     pub(crate) fn apply(&self, lsn: Lsn, txn: ActorTxn, now_ms: u64) {
         let mut mem = write(&self.mem);
-        let added = records_of(lsn, &txn)
-            .into_iter()
-            .map(|r| insert_newer(&mut mem, r))
-            .sum();
+        let records = records_of(lsn, &txn);
+        {
+            // Pending writes of these keys older than `lsn` are durable (this one is) and
+            // shadowed by it: conditions must not find them, and their writers must not apply
+            // them any more.
+            let mut p = lock(&self.pending);
+            for r in &records {
+                if let Some(by_lsn) = p.get_mut(&r.key) {
+                    by_lsn.retain(|l, _| *l > lsn);
+                    if by_lsn.is_empty() {
+                        p.remove(&r.key);
+                    }
+                }
+            }
+        }
+        let added = records.into_iter().map(|r| insert_newer(&mut mem, r)).sum();
         drop(mem);
         self.note_applied(added, now_ms);
     }
@@ -774,6 +789,32 @@ mod tests {
         s.finish_pending(10, &put(b"old"), 2);
         assert!(read(&s.mem).get(&key()).is_none(), "the seal handled it");
         assert_eq!(s.tables().frozen[0].map[&key()].version, 11);
+    }
+
+    /// A newer write applied clears older pending writes of its key: a condition on the older
+    /// version fails (else two If-Match writers on it could both win) and the older writer,
+    /// finishing late, does not apply it.
+    #[test]
+    fn a_newer_apply_clears_older_pending_writes_of_its_key() {
+        let s = store();
+        s.add_pending(2, &put(b"a"));
+        s.apply(3, put(b"b"), 1);
+        let mut stale = put(b"c");
+        stale.entries[0].condition = Condition::IfMatch(2);
+        let from_mem = |k: &ActorKey| Some(Ok(read(&s.mem).get(k).cloned()));
+        let c = s
+            .check_with(&stale, 1, false, from_mem)
+            .expect("answered")
+            .expect("read");
+        assert_eq!(
+            c,
+            Err(Conflict {
+                state: "s".into(),
+                current: Some(3)
+            })
+        );
+        s.finish_pending(2, &put(b"a"), 2);
+        assert_eq!(read(&s.mem).get(&key()).map(|r| r.version), Some(3));
     }
 
     /// A write pending and not yet durable at the seal stays out of the sealed table, the seal
