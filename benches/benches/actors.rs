@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use strata_benches::{Stats, summarize};
 use strata_engine::storage::object_store::throttle::{ThrottleConfig, ThrottledStore};
 use strata_engine::storage::{BlobStore, ObjectBlobStore, object_store};
 use strata_engine::*;
@@ -50,26 +51,6 @@ impl Op {
             Op::Put => false,
             Op::Mixed => i.is_multiple_of(2),
         }
-    }
-}
-
-struct Stats {
-    ops: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Stats {
-    lat.sort();
-    let pick = |q: f64| {
-        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    Stats {
-        ops: lat.len() as f64 / elapsed.as_secs_f64(),
-        p50: pick(0.5),
-        p99: pick(0.99),
     }
 }
 

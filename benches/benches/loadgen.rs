@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use strata_benches::{Stats, summarize};
 use strata_engine::*;
 use strata_server::grpc::pb;
 
@@ -40,26 +41,6 @@ impl Mix {
             Mix::Upsert => false,
             Mix::Mixed => !i.is_multiple_of(10),
         }
-    }
-}
-
-struct Stats {
-    qps: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Stats {
-    lat.sort();
-    let pick = |q: f64| {
-        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    Stats {
-        qps: lat.len() as f64 / elapsed.as_secs_f64(),
-        p50: pick(0.5),
-        p99: pick(0.99),
     }
 }
 
@@ -287,11 +268,11 @@ fn main() {
                 println!(
                     "| {proto} | {} | {clients} | {:.0} | {:.2} ms | {:.2} ms | {:.0} | {:.2} |",
                     mix.name(),
-                    s.qps,
+                    s.ops,
                     s.p50.as_secs_f64() * 1e3,
                     s.p99.as_secs_f64() * 1e3,
-                    local.qps,
-                    s.qps / local.qps
+                    local.ops,
+                    s.ops / local.ops
                 );
             }
         }

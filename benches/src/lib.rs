@@ -178,3 +178,29 @@ impl Served {
             .expect("server");
     }
 }
+
+/// Throughput and latency of one bench cell.
+#[derive(Clone, Copy, Debug)]
+pub struct Stats {
+    /// Operations per second.
+    pub ops: f64,
+    /// Median latency.
+    pub p50: std::time::Duration,
+    /// 99th percentile latency.
+    pub p99: std::time::Duration,
+}
+
+/// [`Stats`] of the latencies `lat` measured over `elapsed`.
+pub fn summarize(mut lat: Vec<std::time::Duration>, elapsed: std::time::Duration) -> Stats {
+    lat.sort();
+    let pick = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Stats {
+        ops: lat.len() as f64 / elapsed.as_secs_f64(),
+        p50: pick(0.5),
+        p99: pick(0.99),
+    }
+}
