@@ -73,6 +73,18 @@ impl Load {
     fn key(&self, i: u64) -> String {
         format!("a{:06}", i % self.keys)
     }
+
+    /// Puts key `i`'s value in-process (blind, durable).
+    fn put(&self, a: &ActorHandle, i: u64) -> strata_engine::Result<u64> {
+        a.put(
+            &self.key(i),
+            "state",
+            self.value.to_vec(),
+            "application/octet-stream",
+            None,
+            ActorCondition::None,
+        )
+    }
 }
 
 /// A spread of key indices per client (a multiplicative walk: every key, no two clients in
@@ -323,15 +335,7 @@ fn in_process(a: &ActorHandle, load: &Load, op: Op, clients: usize) -> Stats {
                             let v = a.get(&load.key(i), "state").expect("get").expect("found");
                             assert_eq!(v.value.len(), load.value.len());
                         } else {
-                            a.put(
-                                &load.key(i),
-                                "state",
-                                load.value.to_vec(),
-                                "application/octet-stream",
-                                None,
-                                ActorCondition::None,
-                            )
-                            .expect("put");
+                            load.put(a, i).expect("put");
                         }
                         lat.push(t0.elapsed());
                         n += 1;
@@ -406,16 +410,7 @@ fn main() {
     let engine = Arc::new(Engine::open(opts).expect("open"));
     let actors = engine.actors(DEFAULT_TENANT, "bench").expect("store");
     for i in 0..load.keys {
-        actors
-            .put(
-                &load.key(i),
-                "state",
-                load.value.to_vec(),
-                "application/octet-stream",
-                None,
-                ActorCondition::None,
-            )
-            .expect("load");
+        load.put(&actors, i).expect("load");
     }
     actors.flush().expect("flush");
     let served = strata_benches::serve(Arc::clone(&engine));

@@ -285,20 +285,20 @@ impl ActorHandle {
             Ok(lsn) => lsn,
             Err(e) => return Some(Step::Done(Err(e))),
         };
-        self.store.add_pending(lsn, &txn);
+        let keys = self.store.add_pending(lsn, txn);
         drop(gate);
         drop(stripes);
         // Applied by the syncer once durable, even if nobody awaits the answer any more.
         let (store, inner) = (Arc::clone(&self.store), Arc::clone(&self.inner));
         let then: crate::durable::Then = Box::new(move |r: &Result<()>| match r {
             Ok(()) => {
-                let written = txn.entries.len() as u64;
-                store.finish_pending(lsn, &txn, now);
+                let written = keys.len() as u64;
+                store.finish_pending(lsn, &keys, now);
                 metrics::counter!("strata_actor_writes_total").increment(written);
                 metrics::counter!("strata_actor_commits_total", "path" => "async").increment(1);
                 inner.actor_counters().commits[0].fetch_add(1, Ordering::Relaxed);
             }
-            Err(_) => store.drop_pending(lsn, &txn),
+            Err(_) => store.drop_pending(lsn, &keys),
         });
         Some(Step::Wait {
             wait: self.inner.syncer().wait(wal, lsn, then),

@@ -208,32 +208,38 @@ impl ActorStore {
 
     /// Records `txn`, logged at `lsn` and not yet durable, for the conditions of later writers
     /// (the caller holds its keys' stripes and the gate).
-    pub(crate) fn add_pending(&self, lsn: Lsn, txn: &ActorTxn) {
+    /// Returns its keys (what finishing or forgetting it needs).
+    pub(crate) fn add_pending(&self, lsn: Lsn, txn: ActorTxn) -> Vec<ActorKey> {
         let mut p = lock(&self.pending);
-        for rec in records_of(lsn, txn) {
-            p.entry(rec.key.clone()).or_default().insert(lsn, rec);
-        }
+        records_of(lsn, txn)
+            .into_iter()
+            .map(|rec| {
+                let key = rec.key.clone();
+                p.entry(key.clone()).or_default().insert(lsn, rec);
+                key
+            })
+            .collect()
     }
 
     /// Applies `txn`, logged at `lsn` and now durable, unless a seal already did (then it is
     /// in a sealed table with whatever superseded it): the memtable lock is taken before the
     /// pending map's, as a seal takes them.
-    pub(crate) fn finish_pending(&self, lsn: Lsn, txn: &ActorTxn, now_ms: u64) {
+    pub(crate) fn finish_pending(&self, lsn: Lsn, keys: &[ActorKey], now_ms: u64) {
         let mut mem = write(&self.mem);
         let mut p = lock(&self.pending);
         let mut added = 0;
-        for rec in records_of(lsn, txn) {
-            let Some(by_lsn) = p.get_mut(&rec.key) else {
+        for key in keys {
+            let Some(by_lsn) = p.get_mut(key) else {
                 continue;
             };
-            if by_lsn.remove(&lsn).is_none() {
+            let Some(rec) = by_lsn.remove(&lsn) else {
                 continue;
-            }
+            };
             // Older pending writes of the key are durable too and shadowed now: a condition
             // must not find them.
             by_lsn.retain(|l, _| *l > lsn);
             if by_lsn.is_empty() {
-                p.remove(&rec.key);
+                p.remove(key);
             }
             added += insert_newer(&mut mem, rec);
         }
@@ -242,14 +248,14 @@ impl ActorStore {
         self.note_applied(added, now_ms);
     }
 
-    /// Forgets the pending records of `txn` at `lsn` (its sync failed: never applied).
-    pub(crate) fn drop_pending(&self, lsn: Lsn, txn: &ActorTxn) {
+    /// Forgets the pending records at `lsn` of `keys` (its sync failed: never applied).
+    pub(crate) fn drop_pending(&self, lsn: Lsn, keys: &[ActorKey]) {
         let mut p = lock(&self.pending);
-        for rec in records_of(lsn, txn) {
-            if let Some(by_lsn) = p.get_mut(&rec.key) {
+        for key in keys {
+            if let Some(by_lsn) = p.get_mut(key) {
                 by_lsn.remove(&lsn);
                 if by_lsn.is_empty() {
-                    p.remove(&rec.key);
+                    p.remove(key);
                 }
             }
         }
@@ -392,7 +398,7 @@ impl ActorStore {
     /// are kept).
     pub(crate) fn apply(&self, lsn: Lsn, txn: ActorTxn, now_ms: u64) {
         let mut mem = write(&self.mem);
-        let records = records_of(lsn, &txn);
+        let records = records_of(lsn, txn);
         {
             // Pending writes of these keys older than `lsn` are durable (this one is) and
             // shadowed by it: conditions must not find them, and their writers must not apply
@@ -638,19 +644,20 @@ impl ActorStore {
     }
 }
 
-/// The records `txn` writes at `lsn`.
-fn records_of(lsn: Lsn, txn: &ActorTxn) -> Vec<ActorRecord> {
+/// The records `txn` writes at `lsn` (its values moved, not copied).
+fn records_of(lsn: Lsn, txn: ActorTxn) -> Vec<ActorRecord> {
+    let actor = txn.actor;
     txn.entries
-        .iter()
+        .into_iter()
         .map(|e| {
-            let (value, expiry_ms) = match &e.op {
-                TxnOp::Put { value, expiry_ms } => (Some(value.clone()), *expiry_ms),
+            let (value, expiry_ms) = match e.op {
+                TxnOp::Put { value, expiry_ms } => (Some(value), expiry_ms),
                 TxnOp::Delete => (None, None),
             };
             ActorRecord {
                 key: ActorKey {
-                    actor: txn.actor.clone(),
-                    state: e.state.clone(),
+                    actor: actor.clone(),
+                    state: e.state,
                 },
                 version: lsn,
                 expiry_ms,
@@ -782,11 +789,11 @@ mod tests {
     #[test]
     fn a_late_async_apply_never_hides_a_newer_sealed_version() {
         let s = store();
-        s.add_pending(10, &put(b"old"));
+        s.add_pending(10, put(b"old"));
         s.apply(11, put(b"new"), 1);
         assert!(s.seal(&Durable(11)));
         assert_eq!(s.tables().frozen[0].seal_lsn, 16, "nothing left pending");
-        s.finish_pending(10, &put(b"old"), 2);
+        s.finish_pending(10, &[key()], 2);
         assert!(read(&s.mem).get(&key()).is_none(), "the seal handled it");
         assert_eq!(s.tables().frozen[0].map[&key()].version, 11);
     }
@@ -797,7 +804,7 @@ mod tests {
     #[test]
     fn a_newer_apply_clears_older_pending_writes_of_its_key() {
         let s = store();
-        s.add_pending(2, &put(b"a"));
+        s.add_pending(2, put(b"a"));
         s.apply(3, put(b"b"), 1);
         let mut stale = put(b"c");
         stale.entries[0].condition = Condition::IfMatch(2);
@@ -813,7 +820,7 @@ mod tests {
                 current: Some(3)
             })
         );
-        s.finish_pending(2, &put(b"a"), 2);
+        s.finish_pending(2, &[key()], 2);
         assert_eq!(read(&s.mem).get(&key()).map(|r| r.version), Some(3));
     }
 
@@ -823,11 +830,11 @@ mod tests {
     fn a_seal_stops_below_a_write_not_yet_durable() {
         let s = store();
         s.apply(5, put(b"five"), 1);
-        s.add_pending(7, &put(b"seven"));
+        s.add_pending(7, put(b"seven"));
         assert!(s.seal(&Durable(6)));
         let f = &s.tables().frozen[0];
         assert_eq!((f.seal_lsn, f.map[&key()].version), (6, 5));
-        s.finish_pending(7, &put(b"seven"), 2);
+        s.finish_pending(7, &[key()], 2);
         assert_eq!(read(&s.mem).get(&key()).map(|r| r.version), Some(7));
         assert!(lock(&s.pending).is_empty());
     }
