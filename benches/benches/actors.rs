@@ -30,6 +30,10 @@ use strata_engine::*;
 use strata_server::grpc::pb;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
+/// The allocator the `strata` binary uses, so the server in this process runs as it does there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Op {
     Get,
@@ -352,11 +356,27 @@ fn in_process(a: &ActorHandle, load: &Load, op: Op, clients: usize) -> Stats {
 /// Every cell measured: (system, tier, op, clients, ops/s).
 type Results = std::cell::RefCell<Vec<(String, String, Op, usize, f64)>>;
 
-fn record_row(out: &Results, who: &str, tier: &str, op: Op, clients: usize, s: &Stats) {
+/// `fsyncs`: the WAL fsyncs Strata made during the cell (`None` for Redis); with the cell's
+/// put count it gives the writes each fsync carried (group commit at work).
+fn record_row(
+    out: &Results,
+    (who, tier, op, clients): (&str, &str, Op, usize),
+    s: &Stats,
+    fsyncs: Option<u64>,
+) {
     out.borrow_mut()
         .push((who.into(), tier.into(), op, clients, s.ops));
+    let puts = match op {
+        Op::Get => 0.0,
+        Op::Put => s.count as f64,
+        Op::Mixed => s.count as f64 / 2.0,
+    };
+    let per_fsync = match fsyncs {
+        Some(f) if f > 0 && puts > 0.0 => format!("{:.1}", puts / f as f64),
+        _ => "-".into(),
+    };
     println!(
-        "| {who} | {tier} | {} | {clients} | {:.0} | {:.3} | {:.3} |",
+        "| {who} | {tier} | {} | {clients} | {:.0} | {:.3} | {:.3} | {per_fsync} |",
         op.name(),
         s.ops,
         s.p50.as_secs_f64() * 1e3,
@@ -447,11 +467,20 @@ fn main() {
         load.secs.as_secs_f64()
     );
     println!();
-    println!("| system | Strata tier | op | clients | ops/s | p50 ms | p99 ms |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| system | Strata tier | op | clients | ops/s | p50 ms | p99 ms | writes per fsync |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     let results: Results = Default::default();
     let row = |who: &str, tier: &str, op: Op, clients: usize, s: &Stats| {
-        record_row(&results, who, tier, op, clients, s)
+        record_row(&results, (who, tier, op, clients), s, None)
+    };
+    // A Strata cell: its row with the WAL fsyncs it caused.
+    let strata = |who: &str, tier: &str, op: Op, clients: usize, cell: &dyn Fn() -> Stats| {
+        let before = engine.stats().wal_fsyncs;
+        let s = cell();
+        let fsyncs = engine.stats().wal_fsyncs - before;
+        record_row(&results, (who, tier, op, clients), &s, Some(fsyncs))
     };
     let cells = |tier: &str, op: Op, with_redis: bool| {
         for &c in &clients {
@@ -462,16 +491,19 @@ fn main() {
                 }
             }
             if run_of("grpc") {
-                let s = rt.block_on(grpc_cell(grpc, token, &load, op, c));
-                row("Strata gRPC", tier, op, c, &s);
+                strata("Strata gRPC", tier, op, c, &|| {
+                    rt.block_on(grpc_cell(grpc, token, &load, op, c))
+                });
             }
             if run_of("http") {
-                let s = rt.block_on(http_cell(http, token, &load, op, c));
-                row("Strata HTTP", tier, op, c, &s);
+                strata("Strata HTTP", tier, op, c, &|| {
+                    rt.block_on(http_cell(http, token, &load, op, c))
+                });
             }
             if run_of("engine") {
-                let s = in_process(&actors, &load, op, c);
-                row("Strata in-process", tier, op, c, &s);
+                strata("Strata in-process", tier, op, c, &|| {
+                    in_process(&actors, &load, op, c)
+                });
             }
         }
     };

@@ -188,6 +188,8 @@ pub struct Stats {
     pub p50: std::time::Duration,
     /// 99th percentile latency.
     pub p99: std::time::Duration,
+    /// Operations measured.
+    pub count: u64,
 }
 
 /// [`Stats`] of the latencies `lat` measured over `elapsed`.
@@ -202,5 +204,6 @@ pub fn summarize(mut lat: Vec<std::time::Duration>, elapsed: std::time::Duration
         ops: lat.len() as f64 / elapsed.as_secs_f64(),
         p50: pick(0.5),
         p99: pick(0.99),
+        count: lat.len() as u64,
     }
 }

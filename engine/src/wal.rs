@@ -18,8 +18,14 @@
 //! once no stream (collection) still needs any of their records. Byte layouts:
 //! `docs/format.md`.
 //!
-//! **Recovery** replays every record in order. Within a file LSNs are contiguous. A damaged
-//! frame at the end of the *last* file is a torn tail (the last write of a crash) and is cut
+//! **Space is reserved ahead** ([`LogFile::allocate`], `fallocate`): the current file is
+//! kept [`PREALLOCATE_BYTES`] longer than its frames, zeros past the last one, so a write
+//! changes neither the file's size nor its block map and each group commit's `fdatasync`
+//! writes the data alone (not the inode too). A file is cut to its frames when it is closed.
+//!
+//! **Recovery** replays every record in order. Within a file LSNs are contiguous. Zeros after
+//! the last frame of the *last* file are reserved space, cut without a warning. A damaged
+//! frame at the end of the last file is a torn tail (the last write of a crash) and is cut
 //! with a warning — unless a valid frame with a later LSN follows it: then it is corruption in
 //! the middle of the log, and start-up stops with the file and offset, as it does for any
 //! other damage.
@@ -113,6 +119,9 @@ pub(crate) const FILE_VERSION: u32 = 1;
 pub(crate) const FILE_HEADER_LEN: usize = 32;
 /// Size of a frame header: len u32, crc u32, lsn u64, stream u64.
 pub(crate) const FRAME_HEADER_LEN: usize = 24;
+/// Space reserved past the current file's last frame (at most `max_file_bytes`): one
+/// `fallocate` and one inode write per this many bytes of log instead of one per commit.
+pub(crate) const PREALLOCATE_BYTES: u64 = 4 << 20;
 
 /// Encodes the file header for a file whose first record is `first_lsn`.
 pub(crate) fn encode_file_header(first_lsn: Lsn) -> Vec<u8> {
@@ -225,6 +234,8 @@ struct Current {
     name: String,
     first_lsn: Lsn,
     len: u64,
+    /// The file's size: `len` plus reserved zeros.
+    allocated: u64,
     streams: HashMap<u64, Lsn>,
 }
 
@@ -359,9 +370,17 @@ impl LocalWal {
     /// Closes the current file (fsynced) and starts a new one at the next LSN. On a failed
     /// create the current file stays in use.
     fn rotate(&self, s: &mut State) -> Result<()> {
-        let Some(cur) = &s.current else {
+        let Some(cur) = &mut s.current else {
             return Err(not_open());
         };
+        // A closed file ends at its last frame (recovery takes zeros past it for reserved
+        // space only in the last file); the cut is durable with the sync below.
+        if cur.allocated > cur.len {
+            cur.file
+                .set_len(cur.len)
+                .map_err(|e| Error::store("cutting the reserved tail of a WAL file", e))?;
+            cur.allocated = cur.len;
+        }
         if let Err(e) = cur.file.sync() {
             return Err(self.poison("fsync of WAL file before rotation", e));
         }
@@ -372,6 +391,7 @@ impl LocalWal {
             name,
             first_lsn: s.next_lsn,
             len: FILE_HEADER_LEN as u64,
+            allocated: FILE_HEADER_LEN as u64,
             streams: HashMap::new(),
         });
         if let Some(old) = old {
@@ -477,6 +497,16 @@ impl LocalWal {
                     stats.records += 1;
                     off += len;
                 }
+                Err(_) if is_last && rest.iter().all(|b| *b == 0) => {
+                    // Reserved space past the last frame: not a torn write. Cut so that the
+                    // file, closed from now on, ends at its last frame.
+                    if !self.opts.read_only {
+                        self.log
+                            .truncate(name, off as u64)
+                            .map_err(|e| Error::store("cutting a WAL file's reserved tail", e))?;
+                    }
+                    break;
+                }
                 Err(err) => {
                     let what = match err {
                         FrameError::Incomplete => "incomplete record".to_string(),
@@ -495,11 +525,13 @@ impl LocalWal {
                             ),
                         ));
                     }
-                    stats.torn_bytes += rest.len() as u64;
+                    // Reserved zeros after the torn bytes are not counted as torn.
+                    let torn = rest.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1);
+                    stats.torn_bytes += torn as u64;
                     if self.opts.read_only {
-                        tracing::warn!(file = %location, offset = off, bytes = rest.len(), "torn WAL tail (read-only: left in place)");
+                        tracing::warn!(file = %location, offset = off, bytes = torn, "torn WAL tail (read-only: left in place)");
                     } else {
-                        tracing::warn!(file = %location, offset = off, bytes = rest.len(), "truncating torn WAL tail");
+                        tracing::warn!(file = %location, offset = off, bytes = torn, "truncating torn WAL tail");
                         self.log
                             .truncate(name, off as u64)
                             .map_err(|e| Error::store("truncating a torn WAL tail", e))?;
@@ -531,6 +563,22 @@ fn later_frame(rest: &[u8], prev: Lsn) -> Option<(usize, Lsn)> {
             _ => None,
         }
     })
+}
+
+/// A cleanly closed WAL ends at its last frame: the reserved tail is cut (best effort —
+/// recovery cuts it anyway after a crash). A poisoned WAL is left as it is.
+impl Drop for LocalWal {
+    fn drop(&mut self) {
+        if self.opts.read_only || self.poisoned.load(Ordering::Acquire) {
+            return;
+        }
+        let s = lock(&self.state);
+        if let Some(cur) = s.current.as_ref().filter(|c| c.allocated > c.len)
+            && let Err(e) = cur.file.set_len(cur.len).and_then(|()| cur.file.sync())
+        {
+            tracing::warn!(error = %e, file = %cur.name, "could not cut the WAL's reserved tail at close; recovery will");
+        }
+    }
 }
 
 impl Wal for LocalWal {
@@ -586,6 +634,7 @@ impl Wal for LocalWal {
                 name,
                 first_lsn: next_lsn,
                 len: FILE_HEADER_LEN as u64,
+                allocated: FILE_HEADER_LEN as u64,
                 streams: HashMap::new(),
             })
         };
@@ -620,17 +669,30 @@ impl Wal for LocalWal {
             self.rotate(s)?;
         }
         let lsn = s.next_lsn;
+        let n = (FRAME_HEADER_LEN + payload.len()) as u64;
+        let reserve = PREALLOCATE_BYTES.min(self.opts.max_file_bytes);
+        let cur = s.current.as_mut().ok_or_else(not_open)?;
+        if cur.len + n > cur.allocated {
+            // Nothing written yet: a failure (ENOSPC found here rather than mid-frame) refuses
+            // this record alone.
+            let want = cur.len + n + reserve;
+            cur.file
+                .allocate(want)
+                .map_err(|e| Error::store("reserving space in the WAL", e))?;
+            cur.allocated = want;
+        }
         let mut frame = std::mem::take(&mut s.frame);
         encode_frame(&mut frame, lsn, stream, payload);
         let cur = s.current.as_mut().ok_or_else(not_open)?;
         let res = cur.file.write_at(cur.len, &frame);
-        let n = frame.len() as u64;
         s.frame = frame;
         if let Err(e) = res {
-            // Roll back a partial frame so that later frames do not follow garbage.
+            // Roll back a partial frame so that later frames do not follow garbage (the
+            // reserved space goes with it; the next append reserves again).
             if let Err(e2) = cur.file.set_len(cur.len) {
                 return Err(self.poison("rolling back a failed WAL write", e2));
             }
+            cur.allocated = cur.len;
             return Err(Error::store("writing the WAL", e));
         }
         cur.len += n;

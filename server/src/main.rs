@@ -3,6 +3,12 @@
 use clap::Parser;
 use strata_server::cli::{Cli, Command};
 
+/// mimalloc rather than glibc malloc: the request path allocates many small short-lived
+/// buffers across threads, where glibc spent ~15 % of an actor request's CPU (profile in
+/// docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {

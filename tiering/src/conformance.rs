@@ -315,6 +315,32 @@ fn log_suite(l: &dyn LogStore) {
         l.read("00000000000000000001.wal").expect("read"),
         b"HEADERa"
     );
+    // Reserved space reads as zeros; writes into it keep the size; a shorter reservation
+    // changes nothing; set_len cuts it.
+    let h = l
+        .create("00000000000000000002.wal", b"HDR")
+        .expect("create");
+    h.allocate(64).expect("allocate");
+    let got = l.read("00000000000000000002.wal").expect("read");
+    assert!(
+        got.len() == 3 || got.len() == 64,
+        "either reserved or left to grow: {} bytes",
+        got.len()
+    );
+    assert!(got[3..].iter().all(|b| *b == 0), "reserved bytes are zeros");
+    h.write_at(3, b"abc").expect("write into reserved space");
+    h.allocate(8).expect("a shorter reservation");
+    h.sync().expect("sync");
+    let got = l.read("00000000000000000002.wal").expect("read");
+    assert_eq!(&got[..6], b"HDRabc");
+    assert!(got[6..].iter().all(|b| *b == 0));
+    assert_eq!(
+        l.len("00000000000000000002.wal").expect("len"),
+        got.len() as u64
+    );
+    h.set_len(6).expect("cut the reservation");
+    assert_eq!(l.read("00000000000000000002.wal").expect("read"), b"HDRabc");
+    l.remove("00000000000000000002.wal").expect("remove");
     // Creating an existing name replaces it.
     l.create("00000000000000000000.wal", b"NEW")
         .expect("re-create");

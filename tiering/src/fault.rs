@@ -462,4 +462,9 @@ impl LogFile for FaultyLogFile {
         self.faults.check(FaultOp::Write, &self.location)?;
         self.inner.set_len(len)
     }
+
+    fn allocate(&self, len: u64) -> StoreResult<()> {
+        self.faults.check(FaultOp::Write, &self.location)?;
+        self.inner.allocate(len)
+    }
 }

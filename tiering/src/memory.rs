@@ -137,11 +137,67 @@ impl BlobStore for MemStore {
     }
 }
 
+/// One change to a log file not yet synced.
+#[derive(Debug)]
+enum Pending {
+    Write(usize, Vec<u8>),
+    SetLen(usize),
+}
+
+/// A log file: what a reader sees (`data`), what survives a crash (`durable`), and the
+/// changes between them in order. Writes may land inside the durable bytes (space reserved
+/// by `allocate` is overwritten in place), so the durable image is kept whole rather than as
+/// a length.
 #[derive(Debug, Default)]
 struct FileState {
     data: Vec<u8>,
-    /// Bytes that survive a crash.
-    durable: usize,
+    durable: Vec<u8>,
+    pending: Vec<Pending>,
+}
+
+impl FileState {
+    fn new(bytes: &[u8]) -> FileState {
+        FileState {
+            data: bytes.to_vec(),
+            durable: bytes.to_vec(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Applies `p` to `image`, keeping at most `budget` bytes of a write; returns the bytes
+    /// of the write kept.
+    fn apply(image: &mut Vec<u8>, p: &Pending, budget: usize) -> usize {
+        match p {
+            Pending::Write(at, bytes) => {
+                let n = bytes.len().min(budget);
+                if image.len() < at + n {
+                    image.resize(at + n, 0);
+                }
+                image[*at..at + n].copy_from_slice(&bytes[..n]);
+                n
+            }
+            Pending::SetLen(len) => {
+                image.resize(*len, 0);
+                0
+            }
+        }
+    }
+
+    fn sync(&mut self) {
+        for p in std::mem::take(&mut self.pending) {
+            Self::apply(&mut self.durable, &p, usize::MAX);
+        }
+    }
+
+    fn unsynced_bytes(&self) -> usize {
+        self.pending
+            .iter()
+            .map(|p| match p {
+                Pending::Write(_, b) => b.len(),
+                Pending::SetLen(_) => 0,
+            })
+            .sum()
+    }
 }
 
 #[derive(Debug)]
@@ -152,25 +208,32 @@ struct MemLogFile {
 impl LogFile for MemLogFile {
     fn write_at(&self, offset: u64, bytes: &[u8]) -> StoreResult<()> {
         let mut s = lock(&self.state);
-        let start = offset as usize;
-        let end = start + bytes.len();
-        if s.data.len() < end {
-            s.data.resize(end, 0);
-        }
-        s.data[start..end].copy_from_slice(bytes);
+        let p = Pending::Write(offset as usize, bytes.to_vec());
+        FileState::apply(&mut s.data, &p, usize::MAX);
+        s.pending.push(p);
         Ok(())
     }
 
     fn sync(&self) -> StoreResult<()> {
-        let mut s = lock(&self.state);
-        s.durable = s.data.len();
+        lock(&self.state).sync();
         Ok(())
     }
 
     fn set_len(&self, len: u64) -> StoreResult<()> {
         let mut s = lock(&self.state);
-        s.data.resize(len as usize, 0);
-        s.durable = s.durable.min(len as usize);
+        let p = Pending::SetLen(len as usize);
+        FileState::apply(&mut s.data, &p, 0);
+        s.pending.push(p);
+        Ok(())
+    }
+
+    fn allocate(&self, len: u64) -> StoreResult<()> {
+        let mut s = lock(&self.state);
+        if s.data.len() < len as usize {
+            let p = Pending::SetLen(len as usize);
+            FileState::apply(&mut s.data, &p, 0);
+            s.pending.push(p);
+        }
         Ok(())
     }
 }
@@ -204,14 +267,20 @@ impl MemLog {
         let mut rng = torn_seed.map(SplitMix64::new);
         for f in lock(&self.files).values() {
             let mut s = lock(&f.state);
-            let unsynced = s.data.len() - s.durable;
-            let keep = match &mut rng {
+            let unsynced = s.unsynced_bytes();
+            let mut keep = match &mut rng {
                 Some(r) if unsynced > 0 => r.below(unsynced as u64 + 1) as usize,
                 _ => 0,
             };
-            let len = s.durable + keep;
-            s.data.truncate(len);
-            s.durable = len;
+            // The changes in order, up to `keep` bytes of writes (the last one cut short).
+            let pending = std::mem::take(&mut s.pending);
+            for p in &pending {
+                if keep == 0 {
+                    break;
+                }
+                keep -= FileState::apply(&mut s.durable, p, keep);
+            }
+            s.data = s.durable.clone();
         }
     }
 
@@ -219,10 +288,7 @@ impl MemLog {
     pub fn unsynced_bytes(&self) -> u64 {
         lock(&self.files)
             .values()
-            .map(|f| {
-                let s = lock(&f.state);
-                (s.data.len() - s.durable) as u64
-            })
+            .map(|f| lock(&f.state).unsynced_bytes() as u64)
             .sum()
     }
 }
@@ -253,10 +319,7 @@ impl LogStore for MemLog {
             });
         }
         let f = Arc::new(MemLogFile {
-            state: Mutex::new(FileState {
-                data: header.to_vec(),
-                durable: header.len(),
-            }),
+            state: Mutex::new(FileState::new(header)),
         });
         lock(&self.files).insert(name.to_string(), Arc::clone(&f));
         Ok(f)
@@ -266,7 +329,8 @@ impl LogStore for MemLog {
         let f = self.file(name)?;
         let mut s = lock(&f.state);
         s.data.resize(len as usize, 0);
-        s.durable = s.data.len();
+        s.sync();
+        s.durable.resize(len as usize, 0);
         Ok(())
     }
 

@@ -232,6 +232,13 @@ pub trait LogFile: Send + Sync + fmt::Debug {
     fn sync(&self) -> StoreResult<()>;
     /// Cuts the file to `len` bytes (rolling back a failed write). Durable with the next sync.
     fn set_len(&self, len: u64) -> StoreResult<()>;
+    /// Reserves space so the file is at least `len` bytes long, the new bytes reading as zeros
+    /// (a longer file is left alone). Writes into reserved space then change neither the
+    /// file's size nor its block map, so an `fdatasync` need not write the inode as well
+    /// (measured: a third of a small write's `fdatasync` on ext4). A device that cannot
+    /// reserve space ahead (no `fallocate`) answers `Ok` and lets writes extend the file.
+    /// Durable with the next sync.
+    fn allocate(&self, len: u64) -> StoreResult<()>;
 }
 
 /// A directory of append-only log files: the WAL's device.

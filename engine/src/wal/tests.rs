@@ -153,7 +153,7 @@ fn torn_tail_is_truncated_and_writing_resumes() {
     }
     // Cut the last record in half, as a crash mid-write would.
     let last = wal_files(d.path()).pop().expect("a file");
-    let len = fs::metadata(&last).expect("meta").len();
+    let len = (FILE_HEADER_LEN + 5 * (FRAME_HEADER_LEN + 100)) as u64;
     let f = OpenOptions::new().write(true).open(&last).expect("open");
     f.set_len(len - 60).expect("truncate");
     drop(f);
@@ -168,7 +168,7 @@ fn torn_tail_is_truncated_and_writing_resumes() {
 }
 
 #[test]
-fn trailing_zeros_are_a_torn_tail() {
+fn trailing_zeros_are_reserved_space_not_a_torn_tail() {
     let d = tempfile::tempdir().expect("tempdir");
     {
         let (wal, _, _) = open(d.path(), 0);
@@ -177,11 +177,113 @@ fn trailing_zeros_are_a_torn_tail() {
     }
     let last = wal_files(d.path()).pop().expect("a file");
     let mut bytes = fs::read(&last).expect("read");
+    let frames = (FILE_HEADER_LEN + FRAME_HEADER_LEN + 3) as u64;
+    bytes.truncate(frames as usize);
     bytes.extend_from_slice(&[0u8; 4096]);
     fs::write(&last, bytes).expect("write");
     let (_, seen, stats) = open(d.path(), 0);
     assert_eq!(seen.len(), 1);
-    assert_eq!(stats.torn_bytes, 4096);
+    assert_eq!(stats.torn_bytes, 0);
+    assert_eq!(
+        fs::metadata(&last).expect("meta").len(),
+        frames,
+        "the reserved tail is cut once the file is closed"
+    );
+}
+
+/// The current file is kept longer than its frames (zeros reserved past the last one), so a
+/// commit's fsync does not change the file's size; a crash at any point of that — with any
+/// prefix of the unsynced bytes kept — recovers exactly the synced records, and a torn frame
+/// followed by reserved zeros is a torn tail of its own length.
+#[test]
+fn space_is_reserved_ahead_and_a_crash_in_it_recovers_the_synced_records() {
+    let m = MemStorage::new();
+    let (wal, _, _) = open_on(m.log.clone(), opts(1 << 20), 0).expect("open");
+    let mut acked = Vec::new();
+    for i in 0..20u64 {
+        let l = wal.append(7, &[i as u8 + 1; 300]).expect("append");
+        wal.sync(l).expect("sync");
+        acked.push(l);
+    }
+    let name = m.log.list().expect("list").pop().expect("a file");
+    let written = FILE_HEADER_LEN as u64 + 20 * (FRAME_HEADER_LEN as u64 + 300);
+    let size = m.log.len(&name).expect("len");
+    assert_eq!(
+        size,
+        FILE_HEADER_LEN as u64 + FRAME_HEADER_LEN as u64 + 300 + PREALLOCATE_BYTES.min(1 << 20),
+        "one reservation, made by the first append, covers the rest"
+    );
+    assert!(size > written);
+    // An unsynced record, then a crash that keeps a random part of it.
+    wal.append(7, &[0xEE; 300]).expect("append");
+    let bytes = m.log.read(&name).expect("read");
+    assert_eq!(bytes.len() as u64, size, "written into the reserved space");
+    drop(wal);
+    assert_eq!(
+        m.log.len(&name).expect("len"),
+        written + FRAME_HEADER_LEN as u64 + 300,
+        "a clean close cuts the reserved tail"
+    );
+    for seed in 0..8 {
+        let m2 = MemStorage::new();
+        let f = m2
+            .log
+            .create(&name, &bytes[..FILE_HEADER_LEN])
+            .expect("copy");
+        f.write_at(
+            FILE_HEADER_LEN as u64,
+            &bytes[FILE_HEADER_LEN..written as usize],
+        )
+        .expect("copy");
+        f.sync().expect("sync");
+        f.write_at(written, &bytes[written as usize..])
+            .expect("copy");
+        m2.crash(Some(seed));
+        let (_, seen, stats) = open_on(m2.log.clone(), opts(1 << 20), 0).expect("reopen");
+        let lsns: Vec<Lsn> = seen.iter().map(|r| r.0).collect();
+        assert!(
+            lsns == acked || (lsns.len() == 21 && lsns[..20] == acked[..]),
+            "seed {seed}: {lsns:?}"
+        );
+        assert!(
+            stats.torn_bytes <= (FRAME_HEADER_LEN + 300) as u64,
+            "seed {seed}: only the torn frame counts, not the zeros after it: {}",
+            stats.torn_bytes
+        );
+        assert_eq!(m2.log.len(&name).expect("len"), {
+            let n = lsns.len() as u64;
+            FILE_HEADER_LEN as u64 + n * (FRAME_HEADER_LEN as u64 + 300)
+        });
+    }
+}
+
+#[test]
+fn a_failed_reservation_refuses_that_record_alone() {
+    let m = MemStorage::new();
+    let faults = Faults::new(5);
+    let faulty = m.storage().with_faults(&faults);
+    let (wal, _, _) = open_on(faulty.log, opts(1 << 20), 0).expect("open");
+    // The first append reserves space: make that fail as a full disk would.
+    faults.add(
+        FaultRule::new(FaultOp::Write, Trigger::Nth(1))
+            .fault(Fault::Error(io::ErrorKind::StorageFull)),
+    );
+    let e = wal.append(1, b"refused").expect_err("ENOSPC");
+    assert!(e.to_string().contains("reserving space"), "{e}");
+    assert!(
+        wal.is_healthy(),
+        "nothing was written: nothing to roll back"
+    );
+    let a = wal.append(1, b"first").expect("append");
+    assert_eq!(a, 1, "the refused record took no LSN");
+    wal.sync(a).expect("sync");
+    drop(wal);
+    let (_, seen, stats) = open_on(m.log.clone(), opts(1 << 20), 0).expect("reopen");
+    assert_eq!(
+        seen.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
+        vec![b"first".to_vec()]
+    );
+    assert_eq!(stats.torn_bytes, 0);
 }
 
 #[test]
@@ -360,7 +462,10 @@ fn a_read_only_open_cuts_nothing_and_creates_nothing() {
     let d = tempfile::tempdir().expect("tempdir");
     let (last, _) = five_records(d.path());
     let mut bytes = fs::read(&last).expect("read");
-    bytes.extend_from_slice(&[7u8; 11]);
+    // Garbage over the start of the reserved zeros after the last frame.
+    let end = FILE_HEADER_LEN + 5 * (FRAME_HEADER_LEN + 40);
+    bytes.resize(bytes.len().max(end + 100), 0);
+    bytes[end..end + 11].copy_from_slice(&[7u8; 11]);
     fs::write(&last, &bytes).expect("write");
     let files = wal_files(d.path());
     let log = Storage::open_local_read_only(d.path())
@@ -474,7 +579,9 @@ fn a_failed_rollback_poisons() {
     let faults = Faults::new(5);
     let faulty = m.storage().with_faults(&faults);
     let (wal, _, _) = open_on(faulty.log, opts(1 << 20), 0).expect("open");
-    // The append's write fails, then the rollback's set_len (also a write step) fails.
+    // The first append reserves space; in the next the write fails, then the rollback's
+    // set_len (also a write step) fails.
+    wal.append(1, b"reserves").expect("append");
     faults.add(FaultRule::new(FaultOp::Write, Trigger::From(1)));
     assert!(wal.append(1, b"x").is_err());
     assert!(!wal.is_healthy());
