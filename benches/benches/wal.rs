@@ -1,13 +1,14 @@
 //! WAL append + fsync with 1–64 concurrent writers: group commit lets writers share fsyncs, so
 //! throughput should grow with concurrency while one writer is bound by fsync latency. The
-//! peer in the same run is the single writer (and `AckMode::None`, no fsync at all).
+//! peers in the same run are the single writer, the WAL without space reserved ahead (each
+//! write grows the file) and `AckMode::None` (no fsync at all).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use strata_engine::storage::Storage;
-use strata_engine::{AckMode, LocalWal, LocalWalOptions, Wal};
+use strata_engine::{AckMode, LocalWal, LocalWalOptions, PREALLOCATE_BYTES, Wal};
 
 const RECORD: usize = 512;
 
@@ -33,20 +34,22 @@ fn run(wal: &Arc<LocalWal>, writers: usize, per_writer: u64) -> Duration {
 
 fn group_commit(c: &mut Criterion) {
     eprintln!("machine: {}", strata_benches::machine());
-    for ack in [AckMode::Fsync, AckMode::None] {
-        let name = format!(
-            "wal_append_512B/{}",
-            if ack == AckMode::Fsync {
-                "fsync"
-            } else {
-                "none"
-            }
-        );
+    // fsync with space reserved ahead (the default), fsync with the file growing per write
+    // (the peer for the reservation), and no fsync.
+    let peers = [
+        (AckMode::Fsync, PREALLOCATE_BYTES, "fsync"),
+        (AckMode::Fsync, 0, "fsync_growing"),
+        (AckMode::None, PREALLOCATE_BYTES, "none"),
+    ];
+    for (ack, reserve, label) in peers {
+        let name = format!("wal_append_512B/{label}");
         let mut g = c.benchmark_group(name);
         for writers in [1usize, 4, 16, 64] {
             let dir = tempfile::tempdir().expect("tempdir");
             let log = Storage::open_local(dir.path()).expect("storage").log;
-            let wal = LocalWal::new(log, LocalWalOptions::new(ack));
+            let mut opts = LocalWalOptions::new(ack);
+            opts.reserve_bytes = reserve;
+            let wal = LocalWal::new(log, opts);
             wal.open(0, &mut |_, _, _| Ok(())).expect("open");
             let wal = Arc::new(wal);
             let per = 20u64;

@@ -108,7 +108,8 @@ pub use types::{
     validate_name,
 };
 pub use wal::{
-    AckMode, LocalWal, LocalWalOptions, MAX_RECORD_BYTES, ReplayStats, ReplayVisitor, Wal,
+    AckMode, LocalWal, LocalWalOptions, MAX_RECORD_BYTES, PREALLOCATE_BYTES, ReplayStats,
+    ReplayVisitor, Wal,
 };
 
 /// Entry points for fuzz targets and garbage-input property tests: every decoder, fed arbitrary

@@ -19,7 +19,8 @@
 //! `docs/format.md`.
 //!
 //! **Space is reserved ahead** ([`LogFile::allocate`], `fallocate`): the current file is
-//! kept [`PREALLOCATE_BYTES`] longer than its frames, zeros past the last one, so a write
+//! kept [`LocalWalOptions::reserve_bytes`] (default [`PREALLOCATE_BYTES`]) longer than its
+//! frames, zeros past the last one, so a write
 //! changes neither the file's size nor its block map and each group commit's `fdatasync`
 //! writes the data alone (not the inode too). A file is cut to its frames when it is closed.
 //!
@@ -119,9 +120,10 @@ pub(crate) const FILE_VERSION: u32 = 1;
 pub(crate) const FILE_HEADER_LEN: usize = 32;
 /// Size of a frame header: len u32, crc u32, lsn u64, stream u64.
 pub(crate) const FRAME_HEADER_LEN: usize = 24;
-/// Space reserved past the current file's last frame (at most `max_file_bytes`): one
-/// `fallocate` and one inode write per this many bytes of log instead of one per commit.
-pub(crate) const PREALLOCATE_BYTES: u64 = 4 << 20;
+/// Space reserved past the current file's last frame by default
+/// ([`LocalWalOptions::reserve_bytes`]): one `fallocate` and one inode write per this many
+/// bytes of log instead of one per commit.
+pub const PREALLOCATE_BYTES: u64 = 4 << 20;
 
 /// Encodes the file header for a file whose first record is `first_lsn`.
 pub(crate) fn encode_file_header(first_lsn: Lsn) -> Vec<u8> {
@@ -257,6 +259,10 @@ pub struct LocalWalOptions {
     pub max_file_bytes: u64,
     /// Replay only: cut no torn tail, create no file, refuse appends (`strata check`).
     pub read_only: bool,
+    /// Space reserved past the current file's last frame (at most `max_file_bytes`; 0: none,
+    /// writes extend the file — for file systems where `fallocate` buys nothing, such as
+    /// copy-on-write ones).
+    pub reserve_bytes: u64,
 }
 
 impl LocalWalOptions {
@@ -266,6 +272,7 @@ impl LocalWalOptions {
             ack,
             max_file_bytes: 64 << 20,
             read_only: false,
+            reserve_bytes: PREALLOCATE_BYTES,
         }
     }
 }
@@ -670,9 +677,9 @@ impl Wal for LocalWal {
         }
         let lsn = s.next_lsn;
         let n = (FRAME_HEADER_LEN + payload.len()) as u64;
-        let reserve = PREALLOCATE_BYTES.min(self.opts.max_file_bytes);
+        let reserve = self.opts.reserve_bytes.min(self.opts.max_file_bytes);
         let cur = s.current.as_mut().ok_or_else(not_open)?;
-        if cur.len + n > cur.allocated {
+        if cur.len + n > cur.allocated && reserve > 0 {
             // Nothing written yet: a failure (ENOSPC found here rather than mid-frame) refuses
             // this record alone.
             let want = cur.len + n + reserve;
