@@ -749,3 +749,104 @@ fn an_async_commit_is_applied_even_when_nobody_awaits_it() {
     // Its version is the current one for conditions too.
     put(&a, "x", "state", b"w", ActorCondition::IfMatch(got.version)).expect("current");
 }
+
+/// The cold store failing under actor segments: a flush whose upload fails keeps every state
+/// readable from RAM and the WAL (a crash then loses nothing acknowledged); an offload whose
+/// upload fails leaves the segment where it was; a cold read that fails answers an error —
+/// never "absent" or another version — and the same get succeeds once the store is back; a
+/// restore from the cold store alone then has everything.
+#[test]
+fn a_failing_cold_store_under_actor_segments_loses_nothing_and_never_misreads() {
+    use std::io;
+    use storage::{Fault, FaultOp, FaultRule, Faults, FaultyStore, Trigger};
+    let local = storage::MemStorage::new();
+    let mem: Arc<dyn storage::BlobStore> = Arc::new(storage::MemStore::new());
+    let faults = Faults::new(11);
+    let cold: Arc<dyn storage::BlobStore> =
+        Arc::new(FaultyStore::new(Arc::clone(&mem), Arc::clone(&faults)));
+    let clock = Arc::new(ManualClock::new(1_000));
+    let engine = open_tiered(&local, &cold, &clock);
+    let a = engine.actors(DEFAULT_TENANT, "player").expect("store");
+    let mut versions = BTreeMap::new();
+    for i in 0..500u32 {
+        let id = format!("p{i:04}");
+        let v = put(&a, &id, "state", id.as_bytes(), ActorCondition::None).expect("put");
+        versions.insert(id, v);
+    }
+    let check_all = |a: &ActorHandle, versions: &BTreeMap<String, u64>| {
+        for (id, v) in versions {
+            let got = a.get(id, "state").expect("get").expect("present");
+            assert_eq!((got.value.as_slice(), got.version), (id.as_bytes(), *v));
+        }
+    };
+    // 1. Every upload fails: the flush fails, nothing is lost or hidden, writes go on.
+    faults.add(
+        FaultRule::new(FaultOp::Write, Trigger::From(1))
+            .fault(Fault::Error(io::ErrorKind::ConnectionReset))
+            .on("segments/"),
+    );
+    let e = a.flush().expect_err("the upload fails");
+    assert!(e.to_string().contains("injected"), "{e}");
+    assert_eq!(a.segments_per_tier(), [0, 0, 0]);
+    check_all(&a, &versions);
+    let v = put(&a, "late", "state", b"late", ActorCondition::None).expect("writes go on");
+    versions.insert("late".into(), v);
+    // A crash now: the WAL still holds every acknowledged write.
+    drop(a);
+    drop(engine);
+    local.crash(None);
+    faults.clear();
+    let engine = open_tiered(&local, &cold, &clock);
+    let a = engine.actors(DEFAULT_TENANT, "player").expect("store");
+    check_all(&a, &versions);
+    assert!(a.flush().expect("the store is back"));
+    assert_eq!(a.segments_per_tier().iter().sum::<u64>(), 1);
+    // 2. Offload (the segment was uploaded at flush: the move drops the local copy), then the
+    // cold store's reads fail: gets and conditional writes on those states answer errors.
+    a.set_tier_hint(TierHint::Offload).expect("hint");
+    engine.run_mover().expect("mover");
+    assert_eq!(a.segments_per_tier(), [0, 0, 1]);
+    faults.add(
+        FaultRule::new(FaultOp::Read, Trigger::From(1))
+            .fault(Fault::Error(io::ErrorKind::TimedOut))
+            .on("segments/"),
+    );
+    for id in ["p0000", "p0250", "late"] {
+        let e = a
+            .get(id, "state")
+            .expect_err("a failed cold read is an error, not an absent state");
+        assert!(e.to_string().contains("injected"), "{e}");
+        // A conditional write cannot be decided without the current version: refused too.
+        assert!(
+            put(&a, id, "state", b"x", ActorCondition::IfMatch(versions[id])).is_err(),
+            "a condition on an unreadable state is not taken as a conflict or a pass"
+        );
+    }
+    // Fetching it back to the local disk fails too: the segment stays cold, nothing is lost.
+    a.set_tier_hint(TierHint::Warm).expect("hint");
+    let _ = engine.run_mover();
+    assert_eq!(
+        a.segments_per_tier(),
+        [0, 0, 1],
+        "a failed fetch moves nothing"
+    );
+    // 3. The store is back: the same gets answer the same values and versions, and the
+    // fetch goes through.
+    faults.clear();
+    check_all(&a, &versions);
+    clock.advance(3_600_000); // past the failed move's backoff
+    engine.run_mover().expect("mover");
+    assert_eq!(a.segments_per_tier(), [0, 1, 0]);
+    check_all(&a, &versions);
+    a.set_tier_hint(TierHint::Offload).expect("hint");
+    engine.run_mover().expect("mover");
+    // 4. A new node restores from the cold store alone.
+    drop(a);
+    drop(engine);
+    let engine = open_tiered(&storage::MemStorage::new(), &cold, &clock);
+    let a = engine
+        .actors_existing(DEFAULT_TENANT, "player")
+        .expect("ok")
+        .expect("restored");
+    check_all(&a, &versions);
+}
