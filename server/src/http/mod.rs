@@ -152,13 +152,39 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// A metric label for `s` without an allocation for the codes this server answers.
+fn status_label(s: StatusCode) -> metrics::SharedString {
+    const CODES: [&str; 20] = [
+        "200", "201", "202", "204", "206", "304", "400", "401", "403", "404", "405", "409", "412",
+        "413", "415", "422", "429", "500", "501", "503",
+    ];
+    let code = s.as_str();
+    match CODES.iter().find(|c| **c == code) {
+        Some(c) => metrics::SharedString::const_str(c),
+        None => metrics::SharedString::from(code.to_string()),
+    }
+}
+
+/// A metric label for `m`, static for the methods routes use.
+fn method_label(m: &axum::http::Method) -> metrics::SharedString {
+    const METHODS: [&str; 7] = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+    match METHODS.iter().find(|x| **x == m.as_str()) {
+        Some(x) => metrics::SharedString::const_str(x),
+        None => metrics::SharedString::from(m.as_str().to_string()),
+    }
+}
+
+/// Metrics and refusal logs per request. Labels are built once per request and shared by the
+/// metrics (an `Arc`), the path is only read when a refusal is logged.
 async fn track(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let method = req.method().as_str().to_string();
-    let path = req.uri().path().to_string();
+        .map_or(metrics::SharedString::const_str("unmatched"), |m| {
+            metrics::SharedString::from(std::sync::Arc::<str>::from(m.as_str()))
+        });
+    let method = method_label(req.method());
+    let uri = req.uri().clone();
     let started = Instant::now();
     let mut resp = next.run(req).await;
     let status = resp.status();
@@ -170,7 +196,7 @@ async fn track(req: Request, next: Next) -> Response {
             .iter()
             .map(|(m, p)| (*m, *p))
             .chain(UNSUPPORTED_ROUTES.iter().map(|(m, p, _)| (*m, *p)))
-            .filter(|(_, p)| *p == route)
+            .filter(|(_, p)| *p == &*route)
             .map(|(m, _)| m)
             .collect::<Vec<_>>()
             .join(", ");
@@ -203,11 +229,11 @@ async fn track(req: Request, next: Next) -> Response {
             status = status.as_u16(),
             method = %method,
             route = %route,
-            path = %path,
+            path = %uri.path(),
             "request refused"
         );
     }
-    let code = status.as_u16().to_string();
+    let code = status_label(status);
     metrics::counter!("strata_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => code.clone()).increment(1);
     if status.is_client_error() || status.is_server_error() {
         metrics::counter!("strata_http_errors_total", "route" => route.clone(), "method" => method.clone(), "status" => code).increment(1);
