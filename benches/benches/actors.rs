@@ -6,8 +6,9 @@
 //! `redis-server` package). Env: `ACTORS_SECONDS` (per cell, default 2), `ACTORS_CLIENTS`
 //! (default `1,4,16,64`), `ACTORS_KEYS` (default 10,000), `ACTORS_VALUE_BYTES` (default 256),
 //! `ACTORS_COLD_GET_MS` (latency added to every cold-store GET, default 20), `ACTORS_SYSTEMS`
-//! (which to run of `redis,grpc,http,engine`, default all; `engine`: the same operations called
-//! in-process on the engine, the baseline of the server's overhead),
+//! (which to run of `redis,grpc,session,http,engine`, default all; `session`: gRPC with every
+//! client's operations on one `Actors/Session` stream instead of a call each; `engine`: the
+//! same operations called in-process on the engine, the baseline of the server's overhead),
 //! `ACTORS_CELLS` (which of `get-hot,get-cold,get-warm,put,mixed`, default all).
 //!
 //! Cells: gets with Strata's working set hot (its actor segment pinned in RAM), warm (the
@@ -289,6 +290,73 @@ async fn grpc_cell(addr: &str, token: &str, load: &Load, op: Op, clients: usize)
     .await
 }
 
+/// One `Actors/Session` stream per client (its own connection), one operation outstanding at
+/// a time: the unary cell's client model, without a call per operation.
+async fn session_cell(addr: &str, token: &str, load: &Load, op: Op, clients: usize) -> Stats {
+    type Tx = tokio::sync::mpsc::Sender<pb::ActorSessionRequest>;
+    type Rx = tonic::Streaming<pb::ActorSessionResponse>;
+    let mut sessions: Vec<Arc<tokio::sync::Mutex<(Tx, Rx)>>> = Vec::new();
+    for _ in 0..clients {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .expect("connect");
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let outbound =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+        let mut req = tonic::Request::new(outbound);
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("metadata"),
+        );
+        let answers = pb::actors_client::ActorsClient::new(ch)
+            .session(req)
+            .await
+            .expect("session")
+            .into_inner();
+        sessions.push(Arc::new(tokio::sync::Mutex::new((tx, answers))));
+    }
+    let sessions = Arc::new(sessions);
+    let l = load.clone();
+    run(load, op, clients, move |t, i, get| {
+        let (sessions, l) = (Arc::clone(&sessions), l.clone());
+        async move {
+            use pb::actor_session_request::Op as Req;
+            use pb::actor_session_response::Result as Ans;
+            let mut s = sessions[t].lock().await;
+            let op = match get {
+                true => Req::Get(pb::GetActorStateRequest {
+                    actor_type: "bench".into(),
+                    actor_id: l.key(i),
+                    ..Default::default()
+                }),
+                false => Req::Put(pb::PutActorStateRequest {
+                    actor_type: "bench".into(),
+                    actor_id: l.key(i),
+                    value: l.value.to_vec(),
+                    ..Default::default()
+                }),
+            };
+            s.0.send(pb::ActorSessionRequest {
+                id: i,
+                op: Some(op),
+            })
+            .await
+            .expect("send");
+            let a = s.1.message().await.expect("session").expect("answer");
+            assert_eq!(a.id, i);
+            match (get, a.result) {
+                (true, Some(Ans::Get(g))) => assert!(g.found && g.value.len() == l.value.len()),
+                (false, Some(Ans::Write(w))) => assert!(w.version > 0),
+                (_, other) => panic!("unexpected answer {other:?}"),
+            }
+        }
+    })
+    .await
+}
+
 async fn http_cell(url: &str, token: &str, load: &Load, op: Op, clients: usize) -> Stats {
     let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -401,7 +469,7 @@ fn main() {
         .collect();
     let cold_ms = env_or("ACTORS_COLD_GET_MS", 20u64);
     let systems =
-        std::env::var("ACTORS_SYSTEMS").unwrap_or_else(|_| "redis,grpc,http,engine".into());
+        std::env::var("ACTORS_SYSTEMS").unwrap_or_else(|_| "redis,grpc,session,http,engine".into());
     let run_of = |s: &str| systems.split(',').any(|x| x.trim() == s);
     let cell_list = std::env::var("ACTORS_CELLS")
         .unwrap_or_else(|_| "get-hot,get-cold,get-warm,put,mixed".into());
@@ -495,6 +563,11 @@ fn main() {
                     rt.block_on(grpc_cell(grpc, token, &load, op, c))
                 });
             }
+            if run_of("session") {
+                strata("Strata gRPC session", tier, op, c, &|| {
+                    rt.block_on(session_cell(grpc, token, &load, op, c))
+                });
+            }
             if run_of("http") {
                 strata("Strata HTTP", tier, op, c, &|| {
                     rt.block_on(http_cell(http, token, &load, op, c))
@@ -543,7 +616,7 @@ fn main() {
     };
     println!();
     println!(
-        "| clients | durable puts: Strata gRPC / HTTP ÷ Redis always | hot gets: Strata gRPC / HTTP ÷ best Redis | mixed over gRPC (target 50,000 ops/s) |"
+        "| clients | durable puts: Strata gRPC / gRPC session / HTTP ÷ Redis always | hot gets: Strata gRPC / gRPC session / HTTP ÷ best Redis | mixed ops/s over gRPC / gRPC session (target 50,000) |"
     );
     println!("|---|---|---|---|");
     for &c in clients.iter().filter(|c| **c >= 16) {
@@ -559,13 +632,18 @@ fn main() {
         .into_iter()
         .flatten()
         .reduce(f64::max);
+        let mixed =
+            |who: &str| ops(who, "hot", Op::Mixed, c).map_or("-".into(), |o| format!("{o:.0}"));
         println!(
-            "| {c} | {} / {} | {} / {} | {} |",
+            "| {c} | {} / {} / {} | {} / {} / {} | {} / {} |",
             ratio(ops("Strata gRPC", "hot", Op::Put, c), always),
+            ratio(ops("Strata gRPC session", "hot", Op::Put, c), always),
             ratio(ops("Strata HTTP", "hot", Op::Put, c), always),
             ratio(ops("Strata gRPC", "hot", Op::Get, c), best_get),
+            ratio(ops("Strata gRPC session", "hot", Op::Get, c), best_get),
             ratio(ops("Strata HTTP", "hot", Op::Get, c), best_get),
-            ops("Strata gRPC", "hot", Op::Mixed, c).map_or("-".into(), |o| format!("{o:.0}")),
+            mixed("Strata gRPC"),
+            mixed("Strata gRPC session"),
         );
     }
     let commits = engine.stats().actor_commits;

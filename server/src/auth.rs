@@ -226,6 +226,12 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
+/// The error of a token past its `exp` (and the leeway).
+fn expired() -> AuthError {
+    let e = jsonwebtoken::errors::Error::from(jsonwebtoken::errors::ErrorKind::ExpiredSignature);
+    AuthError(format!("invalid token: {e}"))
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -333,12 +339,31 @@ impl Authenticator {
 
     /// Verifies `token` and returns who it speaks for.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_at(token, now()).map(|(p, _)| p)
+    }
+
+    /// [`Authenticator::verify`], with the second (since the epoch) after which the token is
+    /// refused — its `exp` plus the leeway — for a caller that acts on one verification for a
+    /// while (a gRPC session stream) and must stop at that second: see
+    /// [`Authenticator::still_valid`].
+    pub fn verify_until(&self, token: &str) -> Result<(Principal, u64), AuthError> {
         self.verify_at(token, now())
+            .map(|(p, exp)| (p, exp.saturating_add(self.leeway.as_secs())))
+    }
+
+    /// Whether a token [`Authenticator::verify_until`] gave `until` for still holds now; the
+    /// error is the one `verify` gives for an expired token.
+    pub fn still_valid(until: u64) -> Result<(), AuthError> {
+        match now() > until {
+            true => Err(expired()),
+            false => Ok(()),
+        }
     }
 
     /// [`Authenticator::verify`] at `now` (seconds since the epoch) for tokens it verified
-    /// before; a new token is checked in full against the system clock.
-    fn verify_at(&self, token: &str, now: u64) -> Result<Principal, AuthError> {
+    /// before; a new token is checked in full against the system clock. With the token's
+    /// `exp`.
+    fn verify_at(&self, token: &str, now: u64) -> Result<(Principal, u64), AuthError> {
         use std::hash::BuildHasher;
         let key = self.verified.hasher.hash_one(token);
         let mut map = self
@@ -351,12 +376,9 @@ impl Authenticator {
         {
             if now > exp.saturating_add(self.leeway.as_secs()) {
                 map.remove(&key);
-                let e = jsonwebtoken::errors::Error::from(
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature,
-                );
-                return Err(AuthError(format!("invalid token: {e}")));
+                return Err(expired());
             }
-            return Ok(principal.clone());
+            return Ok((principal.clone(), *exp));
         }
         drop(map);
         let (principal, exp) = self.verify_in_full(token)?;
@@ -369,7 +391,7 @@ impl Authenticator {
             map.clear();
         }
         map.insert(key, (token.into(), principal.clone(), exp));
-        Ok(principal)
+        Ok((principal, exp))
     }
 
     /// Signature, algorithm, time claims and rights; with the token's `exp`.
@@ -503,9 +525,15 @@ mod tests {
             .expect("mint");
         let now = now();
         let p = a.verify_at(&t, now).expect("valid");
-        assert_eq!(p.tenant, "t1");
+        assert_eq!(p.0.tenant, "t1");
         assert_eq!(a.verified.map.lock().expect("lock").len(), 1, "cached");
         assert_eq!(a.verify_at(&t, now + 30).expect("still valid"), p);
+        // A session holds the principal until exp + leeway.
+        let (q, until) = a.verify_until(&t).expect("valid");
+        assert_eq!((q, until), (p.0, p.1 + 5));
+        assert!(Authenticator::still_valid(until).is_ok());
+        let e = Authenticator::still_valid(now - 1).expect_err("past");
+        assert!(e.0.contains("ExpiredSignature"), "{}", e.0);
         // Past exp + leeway the cached entry refuses, as the full check would.
         let e = a.verify_at(&t, now + 60 + 6).expect_err("expired");
         assert!(e.0.contains("ExpiredSignature"), "{}", e.0);

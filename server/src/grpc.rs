@@ -680,13 +680,9 @@ impl Tiers for Service {
     }
 }
 
-pub(crate) fn authenticate(
-    auth: &Authenticator,
-    mut req: Request<()>,
-) -> Result<Request<()>, Status> {
-    let md = req.metadata();
-    let token = md
-        .get("authorization")
+/// The token a call carries: `authorization: Bearer …` or Qdrant's `api-key`.
+pub(crate) fn token(md: &tonic::metadata::MetadataMap) -> Result<String, Status> {
+    md.get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             v.trim()
@@ -699,7 +695,14 @@ pub(crate) fn authenticate(
             Status::unauthenticated(
                 "missing token: send metadata authorization: Bearer <JWT> (or api-key)",
             )
-        })?;
+        })
+}
+
+pub(crate) fn authenticate(
+    auth: &Authenticator,
+    mut req: Request<()>,
+) -> Result<Request<()>, Status> {
+    let token = token(req.metadata())?;
     let principal = auth
         .verify(&token)
         .map_err(|e| Status::unauthenticated(e.0))?;

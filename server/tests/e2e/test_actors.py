@@ -318,3 +318,124 @@ def test_grpc_actors_conditions_and_increments_across_sigkill(start, strata_pb):
     assert sum(acked) == clients * 30
     final = int(stub(s2).Get(pb.GetActorStateRequest(actor_type="g", actor_id="c"), metadata=md2).value)
     assert final == value + clients * 30
+
+
+class Session:
+    """One `Actors/Session` stream used call by call: send an operation, wait for its answer."""
+
+    def __init__(self, pb, stub, md):
+        import queue
+
+        self.pb, self.q, self.n = pb, queue.Queue(), 0
+        self.answers = stub.Session(iter(self.q.get, None), metadata=md)
+
+    def call(self, **op):
+        self.n += 1
+        self.q.put(self.pb.ActorSessionRequest(id=self.n, **op))
+        r = next(self.answers)
+        assert r.id == self.n, (r.id, self.n)
+        return r
+
+    def close(self):
+        self.q.put(None)
+
+
+def test_grpc_session_stream_carries_operations_with_the_unary_rules(start, strata_pb):
+    """`Actors/Session`: pipelined operations answered by id (more than the in-flight cap at
+    once), the unary calls' errors per operation without ending the stream, rights checked per
+    operation, the stream ended once its token expires, and CAS increments over sessions."""
+    import grpc
+
+    pb, pb_grpc = strata_pb
+    s = start("data", env={"STRATA_JWT_LEEWAY": "0s"})
+    md = [("api-key", s.admin_token)]
+    stub = pb_grpc.ActorsStub(grpc.insecure_channel(s.grpc))
+    create = pb.ActorCondition(if_none_match=True)
+
+    # 3000 creates sent without waiting (the server holds at most 1024 in flight): every one
+    # answered once, by its id, each with its own version.
+    reqs = [pb.ActorSessionRequest(id=i, put=pb.PutActorStateRequest(
+        actor_type="s", actor_id=f"a{i}", value=str(i).encode(), condition=create)) for i in range(1, 3001)]
+    answers = {}
+    for r in stub.Session(iter(reqs), metadata=md):
+        assert r.id not in answers and r.WhichOneof("result") == "write", r
+        answers[r.id] = r.write.version
+    assert sorted(answers) == list(range(1, 3001))
+    assert len(set(answers.values())) == 3000 and min(answers.values()) > 0
+
+    c = Session(pb, stub, md)
+    g = c.call(get=pb.GetActorStateRequest(actor_type="s", actor_id="a7"))
+    assert (g.get.found, g.get.value, g.get.version) == (True, b"7", answers[7])
+    assert g.get.content_type == "application/octet-stream"
+    e = c.call(put=pb.PutActorStateRequest(actor_type="s", actor_id="a7", value=b"x", condition=create)).error
+    assert (e.code, e.current_version) == (grpc.StatusCode.FAILED_PRECONDITION.value[0], answers[7]), e
+    e = c.call(put=pb.PutActorStateRequest(actor_type="s", actor_id="new", value=b"x",
+                                           condition=pb.ActorCondition(if_match=answers[7]))).error
+    assert e.code == grpc.StatusCode.FAILED_PRECONDITION.value[0] and not e.HasField("current_version"), e
+    e = c.call(delete=pb.DeleteActorStateRequest(actor_type="s", actor_id="a7", state="nothing")).error
+    assert e.code == grpc.StatusCode.NOT_FOUND.value[0] and "nothing" in e.message, e
+    e = c.call().error
+    assert e.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "op" in e.message, e
+    e = c.call(put=pb.PutActorStateRequest(actor_type="s", actor_id="a7", value=b"x", ttl_seconds=0)).error
+    assert e.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "ttl_seconds" in e.message, e
+    w = c.call(transaction=pb.ActorTransactionRequest(actor_type="s", actor_id="a7", operations=[
+        pb.ActorOperation(state="x", value=b"1", content_type="text/plain"),
+        pb.ActorOperation(state="state", delete=True)])).write
+    assert w.version > max(answers.values())
+    g = c.call(get=pb.GetActorStateRequest(actor_type="s", actor_id="a7", state="x")).get
+    assert (g.value, g.content_type, g.version) == (b"1", "text/plain", w.version)
+    assert not c.call(get=pb.GetActorStateRequest(actor_type="s", actor_id="a7")).get.found
+    assert not c.call(get=pb.GetActorStateRequest(actor_type="never", actor_id="a7")).get.found
+    d = c.call(delete=pb.DeleteActorStateRequest(actor_type="s", actor_id="a7", state="x")).write
+    assert d.version > w.version
+    c.close()
+
+    # Rights per operation: a read-only token reads, its writes are refused, the stream goes on.
+    r = Session(pb, stub, [("api-key", s.token(access="r", actors="r"))])
+    assert r.call(get=pb.GetActorStateRequest(actor_type="s", actor_id="a8")).get.value == b"8"
+    e = r.call(put=pb.PutActorStateRequest(actor_type="s", actor_id="a8", value=b"x")).error
+    assert e.code == grpc.StatusCode.PERMISSION_DENIED.value[0] and "actors" in e.message, e
+    assert r.call(get=pb.GetActorStateRequest(actor_type="s", actor_id="a8")).get.value == b"8"
+    r.close()
+
+    # No token: the stream is refused; an expired token ends a stream that was open.
+    try:
+        next(stub.Session(iter([pb.ActorSessionRequest(id=1)])))
+        raise AssertionError("a session without a token must be refused")
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED, err
+    short = Session(pb, stub, [("api-key", s.token(access="rw", actors="rw", exp=int(time.time()) + 2))])
+    assert short.call(get=pb.GetActorStateRequest(actor_type="s", actor_id="a9")).get.value == b"9"
+    time.sleep(3.2)
+    try:
+        short.call(get=pb.GetActorStateRequest(actor_type="s", actor_id="a9"))
+        raise AssertionError("an expired token must end the stream")
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED and "expired" in err.details().lower(), err
+
+    # Read-modify-write increments with if_match over sessions, retried on conflict: none lost.
+    clients, each = 4, 40
+    assert Session(pb, stub, md).call(put=pb.PutActorStateRequest(
+        actor_type="s", actor_id="counter", value=b"0")).write.version > 0
+
+    def run():
+        ss = Session(pb, stub, md)
+        for _ in range(each):
+            while True:
+                cur = ss.call(get=pb.GetActorStateRequest(actor_type="s", actor_id="counter")).get
+                a = ss.call(put=pb.PutActorStateRequest(actor_type="s", actor_id="counter",
+                                                        value=str(int(cur.value) + 1).encode(),
+                                                        condition=pb.ActorCondition(if_match=cur.version)))
+                if a.WhichOneof("result") == "write":
+                    break
+                assert a.error.code == grpc.StatusCode.FAILED_PRECONDITION.value[0], a
+        ss.close()
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    g = Session(pb, stub, md).call(get=pb.GetActorStateRequest(actor_type="s", actor_id="counter")).get
+    assert int(g.value) == clients * each
+    s.stop()
