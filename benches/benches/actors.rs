@@ -9,7 +9,10 @@
 //! (which to run of `redis,grpc,session,http,engine`, default all; `session`: gRPC with every
 //! client's operations on one `Actors/Session` stream instead of a call each; `engine`: the
 //! same operations called in-process on the engine, the baseline of the server's overhead),
-//! `ACTORS_CELLS` (which of `get-hot,get-cold,get-warm,put,mixed`, default all).
+//! `ACTORS_CELLS` (which of `get-hot,get-cold,get-warm,put,mixed`, default all),
+//! `ACTORS_CONNECTIONS` (0, the default: one connection per client; N: the clients share N
+//! connections, as multiplexing clients do — Redis commands pipelined on them, gRPC calls and
+//! session streams multiplexed; HTTP/1.1 stays at one per client).
 //!
 //! Cells: gets with Strata's working set hot (its actor segment pinned in RAM), warm (the
 //! local file: one positional read per get) and cold (offloaded: one ranged GET per get, to an
@@ -72,6 +75,18 @@ struct Load {
     keys: u64,
     value: Arc<Vec<u8>>,
     secs: Duration,
+    /// Connections the clients share (multiplexed); 0: one per client.
+    conns: usize,
+}
+
+impl Load {
+    /// How many connections a cell of `clients` opens.
+    fn connections(&self, clients: usize) -> usize {
+        match self.conns {
+            0 => clients,
+            n => n.min(clients),
+        }
+    }
 }
 
 impl Load {
@@ -155,29 +170,98 @@ impl Resp {
 
     /// Sends `args` and returns the reply's payload (bulk string bytes, or the status line).
     async fn call(&mut self, args: &[&[u8]]) -> Vec<u8> {
-        let mut m = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            m.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            m.extend_from_slice(a);
-            m.extend_from_slice(b"\r\n");
-        }
-        self.w.write_all(&m).await.expect("redis write");
-        self.line.clear();
-        self.r.read_line(&mut self.line).await.expect("redis read");
-        match self.line.as_bytes().first() {
-            Some(b'$') => {
-                let n: i64 = self.line[1..].trim().parse().expect("bulk length");
-                if n < 0 {
-                    return Vec::new();
+        self.w
+            .write_all(&resp_command(args))
+            .await
+            .expect("redis write");
+        resp_reply(&mut self.r, &mut self.line).await
+    }
+
+    /// This connection shared by several clients (a multiplexing client, as StackExchange.Redis
+    /// or redis-rs's `MultiplexedConnection`): commands are written as they come, several per
+    /// write when they queue, and replies (which Redis sends in command order) handed back in
+    /// that order.
+    fn shared(self) -> SharedResp {
+        type Done = tokio::sync::oneshot::Sender<Vec<u8>>;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<u8>, Done)>(1024);
+        let (order, mut ordered) = tokio::sync::mpsc::unbounded_channel::<Done>();
+        let Resp {
+            mut r,
+            mut w,
+            mut line,
+        } = self;
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            while let Some((cmd, done)) = rx.recv().await {
+                buf.clear();
+                buf.extend_from_slice(&cmd);
+                let _ = order.send(done);
+                while let Ok((cmd, done)) = rx.try_recv() {
+                    buf.extend_from_slice(&cmd);
+                    let _ = order.send(done);
                 }
-                let mut b = vec![0; n as usize + 2];
-                self.r.read_exact(&mut b).await.expect("bulk");
-                b.truncate(n as usize);
-                b
+                if w.write_all(&buf).await.is_err() {
+                    return;
+                }
             }
-            Some(b'+') | Some(b':') => self.line.trim().as_bytes().to_vec(),
-            _ => panic!("redis answered {:?}", self.line),
+        });
+        tokio::spawn(async move {
+            while let Some(done) = ordered.recv().await {
+                let _ = done.send(resp_reply(&mut r, &mut line).await);
+            }
+        });
+        SharedResp { tx }
+    }
+}
+
+/// `args` as a RESP array.
+fn resp_command(args: &[&[u8]]) -> Vec<u8> {
+    let mut m = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        m.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        m.extend_from_slice(a);
+        m.extend_from_slice(b"\r\n");
+    }
+    m
+}
+
+/// One reply's payload (bulk string bytes, or the status line).
+async fn resp_reply(
+    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    line: &mut String,
+) -> Vec<u8> {
+    line.clear();
+    r.read_line(line).await.expect("redis read");
+    match line.as_bytes().first() {
+        Some(b'$') => {
+            let n: i64 = line[1..].trim().parse().expect("bulk length");
+            if n < 0 {
+                return Vec::new();
+            }
+            let mut b = vec![0; n as usize + 2];
+            r.read_exact(&mut b).await.expect("bulk");
+            b.truncate(n as usize);
+            b
         }
+        Some(b'+') | Some(b':') => line.trim().as_bytes().to_vec(),
+        _ => panic!("redis answered {line:?}"),
+    }
+}
+
+/// A Redis connection several clients share ([`Resp::shared`]).
+#[derive(Clone)]
+struct SharedResp {
+    tx: tokio::sync::mpsc::Sender<(Vec<u8>, tokio::sync::oneshot::Sender<Vec<u8>>)>,
+}
+
+impl SharedResp {
+    async fn call(&self, args: &[&[u8]]) -> Vec<u8> {
+        let (done, reply) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((resp_command(args), done))
+            .await
+            .expect("redis writer");
+        reply.await.expect("redis reply")
     }
 }
 
@@ -223,6 +307,9 @@ impl Drop for Redis {
 }
 
 async fn redis_cell(port: u16, load: &Load, op: Op, clients: usize) -> Stats {
+    if load.conns > 0 {
+        return redis_shared_cell(port, load, op, clients).await;
+    }
     let mut conns = Vec::new();
     for _ in 0..clients {
         conns.push(Arc::new(tokio::sync::Mutex::new(Resp::connect(port).await)));
@@ -245,11 +332,36 @@ async fn redis_cell(port: u16, load: &Load, op: Op, clients: usize) -> Stats {
     .await
 }
 
+/// [`redis_cell`] with the clients on `load.conns` shared connections.
+async fn redis_shared_cell(port: u16, load: &Load, op: Op, clients: usize) -> Stats {
+    let mut conns = Vec::new();
+    for _ in 0..load.connections(clients) {
+        conns.push(Resp::connect(port).await.shared());
+    }
+    let conns = Arc::new(conns);
+    let l = load.clone();
+    run(load, op, clients, move |t, i, get| {
+        let (conns, l) = (Arc::clone(&conns), l.clone());
+        async move {
+            let c = &conns[t % conns.len()];
+            let key = format!("bench:{}", l.key(i));
+            if get {
+                let v = c.call(&[b"GET", key.as_bytes()]).await;
+                assert_eq!(v.len(), l.value.len());
+            } else {
+                c.call(&[b"SET", key.as_bytes(), &l.value]).await;
+            }
+        }
+    })
+    .await
+}
+
 // ---------------------------------------------------------------- Strata
 
 async fn grpc_cell(addr: &str, token: &str, load: &Load, op: Op, clients: usize) -> Stats {
     let mut stubs = Vec::new();
-    for _ in 0..clients {
+    // A channel multiplexes concurrent calls on its HTTP/2 connection.
+    for _ in 0..load.connections(clients) {
         let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .expect("endpoint")
             .tcp_nodelay(true)
@@ -265,7 +377,7 @@ async fn grpc_cell(addr: &str, token: &str, load: &Load, op: Op, clients: usize)
     run(load, op, clients, move |t, i, get| {
         let (stubs, l, token) = (Arc::clone(&stubs), l.clone(), token.clone());
         async move {
-            let mut c = stubs[t].clone();
+            let mut c = stubs[t % stubs.len()].clone();
             if get {
                 let mut req = tonic::Request::new(pb::GetActorStateRequest {
                     actor_type: "bench".into(),
@@ -293,30 +405,16 @@ async fn grpc_cell(addr: &str, token: &str, load: &Load, op: Op, clients: usize)
 /// One `Actors/Session` stream per client (its own connection), one operation outstanding at
 /// a time: the unary cell's client model, without a call per operation.
 async fn session_cell(addr: &str, token: &str, load: &Load, op: Op, clients: usize) -> Stats {
+    if load.conns > 0 {
+        return session_shared_cell(addr, token, load, op, clients).await;
+    }
     type Tx = tokio::sync::mpsc::Sender<pb::ActorSessionRequest>;
     type Rx = tonic::Streaming<pb::ActorSessionResponse>;
     let mut sessions: Vec<Arc<tokio::sync::Mutex<(Tx, Rx)>>> = Vec::new();
     for _ in 0..clients {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .expect("endpoint")
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .expect("connect");
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let outbound =
-            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
-        let mut req = tonic::Request::new(outbound);
-        req.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("metadata"),
-        );
-        let answers = pb::actors_client::ActorsClient::new(ch)
-            .session(req)
-            .await
-            .expect("session")
-            .into_inner();
-        sessions.push(Arc::new(tokio::sync::Mutex::new((tx, answers))));
+        sessions.push(Arc::new(tokio::sync::Mutex::new(
+            open_session(addr, token).await,
+        )));
     }
     let sessions = Arc::new(sessions);
     let l = load.clone();
@@ -350,6 +448,133 @@ async fn session_cell(addr: &str, token: &str, load: &Load, op: Op, clients: usi
             match (get, a.result) {
                 (true, Some(Ans::Get(g))) => assert!(g.found && g.value.len() == l.value.len()),
                 (false, Some(Ans::Write(w))) => assert!(w.version > 0),
+                (_, other) => panic!("unexpected answer {other:?}"),
+            }
+        }
+    })
+    .await
+}
+
+/// Opens an `Actors/Session` stream on its own connection: the sender of its requests and
+/// the stream of its answers.
+async fn open_session(
+    addr: &str,
+    token: &str,
+) -> (
+    tokio::sync::mpsc::Sender<pb::ActorSessionRequest>,
+    tonic::Streaming<pb::ActorSessionResponse>,
+) {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .expect("connect");
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    let outbound =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+    let mut req = tonic::Request::new(outbound);
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("metadata"),
+    );
+    let answers = pb::actors_client::ActorsClient::new(ch)
+        .session(req)
+        .await
+        .expect("session")
+        .into_inner();
+    (tx, answers)
+}
+
+/// Clients waiting for their answers, by request id.
+type Waiting = Arc<
+    std::sync::Mutex<
+        std::collections::HashMap<u64, tokio::sync::oneshot::Sender<pb::ActorSessionResponse>>,
+    >,
+>;
+
+/// A session stream several clients share: requests numbered per stream, answers routed back
+/// by id (they can come out of order).
+struct SharedSession {
+    tx: tokio::sync::mpsc::Sender<pb::ActorSessionRequest>,
+    waiting: Waiting,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl SharedSession {
+    async fn open(addr: &str, token: &str) -> SharedSession {
+        let (tx, mut answers) = open_session(addr, token).await;
+        let waiting: Waiting = Arc::default();
+        let w = Arc::clone(&waiting);
+        tokio::spawn(async move {
+            while let Ok(Some(a)) = answers.message().await {
+                let to = w.lock().expect("waiting").remove(&a.id);
+                if let Some(to) = to {
+                    let _ = to.send(a);
+                }
+            }
+        });
+        SharedSession {
+            tx,
+            waiting,
+            next: Default::default(),
+        }
+    }
+
+    async fn call(&self, op: pb::actor_session_request::Op) -> pb::actor_session_response::Result {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.waiting.lock().expect("waiting").insert(id, done);
+        self.tx
+            .send(pb::ActorSessionRequest { id, op: Some(op) })
+            .await
+            .expect("send");
+        answer.await.expect("answer").result.expect("result")
+    }
+}
+
+/// [`session_cell`] with the clients on `load.conns` shared streams (one connection each).
+async fn session_shared_cell(
+    addr: &str,
+    token: &str,
+    load: &Load,
+    op: Op,
+    clients: usize,
+) -> Stats {
+    let mut sessions = Vec::new();
+    for _ in 0..load.connections(clients) {
+        sessions.push(SharedSession::open(addr, token).await);
+    }
+    let sessions = Arc::new(sessions);
+    let l = load.clone();
+    run(load, op, clients, move |t, i, get| {
+        let (sessions, l) = (Arc::clone(&sessions), l.clone());
+        async move {
+            use pb::actor_session_request::Op as Req;
+            use pb::actor_session_response::Result as Ans;
+            let s = &sessions[t % sessions.len()];
+            let a = match get {
+                true => {
+                    s.call(Req::Get(pb::GetActorStateRequest {
+                        actor_type: "bench".into(),
+                        actor_id: l.key(i),
+                        ..Default::default()
+                    }))
+                    .await
+                }
+                false => {
+                    s.call(Req::Put(pb::PutActorStateRequest {
+                        actor_type: "bench".into(),
+                        actor_id: l.key(i),
+                        value: l.value.to_vec(),
+                        ..Default::default()
+                    }))
+                    .await
+                }
+            };
+            match (get, a) {
+                (true, Ans::Get(g)) => assert!(g.found && g.value.len() == l.value.len()),
+                (false, Ans::Write(w)) => assert!(w.version > 0),
                 (_, other) => panic!("unexpected answer {other:?}"),
             }
         }
@@ -461,6 +686,7 @@ fn main() {
                 .collect(),
         ),
         secs: Duration::from_secs_f64(env_or("ACTORS_SECONDS", 2.0f64)),
+        conns: env_or("ACTORS_CONNECTIONS", 0usize),
     };
     let clients: Vec<usize> = std::env::var("ACTORS_CLIENTS")
         .unwrap_or_else(|_| "1,4,16,64".into())
@@ -528,11 +754,17 @@ fn main() {
     };
 
     println!(
-        "machine: {}; {} keys, {}-byte values; {:.1} s per cell; cold-store GETs +{cold_ms} ms",
+        "machine: {}; {} keys, {}-byte values; {:.1} s per cell; cold-store GETs +{cold_ms} ms; {}",
         strata_benches::machine(),
         load.keys,
         load.value.len(),
-        load.secs.as_secs_f64()
+        load.secs.as_secs_f64(),
+        match load.conns {
+            0 => "one connection per client".to_string(),
+            n => format!(
+                "clients share {n} connections (Redis pipelined, gRPC calls and session streams multiplexed; HTTP one per client)"
+            ),
+        }
     );
     println!();
     println!(

@@ -90,6 +90,9 @@ pub(crate) type Then = Box<dyn FnOnce(&Result<()>) + Send>;
 struct State {
     waiters: Vec<(Lsn, Arc<Slot>, Then)>,
     stop: bool,
+    /// The syncer thread waits on the condition variable (else it is syncing and takes the
+    /// waiters registered meanwhile when its round ends): only then does a waiter signal it.
+    idle: bool,
 }
 
 impl std::fmt::Debug for State {
@@ -135,8 +138,13 @@ impl Syncer {
                 return Durable::ready(r);
             }
             s.waiters.push((lsn, Arc::clone(&slot), then));
+            // A signal is a system call: skip it while the syncer is busy (it looks at the
+            // waiters under this lock before it waits again).
+            if s.idle {
+                s.idle = false;
+                self.cv.notify_one();
+            }
         }
-        self.cv.notify_one();
         Durable {
             slot: Some(slot),
             done: None,
@@ -155,11 +163,13 @@ impl Syncer {
             let batch = {
                 let mut s = lock(&self.state);
                 while s.waiters.is_empty() && !s.stop {
+                    s.idle = true;
                     s = self
                         .cv
                         .wait(s)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                 }
+                s.idle = false;
                 if s.waiters.is_empty() {
                     return;
                 }
