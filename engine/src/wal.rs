@@ -18,7 +18,7 @@
 //! once no stream (collection) still needs any of their records. Byte layouts:
 //! `docs/format.md`.
 //!
-//! **Space is reserved ahead** ([`LogFile::allocate`], `fallocate`): the current file is
+//! **Space is reserved ahead** ([`LogFile::allocate`], `fallocate` and zeros): the current file is
 //! kept [`LocalWalOptions::reserve_bytes`] (default [`PREALLOCATE_BYTES`]) longer than its
 //! frames, zeros past the last one, so a write
 //! changes neither the file's size nor its block map and each group commit's `fdatasync`
@@ -121,9 +121,10 @@ pub(crate) const FILE_HEADER_LEN: usize = 32;
 /// Size of a frame header: len u32, crc u32, lsn u64, stream u64.
 pub(crate) const FRAME_HEADER_LEN: usize = 24;
 /// Space reserved past the current file's last frame by default
-/// ([`LocalWalOptions::reserve_bytes`]): one `fallocate` and one inode write per this many
-/// bytes of log instead of one per commit.
-pub const PREALLOCATE_BYTES: u64 = 4 << 20;
+/// ([`LocalWalOptions::reserve_bytes`]): one `fallocate`, this many zeros and one inode write
+/// per this many bytes of log instead of one per commit. 1 MiB: the zeros are written under
+/// the WAL's lock, and 4 MiB of them measured a higher p99 for the same throughput.
+pub const PREALLOCATE_BYTES: u64 = 1 << 20;
 
 /// Encodes the file header for a file whose first record is `first_lsn`.
 pub(crate) fn encode_file_header(first_lsn: Lsn) -> Vec<u8> {

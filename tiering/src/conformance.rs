@@ -334,6 +334,20 @@ fn log_suite(l: &dyn LogStore) {
     let got = l.read("00000000000000000002.wal").expect("read");
     assert_eq!(&got[..6], b"HDRabc");
     assert!(got[6..].iter().all(|b| *b == 0));
+    // Reserving more past written bytes keeps them and the new space reads as zeros.
+    h.allocate(200).expect("a longer reservation");
+    let got = l.read("00000000000000000002.wal").expect("read");
+    assert!(
+        got.len() == 6 || got.len() == 200,
+        "either reserved or left to grow: {} bytes",
+        got.len()
+    );
+    assert_eq!(
+        &got[..6],
+        b"HDRabc",
+        "a reservation never touches written bytes"
+    );
+    assert!(got[6..].iter().all(|b| *b == 0));
     assert_eq!(
         l.len("00000000000000000002.wal").expect("len"),
         got.len() as u64

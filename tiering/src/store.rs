@@ -235,9 +235,10 @@ pub trait LogFile: Send + Sync + fmt::Debug {
     /// Reserves space so the file is at least `len` bytes long, the new bytes reading as zeros
     /// (a longer file is left alone). Writes into reserved space then change neither the
     /// file's size nor its block map, so an `fdatasync` need not write the inode as well
-    /// (measured: a third of a small write's `fdatasync` on ext4). A device that cannot
-    /// reserve space ahead (no `fallocate`) answers `Ok` and lets writes extend the file.
-    /// Durable with the next sync.
+    /// (measured: a third of a small write's `fdatasync` on ext4). The local file system's
+    /// reserves the blocks (`fallocate`) and writes the zeros, so that they are ordinary
+    /// written blocks, not unwritten extents converted on first use; where `fallocate` is
+    /// missing the zeros alone extend the file. Durable with the next sync.
     fn allocate(&self, len: u64) -> StoreResult<()>;
 }
 
