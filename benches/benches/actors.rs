@@ -306,37 +306,31 @@ impl Drop for Redis {
     }
 }
 
-async fn redis_cell(port: u16, load: &Load, op: Op, clients: usize) -> Stats {
-    if load.conns > 0 {
-        return redis_shared_cell(port, load, op, clients).await;
-    }
-    let mut conns = Vec::new();
-    for _ in 0..clients {
-        conns.push(Arc::new(tokio::sync::Mutex::new(Resp::connect(port).await)));
-    }
-    let conns = Arc::new(conns);
-    let l = load.clone();
-    run(load, op, clients, move |t, i, get| {
-        let (conns, l) = (Arc::clone(&conns), l.clone());
-        async move {
-            let mut c = conns[t].lock().await;
-            let key = format!("bench:{}", l.key(i));
-            if get {
-                let v = c.call(&[b"GET", key.as_bytes()]).await;
-                assert_eq!(v.len(), l.value.len());
-            } else {
-                c.call(&[b"SET", key.as_bytes(), &l.value]).await;
-            }
-        }
-    })
-    .await
+/// A client's way to Redis: its own connection, or one it shares ([`Resp::shared`]).
+enum RedisConn {
+    Own(tokio::sync::Mutex<Resp>),
+    Shared(SharedResp),
 }
 
-/// [`redis_cell`] with the clients on `load.conns` shared connections.
-async fn redis_shared_cell(port: u16, load: &Load, op: Op, clients: usize) -> Stats {
+impl RedisConn {
+    async fn call(&self, args: &[&[u8]]) -> Vec<u8> {
+        match self {
+            RedisConn::Own(c) => c.lock().await.call(args).await,
+            RedisConn::Shared(c) => c.call(args).await,
+        }
+    }
+}
+
+/// Clients on their own connections, or on `load.conns` shared ones.
+async fn redis_cell(port: u16, load: &Load, op: Op, clients: usize) -> Stats {
     let mut conns = Vec::new();
     for _ in 0..load.connections(clients) {
-        conns.push(Resp::connect(port).await.shared());
+        let c = Resp::connect(port).await;
+        conns.push(if load.conns > 0 {
+            RedisConn::Shared(c.shared())
+        } else {
+            RedisConn::Own(tokio::sync::Mutex::new(c))
+        });
     }
     let conns = Arc::new(conns);
     let l = load.clone();
