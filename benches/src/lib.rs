@@ -25,6 +25,16 @@ fn read_vecs<T>(path: &std::path::Path, conv: fn([u8; 4]) -> T) -> Vec<Vec<T>> {
     out
 }
 
+/// An `.fvecs` file (TEXMEX layout: each row is its dimension as an i32, then its values).
+pub fn read_fvecs(path: &std::path::Path) -> Vec<Vec<f32>> {
+    read_vecs(path, f32::from_le_bytes)
+}
+
+/// An `.ivecs` file (as [`read_fvecs`], i32 values).
+pub fn read_ivecs(path: &std::path::Path) -> Vec<Vec<i32>> {
+    read_vecs(path, i32::from_le_bytes)
+}
+
 /// bigann10k base vectors (10,000 × 128).
 pub fn bigann_base() -> Vec<Vec<f32>> {
     read_vecs(

@@ -95,6 +95,7 @@ pub use mmr::Mmr;
 pub use options::{EngineOptions, TierOptions};
 pub use recommend::{MAX_EXAMPLES, Recommend, RecommendStrategy};
 pub use segment::Verify;
+pub use segment::graph::HnswIndex;
 pub use sparse::{MAX_SPARSE_ENTRIES, Modifier, SparseParams, SparseVector};
 /// The storage layer the engine persists through (re-exported for tests and embedders).
 pub use strata_tiering as storage;

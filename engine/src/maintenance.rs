@@ -15,7 +15,7 @@
 //!
 //! **Compaction** (slow, off the write path; also how segments get their HNSW graph):
 //! ```text
-//! pick persisted inputs → gather live rows (newest per id) → hnsw_rs build → write file
+//! pick persisted inputs → gather live rows (newest per id) → HNSW build (all cores) → write file
 //!   → [manifest lock, mem lock] carry dead bits over, swap inputs for output → publish
 //!   → delete input files (only after a publish that no longer names them succeeded)
 //! ```
@@ -245,8 +245,12 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
             _ => None,
         };
         let graph = kept.or_else(|| {
-            (index_space && has.iter().any(|h| *h))
-                .then(|| graph::build(&vectors, dim, params.distance, params.hnsw, &|r| has[r]))
+            (index_space && has.iter().any(|h| *h)).then(|| {
+                let threads = inner.opts().index_threads;
+                graph::build(&vectors, dim, params.distance, params.hnsw, threads, &|r| {
+                    has[r]
+                })
+            })
         });
         space_inputs.push(SpaceInput {
             name: name.clone(),

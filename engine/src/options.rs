@@ -43,6 +43,9 @@ pub struct EngineOptions {
     /// Segments with fewer live rows than this get no HNSW graph (an exact SIMD scan is as fast)
     /// and are merged together. Default 2,000.
     pub index_threshold_rows: u32,
+    /// Threads one HNSW graph build uses (compaction runs one build at a time). Default 0: one
+    /// per core.
+    pub index_threads: usize,
     /// A filtered search of a segment whose allowed rows hold fewer vector bytes than this
     /// (in KiB) scans them exactly instead of walking the graph — Qdrant's
     /// `full_scan_threshold`. Default 10,000 (10 MB: 20,000 vectors of 128 floats).
@@ -164,6 +167,7 @@ impl EngineOptions {
             memtable_max_bytes: 64 << 20,
             memtable_max_age: Duration::from_secs(60),
             index_threshold_rows: 2_000,
+            index_threads: 0,
             full_scan_threshold_kb: 10_000,
             max_segment_rows: 1_000_000,
             max_segments: 8,

@@ -73,6 +73,10 @@ pub struct SettingsArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_threads: Option<usize>,
+    /// Threads one HNSW graph build uses (0 = one per core).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_threads: Option<usize>,
     /// Log level or filter.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -125,10 +125,18 @@ mod tests {
     fn installing_the_recorder_starts_the_histogram_upkeep() {
         let _ = super::install();
         let _ = super::install();
-        let n = threads()
-            .iter()
-            .filter(|t| t.as_str() == super::UPKEEP_THREAD)
-            .count();
-        assert_eq!(n, 1, "one upkeep thread: {:?}", threads());
+        // A new thread takes its name itself once it runs (until then it shows its parent's):
+        // wait for that, then there must be exactly one.
+        let upkeep = || {
+            threads()
+                .iter()
+                .filter(|t| t.as_str() == super::UPKEEP_THREAD)
+                .count()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while upkeep() == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(upkeep(), 1, "one upkeep thread: {:?}", threads());
     }
 }

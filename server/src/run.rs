@@ -72,6 +72,7 @@ fn engine_options(cfg: &Config) -> anyhow::Result<EngineOptions> {
         WalAck::None => AckMode::None,
     };
     o.max_batch_points = cfg.max_batch_points;
+    o.index_threads = cfg.index_threads;
     o.max_result_window = cfg.max_limit;
     (o.tiers.hot_bytes, o.tiers.warm_bytes) = cfg.tier_budgets();
     o.tiers.min_residence = cfg.min_residence();

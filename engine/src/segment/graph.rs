@@ -1,20 +1,24 @@
-//! HNSW: built by `hnsw_rs`, served from a flat layout this crate controls.
+//! HNSW: built by [`super::builder`], served from a flat layout this crate controls.
 //!
-//! `hnsw_rs` builds the graph (off the write path: flush writes segments without one, and a
-//! background rebuild adds it). The graph is then flattened to fixed-width neighbour lists:
-//! layer 0 is one `u32[1 + w0]` array per node (count, then ids), upper layers are `u32[1 + w]`
-//! lists addressed through a per-node offset. Search walks those arrays in place — in a mapped
-//! file, without decoding or rebuilding anything.
+//! The builder inserts (in parallel, off the write path: flush writes segments without a graph
+//! and compaction adds it) straight into fixed-width neighbour lists: layer 0 is one
+//! `u32[1 + w0]` array per node (count, then ids), upper layers are `u32[1 + w]` lists
+//! addressed through a per-node offset. Search walks those arrays in place — in a mapped file,
+//! without decoding or rebuilding anything.
 //!
 //! The search takes an allow-list callback: filtered-out and deleted nodes are still traversed
 //! (so the graph stays connected) but never enter the result set.
-
-use hnsw_rs::anndists::dist::distances::Distance as HnswDistance;
-use hnsw_rs::hnsw::Hnsw;
+//!
+//! Tests keep `hnsw_rs` (the builder this crate used first) as the reference the builder's
+//! recall is held to.
 
 use crate::distance;
 use crate::scan::{Hit, TopK};
 use crate::types::{Distance, HnswConfig};
+
+/// Seed of the levels drawn for a graph's nodes: fixed, so a build on one thread is
+/// reproducible.
+pub(crate) const LEVEL_SEED: u64 = 0x5354_5241_5441_4831;
 
 /// A graph flattened for storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,132 +40,262 @@ impl FlatGraph {
     }
 }
 
-/// The distance `hnsw_rs` builds with. It asserts distances are non-negative, so Dot uses
-/// `bound - dot` where `bound >= max |v|²` over the segment (Cauchy–Schwarz keeps it >= 0 and
-/// the order is that of `-dot`). Cosine vectors are normalised: `1 - dot` clamped at 0.
-struct BuildDistance {
-    metric: Distance,
-    dot_bound: f32,
-}
-
-impl HnswDistance<f32> for BuildDistance {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        let d = match self.metric {
-            Distance::Euclid => distance::l2sq(a, b),
-            Distance::Cosine => (1.0 - distance::dot(a, b)).max(0.0),
-            Distance::Dot => (self.dot_bound - distance::dot(a, b)).max(0.0),
-        };
-        // hnsw_rs panics on a NaN distance. Finite inputs can overflow (components near
-        // f32::MAX) to inf, and `max(0.0)` already turns Dot's `inf - inf` into 0; this keeps
-        // any NaN out whatever the kernel returns.
-        if d.is_nan() { f32::MAX } else { d }
-    }
-}
-
-/// Builds the graph of `vectors` (row-major, `dim` each) with `hnsw_rs`, then flattens it.
-/// Only rows for which `present` holds are nodes (the others keep empty lists and are never
-/// reached); at least one row must be present.
+/// Builds the graph of `vectors` (row-major, `dim` each) on `threads` threads (0: one per
+/// core). Only rows for which `present` holds are nodes (the others keep empty lists and are
+/// never reached); at least one row must be present.
 pub(crate) fn build(
     vectors: &[f32],
     dim: usize,
     metric: Distance,
     cfg: HnswConfig,
+    threads: usize,
     present: &dyn Fn(usize) -> bool,
 ) -> FlatGraph {
-    let n = vectors.len() / dim;
-    let rows = || {
-        vectors
-            .chunks_exact(dim)
-            .enumerate()
-            .filter(|(i, _)| present(*i))
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        t => t,
     };
-    let nodes = rows().count();
-    assert!(nodes > 0, "no graph without rows");
-    let dot_bound = if metric == Distance::Dot {
-        rows()
-            .map(|(_, v)| distance::dot(v, v))
-            .fold(0.0f32, f32::max)
-            * 1.001
-            + 1.0
-    } else {
-        0.0
-    };
-    let dist = BuildDistance { metric, dot_bound };
-    let hnsw: Hnsw<'_, f32, BuildDistance> =
-        Hnsw::new(cfg.m as usize, nodes, 16, cfg.ef_construct as usize, dist);
-    for (i, v) in rows() {
-        hnsw.insert_slice((v, i));
-    }
-    flatten(&hnsw, n)
+    super::builder::build(vectors, dim, metric, cfg, threads, LEVEL_SEED, present)
 }
 
-fn flatten(hnsw: &Hnsw<'_, f32, BuildDistance>, n: usize) -> FlatGraph {
-    let pi = hnsw.get_point_indexation();
-    let mut levels = vec![0u8; n];
-    let mut lists: Vec<Vec<Vec<u32>>> = vec![Vec::new(); n];
-    for p in pi {
-        let row = p.get_origin_id();
-        let level = p.get_point_id().0;
-        levels[row] = level;
-        let hood = p.get_neighborhood_id();
-        lists[row] = (0..=level as usize)
-            .map(|l| {
-                hood.get(l)
-                    .map(|v| v.iter().map(|nb| nb.d_id as u32).collect())
-                    .unwrap_or_default()
-            })
-            .collect();
+#[cfg(test)]
+pub(crate) use reference::build_reference;
+
+/// `hnsw_rs`, the reference builder of the tests.
+#[cfg(test)]
+mod reference {
+    use super::*;
+    use hnsw_rs::anndists::dist::distances::Distance as HnswDistance;
+    use hnsw_rs::hnsw::Hnsw;
+
+    /// The distance `hnsw_rs` builds with. It asserts distances are non-negative, so Dot uses
+    /// `bound - dot` where `bound >= max |v|²` over the segment (Cauchy–Schwarz keeps it >= 0 and
+    /// the order is that of `-dot`). Cosine vectors are normalised: `1 - dot` clamped at 0.
+    struct BuildDistance {
+        metric: Distance,
+        dot_bound: f32,
     }
-    let max_level = pi.get_max_level_observed() as u32;
-    let entry = pi
-        .get_layer_iterator(max_level as usize)
-        .next()
-        .map_or(0, |p| p.get_origin_id() as u32);
-    let l0_width = lists
-        .iter()
-        .map(|l| l.first().map_or(0, Vec::len))
-        .max()
-        .unwrap_or(0) as u32;
-    let up_width = lists
-        .iter()
-        .flat_map(|l| l.iter().skip(1).map(Vec::len))
-        .max()
-        .unwrap_or(0) as u32;
-    let mut l0 = Vec::with_capacity(n * (1 + l0_width as usize));
-    let mut upper_offsets = Vec::with_capacity(n);
-    let mut upper = Vec::new();
-    let mut upper_lists = 0u32;
-    let push_list = |out: &mut Vec<u32>, list: &[u32], width: u32| {
-        out.push(list.len() as u32);
-        out.extend_from_slice(list);
-        out.resize(out.len() + width as usize - list.len(), u32::MAX);
-    };
-    for node in &lists {
-        push_list(
-            &mut l0,
-            node.first().map_or(&[][..], Vec::as_slice),
-            l0_width,
-        );
-        if node.len() > 1 {
-            upper_offsets.push(upper_lists);
-            for l in &node[1..] {
-                push_list(&mut upper, l, up_width);
-                upper_lists += 1;
-            }
-        } else {
-            upper_offsets.push(u32::MAX);
+
+    impl HnswDistance<f32> for BuildDistance {
+        fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+            let d = match self.metric {
+                Distance::Euclid => distance::l2sq(a, b),
+                Distance::Cosine => (1.0 - distance::dot(a, b)).max(0.0),
+                Distance::Dot => (self.dot_bound - distance::dot(a, b)).max(0.0),
+            };
+            // hnsw_rs panics on a NaN distance. Finite inputs can overflow (components near
+            // f32::MAX) to inf, and `max(0.0)` already turns Dot's `inf - inf` into 0; this keeps
+            // any NaN out whatever the kernel returns.
+            if d.is_nan() { f32::MAX } else { d }
         }
     }
-    FlatGraph {
-        entry,
-        max_level,
-        l0_width,
-        up_width,
-        upper_lists,
-        levels,
-        l0,
-        upper_offsets,
-        upper,
+
+    /// Builds the graph of `vectors` (row-major, `dim` each) with `hnsw_rs`, then flattens it.
+    /// Only rows for which `present` holds are nodes (the others keep empty lists and are never
+    /// reached); at least one row must be present.
+    pub(crate) fn build_reference(
+        vectors: &[f32],
+        dim: usize,
+        metric: Distance,
+        cfg: HnswConfig,
+        present: &dyn Fn(usize) -> bool,
+    ) -> FlatGraph {
+        let n = vectors.len() / dim;
+        let rows = || {
+            vectors
+                .chunks_exact(dim)
+                .enumerate()
+                .filter(|(i, _)| present(*i))
+        };
+        let nodes = rows().count();
+        assert!(nodes > 0, "no graph without rows");
+        let dot_bound = if metric == Distance::Dot {
+            rows()
+                .map(|(_, v)| distance::dot(v, v))
+                .fold(0.0f32, f32::max)
+                * 1.001
+                + 1.0
+        } else {
+            0.0
+        };
+        let dist = BuildDistance { metric, dot_bound };
+        let hnsw: Hnsw<'_, f32, BuildDistance> =
+            Hnsw::new(cfg.m as usize, nodes, 16, cfg.ef_construct as usize, dist);
+        for (i, v) in rows() {
+            hnsw.insert_slice((v, i));
+        }
+        flatten(&hnsw, n)
+    }
+
+    fn flatten(hnsw: &Hnsw<'_, f32, BuildDistance>, n: usize) -> FlatGraph {
+        let pi = hnsw.get_point_indexation();
+        let mut levels = vec![0u8; n];
+        let mut lists: Vec<Vec<Vec<u32>>> = vec![Vec::new(); n];
+        for p in pi {
+            let row = p.get_origin_id();
+            let level = p.get_point_id().0;
+            levels[row] = level;
+            let hood = p.get_neighborhood_id();
+            lists[row] = (0..=level as usize)
+                .map(|l| {
+                    hood.get(l)
+                        .map(|v| v.iter().map(|nb| nb.d_id as u32).collect())
+                        .unwrap_or_default()
+                })
+                .collect();
+        }
+        let max_level = pi.get_max_level_observed() as u32;
+        let entry = pi
+            .get_layer_iterator(max_level as usize)
+            .next()
+            .map_or(0, |p| p.get_origin_id() as u32);
+        let l0_width = lists
+            .iter()
+            .map(|l| l.first().map_or(0, Vec::len))
+            .max()
+            .unwrap_or(0) as u32;
+        let up_width = lists
+            .iter()
+            .flat_map(|l| l.iter().skip(1).map(Vec::len))
+            .max()
+            .unwrap_or(0) as u32;
+        let mut l0 = Vec::with_capacity(n * (1 + l0_width as usize));
+        let mut upper_offsets = Vec::with_capacity(n);
+        let mut upper = Vec::new();
+        let mut upper_lists = 0u32;
+        let push_list = |out: &mut Vec<u32>, list: &[u32], width: u32| {
+            out.push(list.len() as u32);
+            out.extend_from_slice(list);
+            out.resize(out.len() + width as usize - list.len(), u32::MAX);
+        };
+        for node in &lists {
+            push_list(
+                &mut l0,
+                node.first().map_or(&[][..], Vec::as_slice),
+                l0_width,
+            );
+            if node.len() > 1 {
+                upper_offsets.push(upper_lists);
+                for l in &node[1..] {
+                    push_list(&mut upper, l, up_width);
+                    upper_lists += 1;
+                }
+            } else {
+                upper_offsets.push(u32::MAX);
+            }
+        }
+        FlatGraph {
+            entry,
+            max_level,
+            l0_width,
+            up_width,
+            upper_lists,
+            levels,
+            l0,
+            upper_offsets,
+            upper,
+        }
+    }
+}
+
+/// An HNSW graph and its vectors in RAM, without a segment around them: the in-process index
+/// the benches build and search beside other engines. Collections never use it (their graphs
+/// live in segment files); the build and the search are the ones segments use.
+#[derive(Debug)]
+pub struct HnswIndex {
+    graph: FlatGraph,
+    vectors: Vec<f32>,
+    dim: usize,
+    metric: Distance,
+}
+
+impl HnswIndex {
+    /// Builds the graph of `vectors` (row-major, `dim` each; normalised here for Cosine) on
+    /// `threads` threads (0: one per core).
+    ///
+    /// # Panics
+    /// If `dim` is 0, `vectors` is empty or not a whole number of rows.
+    pub fn build(
+        mut vectors: Vec<f32>,
+        dim: usize,
+        metric: Distance,
+        cfg: HnswConfig,
+        threads: usize,
+    ) -> HnswIndex {
+        assert!(dim > 0 && !vectors.is_empty() && vectors.len().is_multiple_of(dim));
+        if metric == Distance::Cosine {
+            vectors.chunks_exact_mut(dim).for_each(distance::normalize);
+        }
+        let graph = build(&vectors, dim, metric, cfg, threads, &|_| true);
+        HnswIndex {
+            graph,
+            vectors,
+            dim,
+            metric,
+        }
+    }
+
+    /// The `k` rows nearest `q` with candidate list `ef`, nearest first (internal distances:
+    /// see [`crate::distance`]).
+    pub fn search(&self, q: &[f32], k: usize, ef: usize) -> Vec<Hit> {
+        let mut q = q.to_vec();
+        if self.metric == Distance::Cosine {
+            distance::normalize(&mut q);
+        }
+        search(self, self.metric, &q, k, ef, &mut |_| true)
+    }
+
+    /// Rows indexed.
+    pub fn len(&self) -> usize {
+        self.vectors.len() / self.dim
+    }
+
+    /// True if no row is indexed (never: a build needs one).
+    pub fn is_empty(&self) -> bool {
+        self.vectors.is_empty()
+    }
+
+    /// Bytes of the graph (levels and neighbour lists, as stored in a segment), vectors not
+    /// included.
+    pub fn graph_bytes(&self) -> usize {
+        self.graph.byte_len()
+    }
+}
+
+impl GraphView for HnswIndex {
+    fn node_count(&self) -> u32 {
+        self.len() as u32
+    }
+    fn entry(&self) -> u32 {
+        self.graph.entry
+    }
+    fn max_level(&self) -> u32 {
+        self.graph.max_level
+    }
+    fn neighbours(&self, node: u32, level: u32) -> &[u32] {
+        let g = &self.graph;
+        let list = if level == 0 {
+            let w = 1 + g.l0_width as usize;
+            &g.l0[node as usize * w..(node as usize + 1) * w]
+        } else {
+            if level > g.levels[node as usize] as u32 {
+                return &[];
+            }
+            let w = 1 + g.up_width as usize;
+            let at = (g.upper_offsets[node as usize] + level - 1) as usize * w;
+            &g.upper[at..at + w]
+        };
+        &list[1..1 + list[0] as usize]
+    }
+    fn vector(&self, node: u32) -> &[f32] {
+        &self.vectors[node as usize * self.dim..(node as usize + 1) * self.dim]
+    }
+    fn prefetch_l0(&self, node: u32) {
+        let w = 1 + self.graph.l0_width as usize;
+        let at = node as usize * w;
+        if let Some(list) = self.graph.l0.get(at..at + w) {
+            distance::prefetch(list);
+        }
     }
 }
 
@@ -172,6 +306,8 @@ pub(crate) trait GraphView {
     fn max_level(&self) -> u32;
     fn neighbours(&self, node: u32, level: u32) -> &[u32];
     fn vector(&self, node: u32) -> &[f32];
+    /// Hints that `node`'s layer-0 list is read next (default: no hint).
+    fn prefetch_l0(&self, _node: u32) {}
 }
 
 /// A visited set over `0..n` (a bitset: 1 bit per node).
@@ -180,6 +316,10 @@ struct Visited(Vec<u64>);
 impl Visited {
     fn new(n: u32) -> Visited {
         Visited(vec![0; (n as usize).div_ceil(64)])
+    }
+    #[inline]
+    fn contains(&self, i: u32) -> bool {
+        self.0[(i / 64) as usize] & (1u64 << (i % 64)) != 0
     }
     /// Marks `i`; true if it was not marked before.
     #[inline]
@@ -246,7 +386,15 @@ pub(crate) fn search(
         if c.dist > results.bound() {
             break;
         }
-        for &nb in g.neighbours(c.row, 0) {
+        let list = g.neighbours(c.row, 0);
+        // Ask for every unvisited neighbour's vector before computing the first distance, so
+        // the cache misses overlap instead of queueing (see `distance::prefetch`).
+        for &nb in list {
+            if nb < n && !visited.contains(nb) {
+                distance::prefetch(g.vector(nb));
+            }
+        }
+        for &nb in list {
             if nb >= n || !visited.insert(nb) {
                 continue;
             }
@@ -257,6 +405,9 @@ pub(crate) fn search(
                     results.push(Hit { dist: nd, row: nb });
                 }
             }
+        }
+        if let Some(std::cmp::Reverse(next)) = candidates.peek() {
+            g.prefetch_l0(next.row);
         }
     }
     let mut out = results.into_sorted();

@@ -14,6 +14,7 @@
 //!                 move; readers of the old body finish on it) or loads a cold body first
 //! ```
 
+mod builder;
 pub(crate) mod format;
 pub(crate) mod graph;
 pub(crate) mod meta;

@@ -108,6 +108,25 @@ impl super::graph::GraphView for SpaceView<'_> {
     fn vector(&self, node: u32) -> &[f32] {
         self.data.vector(self.space, node)
     }
+    fn prefetch_l0(&self, node: u32) {
+        if let Some(g) = self
+            .data
+            .layout
+            .spaces
+            .get(self.space)
+            .and_then(|s| s.graph)
+        {
+            let w = 1 + g.l0_width as usize;
+            let at = node as usize * w;
+            if let Some(list) = self
+                .data
+                .u32s(space_sec(self.space, SpaceSec::GraphL0))
+                .get(at..at + w)
+            {
+                crate::distance::prefetch(list);
+            }
+        }
+    }
 }
 
 impl SegmentData {

@@ -261,7 +261,7 @@ fn random_rows(
         m: 8,
         ef_construct: 64,
     };
-    let g = graph::build(&flat, dim, Distance::Euclid, config, &|_| true);
+    let g = graph::build(&flat, dim, Distance::Euclid, config, 1, &|_| true);
     (rows, g)
 }
 
@@ -333,16 +333,13 @@ fn graph_build_survives_distances_that_overflow() {
             let big = if i % 3 == 0 { 3.0e38 } else { i as f32 };
             v.extend_from_slice(&[big, -big, 1.0, i as f32]);
         }
-        let g = graph::build(
-            &v,
-            4,
-            metric,
-            HnswConfig {
-                m: 8,
-                ef_construct: 32,
-            },
-            &|_| true,
-        );
+        let cfg = HnswConfig {
+            m: 8,
+            ef_construct: 32,
+        };
+        let g = graph::build(&v, 4, metric, cfg, 2, &|_| true);
+        assert_eq!(g.levels.len(), 40, "{metric:?}");
+        let g = graph::build_reference(&v, 4, metric, cfg, &|_| true);
         assert_eq!(g.levels.len(), 40, "{metric:?}");
     }
 }

@@ -1,0 +1,174 @@
+//! The ANN harness, Strata's side: builds Strata's HNSW in process ([`HnswIndex`]: the builder
+//! and the search segments use, without a collection around them) over one data set on each
+//! thread count asked, then sweeps `ef` on one search thread. Prints CSV on stdout:
+//! `engine,data,threads,build_s,index_bytes,ef,qps,recall` (index bytes: graph and
+//! vectors). `benches/ann.sh` runs it beside the
+//! Python peers (hnswlib, …) on the same files and writes the table and plot.
+//!
+//! Knobs (environment):
+//! - `ANN_DATA`: a directory with `base.fvecs`, `query.fvecs`, `groundtruth.ivecs` and a file
+//!   `metric` (`l2`, `cosine` or `dot`); default `testdata/bigann10k` (L2).
+//! - `ANN_THREADS` (default `1,2`), `ANN_M` (16), `ANN_EF_CONSTRUCT` (200),
+//!   `ANN_EF` (`10,16,24,32,48,64,96,128,192,256,384,512`).
+//! - `ANN_HNSW_RS=1`: also build with `hnsw_rs` (the builder Strata used before) on one thread.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hnsw_rs::anndists::dist::distances::{DistDot, DistL2};
+use hnsw_rs::hnsw::Hnsw;
+use strata_engine::{Distance, HnswConfig, HnswIndex};
+
+/// A peer's search: query and `ef` to row ids.
+type SearchFn<'a> = dyn Fn(&[f32], usize) -> Vec<u32> + 'a;
+
+fn env_list(name: &str, default: &str) -> Vec<usize> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(|x| x.trim().parse().unwrap_or_else(|_| panic!("{name}: {x}")))
+        .collect()
+}
+
+struct Data {
+    name: String,
+    metric: Distance,
+    base: Vec<Vec<f32>>,
+    queries: Vec<Vec<f32>>,
+    truth: Vec<Vec<i32>>,
+}
+
+fn data() -> Data {
+    match std::env::var("ANN_DATA") {
+        Ok(dir) => {
+            let dir = PathBuf::from(dir);
+            let metric = match std::fs::read_to_string(dir.join("metric"))
+                .expect("ANN_DATA/metric")
+                .trim()
+            {
+                "l2" => Distance::Euclid,
+                "cosine" => Distance::Cosine,
+                "dot" => Distance::Dot,
+                m => panic!("unknown metric {m}"),
+            };
+            Data {
+                name: dir
+                    .file_name()
+                    .map_or("data".into(), |n| n.to_string_lossy().into_owned()),
+                metric,
+                base: strata_benches::read_fvecs(&dir.join("base.fvecs")),
+                queries: strata_benches::read_fvecs(&dir.join("query.fvecs")),
+                truth: strata_benches::read_ivecs(&dir.join("groundtruth.ivecs")),
+            }
+        }
+        Err(_) => Data {
+            name: "bigann10k".into(),
+            metric: Distance::Euclid,
+            base: strata_benches::bigann_base(),
+            queries: strata_benches::bigann_queries(),
+            truth: strata_benches::bigann_truth(),
+        },
+    }
+}
+
+/// recall@10 of `found` (row ids per query).
+fn recall(found: &[Vec<u32>], truth: &[Vec<i32>]) -> f64 {
+    let mut hit = 0;
+    for (f, t) in found.iter().zip(truth) {
+        hit += f.iter().filter(|r| t[..10].contains(&(**r as i32))).count();
+    }
+    hit as f64 / (10 * found.len()) as f64
+}
+
+/// Runs every query at least once and for at least 1 s; returns QPS and the first pass's ids.
+fn sweep(queries: &[Vec<f32>], mut one: impl FnMut(&[f32]) -> Vec<u32>) -> (f64, Vec<Vec<u32>>) {
+    let first: Vec<Vec<u32>> = queries.iter().map(|q| one(q)).collect();
+    let start = Instant::now();
+    let mut done = 0usize;
+    while done < queries.len() || start.elapsed() < Duration::from_secs(1) {
+        std::hint::black_box(one(&queries[done % queries.len()]));
+        done += 1;
+    }
+    (done as f64 / start.elapsed().as_secs_f64(), first)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let d = data();
+    let dim = d.base[0].len();
+    let m = env_list("ANN_M", "16")[0];
+    let efc = env_list("ANN_EF_CONSTRUCT", "200")[0];
+    let efs = env_list("ANN_EF", "10,16,24,32,48,64,96,128,192,256,384,512");
+    let cfg = HnswConfig {
+        m: m as u32,
+        ef_construct: efc as u32,
+    };
+    eprintln!(
+        "machine: {}; {}: {} × {dim}, {} queries, {:?}; m {m}, ef_construct {efc}",
+        strata_benches::machine(),
+        d.name,
+        d.base.len(),
+        d.queries.len(),
+        d.metric
+    );
+    println!("engine,data,threads,build_s,index_bytes,ef,qps,recall");
+    let flat: Vec<f32> = d.base.iter().flatten().copied().collect();
+    for threads in env_list("ANN_THREADS", "1,2") {
+        let t = Instant::now();
+        let index = HnswIndex::build(flat.clone(), dim, d.metric, cfg, threads);
+        let build = t.elapsed().as_secs_f64();
+        eprintln!("strata, {threads} thread(s): built in {build:.1} s");
+        for &ef in &efs {
+            let (qps, found) = sweep(&d.queries, |q| {
+                index.search(q, 10, ef).iter().map(|h| h.row).collect()
+            });
+            println!(
+                "strata,{},{threads},{build:.2},{},{ef},{qps:.0},{:.4}",
+                d.name,
+                index.graph_bytes() + flat.len() * 4,
+                recall(&found, &d.truth)
+            );
+        }
+    }
+    if std::env::var("ANN_HNSW_RS").is_ok_and(|v| v == "1") {
+        let mut rows = d.base.clone();
+        if d.metric != Distance::Euclid {
+            rows.iter_mut()
+                .for_each(|v| strata_engine::distance::normalize(v));
+        }
+        let t = Instant::now();
+        let (l2, dot);
+        let search: Box<SearchFn<'_>> = if d.metric == Distance::Euclid {
+            l2 = Hnsw::<f32, DistL2>::new(m, rows.len(), 16, efc, DistL2 {});
+            rows.iter()
+                .enumerate()
+                .for_each(|(i, v)| l2.insert_slice((v, i)));
+            Box::new(|q, ef| l2.search(q, 10, ef).iter().map(|n| n.d_id as u32).collect())
+        } else {
+            dot = Hnsw::<f32, DistDot>::new(m, rows.len(), 16, efc, DistDot {});
+            rows.iter()
+                .enumerate()
+                .for_each(|(i, v)| dot.insert_slice((v, i)));
+            Box::new(|q, ef| {
+                let mut q = q.to_vec();
+                strata_engine::distance::normalize(&mut q);
+                dot.search(&q, 10, ef)
+                    .iter()
+                    .map(|n| n.d_id as u32)
+                    .collect()
+            })
+        };
+        let build = t.elapsed().as_secs_f64();
+        eprintln!("hnsw_rs, 1 thread: built in {build:.1} s");
+        for &ef in &efs {
+            let (qps, found) = sweep(&d.queries, |q| search(q, ef));
+            println!(
+                "hnsw_rs,{},1,{build:.2},,{ef},{qps:.0},{:.4}",
+                d.name,
+                recall(&found, &d.truth)
+            );
+        }
+    }
+}
