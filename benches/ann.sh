@@ -6,7 +6,8 @@
 # exact ground truth computed once), and writes target/ann/results/<time>/{all.csv,table.md,*.png}.
 #
 # Knobs: ANN_DATASETS (bigann10k,glove50), ANN_PEERS (hnswlib,faiss-hnswflat,usearch),
-# ANN_ROUNDS (1), ANN_THREADS (1,2), ANN_M (16), ANN_EF_CONSTRUCT (200), ANN_EF (sweep).
+# ANN_ROUNDS (1), ANN_THREADS (1,2), ANN_M (16), ANN_EF_CONSTRUCT (200), ANN_EF (sweep),
+# ANN_COLLECTION (1: Strata also through a collection's compacted segment; 0: HnswIndex only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 datasets=${ANN_DATASETS:-bigann10k,glove50}
@@ -16,6 +17,7 @@ threads=${ANN_THREADS:-1,2}
 m=${ANN_M:-16}
 efc=${ANN_EF_CONSTRUCT:-200}
 ef=${ANN_EF:-10,16,24,32,48,64,96,128,192,256,384,512}
+export ANN_COLLECTION=${ANN_COLLECTION:-1}
 
 venv=target/ann-venv
 [ -x $venv/bin/python ] || python3 -m venv $venv

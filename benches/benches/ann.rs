@@ -11,6 +11,10 @@
 //! - `ANN_THREADS` (default `1,2`), `ANN_M` (16), `ANN_EF_CONSTRUCT` (200),
 //!   `ANN_EF` (`10,16,24,32,48,64,96,128,192,256,384,512`).
 //! - `ANN_HNSW_RS=1`: also build with `hnsw_rs` (the builder Strata used before) on one thread.
+//! - `ANN_COLLECTION=1`: also load the base into a collection (no fsync), flush and compact it
+//!   into one indexed segment on the last of `ANN_THREADS` (build = flush + compaction), and
+//!   sweep `CollectionHandle::search`: the path a server's search takes, mapped segment
+//!   file included (engine `strata-collection`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -132,6 +136,12 @@ fn main() {
             );
         }
     }
+    if std::env::var("ANN_COLLECTION").is_ok_and(|v| v == "1") {
+        let threads = *env_list("ANN_THREADS", "1,2")
+            .last()
+            .expect("a thread count");
+        collection(&d, cfg, threads, &efs);
+    }
     if std::env::var("ANN_HNSW_RS").is_ok_and(|v| v == "1") {
         let mut rows = d.base.clone();
         if d.metric != Distance::Euclid {
@@ -170,5 +180,58 @@ fn main() {
                 recall(&found, &d.truth)
             );
         }
+    }
+}
+
+/// The base in a collection compacted into one indexed segment, searched through
+/// `CollectionHandle::search`.
+fn collection(d: &Data, cfg: HnswConfig, threads: usize, efs: &[usize]) {
+    use strata_engine::{
+        AckMode, CollectionConfig, DEFAULT_TENANT, Engine, EngineOptions, PointId, PointInput,
+        SearchRequest, VectorParams,
+    };
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let mut opts = EngineOptions::new(dir.path());
+    opts.background = false;
+    opts.wal_ack = AckMode::None;
+    opts.index_threads = threads;
+    let engine = Engine::open(opts).expect("open");
+    let mut params = VectorParams::new(d.base[0].len() as u32, d.metric);
+    params.hnsw = cfg;
+    let config = CollectionConfig::single(params);
+    let coll = engine
+        .create_collection(DEFAULT_TENANT, "ann", config)
+        .expect("create");
+    for (n, chunk) in d.base.chunks(1000).enumerate() {
+        let points = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| PointInput::new(PointId::Num((n * 1000 + i) as u64), v.clone(), None))
+            .collect();
+        coll.upsert(points).expect("upsert");
+    }
+    let t = Instant::now();
+    coll.flush().expect("flush");
+    coll.compact().expect("compact");
+    let build = t.elapsed().as_secs_f64();
+    eprintln!("strata-collection, {threads} thread(s): flush + compaction in {build:.1} s");
+    for &ef in efs {
+        let (qps, found) = sweep(&d.queries, |q| {
+            let mut r = SearchRequest::new(q.to_vec(), 10);
+            r.ef = Some(ef);
+            coll.search(&r)
+                .expect("search")
+                .iter()
+                .map(|h| match h.id {
+                    PointId::Num(n) => n as u32,
+                    PointId::Uuid(_) => u32::MAX,
+                })
+                .collect()
+        });
+        println!(
+            "strata-collection,{},{threads},{build:.2},,{ef},{qps:.0},{:.4}",
+            d.name,
+            recall(&found, &d.truth)
+        );
     }
 }

@@ -535,42 +535,6 @@ mod tests {
         out
     }
 
-    struct View<'a> {
-        g: &'a FlatGraph,
-        v: &'a [f32],
-        dim: usize,
-    }
-
-    impl GraphView for View<'_> {
-        fn node_count(&self) -> u32 {
-            (self.v.len() / self.dim) as u32
-        }
-        fn entry(&self) -> u32 {
-            self.g.entry
-        }
-        fn max_level(&self) -> u32 {
-            self.g.max_level
-        }
-        fn neighbours(&self, node: u32, level: u32) -> &[u32] {
-            let g = self.g;
-            let list = if level == 0 {
-                let w = 1 + g.l0_width as usize;
-                &g.l0[node as usize * w..(node as usize + 1) * w]
-            } else {
-                if level > g.levels[node as usize] as u32 {
-                    return &[];
-                }
-                let w = 1 + g.up_width as usize;
-                let at = (g.upper_offsets[node as usize] + level - 1) as usize * w;
-                &g.upper[at..at + w]
-            };
-            &list[1..1 + list[0] as usize]
-        }
-        fn vector(&self, node: u32) -> &[f32] {
-            &self.v[node as usize * self.dim..(node as usize + 1) * self.dim]
-        }
-    }
-
     /// recall@10 of `g` at `ef` over `queries`, against an exact scan of `v`.
     fn recall(
         g: &FlatGraph,
@@ -580,7 +544,7 @@ mod tests {
         metric: Distance,
         ef: usize,
     ) -> f64 {
-        let view = View { g, v, dim };
+        let view = g.arrays(v, dim);
         let mut found = 0;
         let mut total = 0;
         for q in queries.chunks_exact(dim) {
@@ -638,7 +602,7 @@ mod tests {
         let present = |i: usize| i % 10 != 3;
         for threads in [1, 2] {
             let g = build(&v, dim, Distance::Euclid, CFG, threads, 11, &present);
-            let view = View { g: &g, v: &v, dim };
+            let view = g.arrays(&v, dim);
             assert!(present(g.entry as usize));
             assert_eq!(g.levels[g.entry as usize] as u32, g.max_level);
             for node in 0..n as u32 {
@@ -698,11 +662,7 @@ mod tests {
         // 200 copies of one point: every distance ties.
         let v: Vec<f32> = std::iter::repeat_n([0.5f32, 0.5], 200).flatten().collect();
         let g = build(&v, 2, Distance::Euclid, CFG, 2, 1, &|_| true);
-        let view = View {
-            g: &g,
-            v: &v,
-            dim: 2,
-        };
+        let view = g.arrays(&v, 2);
         assert_eq!(
             graph::search(&view, Distance::Euclid, &[0.5, 0.5], 5, 16, &mut |_| true).len(),
             5

@@ -38,6 +38,86 @@ impl FlatGraph {
     pub(crate) fn byte_len(&self) -> usize {
         self.levels.len() + 4 * (self.l0.len() + self.upper_offsets.len() + self.upper.len())
     }
+
+    /// This graph over `vectors` (row-major, `dim` each), as the search walks it.
+    pub(crate) fn arrays<'a>(&'a self, vectors: &'a [f32], dim: usize) -> Arrays<'a> {
+        Arrays {
+            entry: self.entry,
+            max_level: self.max_level,
+            l0: &self.l0,
+            w0: 1 + self.l0_width as usize,
+            levels: &self.levels,
+            upper_offsets: &self.upper_offsets,
+            upper: &self.upper,
+            wu: 1 + self.up_width as usize,
+            vectors,
+            dim,
+        }
+    }
+}
+
+/// A graph's arrays and vectors, borrowed in place (from a mapped segment file or a
+/// [`FlatGraph`]) and resolved once per search, so the walk indexes plain slices. Every read is
+/// bounds-checked: a malformed list reads as empty, never as a panic.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrays<'a> {
+    pub(crate) entry: u32,
+    pub(crate) max_level: u32,
+    /// Layer 0: `w0` slots per node (count, then ids).
+    pub(crate) l0: &'a [u32],
+    pub(crate) w0: usize,
+    pub(crate) levels: &'a [u8],
+    pub(crate) upper_offsets: &'a [u32],
+    /// Upper layers: `wu` slots per list.
+    pub(crate) upper: &'a [u32],
+    pub(crate) wu: usize,
+    pub(crate) vectors: &'a [f32],
+    pub(crate) dim: usize,
+}
+
+/// List `index` of `all` (`w` slots each: count, then ids), or `None` if out of range or its
+/// count overflows it.
+pub(crate) fn list_at(all: &[u32], index: usize, w: usize) -> Option<&[u32]> {
+    let l = all.get(index.checked_mul(w)?..index.checked_add(1)?.checked_mul(w)?)?;
+    let n = *l.first()? as usize;
+    l.get(1..1 + n)
+}
+
+impl GraphView for Arrays<'_> {
+    fn node_count(&self) -> u32 {
+        (self.vectors.len() / self.dim.max(1)) as u32
+    }
+    fn entry(&self) -> u32 {
+        self.entry
+    }
+    fn max_level(&self) -> u32 {
+        self.max_level
+    }
+    #[inline]
+    fn neighbours(&self, node: u32, level: u32) -> &[u32] {
+        let list = if level == 0 {
+            list_at(self.l0, node as usize, self.w0)
+        } else if level > self.levels.get(node as usize).map_or(0, |l| *l as u32) {
+            None
+        } else {
+            self.upper_offsets.get(node as usize).and_then(|first| {
+                list_at(self.upper, *first as usize + level as usize - 1, self.wu)
+            })
+        };
+        list.unwrap_or(&[])
+    }
+    #[inline]
+    fn vector(&self, node: u32) -> &[f32] {
+        let at = node as usize * self.dim;
+        self.vectors.get(at..at + self.dim).unwrap_or(&[])
+    }
+    #[inline]
+    fn prefetch_l0(&self, node: u32) {
+        let at = node as usize * self.w0;
+        if let Some(list) = self.l0.get(at..at + self.w0) {
+            distance::prefetch(list);
+        }
+    }
 }
 
 /// Builds the graph of `vectors` (row-major, `dim` each) on `threads` threads (0: one per
@@ -242,7 +322,8 @@ impl HnswIndex {
         if self.metric == Distance::Cosine {
             distance::normalize(&mut q);
         }
-        search(self, self.metric, &q, k, ef, &mut |_| true)
+        let arrays = self.graph.arrays(&self.vectors, self.dim);
+        search(&arrays, self.metric, &q, k, ef, &mut |_| true)
     }
 
     /// Rows indexed.
@@ -259,43 +340,6 @@ impl HnswIndex {
     /// included.
     pub fn graph_bytes(&self) -> usize {
         self.graph.byte_len()
-    }
-}
-
-impl GraphView for HnswIndex {
-    fn node_count(&self) -> u32 {
-        self.len() as u32
-    }
-    fn entry(&self) -> u32 {
-        self.graph.entry
-    }
-    fn max_level(&self) -> u32 {
-        self.graph.max_level
-    }
-    fn neighbours(&self, node: u32, level: u32) -> &[u32] {
-        let g = &self.graph;
-        let list = if level == 0 {
-            let w = 1 + g.l0_width as usize;
-            &g.l0[node as usize * w..(node as usize + 1) * w]
-        } else {
-            if level > g.levels[node as usize] as u32 {
-                return &[];
-            }
-            let w = 1 + g.up_width as usize;
-            let at = (g.upper_offsets[node as usize] + level - 1) as usize * w;
-            &g.upper[at..at + w]
-        };
-        &list[1..1 + list[0] as usize]
-    }
-    fn vector(&self, node: u32) -> &[f32] {
-        &self.vectors[node as usize * self.dim..(node as usize + 1) * self.dim]
-    }
-    fn prefetch_l0(&self, node: u32) {
-        let w = 1 + self.graph.l0_width as usize;
-        let at = node as usize * w;
-        if let Some(list) = self.graph.l0.get(at..at + w) {
-            distance::prefetch(list);
-        }
     }
 }
 
@@ -332,8 +376,8 @@ impl Visited {
 }
 
 /// Top-`k` search with candidate list `ef`; only nodes for which `allow` holds are returned.
-pub(crate) fn search(
-    g: &dyn GraphView,
+pub(crate) fn search<G: GraphView + ?Sized>(
+    g: &G,
     metric: Distance,
     q: &[f32],
     k: usize,

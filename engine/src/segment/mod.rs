@@ -591,10 +591,13 @@ impl Segment {
             counter.fetch_add(1, Ordering::Relaxed);
         }
         Ok(match (use_graph, prepared.rows()) {
-            (true, _) => {
-                let view = SpaceView { data: body, space };
-                graph::search(&view, q.metric, q.vector, q.k, q.ef, &mut allow)
-            }
+            (true, _) => match body.graph_arrays(space) {
+                Some(arrays) => graph::search(&arrays, q.metric, q.vector, q.k, q.ef, &mut allow),
+                None => {
+                    let view = SpaceView { data: body, space };
+                    graph::search(&view, q.metric, q.vector, q.k, q.ef, &mut allow)
+                }
+            },
             (false, Some(rows)) => scan::top_k_rows(
                 q.metric,
                 q.vector,

@@ -71,11 +71,7 @@ impl std::fmt::Debug for SegmentData {
 
 /// List `index` of fixed-width (`w` u32: count, then ids) lists in `all`; `None` when out of
 /// range or malformed. Checked arithmetic: a header-only open may see hostile values.
-fn list_at(all: &[u32], index: usize, w: usize) -> Option<&[u32]> {
-    let l = all.get(index.checked_mul(w)?..index.checked_add(1)?.checked_mul(w)?)?;
-    let n = *l.first()? as usize;
-    l.get(1..1 + n)
-}
+use super::graph::list_at;
 
 fn err(offset: u64, what: impl Into<String>) -> DecodeError {
     DecodeError {
@@ -622,6 +618,23 @@ impl SegmentData {
                 .u32s(space_sec(space, SpaceSec::GraphUpperOffsets))
                 .to_vec(),
             upper: self.u32s(space_sec(space, SpaceSec::GraphUpper)).to_vec(),
+        })
+    }
+
+    /// `space`'s graph as the search walks it, or `None` if the space has none.
+    pub(crate) fn graph_arrays(&self, space: usize) -> Option<super::graph::Arrays<'_>> {
+        let g = self.layout.spaces.get(space)?.graph?;
+        Some(super::graph::Arrays {
+            entry: g.entry,
+            max_level: g.max_level,
+            l0: self.u32s(space_sec(space, SpaceSec::GraphL0)),
+            w0: 1 + g.l0_width as usize,
+            levels: self.graph_levels(space),
+            upper_offsets: self.u32s(space_sec(space, SpaceSec::GraphUpperOffsets)),
+            upper: self.u32s(space_sec(space, SpaceSec::GraphUpper)),
+            wu: 1 + g.up_width as usize,
+            vectors: self.vectors(space),
+            dim: self.dim(space),
         })
     }
 
