@@ -43,8 +43,8 @@ pub struct EngineOptions {
     /// Segments with fewer live rows than this get no HNSW graph (an exact SIMD scan is as fast)
     /// and are merged together. Default 2,000.
     pub index_threshold_rows: u32,
-    /// Threads one HNSW graph build uses (compaction runs one build at a time). Default 0: one
-    /// per core.
+    /// Threads one HNSW graph build uses (compaction runs one build at a time), at most one per
+    /// core. Default 0: one per core.
     pub index_threads: usize,
     /// A filtered search of a segment whose allowed rows hold fewer vector bytes than this
     /// (in KiB) scans them exactly instead of walking the graph — Qdrant's

@@ -291,7 +291,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         key: "index_threads",
         default: "0",
-        help: "threads one HNSW graph build uses (compaction builds one graph at a time); 0 = one per core. Builds scale with cores: 400,000 50-d vectors at m 16, ef_construct 200 take ≈ 110 s on one thread, ≈ 55 s on two",
+        help: "threads one HNSW graph build uses (compaction builds one graph at a time), at most one per core; 0 = one per core. Builds scale with cores: 400,000 50-d vectors at m 16, ef_construct 200 take ≈ 110 s on one thread, ≈ 55 s on two",
     },
     Setting {
         key: "log_level",

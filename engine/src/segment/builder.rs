@@ -145,6 +145,10 @@ struct Graph<'a> {
     locks: Vec<Mutex<()>>,
     /// The entry point and its level.
     top: Mutex<(u32, u32)>,
+    /// Held for the whole insert of a node above the top level (rare: about log_m(n) of them),
+    /// so such a node links into the layers it reaches with the entry it will replace, never
+    /// beside another one racing it to the top (as hnswlib does).
+    promote: Mutex<()>,
 }
 
 impl<'a> Graph<'a> {
@@ -189,6 +193,7 @@ impl<'a> Graph<'a> {
             up: slots(lists as usize, m),
             locks: (0..n).map(|_| Mutex::new(())).collect(),
             top: Mutex::new((0, 0)),
+            promote: Mutex::new(()),
         }
     }
 
@@ -248,7 +253,13 @@ impl<'a> Graph<'a> {
 
     fn insert(&self, row: u32, ctx: &mut Ctx) {
         let level = self.levels[row as usize] as u32;
-        let (entry, top) = *self.top.lock().expect("top");
+        let mut promoting = None;
+        let mut snapshot = *self.top.lock().expect("top");
+        if level > snapshot.1 {
+            promoting = Some(self.promote.lock().expect("promote"));
+            snapshot = *self.top.lock().expect("top");
+        }
+        let (entry, top) = snapshot;
         let q = self.vector(row);
         let mut cur = self.descend(q, entry, top, level, ctx);
         for l in (0..=level.min(top)).rev() {
@@ -266,6 +277,7 @@ impl<'a> Graph<'a> {
                 *t = (row, level);
             }
         }
+        drop(promoting);
     }
 
     /// Greedy descent from `entry` (on `top`) to the node closest to `q` on layer `level + 1`
@@ -299,9 +311,7 @@ impl<'a> Graph<'a> {
     /// from the closest reachable node with room in its list. Returns how many it linked.
     fn reconnect(&self, order: &[u32], ctx: &mut Ctx) -> usize {
         let (entry, top) = *self.top.lock().expect("top");
-        let mut reached = vec![false; self.levels.len()];
-        let mut stack = vec![entry];
-        reached[entry as usize] = true;
+        let width = self.width(0);
         let mut ids = Vec::new();
         let mut walk = |stack: &mut Vec<u32>, reached: &mut Vec<bool>| {
             while let Some(x) = stack.pop() {
@@ -314,35 +324,56 @@ impl<'a> Graph<'a> {
                 }
             }
         };
-        walk(&mut stack, &mut reached);
         let mut linked = 0;
-        let width = self.width(0);
-        for &u in order {
-            if reached[u as usize] {
-                continue;
-            }
-            let q = self.vector(u);
-            let start = self.descend(q, entry, top, 0, ctx);
-            let found = self.search_layer(q, start, u, 0, ctx);
-            let room = |h: &&Hit| {
-                reached[h.row as usize]
-                    && (self.slots(h.row, 0)[0].load(Ordering::Relaxed) as usize) < width
-            };
-            let target = found
-                .iter()
-                .find(room)
-                .or_else(|| found.iter().find(|h| reached[h.row as usize]));
-            let Some(t) = target else { continue };
-            let s = self.slots(t.row, 0);
-            let count = (s[0].load(Ordering::Relaxed) as usize).min(width);
-            // Full everywhere (never seen in practice): the last link of the closest gives way.
-            let at = count.min(width - 1);
-            s[1 + at].store(u, Ordering::Relaxed);
-            s[0].store(at as u32 + 1, Ordering::Release);
-            reached[u as usize] = true;
-            stack.push(u);
+        // A pass that had to overwrite a link (every candidate's list full: never seen in
+        // practice) may have cut off a node it had counted as reached: walk again, at most
+        // three times.
+        for _ in 0..3 {
+            let mut reached = vec![false; self.levels.len()];
+            let mut stack = vec![entry];
+            reached[entry as usize] = true;
             walk(&mut stack, &mut reached);
-            linked += 1;
+            let (mut overwrote, mut lost) = (false, 0usize);
+            for &u in order {
+                if reached[u as usize] {
+                    continue;
+                }
+                let q = self.vector(u);
+                let start = self.descend(q, entry, top, 0, ctx);
+                let found = self.search_layer(q, start, u, 0, ctx);
+                let room = |h: &&Hit| {
+                    reached[h.row as usize]
+                        && (self.slots(h.row, 0)[0].load(Ordering::Relaxed) as usize) < width
+                };
+                let target = found
+                    .iter()
+                    .find(room)
+                    .or_else(|| found.iter().find(|h| reached[h.row as usize]));
+                let Some(t) = target else {
+                    lost += 1;
+                    continue;
+                };
+                let s = self.slots(t.row, 0);
+                let count = (s[0].load(Ordering::Relaxed) as usize).min(width);
+                // Full everywhere: the last link of the closest gives way.
+                overwrote |= count == width;
+                let at = count.min(width - 1);
+                s[1 + at].store(u, Ordering::Relaxed);
+                s[0].store(at as u32 + 1, Ordering::Release);
+                reached[u as usize] = true;
+                stack.push(u);
+                walk(&mut stack, &mut reached);
+                linked += 1;
+            }
+            if lost > 0 {
+                tracing::debug!(
+                    nodes = lost,
+                    "HNSW build: nodes left unreachable on layer 0"
+                );
+            }
+            if !overwrote {
+                break;
+            }
         }
         linked
     }

@@ -121,7 +121,7 @@ impl GraphView for Arrays<'_> {
 }
 
 /// Builds the graph of `vectors` (row-major, `dim` each) on `threads` threads (0: one per
-/// core). Only rows for which `present` holds are nodes (the others keep empty lists and are
+/// core; never more than the cores). Only rows for which `present` holds are nodes (the others keep empty lists and are
 /// never reached); at least one row must be present.
 pub(crate) fn build(
     vectors: &[f32],
@@ -131,9 +131,11 @@ pub(crate) fn build(
     threads: usize,
     present: &dyn Fn(usize) -> bool,
 ) -> FlatGraph {
+    // More threads than cores only adds a visited set (4 bytes a row) per thread.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        t => t,
+        0 => cores,
+        t => t.min(cores),
     };
     super::builder::build(vectors, dim, metric, cfg, threads, LEVEL_SEED, present)
 }
@@ -317,7 +319,11 @@ impl HnswIndex {
 
     /// The `k` rows nearest `q` with candidate list `ef`, nearest first (internal distances:
     /// see [`crate::distance`]).
+    ///
+    /// # Panics
+    /// If `q` is not of the index's dimension.
     pub fn search(&self, q: &[f32], k: usize, ef: usize) -> Vec<Hit> {
+        assert_eq!(q.len(), self.dim, "query dimension");
         let mut q = q.to_vec();
         if self.metric == Distance::Cosine {
             distance::normalize(&mut q);
