@@ -1,5 +1,6 @@
-//! HNSW on bigann10k: build time (Strata's compaction, which builds with hnsw_rs and flattens,
-//! vs hnsw_rs alone) and search latency (Strata's in-place flat-layout search vs hnsw_rs's own
+//! HNSW on bigann10k: build time (Strata's compaction, which builds its graph on every core and
+//! writes the segment, vs hnsw_rs alone on one thread; `benches/ann.sh` compares builders
+//! thread for thread) and search latency (Strata's in-place flat-layout search vs hnsw_rs's own
 //! search on a graph built with the same parameters vs an exact scan), with recall@10 of each;
 //! and the cost of payload filters (10 % and 1 % of points) on the same segment.
 
