@@ -30,7 +30,7 @@ use serde_json::Value;
 
 pub(crate) use meta::SegmentMeta;
 pub use reader::Verify;
-pub(crate) use reader::{SegmentData, SpaceView, VerifyError};
+pub(crate) use reader::{SegmentData, VerifyError};
 use strata_tiering::policy::{Access, Tier};
 
 use crate::columns::{Column, ColumnCache};
@@ -591,13 +591,10 @@ impl Segment {
             counter.fetch_add(1, Ordering::Relaxed);
         }
         Ok(match (use_graph, prepared.rows()) {
-            (true, _) => match body.graph_arrays(space) {
-                Some(arrays) => graph::search(&arrays, q.metric, q.vector, q.k, q.ef, &mut allow),
-                None => {
-                    let view = SpaceView { data: body, space };
-                    graph::search(&view, q.metric, q.vector, q.k, q.ef, &mut allow)
-                }
-            },
+            // `use_graph` implies the space has a graph, so its arrays are there.
+            (true, _) => body.graph_arrays(space).map_or_else(Vec::new, |arrays| {
+                graph::search(&arrays, q.metric, q.vector, q.k, q.ef, &mut allow)
+            }),
             (false, Some(rows)) => scan::top_k_rows(
                 q.metric,
                 q.vector,

@@ -80,51 +80,6 @@ fn err(offset: u64, what: impl Into<String>) -> DecodeError {
     }
 }
 
-/// One space of a segment as the graph search sees it.
-pub(crate) struct SpaceView<'a> {
-    pub(crate) data: &'a SegmentData,
-    pub(crate) space: usize,
-}
-
-impl super::graph::GraphView for SpaceView<'_> {
-    fn node_count(&self) -> u32 {
-        self.data.rows()
-    }
-    fn entry(&self) -> u32 {
-        self.data.graph_meta(self.space).entry
-    }
-    fn max_level(&self) -> u32 {
-        self.data.graph_meta(self.space).max_level
-    }
-    fn neighbours(&self, node: u32, level: u32) -> &[u32] {
-        self.data
-            .raw_neighbours(self.space, node, level)
-            .unwrap_or(&[])
-    }
-    fn vector(&self, node: u32) -> &[f32] {
-        self.data.vector(self.space, node)
-    }
-    fn prefetch_l0(&self, node: u32) {
-        if let Some(g) = self
-            .data
-            .layout
-            .spaces
-            .get(self.space)
-            .and_then(|s| s.graph)
-        {
-            let w = 1 + g.l0_width as usize;
-            let at = node as usize * w;
-            if let Some(list) = self
-                .data
-                .u32s(space_sec(self.space, SpaceSec::GraphL0))
-                .get(at..at + w)
-            {
-                crate::distance::prefetch(list);
-            }
-        }
-    }
-}
-
 impl SegmentData {
     /// Validates `blob` as a segment file.
     pub(crate) fn open(blob: Blob, verify: Verify) -> Result<SegmentData, DecodeError> {
@@ -566,11 +521,10 @@ impl SegmentData {
             let _ = ids.find(ids.id(0));
             let _ = ids.lower_bound(ids.id(rows - 1));
             for space in 0..self.space_count() {
-                if self.has_graph(space) {
+                if let Some(arrays) = self.graph_arrays(space) {
                     let q = vec![0.5f32; self.dim(space)];
-                    let view = SpaceView { data: self, space };
                     let metric = self.layout.spaces[space].distance;
-                    let _ = super::graph::search(&view, metric, &q, 3, 8, &mut |_| true);
+                    let _ = super::graph::search(&arrays, metric, &q, 3, 8, &mut |_| true);
                 }
             }
         }

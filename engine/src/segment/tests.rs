@@ -276,10 +276,7 @@ fn graph_round_trip_and_search_finds_neighbours() {
     for node in 0..n as u32 {
         let w = 1 + g.l0_width as usize;
         let list = &g.l0[node as usize * w..];
-        let view = SpaceView {
-            data: &data,
-            space: 0,
-        };
+        let view = data.graph_arrays(0).expect("a graph");
         assert_eq!(
             graph::GraphView::neighbours(&view, node, 0),
             &list[1..1 + list[0] as usize]
