@@ -10,6 +10,7 @@
 //!   `metric` (`l2`, `cosine` or `dot`); default `testdata/bigann10k` (L2).
 //! - `ANN_THREADS` (default `1,2`), `ANN_M` (16), `ANN_EF_CONSTRUCT` (200),
 //!   `ANN_EF` (`10,16,24,32,48,64,96,128,192,256,384,512`).
+//! - `ANN_SECS` (1): how long each `ef` is searched, at least (longer for a profile).
 //! - `ANN_HNSW_RS=1`: also build with `hnsw_rs` (the builder Strata used before) on one thread.
 //! - `ANN_COLLECTION=1`: also load the base into a collection (no fsync), flush and compact it
 //!   into one indexed segment on the last of `ANN_THREADS` (build = flush + compaction), and
@@ -84,12 +85,14 @@ fn recall(found: &[Vec<u32>], truth: &[Vec<i32>]) -> f64 {
     hit as f64 / (10 * found.len()) as f64
 }
 
-/// Runs every query at least once and for at least 1 s; returns QPS and the first pass's ids.
+/// Runs every query at least once and for at least `ANN_SECS` (default 1 s); returns QPS and
+/// the first pass's ids.
 fn sweep(queries: &[Vec<f32>], mut one: impl FnMut(&[f32]) -> Vec<u32>) -> (f64, Vec<Vec<u32>>) {
+    let secs = env_list("ANN_SECS", "1")[0] as u64;
     let first: Vec<Vec<u32>> = queries.iter().map(|q| one(q)).collect();
     let start = Instant::now();
     let mut done = 0usize;
-    while done < queries.len() || start.elapsed() < Duration::from_secs(1) {
+    while done < queries.len() || start.elapsed() < Duration::from_secs(secs) {
         std::hint::black_box(one(&queries[done % queries.len()]));
         done += 1;
     }
@@ -121,19 +124,27 @@ fn main() {
     let flat: Vec<f32> = d.base.iter().flatten().copied().collect();
     for threads in env_list("ANN_THREADS", "1,2") {
         let t = Instant::now();
-        let index = HnswIndex::build(flat.clone(), dim, d.metric, cfg, threads);
+        let mut index = HnswIndex::build(flat.clone(), dim, d.metric, cfg, threads);
         let build = t.elapsed().as_secs_f64();
         eprintln!("strata, {threads} thread(s): built in {build:.1} s");
-        for &ef in &efs {
-            let (qps, found) = sweep(&d.queries, |q| {
-                index.search(q, 10, ef).iter().map(|h| h.row).collect()
-            });
-            println!(
-                "strata,{},{threads},{build:.2},{},{ef},{qps:.0},{:.4}",
-                d.name,
-                index.graph_bytes() + flat.len() * 4,
-                recall(&found, &d.truth)
-            );
+        for engine in ["strata", "strata-int8"] {
+            if engine == "strata-int8" {
+                if std::env::var("ANN_INT8").is_ok_and(|v| v == "0") {
+                    continue;
+                }
+                index.quantize();
+            }
+            for &ef in &efs {
+                let (qps, found) = sweep(&d.queries, |q| {
+                    index.search(q, 10, ef).iter().map(|h| h.row).collect()
+                });
+                println!(
+                    "{engine},{},{threads},{build:.2},{},{ef},{qps:.0},{:.4}",
+                    d.name,
+                    index.graph_bytes() + flat.len() * 4 + index.code_bytes(),
+                    recall(&found, &d.truth)
+                );
+            }
         }
     }
     if std::env::var("ANN_COLLECTION").is_ok_and(|v| v == "1") {

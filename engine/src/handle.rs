@@ -604,6 +604,13 @@ impl CollectionHandle {
                 "hnsw_ef must be in 1..=100000, got {ef}"
             )));
         }
+        if let Some(o) = req.oversampling
+            && !(1.0..=1000.0).contains(&o)
+        {
+            return Err(Error::invalid(format!(
+                "quantization.oversampling must be in 1..=1000, got {o}"
+            )));
+        }
         let filter = req.filter.as_ref();
         self.check_filter(filter)?;
         let metric = self.coll.metric(space);
@@ -619,8 +626,13 @@ impl CollectionHandle {
             ef: req
                 .ef
                 .unwrap_or(config.params(space).hnsw.ef_construct as usize)
-                .max(window),
+                .max(window)
+                .max(
+                    req.oversampling
+                        .map_or(0, |o| (o * window as f64).ceil() as usize),
+                ),
             exact: req.exact,
+            codes: !req.ignore_quantization,
             paths: Some(&self.inner.search_paths),
             full_scan_bytes: self
                 .inner

@@ -69,6 +69,7 @@ mod manifest;
 mod memtable;
 mod mmr;
 mod options;
+mod quant;
 mod read;
 mod recommend;
 mod record;

@@ -590,6 +590,13 @@ pub struct SearchRequest {
     pub filter: Option<Filter>,
     /// Scan every point exactly instead of using the graph.
     pub exact: bool,
+    /// Walk the graph over full `f32` vectors instead of one-byte codes (Qdrant's
+    /// `params.quantization.ignore`). Default false: the walk reads each segment's codes and
+    /// re-ranks its `ef` candidates exactly, so scores are exact either way.
+    pub ignore_quantization: bool,
+    /// Qdrant's `params.quantization.oversampling` (≥ 1): the walk keeps at least
+    /// `oversampling × (limit + offset)` candidates to re-rank (a floor under `ef`).
+    pub oversampling: Option<f64>,
     /// Time allowed for reading cold segments, counted from the start of the search: cold
     /// segments not read by then are left out and the report says so (partial answer).
     /// Default none: every needed cold segment is read.
@@ -642,6 +649,8 @@ impl SearchRequest {
             ef: None,
             filter: None,
             exact: false,
+            ignore_quantization: false,
+            oversampling: None,
             cold_deadline: None,
             with_payload: false,
             with_vector: false,

@@ -173,6 +173,39 @@ fn recall_at_10_on_bigann10k() {
             .filter(|w| got.contains(&PointId::Num(**w as u64)))
             .count();
     }
+    // The walk reads one-byte codes by default; walking the full vectors instead
+    // (`ignore_quantization`) finds the same neighbours, and either way the scores are the
+    // exact distances.
+    let mut same = 0;
+    for q in &queries {
+        let mut full = SearchRequest::new(q.clone(), 10);
+        full.ignore_quantization = true;
+        let coded = c
+            .search(&SearchRequest::new(q.clone(), 10))
+            .expect("search");
+        let full = c.search(&full).expect("search");
+        for h in coded.iter().chain(&full) {
+            let PointId::Num(i) = h.id else {
+                panic!("numeric ids")
+            };
+            let want = distance::scalar::l2sq(q, &base[i as usize]).sqrt() as f32;
+            assert!(
+                (h.score - want).abs() <= 1e-3 * want.max(1.0),
+                "score {} of {i}, exact {want}",
+                h.score
+            );
+        }
+        same += coded
+            .iter()
+            .filter(|h| full.iter().any(|f| f.id == h.id))
+            .count();
+    }
+    let overlap = same as f64 / (10 * queries.len()) as f64;
+    eprintln!("codes vs full vectors, top-10 overlap: {overlap:.4}");
+    assert!(
+        overlap >= 0.97,
+        "walks over codes and vectors disagree: {overlap}"
+    );
     let r100 = hits100 as f64 / 10_000.0;
     eprintln!("recall@100 compacted: {r100:.4}");
     assert!(

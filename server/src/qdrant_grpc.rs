@@ -286,6 +286,19 @@ fn params_json(p: &qpb::SearchParams) -> Value {
     if let Some(i) = p.indexed_only {
         o.insert("indexed_only".into(), json!(i));
     }
+    if let Some(q) = &p.quantization {
+        let mut qo = Map::new();
+        if let Some(i) = q.ignore {
+            qo.insert("ignore".into(), json!(i));
+        }
+        if let Some(r) = q.rescore {
+            qo.insert("rescore".into(), json!(r));
+        }
+        if let Some(x) = q.oversampling {
+            qo.insert("oversampling".into(), json!(x));
+        }
+        o.insert("quantization".into(), Value::Object(qo));
+    }
     Value::Object(o)
 }
 

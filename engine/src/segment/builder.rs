@@ -575,7 +575,22 @@ mod tests {
         metric: Distance,
         ef: usize,
     ) -> f64 {
-        let view = g.arrays(v, dim);
+        recall_with(g, v, None, queries, dim, metric, ef)
+    }
+
+    /// As [`recall`], walking over `codes` if given; also checks that every hit's distance is
+    /// the exact one.
+    fn recall_with(
+        g: &FlatGraph,
+        v: &[f32],
+        codes: Option<crate::quant::Codes<'_>>,
+        queries: &[f32],
+        dim: usize,
+        metric: Distance,
+        ef: usize,
+    ) -> f64 {
+        let mut view = g.arrays(v, dim);
+        view.codes = codes;
         let mut found = 0;
         let mut total = 0;
         for q in queries.chunks_exact(dim) {
@@ -590,6 +605,15 @@ mod tests {
             exact.sort_unstable();
             exact.truncate(10);
             let got = graph::search(&view, metric, q, 10, ef, &mut |_| true);
+            for h in &got {
+                let x = &v[h.row as usize * dim..][..dim];
+                assert_eq!(
+                    h.dist,
+                    distance::distance(metric, q, x),
+                    "an exact distance"
+                );
+            }
+            assert!(got.is_sorted(), "nearest first");
             found += got
                 .iter()
                 .filter(|h| exact.iter().any(|e| e.row == h.row))
@@ -621,6 +645,30 @@ mod tests {
                         "{metric:?} ef {ef}, {threads} thread(s): recall {got:.3}, hnsw_rs {want:.3}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_walk_over_byte_codes_keeps_the_recall_of_one_over_vectors() {
+        let (n, dim) = (4_000, 24);
+        for metric in [Distance::Euclid, Distance::Cosine, Distance::Dot] {
+            let v = clustered(n, dim, 1, metric);
+            let queries = clustered(200, dim, 2, metric);
+            let g = build(&v, dim, metric, CFG, 2, 7, &|_| true);
+            let quant = crate::quant::Quantizer::train(&v, dim);
+            let buf = quant.encode_all(&v);
+            let codes = crate::quant::Codes {
+                quant: &quant,
+                bytes: buf.as_bytes(),
+            };
+            for ef in [16, 48] {
+                let exact = recall(&g, &v, &queries, dim, metric, ef);
+                let coded = recall_with(&g, &v, Some(codes), &queries, dim, metric, ef);
+                assert!(
+                    coded >= exact - 0.01,
+                    "{metric:?} ef {ef}: recall over codes {coded:.3}, over vectors {exact:.3}"
+                );
             }
         }
     }

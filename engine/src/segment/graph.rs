@@ -13,6 +13,7 @@
 //! recall is held to.
 
 use crate::distance;
+use crate::quant::{CodeBuf, Codes, Quantizer};
 use crate::scan::{Hit, TopK};
 use crate::types::{Distance, HnswConfig};
 
@@ -52,6 +53,7 @@ impl FlatGraph {
             wu: 1 + self.up_width as usize,
             vectors,
             dim,
+            codes: None,
         }
     }
 }
@@ -73,6 +75,8 @@ pub(crate) struct Arrays<'a> {
     pub(crate) wu: usize,
     pub(crate) vectors: &'a [f32],
     pub(crate) dim: usize,
+    /// Byte codes of `vectors` for the walk.
+    pub(crate) codes: Option<Codes<'a>>,
 }
 
 /// List `index` of `all` (`w` slots each: count, then ids), or `None` if out of range or its
@@ -110,6 +114,9 @@ impl GraphView for Arrays<'_> {
     fn vector(&self, node: u32) -> &[f32] {
         let at = node as usize * self.dim;
         self.vectors.get(at..at + self.dim).unwrap_or(&[])
+    }
+    fn codes(&self) -> Option<Codes<'_>> {
+        self.codes
     }
     #[inline]
     fn prefetch_l0(&self, node: u32) {
@@ -287,6 +294,7 @@ mod reference {
 pub struct HnswIndex {
     graph: FlatGraph,
     vectors: Vec<f32>,
+    codes: Option<(Quantizer, CodeBuf)>,
     dim: usize,
     metric: Distance,
 }
@@ -312,6 +320,7 @@ impl HnswIndex {
         HnswIndex {
             graph,
             vectors,
+            codes: None,
             dim,
             metric,
         }
@@ -328,8 +337,27 @@ impl HnswIndex {
         if self.metric == Distance::Cosine {
             distance::normalize(&mut q);
         }
-        let arrays = self.graph.arrays(&self.vectors, self.dim);
+        let mut arrays = self.graph.arrays(&self.vectors, self.dim);
+        arrays.codes = self.codes.as_ref().map(|(quant, c)| Codes {
+            quant,
+            bytes: c.as_bytes(),
+        });
         search(&arrays, self.metric, &q, k, ef, &mut |_| true)
+    }
+
+    /// From now on, walks the graph over one-byte codes of the vectors (scalar quantization,
+    /// see [`crate::quant`]) and re-ranks the walk's `ef` candidates by their exact distance.
+    pub fn quantize(&mut self) {
+        let quant = Quantizer::train(&self.vectors, self.dim);
+        let codes = quant.encode_all(&self.vectors);
+        self.codes = Some((quant, codes));
+    }
+
+    /// Bytes of the one-byte codes ([`HnswIndex::quantize`]), 0 without them.
+    pub fn code_bytes(&self) -> usize {
+        self.codes
+            .as_ref()
+            .map_or(0, |(q, c)| c.as_bytes().len() + 8 * q.dim())
     }
 
     /// Rows indexed.
@@ -358,6 +386,10 @@ pub(crate) trait GraphView {
     fn vector(&self, node: u32) -> &[f32];
     /// Hints that `node`'s layer-0 list is read next (default: no hint).
     fn prefetch_l0(&self, _node: u32) {}
+    /// Byte codes of the vectors and their quantizer, if the walk should use them.
+    fn codes(&self) -> Option<Codes<'_>> {
+        None
+    }
 }
 
 /// A visited set over `0..n` (a bitset: 1 bit per node).
@@ -382,6 +414,10 @@ impl Visited {
 }
 
 /// Top-`k` search with candidate list `ef`; only nodes for which `allow` holds are returned.
+///
+/// With byte codes (`Arrays::codes`) the walk measures distances over the codes and the `ef`
+/// nodes it ends with are re-ranked by their exact `f32` distance: the hits' distances are
+/// always exact.
 pub(crate) fn search<G: GraphView + ?Sized>(
     g: &G,
     metric: Distance,
@@ -390,12 +426,52 @@ pub(crate) fn search<G: GraphView + ?Sized>(
     ef: usize,
     allow: &mut dyn FnMut(u32) -> bool,
 ) -> Vec<Hit> {
+    let exact = |node: u32| distance::distance(metric, q, g.vector(node));
+    let mut out = match g.codes() {
+        Some(codes) => {
+            let qc = codes.quant.prepare(metric, q);
+            let mut hits = walk(
+                g,
+                k,
+                ef,
+                |node| qc.distance(codes.row(node)),
+                |node| distance::prefetch(codes.row(node)),
+                allow,
+            );
+            hits.iter()
+                .for_each(|h| distance::prefetch(g.vector(h.row)));
+            hits.iter_mut().for_each(|h| h.dist = exact(h.row));
+            hits.sort_unstable();
+            hits
+        }
+        None => walk(
+            g,
+            k,
+            ef,
+            exact,
+            |node| distance::prefetch(g.vector(node)),
+            allow,
+        ),
+    };
+    out.truncate(k);
+    out
+}
+
+/// The HNSW walk: the (up to) `ef.max(k)` nearest nodes by `dist` for which `allow` holds,
+/// nearest first. `prefetch` hints that a node's distance is measured next.
+fn walk<G: GraphView + ?Sized>(
+    g: &G,
+    k: usize,
+    ef: usize,
+    d: impl Fn(u32) -> f32,
+    prefetch: impl Fn(u32),
+    allow: &mut dyn FnMut(u32) -> bool,
+) -> Vec<Hit> {
     let n = g.node_count();
     if n == 0 || k == 0 {
         return Vec::new();
     }
     let ef = ef.max(k);
-    let d = |node: u32| distance::distance(metric, q, g.vector(node));
     let mut cur = g.entry();
     let mut cur_d = d(cur);
     for level in (1..=g.max_level()).rev() {
@@ -441,7 +517,7 @@ pub(crate) fn search<G: GraphView + ?Sized>(
         // the cache misses overlap instead of queueing (see `distance::prefetch`).
         for &nb in list {
             if nb < n && !visited.contains(nb) {
-                distance::prefetch(g.vector(nb));
+                prefetch(nb);
             }
         }
         for &nb in list {
@@ -460,7 +536,5 @@ pub(crate) fn search<G: GraphView + ?Sized>(
             g.prefetch_l0(next.row);
         }
     }
-    let mut out = results.into_sorted();
-    out.truncate(k);
-    out
+    results.into_sorted()
 }

@@ -592,9 +592,14 @@ impl Segment {
         }
         Ok(match (use_graph, prepared.rows()) {
             // `use_graph` implies the space has a graph, so its arrays are there.
-            (true, _) => body.graph_arrays(space).map_or_else(Vec::new, |arrays| {
-                graph::search(&arrays, q.metric, q.vector, q.k, q.ef, &mut allow)
-            }),
+            (true, _) => body
+                .graph_arrays(space)
+                .map_or_else(Vec::new, |mut arrays| {
+                    if q.codes {
+                        arrays.codes = body.codes(space);
+                    }
+                    graph::search(&arrays, q.metric, q.vector, q.k, q.ef, &mut allow)
+                }),
             (false, Some(rows)) => scan::top_k_rows(
                 q.metric,
                 q.vector,
@@ -641,6 +646,8 @@ pub(crate) struct SearchQuery<'a> {
     pub(crate) k: usize,
     pub(crate) ef: usize,
     pub(crate) exact: bool,
+    /// Walk over the segment's one-byte codes (then re-rank exactly) rather than its vectors.
+    pub(crate) codes: bool,
     /// Where to count the path each segment search takes (none in unit tests).
     pub(crate) paths: Option<&'a SearchPaths>,
     /// A filtered search allowing fewer vector bytes than this scans them exactly.

@@ -1,12 +1,14 @@
 //! A validated, zero-copy view of a segment file.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use strata_tiering::Blob;
 
 use super::format::*;
 use super::meta::Ids;
 use crate::codec::{DecodeError, cast_slice, crc};
+use crate::quant::{CodeBuf, Codes, Quantizer};
 
 /// How much to check when opening.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +58,9 @@ pub(crate) struct SegmentData {
     /// The sections whose bytes are in `blob` (all, except for a partly fetched cold
     /// segment, whose other ranges are holes that no accessor reads).
     present: SectionSet,
+    /// Per space: one-byte codes of its vectors for the graph walk, made on first use
+    /// ([`SegmentData::codes`]).
+    codes: Box<[OnceLock<(Quantizer, CodeBuf)>]>,
 }
 
 impl std::fmt::Debug for SegmentData {
@@ -159,6 +164,7 @@ impl SegmentData {
             sec.push(s.offset as usize..(s.offset + s.len) as usize);
         }
         let seg = SegmentData {
+            codes: layout.spaces.iter().map(|_| OnceLock::new()).collect(),
             blob,
             layout,
             sec,
@@ -589,6 +595,37 @@ impl SegmentData {
             wu: 1 + g.up_width as usize,
             vectors: self.vectors(space),
             dim: self.dim(space),
+            codes: None,
+        })
+    }
+
+    /// One-byte codes of `space`'s vectors (see [`crate::quant`]) for its graph walk: made
+    /// from the vectors the first time a search asks (tens of milliseconds per 100 MB of
+    /// vectors; concurrent first searches wait for the one that makes them) and kept in RAM
+    /// with the body, beside the vectors (a quarter of their bytes, up to a cache line per row).
+    /// `None` if the space has no graph, or if this body is a partly fetched cold segment: such
+    /// a body serves one read, which would not repay the encoding.
+    pub(crate) fn codes(&self, space: usize) -> Option<Codes<'_>> {
+        let cell = self.codes.get(space)?;
+        let (quant, buf) = match cell.get() {
+            Some(made) => made,
+            None => {
+                if !self.layout.has_graph(space)
+                    || self.present != SectionSet::first(self.layout.len())
+                {
+                    return None;
+                }
+                cell.get_or_init(|| {
+                    let (dim, vectors) = (self.dim(space), self.vectors(space));
+                    let quant = Quantizer::train(vectors, dim);
+                    let buf = quant.encode_all(vectors);
+                    (quant, buf)
+                })
+            }
+        };
+        Some(Codes {
+            quant,
+            bytes: buf.as_bytes(),
         })
     }
 

@@ -294,6 +294,7 @@ fn graph_round_trip_and_search_finds_neighbours() {
             k,
             ef: 64,
             exact,
+            codes: true,
             full_scan_bytes: 0,
         };
         seg.search(&body, &sq, None, &cache, None).expect("search")
@@ -385,6 +386,7 @@ fn a_cold_segment_answers_from_its_meta_and_refuses_body_reads() {
         k: 3,
         ef: 16,
         exact: true,
+        codes: true,
         full_scan_bytes: 0,
     };
     let e = view.top_k(&sq, None, &cache).expect_err("no body");
@@ -579,6 +581,7 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
             k: 10,
             ef: 64,
             exact,
+            codes: true,
             full_scan_bytes: 0,
         };
         let a = seg.search(&whole, &sq, None, &cache, None).expect("whole");
@@ -600,6 +603,7 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
         k: 3,
         ef: 16,
         exact: false,
+        codes: true,
         full_scan_bytes: 0,
     };
     let e = seg

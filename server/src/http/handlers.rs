@@ -1008,6 +1008,22 @@ fn search_params(b: &Obj, at: &str, req: &mut SearchRequest) -> Result<(), ApiEr
         )?;
         req.ef = parse::usize_field(p, "hnsw_ef", &here)?;
         req.exact = parse::bool_field(p, "exact", &here)?.unwrap_or(false);
+        if let Some(qp) = parse::obj_field(p, "quantization", &here)? {
+            let here = format!("{here}quantization.");
+            parse::check_fields(qp, &here, &["ignore", "rescore", "oversampling"], &[])?;
+            req.ignore_quantization = parse::bool_field(qp, "ignore", &here)?.unwrap_or(false);
+            // Candidates are always re-scored with the full vectors; `rescore: false` would
+            // only allow approximate scores, so it is accepted and changes nothing.
+            let _ = parse::bool_field(qp, "rescore", &here)?;
+            req.oversampling = match parse::f32_field(qp, "oversampling", &here)? {
+                Some(o) if !(1.0..=1000.0).contains(&o) => {
+                    return Err(ApiError::invalid(format!(
+                        "{here}oversampling: expected a number in 1..=1000, got {o}"
+                    )));
+                }
+                o => o.map(f64::from),
+            };
+        }
         // Strata extensions (Qdrant clients never send them).
         match parse::get(p, "cold") {
             None => {}

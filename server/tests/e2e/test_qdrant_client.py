@@ -83,6 +83,13 @@ def test_everyday_scenario(server, bigann, grpc):
     near = client.query_points(name, query=queries[0].tolist(), limit=10, score_threshold=top[2].score).points
     assert [p.id for p in near] == [p.id for p in top[:3]]
     assert abs(top[0].score - float(np.sqrt(((base[top[0].id] - queries[0]) ** 2).sum()))) < 1e-2
+    # Walking the full vectors instead of their one-byte codes: the same neighbours, exact scores.
+    full = client.query_points(name, query=queries[0].tolist(), limit=10, search_params=models.SearchParams(
+        quantization=models.QuantizationSearchParams(ignore=True))).points
+    assert [(p.id, round(p.score, 3)) for p in full] == [(p.id, round(p.score, 3)) for p in top]
+    bad = httpx.post(f"{server.http}/collections/{name}/points/query", headers={"api-key": server.admin_token},
+                     json={"query": queries[0].tolist(), "params": {"quantization": {"oversampling": 0.5}}})
+    assert bad.status_code == 400 and "params.quantization.oversampling" in bad.json()["status"]["error"], bad.text
 
     # The older search endpoints other SDKs still call.
     headers = {"api-key": server.admin_token}
