@@ -98,6 +98,15 @@ def main():
                 f"{ratio(qps('strata', 0.95), qps('hnswlib', 0.95))}; index bytes "
                 f"{ratio(size.get('strata'), size.get('hnswlib'))}."
             )
+        for e in (x for x in engines if x.startswith("strata")):
+            peers = [p for p in ("hnswlib", "qdrant-edge") if p in engines]
+            if peers:
+                report.append(
+                    f"{e} QPS at recall 0.95 ÷ "
+                    + ", ".join(f"{p}: {ratio(qps(e, 0.95), qps(p, 0.95))}" for p in peers)
+                    + (f"; index bytes ÷ hnswlib {ratio(size.get(e), size.get('hnswlib'))}" if e in size else "")
+                    + "."
+                )
         report.append("")
         try:
             import matplotlib

@@ -192,6 +192,12 @@ impl Collection {
         Sources { mem, segments }
     }
 
+    /// `(live points, last write in ms)` of the memtable.
+    pub(crate) fn memtable_last_write(&self) -> (u64, Option<u64>) {
+        let m = read(&self.mem);
+        (m.live() as u64, m.last_write_ms)
+    }
+
     /// `(live points, approximate bytes, first unflushed write in ms)` of the memtable.
     pub(crate) fn memtable_stats(&self) -> (u64, u64, Option<u64>) {
         let m = read(&self.mem);

@@ -339,12 +339,21 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
 
 fn needs_flush(inner: &Inner, coll: &Collection) -> bool {
     let (_, bytes, first_write) = coll.memtable_stats();
+    let o = inner.opts();
+    let now = o.clock.now_millis();
+    let older = |t: Option<u64>, d: std::time::Duration| {
+        t.is_some_and(|t| now.saturating_sub(t) >= d.as_millis() as u64)
+    };
     coll.has_unwritten()
         || (bytes > 0
-            && (bytes >= inner.opts().memtable_max_bytes as u64
-                || first_write.is_some_and(|t| {
-                    inner.opts().clock.now_millis().saturating_sub(t)
-                        >= inner.opts().memtable_max_age.as_millis() as u64
+            && (bytes >= o.memtable_max_bytes as u64
+                || older(first_write, o.memtable_max_age)
+                || o.memtable_idle_flush.is_some_and(|idle| {
+                    // Writes have paused with enough rows for a graph: flush now, so
+                    // compaction indexes them instead of searches scanning them until the age
+                    // bound (the tail of a bulk load).
+                    let (live, last_write) = coll.memtable_last_write();
+                    live >= u64::from(o.index_threshold_rows) && older(last_write, idle)
                 })))
 }
 

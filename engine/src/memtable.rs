@@ -74,6 +74,7 @@ pub(crate) struct Memtable {
     live: usize,
     bytes: usize,
     pub(crate) first_write_ms: Option<u64>,
+    pub(crate) last_write_ms: Option<u64>,
 }
 
 /// Per-entry bookkeeping estimate (map node, metadata) used for the size trigger.
@@ -97,6 +98,7 @@ impl Memtable {
             live: 0,
             bytes: 0,
             first_write_ms: None,
+            last_write_ms: None,
         }
     }
 
@@ -132,6 +134,7 @@ impl Memtable {
 
     fn touch(&mut self, now_ms: u64) {
         self.first_write_ms.get_or_insert(now_ms);
+        self.last_write_ms = Some(now_ms);
     }
 
     fn set_vectors(&mut self, row: usize, p: &StoredPoint) {

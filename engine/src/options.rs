@@ -40,6 +40,11 @@ pub struct EngineOptions {
     pub memtable_max_bytes: usize,
     /// Age of the oldest unflushed write that triggers a flush (bounds WAL replay). Default 60 s.
     pub memtable_max_age: Duration,
+    /// A memtable holding at least `index_threshold_rows` live points is flushed once no write
+    /// has reached it for this long, so a paused or finished bulk load gets its graph without
+    /// waiting for `memtable_max_age` (searches scan a memtable exactly). `None`: only the
+    /// size and age bounds flush. Default 1 s.
+    pub memtable_idle_flush: Option<Duration>,
     /// Segments with fewer live rows than this get no HNSW graph (an exact SIMD scan is as fast)
     /// and are merged together. Default 2,000.
     pub index_threshold_rows: u32,
@@ -166,6 +171,7 @@ impl EngineOptions {
             wal_file_bytes: 64 << 20,
             memtable_max_bytes: 64 << 20,
             memtable_max_age: Duration::from_secs(60),
+            memtable_idle_flush: Some(Duration::from_secs(1)),
             index_threshold_rows: 2_000,
             index_threads: 0,
             full_scan_threshold_kb: 10_000,

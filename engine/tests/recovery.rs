@@ -425,6 +425,50 @@ fn background_flush_by_age_uses_the_injected_clock() {
 }
 
 #[test]
+fn background_flush_when_writes_pause_with_rows_enough_for_a_graph() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let clock = std::sync::Arc::new(ManualClock::new(1_000_000));
+    let mut o = EngineOptions::new(d.path());
+    o.clock = clock.clone();
+    o.memtable_max_age = std::time::Duration::from_secs(600);
+    o.index_threshold_rows = 50;
+    o.maintenance_interval = std::time::Duration::from_millis(10);
+    assert_eq!(
+        o.memtable_idle_flush,
+        Some(std::time::Duration::from_secs(1))
+    );
+    let e = Engine::open(o).expect("open");
+    let c = e
+        .create_collection(DEFAULT_TENANT, "c", CollectionConfig::new(4, Distance::Dot))
+        .expect("create");
+    let settle = || std::thread::sleep(std::time::Duration::from_millis(150));
+    c.upsert((0..49).map(|i| point(i, i as f32)).collect())
+        .expect("upsert");
+    clock.advance(5_000);
+    settle();
+    assert_eq!(
+        c.info().expect("info").segments,
+        0,
+        "49 rows: too few for a graph"
+    );
+    c.upsert(vec![point(49, 49.0)]).expect("upsert");
+    clock.advance(999);
+    settle();
+    assert_eq!(c.info().expect("info").segments, 0, "written 999 ms ago");
+    clock.advance(1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while c.info().expect("info").segments == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle flush never happened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(c.info().expect("info").memtable_points, 0);
+    assert_eq!(c.info().expect("info").points, 50);
+}
+
+#[test]
 fn set_payload_merges_by_id_and_by_filter_and_survives_restart() {
     let d = tempfile::tempdir().expect("tempdir");
     {
