@@ -7,7 +7,8 @@
 #
 # Knobs: ANN_DATASETS (bigann10k,glove50), ANN_PEERS (hnswlib,faiss-hnswflat,usearch,qdrant-edge),
 # ANN_ROUNDS (1), ANN_THREADS (1,2), ANN_M (16), ANN_EF_CONSTRUCT (200), ANN_EF (sweep),
-# ANN_COLLECTION (1: Strata also through a collection's compacted segment; 0: HnswIndex only).
+# ANN_COLLECTION (1: Strata also through a collection's compacted segment; 0: HnswIndex only),
+# ANN_FILTER (1: the collection also answers 10 % and 1 % payload filters; 0: no filters).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 datasets=${ANN_DATASETS:-bigann10k,glove50}
@@ -18,6 +19,7 @@ m=${ANN_M:-16}
 efc=${ANN_EF_CONSTRUCT:-200}
 ef=${ANN_EF:-10,16,24,32,48,64,96,128,192,256,384,512}
 export ANN_COLLECTION=${ANN_COLLECTION:-1}
+export ANN_FILTER=${ANN_FILTER:-1}
 
 venv=target/ann-venv
 [ -x $venv/bin/python ] || python3 -m venv $venv

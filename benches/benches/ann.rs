@@ -10,6 +10,12 @@
 //!   `metric` (`l2`, `cosine` or `dot`); default `testdata/bigann10k` (L2).
 //! - `ANN_THREADS` (default `1,2`), `ANN_M` (16), `ANN_EF_CONSTRUCT` (200),
 //!   `ANN_EF` (`10,16,24,32,48,64,96,128,192,256,384,512`).
+//! - `ANN_FILTER=1` (with `ANN_COLLECTION=1`): the collection's points carry `{"bucket": i % 10,
+//!   "rare": i % 100 == 7}` with integer and bool payload indexes, and the sweep repeats with
+//!   `bucket = 3` (10 %) and `rare = true` (1 %), recall against the collection's exact filtered
+//!   search: engines `strata-filter10` (full-scan threshold 0: the graph is walked),
+//!   `strata-filter10-scan` (threshold unbounded: the allowed rows are scanned exactly) and
+//!   `strata-filter1` (the default threshold: scanned).
 //! - `ANN_SECS` (1): how long each `ef` is searched, at least (longer for a profile).
 //! - `ANN_HNSW_RS=1`: also build with `hnsw_rs` (the builder Strata used before) on one thread.
 //! - `ANN_COLLECTION=1`: also load the base into a collection (no fsync), flush and compact it
@@ -213,11 +219,27 @@ fn collection(d: &Data, cfg: HnswConfig, threads: usize, efs: &[usize]) {
     let coll = engine
         .create_collection(DEFAULT_TENANT, "ann", config)
         .expect("create");
+    let filtered = std::env::var("ANN_FILTER").is_ok_and(|v| v == "1");
+    if filtered {
+        coll.create_payload_index("bucket", strata_engine::FieldType::Integer)
+            .expect("index");
+        coll.create_payload_index("rare", strata_engine::FieldType::Bool)
+            .expect("index");
+    }
     for (n, chunk) in d.base.chunks(1000).enumerate() {
         let points = chunk
             .iter()
             .enumerate()
-            .map(|(i, v)| PointInput::new(PointId::Num((n * 1000 + i) as u64), v.clone(), None))
+            .map(|(i, v)| {
+                let id = n * 1000 + i;
+                let payload = filtered.then(|| {
+                    serde_json::json!({"bucket": id % 10, "rare": id % 100 == 7})
+                        .as_object()
+                        .cloned()
+                        .expect("object")
+                });
+                PointInput::new(PointId::Num(id as u64), v.clone(), payload)
+            })
             .collect();
         coll.upsert(points).expect("upsert");
     }
@@ -226,23 +248,77 @@ fn collection(d: &Data, cfg: HnswConfig, threads: usize, efs: &[usize]) {
     coll.compact().expect("compact");
     let build = t.elapsed().as_secs_f64();
     eprintln!("strata-collection, {threads} thread(s): flush + compaction in {build:.1} s");
+    let ids = |hits: Vec<strata_engine::ScoredPoint>| -> Vec<u32> {
+        hits.iter()
+            .map(|h| match h.id {
+                PointId::Num(n) => n as u32,
+                PointId::Uuid(_) => u32::MAX,
+            })
+            .collect()
+    };
     for &ef in efs {
         let (qps, found) = sweep(&d.queries, |q| {
             let mut r = SearchRequest::new(q.to_vec(), 10);
             r.ef = Some(ef);
-            coll.search(&r)
-                .expect("search")
-                .iter()
-                .map(|h| match h.id {
-                    PointId::Num(n) => n as u32,
-                    PointId::Uuid(_) => u32::MAX,
-                })
-                .collect()
+            ids(coll.search(&r).expect("search"))
         });
         println!(
             "strata-collection,{},{threads},{build:.2},,{ef},{qps:.0},{:.4}",
             d.name,
             recall(&found, &d.truth)
         );
+    }
+    if !filtered {
+        return;
+    }
+    drop(coll);
+    drop(engine);
+    for (engine_name, key, value, threshold_kb) in [
+        ("strata-filter10", "bucket", serde_json::json!(3), 0),
+        (
+            "strata-filter10-scan",
+            "bucket",
+            serde_json::json!(3),
+            usize::MAX / 1024,
+        ),
+        ("strata-filter1", "rare", serde_json::json!(true), 10_000),
+    ] {
+        let mut opts = EngineOptions::new(dir.path());
+        opts.background = false;
+        opts.full_scan_threshold_kb = threshold_kb;
+        let engine = Engine::open(opts).expect("reopen");
+        let coll = engine
+            .collection(DEFAULT_TENANT, "ann")
+            .expect("collection");
+        let filter = strata_engine::Filter::parse_str(
+            &serde_json::json!({"must": [{"key": key, "match": {"value": value}}]}).to_string(),
+        )
+        .expect("filter");
+        let truth: Vec<Vec<i32>> = d
+            .queries
+            .iter()
+            .map(|q| {
+                let mut r = SearchRequest::new(q.to_vec(), 10);
+                r.filter = Some(filter.clone());
+                r.exact = true;
+                ids(coll.search(&r).expect("exact"))
+                    .into_iter()
+                    .map(|i| i as i32)
+                    .collect()
+            })
+            .collect();
+        for &ef in efs {
+            let (qps, found) = sweep(&d.queries, |q| {
+                let mut r = SearchRequest::new(q.to_vec(), 10);
+                r.ef = Some(ef);
+                r.filter = Some(filter.clone());
+                ids(coll.search(&r).expect("search"))
+            });
+            println!(
+                "{engine_name},{},{threads},{build:.2},,{ef},{qps:.0},{:.4}",
+                d.name,
+                recall(&found, &truth)
+            );
+        }
     }
 }
