@@ -633,6 +633,11 @@ impl CollectionHandle {
                 ),
             exact: req.exact,
             codes: !req.ignore_quantization,
+            rescore: req
+                .oversampling
+                .map_or(crate::segment::graph::RESCORE * window, |o| {
+                    (o * window as f64).ceil() as usize
+                }),
             paths: Some(&self.inner.search_paths),
             full_scan_bytes: self
                 .inner

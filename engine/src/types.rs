@@ -594,8 +594,9 @@ pub struct SearchRequest {
     /// `params.quantization.ignore`). Default false: the walk reads each segment's codes and
     /// re-ranks its `ef` candidates exactly, so scores are exact either way.
     pub ignore_quantization: bool,
-    /// Qdrant's `params.quantization.oversampling` (≥ 1): the walk keeps at least
-    /// `oversampling × (limit + offset)` candidates to re-rank (a floor under `ef`).
+    /// Qdrant's `params.quantization.oversampling` (1..=1000): after a walk over codes,
+    /// `oversampling × (limit + offset)` of its best candidates are re-scored with the full
+    /// vectors (and `ef` is at least that). Default: twice `limit + offset`.
     pub oversampling: Option<f64>,
     /// Time allowed for reading cold segments, counted from the start of the search: cold
     /// segments not read by then are left out and the report says so (partial answer).

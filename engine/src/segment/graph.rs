@@ -342,7 +342,7 @@ impl HnswIndex {
             quant,
             bytes: c.as_bytes(),
         });
-        search(&arrays, self.metric, &q, k, ef, &mut |_| true)
+        search(&arrays, self.metric, &q, k, ef, RESCORE * k, &mut |_| true)
     }
 
     /// From now on, walks the graph over one-byte codes of the vectors (scalar quantization,
@@ -376,6 +376,12 @@ impl HnswIndex {
         self.graph.byte_len()
     }
 }
+
+/// Candidates re-scored with full vectors per hit asked for, by default, after a walk over
+/// codes (Qdrant re-scores `limit × oversampling`, oversampling 1 by default). On GloVe-50,
+/// re-scoring 2·k of ef = 96 candidates kept recall@10 at 0.9514, as re-scoring all 96, for
+/// 1.09× the QPS (the re-score's reads are cache misses).
+pub(crate) const RESCORE: usize = 2;
 
 /// What the search needs from a stored graph.
 pub(crate) trait GraphView {
@@ -415,15 +421,16 @@ impl Visited {
 
 /// Top-`k` search with candidate list `ef`; only nodes for which `allow` holds are returned.
 ///
-/// With byte codes (`Arrays::codes`) the walk measures distances over the codes and the `ef`
-/// nodes it ends with are re-ranked by their exact `f32` distance: the hits' distances are
-/// always exact.
+/// With byte codes (`Arrays::codes`) the walk measures distances over the codes, and the
+/// `rescore` best of the `ef` nodes it ends with (at least `k`) are re-ranked by their exact
+/// `f32` distance: the hits' distances are always exact.
 pub(crate) fn search<G: GraphView + ?Sized>(
     g: &G,
     metric: Distance,
     q: &[f32],
     k: usize,
     ef: usize,
+    rescore: usize,
     allow: &mut dyn FnMut(u32) -> bool,
 ) -> Vec<Hit> {
     let exact = |node: u32| distance::distance(metric, q, g.vector(node));
@@ -438,6 +445,7 @@ pub(crate) fn search<G: GraphView + ?Sized>(
                 |node| distance::prefetch(codes.row(node)),
                 allow,
             );
+            hits.truncate(rescore.max(k));
             hits.iter()
                 .for_each(|h| distance::prefetch(g.vector(h.row)));
             hits.iter_mut().for_each(|h| h.dist = exact(h.row));

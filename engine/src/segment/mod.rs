@@ -598,7 +598,9 @@ impl Segment {
                     if q.codes {
                         arrays.codes = body.codes(space);
                     }
-                    graph::search(&arrays, q.metric, q.vector, q.k, q.ef, &mut allow)
+                    graph::search(
+                        &arrays, q.metric, q.vector, q.k, q.ef, q.rescore, &mut allow,
+                    )
                 }),
             (false, Some(rows)) => scan::top_k_rows(
                 q.metric,
@@ -648,6 +650,8 @@ pub(crate) struct SearchQuery<'a> {
     pub(crate) exact: bool,
     /// Walk over the segment's one-byte codes (then re-rank exactly) rather than its vectors.
     pub(crate) codes: bool,
+    /// After a walk over codes, how many of its best candidates are re-scored exactly.
+    pub(crate) rescore: usize,
     /// Where to count the path each segment search takes (none in unit tests).
     pub(crate) paths: Option<&'a SearchPaths>,
     /// A filtered search allowing fewer vector bytes than this scans them exactly.

@@ -530,7 +530,7 @@ impl SegmentData {
                 if let Some(arrays) = self.graph_arrays(space) {
                     let q = vec![0.5f32; self.dim(space)];
                     let metric = self.layout.spaces[space].distance;
-                    let _ = super::graph::search(&arrays, metric, &q, 3, 8, &mut |_| true);
+                    let _ = super::graph::search(&arrays, metric, &q, 3, 8, 8, &mut |_| true);
                 }
             }
         }

@@ -295,6 +295,7 @@ fn graph_round_trip_and_search_finds_neighbours() {
             ef: 64,
             exact,
             codes: true,
+            rescore: 20,
             full_scan_bytes: 0,
         };
         seg.search(&body, &sq, None, &cache, None).expect("search")
@@ -387,6 +388,7 @@ fn a_cold_segment_answers_from_its_meta_and_refuses_body_reads() {
         ef: 16,
         exact: true,
         codes: true,
+        rescore: 20,
         full_scan_bytes: 0,
     };
     let e = view.top_k(&sq, None, &cache).expect_err("no body");
@@ -582,6 +584,7 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
             ef: 64,
             exact,
             codes: true,
+            rescore: 20,
             full_scan_bytes: 0,
         };
         let a = seg.search(&whole, &sq, None, &cache, None).expect("whole");
@@ -604,6 +607,7 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
         ef: 16,
         exact: false,
         codes: true,
+        rescore: 20,
         full_scan_bytes: 0,
     };
     let e = seg
