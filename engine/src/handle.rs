@@ -627,9 +627,11 @@ impl CollectionHandle {
                 .ef
                 .unwrap_or(config.params(space).hnsw.ef_construct as usize)
                 .max(window)
+                // Oversampling raises ef no further than hnsw_ef itself may go.
                 .max(
                     req.oversampling
-                        .map_or(0, |o| (o * window as f64).ceil() as usize),
+                        .map_or(0, |o| (o * window as f64).ceil() as usize)
+                        .min(100_000.max(window)),
                 ),
             exact: req.exact,
             codes: !req.ignore_quantization,

@@ -31,9 +31,19 @@ impl Quantizer {
     /// values. Exact at the extremes, so no value is clipped; a constant dimension gets scale 0
     /// (every code 0, decoded exactly).
     pub(crate) fn train(rows: &[f32], dim: usize) -> Quantizer {
+        Quantizer::train_where(rows, dim, |_| true)
+    }
+
+    /// As [`Quantizer::train`], over the rows `keep` holds for (a segment's rows without a
+    /// vector in the space are stored as zeros, which would widen every range).
+    pub(crate) fn train_where(rows: &[f32], dim: usize, keep: impl Fn(u32) -> bool) -> Quantizer {
         let mut lo = vec![f32::INFINITY; dim];
         let mut hi = vec![f32::NEG_INFINITY; dim];
-        for row in rows.chunks_exact(dim) {
+        for (_, row) in rows
+            .chunks_exact(dim)
+            .enumerate()
+            .filter(|(i, _)| keep(*i as u32))
+        {
             for (i, &x) in row.iter().enumerate() {
                 if x.is_finite() {
                     lo[i] = lo[i].min(x);
@@ -45,8 +55,14 @@ impl Quantizer {
         for (l, h) in lo.into_iter().zip(hi) {
             if l.is_finite() && h.is_finite() && h > l {
                 let s = (h - l) / 255.0;
-                // A range too wide for f32 (h - l = inf) falls back to a constant dimension.
-                let s = if s.is_finite() { s } else { 0.0 };
+                // A range too wide for f32 (h - l = inf), or so narrow that the Euclid weight
+                // s² is not a normal float, falls back to a constant dimension (decoded as
+                // `l`: off by at most the tiny range).
+                let s = if s.is_finite() && (s * s).is_normal() {
+                    s
+                } else {
+                    0.0
+                };
                 offset.push(l);
                 scale.push(s);
             } else {
@@ -577,6 +593,30 @@ mod tests {
                 prop_assert!((d - want_dot).abs() <= 1e-3 * (want_dot.abs() + 255.0 * n as f32 * 0.01 + 1.0), "{name} dot {d} vs {want_dot}");
                 prop_assert!((l - want_l2).abs() <= 1e-4 * (want_l2.abs() + 1.0), "{name} wl2 {l} vs {want_l2}");
             }
+        }
+    }
+
+    #[test]
+    fn a_dimension_of_tiny_range_neither_vanishes_nor_turns_nan() {
+        // Dimension 1 spans 1e-30: its step squared underflows f32.
+        let rows = [0.0, 0.0, 1.0, 1e-30, 2.0, 5e-31];
+        let quant = Quantizer::train(&rows, 2);
+        assert_eq!(quant.scale[1], 0.0);
+        let buf = quant.encode_all(&rows);
+        let codes = Codes {
+            quant: &quant,
+            bytes: buf.as_bytes(),
+        };
+        let q = [0.5, 3.0];
+        for (i, r) in rows.chunks_exact(2).enumerate() {
+            let got = quant
+                .prepare(Distance::Euclid, &q)
+                .distance(codes.row(i as u32));
+            let want = distance::distance(Distance::Euclid, &q, r);
+            assert!(
+                (got - want).abs() <= 1e-3 * want,
+                "row {i}: {got} vs {want}"
+            );
         }
     }
 

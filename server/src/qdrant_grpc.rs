@@ -295,7 +295,13 @@ fn params_json(p: &qpb::SearchParams) -> Value {
             qo.insert("rescore".into(), json!(r));
         }
         if let Some(x) = q.oversampling {
-            qo.insert("oversampling".into(), json!(x));
+            // JSON has no NaN or infinity: pass those as text, refused as "expected a number".
+            let v = if x.is_finite() {
+                json!(x)
+            } else {
+                json!(x.to_string())
+            };
+            qo.insert("oversampling".into(), v);
         }
         o.insert("quantization".into(), Value::Object(qo));
     }

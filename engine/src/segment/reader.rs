@@ -617,7 +617,9 @@ impl SegmentData {
                 }
                 cell.get_or_init(|| {
                     let (dim, vectors) = (self.dim(space), self.vectors(space));
-                    let quant = Quantizer::train(vectors, dim);
+                    let all = self.all_have(space);
+                    let quant =
+                        Quantizer::train_where(vectors, dim, |r| all || self.has_vector(space, r));
                     let buf = quant.encode_all(vectors);
                     (quant, buf)
                 })

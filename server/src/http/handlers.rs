@@ -1015,13 +1015,16 @@ fn search_params(b: &Obj, at: &str, req: &mut SearchRequest) -> Result<(), ApiEr
             // Candidates are always re-scored with the full vectors; `rescore: false` would
             // only allow approximate scores, so it is accepted and changes nothing.
             let _ = parse::bool_field(qp, "rescore", &here)?;
-            req.oversampling = match parse::f32_field(qp, "oversampling", &here)? {
-                Some(o) if !(1.0..=1000.0).contains(&o) => {
-                    return Err(ApiError::invalid(format!(
-                        "{here}oversampling: expected a number in 1..=1000, got {o}"
-                    )));
-                }
-                o => o.map(f64::from),
+            req.oversampling = match parse::get(qp, "oversampling") {
+                None => None,
+                Some(v) => match v.as_f64() {
+                    Some(o) if (1.0..=1000.0).contains(&o) => Some(o),
+                    _ => {
+                        return Err(ApiError::invalid(format!(
+                            "{here}oversampling: expected a number in 1..=1000, got {v}"
+                        )));
+                    }
+                },
             };
         }
         // Strata extensions (Qdrant clients never send them).

@@ -60,10 +60,11 @@ def test_grpc_answers_as_rest(server):
         b = r.query_points("gq", query=q, using="a", limit=10, search_params=models.SearchParams(quantization=qp)).points
         c = r.query_points("gq", query=q, using="a", limit=10).points
         assert [(p.id, round(p.score, 4)) for p in a] == [(p.id, round(p.score, 4)) for p in b] == [(p.id, round(p.score, 4)) for p in c]
-    with pytest.raises(grpclib.RpcError) as e:
-        g.query_points("gq", query=q, using="a", limit=10, search_params=models.SearchParams(
-            quantization=models.QuantizationSearchParams(oversampling=0.5)))
-    assert e.value.code() == grpclib.StatusCode.INVALID_ARGUMENT and "oversampling" in e.value.details()
+    for bad in [0.5, float("nan"), float("inf")]:
+        with pytest.raises(grpclib.RpcError) as e:
+            g.query_points("gq", query=q, using="a", limit=10, search_params=models.SearchParams(
+                quantization=models.QuantizationSearchParams(oversampling=bad)))
+        assert e.value.code() == grpclib.StatusCode.INVALID_ARGUMENT and "oversampling" in e.value.details(), bad
     mmr = dict(query=models.NearestQuery(nearest=q, mmr=models.Mmr(diversity=0.5, candidates_limit=30)), using="a", limit=5)
     assert [p.id for p in g.query_points("gq", **mmr).points] == [p.id for p in r.query_points("gq", **mmr).points]
     # Vectors come back in Qdrant's shapes, dense and sparse.
