@@ -153,17 +153,18 @@ fn main() {
         .collection(DEFAULT_TENANT, "ingest")
         .expect("collection");
     let after = Instant::now();
-    let mut info = coll.info().expect("info");
-    while !settled(&coll).0 {
-        std::thread::sleep(Duration::from_millis(100));
-        info = coll.info().expect("info");
-    }
+    let info = loop {
+        match settled(&coll) {
+            (true, info) => break info,
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
     println!(
         "ingest: {n} × 128-d in {:.1} s = {:.0} vectors/s; every row in an indexed segment {:.1} s after the last acknowledgement ({} segments then)",
         took.as_secs_f64(),
         n as f64 / took.as_secs_f64(),
         after.elapsed().as_secs_f64(),
-        info.segments.max(settled(&coll).1.segments)
+        info.segments
     );
     engine
         .delete_collection(DEFAULT_TENANT, "ingest")

@@ -113,6 +113,7 @@ impl Quantizer {
             Distance::Cosine | Distance::Dot => {
                 let base: f32 = -q.iter().zip(&self.offset).map(|(x, a)| x * a).sum::<f32>();
                 QueryCodes {
+                    kernels: kernels::best(),
                     l2: false,
                     base: if metric == Distance::Cosine {
                         1.0 + base
@@ -136,6 +137,7 @@ impl Quantizer {
                     }
                 }
                 QueryCodes {
+                    kernels: kernels::best(),
                     l2: true,
                     base,
                     a: t,
@@ -210,6 +212,8 @@ impl Codes<'_> {
 /// internal distance of the query to the row's decoded vector.
 #[derive(Debug, Clone)]
 pub(crate) struct QueryCodes {
+    /// Picked once per process, not per distance.
+    kernels: kernels::Kernels,
     l2: bool,
     base: f32,
     /// `qs` (Cosine, Dot) or `t` (Euclid).
@@ -222,9 +226,9 @@ impl QueryCodes {
     #[inline]
     pub(crate) fn distance(&self, codes: &[u8]) -> f32 {
         if self.l2 {
-            self.base + kernels::wl2(&self.a, &self.w, codes)
+            self.base + (self.kernels.wl2)(&self.a, &self.w, codes)
         } else {
-            self.base - kernels::dot(&self.a, codes)
+            self.base - (self.kernels.dot)(&self.a, codes)
         }
     }
 }
@@ -449,79 +453,57 @@ mod kernels {
         }
     }
 
-    /// `Σ a[i]·c[i]`.
-    #[inline]
-    pub(super) fn dot(a: &[f32], c: &[u8]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU was just found to support AVX-512F.
-                return unsafe { x86::dot_avx512(a, c) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU was just found to support AVX2 and FMA.
-                return unsafe { x86::dot_avx2(a, c) };
-            }
-        }
-        dot_portable(a, c)
+    /// One instruction set's kernels: `dot` is `Σ a[i]·c[i]`, `wl2` is `Σ w[i]·(t[i] - c[i])²`.
+    #[derive(Debug, Clone, Copy)]
+    pub(super) struct Kernels {
+        pub(super) name: &'static str,
+        pub(super) dot: fn(&[f32], &[u8]) -> f32,
+        pub(super) wl2: fn(&[f32], &[f32], &[u8]) -> f32,
     }
 
-    /// `Σ w[i]·(t[i] - c[i])²`.
-    #[inline]
-    pub(super) fn wl2(t: &[f32], w: &[f32], c: &[u8]) -> f32 {
+    /// Every kernel set this CPU can run, fastest first (tests check each against the
+    /// portable one).
+    pub(super) fn all() -> Vec<Kernels> {
+        let mut out = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU was just found to support AVX-512F.
-                return unsafe { x86::wl2_avx512(t, w, c) };
+                // SAFETY (of the calls): these are only reachable on a CPU just found to
+                // support AVX-512F.
+                out.push(Kernels {
+                    name: "avx512",
+                    dot: |a, c| unsafe { x86::dot_avx512(a, c) },
+                    wl2: |t, w, c| unsafe { x86::wl2_avx512(t, w, c) },
+                });
             }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
-                // SAFETY: the CPU was just found to support AVX2 and FMA.
-                return unsafe { x86::wl2_avx2(t, w, c) };
+                // SAFETY (of the calls): only reachable on a CPU just found to support AVX2
+                // and FMA.
+                out.push(Kernels {
+                    name: "avx2",
+                    dot: |a, c| unsafe { x86::dot_avx2(a, c) },
+                    wl2: |t, w, c| unsafe { x86::wl2_avx2(t, w, c) },
+                });
             }
         }
-        wl2_portable(t, w, c)
-    }
-
-    /// Every kernel this CPU can run, with its name (tests check each against the others).
-    #[cfg(test)]
-    #[allow(clippy::type_complexity)]
-    pub(super) fn all() -> Vec<(
-        &'static str,
-        fn(&[f32], &[u8]) -> f32,
-        fn(&[f32], &[f32], &[u8]) -> f32,
-    )> {
-        let mut out: Vec<(
-            &'static str,
-            fn(&[f32], &[u8]) -> f32,
-            fn(&[f32], &[f32], &[u8]) -> f32,
-        )> = vec![("portable", dot_portable, wl2_portable)];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY (of the calls): only called on a CPU found to support AVX-512F.
-                out.push((
-                    "avx512",
-                    |a, c| unsafe { x86::dot_avx512(a, c) },
-                    |t, w, c| unsafe { x86::wl2_avx512(t, w, c) },
-                ));
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY (of the calls): only called on a CPU found to support AVX2 and FMA.
-                out.push((
-                    "avx2",
-                    |a, c| unsafe { x86::dot_avx2(a, c) },
-                    |t, w, c| unsafe { x86::wl2_avx2(t, w, c) },
-                ));
-            }
-        }
+        out.push(Kernels {
+            name: "portable",
+            dot: dot_portable,
+            wl2: wl2_portable,
+        });
         out
+    }
+
+    /// The fastest kernels this CPU runs, detected once per process.
+    pub(super) fn best() -> Kernels {
+        static BEST: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let k = all()[0];
+            tracing::debug!(kernels = k.name, "byte-code distance kernels");
+            k
+        })
     }
 }
 
@@ -588,8 +570,8 @@ mod tests {
             let c = &codes[skew..skew + n];
             let want_dot = kernels::dot_portable(a, c);
             let want_l2 = kernels::wl2_portable(a, &w, c);
-            for (name, dot, wl2) in kernels::all() {
-                let (d, l) = (dot(a, c), wl2(a, &w, c));
+            for k in kernels::all() {
+                let (name, d, l) = (k.name, (k.dot)(a, c), (k.wl2)(a, &w, c));
                 prop_assert!((d - want_dot).abs() <= 1e-3 * (want_dot.abs() + 255.0 * n as f32 * 0.01 + 1.0), "{name} dot {d} vs {want_dot}");
                 prop_assert!((l - want_l2).abs() <= 1e-4 * (want_l2.abs() + 1.0), "{name} wl2 {l} vs {want_l2}");
             }
