@@ -14,8 +14,13 @@
 //!   "rare": i % 100 == 7}` with integer and bool payload indexes, and the sweep repeats with
 //!   `bucket = 3` (10 %) and `rare = true` (1 %), recall against the collection's exact filtered
 //!   search: engines `strata-filter10` (full-scan threshold 0: the graph is walked),
-//!   `strata-filter10-scan` (threshold unbounded: the allowed rows are scanned exactly) and
-//!   `strata-filter1` (the default threshold: scanned).
+//!   `strata-filter10-scan` (threshold unbounded: the allowed rows are scanned exactly),
+//!   `strata-filter10-auto` and `strata-filter1` (the default: the cost model decides).
+//! - `ANN_FILTER_SWEEP=1` (with `ANN_FILTER=1`): points also carry `permille = i % 1000`
+//!   (integer index), and each selectivity `permille < p` for p in `ANN_SWEEP_PERMILLE`
+//!   (`500,200,100,50,20,10,5`) is searched walked, scanned and as the cost model picks
+//!   (engines `sweep-walk-5%`, `sweep-scan-5%`, `sweep-auto-5%`) over the first
+//!   `ANN_SWEEP_QUERIES` (300) queries.
 //! - `ANN_SECS` (1): how long each `ef` is searched, at least (longer for a profile).
 //! - `ANN_HNSW_RS=1`: also build with `hnsw_rs` (the builder Strata used before) on one thread.
 //! - `ANN_COLLECTION=1`: also load the base into a collection (no fsync), flush and compact it
@@ -225,6 +230,8 @@ fn collection(d: &Data, cfg: HnswConfig, threads: usize, efs: &[usize]) {
             .expect("index");
         coll.create_payload_index("rare", strata_engine::FieldType::Bool)
             .expect("index");
+        coll.create_payload_index("permille", strata_engine::FieldType::Integer)
+            .expect("index");
     }
     for (n, chunk) in d.base.chunks(1000).enumerate() {
         let points = chunk
@@ -233,7 +240,7 @@ fn collection(d: &Data, cfg: HnswConfig, threads: usize, efs: &[usize]) {
             .map(|(i, v)| {
                 let id = n * 1000 + i;
                 let payload = filtered.then(|| {
-                    serde_json::json!({"bucket": id % 10, "rare": id % 100 == 7})
+                    serde_json::json!({"bucket": id % 10, "rare": id % 100 == 7, "permille": id % 1000})
                         .as_object()
                         .cloned()
                         .expect("object")
@@ -273,52 +280,88 @@ fn collection(d: &Data, cfg: HnswConfig, threads: usize, efs: &[usize]) {
     }
     drop(coll);
     drop(engine);
-    for (engine_name, key, value, threshold_kb) in [
-        ("strata-filter10", "bucket", serde_json::json!(3), 0),
-        (
-            "strata-filter10-scan",
-            "bucket",
-            serde_json::json!(3),
-            usize::MAX / 1024,
-        ),
-        ("strata-filter1", "rare", serde_json::json!(true), 10_000),
-    ] {
-        let mut opts = EngineOptions::new(dir.path());
-        opts.background = false;
-        opts.full_scan_threshold_kb = threshold_kb;
-        let engine = Engine::open(opts).expect("reopen");
-        let coll = engine
-            .collection(DEFAULT_TENANT, "ann")
-            .expect("collection");
-        let filter = strata_engine::Filter::parse_str(
-            &serde_json::json!({"must": [{"key": key, "match": {"value": value}}]}).to_string(),
-        )
-        .expect("filter");
-        let truth: Vec<Vec<i32>> = d
-            .queries
-            .iter()
-            .map(|q| {
-                let mut r = SearchRequest::new(q.to_vec(), 10);
-                r.filter = Some(filter.clone());
-                r.exact = true;
-                ids(coll.search(&r).expect("exact"))
-                    .into_iter()
-                    .map(|i| i as i32)
-                    .collect()
-            })
-            .collect();
-        for &ef in efs {
-            let (qps, found) = sweep(&d.queries, |q| {
-                let mut r = SearchRequest::new(q.to_vec(), 10);
-                r.ef = Some(ef);
-                r.filter = Some(filter.clone());
-                ids(coll.search(&r).expect("search"))
-            });
-            println!(
-                "{engine_name},{},{threads},{build:.2},,{ef},{qps:.0},{:.4}",
-                d.name,
-                recall(&found, &truth)
-            );
+    // One filtered sweep: `filter` on a reopened engine with `threshold_kb` (None: the cost
+    // model), recall against the exact filtered search, over the first `nq` queries.
+    let filtered_sweep =
+        |engine_name: &str, filter: &serde_json::Value, threshold_kb, nq: usize, efs: &[usize]| {
+            let mut opts = EngineOptions::new(dir.path());
+            opts.background = false;
+            opts.full_scan_threshold_kb = threshold_kb;
+            let engine = Engine::open(opts).expect("reopen");
+            let coll = engine
+                .collection(DEFAULT_TENANT, "ann")
+                .expect("collection");
+            let filter = strata_engine::Filter::parse_str(&filter.to_string()).expect("filter");
+            let queries = &d.queries[..nq.min(d.queries.len())];
+            let truth: Vec<Vec<i32>> = queries
+                .iter()
+                .map(|q| {
+                    let mut r = SearchRequest::new(q.to_vec(), 10);
+                    r.filter = Some(filter.clone());
+                    r.exact = true;
+                    ids(coll.search(&r).expect("exact"))
+                        .into_iter()
+                        .map(|i| i as i32)
+                        .collect()
+                })
+                .collect();
+            for &ef in efs {
+                let (qps, found) = sweep(queries, |q| {
+                    let mut r = SearchRequest::new(q.to_vec(), 10);
+                    r.ef = Some(ef);
+                    r.filter = Some(filter.clone());
+                    ids(coll.search(&r).expect("search"))
+                });
+                println!(
+                    "{engine_name},{},{threads},{build:.2},,{ef},{qps:.0},{:.4}",
+                    d.name,
+                    recall(&found, &truth)
+                );
+            }
+        };
+    let matches = |key: &str, value: serde_json::Value| serde_json::json!({"must": [{"key": key, "match": {"value": value}}]});
+    let all = d.queries.len();
+    filtered_sweep(
+        "strata-filter10",
+        &matches("bucket", 3.into()),
+        Some(0),
+        all,
+        efs,
+    );
+    filtered_sweep(
+        "strata-filter10-scan",
+        &matches("bucket", 3.into()),
+        Some(usize::MAX / 1024),
+        all,
+        efs,
+    );
+    filtered_sweep(
+        "strata-filter10-auto",
+        &matches("bucket", 3.into()),
+        None,
+        all,
+        efs,
+    );
+    filtered_sweep(
+        "strata-filter1",
+        &matches("rare", true.into()),
+        None,
+        all,
+        efs,
+    );
+    // Filter routing: each selectivity walked, scanned and as the cost model picks.
+    if std::env::var("ANN_FILTER_SWEEP").is_ok_and(|v| v == "1") {
+        let nq = env_list("ANN_SWEEP_QUERIES", "300")[0];
+        for permille in env_list("ANN_SWEEP_PERMILLE", "500,200,100,50,20,10,5") {
+            let f = serde_json::json!({"must": [{"key": "permille", "range": {"lt": permille}}]});
+            let pct = permille as f64 / 10.0;
+            for (mode, threshold) in [
+                ("walk", Some(0)),
+                ("scan", Some(usize::MAX / 1024)),
+                ("auto", None),
+            ] {
+                filtered_sweep(&format!("sweep-{mode}-{pct}%"), &f, threshold, nq, efs);
+            }
         }
     }
 }

@@ -654,6 +654,17 @@ impl Bits {
     pub(crate) fn count(&self) -> u64 {
         self.words.iter().map(|w| u64::from(w.count_ones())).sum()
     }
+    /// Maximal runs of consecutive set rows (how scattered the set is: a scan of it pays a
+    /// random access per run).
+    pub(crate) fn runs(&self) -> u64 {
+        let mut carry = 0u64;
+        let mut runs = 0u64;
+        for &w in &self.words {
+            runs += u64::from((w & !((w << 1) | carry)).count_ones());
+            carry = w >> 63;
+        }
+        runs
+    }
     /// The set rows, ascending.
     pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.words.iter().enumerate().flat_map(|(i, w)| {
@@ -873,6 +884,21 @@ impl Filter {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    proptest::proptest! {
+        /// `Bits::runs` counts maximal runs of set rows, across word boundaries included.
+        #[test]
+        fn runs_counts_maximal_runs(set in proptest::collection::vec(proptest::bool::ANY, 0..300)) {
+            let mut b = Bits::none(set.len() as u32);
+            for (i, on) in set.iter().enumerate() {
+                if *on {
+                    b.set(i as u32);
+                }
+            }
+            let naive = (0..set.len()).filter(|&i| set[i] && (i == 0 || !set[i - 1])).count();
+            proptest::prop_assert_eq!(b.runs(), naive as u64);
+        }
+    }
 
     fn p(v: Value) -> Payload {
         v.as_object().expect("object").clone()

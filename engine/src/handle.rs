@@ -645,7 +645,7 @@ impl CollectionHandle {
                 .inner
                 .opts()
                 .full_scan_threshold_kb
-                .saturating_mul(1024),
+                .map(|kb| kb.saturating_mul(1024)),
         };
         let cache = self.inner.columns();
         let (wp, wv) = (req.with_payload, req.with_vector);

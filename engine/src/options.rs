@@ -51,10 +51,12 @@ pub struct EngineOptions {
     /// Threads one HNSW graph build uses (compaction runs one build at a time), at most one per
     /// core. Default 0: one per core.
     pub index_threads: usize,
-    /// A filtered search of a segment whose allowed rows hold fewer vector bytes than this
-    /// (in KiB) scans them exactly instead of walking the graph — Qdrant's
-    /// `full_scan_threshold`. Default 10,000 (10 MB: 20,000 vectors of 128 floats).
-    pub full_scan_threshold_kb: usize,
+    /// How a filtered search of an indexed segment chooses between an exact scan of the rows
+    /// the filter allows and a graph walk. `None` (default): by estimated cost (rows allowed,
+    /// selectivity, dimension, `ef`; see `docs/operations.md`). `Some(kb)`: Qdrant's rule —
+    /// scan when the allowed rows hold fewer vector bytes than `kb` KiB, else walk (`Some(0)`
+    /// walks whenever more than `ef` rows are allowed).
+    pub full_scan_threshold_kb: Option<usize>,
     /// Compaction never produces a segment above this many rows. Default 1,000,000.
     pub max_segment_rows: u32,
     /// Above this many segments in a collection, compaction merges the smallest. Default 8.
@@ -174,7 +176,7 @@ impl EngineOptions {
             memtable_idle_flush: Some(Duration::from_secs(1)),
             index_threshold_rows: 2_000,
             index_threads: 0,
-            full_scan_threshold_kb: 10_000,
+            full_scan_threshold_kb: None,
             max_segment_rows: 1_000_000,
             max_segments: 8,
             compact_dead_fraction: 0.2,

@@ -15,6 +15,7 @@
 //! ```
 
 mod builder;
+mod cost;
 pub(crate) mod format;
 pub(crate) mod graph;
 pub(crate) mod meta;
@@ -39,9 +40,6 @@ use crate::scan::{self, Hit};
 use crate::types::{Distance, Lsn, Payload, PointId};
 use format::{COMMON_COUNT, PAYLOAD_SECTIONS, SectionSet, graph_sections, vector_sections};
 
-/// Below this estimated fraction of allowed rows, a filtered search scans exactly instead of
-/// walking the graph (a walk would visit most of the graph to find enough matches anyway).
-pub(crate) const EXACT_FILTER_FRACTION: f64 = 0.05;
 /// Sections a compaction reads of its inputs (a segment laid out as `layout`): everything
 /// but the graphs (it builds its own) and the payload indexes (it builds them again).
 pub(crate) fn compaction_sections(layout: &format::Layout) -> SectionSet {
@@ -556,9 +554,9 @@ impl Segment {
         let mut allow =
             |row: u32| (all_have || body.has_vector(space, row)) && prepared.allows(row);
         let dim = body.dim(space);
-        // Rows the filter allows: exact when the indexes answered it, else sampled. Below
-        // the full-scan threshold (vector bytes, as Qdrant's) or a small fraction, an exact scan
-        // of the allowed rows is cheaper than a walk that must skip most of the graph.
+        // Rows the filter allows: exact when the indexes answered it, else sampled. The cost
+        // model (or, when set, Qdrant's byte threshold) picks an exact scan of the allowed rows
+        // or a walk that must pass over the refused ones.
         let cardinality = |allow: &mut dyn FnMut(u32) -> bool| match prepared.rows() {
             Some(b) if all_have => b.count() as f64,
             Some(b) => b.iter().filter(|r| body.has_vector(space, *r)).count() as f64,
@@ -576,9 +574,19 @@ impl Segment {
                 None => true,
                 Some(_) => {
                     let allowed = cardinality(&mut allow);
-                    allowed >= EXACT_FILTER_FRACTION * n as f64
-                        && allowed > q.ef as f64
-                        && allowed * (dim * 4) as f64 >= q.full_scan_bytes as f64
+                    allowed > q.ef.max(q.k) as f64
+                        && match q.full_scan_bytes {
+                            Some(b) => allowed * (dim * 4) as f64 >= b as f64,
+                            None => cost::FilteredSearch {
+                                rows: n as f64,
+                                allowed,
+                                runs: prepared.rows().map(|b| b.runs() as f64),
+                                dim,
+                                ef: q.ef.max(q.k),
+                                codes: q.codes,
+                            }
+                            .walk_is_cheaper(),
+                        }
                 }
             };
         let vectors = body.vectors(space);
@@ -654,8 +662,9 @@ pub(crate) struct SearchQuery<'a> {
     pub(crate) rescore: usize,
     /// Where to count the path each segment search takes (none in unit tests).
     pub(crate) paths: Option<&'a SearchPaths>,
-    /// A filtered search allowing fewer vector bytes than this scans them exactly.
-    pub(crate) full_scan_bytes: usize,
+    /// A filtered search allowing fewer vector bytes than this scans them exactly; `None`:
+    /// the cost model ([`cost::FilteredSearch`]) decides.
+    pub(crate) full_scan_bytes: Option<usize>,
 }
 
 #[cfg(test)]

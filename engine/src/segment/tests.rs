@@ -296,7 +296,7 @@ fn graph_round_trip_and_search_finds_neighbours() {
             exact,
             codes: true,
             rescore: 20,
-            full_scan_bytes: 0,
+            full_scan_bytes: Some(0),
         };
         seg.search(&body, &sq, None, &cache, None).expect("search")
     };
@@ -389,7 +389,7 @@ fn a_cold_segment_answers_from_its_meta_and_refuses_body_reads() {
         exact: true,
         codes: true,
         rescore: 20,
-        full_scan_bytes: 0,
+        full_scan_bytes: Some(0),
     };
     let e = view.top_k(&sq, None, &cache).expect_err("no body");
     assert!(e.to_string().contains("cold"), "{e}");
@@ -585,7 +585,7 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
             exact,
             codes: true,
             rescore: 20,
-            full_scan_bytes: 0,
+            full_scan_bytes: Some(0),
         };
         let a = seg.search(&whole, &sq, None, &cache, None).expect("whole");
         let b = seg.search(&part, &sq, None, &cache, None).expect("partial");
@@ -608,7 +608,7 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
         exact: false,
         codes: true,
         rescore: 20,
-        full_scan_bytes: 0,
+        full_scan_bytes: Some(0),
     };
     let e = seg
         .search(&part, &sq, Some(&f), &cache, None)
