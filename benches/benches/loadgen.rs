@@ -1,14 +1,21 @@
 //! Load generator: the real server (HTTP and gRPC) on loopback vs the same operations called
 //! in-process on the engine, in one run, on bigann10k.
 //!
-//! `cargo bench -p strata-benches --bench loadgen` (env: `LOADGEN_SECONDS`, default 3 per cell).
+//! `cargo bench -p strata-benches --bench loadgen` (env: `LOADGEN_SECONDS`, default 3 per cell;
+//! one cell, e.g. for a profile: `LOADGEN_MIX=search LOADGEN_CLIENTS=1 LOADGEN_PROTO=http`).
 //! For each protocol, mix (search k=10 / upsert of one point / 90 % search + 10 % upsert) and
 //! concurrency (1, 4, 16 clients) it reports QPS, p50 and p99, and the in-process QPS of the same
 //! mix and concurrency, so the server's overhead is a ratio on the same machine and data.
 //! Upserts overwrite the 10,000 existing points (with their own vectors), so every cell sees the
 //! same data: inserting new points instead would measure background indexing catching up (new
 //! points sit in unindexed segments until compaction builds their graph), not the server.
-//! Client and server share the process and the machine's cores.
+//! Client and server share the process and the machine's cores, on separate runtimes: the
+//! server's CPU per request is the process's CPU time over the cell less that of the client's
+//! threads (its runtime's workers, named `loadgen-client`, and the main thread), so it counts
+//! everything the server does for a request — protocol, auth, JSON or protobuf, the engine,
+//! WAL and background flush — and nothing the load generator does. Beside it, the CPU per
+//! operation of the same mix called in process (the whole process's CPU over the cell: the
+//! engine's own cost), and their difference, the server's overhead.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +26,21 @@ use hyper::body::Bytes;
 use strata_benches::{Stats, summarize};
 use strata_engine::*;
 use strata_server::grpc::pb;
+
+/// The name of the load generator's runtime threads.
+const CLIENT_THREADS: &str = "loadgen-client";
+
+/// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Mix {
@@ -242,7 +264,19 @@ fn main() {
         queries: Arc::new(strata_benches::bigann_queries()),
     };
     let served = strata_benches::serve(Arc::clone(&engine));
-    let (rt, http, grpc, token) = (&served.rt, &served.http, &served.grpc, &served.token);
+    let (http, grpc, token) = (&served.http, &served.grpc, &served.token);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name(CLIENT_THREADS)
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    // CPU of the process and of the load generator's threads (its workers and this thread).
+    let cpu = || {
+        (
+            strata_benches::process_cpu(),
+            strata_benches::threads_cpu(CLIENT_THREADS) + thread_cpu(),
+        )
+    };
     let next_id = Arc::new(AtomicU64::new(0));
     println!(
         "machine: {}; {}s per cell; bigann10k (128-d, Euclid) in one indexed segment; WAL ack fsync",
@@ -251,13 +285,32 @@ fn main() {
     );
     println!();
     println!(
-        "| protocol | mix | clients | QPS | p50 | p99 | in-process QPS | server / in-process |"
+        "| protocol | mix | clients | QPS | p50 | p99 | in-process QPS | server / in-process | server CPU / request | in-process CPU / op | overhead |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let us = |d: Duration, n: u64| d.as_secs_f64() * 1e6 / n.max(1) as f64;
+    // Knobs to run one cell (e.g. under a profiler): LOADGEN_MIX (search, upsert, mixed),
+    // LOADGEN_CLIENTS (1,4,16), LOADGEN_PROTO (HTTP, gRPC).
+    let only = |var: &str, name: &str| {
+        std::env::var(var).map_or(true, |v| v.split(',').any(|x| x.eq_ignore_ascii_case(name)))
+    };
     for mix in [Mix::Search, Mix::Upsert, Mix::Mixed] {
+        let key = format!("{mix:?}");
+        if !only("LOADGEN_MIX", &key) {
+            continue;
+        }
         for clients in [1usize, 4, 16] {
+            if !only("LOADGEN_CLIENTS", &clients.to_string()) {
+                continue;
+            }
+            let before = strata_benches::process_cpu();
             let local = in_process(&coll, &data, mix, clients, secs, &next_id);
+            let local_cpu = us(strata_benches::process_cpu() - before, local.count);
             for proto in ["HTTP", "gRPC"] {
+                if !only("LOADGEN_PROTO", proto) {
+                    continue;
+                }
+                let (p0, c0) = cpu();
                 let s = rt.block_on(async {
                     if proto == "HTTP" {
                         over_http(http, token, &data, mix, clients, secs, &next_id).await
@@ -265,14 +318,17 @@ fn main() {
                         over_grpc(grpc, token, &data, mix, clients, secs, &next_id).await
                     }
                 });
+                let (p1, c1) = cpu();
+                let server_cpu = us((p1 - p0).saturating_sub(c1 - c0), s.count);
                 println!(
-                    "| {proto} | {} | {clients} | {:.0} | {:.2} ms | {:.2} ms | {:.0} | {:.2} |",
+                    "| {proto} | {} | {clients} | {:.0} | {:.2} ms | {:.2} ms | {:.0} | {:.2} | {server_cpu:.0} µs | {local_cpu:.0} µs | {:.0} µs |",
                     mix.name(),
                     s.ops,
                     s.p50.as_secs_f64() * 1e3,
                     s.p99.as_secs_f64() * 1e3,
                     local.ops,
-                    s.ops / local.ops
+                    s.ops / local.ops,
+                    server_cpu - local_cpu
                 );
             }
         }

@@ -121,6 +121,44 @@ pub struct Served {
     server: tokio::task::JoinHandle<Result<(), String>>,
 }
 
+/// The name of [`Served`]'s runtime threads.
+pub const SERVER_THREADS: &str = "strata-server";
+
+/// CPU time (user + system) every thread of this process has used so far, those that exited
+/// included (`CLOCK_PROCESS_CPUTIME_ID`).
+pub fn process_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// CPU time the live threads of this process named `name` have used so far (the first field of
+/// `/proc/self/task/<tid>/schedstat`, in nanoseconds).
+pub fn threads_cpu(name: &str) -> std::time::Duration {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        ns += stat
+            .split_whitespace()
+            .next()
+            .and_then(|x| x.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    std::time::Duration::from_nanos(ns)
+}
+
 /// Starts [`Served`] over `engine`.
 pub fn serve(engine: std::sync::Arc<strata_engine::Engine>) -> Served {
     use std::sync::Arc;
@@ -152,6 +190,7 @@ pub fn serve(engine: std::sync::Arc<strata_engine::Engine>) -> Served {
         ..strata_server::config::Config::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name(SERVER_THREADS)
         .enable_all()
         .build()
         .expect("runtime");
