@@ -641,6 +641,11 @@ impl CollectionHandle {
                     (o * window as f64).ceil() as usize
                 }),
             paths: Some(&self.inner.search_paths),
+            rescore_reads: match self.inner.opts().rescore_reads {
+                crate::RescoreReads::Mapping => None,
+                crate::RescoreReads::Batched => Some((self.inner.blobs(), false)),
+                crate::RescoreReads::Auto => Some((self.inner.blobs(), true)),
+            },
             full_scan_bytes: self
                 .inner
                 .opts()

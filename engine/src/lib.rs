@@ -93,7 +93,7 @@ pub use handle::{CollectionHandle, PointEdit};
 pub use index::{FieldType, MAX_INDEX_KEY, MAX_INDEXES, PayloadIndexes};
 pub use maintenance::JobFailure;
 pub use mmr::Mmr;
-pub use options::{EngineOptions, TierOptions};
+pub use options::{EngineOptions, RescoreReads, TierOptions};
 pub use recommend::{MAX_EXAMPLES, Recommend, RecommendStrategy};
 pub use segment::Verify;
 pub use segment::graph::HnswIndex;

@@ -51,6 +51,11 @@ pub struct EngineOptions {
     /// Threads one HNSW graph build uses (compaction runs one build at a time), at most one per
     /// core. Default 0: one per core.
     pub index_threads: usize,
+    /// How a search re-scores the best candidates of a walk over codes in a warm segment (a
+    /// mapped file): those in the page cache through the mapping, the others by one batched
+    /// read (io_uring where it works, else `pread`) — `Auto`, the default — or all one way.
+    /// See `docs/operations.md`, "Beyond RAM".
+    pub rescore_reads: RescoreReads,
     /// How a filtered search of an indexed segment chooses between an exact scan of the rows
     /// the filter allows and a graph walk. `None` (default): by estimated cost (rows allowed,
     /// selectivity, dimension, `ef`; see `docs/operations.md`). `Some(kb)`: Qdrant's rule —
@@ -101,6 +106,21 @@ pub struct EngineOptions {
 
 /// Where segment bodies live: budgets of the hot and warm tiers, the policy's tuning and the
 /// mover that applies its plans (`strata_tiering::policy`).
+/// Where the exact re-score of a walk over codes reads a warm segment's vectors from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RescoreReads {
+    /// Through the segment's mapping: no system call when the pages are cached; a page fault
+    /// each (with the kernel's readahead) when they are not.
+    Mapping,
+    /// One batched read per segment search of just the candidates' vectors (io_uring at the
+    /// engine's depth, or `pread`): a system call even when cached, but the reads that miss
+    /// the cache go to the device together and bring in 4 KiB each.
+    Batched,
+    /// Asks the page cache which candidates' vectors are in RAM (`mincore`, about a
+    /// microsecond each) and reads those through the mapping, the others by one batched read.
+    Auto,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct TierOptions {
@@ -177,6 +197,7 @@ impl EngineOptions {
             index_threshold_rows: 2_000,
             index_threads: 0,
             full_scan_threshold_kb: None,
+            rescore_reads: RescoreReads::Auto,
             max_segment_rows: 1_000_000,
             max_segments: 8,
             compact_dead_fraction: 0.2,

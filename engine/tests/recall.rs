@@ -417,3 +417,103 @@ fn hnsw_m_zero_builds_no_graph_and_searches_exactly() {
         assert_eq!(approx, exact);
     }
 }
+
+/// A warm segment's walk over codes re-scored by one batched read of the candidates' vectors
+/// (`RescoreReads::Batched`) answers exactly as the re-score through the mapping: same ids,
+/// same scores. A read that fails, or returns fewer bytes than a vector, fails the search
+/// with an error naming the file — never a wrong answer — while the mapping path, which does
+/// not read through the store, is unaffected; so is the default (`Auto`) when every vector is
+/// in the page cache.
+#[test]
+fn batched_rescore_reads_match_the_mapping_and_fail_loudly() {
+    use std::sync::Arc;
+    use storage::{Fault, FaultOp, FaultRule, Faults, FaultyStore, Storage, Trigger};
+    let (base, queries, _) = common::bigann10k();
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut opts = EngineOptions::new(dir.path());
+        opts.background = false;
+        let engine = Engine::open(opts).expect("open");
+        let c = engine
+            .create_collection(
+                DEFAULT_TENANT,
+                "warm",
+                CollectionConfig::new(128, Distance::Euclid),
+            )
+            .expect("create");
+        for (start, chunk) in base.chunks(2_500).enumerate().map(|(i, c)| (i * 2_500, c)) {
+            let points = chunk
+                .iter()
+                .enumerate()
+                .map(|(j, v)| PointInput::new(PointId::Num((start + j) as u64), v.clone(), None))
+                .collect();
+            c.upsert(points).expect("upsert");
+        }
+        assert!(c.flush().expect("flush"));
+        assert!(c.compact().expect("compact"));
+    }
+    let open = |reads: RescoreReads| {
+        let local = Storage::open_local(dir.path()).expect("storage");
+        let faults = Faults::new(7);
+        let blobs: Arc<dyn storage::BlobStore> = Arc::new(FaultyStore::new(
+            Arc::clone(&local.blobs),
+            Arc::clone(&faults),
+        ));
+        let mut opts = EngineOptions::with_storage(Storage { blobs, ..local });
+        opts.background = false;
+        opts.rescore_reads = reads;
+        let engine = Engine::open(opts).expect("open");
+        (engine, faults)
+    };
+    let answers = |engine: &Engine| -> Result<Vec<Vec<(PointId, f32)>>, Error> {
+        let c = engine
+            .collection(DEFAULT_TENANT, "warm")
+            .expect("collection");
+        let info = c.info().expect("info");
+        assert_eq!((info.segments, info.indexed_segments), (1, 1));
+        queries
+            .iter()
+            .map(|q| {
+                let mut r = SearchRequest::new(q.clone(), 10);
+                r.ef = Some(64);
+                c.search(&r)
+                    .map(|hits| hits.into_iter().map(|h| (h.id, h.score)).collect())
+            })
+            .collect()
+    };
+    // The mapping path never reads segments through the store while searching.
+    let mapped = {
+        let (engine, faults) = open(RescoreReads::Mapping);
+        faults.add(FaultRule::new(FaultOp::Read, Trigger::From(1)).on(".seg"));
+        let mapped = answers(&engine).expect("mapping");
+        assert_eq!(faults.injected(), 0);
+        mapped
+    };
+    let (engine, faults) = open(RescoreReads::Batched);
+    let batched = answers(&engine).expect("batched");
+    assert_eq!(batched, mapped, "same ids and exact scores");
+
+    // The batched path reads through the store: a failing or short read fails the search.
+    faults.add(FaultRule::new(FaultOp::Read, Trigger::From(1)).on(".seg"));
+    let err = answers(&engine).expect_err("a failed read fails the search");
+    assert!(err.to_string().contains(".seg"), "names the file: {err}");
+    assert!(faults.injected() > 0);
+    faults.clear();
+    faults.add(
+        FaultRule::new(FaultOp::Read, Trigger::From(1))
+            .on(".seg")
+            .fault(Fault::ShortRead),
+    );
+    let err = answers(&engine).expect_err("a short read fails the search");
+    assert!(err.to_string().contains(".seg"), "names the file: {err}");
+    faults.clear();
+    assert_eq!(answers(&engine).expect("recovered"), mapped);
+    drop(engine);
+
+    // The default asks the page cache first: every vector is cached here (the searches above
+    // read them all), so it answers alike without reading through the store.
+    let (engine, faults) = open(RescoreReads::Auto);
+    faults.add(FaultRule::new(FaultOp::Read, Trigger::From(1)).on(".seg"));
+    assert_eq!(answers(&engine).expect("auto"), mapped);
+    assert_eq!(faults.injected(), 0);
+}

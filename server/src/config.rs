@@ -416,7 +416,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         key: "io_mode",
         default: "auto",
-        help: "batched reads and writes of segment files (today: the checksum scan of warm segments at start-up, and a promotion's writes into its temp file): `io_uring` (up to `io_depth` reads in flight; refuses to start without it), `pread` (one at a time), or `auto` (io_uring if it works here — container seccomp profiles often refuse it — else pread, logged). Graph walks read through the mapping either way. Shown in `/readyz`, `/v1/tiers` and `strata_io_mode`",
+        help: "batched reads and writes of segment files (the checksum scan of warm segments at start-up, a promotion's writes into its temp file, and a search's re-score of candidates whose vectors are not in the page cache): `io_uring` (up to `io_depth` reads in flight; refuses to start without it), `pread` (one at a time), or `auto` (io_uring if it works here — container seccomp profiles often refuse it — else pread, logged). Graph walks, and re-scores of cached vectors, read through the mapping either way. Shown in `/readyz`, `/v1/tiers` and `strata_io_mode`",
     },
     Setting {
         key: "io_depth",

@@ -149,6 +149,60 @@ impl Blob {
         }
     }
 
+    /// Tells the kernel that `range` of a mapped blob is read at random: a page fault there
+    /// reads that page, not the pages around it (read-around would fill the cache with
+    /// neighbours nobody asked for, evicting useful pages when memory is short). A no-op on
+    /// the heap or for an empty or out-of-bounds range.
+    pub fn advise_random(&self, range: std::ops::Range<usize>) {
+        if let Inner::Mapped(m) = &self.inner
+            && range.start < range.end
+            && range.end <= m.len()
+        {
+            let _ = m.advise_range(
+                memmap2::Advice::Random,
+                range.start,
+                range.end - range.start,
+            );
+        }
+    }
+
+    /// True when every page of `range` is in RAM: always on the heap; for a mapping, the page
+    /// cache's answer (`mincore`: one system call, no page is read). Out of bounds: false.
+    pub fn is_resident(&self, range: std::ops::Range<usize>) -> bool {
+        let Inner::Mapped(m) = &self.inner else {
+            return range.end <= self.len();
+        };
+        if range.start >= range.end || range.end > m.len() {
+            return range.start == range.end && range.end <= m.len();
+        }
+        // SAFETY: sysconf reads a constant of the system.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        let page = usize::try_from(page).unwrap_or(4096).max(1);
+        let base = m.as_ptr() as usize;
+        let first = (base + range.start) / page * page;
+        let last = (base + range.end - 1) / page * page;
+        let pages = (last - first) / page + 1;
+        let mut small = [0u8; 4];
+        let mut big = Vec::new();
+        let vec: &mut [u8] = match pages <= small.len() {
+            true => &mut small[..pages],
+            false => {
+                big.resize(pages, 0);
+                &mut big
+            }
+        };
+        // SAFETY: [first, last + page) lies within the mapping's pages (the mapping starts
+        // page-aligned and covers `range`); `vec` holds one byte per page, as mincore needs.
+        let rc = unsafe {
+            libc::mincore(
+                first as *mut libc::c_void,
+                last + page - first,
+                vec.as_mut_ptr(),
+            )
+        };
+        rc == 0 && vec.iter().all(|b| b & 1 == 1)
+    }
+
     /// True when the bytes are a memory map of a file (as opposed to the heap).
     pub fn is_mapped(&self) -> bool {
         matches!(self.inner, Inner::Mapped(_))
@@ -173,6 +227,11 @@ mod tests {
         assert_eq!(m.as_bytes().as_ptr() as usize % 16, 0);
         assert_eq!(h.as_bytes().as_ptr() as usize % 16, 0);
         assert!(Blob::from_bytes(&[]).is_empty());
+        // Residency: the heap always; a mapping after its pages were read; bounds checked.
+        assert!(h.is_resident(0..1000) && !h.is_resident(0..1001));
+        let _ = m.as_bytes().iter().map(|b| u64::from(*b)).sum::<u64>();
+        assert!(m.is_resident(0..1000) && m.is_resident(999..1000));
+        assert!(!m.is_resident(0..1001) && m.is_resident(5..5));
     }
 
     #[test]

@@ -433,7 +433,33 @@ pub(crate) fn search<G: GraphView + ?Sized>(
     rescore: usize,
     allow: &mut dyn FnMut(u32) -> bool,
 ) -> Vec<Hit> {
-    let exact = |node: u32| distance::distance(metric, q, g.vector(node));
+    let exact = |hits: &mut [Hit]| -> Result<(), std::convert::Infallible> {
+        hits.iter()
+            .for_each(|h| distance::prefetch(g.vector(h.row)));
+        hits.iter_mut()
+            .for_each(|h| h.dist = distance::distance(metric, q, g.vector(h.row)));
+        Ok(())
+    };
+    match search_rescored(g, metric, q, k, ef, rescore, allow, exact) {
+        Ok(hits) => hits,
+        Err(never) => match never {},
+    }
+}
+
+/// [`search`], with the re-score of a walk over codes done by `exact` (which sets each hit's
+/// exact distance, e.g. from vectors fetched by one batched read) rather than through the
+/// graph's vectors.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn search_rescored<G: GraphView + ?Sized, E>(
+    g: &G,
+    metric: Distance,
+    q: &[f32],
+    k: usize,
+    ef: usize,
+    rescore: usize,
+    allow: &mut dyn FnMut(u32) -> bool,
+    exact: impl FnOnce(&mut [Hit]) -> Result<(), E>,
+) -> Result<Vec<Hit>, E> {
     let mut out = match g.codes() {
         Some(codes) => {
             let qc = codes.quant.prepare(metric, q);
@@ -446,9 +472,7 @@ pub(crate) fn search<G: GraphView + ?Sized>(
                 allow,
             );
             hits.truncate(rescore.max(k));
-            hits.iter()
-                .for_each(|h| distance::prefetch(g.vector(h.row)));
-            hits.iter_mut().for_each(|h| h.dist = exact(h.row));
+            exact(&mut hits)?;
             hits.sort_unstable();
             hits
         }
@@ -456,13 +480,13 @@ pub(crate) fn search<G: GraphView + ?Sized>(
             g,
             k,
             ef,
-            exact,
+            |node| distance::distance(metric, q, g.vector(node)),
             |node| distance::prefetch(g.vector(node)),
             allow,
         ),
     };
     out.truncate(k);
-    out
+    Ok(out)
 }
 
 /// The HNSW walk: the (up to) `ef.max(k)` nearest nodes by `dist` for which `allow` holds,

@@ -600,16 +600,82 @@ impl Segment {
         }
         Ok(match (use_graph, prepared.rows()) {
             // `use_graph` implies the space has a graph, so its arrays are there.
-            (true, _) => body
-                .graph_arrays(space)
-                .map_or_else(Vec::new, |mut arrays| {
+            (true, _) => match body.graph_arrays(space) {
+                None => Vec::new(),
+                Some(mut arrays) => {
                     if q.codes {
                         arrays.codes = body.codes(space);
                     }
-                    graph::search(
-                        &arrays, q.metric, q.vector, q.k, q.ef, q.rescore, &mut allow,
-                    )
-                }),
+                    match q.rescore_reads {
+                        // A warm segment's vectors are read for the re-score in one batch
+                        // (io_uring where it works), not faulted in one by one.
+                        Some((store, only_missing))
+                            if arrays.codes.is_some()
+                                && body.vector_file_range(space, 0).is_some() =>
+                        {
+                            let name = strata_tiering::layout::segment(self.id());
+                            let exact = |all: &mut [Hit]| -> crate::error::Result<()> {
+                                // Vectors in the page cache: through the mapping.
+                                let mut hits: Vec<&mut Hit> = Vec::with_capacity(all.len());
+                                for h in all.iter_mut() {
+                                    match only_missing && body.vector_resident(space, h.row) {
+                                        true => {
+                                            h.dist = crate::distance::distance(
+                                                q.metric,
+                                                q.vector,
+                                                body.vector(space, h.row),
+                                            )
+                                        }
+                                        false => hits.push(h),
+                                    }
+                                }
+                                if hits.is_empty() {
+                                    return Ok(());
+                                }
+                                let ranges: Vec<std::ops::Range<u64>> = hits
+                                    .iter()
+                                    .filter_map(|h| body.vector_file_range(space, h.row))
+                                    .collect();
+                                if ranges.len() != hits.len() {
+                                    return Err(crate::error::Error::corruption(format!(
+                                        "segment {}: a graph node outside its vectors",
+                                        self.id()
+                                    )));
+                                }
+                                let got = store.read_ranges(&name, &ranges).map_err(|e| {
+                                    crate::error::Error::store("re-scoring from", e)
+                                })?;
+                                if got.len() != hits.len() || got.iter().any(|b| b.len() != dim * 4)
+                                {
+                                    return Err(crate::error::Error::new(
+                                        crate::error::ErrorKind::Internal,
+                                        format!(
+                                            "re-scoring from {name}: a read returned other than \
+                                             the {} bytes of a vector",
+                                            dim * 4
+                                        ),
+                                    ));
+                                }
+                                let mut v = vec![0f32; dim];
+                                for (h, bytes) in hits.iter_mut().zip(&got) {
+                                    for (x, b) in v.iter_mut().zip(bytes.chunks_exact(4)) {
+                                        *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                                    }
+                                    h.dist = crate::distance::distance(q.metric, q.vector, &v);
+                                }
+                                Ok(())
+                            };
+                            graph::search_rescored(
+                                &arrays, q.metric, q.vector, q.k, q.ef, q.rescore, &mut allow,
+                                exact,
+                            )?
+                        }
+                        _ => graph::search(
+                            &arrays, q.metric, q.vector, q.k, q.ef, q.rescore, &mut allow,
+                        ),
+                    }
+                }
+            },
             (false, Some(rows)) => scan::top_k_rows(
                 q.metric,
                 q.vector,
@@ -662,6 +728,10 @@ pub(crate) struct SearchQuery<'a> {
     pub(crate) rescore: usize,
     /// Where to count the path each segment search takes (none in unit tests).
     pub(crate) paths: Option<&'a SearchPaths>,
+    /// Re-score a walk over codes in a warm (mapped) segment from vectors read through this
+    /// store's batched reads, not through the mapping: all of them, or (`true`) only those
+    /// not in the page cache ([`crate::RescoreReads`]).
+    pub(crate) rescore_reads: Option<(&'a dyn strata_tiering::BlobStore, bool)>,
     /// A filtered search allowing fewer vector bytes than this scans them exactly; `None`:
     /// the cost model ([`cost::FilteredSearch`]) decides.
     pub(crate) full_scan_bytes: Option<usize>,

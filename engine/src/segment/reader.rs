@@ -417,6 +417,40 @@ impl SegmentData {
         cast_slice(self.bytes(space_sec(space, SpaceSec::Vectors)))
             .expect("section aligned and sized at open")
     }
+    /// Marks the vectors of each indexed space — read at random by a walk's re-score — as such
+    /// in a mapped body: a page fault there reads one page, without the kernel's read-around
+    /// (see [`Blob::advise_random`]).
+    pub(crate) fn advise_random_access(&self) {
+        for space in 0..self.space_count() {
+            if !self.has_graph(space) {
+                continue;
+            }
+            let i = space_sec(space, SpaceSec::Vectors);
+            if self.present.has(i) {
+                self.blob.advise_random(self.sec[i].clone());
+            }
+        }
+    }
+    /// Where row `row`'s vector in `space` lies in the segment's file, when the body is a
+    /// mapping of that file (a warm segment): a batched read can fetch it instead of a fault
+    /// through the mapping.
+    pub(crate) fn vector_file_range(&self, space: usize, row: u32) -> Option<Range<u64>> {
+        let i = space_sec(space, SpaceSec::Vectors);
+        if !self.blob.is_mapped() || space >= self.space_count() || !self.present.has(i) {
+            return None;
+        }
+        let len = (self.dim(space) * 4) as u64;
+        let start = self.sec[i].start as u64 + u64::from(row) * len;
+        (start + len <= self.sec[i].end as u64).then_some(start..start + len)
+    }
+    /// True when row `row`'s vector in `space` is in RAM (heap body, or its pages in the page
+    /// cache: see [`Blob::is_resident`]).
+    pub(crate) fn vector_resident(&self, space: usize, row: u32) -> bool {
+        let i = space_sec(space, SpaceSec::Vectors);
+        let d = self.dim(space) * 4;
+        let start = self.sec[i].start + row as usize * d;
+        start + d <= self.sec[i].end && self.blob.is_resident(start..start + d)
+    }
     /// Row `row`'s vector in `space`; empty when the vectors are not present (see
     /// [`Self::has`]). Zeros when the row has none there (see [`Self::has_vector`]).
     pub(crate) fn vector(&self, space: usize, row: u32) -> &[f32] {

@@ -297,6 +297,7 @@ fn graph_round_trip_and_search_finds_neighbours() {
             codes: true,
             rescore: 20,
             full_scan_bytes: Some(0),
+            rescore_reads: None,
         };
         seg.search(&body, &sq, None, &cache, None).expect("search")
     };
@@ -390,6 +391,7 @@ fn a_cold_segment_answers_from_its_meta_and_refuses_body_reads() {
         codes: true,
         rescore: 20,
         full_scan_bytes: Some(0),
+        rescore_reads: None,
     };
     let e = view.top_k(&sq, None, &cache).expect_err("no body");
     assert!(e.to_string().contains("cold"), "{e}");
@@ -586,6 +588,7 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
             codes: true,
             rescore: 20,
             full_scan_bytes: Some(0),
+            rescore_reads: None,
         };
         let a = seg.search(&whole, &sq, None, &cache, None).expect("whole");
         let b = seg.search(&part, &sq, None, &cache, None).expect("partial");
@@ -609,6 +612,7 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
         codes: true,
         rescore: 20,
         full_scan_bytes: Some(0),
+        rescore_reads: None,
     };
     let e = seg
         .search(&part, &sq, Some(&f), &cache, None)
