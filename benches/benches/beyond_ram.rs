@@ -303,7 +303,8 @@ fn child(mode: &str, dir: &Path) {
         let before = g.read("memory.usage_in_bytes");
         let (_, file, _) = resident(dir);
         let tenth = vector_bytes / 10;
-        limit = g.stat("rss") + (file - vector_bytes) + tenth + (4 << 20);
+        let floor = g.stat("rss") + (file - vector_bytes);
+        limit = floor + tenth + (4 << 20);
         // A limit calibrated by an earlier mode: every limited mode gets the same RAM.
         let given: Option<u64> = std::env::var(LIMIT).ok().and_then(|v| v.parse().ok());
         if let Some(l) = given {
@@ -323,10 +324,12 @@ fn child(mode: &str, dir: &Path) {
                 search(&other(round * 300 + i), efs[efs.len() - 1]);
             }
             cached = resident(dir).2;
-            if given.is_some() || cached.abs_diff(tenth) <= vector_bytes / 50 {
+            if given.is_some() || cached.abs_diff(tenth) <= vector_bytes / 50 || round == 7 {
                 break;
             }
-            limit = (limit + tenth).saturating_sub(cached).max(limit / 2);
+            // Never below the process's anonymous memory and the segment's other sections:
+            // the vectors are what the limit squeezes.
+            limit = (limit + tenth).saturating_sub(cached).max(floor);
         }
         usage = g.read("memory.usage_in_bytes");
         if given.is_none() {
@@ -452,10 +455,15 @@ fn main() {
         if let Some(l) = &limit {
             cmd.env(LIMIT, l);
         }
-        let out = cmd
+        let child = cmd
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
-            .output()
+            .spawn()
             .expect("child");
+        let cgroup = PathBuf::from(CGROUP_ROOT).join(format!("strata-bench-{}", child.id()));
+        let out = child.wait_with_output().expect("child");
+        // The child leaves its cgroup on exit; if it could not (killed), remove it here.
+        let _ = std::fs::remove_dir(&cgroup);
         assert!(out.status.success(), "{mode}: {}", out.status);
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             match line.strip_prefix("#limit,") {

@@ -319,7 +319,8 @@ fn main() {
                     }
                 });
                 let (p1, c1) = cpu();
-                let server_cpu = us((p1 - p0).saturating_sub(c1 - c0), s.count);
+                // A client thread that exited mid-cell would make c1 < c0: never negative.
+                let server_cpu = us((p1 - p0).saturating_sub(c1.saturating_sub(c0)), s.count);
                 println!(
                     "| {proto} | {} | {clients} | {:.0} | {:.2} ms | {:.2} ms | {:.0} | {:.2} | {server_cpu:.0} µs | {local_cpu:.0} µs | {:.0} µs |",
                     mix.name(),

@@ -1425,10 +1425,6 @@ fn open_body(
     }
     // Even reading the header maps a whole large folio of the page cache (2 MiB here).
     data.release_pages();
-    // A walk's re-score reads vectors at random: without read-around, a miss reads its page
-    // only (under memory pressure read-around made a re-score through the mapping 20-35x
-    // slower: docs/benchmarks.md, "Beyond RAM").
-    data.advise_random_access();
     if data.layout.header.collection_id != c.id
         || data.segment_id() != s.id
         || !spaces_match(&data.layout, &c.config)

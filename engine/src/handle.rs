@@ -641,10 +641,19 @@ impl CollectionHandle {
                     (o * window as f64).ceil() as usize
                 }),
             paths: Some(&self.inner.search_paths),
-            rescore_reads: match self.inner.opts().rescore_reads {
-                crate::RescoreReads::Mapping => None,
-                crate::RescoreReads::Batched => Some((self.inner.blobs(), false)),
-                crate::RescoreReads::Auto => Some((self.inner.blobs(), true)),
+            // Warm segments are local files: read them from the local store (with a cold tier,
+            // an evicted name then answers NotFound and the re-score uses the mapping, rather
+            // than ranged GETs from the object store).
+            rescore_reads: {
+                let local: &dyn strata_tiering::BlobStore = match self.inner.tiered() {
+                    Some(t) => t.local().as_ref(),
+                    None => self.inner.blobs(),
+                };
+                match self.inner.opts().rescore_reads {
+                    crate::RescoreReads::Mapping => None,
+                    crate::RescoreReads::Batched => Some((local, false)),
+                    crate::RescoreReads::Auto => Some((local, true)),
+                }
             },
             full_scan_bytes: self
                 .inner

@@ -104,13 +104,11 @@ pub struct EngineOptions {
     pub clock: Arc<dyn Clock>,
 }
 
-/// Where segment bodies live: budgets of the hot and warm tiers, the policy's tuning and the
-/// mover that applies its plans (`strata_tiering::policy`).
 /// Where the exact re-score of a walk over codes reads a warm segment's vectors from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RescoreReads {
     /// Through the segment's mapping: no system call when the pages are cached; a page fault
-    /// each (with the kernel's readahead) when they are not.
+    /// each, one after the other, when they are not.
     Mapping,
     /// One batched read per segment search of just the candidates' vectors (io_uring at the
     /// engine's depth, or `pread`): a system call even when cached, but the reads that miss
@@ -121,6 +119,8 @@ pub enum RescoreReads {
     Auto,
 }
 
+/// Where segment bodies live: budgets of the hot and warm tiers, the policy's tuning and the
+/// mover that applies its plans (`strata_tiering::policy`).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct TierOptions {

@@ -741,7 +741,12 @@ impl Inner {
     /// graph).
     pub(crate) fn body_for_compaction(&self, seg: &Segment) -> Result<Arc<SegmentData>> {
         match seg.body() {
-            Some(d) => Ok(d),
+            Some(d) => {
+                // Compaction reads every vector in order: ask for them all at once (the
+                // sections are advised random access for searches).
+                (0..d.space_count()).for_each(|s| d.prefetch_vectors(s));
+                Ok(d)
+            }
             None => self.stream_sections(seg, compaction_sections(&seg.meta.layout)),
         }
     }
@@ -894,6 +899,8 @@ impl Inner {
                         None => return Ok(()),
                     },
                 };
+                // One pass over the whole file: ask for all of it at once.
+                (0..warm.space_count()).for_each(|s| warm.prefetch_vectors(s));
                 let hot =
                     Self::check_body(seg, Blob::from_bytes(warm.bytes_all()), Verify::HeaderOnly)
                         .map_err(|why| Error::corruption(format!("segment {name}: {why}")))?;

@@ -423,7 +423,8 @@ fn hnsw_m_zero_builds_no_graph_and_searches_exactly() {
 /// same scores. A read that fails, or returns fewer bytes than a vector, fails the search
 /// with an error naming the file — never a wrong answer — while the mapping path, which does
 /// not read through the store, is unaffected; so is the default (`Auto`) when every vector is
-/// in the page cache.
+/// in the page cache. A file removed while mapped (a retired segment) is re-scored through the
+/// mapping.
 #[test]
 fn batched_rescore_reads_match_the_mapping_and_fail_loudly() {
     use std::sync::Arc;
@@ -516,4 +517,18 @@ fn batched_rescore_reads_match_the_mapping_and_fail_loudly() {
     faults.add(FaultRule::new(FaultOp::Read, Trigger::From(1)).on(".seg"));
     assert_eq!(answers(&engine).expect("auto"), mapped);
     assert_eq!(faults.injected(), 0);
+    drop(engine);
+
+    // A segment file removed while the engine maps it (compaction retires files searches may
+    // still hold): the batched read finds no file and the re-score reads the mapping.
+    let (engine, _faults) = open(RescoreReads::Batched);
+    assert_eq!(answers(&engine).expect("batched"), mapped);
+    let seg = std::fs::read_dir(dir.path().join("segments"))
+        .expect("segments dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .expect("a segment file");
+    std::fs::remove_file(&seg).expect("remove");
+    assert_eq!(answers(&engine).expect("removed file"), mapped);
 }

@@ -166,8 +166,27 @@ impl Blob {
         }
     }
 
+    /// Asks the kernel to start reading `range` of a mapped blob into the page cache now, all
+    /// of it (for a pass over a range advised random access). A no-op on the heap or for an
+    /// empty or out-of-bounds range.
+    pub fn advise_willneed(&self, range: std::ops::Range<usize>) {
+        if let Inner::Mapped(m) = &self.inner
+            && range.start < range.end
+            && range.end <= m.len()
+        {
+            let _ = m.advise_range(
+                memmap2::Advice::WillNeed,
+                range.start,
+                range.end - range.start,
+            );
+        }
+    }
+
     /// True when every page of `range` is in RAM: always on the heap; for a mapping, the page
     /// cache's answer (`mincore`: one system call, no page is read). Out of bounds: false.
+    /// Linux answers from the page cache only for files the process owns or may write (a data
+    /// directory it writes); for others, whether the pages are mapped in this process — a
+    /// miss then only costs a read that was not needed.
     pub fn is_resident(&self, range: std::ops::Range<usize>) -> bool {
         let Inner::Mapped(m) = &self.inner else {
             return range.end <= self.len();

@@ -342,10 +342,11 @@ impl BlobStore for LocalDir {
     fn read_ranges(&self, name: &str, ranges: &[Range<u64>]) -> StoreResult<Vec<Vec<u8>>> {
         let path = self.path(name)?;
         let file = File::open(&path).map_err(|e| StoreError::io("opening", show(&path), e))?;
-        // Exactly the ranges asked for: a fresh descriptor's first read would otherwise start
-        // the kernel's readahead (tens of KiB beyond a 200-byte vector, evicting useful pages
-        // when memory is short).
-        {
+        // Small scattered reads (a re-score's vectors) get exactly the ranges asked for: a
+        // fresh descriptor's first read would otherwise start the kernel's readahead (tens of
+        // KiB beyond a 200-byte vector, evicting useful pages when memory is short). Large
+        // reads (a checksum scan's chunks) keep readahead.
+        if ranges.iter().all(|r| r.end - r.start <= 64 << 10) {
             use std::os::fd::AsRawFd;
             // SAFETY: a valid descriptor; the advice has no memory-safety effect.
             unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };

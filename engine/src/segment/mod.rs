@@ -642,9 +642,32 @@ impl Segment {
                                         self.id()
                                     )));
                                 }
-                                let got = store.read_ranges(&name, &ranges).map_err(|e| {
-                                    crate::error::Error::store("re-scoring from", e)
-                                })?;
+                                let got = match store.read_ranges(&name, &ranges) {
+                                    Ok(got) => got,
+                                    // Compaction retired the file (or the tier mover evicted
+                                    // it) since this search took the body: the mapping, which
+                                    // this search holds, still reads it.
+                                    Err(e)
+                                        if e.is_not_found()
+                                            || e.io_kind()
+                                                == Some(std::io::ErrorKind::NotFound) =>
+                                    {
+                                        for h in hits {
+                                            h.dist = crate::distance::distance(
+                                                q.metric,
+                                                q.vector,
+                                                body.vector(space, h.row),
+                                            );
+                                        }
+                                        return Ok(());
+                                    }
+                                    Err(e) => {
+                                        return Err(crate::error::Error::store(
+                                            "re-scoring from",
+                                            e,
+                                        ));
+                                    }
+                                };
                                 if got.len() != hits.len() || got.iter().any(|b| b.len() != dim * 4)
                                 {
                                     return Err(crate::error::Error::new(
@@ -685,7 +708,11 @@ impl Segment {
                 rows.iter()
                     .filter(|r| all_have || body.has_vector(space, *r)),
             ),
-            (false, None) => scan::top_k(q.metric, q.vector, vectors, dim, q.k, allow),
+            (false, None) => {
+                // Every row in order (no-op unless mapped and not cached).
+                body.prefetch_vectors(space);
+                scan::top_k(q.metric, q.vector, vectors, dim, q.k, allow)
+            }
         })
     }
 }

@@ -190,6 +190,9 @@ impl SegmentData {
             Check::Structure => seg.verify_structure()?,
             Check::HeaderOnly => {}
         }
+        // Every mapped body, whoever opens it (start-up, flush, compaction, promotion, a move
+        // from hot to warm), after the checks above read it in order.
+        seg.advise_random_access();
         Ok(seg)
     }
 
@@ -417,6 +420,14 @@ impl SegmentData {
         cast_slice(self.bytes(space_sec(space, SpaceSec::Vectors)))
             .expect("section aligned and sized at open")
     }
+    /// Starts reading `space`'s whole vectors section into the page cache, for a pass over all
+    /// of it (making codes, an exact scan, a compaction): no effect when cached or on the heap.
+    pub(crate) fn prefetch_vectors(&self, space: usize) {
+        let i = space_sec(space, SpaceSec::Vectors);
+        if space < self.space_count() && self.present.has(i) {
+            self.blob.advise_willneed(self.sec[i].clone());
+        }
+    }
     /// Marks the vectors of each indexed space — read at random by a walk's re-score — as such
     /// in a mapped body: a page fault there reads one page, without the kernel's read-around
     /// (see [`Blob::advise_random`]).
@@ -447,6 +458,9 @@ impl SegmentData {
     /// cache: see [`Blob::is_resident`]).
     pub(crate) fn vector_resident(&self, space: usize, row: u32) -> bool {
         let i = space_sec(space, SpaceSec::Vectors);
+        if space >= self.space_count() || !self.present.has(i) {
+            return false;
+        }
         let d = self.dim(space) * 4;
         let start = self.sec[i].start + row as usize * d;
         start + d <= self.sec[i].end && self.blob.is_resident(start..start + d)
@@ -650,6 +664,9 @@ impl SegmentData {
                     return None;
                 }
                 cell.get_or_init(|| {
+                    // One pass over every vector: ask for all of them at once (the section is
+                    // advised random access, which would fault it in page by page).
+                    self.prefetch_vectors(space);
                     let (dim, vectors) = (self.dim(space), self.vectors(space));
                     let all = self.all_have(space);
                     let quant =
