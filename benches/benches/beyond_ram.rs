@@ -18,6 +18,9 @@
 //!   after the other), by one batched read per search (`limited-batched`: io_uring, 4 KiB per
 //!   miss, in flight together), or as the default picks per candidate (`limited-auto`: the
 //!   cached ones through the mapping, the others by one batched read);
+//! - `limited-graphs-in-ram`: as `limited-auto`, the graph walked from a copy in process RAM
+//!   (`EngineOptions::graphs_in_ram`), under the same limit — so the vectors' share of the
+//!   page cache is what the graph copy leaves;
 //! - `limited-f32`: the same limit, the walk over the `f32` vectors themselves
 //!   (`ignore_quantization`): what a walk without codes costs when its vectors do not fit.
 //!
@@ -44,9 +47,10 @@ const DIR: &str = "BEYOND_RAM_DIR";
 /// The memory limit the first limited mode calibrated, passed to the next ones.
 const LIMIT: &str = "BEYOND_RAM_LIMIT";
 const CGROUP_ROOT: &str = "/sys/fs/cgroup/memory";
-const MODES: [&str; 5] = [
+const MODES: [&str; 6] = [
     "hot",
     "limited-auto",
+    "limited-graphs-in-ram",
     "limited-mapping",
     "limited-batched",
     "limited-f32",
@@ -267,6 +271,7 @@ fn child(mode: &str, dir: &Path) {
         "limited-mapping" | "limited-f32" => RescoreReads::Mapping,
         _ => RescoreReads::Auto,
     };
+    opts.graphs_in_ram = mode == "limited-graphs-in-ram";
     let engine = Engine::open(opts).expect("open");
     let coll = engine.collection(DEFAULT_TENANT, "b").expect("collection");
     let oversampling: Option<f64> = std::env::var("BEYOND_RAM_OVERSAMPLING")

@@ -641,6 +641,7 @@ impl CollectionHandle {
                     (o * window as f64).ceil() as usize
                 }),
             paths: Some(&self.inner.search_paths),
+            graphs_in_ram: self.inner.opts().graphs_in_ram,
             // Warm segments are local files: read them from the local store (with a cold tier,
             // an evicted name then answers NotFound and the re-score uses the mapping, rather
             // than ranged GETs from the object store).

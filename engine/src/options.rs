@@ -56,6 +56,12 @@ pub struct EngineOptions {
     /// read (io_uring where it works, else `pread`) — `Auto`, the default — or all one way.
     /// See `docs/operations.md`, "Beyond RAM".
     pub rescore_reads: RescoreReads,
+    /// Walk each warm (mapped) segment's graph from a copy in process RAM, made on its first
+    /// search (Qdrant's `hnsw_config.on_disk = false`), instead of through the mapping: the
+    /// page cache can then evict only vectors, at the cost of the graph's bytes in anonymous
+    /// memory (about `rows × (1 + 2m) × 4`: 132 bytes a row at m = 16), outside `hot_bytes`.
+    /// Default false.
+    pub graphs_in_ram: bool,
     /// How a filtered search of an indexed segment chooses between an exact scan of the rows
     /// the filter allows and a graph walk. `None` (default): by estimated cost (rows allowed,
     /// selectivity, dimension, `ef`; see `docs/operations.md`). `Some(kb)`: Qdrant's rule —
@@ -198,6 +204,7 @@ impl EngineOptions {
             index_threads: 0,
             full_scan_threshold_kb: None,
             rescore_reads: RescoreReads::Auto,
+            graphs_in_ram: false,
             max_segment_rows: 1_000_000,
             max_segments: 8,
             compact_dead_fraction: 0.2,

@@ -453,7 +453,7 @@ fn batched_rescore_reads_match_the_mapping_and_fail_loudly() {
         assert!(c.flush().expect("flush"));
         assert!(c.compact().expect("compact"));
     }
-    let open = |reads: RescoreReads| {
+    let open_with = |reads: RescoreReads, graphs_in_ram: bool| {
         let local = Storage::open_local(dir.path()).expect("storage");
         let faults = Faults::new(7);
         let blobs: Arc<dyn storage::BlobStore> = Arc::new(FaultyStore::new(
@@ -463,9 +463,11 @@ fn batched_rescore_reads_match_the_mapping_and_fail_loudly() {
         let mut opts = EngineOptions::with_storage(Storage { blobs, ..local });
         opts.background = false;
         opts.rescore_reads = reads;
+        opts.graphs_in_ram = graphs_in_ram;
         let engine = Engine::open(opts).expect("open");
         (engine, faults)
     };
+    let open = |reads: RescoreReads| open_with(reads, false);
     let answers = |engine: &Engine| -> Result<Vec<Vec<(PointId, f32)>>, Error> {
         let c = engine
             .collection(DEFAULT_TENANT, "warm")
@@ -517,6 +519,11 @@ fn batched_rescore_reads_match_the_mapping_and_fail_loudly() {
     faults.add(FaultRule::new(FaultOp::Read, Trigger::From(1)).on(".seg"));
     assert_eq!(answers(&engine).expect("auto"), mapped);
     assert_eq!(faults.injected(), 0);
+    drop(engine);
+
+    // The graph walked from a copy in RAM answers alike.
+    let (engine, _faults) = open_with(RescoreReads::Auto, true);
+    assert_eq!(answers(&engine).expect("graphs in RAM"), mapped);
     drop(engine);
 
     // A segment file removed while the engine maps it (compaction retires files searches may

@@ -600,7 +600,10 @@ impl Segment {
         }
         Ok(match (use_graph, prepared.rows()) {
             // `use_graph` implies the space has a graph, so its arrays are there.
-            (true, _) => match body.graph_arrays(space) {
+            (true, _) => match match q.graphs_in_ram {
+                true => body.graph_arrays_in_ram(space),
+                false => body.graph_arrays(space),
+            } {
                 None => Vec::new(),
                 Some(mut arrays) => {
                     if q.codes {
@@ -759,6 +762,9 @@ pub(crate) struct SearchQuery<'a> {
     /// store's batched reads, not through the mapping: all of them, or (`true`) only those
     /// not in the page cache ([`crate::RescoreReads`]).
     pub(crate) rescore_reads: Option<(&'a dyn strata_tiering::BlobStore, bool)>,
+    /// Walk a mapped segment's graph from a copy in process RAM
+    /// ([`crate::EngineOptions::graphs_in_ram`]).
+    pub(crate) graphs_in_ram: bool,
     /// A filtered search allowing fewer vector bytes than this scans them exactly; `None`:
     /// the cost model ([`cost::FilteredSearch`]) decides.
     pub(crate) full_scan_bytes: Option<usize>,

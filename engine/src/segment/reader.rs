@@ -61,6 +61,18 @@ pub(crate) struct SegmentData {
     /// Per space: one-byte codes of its vectors for the graph walk, made on first use
     /// ([`SegmentData::codes`]).
     codes: Box<[OnceLock<(Quantizer, CodeBuf)>]>,
+    /// Per space: a copy of a mapped body's graph in process RAM, made on first use
+    /// ([`SegmentData::graph_arrays_in_ram`]).
+    graphs: Box<[OnceLock<GraphCopy>]>,
+}
+
+/// A graph's sections copied out of a mapping.
+#[derive(Debug)]
+struct GraphCopy {
+    l0: Vec<u32>,
+    levels: Vec<u8>,
+    upper_offsets: Vec<u32>,
+    upper: Vec<u32>,
 }
 
 impl std::fmt::Debug for SegmentData {
@@ -165,6 +177,7 @@ impl SegmentData {
         }
         let seg = SegmentData {
             codes: layout.spaces.iter().map(|_| OnceLock::new()).collect(),
+            graphs: layout.spaces.iter().map(|_| OnceLock::new()).collect(),
             blob,
             layout,
             sec,
@@ -645,6 +658,38 @@ impl SegmentData {
             dim: self.dim(space),
             codes: None,
         })
+    }
+
+    /// [`Self::graph_arrays`], with the lists read from a copy in process RAM when the body is
+    /// a mapping (made on first use): the page cache can then evict the vectors but never the
+    /// graph a walk needs (`EngineOptions::graphs_in_ram`).
+    pub(crate) fn graph_arrays_in_ram(&self, space: usize) -> Option<super::graph::Arrays<'_>> {
+        let mut a = self.graph_arrays(space)?;
+        if !self.blob.is_mapped() {
+            return Some(a);
+        }
+        let copy = self.graphs.get(space)?.get_or_init(|| {
+            for k in [
+                SpaceSec::GraphLevels,
+                SpaceSec::GraphL0,
+                SpaceSec::GraphUpperOffsets,
+                SpaceSec::GraphUpper,
+            ] {
+                self.blob
+                    .advise_willneed(self.sec[space_sec(space, k)].clone());
+            }
+            GraphCopy {
+                l0: a.l0.to_vec(),
+                levels: a.levels.to_vec(),
+                upper_offsets: a.upper_offsets.to_vec(),
+                upper: a.upper.to_vec(),
+            }
+        });
+        a.l0 = &copy.l0;
+        a.levels = &copy.levels;
+        a.upper_offsets = &copy.upper_offsets;
+        a.upper = &copy.upper;
+        Some(a)
     }
 
     /// One-byte codes of `space`'s vectors (see [`crate::quant`]) for its graph walk: made

@@ -298,6 +298,7 @@ fn graph_round_trip_and_search_finds_neighbours() {
             rescore: 20,
             full_scan_bytes: Some(0),
             rescore_reads: None,
+            graphs_in_ram: false,
         };
         seg.search(&body, &sq, None, &cache, None).expect("search")
     };
@@ -392,6 +393,7 @@ fn a_cold_segment_answers_from_its_meta_and_refuses_body_reads() {
         rescore: 20,
         full_scan_bytes: Some(0),
         rescore_reads: None,
+        graphs_in_ram: false,
     };
     let e = view.top_k(&sq, None, &cache).expect_err("no body");
     assert!(e.to_string().contains("cold"), "{e}");
@@ -589,6 +591,7 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
             rescore: 20,
             full_scan_bytes: Some(0),
             rescore_reads: None,
+            graphs_in_ram: false,
         };
         let a = seg.search(&whole, &sq, None, &cache, None).expect("whole");
         let b = seg.search(&part, &sq, None, &cache, None).expect("partial");
@@ -613,6 +616,7 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
         rescore: 20,
         full_scan_bytes: Some(0),
         rescore_reads: None,
+        graphs_in_ram: false,
     };
     let e = seg
         .search(&part, &sq, Some(&f), &cache, None)
