@@ -185,8 +185,9 @@ impl Blob {
     /// True when every page of `range` is in RAM: always on the heap; for a mapping, the page
     /// cache's answer (`mincore`: one system call, no page is read). Out of bounds: false.
     /// Linux answers from the page cache only for files the process owns or may write (a data
-    /// directory it writes); for others, whether the pages are mapped in this process — a
-    /// miss then only costs a read that was not needed.
+    /// directory it writes); for others it reports every page resident, so a caller choosing
+    /// between the mapping and a read then always takes the mapping (correct, only slower when
+    /// the pages are not cached).
     pub fn is_resident(&self, range: std::ops::Range<usize>) -> bool {
         let Inner::Mapped(m) = &self.inner else {
             return range.end <= self.len();
