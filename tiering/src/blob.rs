@@ -154,31 +154,23 @@ impl Blob {
     /// neighbours nobody asked for, evicting useful pages when memory is short). A no-op on
     /// the heap or for an empty or out-of-bounds range.
     pub fn advise_random(&self, range: std::ops::Range<usize>) {
-        if let Inner::Mapped(m) = &self.inner
-            && range.start < range.end
-            && range.end <= m.len()
-        {
-            let _ = m.advise_range(
-                memmap2::Advice::Random,
-                range.start,
-                range.end - range.start,
-            );
-        }
+        self.advise(range, memmap2::Advice::Random);
     }
 
     /// Asks the kernel to start reading `range` of a mapped blob into the page cache now, all
     /// of it (for a pass over a range advised random access). A no-op on the heap or for an
     /// empty or out-of-bounds range.
     pub fn advise_willneed(&self, range: std::ops::Range<usize>) {
+        self.advise(range, memmap2::Advice::WillNeed);
+    }
+
+    /// `advice` for `range` of a mapping (advice only: failures are ignored).
+    fn advise(&self, range: std::ops::Range<usize>, advice: memmap2::Advice) {
         if let Inner::Mapped(m) = &self.inner
             && range.start < range.end
             && range.end <= m.len()
         {
-            let _ = m.advise_range(
-                memmap2::Advice::WillNeed,
-                range.start,
-                range.end - range.start,
-            );
+            let _ = m.advise_range(advice, range.start, range.end - range.start);
         }
     }
 
