@@ -187,9 +187,12 @@ impl Blob {
         if range.start >= range.end || range.end > m.len() {
             return range.start == range.end && range.end <= m.len();
         }
-        // SAFETY: sysconf reads a constant of the system.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        let page = usize::try_from(page).unwrap_or(4096).max(1);
+        static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let page = *PAGE.get_or_init(|| {
+            // SAFETY: sysconf reads a constant of the system.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            usize::try_from(page).unwrap_or(4096).max(1)
+        });
         let base = m.as_ptr() as usize;
         let first = (base + range.start) / page * page;
         let last = (base + range.end - 1) / page * page;

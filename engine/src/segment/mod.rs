@@ -616,84 +616,15 @@ impl Segment {
                             if arrays.codes.is_some()
                                 && body.vector_file_range(space, 0).is_some() =>
                         {
-                            let name = strata_tiering::layout::segment(self.id());
-                            let exact = |all: &mut [Hit]| -> crate::error::Result<()> {
-                                // Vectors in the page cache: through the mapping.
-                                let mut hits: Vec<&mut Hit> = Vec::with_capacity(all.len());
-                                for h in all.iter_mut() {
-                                    match only_missing && body.vector_resident(space, h.row) {
-                                        true => {
-                                            h.dist = crate::distance::distance(
-                                                q.metric,
-                                                q.vector,
-                                                body.vector(space, h.row),
-                                            )
-                                        }
-                                        false => hits.push(h),
-                                    }
-                                }
-                                if hits.is_empty() {
-                                    return Ok(());
-                                }
-                                let ranges: Vec<std::ops::Range<u64>> = hits
-                                    .iter()
-                                    .filter_map(|h| body.vector_file_range(space, h.row))
-                                    .collect();
-                                if ranges.len() != hits.len() {
-                                    return Err(crate::error::Error::corruption(format!(
-                                        "segment {}: a graph node outside its vectors",
-                                        self.id()
-                                    )));
-                                }
-                                let got = match store.read_ranges(&name, &ranges) {
-                                    Ok(got) => got,
-                                    // Compaction retired the file (or the tier mover evicted
-                                    // it) since this search took the body: the mapping, which
-                                    // this search holds, still reads it.
-                                    Err(e)
-                                        if e.is_not_found()
-                                            || e.io_kind()
-                                                == Some(std::io::ErrorKind::NotFound) =>
-                                    {
-                                        for h in hits {
-                                            h.dist = crate::distance::distance(
-                                                q.metric,
-                                                q.vector,
-                                                body.vector(space, h.row),
-                                            );
-                                        }
-                                        return Ok(());
-                                    }
-                                    Err(e) => {
-                                        return Err(crate::error::Error::store(
-                                            "re-scoring from",
-                                            e,
-                                        ));
-                                    }
-                                };
-                                if got.len() != hits.len() || got.iter().any(|b| b.len() != dim * 4)
-                                {
-                                    return Err(crate::error::Error::new(
-                                        crate::error::ErrorKind::Internal,
-                                        format!(
-                                            "re-scoring from {name}: a read returned other than \
-                                             the {} bytes of a vector",
-                                            dim * 4
-                                        ),
-                                    ));
-                                }
-                                let mut v = vec![0f32; dim];
-                                for (h, bytes) in hits.iter_mut().zip(&got) {
-                                    for (x, b) in v.iter_mut().zip(bytes.chunks_exact(4)) {
-                                        *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                                    }
-                                    h.dist = crate::distance::distance(q.metric, q.vector, &v);
-                                }
-                                Ok(())
-                            };
                             graph::search_rescored(
-                                &arrays, q.metric, q.vector, q.k, q.ef, q.rescore, &mut allow,
-                                exact,
+                                &arrays,
+                                q.metric,
+                                q.vector,
+                                q.k,
+                                q.ef,
+                                q.rescore,
+                                &mut allow,
+                                |hits| self.rescore_from(store, only_missing, body, q, hits),
                             )?
                         }
                         _ => graph::search(
@@ -717,6 +648,73 @@ impl Segment {
                 scan::top_k(q.metric, q.vector, vectors, dim, q.k, allow)
             }
         })
+    }
+}
+
+impl Segment {
+    /// Sets each hit's exact distance in `q.space` from its `f32` vector: through `body`'s
+    /// mapping when it is in the page cache (every hit, unless `only_missing`, counts as
+    /// missing), the others by one batched read of this segment's file from `store`. A file
+    /// retired since `body` was taken is read through the mapping, which still holds it; any
+    /// other failed or short read is an error naming the file.
+    fn rescore_from(
+        &self,
+        store: &dyn strata_tiering::BlobStore,
+        only_missing: bool,
+        body: &SegmentData,
+        q: &SearchQuery<'_>,
+        all: &mut [Hit],
+    ) -> crate::error::Result<()> {
+        let (space, dim) = (q.space, body.dim(q.space));
+        let mapped = |h: &mut Hit| {
+            h.dist = crate::distance::distance(q.metric, q.vector, body.vector(space, h.row));
+        };
+        let mut missing: Vec<&mut Hit> = Vec::with_capacity(all.len());
+        for h in all.iter_mut() {
+            match only_missing && body.vector_resident(space, h.row) {
+                true => mapped(h),
+                false => missing.push(h),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let ranges: Vec<std::ops::Range<u64>> = missing
+            .iter()
+            .filter_map(|h| body.vector_file_range(space, h.row))
+            .collect();
+        if ranges.len() != missing.len() {
+            return Err(crate::error::Error::corruption(format!(
+                "segment {}: a graph node outside its vectors",
+                self.id()
+            )));
+        }
+        let name = strata_tiering::layout::segment(self.id());
+        let got = match store.read_ranges(&name, &ranges) {
+            Ok(got) => got,
+            Err(e) if e.is_not_found() || e.io_kind() == Some(std::io::ErrorKind::NotFound) => {
+                missing.into_iter().for_each(mapped);
+                return Ok(());
+            }
+            Err(e) => return Err(crate::error::Error::store("re-scoring from", e)),
+        };
+        if got.len() != missing.len() || got.iter().any(|b| b.len() != dim * 4) {
+            return Err(crate::error::Error::new(
+                crate::error::ErrorKind::Internal,
+                format!(
+                    "re-scoring from {name}: a read returned other than the {} bytes of a vector",
+                    dim * 4
+                ),
+            ));
+        }
+        let mut v = vec![0f32; dim];
+        for (h, bytes) in missing.into_iter().zip(&got) {
+            for (x, b) in v.iter_mut().zip(bytes.chunks_exact(4)) {
+                *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+            h.dist = crate::distance::distance(q.metric, q.vector, &v);
+        }
+        Ok(())
     }
 }
 

@@ -434,10 +434,12 @@ impl SegmentData {
             .expect("section aligned and sized at open")
     }
     /// Starts reading `space`'s whole vectors section into the page cache, for a pass over all
-    /// of it (making codes, an exact scan, a compaction): no effect when cached or on the heap.
+    /// of it (making codes, an exact scan, a compaction), when it was advised random access
+    /// (see [`Self::advise_random_access`]); nothing on the heap.
     pub(crate) fn prefetch_vectors(&self, space: usize) {
         let i = space_sec(space, SpaceSec::Vectors);
-        if space < self.space_count() && self.present.has(i) {
+        // Only sections advised random (those of a space with a graph) lost readahead.
+        if space < self.space_count() && self.has_graph(space) && self.present.has(i) {
             self.blob.advise_willneed(self.sec[i].clone());
         }
     }
