@@ -22,7 +22,16 @@
 //!   (`EngineOptions::graphs_in_ram`), under the same limit — so the vectors' share of the
 //!   page cache is what the graph copy leaves;
 //! - `limited-f32`: the same limit, the walk over the `f32` vectors themselves
-//!   (`ignore_quantization`): what a walk without codes costs when its vectors do not fit.
+//!   (`ignore_quantization`): what a walk without codes costs when its vectors do not fit;
+//! - `limited-approx`, `limited-approx-graphs-in-ram`: the same limit, no re-score (Qdrant's
+//!   `quantization.rescore: false`): the hits keep their distances over the codes, no vector
+//!   is read — its recall is the walk's over codes, so compare it at equal recall (below).
+//!
+//! After the modes, each limited mode's p50 at the recall of each hot row is printed beside the
+//! hot p50 as a ratio (the "p50 at the same recall"): a mode that re-scores gives the
+//! hot answers, so its row at the same `ef`; a mode that does not is searched at more `ef`s, on
+//! the same queries as hot, and interpolated linearly between the two whose recall brackets
+//! the hot row's. A mode that never reaches that recall says so.
 //!
 //! Knobs: `BEYOND_RAM_MODES` (a comma-separated subset of the modes), `BEYOND_RAM_OVERSAMPLING`
 //! (Qdrant's `quantization.oversampling`: candidates re-scored = k × it; default 2).
@@ -31,8 +40,9 @@
 //! and p99 latency, QPS, recall@10, device bytes read and major faults per query
 //! (`/proc/self/io`, `/proc/self/stat`), the cgroup's limit and usage, and how much of the
 //! segment file and of its vectors section is in the page cache (`mincore`). The warm-up uses other queries (coordinates
-//! reversed) and each `ef` its own slice of the queries, so no query meets pages its own
-//! earlier search brought in.
+//! reversed) and, in the modes that read vectors from disk, each `ef` its own slice of the
+//! queries, so no query meets pages its own earlier search brought in (hot and the modes
+//! reading no vector search every query at every `ef`).
 //!
 //! `cargo bench -p strata-benches --bench beyond_ram` (root, or a writable memory cgroup,
 //! is needed for the limited modes; they are reported as skipped otherwise).
@@ -47,10 +57,12 @@ const DIR: &str = "BEYOND_RAM_DIR";
 /// The memory limit the first limited mode calibrated, passed to the next ones.
 const LIMIT: &str = "BEYOND_RAM_LIMIT";
 const CGROUP_ROOT: &str = "/sys/fs/cgroup/memory";
-const MODES: [&str; 6] = [
+const MODES: [&str; 8] = [
     "hot",
     "limited-auto",
     "limited-graphs-in-ram",
+    "limited-approx",
+    "limited-approx-graphs-in-ram",
     "limited-mapping",
     "limited-batched",
     "limited-f32",
@@ -271,7 +283,7 @@ fn child(mode: &str, dir: &Path) {
         "limited-mapping" | "limited-f32" => RescoreReads::Mapping,
         _ => RescoreReads::Auto,
     };
-    opts.graphs_in_ram = mode == "limited-graphs-in-ram";
+    opts.graphs_in_ram = mode.ends_with("graphs-in-ram");
     let engine = Engine::open(opts).expect("open");
     let coll = engine.collection(DEFAULT_TENANT, "b").expect("collection");
     let oversampling: Option<f64> = std::env::var("BEYOND_RAM_OVERSAMPLING")
@@ -282,6 +294,7 @@ fn child(mode: &str, dir: &Path) {
         r.ef = Some(ef);
         r.ignore_quantization = mode == "limited-f32";
         r.oversampling = oversampling;
+        r.rescore = !mode.starts_with("limited-approx");
         coll.search(&r)
             .expect("search")
             .into_iter()
@@ -351,13 +364,29 @@ fn child(mode: &str, dir: &Path) {
             g.stat("rss") as f64 / 1e6
         );
     }
-    // Each `ef` searches its own slice of the queries: none is answered twice, so no answer
-    // is served from the pages its earlier search brought in.
+    // A mode that reads vectors from disk searches each `ef` with its own slice of the
+    // queries: none is answered twice, so no answer is served from the pages its earlier
+    // search brought in. The hot mode (all cached) and those reading no vector search every
+    // query at every `ef`: their recall curves are compared at equal recall, so they must
+    // come from the same queries (a slice's recall differs from another's by more than an
+    // `ef` step does). Those reading no vector also go to higher `ef`s, to reach the recall
+    // the re-score gives.
+    let approx = mode.starts_with("limited-approx");
+    let whole = mode == "hot" || approx;
+    let efs = match approx {
+        true => {
+            let top = efs[efs.len() - 1];
+            efs.iter().copied().chain([2 * top, 4 * top]).collect()
+        }
+        false => efs,
+    };
     let slice = match mode {
         "limited-f32" => 100,
+        _ if whole => d.queries.len(),
         _ => d.queries.len() / efs.len(),
     };
     for (i, ef) in efs.into_iter().enumerate() {
+        let i = if whole { 0 } else { i };
         let queries = &d.queries[i * slice..(i + 1) * slice];
         let truth = &d.truth[i * slice..(i + 1) * slice];
         let (bytes0, faults0) = (read_bytes(), major_faults());
@@ -449,6 +478,8 @@ fn main() {
         "mode,ef,queries,p50_us,p99_us,qps,recall,device_kb_per_query,major_faults_per_query,limit_mb,usage_mb,segment_cached_mb,segment_mb,vectors_cached_pct"
     );
     let exe = std::env::current_exe().expect("exe");
+    // (mode, ef, p50 µs, recall) of every row, for the comparison at equal recall.
+    let mut rows: Vec<(String, usize, f64, f64)> = Vec::new();
     let modes = std::env::var("BEYOND_RAM_MODES").unwrap_or_else(|_| MODES.join(","));
     let mut limit: Option<String> = None;
     for mode in MODES
@@ -473,7 +504,76 @@ fn main() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             match line.strip_prefix("#limit,") {
                 Some(l) => limit = Some(l.to_string()),
-                None => println!("{line}"),
+                None => {
+                    println!("{line}");
+                    let f: Vec<&str> = line.split(',').collect();
+                    if let (Some(ef), Some(p50), Some(recall)) = (
+                        f.get(1).and_then(|x| x.parse().ok()),
+                        f.get(3).and_then(|x| x.parse().ok()),
+                        f.get(6).and_then(|x| x.parse().ok()),
+                    ) {
+                        rows.push((mode.to_string(), ef, p50, recall));
+                    }
+                }
+            }
+        }
+    }
+    print_equal_recall(&rows);
+}
+
+/// Each limited mode's p50 at the recall of each hot row, beside the hot p50: for the modes
+/// that re-score (the same answers as hot at the same `ef`), its row at that `ef`; for those
+/// that do not (`limited-approx*`, searched on the same queries as hot), linear between its
+/// two rows whose recall brackets the hot row's.
+fn print_equal_recall(rows: &[(String, usize, f64, f64)]) {
+    let hot: Vec<_> = rows.iter().filter(|r| r.0 == "hot").collect();
+    if hot.is_empty() {
+        return;
+    }
+    println!("# p50 at the hot rows' recall");
+    println!("mode,hot_ef,recall,hot_p50_us,p50_us_at_recall,ratio");
+    let mut modes: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    modes.dedup();
+    for mode in modes.into_iter().filter(|m| *m != "hot") {
+        let mut pts: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.0 == mode)
+            .map(|r| (r.3, r.2))
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for h in &hot {
+            if !mode.starts_with("limited-approx") {
+                if let Some(r) = rows.iter().find(|r| r.0 == mode && r.1 == h.1) {
+                    println!(
+                        "{mode},{},{:.4},{:.0},{:.0},{:.2}",
+                        h.1,
+                        h.3,
+                        h.2,
+                        r.2,
+                        r.2 / h.2
+                    );
+                }
+                continue;
+            }
+            let at = pts.windows(2).find_map(|w| {
+                let ((r0, p0), (r1, p1)) = (w[0], w[1]);
+                (r0 <= h.3 && h.3 <= r1).then(|| match r1 > r0 {
+                    true => p0 + (p1 - p0) * (h.3 - r0) / (r1 - r0),
+                    false => p0.min(p1),
+                })
+            });
+            // One row at exactly that recall (no bracket of two).
+            let at = at.or_else(|| pts.iter().find(|p| p.0 == h.3).map(|p| p.1));
+            match at {
+                Some(p) => println!("{mode},{},{:.4},{:.0},{p:.0},{:.2}", h.1, h.3, h.2, p / h.2),
+                None => println!(
+                    "{mode},{},{:.4},{:.0},recall {:.4}-{:.4} does not reach it,",
+                    h.1,
+                    h.3,
+                    h.2,
+                    pts.first().map_or(0.0, |p| p.0),
+                    pts.last().map_or(0.0, |p| p.0)
+                ),
             }
         }
     }

@@ -635,11 +635,15 @@ impl CollectionHandle {
                 ),
             exact: req.exact,
             codes: !req.ignore_quantization,
-            rescore: req
-                .oversampling
-                .map_or(crate::segment::graph::RESCORE * window, |o| {
-                    (o * window as f64).ceil() as usize
-                }),
+            // 0: no re-score (the walk's code distances are the answer).
+            rescore: match req.rescore {
+                false => 0,
+                true => req
+                    .oversampling
+                    .map_or(crate::segment::graph::RESCORE * window, |o| {
+                        (o * window as f64).ceil() as usize
+                    }),
+            },
             paths: Some(&self.inner.search_paths),
             graphs_in_ram: self.inner.opts().graphs_in_ram,
             // Warm segments are local files: read them from the local store (with a cold tier,

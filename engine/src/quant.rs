@@ -15,7 +15,8 @@
 //! few hundred thousand vectors fit in a CPU's last-level cache where the `f32` vectors do not:
 //! a graph walk is bound by those reads, not by arithmetic. The walk's candidates are then
 //! re-ranked with the exact `f32` distance, so quantization only decides which candidates are
-//! seen, never the reported scores or their order.
+//! seen, never the reported scores or their order — unless the search asks for no re-score
+//! (`SearchRequest::rescore`), when the code distances are the answer.
 
 use crate::types::Distance;
 

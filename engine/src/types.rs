@@ -598,6 +598,12 @@ pub struct SearchRequest {
     /// `oversampling × (limit + offset)` of its best candidates are re-scored with the full
     /// vectors (and `ef` is at least that). Default: twice `limit + offset`.
     pub oversampling: Option<f64>,
+    /// Qdrant's `params.quantization.rescore`. Default true: a walk over codes re-ranks its
+    /// best candidates by their exact distance, reading their full vectors (from disk, for a
+    /// warm segment whose vectors are not cached). False: the hits keep their distance over
+    /// the codes — approximate scores and order among near ties, no vector reads. Segments
+    /// searched without codes (no graph, `exact`, `ignore_quantization`) score exactly either way.
+    pub rescore: bool,
     /// Time allowed for reading cold segments, counted from the start of the search: cold
     /// segments not read by then are left out and the report says so (partial answer).
     /// Default none: every needed cold segment is read.
@@ -652,6 +658,7 @@ impl SearchRequest {
             exact: false,
             ignore_quantization: false,
             oversampling: None,
+            rescore: true,
             cold_deadline: None,
             with_payload: false,
             with_vector: false,

@@ -496,6 +496,50 @@ fn batched_rescore_reads_match_the_mapping_and_fail_loudly() {
     let batched = answers(&engine).expect("batched");
     assert_eq!(batched, mapped, "same ids and exact scores");
 
+    // `rescore: false` reads no vector (every store read would fail here): the hits keep their
+    // distances over the codes — close to the exact ones, not equal to them all.
+    {
+        faults.add(FaultRule::new(FaultOp::Read, Trigger::From(1)).on(".seg"));
+        let c = engine
+            .collection(DEFAULT_TENANT, "warm")
+            .expect("collection");
+        let (mut same_ids, mut total, mut inexact) = (0, 0, 0);
+        for (q, exact) in queries.iter().zip(&mapped) {
+            let mut r = SearchRequest::new(q.clone(), 10);
+            r.ef = Some(64);
+            r.rescore = false;
+            let hits = c.search(&r).expect("no vector read");
+            assert_eq!(hits.len(), exact.len());
+            let exact_ids: std::collections::HashMap<_, _> = exact.iter().cloned().collect();
+            for h in &hits {
+                total += 1;
+                if let Some(&s) = exact_ids.get(&h.id) {
+                    same_ids += 1;
+                    // Euclid scores are distances, bigann's in the hundreds; a code is off by
+                    // at most half a step (≤ 0.5 here) per component: ≤ √128 · 0.5 ≈ 5.7.
+                    assert!((h.score - s).abs() <= 6.0 + 0.02 * s, "{} vs {s}", h.score);
+                    if h.score != s {
+                        inexact += 1;
+                    }
+                }
+            }
+            assert!(
+                hits.windows(2).all(|w| w[0].score <= w[1].score),
+                "ordered by code distance"
+            );
+        }
+        assert_eq!(faults.injected(), 0, "no store read");
+        assert!(
+            same_ids * 10 >= total * 9,
+            "{same_ids} of {total} ids as re-scored"
+        );
+        assert!(
+            inexact * 2 >= same_ids,
+            "scores over codes: {inexact} of {same_ids} inexact"
+        );
+        faults.clear();
+    }
+
     // The batched path reads through the store: a failing or short read fails the search.
     faults.add(FaultRule::new(FaultOp::Read, Trigger::From(1)).on(".seg"));
     let err = answers(&engine).expect_err("a failed read fails the search");

@@ -31,7 +31,7 @@ fn schemas() -> Value {
         "indexed_only": {"type": "boolean"},
         "quantization": {"type": "object", "additionalProperties": false, "description": "The graph walk reads one-byte codes of the vectors and re-scores its candidates with the full vectors (scores are always exact).",
             "properties": {"ignore": {"type": "boolean", "description": "Walk the full vectors instead of the codes."},
-                "rescore": {"type": "boolean", "description": "Accepted; candidates are always re-scored."},
+                "rescore": {"type": "boolean", "description": "Default true: the walk's best candidates are re-scored with the full vectors (exact scores). False: hits keep their distance over one-byte codes (approximate scores, no full vector read)."},
                 "oversampling": {"type": "number", "minimum": 1, "maximum": 1000, "description": "Re-score oversampling × (limit + offset) of the walk's candidates (default 2; hnsw_ef is raised to at least as many)."}}},
         "cold": {"type": "string", "enum": ["include", "skip"], "description": "Strata extension: `skip` leaves segments only in the cold store out (a partial answer: header `strata-partial: true`). Default `include`: cold segments are read unless their summary proves they cannot change the answer."},
         "cold_deadline_ms": {"type": "integer", "minimum": 0, "description": "Strata extension: cold segments not read within this many milliseconds of the search's start are left out (header `strata-partial: true`)."}}});

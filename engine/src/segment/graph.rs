@@ -423,7 +423,8 @@ impl Visited {
 ///
 /// With byte codes (`Arrays::codes`) the walk measures distances over the codes, and the
 /// `rescore` best of the `ef` nodes it ends with (at least `k`) are re-ranked by their exact
-/// `f32` distance: the hits' distances are always exact.
+/// `f32` distance, so the hits' distances are exact; `rescore` 0 keeps the code distances
+/// (approximate, no vector read).
 pub(crate) fn search<G: GraphView + ?Sized>(
     g: &G,
     metric: Distance,
@@ -471,9 +472,11 @@ pub(crate) fn search_rescored<G: GraphView + ?Sized, E>(
                 |node| distance::prefetch(codes.row(node)),
                 allow,
             );
-            hits.truncate(rescore.max(k));
-            exact(&mut hits)?;
-            hits.sort_unstable();
+            if rescore > 0 {
+                hits.truncate(rescore.max(k));
+                exact(&mut hits)?;
+                hits.sort_unstable();
+            }
             hits
         }
         None => walk(

@@ -752,7 +752,8 @@ pub(crate) struct SearchQuery<'a> {
     pub(crate) exact: bool,
     /// Walk over the segment's one-byte codes (then re-rank exactly) rather than its vectors.
     pub(crate) codes: bool,
-    /// After a walk over codes, how many of its best candidates are re-scored exactly.
+    /// After a walk over codes, how many of its best candidates are re-scored exactly (0:
+    /// none; the hits keep their code distances).
     pub(crate) rescore: usize,
     /// Where to count the path each segment search takes (none in unit tests).
     pub(crate) paths: Option<&'a SearchPaths>,

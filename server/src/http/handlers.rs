@@ -1012,9 +1012,7 @@ fn search_params(b: &Obj, at: &str, req: &mut SearchRequest) -> Result<(), ApiEr
             let here = format!("{here}quantization.");
             parse::check_fields(qp, &here, &["ignore", "rescore", "oversampling"], &[])?;
             req.ignore_quantization = parse::bool_field(qp, "ignore", &here)?.unwrap_or(false);
-            // Candidates are always re-scored with the full vectors; `rescore: false` would
-            // only allow approximate scores, so it is accepted and changes nothing.
-            let _ = parse::bool_field(qp, "rescore", &here)?;
+            req.rescore = parse::bool_field(qp, "rescore", &here)?.unwrap_or(true);
             req.oversampling = match parse::get(qp, "oversampling") {
                 None => None,
                 Some(v) => match v.as_f64() {

@@ -87,6 +87,16 @@ def test_everyday_scenario(server, bigann, grpc):
     full = client.query_points(name, query=queries[0].tolist(), limit=10, search_params=models.SearchParams(
         quantization=models.QuantizationSearchParams(ignore=True))).points
     assert [(p.id, round(p.score, 3)) for p in full] == [(p.id, round(p.score, 3)) for p in top]
+    # Without the re-score (indexed segments answer with distances over the codes): nearly the
+    # same neighbours, scores within the codes' error (half a step per component, ≤ √128 · 0.5).
+    approx = client.query_points(name, query=queries[0].tolist(), limit=10, search_params=models.SearchParams(
+        quantization=models.QuantizationSearchParams(rescore=False))).points
+    exact_score = {p.id: p.score for p in top}
+    assert len([p for p in approx if p.id in exact_score]) >= 8, (approx, top)
+    assert all(abs(p.score - exact_score[p.id]) <= 6 + 0.02 * exact_score[p.id] for p in approx if p.id in exact_score)
+    bad = httpx.post(f"{server.http}/collections/{name}/points/query", headers={"api-key": server.admin_token},
+                     json={"query": queries[0].tolist(), "params": {"quantization": {"rescore": "no"}}})
+    assert bad.status_code == 400 and "params.quantization.rescore" in bad.json()["status"]["error"], bad.text
     bad = httpx.post(f"{server.http}/collections/{name}/points/query", headers={"api-key": server.admin_token},
                      json={"query": queries[0].tolist(), "params": {"quantization": {"oversampling": 0.5}}})
     assert bad.status_code == 400 and "params.quantization.oversampling" in bad.json()["status"]["error"], bad.text
