@@ -654,7 +654,9 @@ impl Segment {
 impl Segment {
     /// Sets each hit's exact distance in `q.space` from its `f32` vector: through `body`'s
     /// mapping when it is in the page cache (every hit, unless `only_missing`, counts as
-    /// missing), the others by one batched read of this segment's file from `store`. A file
+    /// missing; a segment whose re-scores keep finding every vector cached is asked only now
+    /// and then, see [`reader::ResidencyProbe`]), the others by one batched read of this
+    /// segment's file from `store`. A file
     /// retired since `body` was taken is read through the mapping, which still holds it; any
     /// other failed or short read is an error naming the file.
     fn rescore_from(
@@ -669,12 +671,19 @@ impl Segment {
         let mapped = |h: &mut Hit| {
             h.dist = crate::distance::distance(q.metric, q.vector, body.vector(space, h.row));
         };
+        if only_missing && !body.residency.should_ask() {
+            all.iter_mut().for_each(mapped);
+            return Ok(());
+        }
         let mut missing: Vec<&mut Hit> = Vec::with_capacity(all.len());
         for h in all.iter_mut() {
             match only_missing && body.vector_resident(space, h.row) {
                 true => mapped(h),
                 false => missing.push(h),
             }
+        }
+        if only_missing {
+            body.residency.found(missing.is_empty());
         }
         if missing.is_empty() {
             return Ok(());

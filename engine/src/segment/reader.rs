@@ -64,6 +64,58 @@ pub(crate) struct SegmentData {
     /// Per space: a copy of a mapped body's graph in process RAM, made on first use
     /// ([`SegmentData::graph_arrays_in_ram`]).
     graphs: Box<[OnceLock<GraphCopy>]>,
+    /// When re-scores ask the page cache (`mincore`) whether their vectors are cached.
+    pub(crate) residency: ResidencyProbe,
+}
+
+/// Whether a re-score should ask the page cache (`mincore`, a system call per candidate,
+/// ~0.5–1 µs each) which of its vectors are cached, or read them all through the mapping.
+///
+/// Asking pays when some miss (they are read together, not faulted one after another) and is
+/// pure cost when all are cached — 20 system calls a search, as much as the whole walk on a
+/// small segment. So every re-score asks until [`Self::TRUST_AFTER`] in a row found every
+/// vector cached; after that only one in [`Self::SAMPLE_EVERY`] asks (the others read through
+/// the mapping), and the first that finds a miss makes every re-score ask again. A segment
+/// whose vectors leave the page cache pays the mapping's faults for at most that many searches.
+#[derive(Debug, Default)]
+pub(crate) struct ResidencyProbe {
+    /// Consecutive asked re-scores that found every vector cached (capped at `TRUST_AFTER`).
+    streak: std::sync::atomic::AtomicU32,
+    /// Re-scores since the streak was reached (picks the sampled ones).
+    since: std::sync::atomic::AtomicU32,
+}
+
+impl ResidencyProbe {
+    pub(crate) const TRUST_AFTER: u32 = 32;
+    pub(crate) const SAMPLE_EVERY: u32 = 16;
+
+    /// Whether this re-score should ask.
+    pub(crate) fn should_ask(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.streak.load(Relaxed) < Self::TRUST_AFTER
+            || self
+                .since
+                .fetch_add(1, Relaxed)
+                .is_multiple_of(Self::SAMPLE_EVERY)
+    }
+
+    /// What an asked re-score found.
+    pub(crate) fn found(&self, all_cached: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match all_cached {
+            true => {
+                let s = self.streak.load(Relaxed);
+                if s < Self::TRUST_AFTER {
+                    // Racing re-scores may count one streak twice: harmless.
+                    self.streak.store(s + 1, Relaxed);
+                    // The first re-score after the streak is reached is not sampled: it
+                    // asks again only SAMPLE_EVERY later.
+                    self.since.store(1, Relaxed);
+                }
+            }
+            false => self.streak.store(0, Relaxed),
+        }
+    }
 }
 
 /// A graph's sections copied out of a mapping.
@@ -178,6 +230,7 @@ impl SegmentData {
         let seg = SegmentData {
             codes: layout.spaces.iter().map(|_| OnceLock::new()).collect(),
             graphs: layout.spaces.iter().map(|_| OnceLock::new()).collect(),
+            residency: ResidencyProbe::default(),
             blob,
             layout,
             sec,
@@ -755,5 +808,48 @@ impl SegmentData {
             first + level as usize - 1,
             1 + g.up_width as usize,
         )
+    }
+}
+
+#[cfg(test)]
+mod residency_tests {
+    use super::ResidencyProbe;
+
+    /// Asks how many of the next `n` re-scores ask, each finding `all_cached` when it asks.
+    fn asked(p: &ResidencyProbe, n: u32, all_cached: bool) -> u32 {
+        (0..n)
+            .filter(|_| {
+                let ask = p.should_ask();
+                if ask {
+                    p.found(all_cached);
+                }
+                ask
+            })
+            .count() as u32
+    }
+
+    #[test]
+    fn asks_every_time_until_trusted_then_samples_and_a_miss_resets() {
+        let p = ResidencyProbe::default();
+        // Misses: every re-score asks, however many.
+        assert_eq!(asked(&p, 100, false), 100);
+        // Everything cached: asks TRUST_AFTER times in a row, then one in SAMPLE_EVERY.
+        assert_eq!(
+            asked(&p, ResidencyProbe::TRUST_AFTER, true),
+            ResidencyProbe::TRUST_AFTER
+        );
+        let n = 20 * ResidencyProbe::SAMPLE_EVERY;
+        assert_eq!(asked(&p, n, true), 20);
+        // A sampled re-score that finds a miss: every re-score asks again...
+        let mut skipped = 0;
+        while !p.should_ask() {
+            skipped += 1;
+        }
+        assert!(skipped < ResidencyProbe::SAMPLE_EVERY);
+        p.found(false);
+        assert_eq!(asked(&p, 50, false), 50);
+        // ...until a new streak.
+        asked(&p, ResidencyProbe::TRUST_AFTER, true);
+        assert_eq!(asked(&p, n, true), 20);
     }
 }
