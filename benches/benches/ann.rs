@@ -27,6 +27,11 @@
 //!   into one indexed segment on the last of `ANN_THREADS` (build = flush + compaction), and
 //!   sweep `CollectionHandle::search`: the path a server's search takes, mapped segment
 //!   file included (engine `strata-collection`).
+//! - `ANN_SEGMENTS=2` (with `ANN_COLLECTION=1`): the collection is loaded as two indexed
+//!   segments of half the base each (flushed and indexed one after the other, as a bulk load
+//!   cut by the memtable bound leaves it); swept as `strata-collection-2seg` (segments searched
+//!   in parallel when a core is idle, the default) and `strata-collection-2seg-seq` (one after
+//!   the other: `parallel_search_min_rows = usize::MAX`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -233,7 +238,14 @@ fn collection(d: &Data, cfg: HnswConfig, threads: usize, efs: &[usize]) {
         coll.create_payload_index("permille", strata_engine::FieldType::Integer)
             .expect("index");
     }
+    let two = std::env::var("ANN_SEGMENTS").is_ok_and(|v| v == "2");
+    let t = Instant::now();
     for (n, chunk) in d.base.chunks(1000).enumerate() {
+        if two && n == d.base.len().div_ceil(2000) {
+            // The first half as its own indexed segment.
+            coll.flush().expect("flush");
+            coll.maintain().expect("index");
+        }
         let points = chunk
             .iter()
             .enumerate()
@@ -250,10 +262,24 @@ fn collection(d: &Data, cfg: HnswConfig, threads: usize, efs: &[usize]) {
             .collect();
         coll.upsert(points).expect("upsert");
     }
-    let t = Instant::now();
+    let t = match two {
+        true => t,
+        false => Instant::now(),
+    };
     coll.flush().expect("flush");
-    coll.compact().expect("compact");
+    match two {
+        true => coll.maintain().expect("index"),
+        false => coll.compact().expect("compact"),
+    };
     let build = t.elapsed().as_secs_f64();
+    let name = match two {
+        true => {
+            let info = coll.info().expect("info");
+            assert_eq!((info.segments, info.indexed_segments), (2, 2));
+            "strata-collection-2seg"
+        }
+        false => "strata-collection",
+    };
     eprintln!("strata-collection, {threads} thread(s): flush + compaction in {build:.1} s");
     let ids = |hits: Vec<strata_engine::ScoredPoint>| -> Vec<u32> {
         hits.iter()
@@ -270,16 +296,38 @@ fn collection(d: &Data, cfg: HnswConfig, threads: usize, efs: &[usize]) {
             ids(coll.search(&r).expect("search"))
         });
         println!(
-            "strata-collection,{},{threads},{build:.2},,{ef},{qps:.0},{:.4}",
+            "{name},{},{threads},{build:.2},,{ef},{qps:.0},{:.4}",
             d.name,
             recall(&found, &d.truth)
         );
     }
+    drop(coll);
+    drop(engine);
+    if two {
+        // The same two segments searched one after the other.
+        let mut opts = EngineOptions::new(dir.path());
+        opts.background = false;
+        opts.parallel_search_min_rows = usize::MAX;
+        let engine = Engine::open(opts).expect("reopen");
+        let coll = engine
+            .collection(DEFAULT_TENANT, "ann")
+            .expect("collection");
+        for &ef in efs {
+            let (qps, found) = sweep(&d.queries, |q| {
+                let mut r = SearchRequest::new(q.to_vec(), 10);
+                r.ef = Some(ef);
+                ids(coll.search(&r).expect("search"))
+            });
+            println!(
+                "{name}-seq,{},{threads},{build:.2},,{ef},{qps:.0},{:.4}",
+                d.name,
+                recall(&found, &d.truth)
+            );
+        }
+    }
     if !filtered {
         return;
     }
-    drop(coll);
-    drop(engine);
     // One filtered sweep: `filter` on a reopened engine with `threshold_kb` (None: the cost
     // model), recall against the exact filtered search, over the first `nq` queries.
     let filtered_sweep =

@@ -117,6 +117,9 @@ pub struct EngineStats {
     /// payload indexes (and ids) answered, another exact scan (the filter evaluated per row,
     /// no graph, or `exact`).
     pub segment_search_paths: [u64; 3],
+    /// Searches since open whose indexed segments were searched on more than one thread
+    /// (`EngineOptions::parallel_search_min_rows`).
+    pub parallel_searches: u64,
     /// Actor stores (one per tenant and actor type).
     pub actor_stores: u64,
     /// Actor states per tier: hot, warm, cold — live states in RAM tables are hot; a segment
@@ -538,6 +541,7 @@ impl Engine {
             p.index_rows.load(Ordering::Relaxed),
             p.scan.load(Ordering::Relaxed),
         ];
+        st.parallel_searches = p.parallel.load(Ordering::Relaxed);
         let usage = self.inner.tier_usage();
         st.tier_segments = usage.segments;
         st.tier_bytes = usage.bytes;

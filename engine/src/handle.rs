@@ -13,6 +13,7 @@ mod sparse_search;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::collection::Collection;
 use crate::deadline::Deadline;
@@ -700,10 +701,64 @@ impl CollectionHandle {
                 false => s,
             }
         };
-        for mut v in resident {
+        let mut resident = resident;
+        for v in resident.iter_mut() {
             self.deadline.check("search")?;
-            v.body = Some(self.inner.body_for(&v.seg, hint, need(&v))?);
-            each(&v, &mut found)?;
+            v.body = Some(self.inner.body_for(&v.seg, hint, need(v))?);
+        }
+        // Two or more large indexed segments, and cores idle: search them on several threads
+        // (one search's latency; with every core busy, one thread does more searches a second).
+        let min_rows = self.inner.opts().parallel_search_min_rows;
+        let large = |v: &SegmentView| {
+            !req.exact && v.seg.meta.has_graph(space) && v.seg.meta.rows() as usize >= min_rows
+        };
+        let _running = Running::start();
+        let threads = match resident.iter().filter(|v| large(v)).count() {
+            0 | 1 => 1,
+            n => n.min(Running::idle_cores() + 1),
+        };
+        if threads > 1 {
+            self.inner
+                .search_paths
+                .parallel
+                .fetch_add(1, Ordering::Relaxed);
+            // Large segments dealt round-robin to `threads` groups; the small ones go with the
+            // first group (this thread's).
+            let mut groups: Vec<Vec<&SegmentView>> = vec![Vec::new(); threads];
+            let mut next = 0;
+            for v in &resident {
+                match large(v) {
+                    true => {
+                        groups[next % threads].push(v);
+                        next += 1;
+                    }
+                    false => groups[0].push(v),
+                }
+            }
+            let run = |g: &[&SegmentView]| -> Result<Vec<Found>> {
+                let mut part = Vec::new();
+                for v in g {
+                    each(*v, &mut part)?;
+                }
+                Ok(part)
+            };
+            // This thread walks the first group; rayon's pool (threads kept, not spawned per
+            // search: a spawn cost more than a 100 µs walk) takes the others.
+            let mut parts: Vec<Option<Result<Vec<Found>>>> = (0..threads).map(|_| None).collect();
+            rayon::in_place_scope(|s| {
+                let (first, rest) = parts.split_at_mut(1);
+                for (slot, g) in rest.iter_mut().zip(&groups[1..]) {
+                    s.spawn(|_| *slot = Some(run(g)));
+                }
+                first[0] = Some(run(&groups[0]));
+            });
+            for part in parts.into_iter().flatten() {
+                found.extend(part?);
+            }
+        } else {
+            for v in &resident {
+                each(v, &mut found)?;
+            }
         }
         let mut report = SearchReport::default();
         // A guess of the k-th best distance from the summaries alone (balls' upper bounds, row
@@ -998,4 +1053,32 @@ fn kth_best(found: &[Found], k: usize) -> Option<f32> {
     let mut d: Vec<f32> = found.iter().map(|f| f.dist).collect();
     let (_, kth, _) = d.select_nth_unstable_by(k - 1, f32::total_cmp);
     Some(*kth)
+}
+
+/// Searches running in this process now (an estimate of busy cores, for
+/// [`crate::EngineOptions::parallel_search_min_rows`]).
+static SEARCHES_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a search as running for its lifetime.
+struct Running;
+
+impl Running {
+    fn start() -> Running {
+        SEARCHES_RUNNING.fetch_add(1, Ordering::Relaxed);
+        Running
+    }
+
+    /// Cores no other running search uses (this one's own excluded).
+    fn idle_cores() -> usize {
+        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let cores =
+            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        cores.saturating_sub(SEARCHES_RUNNING.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        SEARCHES_RUNNING.fetch_sub(1, Ordering::Relaxed);
+    }
 }

@@ -68,6 +68,12 @@ pub struct EngineOptions {
     /// scan when the allowed rows hold fewer vector bytes than `kb` KiB, else walk (`Some(0)`
     /// walks whenever more than `ef` rows are allowed).
     pub full_scan_threshold_kb: Option<usize>,
+    /// A search of a collection holding two or more indexed segments of at least this many
+    /// rows searches them on several threads when the process has idle cores (fewer searches
+    /// running than cores): the latency of one search, not the throughput of many, is what
+    /// it buys. `usize::MAX` turns it off. Default 50,000 (below that a segment's search is
+    /// too short to pay for a thread).
+    pub parallel_search_min_rows: usize,
     /// Compaction never produces a segment above this many rows. Default 1,000,000.
     pub max_segment_rows: u32,
     /// Above this many segments in a collection, compaction merges the smallest. Default 8.
@@ -205,6 +211,7 @@ impl EngineOptions {
             full_scan_threshold_kb: None,
             rescore_reads: RescoreReads::Auto,
             graphs_in_ram: false,
+            parallel_search_min_rows: 50_000,
             max_segment_rows: 1_000_000,
             max_segments: 8,
             compact_dead_fraction: 0.2,

@@ -176,7 +176,10 @@ pub(crate) fn in_parallel<T: Sync, R: Send>(
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(Error::new(ErrorKind::Internal, "a cold read panicked"))
+                    Err(Error::new(
+                        ErrorKind::Internal,
+                        "a parallel segment read panicked",
+                    ))
                 })
             })
             .collect()

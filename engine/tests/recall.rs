@@ -583,3 +583,72 @@ fn batched_rescore_reads_match_the_mapping_and_fail_loudly() {
     std::fs::remove_file(&seg).expect("remove");
     assert_eq!(answers(&engine).expect("removed file"), mapped);
 }
+
+/// Two large indexed segments are searched on two threads when a core is idle: the same
+/// answers as one after the other, with and without a filter, and counted in the stats.
+#[test]
+fn parallel_segment_search_answers_as_sequential() {
+    let (base, queries, _) = common::bigann10k();
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut opts = EngineOptions::new(dir.path());
+        opts.background = false;
+        let engine = Engine::open(opts).expect("open");
+        let c = engine
+            .create_collection(
+                DEFAULT_TENANT,
+                "two",
+                CollectionConfig::new(128, Distance::Euclid),
+            )
+            .expect("create");
+        for half in [0..5_000, 5_000..10_000] {
+            let points = half
+                .map(|i| PointInput::new(PointId::Num(i as u64), base[i].clone(), Some(payload(i))))
+                .collect();
+            c.upsert(points).expect("upsert");
+            assert!(c.flush().expect("flush"));
+            // The background policy's round: indexes the new segment, merges nothing.
+            assert!(c.maintain().expect("maintain"));
+        }
+    }
+    let answers = |min_rows: usize| {
+        let mut opts = EngineOptions::new(dir.path());
+        opts.background = false;
+        opts.parallel_search_min_rows = min_rows;
+        let engine = Engine::open(opts).expect("open");
+        let c = engine
+            .collection(DEFAULT_TENANT, "two")
+            .expect("collection");
+        let info = c.info().expect("info");
+        assert_eq!((info.segments, info.indexed_segments), (2, 2));
+        let flt = Filter::parse_str(r#"{"must": [{"key": "bucket", "match": {"value": 3}}]}"#)
+            .expect("filter");
+        let mut out = Vec::new();
+        for q in &queries {
+            for filter in [None, Some(flt.clone())] {
+                let mut r = SearchRequest::new(q.clone(), 10);
+                r.filter = filter;
+                r.with_payload = true;
+                let hits = c.search(&r).expect("search");
+                out.push(
+                    hits.into_iter()
+                        .map(|h| (h.id, h.score, h.payload))
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        (out, engine.stats().parallel_searches)
+    };
+    let (sequential, none) = answers(usize::MAX);
+    assert_eq!(none, 0);
+    let (parallel, searches) = answers(1_000);
+    assert_eq!(parallel, sequential);
+    // With one core there is never an idle one.
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+        assert_eq!(
+            searches as usize,
+            2 * queries.len(),
+            "every search ran in parallel"
+        );
+    }
+}

@@ -746,6 +746,8 @@ pub(crate) struct SearchPaths {
     pub(crate) graph: AtomicU64,
     pub(crate) index_rows: AtomicU64,
     pub(crate) scan: AtomicU64,
+    /// Searches whose segments ran on more than one thread.
+    pub(crate) parallel: AtomicU64,
 }
 
 /// A similarity query as every source sees it.
