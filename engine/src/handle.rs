@@ -712,12 +712,15 @@ impl CollectionHandle {
         let large = |v: &SegmentView| {
             !req.exact && v.seg.meta.has_graph(space) && v.seg.meta.rows() as usize >= min_rows
         };
-        let _running = Running::start();
+        let paths = &self.inner.search_paths;
+        let _running = Running::start(&paths.running, 1);
         let threads = match resident.iter().filter(|v| large(v)).count() {
             0 | 1 => 1,
-            n => n.min(Running::idle_cores() + 1),
+            n => n.min(Running::idle_cores(&paths.running) + 1),
         };
         if threads > 1 {
+            // The helper threads count as running searches while they walk.
+            let _helpers = Running::start(&paths.running, threads - 1);
             self.inner
                 .search_paths
                 .parallel
@@ -738,6 +741,7 @@ impl CollectionHandle {
             let run = |g: &[&SegmentView]| -> Result<Vec<Found>> {
                 let mut part = Vec::new();
                 for v in g {
+                    self.deadline.check("search")?;
                     each(*v, &mut part)?;
                 }
                 Ok(part)
@@ -757,6 +761,7 @@ impl CollectionHandle {
             }
         } else {
             for v in &resident {
+                self.deadline.check("search")?;
                 each(v, &mut found)?;
             }
         }
@@ -1055,30 +1060,28 @@ fn kth_best(found: &[Found], k: usize) -> Option<f32> {
     Some(*kth)
 }
 
-/// Searches running in this process now (an estimate of busy cores, for
-/// [`crate::EngineOptions::parallel_search_min_rows`]).
-static SEARCHES_RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Counts `n` threads as running searches (in [`crate::segment::SearchPaths::running`]) for
+/// its lifetime: an estimate of this engine's busy cores, for
+/// [`crate::EngineOptions::parallel_search_min_rows`].
+struct Running<'a>(&'a AtomicUsize, usize);
 
-/// Counts a search as running for its lifetime.
-struct Running;
-
-impl Running {
-    fn start() -> Running {
-        SEARCHES_RUNNING.fetch_add(1, Ordering::Relaxed);
-        Running
+impl Running<'_> {
+    fn start(count: &AtomicUsize, n: usize) -> Running<'_> {
+        count.fetch_add(n, Ordering::Relaxed);
+        Running(count, n)
     }
 
-    /// Cores no other running search uses (this one's own excluded).
-    fn idle_cores() -> usize {
+    /// Cores no running search thread uses (the caller's own counted as running).
+    fn idle_cores(count: &AtomicUsize) -> usize {
         static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
         let cores =
             *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        cores.saturating_sub(SEARCHES_RUNNING.load(Ordering::Relaxed))
+        cores.saturating_sub(count.load(Ordering::Relaxed))
     }
 }
 
-impl Drop for Running {
+impl Drop for Running<'_> {
     fn drop(&mut self) {
-        SEARCHES_RUNNING.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(self.1, Ordering::Relaxed);
     }
 }

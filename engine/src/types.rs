@@ -592,7 +592,7 @@ pub struct SearchRequest {
     pub exact: bool,
     /// Walk the graph over full `f32` vectors instead of one-byte codes (Qdrant's
     /// `params.quantization.ignore`). Default false: the walk reads each segment's codes and
-    /// re-ranks its `ef` candidates exactly, so scores are exact either way.
+    /// re-ranks its best candidates exactly (unless [`Self::rescore`] is false).
     pub ignore_quantization: bool,
     /// Qdrant's `params.quantization.oversampling` (1..=1000): after a walk over codes,
     /// `oversampling × (limit + offset)` of its best candidates are re-scored with the full

@@ -644,11 +644,42 @@ fn parallel_segment_search_answers_as_sequential() {
     let (parallel, searches) = answers(1_000);
     assert_eq!(parallel, sequential);
     // With one core there is never an idle one.
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores > 1 {
         assert_eq!(
             searches as usize,
             2 * queries.len(),
             "every search ran in parallel"
         );
+    }
+
+    // A failing read in either thread's segment fails the search (and names the file).
+    {
+        use std::sync::Arc;
+        use storage::{FaultOp, FaultRule, Faults, FaultyStore, Storage, Trigger};
+        let local = Storage::open_local(dir.path()).expect("storage");
+        let faults = Faults::new(3);
+        let blobs: Arc<dyn storage::BlobStore> = Arc::new(FaultyStore::new(
+            Arc::clone(&local.blobs),
+            Arc::clone(&faults),
+        ));
+        let mut opts = EngineOptions::with_storage(Storage { blobs, ..local });
+        opts.background = false;
+        opts.rescore_reads = RescoreReads::Batched;
+        opts.parallel_search_min_rows = 1_000;
+        let engine = Engine::open(opts).expect("open");
+        let c = engine
+            .collection(DEFAULT_TENANT, "two")
+            .expect("collection");
+        faults.add(FaultRule::new(FaultOp::Read, Trigger::From(1)).on(".seg"));
+        for q in &queries[..10] {
+            let err = c
+                .search(&SearchRequest::new(q.clone(), 10))
+                .expect_err("a failed read fails the search");
+            assert!(err.to_string().contains(".seg"), "names the file: {err}");
+        }
+        if cores > 1 {
+            assert_eq!(engine.stats().parallel_searches, 10);
+        }
     }
 }

@@ -29,7 +29,7 @@ fn schemas() -> Value {
     let vector = json!({"type": "array", "items": {"type": "number", "format": "float"}});
     let search_params = json!({"type": "object", "properties": {"hnsw_ef": {"type": "integer", "minimum": 1}, "exact": {"type": "boolean"},
         "indexed_only": {"type": "boolean"},
-        "quantization": {"type": "object", "additionalProperties": false, "description": "The graph walk reads one-byte codes of the vectors and re-scores its candidates with the full vectors (scores are always exact).",
+        "quantization": {"type": "object", "additionalProperties": false, "description": "The graph walk reads one-byte codes of the vectors and re-scores its candidates with the full vectors (exact scores unless rescore is false).",
             "properties": {"ignore": {"type": "boolean", "description": "Walk the full vectors instead of the codes."},
                 "rescore": {"type": "boolean", "description": "Default true: the walk's best candidates are re-scored with the full vectors (exact scores). False: hits keep their distance over one-byte codes (approximate scores, no full vector read)."},
                 "oversampling": {"type": "number", "minimum": 1, "maximum": 1000, "description": "Re-score oversampling × (limit + offset) of the walk's candidates (default 2; hnsw_ef is raised to at least as many)."}}},

@@ -748,6 +748,8 @@ pub(crate) struct SearchPaths {
     pub(crate) scan: AtomicU64,
     /// Searches whose segments ran on more than one thread.
     pub(crate) parallel: AtomicU64,
+    /// Threads running a search now (a search and the helpers walking its segments).
+    pub(crate) running: std::sync::atomic::AtomicUsize,
 }
 
 /// A similarity query as every source sees it.

@@ -105,9 +105,13 @@ impl ResidencyProbe {
         match all_cached {
             true => {
                 let s = self.streak.load(Relaxed);
-                if s < Self::TRUST_AFTER {
-                    // Racing re-scores may count one streak twice: harmless.
-                    self.streak.store(s + 1, Relaxed);
+                // A racing miss's reset wins (the exchange fails); racing hits may count once.
+                if s < Self::TRUST_AFTER
+                    && self
+                        .streak
+                        .compare_exchange(s, s + 1, Relaxed, Relaxed)
+                        .is_ok()
+                {
                     // The first re-score after the streak is reached is not sampled: it
                     // asks again only SAMPLE_EVERY later.
                     self.since.store(1, Relaxed);
