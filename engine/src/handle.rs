@@ -676,7 +676,7 @@ impl CollectionHandle {
             Ok(())
         };
         self.deadline.check("search")?;
-        let mut found = Vec::new();
+        let mut found = Vec::with_capacity(4 * window);
         let views = {
             let s = self.coll.sources();
             each(&*s.mem, &mut found)?;

@@ -671,9 +671,19 @@ impl Segment {
         let mapped = |h: &mut Hit| {
             h.dist = crate::distance::distance(q.metric, q.vector, body.vector(space, h.row));
         };
-        if only_missing && !body.residency.should_ask() {
-            all.iter_mut().for_each(mapped);
-            return Ok(());
+        if only_missing {
+            use reader::{Ask, ResidencyProbe};
+            let cached = |h: &Hit| body.vector_resident(space, h.row);
+            let trusted = match body.residency.ask() {
+                Ask::No => true,
+                // All of a few cached: the others are taken to be; else every one is asked.
+                Ask::Sample => all.iter().take(ResidencyProbe::SAMPLE_ROWS).all(cached),
+                Ask::Every => false,
+            };
+            if trusted {
+                all.iter_mut().for_each(mapped);
+                return Ok(());
+            }
         }
         let mut missing: Vec<&mut Hit> = Vec::with_capacity(all.len());
         for h in all.iter_mut() {

@@ -74,9 +74,11 @@ pub(crate) struct SegmentData {
 /// Asking pays when some miss (they are read together, not faulted one after another) and is
 /// pure cost when all are cached — 20 system calls a search, as much as the whole walk on a
 /// small segment. So every re-score asks until [`Self::TRUST_AFTER`] in a row found every
-/// vector cached; after that only one in [`Self::SAMPLE_EVERY`] asks (the others read through
-/// the mapping), and the first that finds a miss makes every re-score ask again. A segment
-/// whose vectors leave the page cache pays the mapping's faults for at most that many searches.
+/// vector cached; after that only one in [`Self::SAMPLE_EVERY`] asks, and only about its first
+/// [`Self::SAMPLE_ROWS`] candidates unless one of them misses (the others read through the
+/// mapping); a miss makes every re-score ask again. A segment whose vectors leave the page
+/// cache is read through the mapping, faults and all, until a sampled re-score sees a miss —
+/// at once when most are out, within a few samples when only some are.
 #[derive(Debug, Default)]
 pub(crate) struct ResidencyProbe {
     /// Consecutive asked re-scores that found every vector cached (capped at `TRUST_AFTER`).
@@ -85,18 +87,37 @@ pub(crate) struct ResidencyProbe {
     since: std::sync::atomic::AtomicU32,
 }
 
+/// See [`ResidencyProbe::ask`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ask {
+    Every,
+    Sample,
+    No,
+}
+
 impl ResidencyProbe {
     pub(crate) const TRUST_AFTER: u32 = 32;
     pub(crate) const SAMPLE_EVERY: u32 = 16;
 
-    /// Whether this re-score should ask.
-    pub(crate) fn should_ask(&self) -> bool {
+    /// Candidates a sampled re-score asks about first: if all are cached, so are taken to be
+    /// the others (a segment mostly out of the cache shows a miss among them at once).
+    pub(crate) const SAMPLE_ROWS: usize = 4;
+
+    /// How this re-score should ask: about every candidate (not trusted yet), about
+    /// [`Self::SAMPLE_ROWS`] of them first (trusted, sampled), or not at all.
+    pub(crate) fn ask(&self) -> Ask {
         use std::sync::atomic::Ordering::Relaxed;
-        self.streak.load(Relaxed) < Self::TRUST_AFTER
-            || self
-                .since
-                .fetch_add(1, Relaxed)
-                .is_multiple_of(Self::SAMPLE_EVERY)
+        if self.streak.load(Relaxed) < Self::TRUST_AFTER {
+            Ask::Every
+        } else if self
+            .since
+            .fetch_add(1, Relaxed)
+            .is_multiple_of(Self::SAMPLE_EVERY)
+        {
+            Ask::Sample
+        } else {
+            Ask::No
+        }
     }
 
     /// What an asked re-score found.
@@ -823,7 +844,7 @@ mod residency_tests {
     fn asked(p: &ResidencyProbe, n: u32, all_cached: bool) -> u32 {
         (0..n)
             .filter(|_| {
-                let ask = p.should_ask();
+                let ask = p.ask() != super::Ask::No;
                 if ask {
                     p.found(all_cached);
                 }
@@ -846,7 +867,7 @@ mod residency_tests {
         assert_eq!(asked(&p, n, true), 20);
         // A sampled re-score that finds a miss: every re-score asks again...
         let mut skipped = 0;
-        while !p.should_ask() {
+        while p.ask() == super::Ask::No {
             skipped += 1;
         }
         assert!(skipped < ResidencyProbe::SAMPLE_EVERY);
