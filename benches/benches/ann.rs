@@ -289,18 +289,22 @@ fn collection(d: &Data, cfg: HnswConfig, threads: usize, efs: &[usize]) {
             })
             .collect()
     };
-    for &ef in efs {
-        let (qps, found) = sweep(&d.queries, |q| {
-            let mut r = SearchRequest::new(q.to_vec(), 10);
-            r.ef = Some(ef);
-            ids(coll.search(&r).expect("search"))
-        });
-        println!(
-            "{name},{},{threads},{build:.2},,{ef},{qps:.0},{:.4}",
-            d.name,
-            recall(&found, &d.truth)
-        );
-    }
+    // One unfiltered sweep of `coll`, printed as engine `label`.
+    let sweep_ef = |coll: &strata_engine::CollectionHandle, label: &str| {
+        for &ef in efs {
+            let (qps, found) = sweep(&d.queries, |q| {
+                let mut r = SearchRequest::new(q.to_vec(), 10);
+                r.ef = Some(ef);
+                ids(coll.search(&r).expect("search"))
+            });
+            println!(
+                "{label},{},{threads},{build:.2},,{ef},{qps:.0},{:.4}",
+                d.name,
+                recall(&found, &d.truth)
+            );
+        }
+    };
+    sweep_ef(&coll, name);
     drop(coll);
     drop(engine);
     if two {
@@ -312,18 +316,7 @@ fn collection(d: &Data, cfg: HnswConfig, threads: usize, efs: &[usize]) {
         let coll = engine
             .collection(DEFAULT_TENANT, "ann")
             .expect("collection");
-        for &ef in efs {
-            let (qps, found) = sweep(&d.queries, |q| {
-                let mut r = SearchRequest::new(q.to_vec(), 10);
-                r.ef = Some(ef);
-                ids(coll.search(&r).expect("search"))
-            });
-            println!(
-                "{name}-seq,{},{threads},{build:.2},,{ef},{qps:.0},{:.4}",
-                d.name,
-                recall(&found, &d.truth)
-            );
-        }
+        sweep_ef(&coll, &format!("{name}-seq"));
     }
     if !filtered {
         return;

@@ -418,6 +418,26 @@ fn hnsw_m_zero_builds_no_graph_and_searches_exactly() {
     }
 }
 
+/// An engine over `dir` whose blob store injects the faults the returned handle adds
+/// (background work off), with `tweak` applied to its options.
+fn open_faulty(
+    dir: &std::path::Path,
+    tweak: impl FnOnce(&mut EngineOptions),
+) -> (Engine, std::sync::Arc<storage::Faults>) {
+    use std::sync::Arc;
+    use storage::{Faults, FaultyStore, Storage};
+    let local = Storage::open_local(dir).expect("storage");
+    let faults = Faults::new(7);
+    let blobs: Arc<dyn storage::BlobStore> = Arc::new(FaultyStore::new(
+        Arc::clone(&local.blobs),
+        Arc::clone(&faults),
+    ));
+    let mut opts = EngineOptions::with_storage(Storage { blobs, ..local });
+    opts.background = false;
+    tweak(&mut opts);
+    (Engine::open(opts).expect("open"), faults)
+}
+
 /// A warm segment's walk over codes re-scored by one batched read of the candidates' vectors
 /// (`RescoreReads::Batched`) answers exactly as the re-score through the mapping: same ids,
 /// same scores. A read that fails, or returns fewer bytes than a vector, fails the search
@@ -427,8 +447,7 @@ fn hnsw_m_zero_builds_no_graph_and_searches_exactly() {
 /// mapping.
 #[test]
 fn batched_rescore_reads_match_the_mapping_and_fail_loudly() {
-    use std::sync::Arc;
-    use storage::{Fault, FaultOp, FaultRule, Faults, FaultyStore, Storage, Trigger};
+    use storage::{Fault, FaultOp, FaultRule, Trigger};
     let (base, queries, _) = common::bigann10k();
     let dir = tempfile::tempdir().expect("tempdir");
     {
@@ -454,18 +473,10 @@ fn batched_rescore_reads_match_the_mapping_and_fail_loudly() {
         assert!(c.compact().expect("compact"));
     }
     let open_with = |reads: RescoreReads, graphs_in_ram: bool| {
-        let local = Storage::open_local(dir.path()).expect("storage");
-        let faults = Faults::new(7);
-        let blobs: Arc<dyn storage::BlobStore> = Arc::new(FaultyStore::new(
-            Arc::clone(&local.blobs),
-            Arc::clone(&faults),
-        ));
-        let mut opts = EngineOptions::with_storage(Storage { blobs, ..local });
-        opts.background = false;
-        opts.rescore_reads = reads;
-        opts.graphs_in_ram = graphs_in_ram;
-        let engine = Engine::open(opts).expect("open");
-        (engine, faults)
+        open_faulty(dir.path(), |o| {
+            o.rescore_reads = reads;
+            o.graphs_in_ram = graphs_in_ram;
+        })
     };
     let open = |reads: RescoreReads| open_with(reads, false);
     let answers = |engine: &Engine| -> Result<Vec<Vec<(PointId, f32)>>, Error> {
@@ -655,19 +666,11 @@ fn parallel_segment_search_answers_as_sequential() {
 
     // A failing read in either thread's segment fails the search (and names the file).
     {
-        use std::sync::Arc;
-        use storage::{FaultOp, FaultRule, Faults, FaultyStore, Storage, Trigger};
-        let local = Storage::open_local(dir.path()).expect("storage");
-        let faults = Faults::new(3);
-        let blobs: Arc<dyn storage::BlobStore> = Arc::new(FaultyStore::new(
-            Arc::clone(&local.blobs),
-            Arc::clone(&faults),
-        ));
-        let mut opts = EngineOptions::with_storage(Storage { blobs, ..local });
-        opts.background = false;
-        opts.rescore_reads = RescoreReads::Batched;
-        opts.parallel_search_min_rows = 1_000;
-        let engine = Engine::open(opts).expect("open");
+        use storage::{FaultOp, FaultRule, Trigger};
+        let (engine, faults) = open_faulty(dir.path(), |o| {
+            o.rescore_reads = RescoreReads::Batched;
+            o.parallel_search_min_rows = 1_000;
+        });
         let c = engine
             .collection(DEFAULT_TENANT, "two")
             .expect("collection");
