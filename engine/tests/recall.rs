@@ -686,3 +686,80 @@ fn parallel_segment_search_answers_as_sequential() {
         }
     }
 }
+
+/// A payload-index answer a segment keeps for repeats (the row-set cache) still loses the rows
+/// deleted since, and tells values apart: counts and searches equal an exact scan's.
+#[test]
+fn cached_index_answers_follow_deletes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = EngineOptions::new(dir.path());
+    opts.background = false;
+    let engine = Engine::open(opts).expect("open");
+    let c = engine
+        .create_collection(
+            DEFAULT_TENANT,
+            "rs",
+            CollectionConfig::new(4, Distance::Euclid),
+        )
+        .expect("create");
+    c.create_payload_index("bucket", FieldType::Integer)
+        .expect("index");
+    let n = 50_000usize;
+    for start in (0..n).step_by(10_000) {
+        let points = (start..start + 10_000)
+            .map(|i| {
+                let v = vec![
+                    (i % 97) as f32,
+                    (i % 89) as f32,
+                    (i % 83) as f32,
+                    (i % 79) as f32,
+                ];
+                PointInput::new(PointId::Num(i as u64), v, Some(payload(i)))
+            })
+            .collect();
+        c.upsert(points).expect("upsert");
+    }
+    assert!(c.flush().expect("flush"));
+    assert!(c.compact().expect("compact"));
+    let bucket = |b: usize| {
+        Filter::parse_str(&format!(
+            r#"{{"must": [{{"key": "bucket", "match": {{"value": {b}}}}}]}}"#
+        ))
+        .expect("filter")
+    };
+    // 5,000 rows a bucket: large enough to be kept.
+    for _ in 0..3 {
+        for b in [3, 4] {
+            assert_eq!(c.count(Some(&bucket(b))).expect("count"), (n / 10) as u64);
+        }
+    }
+    let gone: Vec<PointId> = (0..n)
+        .filter(|i| i % 10 == 3 && i % 7 == 0)
+        .map(|i| PointId::Num(i as u64))
+        .collect();
+    c.delete(&gone).expect("delete");
+    assert_eq!(
+        c.count(Some(&bucket(3))).expect("count"),
+        (n / 10 - gone.len()) as u64
+    );
+    assert_eq!(c.count(Some(&bucket(4))).expect("count"), (n / 10) as u64);
+    let mut r = SearchRequest::new(vec![3.0, 3.0, 3.0, 3.0], 50);
+    r.filter = Some(bucket(3));
+    let hits = c.search(&r).expect("search");
+    assert_eq!(hits.len(), 50);
+    assert!(
+        hits.iter().all(|h| !gone.contains(&h.id)),
+        "a deleted row came back"
+    );
+    let mut exact = r.clone();
+    exact.exact = true;
+    let want: Vec<PointId> = c
+        .search(&exact)
+        .expect("exact")
+        .into_iter()
+        .map(|h| h.id)
+        .collect();
+    let got: Vec<PointId> = hits.into_iter().map(|h| h.id).collect();
+    let overlap = got.iter().filter(|id| want.contains(id)).count();
+    assert!(overlap >= 45, "{overlap} of 50");
+}

@@ -99,9 +99,13 @@ impl RowSets for SegmentSets<'_> {
     }
     fn index(&self, q: IndexQuery<'_>) -> Option<Bits> {
         let j = self.seg.meta.layout.index_for(q)?;
-        let view = self.body?.payload_index(j)?;
+        let body = self.body?;
+        let view = body.payload_index(j)?;
         metrics::counter!("strata_payload_index_queries_total").increment(1);
-        Some(view.query(q, self.rows()))
+        Some(
+            body.row_sets
+                .get_or_make(format!("{j}:{q:?}"), || view.query(q, self.rows())),
+        )
     }
     fn ids(&self, ids: &[PointId]) -> Bits {
         let mut b = Bits::none(self.rows());
