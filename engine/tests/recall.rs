@@ -14,6 +14,28 @@ fn payload(i: usize) -> Payload {
         .clone()
 }
 
+/// An engine over `dir` (background work off, `tweak` applied to its options) and a new
+/// collection `name` of `dim`-d Euclid vectors in it.
+fn euclid_collection(
+    dir: &std::path::Path,
+    name: &str,
+    dim: u32,
+    tweak: impl FnOnce(&mut EngineOptions),
+) -> (Engine, CollectionHandle) {
+    let mut opts = EngineOptions::new(dir);
+    opts.background = false;
+    tweak(&mut opts);
+    let engine = Engine::open(opts).expect("open");
+    let c = engine
+        .create_collection(
+            DEFAULT_TENANT,
+            name,
+            CollectionConfig::new(dim, Distance::Euclid),
+        )
+        .expect("create");
+    (engine, c)
+}
+
 fn recall(
     c: &CollectionHandle,
     queries: &[Vec<f32>],
@@ -80,16 +102,7 @@ fn recall_at_10_on_bigann10k() {
     let (base, queries, gt) = common::bigann10k();
     assert_eq!((base.len(), queries.len()), (10_000, 100));
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut opts = EngineOptions::new(dir.path());
-    opts.background = false;
-    let engine = Engine::open(opts).expect("open");
-    let c = engine
-        .create_collection(
-            DEFAULT_TENANT,
-            "bigann",
-            CollectionConfig::new(128, Distance::Euclid),
-        )
-        .expect("create");
+    let (engine, c) = euclid_collection(dir.path(), "bigann", 128, |_| {});
     let truth = |qi: usize| {
         gt[qi][..10]
             .iter()
@@ -244,17 +257,9 @@ fn filtered_recall_through_payload_indexes() {
     let (base, queries, _) = common::bigann10k();
     for threshold_kb in [Some(0), Some(10_000), None] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut opts = EngineOptions::new(dir.path());
-        opts.background = false;
-        opts.full_scan_threshold_kb = threshold_kb;
-        let engine = Engine::open(opts).expect("open");
-        let c = engine
-            .create_collection(
-                DEFAULT_TENANT,
-                "idx",
-                CollectionConfig::new(128, Distance::Euclid),
-            )
-            .expect("create");
+        let (engine, c) = euclid_collection(dir.path(), "idx", 128, |o| {
+            o.full_scan_threshold_kb = threshold_kb;
+        });
         c.create_payload_index("bucket", FieldType::Integer)
             .expect("index");
         c.create_payload_index("rare", FieldType::Bool)
@@ -451,16 +456,7 @@ fn batched_rescore_reads_match_the_mapping_and_fail_loudly() {
     let (base, queries, _) = common::bigann10k();
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let mut opts = EngineOptions::new(dir.path());
-        opts.background = false;
-        let engine = Engine::open(opts).expect("open");
-        let c = engine
-            .create_collection(
-                DEFAULT_TENANT,
-                "warm",
-                CollectionConfig::new(128, Distance::Euclid),
-            )
-            .expect("create");
+        let (_engine, c) = euclid_collection(dir.path(), "warm", 128, |_| {});
         for (start, chunk) in base.chunks(2_500).enumerate().map(|(i, c)| (i * 2_500, c)) {
             let points = chunk
                 .iter()
@@ -602,16 +598,7 @@ fn parallel_segment_search_answers_as_sequential() {
     let (base, queries, _) = common::bigann10k();
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let mut opts = EngineOptions::new(dir.path());
-        opts.background = false;
-        let engine = Engine::open(opts).expect("open");
-        let c = engine
-            .create_collection(
-                DEFAULT_TENANT,
-                "two",
-                CollectionConfig::new(128, Distance::Euclid),
-            )
-            .expect("create");
+        let (_engine, c) = euclid_collection(dir.path(), "two", 128, |_| {});
         for half in [0..5_000, 5_000..10_000] {
             let points = half
                 .map(|i| PointInput::new(PointId::Num(i as u64), base[i].clone(), Some(payload(i))))
@@ -692,16 +679,7 @@ fn parallel_segment_search_answers_as_sequential() {
 #[test]
 fn cached_index_answers_follow_deletes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut opts = EngineOptions::new(dir.path());
-    opts.background = false;
-    let engine = Engine::open(opts).expect("open");
-    let c = engine
-        .create_collection(
-            DEFAULT_TENANT,
-            "rs",
-            CollectionConfig::new(4, Distance::Euclid),
-        )
-        .expect("create");
+    let (_engine, c) = euclid_collection(dir.path(), "rs", 4, |_| {});
     c.create_payload_index("bucket", FieldType::Integer)
         .expect("index");
     let n = 50_000usize;
