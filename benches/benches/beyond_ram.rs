@@ -461,14 +461,7 @@ fn main() {
                 CollectionConfig::single(VectorParams::new(dim as u32, d.metric)),
             )
             .expect("create");
-        for (n, chunk) in d.base.chunks(1000).enumerate() {
-            let points = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, v)| PointInput::new(PointId::Num((n * 1000 + i) as u64), v.clone(), None))
-                .collect();
-            coll.upsert(points).expect("upsert");
-        }
+        strata_benches::load(&coll, &d.base, |_| None);
         let t = Instant::now();
         coll.flush().expect("flush");
         coll.compact().expect("compact");

@@ -77,17 +77,30 @@ pub fn machine() -> String {
 /// Upserts bigann10k into `coll` as ids `0..10_000`, in batches of 1,000, with payloads
 /// `{"bucket": i % 10, "rare": i % 97 == 5}` (filters keeping 10 % and 1 % of points).
 pub fn load_bigann(coll: &strata_engine::CollectionHandle, base: &[Vec<f32>]) {
+    load(coll, base, |id| {
+        serde_json::json!({"bucket": id % 10, "rare": id % 97 == 5})
+            .as_object()
+            .cloned()
+    });
+}
+
+/// Upserts `base` into `coll` as ids `0..base.len()`, in batches of 1,000, each point with
+/// `payload(id)`.
+pub fn load(
+    coll: &strata_engine::CollectionHandle,
+    base: &[Vec<f32>],
+    payload: impl Fn(usize) -> Option<strata_engine::Payload>,
+) {
     for (n, chunk) in base.chunks(1000).enumerate() {
         let points = chunk
             .iter()
             .enumerate()
             .map(|(i, v)| {
                 let id = n * 1000 + i;
-                let payload = serde_json::json!({"bucket": id % 10, "rare": id % 97 == 5});
                 strata_engine::PointInput::new(
                     strata_engine::PointId::Num(id as u64),
                     v.clone(),
-                    payload.as_object().cloned(),
+                    payload(id),
                 )
             })
             .collect();
