@@ -16,6 +16,8 @@
 //!   search: engines `strata-filter10` (full-scan threshold 0: the graph is walked),
 //!   `strata-filter10-scan` (threshold unbounded: the allowed rows are scanned exactly),
 //!   `strata-filter10-auto` and `strata-filter1` (the default: the cost model decides).
+//! - `ANN_PAYLOAD_LINKS=0` (with `ANN_FILTER=1`): compaction builds no payload links (the
+//!   default builds them for `bucket`'s values, 10 % each; `EngineOptions::payload_links`).
 //! - `ANN_FILTER_SWEEP=1` (with `ANN_FILTER=1`): points also carry `permille = i % 1000`
 //!   (integer index), and each selectivity `permille < p` for p in `ANN_SWEEP_PERMILLE`
 //!   (`500,200,100,50,20,10,5`) is searched walked, scanned and as the cost model picks
@@ -222,6 +224,7 @@ fn collection(d: &Data, cfg: HnswConfig, threads: usize, efs: &[usize]) {
     opts.background = false;
     opts.wal_ack = AckMode::None;
     opts.index_threads = threads;
+    opts.payload_links = std::env::var("ANN_PAYLOAD_LINKS").map_or(true, |v| v != "0");
     let engine = Engine::open(opts).expect("open");
     let mut params = VectorParams::new(d.base[0].len() as u32, d.metric);
     params.hnsw = cfg;
@@ -280,7 +283,10 @@ fn collection(d: &Data, cfg: HnswConfig, threads: usize, efs: &[usize]) {
         }
         false => "strata-collection",
     };
-    eprintln!("strata-collection, {threads} thread(s): flush + compaction in {build:.1} s");
+    eprintln!(
+        "strata-collection, {threads} thread(s): flush + compaction in {build:.1} s, segment files {} bytes",
+        engine.stats().segment_bytes
+    );
     let ids = |hits: Vec<strata_engine::ScoredPoint>| -> Vec<u32> {
         hits.iter()
             .map(|h| match h.id {

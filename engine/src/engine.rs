@@ -120,6 +120,9 @@ pub struct EngineStats {
     /// Searches since open whose indexed segments were searched on more than one thread
     /// (`EngineOptions::parallel_search_min_rows`).
     pub parallel_searches: u64,
+    /// Segment graph walks since open confined by payload links to the rows of the filter's
+    /// values (counted among the graph walks of `segment_search_paths`).
+    pub confined_searches: u64,
     /// Actor stores (one per tenant and actor type).
     pub actor_stores: u64,
     /// Actor states per tier: hot, warm, cold — live states in RAM tables are hot; a segment
@@ -542,6 +545,7 @@ impl Engine {
             p.scan.load(Ordering::Relaxed),
         ];
         st.parallel_searches = p.parallel.load(Ordering::Relaxed);
+        st.confined_searches = p.confined.load(Ordering::Relaxed);
         let usage = self.inner.tier_usage();
         st.tier_segments = usage.segments;
         st.tier_bytes = usage.bytes;

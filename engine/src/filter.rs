@@ -867,6 +867,15 @@ impl Filter {
         out
     }
 
+    /// The top-level `must` conditions that match values (`match` value or any), as index
+    /// questions: every row the filter allows holds one of each one's values.
+    pub(crate) fn must_matches(&self) -> impl Iterator<Item = IndexQuery<'_>> {
+        self.must.iter().filter_map(|c| match c {
+            Condition::Match { key, values } => Some(IndexQuery::Match { key, values }),
+            _ => None,
+        })
+    }
+
     /// True when a segment answering every question of [`Filter::index_questions`] for which
     /// `answers` is true needs no payload at all.
     pub(crate) fn answered_by(&self, answers: &dyn Fn(IndexQuery<'_>) -> bool) -> bool {

@@ -217,6 +217,41 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
     });
     let config = coll.config();
     let index = rows.len() as u64 >= inner.opts().index_threshold_rows as u64 && !rows.is_empty();
+    // The payload indexes, built once here: the payload links need their postings, and the
+    // encoder writes them.
+    let payload_indexes = (*coll.indexes()).clone();
+    let built_indexes = crate::segment::pindex::build(
+        &payload_indexes,
+        rows.iter()
+            .map(|(_, _, i, r)| bodies[*i as usize].payload(*r).unwrap_or_default()),
+    );
+    let n_rows = rows.len() as u32;
+    let index_views: Vec<Option<crate::segment::pindex::IndexView<'_>>> = payload_indexes
+        .iter()
+        .zip(&built_indexes)
+        .map(|((_, ty), (_, _, bytes))| {
+            crate::segment::pindex::IndexView::view(*ty, bytes, n_rows).ok()
+        })
+        .collect();
+    // Blocks a filter can confine a walk to: every value of an index that answers `match`.
+    let candidates = || {
+        payload_indexes
+            .iter()
+            .zip(&index_views)
+            .enumerate()
+            .filter(|(_, ((_, ty), _))| {
+                use crate::index::FieldType as T;
+                matches!(ty, T::Keyword | T::Integer | T::Bool | T::Uuid)
+            })
+            .filter_map(|(j, (_, v))| v.map(|v| (j, v)))
+            .flat_map(|(j, v)| {
+                (0..v.value_count()).map(move |value| crate::segment::links::Candidate {
+                    index: j as u32,
+                    value: value as u32,
+                    rows: v.value_rows(value),
+                })
+            })
+    };
     // Per vector space: every row's vector (zeros where it has none), which rows have one, and
     // a graph over those when the segment is indexed.
     let mut spaces: Vec<(Vec<f32>, Vec<bool>)> = Vec::with_capacity(config.vectors.len());
@@ -252,11 +287,27 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
                 })
             })
         });
+        let links = match &graph {
+            Some(g) if inner.opts().payload_links && !index_views.is_empty() => {
+                crate::segment::links::build(
+                    &vectors,
+                    dim,
+                    params.distance,
+                    params.hnsw,
+                    inner.opts().index_threads,
+                    &|r| has[r],
+                    g,
+                    candidates(),
+                )
+            }
+            _ => None,
+        };
         space_inputs.push(SpaceInput {
             name: name.clone(),
             dim: params.dim,
             distance: params.distance,
             graph,
+            links,
         });
         spaces.push((vectors, has));
     }
@@ -301,7 +352,8 @@ pub(crate) fn compact(inner: &Inner, coll: &Collection, full: bool) -> Result<bo
             .collect(),
         tombstones: tombs,
         indexed: index,
-        payload_indexes: (*coll.indexes()).clone(),
+        payload_indexes,
+        built_indexes: Some(built_indexes),
     };
     let bytes = encode(&input);
     drop(input);

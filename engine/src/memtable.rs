@@ -417,6 +417,7 @@ impl Memtable {
                     dim: p.dim,
                     distance: p.distance,
                     graph: None,
+                    links: None,
                 })
                 .collect(),
             sparse: SparseInput::of(config),
@@ -424,6 +425,7 @@ impl Memtable {
             tombstones,
             indexed: false,
             payload_indexes,
+            built_indexes: None,
         }
     }
 }

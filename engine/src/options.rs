@@ -74,6 +74,12 @@ pub struct EngineOptions {
     /// it buys. `usize::MAX` turns it off. Default 50,000 (below that a segment's search is
     /// too short to pay for a thread).
     pub parallel_search_min_rows: usize,
+    /// Compaction builds payload links (`docs/operations.md`, "Payload links") for the values
+    /// of keyword, integer, bool and uuid payload indexes held by 1/64 to 1/4 of a segment's
+    /// rows, so that a search filtered to one of them walks a graph over those rows alone.
+    /// It costs a graph build over each such value's rows and about `rows × 2m × 4` bytes per
+    /// indexed field. Default true.
+    pub payload_links: bool,
     /// Compaction never produces a segment above this many rows. Default 1,000,000.
     pub max_segment_rows: u32,
     /// Above this many segments in a collection, compaction merges the smallest. Default 8.
@@ -212,6 +218,7 @@ impl EngineOptions {
             rescore_reads: RescoreReads::Auto,
             graphs_in_ram: false,
             parallel_search_min_rows: 50_000,
+            payload_links: true,
             max_segment_rows: 1_000_000,
             max_segments: 8,
             compact_dead_fraction: 0.2,

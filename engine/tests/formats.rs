@@ -6,7 +6,10 @@
 //!   sections; `tests/data/format-v2`) opens, answers as that code did, and its segments are
 //!   rewritten with the payload index by compaction;
 //! - a data directory of segment format 3 (manifest 5; `tests/data/format-v3`, before sparse
-//!   vectors) opens, answers as that code did, and compaction rewrites it as format 4;
+//!   vectors) opens, answers as that code did, and compaction rewrites it as format 5;
+//! - a data directory of segment format 4 (manifest 8, WAL op 4; `tests/data/format-v4`, before
+//!   payload links) opens, answers as that code did (dense, filtered by keyword and integer
+//!   indexes, and sparse), and compaction rewrites it as format 5;
 //! - collections with several named vectors: points carrying any subset, search `using` one,
 //!   recall@10 ≥ 0.95 per vector on bigann10k through memtable, segments, compaction (one
 //!   graph per vector) and a restart.
@@ -205,7 +208,7 @@ fn a_data_directory_of_format_2_opens_answers_as_before_and_gets_its_payload_ind
 }
 
 #[test]
-fn a_data_directory_of_format_3_opens_answers_as_before_and_is_rewritten_as_format_4() {
+fn a_data_directory_of_format_3_opens_answers_as_before_and_is_rewritten_as_format_5() {
     let dir = tempfile::tempdir().expect("tempdir");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format-v3");
     copy_dir(&fixture, dir.path());
@@ -269,7 +272,7 @@ fn a_data_directory_of_format_3_opens_answers_as_before_and_is_rewritten_as_form
     assert_eq!(schema, vec![("color".to_string(), FieldType::Keyword, 319)]);
     drop(c);
     drop(e);
-    // Every segment is now format 4 (version at byte 8), and the directory reopens.
+    // Every segment is now format 5 (version at byte 8), and the directory reopens.
     let mut versions = Vec::new();
     for f in std::fs::read_dir(dir.path().join("segments")).expect("ls") {
         let p = f.expect("entry").path();
@@ -278,7 +281,225 @@ fn a_data_directory_of_format_3_opens_answers_as_before_and_is_rewritten_as_form
             versions.push(u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")));
         }
     }
-    assert_eq!(versions, vec![4]);
+    assert_eq!(versions, vec![5]);
+    let e = Engine::open(opts(dir.path())).expect("reopen");
+    check(&e);
+}
+
+#[test]
+fn a_data_directory_of_format_4_opens_answers_as_before_and_is_rewritten_as_format_5() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format-v4");
+    copy_dir(&fixture, dir.path());
+    // The fixture's threshold: compaction then writes an indexed segment (graphs, and in
+    // format 5 the payload links).
+    let opts = |d: &Path| {
+        let mut o = opts(d);
+        o.index_threshold_rows = 100;
+        o
+    };
+    let filter = |s: &str| Filter::parse_str(s).expect("filter");
+    let red = filter(r#"{"must": [{"key": "color", "match": {"value": "red"}}]}"#);
+    let bucket2 = filter(r#"{"must": [{"key": "bucket", "match": {"value": 2}}]}"#);
+    let red_b23 = filter(
+        r#"{"must": [{"key": "color", "match": {"value": "red"}},
+                     {"key": "bucket", "range": {"gte": 2}}]}"#,
+    );
+    let check = |e: &Engine| {
+        let c = e.collection(DEFAULT_TENANT, "v4").expect("collection");
+        let cfg = c.config();
+        assert_eq!(
+            cfg.vectors.iter().map(|v| v.0.as_str()).collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
+        assert_eq!(cfg.sparse, vec![("s".to_string(), SparseParams::default())]);
+        assert_eq!(
+            c.payload_indexes(),
+            vec![
+                ("bucket".to_string(), FieldType::Integer),
+                ("color".to_string(), FieldType::Keyword)
+            ]
+        );
+        assert_eq!(c.count(None).expect("count"), 319);
+        assert_eq!(c.count(Some(&red)).expect("count"), 106);
+        assert_eq!(c.count(Some(&bucket2)).expect("count"), 80);
+        assert_eq!(c.count(Some(&red_b23)).expect("count"), 53);
+        // What the format-4 code answered (recorded when the fixture was written).
+        let want = [
+            (
+                "a",
+                vec![0.5, 1.0, 3.0, 0.2],
+                &red,
+                [
+                    (177, "0.997857"),
+                    (171, "0.995591"),
+                    (120, "0.995078"),
+                    (108, "0.991253"),
+                    (228, "0.989988"),
+                ],
+            ),
+            (
+                "b",
+                vec![5.0, 0.5, 2.0],
+                &red,
+                [
+                    (93, "2.001771"),
+                    (27, "2.022940"),
+                    (126, "2.027474"),
+                    (291, "2.027735"),
+                    (258, "2.116815"),
+                ],
+            ),
+            (
+                "a",
+                vec![0.5, 1.0, 3.0, 0.2],
+                &bucket2,
+                [
+                    (58, "0.999515"),
+                    (290, "0.993737"),
+                    (226, "0.991001"),
+                    (170, "0.990398"),
+                    (54, "0.986469"),
+                ],
+            ),
+            (
+                "b",
+                vec![5.0, 0.5, 2.0],
+                &red_b23,
+                [
+                    (27, "2.022940"),
+                    (126, "2.027474"),
+                    (291, "2.027735"),
+                    (258, "2.116815"),
+                    (114, "2.236979"),
+                ],
+            ),
+        ];
+        let hits = |got: &[ScoredPoint]| -> Vec<(PointId, String)> {
+            got.iter()
+                .map(|h| (h.id, format!("{:.6}", h.score)))
+                .collect()
+        };
+        let expect = |want: &[(u64, &str)]| -> Vec<(PointId, String)> {
+            want.iter()
+                .map(|(i, s)| (PointId::Num(*i), s.to_string()))
+                .collect()
+        };
+        for (using, q, f, want) in &want {
+            let mut r = SearchRequest::new(q.clone(), 5);
+            r.using = (*using).into();
+            r.filter = Some((*f).clone());
+            r.exact = true;
+            assert_eq!(
+                hits(&c.search(&r).expect("search")),
+                expect(want),
+                "{using}"
+            );
+        }
+        // The sparse vector `s` (dot product; 324 lives only in the WAL).
+        let q = SparseVector::new(vec![3, 12], vec![1.0, 2.0], "q").expect("query");
+        for (f, want) in [
+            (
+                None,
+                [
+                    (23, "4.690001"),
+                    (303, "4.534863"),
+                    (163, "4.186279"),
+                    (93, "3.092228"),
+                    (65, "3.000000"),
+                ],
+            ),
+            (
+                Some(red.clone()),
+                [
+                    (303, "4.534863"),
+                    (93, "3.092228"),
+                    (324, "2.917752"),
+                    (261, "2.915472"),
+                    (240, "2.769387"),
+                ],
+            ),
+        ] {
+            let mut r = SearchRequest::new(Vec::new(), 5);
+            r.using = "s".into();
+            r.filter = f;
+            let got = c.search_sparse(&r, &q).expect("sparse search");
+            assert_eq!(hits(&got.points), expect(&want), "sparse");
+        }
+        // 5 was deleted in the second segment, 11 in the WAL; 325 lives only in the WAL.
+        let ids = [5, 11, 12, 295, 325].map(PointId::Num);
+        let got = c.get(&ids, true, true).expect("get");
+        assert_eq!(
+            got.iter().map(|r| (r.id, r.version)).collect::<Vec<_>>(),
+            vec![
+                (PointId::Num(12), 1),
+                (PointId::Num(295), 3),
+                (PointId::Num(325), 4)
+            ]
+        );
+        let v = got[0].vectors.as_ref().expect("vectors");
+        assert_eq!(
+            v.keys().collect::<Vec<_>>(),
+            vec!["a"],
+            "12 has no b (i % 4 == 0)"
+        );
+        assert_eq!(
+            v["a"],
+            vec![-0.15816854, 0.040756203, 0.98533976, 0.04926699]
+        );
+        assert!(got[0].sparse.is_empty(), "12 has no s (i % 5 == 2)");
+        assert_eq!(
+            got[1].vectors.as_ref().expect("vectors")["b"],
+            vec![9.0, 0.15423656, 1.0]
+        );
+        let s = &got[1].sparse["s"];
+        assert_eq!(s.indices, vec![5, 11]);
+        assert_eq!(s.values, vec![1.9536195, 1.2471758]);
+        assert_eq!(
+            got[2].payload.as_ref().expect("payload"),
+            json!({"color": "green", "n": 325, "bucket": 1})
+                .as_object()
+                .expect("object")
+        );
+        assert_eq!(got[2].sparse["s"].indices, vec![5, 13]);
+        c
+    };
+    let e = Engine::open(opts(dir.path())).expect("format 4 opens");
+    let c = check(&e);
+    // The format-4 index sections count every row they hold (dead ones too), plus the memtable.
+    let schema = c.payload_schema().expect("schema");
+    assert_eq!(
+        schema,
+        vec![
+            ("bucket".to_string(), FieldType::Integer, 340),
+            ("color".to_string(), FieldType::Keyword, 340)
+        ]
+    );
+    assert!(c.compact().expect("compact"));
+    check(&e);
+    let info = c.info().expect("info");
+    assert_eq!((info.segments, info.indexed_segments), (1, 1));
+    // One segment now: its indexes count exactly the live points.
+    let schema = c.payload_schema().expect("schema");
+    assert_eq!(
+        schema,
+        vec![
+            ("bucket".to_string(), FieldType::Integer, 319),
+            ("color".to_string(), FieldType::Keyword, 319)
+        ]
+    );
+    drop(c);
+    drop(e);
+    // Every segment is now format 5 (version at byte 8), and the directory reopens.
+    let mut versions = Vec::new();
+    for f in std::fs::read_dir(dir.path().join("segments")).expect("ls") {
+        let p = f.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "seg") {
+            let b = std::fs::read(&p).expect("read");
+            versions.push(u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")));
+        }
+    }
+    assert_eq!(versions, vec![5]);
     let e = Engine::open(opts(dir.path())).expect("reopen");
     check(&e);
 }

@@ -741,3 +741,125 @@ fn cached_index_answers_follow_deletes() {
     let overlap = got.iter().filter(|id| want.contains(id)).count();
     assert!(overlap >= 45, "{overlap} of 50");
 }
+
+/// Payload links (`EngineOptions::payload_links`): compaction links the rows of each value
+/// held by 1/64 to 1/4 of a segment, and a filtered walk requiring such values stays within
+/// their rows. On bigann10k with `group` = i % 5 (2,000 rows a value, 20 %), walks are forced
+/// (threshold 0) and must keep filtered recall@10 ≥ 0.95 against the exact filtered scan:
+/// one value, two values (two blocks), a value narrowed further (a range, a `must_not`), and
+/// after deletes and a restart. Values below the size bound (`bucket`, 1,000 rows) and
+/// filters that do not require a value are walked as before. Without links, nothing is
+/// confined and the same filters keep their recall.
+#[test]
+fn payload_links_confine_filtered_walks() {
+    let (base, queries, _) = common::bigann10k();
+    let f = |s: &str| Filter::parse_str(s).expect("filter");
+    let group3 = f(r#"{"must": [{"key": "group", "match": {"value": "g3"}}]}"#);
+    let groups12 = f(r#"{"must": [{"key": "group", "match": {"any": ["g1", "g2"]}}]}"#);
+    let narrowed = f(
+        r#"{"must": [{"key": "group", "match": {"value": "g3"}}, {"key": "i", "range": {"lt": 6000}}], "must_not": [{"key": "rare", "match": {"value": true}}]}"#,
+    );
+    let bucket3 = f(r#"{"must": [{"key": "bucket", "match": {"value": 3}}]}"#);
+    let either = f(
+        r#"{"should": [{"key": "group", "match": {"value": "g3"}}, {"key": "group", "match": {"value": "g4"}}]}"#,
+    );
+    for links in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = |o: &mut EngineOptions| {
+            o.full_scan_threshold_kb = Some(0);
+            o.payload_links = links;
+        };
+        let (engine, c) = euclid_collection(dir.path(), "links", 128, open);
+        c.create_payload_index("group", FieldType::Keyword)
+            .expect("index");
+        c.create_payload_index("bucket", FieldType::Integer)
+            .expect("index");
+        for (start, chunk) in base.chunks(2_500).enumerate().map(|(i, c)| (i * 2_500, c)) {
+            let points = chunk
+                .iter()
+                .enumerate()
+                .map(|(j, v)| {
+                    let i = start + j;
+                    let mut p = payload(i);
+                    p.insert("group".into(), json!(format!("g{}", i % 5)));
+                    PointInput::new(PointId::Num(i as u64), v.clone(), Some(p))
+                })
+                .collect();
+            c.upsert(points).expect("upsert");
+        }
+        assert!(c.flush().expect("flush"));
+        assert!(c.compact().expect("compact"));
+        let confined = |engine: &Engine, c: &CollectionHandle, filter: &Filter| {
+            let before = engine.stats().confined_searches;
+            let mut r = SearchRequest::new(queries[0].clone(), 10);
+            r.filter = Some(filter.clone());
+            assert_eq!(c.search(&r).expect("search").len(), 10);
+            engine.stats().confined_searches - before
+        };
+        let want = u64::from(links);
+        for (name, filter, expect) in [
+            ("one value", &group3, want),
+            ("two values", &groups12, want),
+            ("narrowed", &narrowed, want),
+            ("value below the size bound", &bucket3, 0),
+            ("should", &either, 0),
+        ] {
+            assert_eq!(
+                confined(&engine, &c, filter),
+                expect,
+                "{name}, links {links}"
+            );
+        }
+        let filters = [
+            ("group=g3 (20%)", &group3),
+            ("group any g1, g2", &groups12),
+            ("group=g3, i < 6000, not rare", &narrowed),
+            ("either g3 or g4", &either),
+        ];
+        check_filtered(&c, &queries, &filters, &format!("links {links}"));
+        // At the smallest candidate list (ef = k = 10) a confined walk, which explores far
+        // fewer rows than one passing over refused rows, still finds most of the top 10
+        // (measured 0.93–0.97 with links, 0.97–0.99 without).
+        for (name, filter) in &filters {
+            let exact = exact_truth(&c, &queries, filter);
+            let mut hit = 0;
+            for (qi, q) in queries.iter().enumerate() {
+                let mut r = SearchRequest::new(q.clone(), 10);
+                r.filter = Some((*filter).clone());
+                r.ef = Some(10);
+                let got = c.search(&r).expect("search");
+                hit += got.iter().filter(|h| exact[qi].contains(&h.id)).count();
+            }
+            let r = hit as f64 / (10 * queries.len()) as f64;
+            assert!(
+                r >= 0.9,
+                "recall@10 at ef 10: {r} for {name}, links {links}"
+            );
+        }
+        // Deleted rows of the block are passed through but never returned.
+        let gone: Vec<PointId> = (0..10_000)
+            .filter(|i| i % 5 == 3 && i % 3 == 0)
+            .map(|i| PointId::Num(i as u64))
+            .collect();
+        c.delete(&gone).expect("delete");
+        assert!(c.flush().expect("flush"));
+        for q in &queries[..20] {
+            let mut r = SearchRequest::new(q.clone(), 10);
+            r.filter = Some(group3.clone());
+            let hits = c.search(&r).expect("search");
+            assert_eq!(hits.len(), 10);
+            assert!(hits.iter().all(|h| !gone.contains(&h.id)), "a deleted row");
+        }
+        check_filtered(&c, &queries, &filters, &format!("links {links}, deletes"));
+        drop(c);
+        drop(engine);
+        // The links are in the file: a restarted engine confines the same walks.
+        let mut opts = EngineOptions::new(dir.path());
+        open(&mut opts);
+        opts.background = false;
+        let engine = Engine::open(opts).expect("reopen");
+        let c = engine.collection(DEFAULT_TENANT, "links").expect("coll");
+        assert_eq!(confined(&engine, &c, &group3), want, "after a restart");
+        check_filtered(&c, &queries, &filters, &format!("links {links}, restart"));
+    }
+}

@@ -94,6 +94,7 @@ async fn render(State((engine, handle)): State<(Arc<Engine>, PrometheusHandle)>)
             .set(st.segment_search_paths[i] as f64);
     }
     metrics::gauge!("strata_parallel_searches").set(st.parallel_searches as f64);
+    metrics::gauge!("strata_confined_searches").set(st.confined_searches as f64);
     for (i, tier) in ["hot", "warm", "cold"].into_iter().enumerate() {
         metrics::gauge!("strata_tier_segments", "tier" => tier).set(st.tier_segments[i] as f64);
         metrics::gauge!("strata_tier_bytes", "tier" => tier).set(st.tier_bytes[i] as f64);

@@ -604,7 +604,7 @@ mod tests {
                 .collect();
             exact.sort_unstable();
             exact.truncate(10);
-            let got = graph::search(&view, metric, q, 10, ef, 20, &mut |_| true);
+            let got = graph::search(&view, metric, q, 10, ef, 20, &mut |_| true, None);
             for h in &got {
                 let x = &v[h.row as usize * dim..][..dim];
                 assert_eq!(
@@ -743,9 +743,16 @@ mod tests {
         let g = build(&v, 2, Distance::Euclid, CFG, 2, 1, &|_| true);
         let view = g.arrays(&v, 2);
         assert_eq!(
-            graph::search(&view, Distance::Euclid, &[0.5, 0.5], 5, 16, 10, &mut |_| {
-                true
-            })
+            graph::search(
+                &view,
+                Distance::Euclid,
+                &[0.5, 0.5],
+                5,
+                16,
+                10,
+                &mut |_| true,
+                None
+            )
             .len(),
             5
         );

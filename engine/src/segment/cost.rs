@@ -44,6 +44,9 @@ pub(crate) struct FilteredSearch {
     pub(crate) ef: usize,
     /// The walk measures one-byte codes, not `f32` vectors.
     pub(crate) codes: bool,
+    /// Rows a walk confined by payload links passes through (the blocks of the filter's
+    /// values, see `links.rs`); `None`: it passes through every row.
+    pub(crate) within: Option<f64>,
 }
 
 impl FilteredSearch {
@@ -65,9 +68,13 @@ impl FilteredSearch {
 
     /// Estimated nanoseconds of a graph walk gathering `ef` allowed nodes.
     pub(crate) fn walk_cost(&self) -> f64 {
-        let evals =
-            (WALK_EVALS_PER_EF * self.ef as f64 * self.selectivity().recip().powf(WALK_SPREAD))
-                .min(self.rows);
+        // A confined walk is a walk of a graph over the blocks' rows, where the filter allows
+        // a larger share.
+        let (rows, s) = match self.within {
+            Some(w) => (w, (self.allowed / w.max(1.0)).clamp(1e-9, 1.0)),
+            None => (self.rows, self.selectivity()),
+        };
+        let evals = (WALK_EVALS_PER_EF * self.ef as f64 * s.recip().powf(WALK_SPREAD)).min(rows);
         let bytes = match self.codes {
             // A row of codes is padded to a power of two up to 64 bytes, then to 64.
             true if self.dim <= 64 => self.dim.next_power_of_two() as f64,
@@ -100,6 +107,7 @@ mod tests {
             dim: 50,
             ef,
             codes: true,
+            within: None,
         }
     }
 
@@ -128,6 +136,7 @@ mod tests {
             dim: 128,
             ef: 16,
             codes: true,
+            within: None,
         };
         assert!(!bigann.walk_is_cheaper());
     }

@@ -1,6 +1,7 @@
 //! Segment file layout (byte level; see `docs/format.md` for the tables).
 //!
-//! Version 3 (written):
+//! Version 5 (written; the sparse sections of version 4 and the payload links of version 5
+//! follow the payload indexes, see `docs/format.md`):
 //! ```text
 //! 0    header (128 bytes)   magic, version, ids, counts, LSNs, space, section and payload
 //!                           index counts, prefix length, CRC of header + records + table
@@ -12,8 +13,11 @@
 //!      ID_TAGS · ID_VALUES · VERSIONS · PAYLOAD_OFFSETS · PAYLOAD_DATA · TOMBSTONES, then per
 //!      space: VECTORS f32[rows×dim] · PRESENCE u64[⌈rows/64⌉] or empty (every row has it) ·
 //!      GRAPH_LEVELS · GRAPH_L0 · GRAPH_UPPER_OFFSETS · GRAPH_UPPER, then one PAYLOAD_INDEX
-//!      per index record (see `pindex.rs`)
+//!      per index record (see `pindex.rs`), SPARSE per sparse record (`sparse.rs`), then
+//!      (version 5) PAYLOAD_LINKS per space, possibly empty (`links.rs`)
 //! ```
+//! Version 4 (still read) is version 5 without the payload links sections; version 3 is
+//! version 4 without sparse spaces.
 //! Version 2 (still read) is version 3 without payload indexes (the count's bytes were zero).
 //! Version 1 (still read) had one unnamed space and a fixed table of 11 entries; it decodes
 //! into the same [`Layout`] (one space named `""`, every row present).
@@ -26,7 +30,7 @@ use crate::types::Distance;
 
 pub(crate) const MAGIC: &[u8; 8] = b"STRATSEG";
 /// The version this code writes.
-pub(crate) const VERSION: u32 = 4;
+pub(crate) const VERSION: u32 = 5;
 pub(crate) const HEADER_LEN: usize = 128;
 pub(crate) const SECTION_ENTRY_LEN: usize = 24;
 pub(crate) const ALIGN: usize = 64;
@@ -55,6 +59,9 @@ const INDEX_FIXED: usize = 8;
 const KIND_SPARSE: u8 = 2;
 /// Section kind of a sparse space (its table entry's `space` field is the sparse number).
 const KIND_SPARSE_SECTION: u8 = 13;
+/// Section kind of a space's payload links (version 5; its table entry's `space` field is the
+/// space number).
+const KIND_LINKS: u8 = 14;
 /// Bytes of a sparse record before its name.
 const SPARSE_FIXED: usize = 8;
 /// Sparse vector spaces per segment at most.
@@ -133,6 +140,17 @@ pub(crate) const fn index_sec(spaces: usize, j: usize) -> usize {
 /// `indexes` payload indexes.
 pub(crate) const fn sparse_sec(spaces: usize, indexes: usize, j: usize) -> usize {
     index_sec(spaces, indexes) + j
+}
+
+/// Canonical number of space `space`'s payload links section (version 5: one per space, after
+/// the sparse sections).
+pub(crate) const fn links_sec(spaces: usize, indexes: usize, sparse: usize, space: usize) -> usize {
+    sparse_sec(spaces, indexes, sparse) + space
+}
+
+/// Sections of a version-5 segment.
+pub(crate) const fn section_count(spaces: usize, indexes: usize, sparse: usize) -> usize {
+    links_sec(spaces, indexes, sparse, spaces)
 }
 
 /// A set of sections by canonical number (at most 256).
@@ -253,11 +271,15 @@ fn split(i: usize) -> (usize, usize) {
     )
 }
 
-/// The on-disk (kind, space) of canonical section `i` of a segment with `spaces` vector spaces
-/// and `indexes` payload indexes (the table fields of versions 2 to 4).
-fn kind_of(i: usize, spaces: usize, indexes: usize) -> (u8, u16) {
+/// The on-disk (kind, space) of canonical section `i` of a segment with `spaces` vector spaces,
+/// `indexes` payload indexes and `sparse` sparse spaces (the table fields of versions 2 to 5).
+fn kind_of(i: usize, spaces: usize, indexes: usize, sparse: usize) -> (u8, u16) {
     match i {
         i if i < COMMON_COUNT => (COMMON_KIND[i], NO_SPACE),
+        i if i >= links_sec(spaces, indexes, sparse, 0) => (
+            KIND_LINKS,
+            (i - links_sec(spaces, indexes, sparse, 0)) as u16,
+        ),
         i if i >= sparse_sec(spaces, indexes, 0) => (
             KIND_SPARSE_SECTION,
             (i - sparse_sec(spaces, indexes, 0)) as u16,
@@ -416,7 +438,7 @@ impl Layout {
             spaces.to_vec(),
             indexes.to_vec(),
             sparse.to_vec(),
-            vec![SectionEntry::default(); sparse_sec(spaces.len(), indexes.len(), sparse.len())],
+            vec![SectionEntry::default(); section_count(spaces.len(), indexes.len(), sparse.len())],
         )
         .prefix_len
     }
@@ -429,6 +451,18 @@ impl Layout {
     /// Canonical number of sparse space `j`'s section.
     pub(crate) fn sparse_sec(&self, j: usize) -> usize {
         sparse_sec(self.spaces.len(), self.indexes.len(), j)
+    }
+
+    /// Canonical number of `space`'s payload links section, if the segment has one (version
+    /// 5; it may be empty: no links).
+    pub(crate) fn links_sec(&self, space: usize) -> Option<usize> {
+        let i = links_sec(
+            self.spaces.len(),
+            self.indexes.len(),
+            self.sparse.len(),
+            space,
+        );
+        (space < self.spaces.len() && i < self.table.len()).then_some(i)
     }
 
     /// Every sparse section.
@@ -456,6 +490,15 @@ impl Layout {
     pub(crate) fn name(&self, i: usize) -> String {
         if i < COMMON_COUNT {
             return COMMON_NAMES[i].to_string();
+        }
+        if let Some(l) = self.links_sec(0)
+            && i >= l
+        {
+            return match self.spaces.get(i - l) {
+                Some(s) if self.spaces.len() == 1 && s.name.is_empty() => "payload links".into(),
+                Some(s) => format!("payload links of vector {:?}", s.name),
+                None => format!("section {i}"),
+            };
         }
         if i >= self.sparse_sec(0) {
             return match self.sparse.get(i - self.sparse_sec(0)) {
@@ -542,7 +585,7 @@ impl Layout {
         let version = r.u32("segment format version")?;
         let layout = match version {
             1 => Self::decode_v1(b)?,
-            2..=4 => Self::decode_v2(b, version)?,
+            2..=5 => Self::decode_v2(b, version)?,
             v => return Err(err(8, format!("unsupported segment format version {v}"))),
         };
         layout.check_values()?;
@@ -721,12 +764,15 @@ impl Layout {
                 format!("{space_count} vector spaces, at most {MAX_SPACES}"),
             ));
         }
-        if section_count != sparse_sec(space_count, index_count, sparse_count) {
+        let want_sections = match version {
+            2..=4 => sparse_sec(space_count, index_count, sparse_count),
+            _ => self::section_count(space_count, index_count, sparse_count),
+        };
+        if section_count != want_sections {
             return Err(err(
                 60,
                 format!(
-                    "section count {section_count}, expected {} for {space_count} spaces, {index_count} payload indexes and {sparse_count} sparse spaces",
-                    sparse_sec(space_count, index_count, sparse_count)
+                    "section count {section_count}, expected {want_sections} for {space_count} spaces, {index_count} payload indexes and {sparse_count} sparse spaces"
                 ),
             ));
         }
@@ -890,7 +936,7 @@ impl Layout {
                 return Err(err(at + 21, "non-zero reserved byte"));
             }
             let space = r.u16("section space")?;
-            let (want_kind, want_space) = kind_of(i, space_count, index_count);
+            let (want_kind, want_space) = kind_of(i, space_count, index_count, sparse_count);
             if (kind, space) != (want_kind, want_space) {
                 return Err(err(
                     at + 20,
@@ -1008,7 +1054,8 @@ impl Layout {
             w.u64(e.offset);
             w.u64(e.len);
             w.u32(e.crc);
-            let (kind, space) = kind_of(i, self.spaces.len(), self.indexes.len());
+            let (kind, space) =
+                kind_of(i, self.spaces.len(), self.indexes.len(), self.sparse.len());
             w.u8(kind);
             w.u8(0);
             w.u16(space);

@@ -17,6 +17,8 @@ use crate::quant::{CodeBuf, Codes, Quantizer};
 use crate::scan::{Hit, TopK};
 use crate::types::{Distance, HnswConfig};
 
+pub(crate) use super::links::Confined;
+
 /// Seed of the levels drawn for a graph's nodes: fixed, so a build on one thread is
 /// reproducible.
 pub(crate) const LEVEL_SEED: u64 = 0x5354_5241_5441_4831;
@@ -342,7 +344,16 @@ impl HnswIndex {
             quant,
             bytes: c.as_bytes(),
         });
-        search(&arrays, self.metric, &q, k, ef, RESCORE * k, &mut |_| true)
+        search(
+            &arrays,
+            self.metric,
+            &q,
+            k,
+            ef,
+            RESCORE * k,
+            &mut |_| true,
+            None,
+        )
     }
 
     /// From now on, walks the graph over one-byte codes of the vectors (scalar quantization,
@@ -424,7 +435,8 @@ impl Visited {
 /// With byte codes (`Arrays::codes`) the walk measures distances over the codes, and the
 /// `rescore` best of the `ef` nodes it ends with (at least `k`) are re-ranked by their exact
 /// `f32` distance, so the hits' distances are exact; `rescore` 0 keeps the code distances
-/// (approximate, no vector read).
+/// (approximate, no vector read). `confined`: see [`walk`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn search<G: GraphView + ?Sized>(
     g: &G,
     metric: Distance,
@@ -433,6 +445,7 @@ pub(crate) fn search<G: GraphView + ?Sized>(
     ef: usize,
     rescore: usize,
     allow: &mut dyn FnMut(u32) -> bool,
+    confined: Option<&Confined<'_>>,
 ) -> Vec<Hit> {
     let exact = |hits: &mut [Hit]| -> Result<(), std::convert::Infallible> {
         hits.iter()
@@ -441,7 +454,7 @@ pub(crate) fn search<G: GraphView + ?Sized>(
             .for_each(|h| h.dist = distance::distance(metric, q, g.vector(h.row)));
         Ok(())
     };
-    match search_rescored(g, metric, q, k, ef, rescore, allow, exact) {
+    match search_rescored(g, metric, q, k, ef, rescore, allow, confined, exact) {
         Ok(hits) => hits,
         Err(never) => match never {},
     }
@@ -459,6 +472,7 @@ pub(crate) fn search_rescored<G: GraphView + ?Sized, E>(
     ef: usize,
     rescore: usize,
     allow: &mut dyn FnMut(u32) -> bool,
+    confined: Option<&Confined<'_>>,
     exact: impl FnOnce(&mut [Hit]) -> Result<(), E>,
 ) -> Result<Vec<Hit>, E> {
     let mut out = match g.codes() {
@@ -471,6 +485,7 @@ pub(crate) fn search_rescored<G: GraphView + ?Sized, E>(
                 |node| qc.distance(codes.row(node)),
                 |node| distance::prefetch(codes.row(node)),
                 allow,
+                confined,
             );
             if rescore > 0 {
                 hits.truncate(rescore.max(k));
@@ -486,6 +501,7 @@ pub(crate) fn search_rescored<G: GraphView + ?Sized, E>(
             |node| distance::distance(metric, q, g.vector(node)),
             |node| distance::prefetch(g.vector(node)),
             allow,
+            confined,
         ),
     };
     out.truncate(k);
@@ -494,6 +510,12 @@ pub(crate) fn search_rescored<G: GraphView + ?Sized, E>(
 
 /// The HNSW walk: the (up to) `ef.max(k)` nearest nodes by `dist` for which `allow` holds,
 /// nearest first. `prefetch` hints that a node's distance is measured next.
+///
+/// `confined`: layer 0 is walked only through the rows `within` holds (which must include
+/// every row `allow` accepts), following each node's payload links as well as its graph
+/// neighbours, and starting from the blocks' entry points as well as from where the upper
+/// layers lead.
+#[allow(clippy::too_many_arguments)]
 fn walk<G: GraphView + ?Sized>(
     g: &G,
     k: usize,
@@ -501,6 +523,7 @@ fn walk<G: GraphView + ?Sized>(
     d: impl Fn(u32) -> f32,
     prefetch: impl Fn(u32),
     allow: &mut dyn FnMut(u32) -> bool,
+    confined: Option<&Confined<'_>>,
 ) -> Vec<Hit> {
     let n = g.node_count();
     if n == 0 || k == 0 {
@@ -529,41 +552,83 @@ fn walk<G: GraphView + ?Sized>(
         }
     }
     let mut visited = Visited::new(n);
-    visited.insert(cur);
     // Min-heap of candidates (Reverse on Hit ordering).
     let mut candidates = std::collections::BinaryHeap::new();
-    candidates.push(std::cmp::Reverse(Hit {
-        dist: cur_d,
-        row: cur,
-    }));
     let mut results = TopK::new(ef);
-    if allow(cur) {
-        results.push(Hit {
-            dist: cur_d,
-            row: cur,
-        });
+    let mut seed = |row: u32, dist: f32, results: &mut TopK| {
+        candidates.push(std::cmp::Reverse(Hit { dist, row }));
+        if allow(row) {
+            results.push(Hit { dist, row });
+        }
+    };
+    match confined {
+        None => {
+            visited.insert(cur);
+            seed(cur, cur_d, &mut results);
+        }
+        Some(c) => {
+            let near = g.neighbours(cur, 0);
+            let starts = c
+                .entries
+                .iter()
+                .chain(std::iter::once(&cur))
+                .chain(near)
+                .copied();
+            for row in starts {
+                if row < n && c.within.has(row) && visited.insert(row) {
+                    let dist = if row == cur { cur_d } else { d(row) };
+                    seed(row, dist, &mut results);
+                }
+            }
+        }
     }
     while let Some(std::cmp::Reverse(c)) = candidates.pop() {
         if c.dist > results.bound() {
             break;
         }
-        let list = g.neighbours(c.row, 0);
-        // Ask for every unvisited neighbour's vector before computing the first distance, so
-        // the cache misses overlap instead of queueing (see `distance::prefetch`).
-        for &nb in list {
-            if nb < n && !visited.contains(nb) {
-                prefetch(nb);
+        match confined {
+            None => {
+                let list = g.neighbours(c.row, 0);
+                // Ask for every unvisited neighbour's vector before computing the first
+                // distance, so the cache misses overlap instead of queueing (see
+                // `distance::prefetch`).
+                for &nb in list {
+                    if nb < n && !visited.contains(nb) {
+                        prefetch(nb);
+                    }
+                }
+                for &nb in list {
+                    if nb >= n || !visited.insert(nb) {
+                        continue;
+                    }
+                    let nd = d(nb);
+                    if nd < results.bound() {
+                        candidates.push(std::cmp::Reverse(Hit { dist: nd, row: nb }));
+                        if allow(nb) {
+                            results.push(Hit { dist: nd, row: nb });
+                        }
+                    }
+                }
             }
-        }
-        for &nb in list {
-            if nb >= n || !visited.insert(nb) {
-                continue;
-            }
-            let nd = d(nb);
-            if nd < results.bound() {
-                candidates.push(std::cmp::Reverse(Hit { dist: nd, row: nb }));
-                if allow(nb) {
-                    results.push(Hit { dist: nd, row: nb });
+            Some(conf) => {
+                let (main, links) = (g.neighbours(c.row, 0), conf.links.of(c.row));
+                let next = |nb: &&u32| **nb < n && conf.within.has(**nb);
+                for &nb in main.iter().chain(links).filter(next) {
+                    if !visited.contains(nb) {
+                        prefetch(nb);
+                    }
+                }
+                for &nb in main.iter().chain(links).filter(next) {
+                    if !visited.insert(nb) {
+                        continue;
+                    }
+                    let nd = d(nb);
+                    if nd < results.bound() {
+                        candidates.push(std::cmp::Reverse(Hit { dist: nd, row: nb }));
+                        if allow(nb) {
+                            results.push(Hit { dist: nd, row: nb });
+                        }
+                    }
                 }
             }
         }

@@ -18,6 +18,7 @@ mod builder;
 mod cost;
 pub(crate) mod format;
 pub(crate) mod graph;
+pub(crate) mod links;
 pub(crate) mod meta;
 pub(crate) mod pindex;
 mod reader;
@@ -572,6 +573,11 @@ impl Segment {
                 hits as f64 / sample as f64 * n as f64
             }
         };
+        // A filter requiring values whose rows have payload links confines the walk to them.
+        let confine = match (filter, q.exact || !graph) {
+            (Some(f), false) => self.confinement(body, f, space),
+            _ => None,
+        };
         let use_graph = !q.exact
             && graph
             && match filter {
@@ -588,13 +594,25 @@ impl Segment {
                                 dim,
                                 ef: q.ef.max(q.k),
                                 codes: q.codes,
+                                within: confine.as_ref().map(|c| c.2),
                             }
                             .walk_is_cheaper(),
                         }
                 }
             };
+        let confined = match (&confine, body.links(space)) {
+            (Some((within, entries, _)), Some(links)) if use_graph => Some(graph::Confined {
+                within,
+                links,
+                entries,
+            }),
+            _ => None,
+        };
         let vectors = body.vectors(space);
         if let Some(p) = q.paths {
+            if confined.is_some() {
+                p.confined.fetch_add(1, Ordering::Relaxed);
+            }
             let counter = match (use_graph, prepared.rows()) {
                 (true, _) => &p.graph,
                 (false, Some(_)) => &p.index_rows,
@@ -628,11 +646,19 @@ impl Segment {
                                 q.ef,
                                 q.rescore,
                                 &mut allow,
+                                confined.as_ref(),
                                 |hits| self.rescore_from(store, only_missing, body, q, hits),
                             )?
                         }
                         _ => graph::search(
-                            &arrays, q.metric, q.vector, q.k, q.ef, q.rescore, &mut allow,
+                            &arrays,
+                            q.metric,
+                            q.vector,
+                            q.k,
+                            q.ef,
+                            q.rescore,
+                            &mut allow,
+                            confined.as_ref(),
                         ),
                     }
                 }
@@ -656,6 +682,53 @@ impl Segment {
 }
 
 impl Segment {
+    /// Where a walk of `space` under `filter` may be confined by payload links: the smallest
+    /// block set among the filter's top-level `must` matches whose every value (present in
+    /// this segment) has links. Returns the rows of those values (dead ones included), the
+    /// blocks' entry points and their rows in the space.
+    fn confinement(
+        &self,
+        body: &SegmentData,
+        filter: &Filter,
+        space: usize,
+    ) -> Option<(Bits, Vec<u32>, f64)> {
+        let links = body.links(space)?;
+        let mut best: Option<(IndexQuery<'_>, Vec<u32>, f64)> = None;
+        for q in filter.must_matches() {
+            let IndexQuery::Match { values, .. } = q else {
+                continue;
+            };
+            let Some(j) = self.meta.layout.index_for(q) else {
+                continue;
+            };
+            let Some(view) = body.payload_index(j) else {
+                continue;
+            };
+            let (mut entries, mut rows) = (Vec::new(), 0.0);
+            // A value the segment does not hold allows none of its rows.
+            let covered = values.iter().filter_map(|v| view.value_number(v)).all(|i| {
+                match links.block(j as u32, i as u32) {
+                    Some(b) => {
+                        entries.push(b.entry);
+                        rows += f64::from(b.rows);
+                        true
+                    }
+                    None => false,
+                }
+            });
+            if covered && !entries.is_empty() && best.as_ref().is_none_or(|b| rows < b.2) {
+                best = Some((q, entries, rows));
+            }
+        }
+        let (q, entries, rows) = best?;
+        let within = SegmentSets {
+            seg: self,
+            body: Some(body),
+        }
+        .index(q)?;
+        Some((within, entries, rows))
+    }
+
     /// Sets each hit's exact distance in `q.space` from its `f32` vector: through `body`'s
     /// mapping when it is in the page cache (every hit, unless `only_missing`, counts as
     /// missing; a segment whose re-scores keep finding every vector cached is asked only now
@@ -760,6 +833,8 @@ pub(crate) struct SearchPaths {
     pub(crate) graph: AtomicU64,
     pub(crate) index_rows: AtomicU64,
     pub(crate) scan: AtomicU64,
+    /// Graph walks confined by payload links (counted among `graph`).
+    pub(crate) confined: AtomicU64,
     /// Searches whose segments ran on more than one thread.
     pub(crate) parallel: AtomicU64,
     /// Threads running a search now (a search and the helpers walking its segments).

@@ -399,6 +399,21 @@ impl<'a> IndexView<'a> {
         self.starts.len().saturating_sub(1)
     }
 
+    /// Number of distinct values.
+    pub(crate) fn value_count(&self) -> usize {
+        self.values()
+    }
+
+    /// Value number of `v` (a match value), if the index holds it.
+    pub(crate) fn value_number(&self, v: &Value) -> Option<usize> {
+        self.find(v)
+    }
+
+    /// The rows of value number `i`, ascending.
+    pub(crate) fn value_rows(&self, i: usize) -> &'a [u32] {
+        self.postings(i)
+    }
+
     fn string(&self, i: usize) -> &'a [u8] {
         let (a, b) = (self.str_offsets.get(i), self.str_offsets.get(i + 1));
         match (a, b) {

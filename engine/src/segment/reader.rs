@@ -444,6 +444,34 @@ impl SegmentData {
             })?;
         }
         for space in 0..self.space_count() {
+            let Some(i) = self.layout.links_sec(space) else {
+                continue;
+            };
+            if !self.present.has(i) || self.sec[i].is_empty() {
+                continue;
+            }
+            let values = |j: u32| {
+                self.payload_index(j as usize)
+                    .map(|v| v.value_count())
+                    .or_else(|| {
+                        // An index section not fetched (a partial body): its record still
+                        // exists; the value is checked when a full body is opened.
+                        (j < self.layout.indexes.len() as u32).then_some(usize::MAX)
+                    })
+            };
+            let ok = match self.layout.spaces[space].graph {
+                Some(_) => super::links::LinksView::view(self.bytes(i), n)
+                    .and_then(|v| v.check(n, &values)),
+                None => Err("links without a graph".into()),
+            };
+            ok.map_err(|what| {
+                err(
+                    self.sec[i].start as u64,
+                    format!("{}: {what}", self.layout.name(i)),
+                )
+            })?;
+        }
+        for space in 0..self.space_count() {
             let Some(g) = self.layout.spaces[space].graph else {
                 continue;
             };
@@ -718,7 +746,26 @@ impl SegmentData {
                 if let Some(arrays) = self.graph_arrays(space) {
                     let q = vec![0.5f32; self.dim(space)];
                     let metric = self.layout.spaces[space].distance;
-                    let _ = super::graph::search(&arrays, metric, &q, 3, 8, 8, &mut |_| true);
+                    let _ = super::graph::search(&arrays, metric, &q, 3, 8, 8, &mut |_| true, None);
+                    if let Some(links) = self.links(space) {
+                        let within = crate::filter::Bits::all(self.rows());
+                        let entries: Vec<u32> = links.blocks().map(|b| b.entry).collect();
+                        let confined = super::graph::Confined {
+                            within: &within,
+                            links,
+                            entries: &entries,
+                        };
+                        let _ = super::graph::search(
+                            &arrays,
+                            metric,
+                            &q,
+                            3,
+                            8,
+                            8,
+                            &mut |_| true,
+                            Some(&confined),
+                        );
+                    }
                 }
             }
         }
@@ -746,6 +793,15 @@ impl SegmentData {
         }
         crate::sparse::SparseView::view_sized(self.bytes(self.layout.sparse_sec(j)), self.rows())
             .ok()
+    }
+
+    /// `space`'s payload links, when it has some and their section is here (checked at open).
+    pub(crate) fn links(&self, space: usize) -> Option<super::links::LinksView<'_>> {
+        let i = self.layout.links_sec(space)?;
+        if !self.present.has(i) || self.sec[i].is_empty() || !self.has_graph(space) {
+            return None;
+        }
+        super::links::LinksView::view(self.bytes(i), self.rows()).ok()
     }
 
     /// A copy of `space`'s graph, when the segment has one and its sections are here.

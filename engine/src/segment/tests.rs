@@ -82,6 +82,7 @@ fn encode_indexed(
                 dim: *d,
                 distance: Distance::Euclid,
                 graph: if i == 0 { graph.take() } else { None },
+                links: None,
             })
             .collect(),
         sparse: Vec::new(),
@@ -98,6 +99,7 @@ fn encode_indexed(
         tombstones: tombs.to_vec(),
         indexed,
         payload_indexes,
+        built_indexes: None,
     })
 }
 

@@ -1,4 +1,4 @@
-//! Encodes a segment file (format version 4) from sorted rows, tombstones, per vector space an
+//! Encodes a segment file (format version 5) from sorted rows, tombstones, per vector space an
 //! optional flat graph, payload indexes and sparse spaces.
 
 use super::format::*;
@@ -25,6 +25,8 @@ pub(crate) struct SpaceInput {
     pub(crate) dim: u32,
     pub(crate) distance: Distance,
     pub(crate) graph: Option<FlatGraph>,
+    /// Payload links over the graph (`super::links`).
+    pub(crate) links: Option<super::links::PayloadLinks>,
 }
 
 /// One named sparse vector of the segment.
@@ -63,6 +65,9 @@ pub(crate) struct SegmentInput<'a> {
     pub(crate) indexed: bool,
     /// Payload indexes to build, sorted by key (unique keys).
     pub(crate) payload_indexes: crate::index::PayloadIndexes,
+    /// `payload_indexes` already built over these rows (`pindex::build`), if the caller has
+    /// them.
+    pub(crate) built_indexes: Option<Vec<(u8, u32, Vec<u8>)>>,
 }
 
 /// Encodes `input` into the bytes of a segment file.
@@ -92,11 +97,19 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
             }),
         })
         .collect();
-    let built = super::pindex::build(&input.payload_indexes, input.rows.iter().map(|r| r.payload));
+    let built_here;
+    let built: &Vec<(u8, u32, Vec<u8>)> = match &input.built_indexes {
+        Some(b) => b,
+        None => {
+            built_here =
+                super::pindex::build(&input.payload_indexes, input.rows.iter().map(|r| r.payload));
+            &built_here
+        }
+    };
     let indexes: Vec<IndexRecord> = input
         .payload_indexes
         .iter()
-        .zip(&built)
+        .zip(built)
         .map(|((key, ty), (flags, points, _))| IndexRecord {
             key: key.clone(),
             ty: *ty,
@@ -120,12 +133,17 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
         .spaces
         .iter()
         .filter_map(|s| s.graph.as_ref().map(FlatGraph::byte_len))
-        .sum();
+        .sum::<usize>()
+        + input
+            .spaces
+            .iter()
+            .filter_map(|s| s.links.as_ref().map(|l| l.byte_len()))
+            .sum::<usize>();
     let mut w = Writer::with_capacity(
         prefix_len + n * 40 + vector_bytes + payload_bytes + graph_bytes + index_bytes + 64 * ALIGN,
     );
     w.buf.resize(prefix_len, 0);
-    let mut table = Vec::with_capacity(sparse_sec(spaces.len(), indexes.len(), sparse.len()));
+    let mut table = Vec::with_capacity(section_count(spaces.len(), indexes.len(), sparse.len()));
     let mut section = |w: &mut Writer, fill: &mut dyn FnMut(&mut Writer)| {
         w.pad_to(ALIGN);
         let start = w.len();
@@ -209,7 +227,7 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
             }
         });
     }
-    for (_, _, bytes) in &built {
+    for (_, _, bytes) in built {
         section(&mut w, &mut |w| w.bytes(bytes));
     }
     for j in 0..input.sparse.len() {
@@ -220,6 +238,13 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
             .collect();
         let bytes = crate::sparse::encode_section(&rows);
         section(&mut w, &mut |w| w.bytes(&bytes));
+    }
+    for s in &input.spaces {
+        section(&mut w, &mut |w| {
+            if let Some(l) = &s.links {
+                l.write(w);
+            }
+        });
     }
     let versions = input
         .rows
