@@ -95,20 +95,27 @@ fn crash_rounds(default_rounds: u64, with_cold: bool) {
             .spawn()
             .expect("spawn child");
         let stdout = child.stdout.take().expect("stdout");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<String>>()
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.is_empty() {
+                    let _ = ready_tx.send(());
+                }
+                lines.push(line);
+            }
+            lines
         });
-        // Let it get going (open + recover), then kill it at a random moment.
+        // Let it get going (open + recover: waited for, so a loaded machine does not kill it
+        // before it starts), then kill it at a random moment of its work.
         let start = Instant::now();
-        std::thread::sleep(Duration::from_millis(150 + rng.below(450)));
+        let ready = ready_rx.recv_timeout(Duration::from_secs(60)).is_ok();
+        std::thread::sleep(Duration::from_millis(50 + rng.below(450)));
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
         let lines = reader.join().expect("reader");
         assert!(
-            lines.first().is_some_and(|l| l == "READY"),
+            ready && lines.first().is_some_and(|l| l == "READY"),
             "round {round}: child never became ready in {:?}",
             start.elapsed()
         );
