@@ -418,6 +418,7 @@ impl Memtable {
                     distance: p.distance,
                     graph: None,
                     links: None,
+                    codes: None,
                 })
                 .collect(),
             sparse: SparseInput::of(config),

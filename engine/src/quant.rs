@@ -184,6 +184,78 @@ impl CodeBuf {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &bytemuck::cast_slice(&self.lines)[..self.len]
     }
+
+    /// A copy of `b` in memory aligned to a cache line.
+    pub(crate) fn from_bytes(b: &[u8]) -> CodeBuf {
+        let mut lines = vec![Line([0; 64]); b.len().div_ceil(64)];
+        bytemuck::cast_slice_mut::<Line, u8>(&mut lines)[..b.len()].copy_from_slice(b);
+        CodeBuf {
+            lines,
+            len: b.len(),
+        }
+    }
+}
+
+/// A segment's codes section (format 5, `docs/format.md`): `dim` u32, stride u32, 8 zero
+/// bytes, the quantizer's offsets and scales (f32 each), zero padding to 64 bytes, then every
+/// row's codes, [`stride`] bytes apart.
+pub(crate) mod section {
+    use super::{CodeBuf, Quantizer, stride};
+    use crate::codec::{Writer, cast_slice};
+
+    /// Bytes before the codes.
+    pub(crate) fn head_len(dim: usize) -> usize {
+        (16 + 8 * dim).next_multiple_of(64)
+    }
+
+    /// Writes `quant` and `codes` (made by `quant.encode_all`) at `w`'s end, which must be at a
+    /// multiple of 64 bytes.
+    pub(crate) fn write(quant: &Quantizer, codes: &CodeBuf, w: &mut Writer) {
+        let dim = quant.dim();
+        let start = w.len();
+        w.u32(dim as u32);
+        w.u32(stride(dim) as u32);
+        w.u64(0);
+        quant.offset.iter().for_each(|x| w.u32(x.to_bits()));
+        quant.scale.iter().for_each(|x| w.u32(x.to_bits()));
+        w.buf.resize(start + head_len(dim), 0);
+        w.bytes(codes.as_bytes());
+    }
+
+    /// The quantizer and the codes of a section over `rows` rows of dimension `dim`: every
+    /// field checked (O(dim)), the codes' length too (their values are any bytes).
+    pub(crate) fn read(b: &[u8], dim: usize, rows: u32) -> Result<(Quantizer, &[u8]), String> {
+        let head: &[u32] = b
+            .get(..16)
+            .and_then(cast_slice)
+            .ok_or("shorter than its header")?;
+        if head[0] as usize != dim || head[1] as usize != stride(dim) || head[2] | head[3] != 0 {
+            return Err(format!(
+                "header says dimension {} and stride {}, the space has {dim} and {}",
+                head[0],
+                head[1],
+                stride(dim)
+            ));
+        }
+        let want = head_len(dim) as u64 + u64::from(rows) * stride(dim) as u64;
+        if b.len() as u64 != want {
+            return Err(format!("{} bytes, its counts say {want}", b.len()));
+        }
+        let params: &[u32] = cast_slice(&b[16..16 + 8 * dim]).ok_or("misaligned")?;
+        let (offset, scale): (Vec<f32>, Vec<f32>) = (
+            params[..dim].iter().map(|x| f32::from_bits(*x)).collect(),
+            params[dim..].iter().map(|x| f32::from_bits(*x)).collect(),
+        );
+        // What `Quantizer::train_where` makes: finite offsets, scales 0 or with a normal square.
+        if offset.iter().any(|x| !x.is_finite())
+            || scale
+                .iter()
+                .any(|s| *s != 0.0 && !(*s > 0.0 && (s * s).is_normal()))
+        {
+            return Err("a quantizer offset or scale out of range".into());
+        }
+        Ok((Quantizer { offset, scale }, &b[head_len(dim)..]))
+    }
 }
 
 impl std::fmt::Debug for CodeBuf {

@@ -14,9 +14,10 @@
 //!      space: VECTORS f32[rows×dim] · PRESENCE u64[⌈rows/64⌉] or empty (every row has it) ·
 //!      GRAPH_LEVELS · GRAPH_L0 · GRAPH_UPPER_OFFSETS · GRAPH_UPPER, then one PAYLOAD_INDEX
 //!      per index record (see `pindex.rs`), SPARSE per sparse record (`sparse.rs`), then
-//!      (version 5) PAYLOAD_LINKS per space, possibly empty (`links.rs`)
+//!      (version 5) PAYLOAD_LINKS and CODES per space, either possibly empty (`links.rs`,
+//!      `quant.rs`)
 //! ```
-//! Version 4 (still read) is version 5 without the payload links sections; version 3 is
+//! Version 4 (still read) is version 5 without the payload links and codes sections; version 3 is
 //! version 4 without sparse spaces.
 //! Version 2 (still read) is version 3 without payload indexes (the count's bytes were zero).
 //! Version 1 (still read) had one unnamed space and a fixed table of 11 entries; it decodes
@@ -62,6 +63,8 @@ const KIND_SPARSE_SECTION: u8 = 13;
 /// Section kind of a space's payload links (version 5; its table entry's `space` field is the
 /// space number).
 const KIND_LINKS: u8 = 14;
+/// Section kind of a space's one-byte codes (version 5; `space` = the space number).
+const KIND_CODES: u8 = 15;
 /// Bytes of a sparse record before its name.
 const SPARSE_FIXED: usize = 8;
 /// Sparse vector spaces per segment at most.
@@ -142,10 +145,15 @@ pub(crate) const fn sparse_sec(spaces: usize, indexes: usize, j: usize) -> usize
     index_sec(spaces, indexes) + j
 }
 
-/// Canonical number of space `space`'s payload links section (version 5: one per space, after
-/// the sparse sections).
+/// Canonical number of space `space`'s payload links section (version 5: two per space after
+/// the sparse sections, links then codes).
 pub(crate) const fn links_sec(spaces: usize, indexes: usize, sparse: usize, space: usize) -> usize {
-    sparse_sec(spaces, indexes, sparse) + space
+    sparse_sec(spaces, indexes, sparse) + 2 * space
+}
+
+/// Canonical number of space `space`'s codes section (version 5).
+pub(crate) const fn codes_sec(spaces: usize, indexes: usize, sparse: usize, space: usize) -> usize {
+    links_sec(spaces, indexes, sparse, space) + 1
 }
 
 /// Sections of a version-5 segment.
@@ -276,10 +284,15 @@ fn split(i: usize) -> (usize, usize) {
 fn kind_of(i: usize, spaces: usize, indexes: usize, sparse: usize) -> (u8, u16) {
     match i {
         i if i < COMMON_COUNT => (COMMON_KIND[i], NO_SPACE),
-        i if i >= links_sec(spaces, indexes, sparse, 0) => (
-            KIND_LINKS,
-            (i - links_sec(spaces, indexes, sparse, 0)) as u16,
-        ),
+        i if i >= links_sec(spaces, indexes, sparse, 0) => {
+            let k = i - links_sec(spaces, indexes, sparse, 0);
+            let kind = if k.is_multiple_of(2) {
+                KIND_LINKS
+            } else {
+                KIND_CODES
+            };
+            (kind, (k / 2) as u16)
+        }
         i if i >= sparse_sec(spaces, indexes, 0) => (
             KIND_SPARSE_SECTION,
             (i - sparse_sec(spaces, indexes, 0)) as u16,
@@ -465,6 +478,18 @@ impl Layout {
         (space < self.spaces.len() && i < self.table.len()).then_some(i)
     }
 
+    /// Canonical number of `space`'s codes section, if the segment has one (version 5; it may
+    /// be empty: no codes stored).
+    pub(crate) fn codes_sec(&self, space: usize) -> Option<usize> {
+        let i = codes_sec(
+            self.spaces.len(),
+            self.indexes.len(),
+            self.sparse.len(),
+            space,
+        );
+        (space < self.spaces.len() && i < self.table.len()).then_some(i)
+    }
+
     /// Every sparse section.
     pub(crate) fn sparse_sections(&self) -> SectionSet {
         (0..self.sparse.len()).fold(SectionSet::EMPTY, |s, j| s.with(self.sparse_sec(j)))
@@ -494,9 +519,14 @@ impl Layout {
         if let Some(l) = self.links_sec(0)
             && i >= l
         {
-            return match self.spaces.get(i - l) {
-                Some(s) if self.spaces.len() == 1 && s.name.is_empty() => "payload links".into(),
-                Some(s) => format!("payload links of vector {:?}", s.name),
+            let what = if (i - l).is_multiple_of(2) {
+                "payload links"
+            } else {
+                "codes"
+            };
+            return match self.spaces.get((i - l) / 2) {
+                Some(s) if self.spaces.len() == 1 && s.name.is_empty() => what.into(),
+                Some(s) => format!("{what} of vector {:?}", s.name),
                 None => format!("section {i}"),
             };
         }

@@ -55,12 +55,12 @@ pub(crate) enum VerifyError<E> {
 pub(crate) struct SegmentData {
     blob: Blob,
     pub(crate) layout: Layout,
-    sec: Vec<Range<usize>>,
+    pub(super) sec: Vec<Range<usize>>,
     /// The sections whose bytes are in `blob` (all, except for a partly fetched cold
     /// segment, whose other ranges are holes that no accessor reads).
     present: SectionSet,
-    /// Per space: one-byte codes of its vectors for the graph walk, made on first use
-    /// ([`SegmentData::codes`]).
+    /// Per space: one-byte codes of its vectors for the graph walk, loaded or made on first
+    /// use ([`SegmentData::codes`]).
     codes: Box<[OnceLock<(Quantizer, CodeBuf)>]>,
     /// Per space: a copy of a mapped body's graph in process RAM, made on first use
     /// ([`SegmentData::graph_arrays_in_ram`]).
@@ -442,6 +442,22 @@ impl SegmentData {
                     format!("{}: {what}", self.layout.name(i)),
                 )
             })?;
+        }
+        for space in 0..self.space_count() {
+            let Some(i) = self.layout.codes_sec(space) else {
+                continue;
+            };
+            let bad = match self.stored_codes(space) {
+                None => None,
+                Some(_) if !self.layout.has_graph(space) => Some("codes without a graph".into()),
+                Some(r) => r.err(),
+            };
+            if let Some(what) = bad {
+                return Err(err(
+                    self.sec[i].start as u64,
+                    format!("{}: {what}", self.layout.name(i)),
+                ));
+            }
         }
         for space in 0..self.space_count() {
             let Some(i) = self.layout.links_sec(space) else {
@@ -875,39 +891,73 @@ impl SegmentData {
         Some(a)
     }
 
-    /// One-byte codes of `space`'s vectors (see [`crate::quant`]) for its graph walk: made
-    /// from the vectors the first time a search asks (tens of milliseconds per 100 MB of
-    /// vectors; concurrent first searches wait for the one that makes them) and kept in RAM
-    /// with the body, beside the vectors (a quarter of their bytes, up to a cache line per row).
-    /// `None` if the space has no graph, or if this body is a partly fetched cold segment: such
-    /// a body serves one read, which would not repay the encoding.
+    /// One-byte codes of `space`'s vectors (see [`crate::quant`]) for its graph walk: copied
+    /// from the codes section (format 5) or, without one, made from the vectors (tens of
+    /// milliseconds per 100 MB of vectors), the first time a search asks (concurrent first
+    /// searches wait for the one that loads them), and kept in RAM with the body, beside the
+    /// vectors (a quarter of their bytes, up to a cache line per row). `None` if the space has
+    /// no graph, or if this body is a partly fetched cold segment without its codes section:
+    /// such a body serves one read, which would not repay the encoding.
     pub(crate) fn codes(&self, space: usize) -> Option<Codes<'_>> {
         let cell = self.codes.get(space)?;
         let (quant, buf) = match cell.get() {
             Some(made) => made,
             None => {
-                if !self.layout.has_graph(space)
-                    || self.present != SectionSet::first(self.layout.len())
-                {
+                if !self.layout.has_graph(space) {
                     return None;
                 }
-                cell.get_or_init(|| {
-                    // One pass over every vector: ask for all of them at once (the section is
-                    // advised random access, which would fault it in page by page).
-                    self.prefetch_vectors(space);
-                    let (dim, vectors) = (self.dim(space), self.vectors(space));
-                    let all = self.all_have(space);
-                    let quant =
-                        Quantizer::train_where(vectors, dim, |r| all || self.has_vector(space, r));
-                    let buf = quant.encode_all(vectors);
-                    (quant, buf)
-                })
+                // Stored in the file (format 5): copied into RAM, so the page cache can evict
+                // vectors but never the codes a walk reads.
+                if let Some(Ok((quant, bytes))) = self.stored_codes(space) {
+                    cell.get_or_init(|| {
+                        if let Some(i) = self.layout.codes_sec(space) {
+                            self.blob.advise_willneed(self.sec[i].clone());
+                        }
+                        (quant, CodeBuf::from_bytes(bytes))
+                    })
+                } else if self.present != SectionSet::first(self.layout.len()) {
+                    return None;
+                } else {
+                    self.make_codes(cell, space)
+                }
             }
         };
         Some(Codes {
             quant,
             bytes: buf.as_bytes(),
         })
+    }
+
+    /// Makes `space`'s codes from its vectors into `cell` (once).
+    fn make_codes<'a>(
+        &'a self,
+        cell: &'a OnceLock<(Quantizer, CodeBuf)>,
+        space: usize,
+    ) -> &'a (Quantizer, CodeBuf) {
+        cell.get_or_init(|| {
+            // One pass over every vector: ask for all of them at once (the section is
+            // advised random access, which would fault it in page by page).
+            self.prefetch_vectors(space);
+            let (dim, vectors) = (self.dim(space), self.vectors(space));
+            let all = self.all_have(space);
+            let quant = Quantizer::train_where(vectors, dim, |r| all || self.has_vector(space, r));
+            let buf = quant.encode_all(vectors);
+            (quant, buf)
+        })
+    }
+
+    /// `space`'s stored codes and their quantizer (format 5), when the section is here and
+    /// not empty; `Err` names what is wrong with it.
+    pub(crate) fn stored_codes(&self, space: usize) -> Option<Result<(Quantizer, &[u8]), String>> {
+        let i = self.layout.codes_sec(space)?;
+        if !self.present.has(i) || self.sec[i].is_empty() {
+            return None;
+        }
+        Some(crate::quant::section::read(
+            self.bytes(i),
+            self.dim(space),
+            self.rows(),
+        ))
     }
 
     pub(crate) fn graph_levels(&self, space: usize) -> &[u8] {

@@ -71,6 +71,17 @@ fn encode_indexed(
 ) -> Vec<u8> {
     let mut graph = graph;
     let indexed = graph.is_some();
+    // With a graph, space 0's codes are stored, as compaction stores them.
+    let mut codes = graph.as_ref().map(|_| {
+        let d = dims[0] as usize;
+        let flat: Vec<f32> = rows
+            .iter()
+            .flat_map(|r| r.2[0].clone().unwrap_or_else(|| vec![0.0; d]))
+            .collect();
+        let q = crate::quant::Quantizer::train_where(&flat, d, |r| rows[r as usize].2[0].is_some());
+        let buf = q.encode_all(&flat);
+        (q, buf)
+    });
     encode(&SegmentInput {
         segment_id: 7,
         collection_id: 3,
@@ -83,6 +94,7 @@ fn encode_indexed(
                 distance: Distance::Euclid,
                 graph: if i == 0 { graph.take() } else { None },
                 links: None,
+                codes: if i == 0 { codes.take() } else { None },
             })
             .collect(),
         sparse: Vec::new(),
@@ -761,4 +773,49 @@ proptest! {
             prop_assert_eq!(prepared.count(), want.len() as u64);
         }
     }
+}
+
+/// Format 5 stores the codes a walk reads: opening reads them back (equal to the codes made from
+/// the vectors), a search uses them without touching the vectors, and a bad quantizer or length
+/// is refused at verification, naming the section.
+#[test]
+fn stored_codes_are_read_back_used_and_checked() {
+    let dim = 8;
+    let (rows, g) = random_rows(600, dim, 7, |_| Vec::new());
+    let bytes = encode_rows(&[dim as u32], &rows, &[], Some(g));
+    let data = SegmentData::open(Blob::from_bytes(&bytes), Verify::Full).expect("valid");
+    let (quant, stored) = data.stored_codes(0).expect("stored").expect("valid");
+    let made = crate::quant::Quantizer::train(data.vectors(0), dim);
+    assert_eq!((&quant.offset, &quant.scale), (&made.offset, &made.scale));
+    assert_eq!(stored, made.encode_all(data.vectors(0)).as_bytes());
+    // The vectors zeroed (unchecked open): the codes still come from the file.
+    let i = space_sec(0, SpaceSec::Vectors);
+    let mut zeroed = bytes.clone();
+    let r = data.sec[i].clone();
+    zeroed[r].fill(0);
+    let z = SegmentData::open(Blob::from_bytes(&zeroed), Verify::HeaderOnly).expect("opens");
+    assert_eq!(z.codes(0).expect("codes").bytes, stored);
+    // A scale that is not a number, or a short section, is refused (checksums restamped).
+    let c = data.layout.codes_sec(0).expect("format 5");
+    let at = data.sec[c].start;
+    let restamp = |b: &mut Vec<u8>, len: u64| {
+        let d = SegmentData::open(Blob::from_bytes(&bytes), Verify::HeaderOnly).expect("opens");
+        let e = d.layout.entry_at(c);
+        let r = d.sec[c].start..d.sec[c].start + len as usize;
+        let sum = crate::codec::crc(&b[r]);
+        b[e + 8..e + 16].copy_from_slice(&len.to_le_bytes());
+        b[e + 16..e + 20].copy_from_slice(&sum.to_le_bytes());
+        super::format::restamp_prefix_crc(b);
+    };
+    let mut nan = bytes.clone();
+    nan[at + 16 + 4 * dim..at + 20 + 4 * dim].copy_from_slice(&f32::NAN.to_le_bytes());
+    let len = data.sec[c].len() as u64;
+    restamp(&mut nan, len);
+    let e = SegmentData::open(Blob::from_bytes(&nan), Verify::Full).expect_err("a NaN scale");
+    assert!(e.to_string().contains("codes"), "{e}");
+    let mut short = bytes.clone();
+    short[at + len as usize - 64..at + len as usize].fill(0);
+    restamp(&mut short, len - 64);
+    let e = SegmentData::open(Blob::from_bytes(&short), Verify::Full).expect_err("short codes");
+    assert!(e.to_string().contains("codes"), "{e}");
 }

@@ -27,6 +27,8 @@ pub(crate) struct SpaceInput {
     pub(crate) graph: Option<FlatGraph>,
     /// Payload links over the graph (`super::links`).
     pub(crate) links: Option<super::links::PayloadLinks>,
+    /// The one-byte codes of the vectors a graph walk reads, and their quantizer.
+    pub(crate) codes: Option<(crate::quant::Quantizer, crate::quant::CodeBuf)>,
 }
 
 /// One named sparse vector of the segment.
@@ -138,6 +140,11 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
             .spaces
             .iter()
             .filter_map(|s| s.links.as_ref().map(|l| l.byte_len()))
+            .sum::<usize>()
+        + input
+            .spaces
+            .iter()
+            .filter_map(|s| s.codes.as_ref().map(|c| c.1.as_bytes().len() + 64 * 1024))
             .sum::<usize>();
     let mut w = Writer::with_capacity(
         prefix_len + n * 40 + vector_bytes + payload_bytes + graph_bytes + index_bytes + 64 * ALIGN,
@@ -243,6 +250,11 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
         section(&mut w, &mut |w| {
             if let Some(l) = &s.links {
                 l.write(w);
+            }
+        });
+        section(&mut w, &mut |w| {
+            if let Some((q, codes)) = &s.codes {
+                crate::quant::section::write(q, codes, w);
             }
         });
     }
