@@ -647,6 +647,7 @@ impl CollectionHandle {
             },
             paths: Some(&self.inner.search_paths),
             graphs_in_ram: self.inner.opts().graphs_in_ram,
+            payload_links: self.inner.opts().payload_links,
             // Warm segments are local files: read them from the local store (with a cold tier,
             // an evicted name then answers NotFound and the re-score uses the mapping, rather
             // than ranged GETs from the object store).

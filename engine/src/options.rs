@@ -76,9 +76,11 @@ pub struct EngineOptions {
     pub parallel_search_min_rows: usize,
     /// Compaction builds payload links (`docs/operations.md`, "Payload links") for the values
     /// of keyword, integer, bool and uuid payload indexes held by 1/64 to 1/4 of a segment's
-    /// rows, so that a search filtered to one of them walks a graph over those rows alone.
-    /// It costs a graph build over each such value's rows and about `rows × 2m × 4` bytes per
-    /// indexed field. Default true.
+    /// rows (the blocks of a space holding at most twice its rows together), and a search
+    /// filtered to such values walks a graph over their rows alone. It costs a graph build over
+    /// each such value's rows and up to `2m × 4` bytes per row and block holding it. False
+    /// stops both at once (segments keep the links they have until compaction rewrites them,
+    /// unused). Default true.
     pub payload_links: bool,
     /// Compaction never produces a segment above this many rows. Default 1,000,000.
     pub max_segment_rows: u32,

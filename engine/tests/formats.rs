@@ -291,8 +291,8 @@ fn a_data_directory_of_format_4_opens_answers_as_before_and_is_rewritten_as_form
     let dir = tempfile::tempdir().expect("tempdir");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format-v4");
     copy_dir(&fixture, dir.path());
-    // The fixture's threshold: compaction then writes an indexed segment (graphs, and in
-    // format 5 the payload links).
+    // The fixture's threshold: compaction then writes an indexed segment (graphs and, in
+    // format 5, their stored codes; 319 rows are too few for payload links).
     let opts = |d: &Path| {
         let mut o = opts(d);
         o.index_threshold_rows = 100;

@@ -141,6 +141,42 @@ mod tests {
         assert!(!bigann.walk_is_cheaper());
     }
 
+    /// A walk confined by payload links to the blocks of the filter's values costs what a walk
+    /// of a graph over those rows costs at the allowed share of them: a 2 % filter in runs,
+    /// scanned without links, is walked within its block; a 10 % filter's walk costs no more
+    /// than an unfiltered one; a confined walk never counts more rows than the blocks hold.
+    #[test]
+    fn a_confined_walk_counts_the_blocks_rows() {
+        let two = glove(8_000.0, Some(80.0), 64);
+        assert!(!two.walk_is_cheaper(), "unconfined, the scan wins");
+        let confined = FilteredSearch {
+            within: Some(8_000.0),
+            ..two
+        };
+        assert!(
+            confined.walk_is_cheaper(),
+            "within its block, the walk wins"
+        );
+        let ten = FilteredSearch {
+            within: Some(40_000.0),
+            ..glove(40_000.0, Some(40_000.0), 64)
+        };
+        let unfiltered = glove(400_000.0, Some(1.0), 64);
+        assert!(ten.walk_cost() <= unfiltered.walk_cost() + 1.0);
+        // Half the block allowed (the value and another condition): dearer than all of it.
+        let half = FilteredSearch {
+            allowed: 20_000.0,
+            ..ten
+        };
+        assert!(half.walk_cost() > ten.walk_cost());
+        let tiny = FilteredSearch {
+            allowed: 1.0,
+            within: Some(2_000.0),
+            ..ten
+        };
+        assert!(tiny.walk_cost() <= 2_000.0 * (WALK_EVAL_NS + 64.0 * WALK_BYTE_NS) + 1.0);
+    }
+
     /// A walk never costs more than measuring every node; a scan grows with the rows allowed.
     #[test]
     fn costs_are_monotone_and_bounded() {

@@ -567,6 +567,9 @@ fn walk<G: GraphView + ?Sized>(
             seed(cur, cur_d, &mut results);
         }
         Some(c) => {
+            // The blocks' entry points, and the block rows among the rows nearest to where the
+            // upper layers led. (Looking two hops away when one finds none did not change
+            // recall: a walk from the entry converges as fast; `links.rs` tests.)
             let near = g.neighbours(cur, 0);
             let starts = c
                 .entries

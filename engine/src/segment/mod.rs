@@ -574,7 +574,7 @@ impl Segment {
             }
         };
         // A filter requiring values whose rows have payload links confines the walk to them.
-        let confine = match (filter, q.exact || !graph) {
+        let confine = match (filter, q.exact || !graph || !q.payload_links) {
             (Some(f), false) => self.confinement(body, f, space),
             _ => None,
         };
@@ -600,8 +600,17 @@ impl Segment {
                         }
                 }
             };
-        let confined = match (&confine, body.links(space)) {
-            (Some((within, entries, _)), Some(links)) if use_graph => Some(graph::Confined {
+        // The blocks' rows (the index's cached answer), made only for a walk.
+        let within = match (&confine, use_graph) {
+            (Some((q, _, _)), true) => SegmentSets {
+                seg: self,
+                body: Some(body),
+            }
+            .index(*q),
+            _ => None,
+        };
+        let confined = match (&confine, &within, body.links(space)) {
+            (Some((_, entries, _)), Some(within), Some(links)) => Some(graph::Confined {
                 within,
                 links,
                 entries,
@@ -684,14 +693,14 @@ impl Segment {
 impl Segment {
     /// Where a walk of `space` under `filter` may be confined by payload links: the smallest
     /// block set among the filter's top-level `must` matches whose every value (present in
-    /// this segment) has links. Returns the rows of those values (dead ones included), the
-    /// blocks' entry points and their rows in the space.
-    fn confinement(
+    /// this segment) has links. Returns that match (its rows, dead ones included, are the
+    /// blocks'), the blocks' entry points and their rows in the space.
+    fn confinement<'f>(
         &self,
         body: &SegmentData,
-        filter: &Filter,
+        filter: &'f Filter,
         space: usize,
-    ) -> Option<(Bits, Vec<u32>, f64)> {
+    ) -> Option<(IndexQuery<'f>, Vec<u32>, f64)> {
         let links = body.links(space)?;
         let mut best: Option<(IndexQuery<'_>, Vec<u32>, f64)> = None;
         for q in filter.must_matches() {
@@ -720,13 +729,7 @@ impl Segment {
                 best = Some((q, entries, rows));
             }
         }
-        let (q, entries, rows) = best?;
-        let within = SegmentSets {
-            seg: self,
-            body: Some(body),
-        }
-        .index(q)?;
-        Some((within, entries, rows))
+        best
     }
 
     /// Sets each hit's exact distance in `q.space` from its `f32` vector: through `body`'s
@@ -866,6 +869,9 @@ pub(crate) struct SearchQuery<'a> {
     /// Walk a mapped segment's graph from a copy in process RAM
     /// ([`crate::EngineOptions::graphs_in_ram`]).
     pub(crate) graphs_in_ram: bool,
+    /// Confine a filtered walk to the rows of the filter's values when the segment has payload
+    /// links for them ([`crate::EngineOptions::payload_links`]).
+    pub(crate) payload_links: bool,
     /// A filtered search allowing fewer vector bytes than this scans them exactly; `None`:
     /// the cost model ([`cost::FilteredSearch`]) decides.
     pub(crate) full_scan_bytes: Option<usize>,

@@ -313,6 +313,7 @@ fn graph_round_trip_and_search_finds_neighbours() {
             full_scan_bytes: Some(0),
             rescore_reads: None,
             graphs_in_ram: false,
+            payload_links: true,
         };
         seg.search(&body, &sq, None, &cache, None).expect("search")
     };
@@ -408,6 +409,7 @@ fn a_cold_segment_answers_from_its_meta_and_refuses_body_reads() {
         full_scan_bytes: Some(0),
         rescore_reads: None,
         graphs_in_ram: false,
+        payload_links: true,
     };
     let e = view.top_k(&sq, None, &cache).expect_err("no body");
     assert!(e.to_string().contains("cold"), "{e}");
@@ -606,6 +608,7 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
             full_scan_bytes: Some(0),
             rescore_reads: None,
             graphs_in_ram: false,
+            payload_links: true,
         };
         let a = seg.search(&whole, &sq, None, &cache, None).expect("whole");
         let b = seg.search(&part, &sq, None, &cache, None).expect("partial");
@@ -631,6 +634,7 @@ fn a_streamed_search_body_searches_like_the_whole_and_refuses_payload_reads() {
         full_scan_bytes: Some(0),
         rescore_reads: None,
         graphs_in_ram: false,
+        payload_links: true,
     };
     let e = seg
         .search(&part, &sq, Some(&f), &cache, None)
