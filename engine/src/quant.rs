@@ -203,6 +203,9 @@ pub(crate) mod section {
     use super::{CodeBuf, Quantizer, stride};
     use crate::codec::{Writer, cast_slice};
 
+    /// A section's quantizer and codes.
+    pub(crate) type Stored<'a> = (Quantizer, &'a [u8]);
+
     /// Bytes before the codes.
     pub(crate) fn head_len(dim: usize) -> usize {
         (16 + 8 * dim).next_multiple_of(64)
@@ -223,19 +226,22 @@ pub(crate) mod section {
     }
 
     /// The quantizer and the codes of a section over `rows` rows of dimension `dim`: every
-    /// field checked (O(dim)), the codes' length too (their values are any bytes).
-    pub(crate) fn read(b: &[u8], dim: usize, rows: u32) -> Result<(Quantizer, &[u8]), String> {
+    /// field checked (O(dim)), the codes' length too (their values are any bytes, the padding
+    /// unread). `Ok(None)`: written at another stride (a build that laid rows out otherwise);
+    /// such codes are not used, the walk's are made from the vectors.
+    pub(crate) fn read(b: &[u8], dim: usize, rows: u32) -> Result<Option<Stored<'_>>, String> {
         let head: &[u32] = b
             .get(..16)
             .and_then(cast_slice)
             .ok_or("shorter than its header")?;
-        if head[0] as usize != dim || head[1] as usize != stride(dim) || head[2] | head[3] != 0 {
-            return Err(format!(
-                "header says dimension {} and stride {}, the space has {dim} and {}",
-                head[0],
-                head[1],
-                stride(dim)
-            ));
+        if head[2] | head[3] != 0 {
+            return Err("non-zero reserved bytes".into());
+        }
+        if head[0] as usize != dim {
+            return Err(format!("dimension {}, the space has {dim}", head[0]));
+        }
+        if head[1] as usize != stride(dim) {
+            return Ok(None);
         }
         let want = head_len(dim) as u64 + u64::from(rows) * stride(dim) as u64;
         if b.len() as u64 != want {
@@ -254,7 +260,7 @@ pub(crate) mod section {
         {
             return Err("a quantizer offset or scale out of range".into());
         }
-        Ok((Quantizer { offset, scale }, &b[head_len(dim)..]))
+        Ok(Some((Quantizer { offset, scale }, &b[head_len(dim)..])))
     }
 }
 

@@ -5,7 +5,7 @@ use std::io;
 
 /// Immutable bytes of one file.
 ///
-/// The base address is always at least 16-byte aligned (page-aligned when mapped), so a format
+/// The base address is always at least 64-byte aligned (page-aligned when mapped), so a format
 /// that puts a section at an offset aligned to its element size can view it as `&[f32]`,
 /// `&[u32]` or `&[u64]` in place, without decoding.
 pub struct Blob {
@@ -14,13 +14,19 @@ pub struct Blob {
 
 enum Inner {
     Mapped(memmap2::Mmap),
-    /// Backed by `u128` words so the bytes are 16-byte aligned; `len` is the byte length.
+    /// Backed by cache lines so the bytes are 64-byte aligned, as a mapping's are (sections
+    /// start at multiples of 64 and are used in place); `len` is the byte length.
     Heap {
-        words: Vec<u128>,
+        words: Vec<Line>,
         len: usize,
     },
     Empty,
 }
+
+/// 64 bytes aligned to 64: the unit of a heap blob.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
 
 impl std::fmt::Debug for Blob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,7 +69,7 @@ impl Blob {
                 inner: Inner::Empty,
             };
         }
-        let mut words = vec![0u128; bytes.len().div_ceil(16)];
+        let mut words = vec![Line([0; 64]); bytes.len().div_ceil(64)];
         // SAFETY: `words` owns at least `bytes.len()` initialised bytes; u8 has no alignment.
         let dst =
             unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), bytes.len()) };
@@ -93,14 +99,14 @@ impl Blob {
                 inner: Inner::Empty,
             });
         }
-        let n = len.div_ceil(16);
-        let layout = std::alloc::Layout::array::<u128>(n).ok()?;
+        let n = len.div_ceil(64);
+        let layout = std::alloc::Layout::array::<Line>(n).ok()?;
         // SAFETY: `layout` has a non-zero size (len > 0). A null pointer is a failed allocation,
-        // answered with `None`. Otherwise the memory is zeroed (a valid `u128` array of `n`),
-        // allocated by the global allocator with exactly the layout `Vec<u128>` of capacity `n`
+        // answered with `None`. Otherwise the memory is zeroed (a valid `Line` array of `n`),
+        // allocated by the global allocator with exactly the layout `Vec<Line>` of capacity `n`
         // uses, so the Vec owns and frees it correctly.
         let mut words = unsafe {
-            let p = std::alloc::alloc_zeroed(layout).cast::<u128>();
+            let p = std::alloc::alloc_zeroed(layout).cast::<Line>();
             if p.is_null() {
                 return None;
             }
@@ -240,7 +246,7 @@ mod tests {
         assert_eq!(m.as_bytes(), &data[..]);
         assert_eq!(h.as_bytes(), &data[..]);
         assert_eq!(m.as_bytes().as_ptr() as usize % 16, 0);
-        assert_eq!(h.as_bytes().as_ptr() as usize % 16, 0);
+        assert_eq!(h.as_bytes().as_ptr() as usize % 64, 0);
         assert!(Blob::from_bytes(&[]).is_empty());
         // Residency: the heap always; a mapping after its pages were read; bounds checked.
         assert!(h.is_resident(0..1000) && !h.is_resident(0..1001));
@@ -256,7 +262,7 @@ mod tests {
         assert_eq!(&b.as_bytes()[..3], b"abc");
         assert_eq!(&b.as_bytes()[16..19], b"xyz");
         assert_eq!(&b.as_bytes()[37..], b"end");
-        assert_eq!(b.as_bytes().as_ptr() as usize % 16, 0);
+        assert_eq!(b.as_bytes().as_ptr() as usize % 64, 0);
         assert!(Blob::assemble(40, &[(38, b"end")]).is_none());
         assert!(Blob::assemble(4, &[(usize::MAX, b"x")]).is_none());
         assert!(Blob::assemble(0, &[]).expect("empty").is_empty());

@@ -36,7 +36,7 @@ pub(crate) const MAX_FRACTION: f64 = 0.25;
 /// about that many more full builds, and the links about that many times `2m` ids a row (a
 /// single-valued field's values partition its rows, so this is about two such fields; a field
 /// of arrays — tags — can hold a row in many blocks). Blocks are taken in index and value
-/// order until the next would pass it.
+/// order, skipping any that would pass it.
 pub(crate) const MAX_LINKED_ROWS: f64 = 2.0;
 
 /// One block: the rows of value number `value` of payload index `index`.
@@ -246,7 +246,7 @@ pub(crate) fn build<'a>(
             continue;
         }
         if (linked + rows.len()) as f64 > budget || (linked + rows.len()) * w0 > max_ids {
-            break;
+            continue;
         }
         linked += rows.len();
         let mut sub = Vec::with_capacity(rows.len() * dim);

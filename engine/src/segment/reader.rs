@@ -51,6 +51,10 @@ pub(crate) enum VerifyError<E> {
     Read(E),
 }
 
+/// A space's codes as loaded for walks: the quantizer and a copy of the codes (`None`: the
+/// codes section of a heap body, used in place).
+type LoadedCodes = (Quantizer, Option<CodeBuf>);
+
 /// The bytes of one segment and where each section lies.
 pub(crate) struct SegmentData {
     blob: Blob,
@@ -61,7 +65,8 @@ pub(crate) struct SegmentData {
     present: SectionSet,
     /// Per space: one-byte codes of its vectors for the graph walk, loaded or made on first
     /// use ([`SegmentData::codes`]).
-    codes: Box<[OnceLock<(Quantizer, CodeBuf)>]>,
+    /// `None` for the buffer: the codes section of a heap body, used in place.
+    codes: Box<[OnceLock<LoadedCodes>]>,
     /// Per space: a copy of a mapped body's graph in process RAM, made on first use
     /// ([`SegmentData::graph_arrays_in_ram`]).
     graphs: Box<[OnceLock<GraphCopy>]>,
@@ -763,6 +768,9 @@ impl SegmentData {
                     let q = vec![0.5f32; self.dim(space)];
                     let metric = self.layout.spaces[space].distance;
                     let _ = super::graph::search(&arrays, metric, &q, 3, 8, 8, &mut |_| true, None);
+                    let mut coded = arrays;
+                    coded.codes = self.codes(space);
+                    let _ = super::graph::search(&coded, metric, &q, 3, 8, 8, &mut |_| true, None);
                     if let Some(links) = self.links(space) {
                         let within = crate::filter::Bits::all(self.rows());
                         let entries: Vec<u32> = links.blocks().map(|b| b.entry).collect();
@@ -895,7 +903,8 @@ impl SegmentData {
     /// from the codes section (format 5) or, without one, made from the vectors (tens of
     /// milliseconds per 100 MB of vectors), the first time a search asks (concurrent first
     /// searches wait for the one that loads them), and kept in RAM with the body, beside the
-    /// vectors (a quarter of their bytes, up to a cache line per row). `None` if the space has
+    /// vectors (`stride / (4 · dim)` of their bytes; a heap body's stored codes are used in
+    /// place). `None` if the space has
     /// no graph, or if this body is a partly fetched cold segment without its codes section:
     /// such a body serves one read, which would not repay the encoding.
     pub(crate) fn codes(&self, space: usize) -> Option<Codes<'_>> {
@@ -908,12 +917,16 @@ impl SegmentData {
                 }
                 // Stored in the file (format 5): copied into RAM, so the page cache can evict
                 // vectors but never the codes a walk reads.
-                if let Some(Ok((quant, bytes))) = self.stored_codes(space) {
+                if let Some(Ok(Some((quant, bytes)))) = self.stored_codes(space) {
                     cell.get_or_init(|| {
+                        // A heap body (the hot tier) already holds them, aligned: in place.
+                        if !self.blob.is_mapped() && (bytes.as_ptr() as usize).is_multiple_of(64) {
+                            return (quant, None);
+                        }
                         if let Some(i) = self.layout.codes_sec(space) {
                             self.blob.advise_willneed(self.sec[i].clone());
                         }
-                        (quant, CodeBuf::from_bytes(bytes))
+                        (quant, Some(CodeBuf::from_bytes(bytes)))
                     })
                 } else if self.present != SectionSet::first(self.layout.len()) {
                     return None;
@@ -922,18 +935,20 @@ impl SegmentData {
                 }
             }
         };
-        Some(Codes {
-            quant,
-            bytes: buf.as_bytes(),
-        })
+        let bytes = match buf {
+            Some(b) => b.as_bytes(),
+            // Checked when the cell was filled.
+            None => {
+                let i = self.layout.codes_sec(space)?;
+                let head = crate::quant::section::head_len(self.dim(space));
+                self.bytes(i).get(head..)?
+            }
+        };
+        Some(Codes { quant, bytes })
     }
 
     /// Makes `space`'s codes from its vectors into `cell` (once).
-    fn make_codes<'a>(
-        &'a self,
-        cell: &'a OnceLock<(Quantizer, CodeBuf)>,
-        space: usize,
-    ) -> &'a (Quantizer, CodeBuf) {
+    fn make_codes<'a>(&'a self, cell: &'a OnceLock<LoadedCodes>, space: usize) -> &'a LoadedCodes {
         cell.get_or_init(|| {
             // One pass over every vector: ask for all of them at once (the section is
             // advised random access, which would fault it in page by page).
@@ -942,13 +957,16 @@ impl SegmentData {
             let all = self.all_have(space);
             let quant = Quantizer::train_where(vectors, dim, |r| all || self.has_vector(space, r));
             let buf = quant.encode_all(vectors);
-            (quant, buf)
+            (quant, Some(buf))
         })
     }
 
     /// `space`'s stored codes and their quantizer (format 5), when the section is here and
     /// not empty; `Err` names what is wrong with it.
-    pub(crate) fn stored_codes(&self, space: usize) -> Option<Result<(Quantizer, &[u8]), String>> {
+    pub(crate) fn stored_codes(
+        &self,
+        space: usize,
+    ) -> Option<Result<Option<crate::quant::section::Stored<'_>>, String>> {
         let i = self.layout.codes_sec(space)?;
         if !self.present.has(i) || self.sec[i].is_empty() {
             return None;

@@ -788,10 +788,18 @@ fn stored_codes_are_read_back_used_and_checked() {
     let (rows, g) = random_rows(600, dim, 7, |_| Vec::new());
     let bytes = encode_rows(&[dim as u32], &rows, &[], Some(g));
     let data = SegmentData::open(Blob::from_bytes(&bytes), Verify::Full).expect("valid");
-    let (quant, stored) = data.stored_codes(0).expect("stored").expect("valid");
+    let (quant, stored) = data
+        .stored_codes(0)
+        .expect("stored")
+        .expect("valid")
+        .expect("this build's stride");
     let made = crate::quant::Quantizer::train(data.vectors(0), dim);
     assert_eq!((&quant.offset, &quant.scale), (&made.offset, &made.scale));
     assert_eq!(stored, made.encode_all(data.vectors(0)).as_bytes());
+    // A heap body (the hot tier) walks them in place, not a second copy.
+    let all = data.bytes_all().as_ptr_range();
+    let walked = data.codes(0).expect("codes").bytes;
+    assert!(all.contains(&walked.as_ptr()) && walked == stored);
     // The vectors zeroed (unchecked open): the codes still come from the file.
     let i = space_sec(0, SpaceSec::Vectors);
     let mut zeroed = bytes.clone();

@@ -144,7 +144,11 @@ pub(crate) fn encode(input: &SegmentInput<'_>) -> Vec<u8> {
         + input
             .spaces
             .iter()
-            .filter_map(|s| s.codes.as_ref().map(|c| c.1.as_bytes().len() + 64 * 1024))
+            .filter_map(|s| {
+                s.codes.as_ref().map(|(q, c)| {
+                    c.as_bytes().len() + crate::quant::section::head_len(q.dim()) + ALIGN
+                })
+            })
             .sum::<usize>();
     let mut w = Writer::with_capacity(
         prefix_len + n * 40 + vector_bytes + payload_bytes + graph_bytes + index_bytes + 64 * ALIGN,
