@@ -59,7 +59,7 @@ fn encode_rows(
     tombs: &[(PointId, u64)],
     graph: Option<graph::FlatGraph>,
 ) -> Vec<u8> {
-    encode_indexed(dims, rows, tombs, graph, Vec::new())
+    encode_indexed(dims, rows, tombs, graph, Vec::new(), None)
 }
 
 fn encode_indexed(
@@ -68,7 +68,9 @@ fn encode_indexed(
     tombs: &[(PointId, u64)],
     graph: Option<graph::FlatGraph>,
     payload_indexes: crate::index::PayloadIndexes,
+    links: Option<super::links::PayloadLinks>,
 ) -> Vec<u8> {
+    let mut links = links;
     let mut graph = graph;
     let indexed = graph.is_some();
     // With a graph, space 0's codes are stored, as compaction stores them.
@@ -93,7 +95,7 @@ fn encode_indexed(
                 dim: *d,
                 distance: Distance::Euclid,
                 graph: if i == 0 { graph.take() } else { None },
-                links: None,
+                links: if i == 0 { links.take() } else { None },
                 codes: if i == 0 { codes.take() } else { None },
             })
             .collect(),
@@ -735,7 +737,7 @@ proptest! {
             .collect();
         let mut tombs = Vec::new();
         normalise(&mut rows, &mut tombs);
-        let bytes = encode_indexed(&[2], &rows, &tombs, None, payload_indexes());
+        let bytes = encode_indexed(&[2], &rows, &tombs, None, payload_indexes(), None);
         let data = SegmentData::open(Blob::from_bytes(&bytes), Verify::Full).expect("valid");
         prop_assert_eq!(data.layout.indexes.len(), 5);
         let meta = SegmentMeta::open(Blob::from_bytes(&data.meta_bytes(true))).expect("meta");
@@ -830,4 +832,80 @@ fn stored_codes_are_read_back_used_and_checked() {
     restamp(&mut short, len - 64);
     let e = SegmentData::open(Blob::from_bytes(&short), Verify::Full).expect_err("short codes");
     assert!(e.to_string().contains("codes"), "{e}");
+}
+
+/// A format-5 segment with payload links and stored codes, its links and codes sections
+/// mutated byte by byte (checksums recomputed, so the structure checks and every accessor see
+/// the damage): opening it fully or by header only, and walking it (confined too), never
+/// panics; a full open refuses what its checks cover.
+#[test]
+fn mutated_links_and_codes_sections_never_panic() {
+    let (n, dim) = (6_000u64, 4usize);
+    let payload = |i: u64| format!(r#"{{"g":{}}}"#, i % 5).into_bytes();
+    let (rows, g) = random_rows(n, dim, 11, payload);
+    let indexes: crate::index::PayloadIndexes =
+        vec![("g".into(), crate::index::FieldType::Integer)];
+    let built = pindex::build(&indexes, rows.iter().map(|r| r.3.as_slice()));
+    let view = pindex::IndexView::new(indexes[0].1, &built[0].2, n as u32).expect("index");
+    let flat: Vec<f32> = rows
+        .iter()
+        .flat_map(|r| r.2[0].clone().unwrap_or_default())
+        .collect();
+    let cfg = HnswConfig {
+        m: 8,
+        ef_construct: 64,
+    };
+    let candidates = (0..view.value_count()).map(|v| super::links::Candidate {
+        index: 0,
+        value: v as u32,
+        rows: view.value_rows(v),
+    });
+    let links = super::links::build(
+        &flat,
+        dim,
+        Distance::Euclid,
+        cfg,
+        1,
+        &|_| true,
+        &g,
+        candidates,
+    )
+    .expect("five blocks of 20 %");
+    assert_eq!(links.blocks.len(), 5);
+    let bytes = encode_indexed(&[dim as u32], &rows, &[], Some(g), indexes, Some(links));
+    let data = SegmentData::open(Blob::from_bytes(&bytes), Verify::Full).expect("valid");
+    assert!(data.links(0).is_some() && data.stored_codes(0).is_some());
+    let secs = [
+        data.layout.links_sec(0).expect("v5"),
+        data.layout.codes_sec(0).expect("v5"),
+    ];
+    let mut rng = crate::SplitMix64::new(5);
+    let mut refused = 0;
+    for round in 0..600u64 {
+        let mut b = bytes.clone();
+        let i = secs[(round % 2) as usize];
+        let r = data.sec[i].clone();
+        // Mostly the heads (counts, block table, quantizer), sometimes anywhere.
+        let span = if round % 3 == 0 {
+            r.len()
+        } else {
+            r.len().min(256)
+        };
+        for _ in 0..1 + rng.below(3) {
+            let at = r.start + rng.below(span as u64) as usize;
+            b[at] ^= 1 << rng.below(8);
+        }
+        let e = data.layout.entry_at(i);
+        let sum = crate::codec::crc(&b[r]);
+        b[e + 16..e + 20].copy_from_slice(&sum.to_le_bytes());
+        super::format::restamp_prefix_crc(&mut b);
+        crate::fuzzing::segment(&b);
+        if SegmentData::open(Blob::from_bytes(&b), Verify::Full).is_err() {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused > 100,
+        "full verification refused only {refused} of 600"
+    );
 }
