@@ -8,9 +8,9 @@
 //! - `hot`: everything cached (the warm-up reads every page), the default `RescoreReads::Auto`
 //!   (every vector found in the page cache: read through the mapping);
 //! - `limited-mapping`, `limited-batched`: the child joins a memory cgroup (v1,
-//!   `/sys/fs/cgroup/memory`), warms up without a limit (codes made, the graph read), then
-//!   gets a limit of its anonymous memory + the segment file but its vectors + a tenth of the
-//!   vectors + 4 MB, corrected in steady state until the page cache holds 10 ± 2 % of the
+//!   `/sys/fs/cgroup/memory`), warms up without a limit (codes loaded, the graph read), then
+//!   gets a limit of its anonymous memory + the segment file but its vectors and codes (in
+//!   anonymous memory since the first search) + a tenth of the vectors + 4 MB, corrected in steady state until the page cache holds 10 ± 2 % of the
 //!   vectors section (`mincore`) — the kernel's LRU, not the bench, picks which pages stay.
 //!   The first limited mode calibrates the limit; the others run under the same one. The walk reads the one-byte codes
 //!   (process RAM) and the graph (mapped); the best `2·k` candidates are re-scored from `f32`
@@ -314,14 +314,23 @@ fn child(mode: &str, dir: &Path) {
     let (mut limit, mut usage) = (0, 0);
     if let Some(g) = &cgroup {
         // The limit: the process's anonymous memory (codes included), the segment file but
-        // its vectors, a tenth of the vectors, and 4 MB for the program's own pages; then
+        // its vectors and codes, a tenth of the vectors, and 4 MB for the program's own pages; then
         // corrected in steady state (a few hundred searches each time) until the page cache
         // holds a tenth of the vectors section, ± 2 % (`mincore`): the kernel, not the bench,
         // picks which pages stay.
         let before = g.read("memory.usage_in_bytes");
         let (_, file, _) = resident(dir);
         let tenth = vector_bytes / 10;
-        let floor = g.stat("rss") + (file - vector_bytes);
+        // The codes section (segment format 5) was copied into anonymous memory (counted in
+        // rss) at the first search; its file pages are not read again, so the floor leaves them
+        // out as it leaves out the vectors.
+        let dim = d.queries[0].len() as u64;
+        let stride = match dim {
+            ..=64 => dim.next_power_of_two(),
+            _ => dim.next_multiple_of(64),
+        };
+        let codes = vector_bytes / (4 * dim) * stride;
+        let floor = g.stat("rss") + file.saturating_sub(vector_bytes + codes);
         limit = floor + tenth + (4 << 20);
         // A limit calibrated by an earlier mode: every limited mode gets the same RAM.
         let given: Option<u64> = std::env::var(LIMIT).ok().and_then(|v| v.parse().ok());

@@ -35,6 +35,19 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The format version (bytes 8..12) of every segment file in data directory `dir`.
+fn segment_versions(dir: &Path) -> Vec<u32> {
+    let mut versions = Vec::new();
+    for f in std::fs::read_dir(dir.join("segments")).expect("ls") {
+        let p = f.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "seg") {
+            let b = std::fs::read(&p).expect("read");
+            versions.push(u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")));
+        }
+    }
+    versions
+}
+
 fn opts(dir: &Path) -> EngineOptions {
     let mut o = EngineOptions::new(dir);
     o.background = false;
@@ -272,16 +285,8 @@ fn a_data_directory_of_format_3_opens_answers_as_before_and_is_rewritten_as_form
     assert_eq!(schema, vec![("color".to_string(), FieldType::Keyword, 319)]);
     drop(c);
     drop(e);
-    // Every segment is now format 5 (version at byte 8), and the directory reopens.
-    let mut versions = Vec::new();
-    for f in std::fs::read_dir(dir.path().join("segments")).expect("ls") {
-        let p = f.expect("entry").path();
-        if p.extension().is_some_and(|x| x == "seg") {
-            let b = std::fs::read(&p).expect("read");
-            versions.push(u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")));
-        }
-    }
-    assert_eq!(versions, vec![5]);
+    // Every segment is now format 5, and the directory reopens.
+    assert_eq!(segment_versions(dir.path()), vec![5]);
     let e = Engine::open(opts(dir.path())).expect("reopen");
     check(&e);
 }
@@ -490,16 +495,8 @@ fn a_data_directory_of_format_4_opens_answers_as_before_and_is_rewritten_as_form
     );
     drop(c);
     drop(e);
-    // Every segment is now format 5 (version at byte 8), and the directory reopens.
-    let mut versions = Vec::new();
-    for f in std::fs::read_dir(dir.path().join("segments")).expect("ls") {
-        let p = f.expect("entry").path();
-        if p.extension().is_some_and(|x| x == "seg") {
-            let b = std::fs::read(&p).expect("read");
-            versions.push(u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")));
-        }
-    }
-    assert_eq!(versions, vec![5]);
+    // Every segment is now format 5, and the directory reopens.
+    assert_eq!(segment_versions(dir.path()), vec![5]);
     let e = Engine::open(opts(dir.path())).expect("reopen");
     check(&e);
 }

@@ -332,26 +332,108 @@ mod tests {
             .collect()
     }
 
+    /// `n` pseudo-random points of `dim` in [0, 1) (xorshift), row-major.
+    fn random(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed;
+        (0..n * dim)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f32 / (1u64 << 24) as f32
+            })
+            .collect()
+    }
+
+    /// Recall@10 of searches of `arrays` (over `vectors`, `dim` each) at `ef` for `queries`,
+    /// allowing only `rows`, against the exact top 10 of those rows.
+    fn recall(
+        arrays: &graph::Arrays<'_>,
+        (vectors, dim): (&[f32], usize),
+        rows: &[u32],
+        queries: &[Vec<f32>],
+        ef: usize,
+        conf: Option<&Confined<'_>>,
+    ) -> f64 {
+        let mut allowed = crate::filter::Bits::none(graph::GraphView::node_count(arrays));
+        rows.iter().for_each(|r| allowed.set(*r));
+        let mut hit = 0;
+        for q in queries {
+            let mut exact: Vec<(f32, u32)> = rows
+                .iter()
+                .map(|r| {
+                    let v = &vectors[*r as usize * dim..(*r as usize + 1) * dim];
+                    (crate::distance::distance(Distance::Euclid, q, v), *r)
+                })
+                .collect();
+            exact.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let got = graph::search(
+                arrays,
+                Distance::Euclid,
+                q,
+                10,
+                ef,
+                20,
+                &mut |r| allowed.has(r),
+                conf,
+            );
+            assert!(got.iter().all(|h| allowed.has(h.row)), "a refused row");
+            hit += got
+                .iter()
+                .filter(|h| exact[..10].iter().any(|e| e.1 == h.row))
+                .count();
+        }
+        hit as f64 / (10 * queries.len()) as f64
+    }
+
+    /// The links of one block of `rows` over `main`, and the block's rows as a bitmap.
+    fn one_block(
+        vectors: &[f32],
+        dim: usize,
+        main: &FlatGraph,
+        rows: &[u32],
+    ) -> (PayloadLinks, crate::filter::Bits) {
+        let built = build(
+            vectors,
+            dim,
+            Distance::Euclid,
+            HnswConfig::default(),
+            2,
+            &|_| true,
+            main,
+            std::iter::once(Candidate {
+                index: 0,
+                value: 0,
+                rows,
+            }),
+        )
+        .expect("the block gets links");
+        assert_eq!(built.blocks.len(), 1);
+        let mut within = crate::filter::Bits::none(main.levels.len() as u32);
+        rows.iter().for_each(|r| within.set(*r));
+        (built, within)
+    }
+
     /// A block whose rows the main graph does not link to each other: a walk confined to it
     /// moves only through the payload links, so it finds the block's nearest rows with them
     /// and is stuck near its seeds without them.
     #[test]
     fn a_confined_walk_moves_through_the_links() {
         let (n, dim) = (20_000usize, 8usize);
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32
-        };
-        let vectors: Vec<f32> = (0..n * dim).map(|_| next()).collect();
-        let queries: Vec<Vec<f32>> = (0..30)
-            .map(|_| (0..dim).map(|_| next()).collect())
+        let vectors = random(n, dim, 0x2545_f491_4f6c_dd1d);
+        let queries: Vec<Vec<f32>> = random(30, dim, 99)
+            .chunks(dim)
+            .map(<[f32]>::to_vec)
             .collect();
         let in_block = |r: usize| r.is_multiple_of(7);
-        let cfg = HnswConfig::default();
-        let mut main = graph::build(&vectors, dim, Distance::Euclid, cfg, 2, &|_| true);
+        let mut main = graph::build(
+            &vectors,
+            dim,
+            Distance::Euclid,
+            HnswConfig::default(),
+            2,
+            &|_| true,
+        );
         // Cut every main link between two block rows.
         let w0 = 1 + main.l0_width as usize;
         for r in (0..n).filter(|r| in_block(*r)) {
@@ -366,71 +448,31 @@ mod tests {
             list[1..1 + kept.len()].copy_from_slice(&kept);
         }
         let rows: Vec<u32> = (0..n as u32).filter(|r| in_block(*r as usize)).collect();
-        let built = build(
-            &vectors,
-            dim,
-            Distance::Euclid,
-            cfg,
-            2,
-            &|_| true,
-            &main,
-            std::iter::once(Candidate {
-                index: 0,
-                value: 0,
-                rows: &rows,
-            }),
-        )
-        .expect("a block of 1/7 of the rows gets links");
-        assert_eq!(built.blocks.len(), 1);
+        let (built, within) = one_block(&vectors, dim, &main, &rows);
         let none = PayloadLinks {
             blocks: built.blocks.clone(),
             offsets: vec![0; n + 1],
             ids: Vec::new(),
         };
-        let mut within = crate::filter::Bits::none(n as u32);
-        rows.iter().for_each(|r| within.set(*r));
-        let recall = |links: &PayloadLinks| {
+        let arrays = main.arrays(&vectors, dim);
+        let walk = |links: &PayloadLinks| {
             let words = bytes(links);
             let view = LinksView::view(bytemuck::cast_slice(&words), n as u32).expect("view");
-            let entries = [built.blocks[0].entry];
             let confined = Confined {
                 within: &within,
                 links: view,
-                entries: &entries,
+                entries: &[built.blocks[0].entry],
             };
-            let arrays = main.arrays(&vectors, dim);
-            let mut hit = 0;
-            for q in &queries {
-                let mut exact: Vec<(f32, u32)> = rows
-                    .iter()
-                    .map(|r| {
-                        let v = &vectors[*r as usize * dim..(*r as usize + 1) * dim];
-                        (crate::distance::distance(Distance::Euclid, q, v), *r)
-                    })
-                    .collect();
-                exact.sort_by(|a, b| a.0.total_cmp(&b.0));
-                let got = graph::search(
-                    &arrays,
-                    Distance::Euclid,
-                    q,
-                    10,
-                    64,
-                    20,
-                    &mut |r| within.has(r),
-                    Some(&confined),
-                );
-                assert!(
-                    got.iter().all(|h| within.has(h.row)),
-                    "a row outside the block"
-                );
-                hit += got
-                    .iter()
-                    .filter(|h| exact[..10].iter().any(|e| e.1 == h.row))
-                    .count();
-            }
-            hit as f64 / (10 * queries.len()) as f64
+            recall(
+                &arrays,
+                (&vectors, dim),
+                &rows,
+                &queries,
+                64,
+                Some(&confined),
+            )
         };
-        let (with, without) = (recall(&built), recall(&none));
+        let (with, without) = (walk(&built), walk(&none));
         eprintln!("confined walk recall: {with} with links, {without} without");
         assert!(with >= 0.9, "with links: recall {with}");
         assert!(without <= 0.5, "without links: recall {without}");
@@ -438,119 +480,65 @@ mod tests {
 
     /// A small block (1/50 of the rows, above the 1/64 bound): where the upper layers lead
     /// rarely has block rows among its neighbours, so the walk starts mostly from the block's
-    /// entry. At each `ef` its recall is within 0.03 of an index built over the
-    /// block's rows alone. (A walk passing over every refused row has a higher recall at equal
-    /// `ef` — 0.997 at 10 — because it measures many times more rows; the planner weighs that.)
+    /// entry. At each `ef` its recall is within 0.03 of an index built over the block's rows
+    /// alone. (A walk passing over every refused row has a higher recall at equal `ef` —
+    /// 0.997 at 10 — because it measures many times more rows; the planner weighs that.)
     #[test]
     fn a_small_block_is_walked_from_good_starts() {
         let (n, dim) = (65_536usize, 16usize);
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32
-        };
-        let vectors: Vec<f32> = (0..n * dim).map(|_| next()).collect();
-        let queries: Vec<Vec<f32>> = (0..200)
-            .map(|_| (0..dim).map(|_| next()).collect())
+        let vectors = random(n, dim, 0x9e37_79b9_7f4a_7c15);
+        let queries: Vec<Vec<f32>> = random(200, dim, 7)
+            .chunks(dim)
+            .map(<[f32]>::to_vec)
             .collect();
-        let cfg = HnswConfig::default();
-        let main = graph::build(&vectors, dim, Distance::Euclid, cfg, 2, &|_| true);
-        let rows: Vec<u32> = (0..n as u32).filter(|r| r % 50 == 7).collect();
-        let built = build(
+        let main = graph::build(
             &vectors,
             dim,
             Distance::Euclid,
-            cfg,
+            HnswConfig::default(),
             2,
             &|_| true,
-            &main,
-            std::iter::once(Candidate {
-                index: 0,
-                value: 0,
-                rows: &rows,
-            }),
-        )
-        .expect("a block of 1/50 of the rows gets links");
+        );
+        let rows: Vec<u32> = (0..n as u32).filter(|r| r % 50 == 7).collect();
+        let (built, within) = one_block(&vectors, dim, &main, &rows);
         let words = bytes(&built);
-        let view = LinksView::view(bytemuck::cast_slice(&words), n as u32).expect("view");
-        let mut within = crate::filter::Bits::none(n as u32);
-        rows.iter().for_each(|r| within.set(*r));
-        let entries = [built.blocks[0].entry];
         let confined = Confined {
             within: &within,
-            links: view,
-            entries: &entries,
+            links: LinksView::view(bytemuck::cast_slice(&words), n as u32).expect("view"),
+            entries: &[built.blocks[0].entry],
         };
         let arrays = main.arrays(&vectors, dim);
-        let recall = |ef: usize, conf: Option<&Confined<'_>>| {
-            let mut hit = 0;
-            for q in &queries {
-                let mut exact: Vec<(f32, u32)> = rows
-                    .iter()
-                    .map(|r| {
-                        let v = &vectors[*r as usize * dim..(*r as usize + 1) * dim];
-                        (crate::distance::distance(Distance::Euclid, q, v), *r)
-                    })
-                    .collect();
-                exact.sort_by(|a, b| a.0.total_cmp(&b.0));
-                let got = graph::search(
-                    &arrays,
-                    Distance::Euclid,
-                    q,
-                    10,
-                    ef,
-                    20,
-                    &mut |r| within.has(r),
-                    conf,
-                );
-                hit += got
-                    .iter()
-                    .filter(|h| exact[..10].iter().any(|e| e.1 == h.row))
-                    .count();
-            }
-            hit as f64 / (10 * queries.len()) as f64
-        };
         // The reference: an index over the block's rows alone (upper layers included).
         let sub: Vec<f32> = rows
             .iter()
             .flat_map(|r| vectors[*r as usize * dim..(*r as usize + 1) * dim].to_vec())
             .collect();
-        let own = graph::build(&sub, dim, Distance::Euclid, cfg, 2, &|_| true);
-        let own_arrays = own.arrays(&sub, dim);
-        let own_recall = |ef: usize| {
-            let mut hit = 0;
-            for q in &queries {
-                let mut exact: Vec<(f32, u32)> = (0..rows.len() as u32)
-                    .map(|i| {
-                        let v = &sub[i as usize * dim..(i as usize + 1) * dim];
-                        (crate::distance::distance(Distance::Euclid, q, v), i)
-                    })
-                    .collect();
-                exact.sort_by(|a, b| a.0.total_cmp(&b.0));
-                let got = graph::search(
-                    &own_arrays,
-                    Distance::Euclid,
-                    q,
-                    10,
-                    ef,
-                    20,
-                    &mut |_| true,
-                    None,
-                );
-                hit += got
-                    .iter()
-                    .filter(|h| exact[..10].iter().any(|e| e.1 == h.row))
-                    .count();
-            }
-            hit as f64 / (10 * queries.len()) as f64
-        };
+        let own = graph::build(
+            &sub,
+            dim,
+            Distance::Euclid,
+            HnswConfig::default(),
+            2,
+            &|_| true,
+        );
+        let all: Vec<u32> = (0..rows.len() as u32).collect();
         for ef in [10, 16, 32] {
-            let (c, u, o) = (
-                recall(ef, Some(&confined)),
-                recall(ef, None),
-                own_recall(ef),
+            let c = recall(
+                &arrays,
+                (&vectors, dim),
+                &rows,
+                &queries,
+                ef,
+                Some(&confined),
+            );
+            let u = recall(&arrays, (&vectors, dim), &rows, &queries, ef, None);
+            let o = recall(
+                &own.arrays(&sub, dim),
+                (&sub, dim),
+                &all,
+                &queries,
+                ef,
+                None,
             );
             eprintln!("small block, ef {ef}: confined {c}, unconfined {u}, own index {o}");
             assert!(c >= o - 0.03, "ef {ef}: confined {c}, own index {o}");
