@@ -88,6 +88,31 @@ fn exact_truth(c: &CollectionHandle, queries: &[Vec<f32>], filter: &Filter) -> V
         .collect()
 }
 
+/// Upserts `base` (point i: vector i, `payload(i)` and field `key` = `value(i)`) in batches of
+/// 2,500, then flushes and compacts it into one segment.
+fn load_compacted(
+    c: &CollectionHandle,
+    base: &[Vec<f32>],
+    key: &str,
+    value: &dyn Fn(usize) -> serde_json::Value,
+) {
+    for (start, chunk) in base.chunks(2_500).enumerate().map(|(i, c)| (i * 2_500, c)) {
+        let points = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, v)| {
+                let i = start + j;
+                let mut p = payload(i);
+                p.insert(key.into(), value(i));
+                PointInput::new(PointId::Num(i as u64), v.clone(), Some(p))
+            })
+            .collect();
+        c.upsert(points).expect("upsert");
+    }
+    assert!(c.flush().expect("flush"));
+    assert!(c.compact().expect("compact"));
+}
+
 /// Filtered recall@10 against an exact filtered scan, for each filter, at one stage.
 fn check_filtered(
     c: &CollectionHandle,
@@ -276,21 +301,7 @@ fn filtered_recall_through_payload_indexes() {
             .expect("index");
         c.create_payload_index("rare", FieldType::Bool)
             .expect("index");
-        for (start, chunk) in base.chunks(2_500).enumerate().map(|(i, c)| (i * 2_500, c)) {
-            let points = chunk
-                .iter()
-                .enumerate()
-                .map(|(j, v)| {
-                    let i = start + j;
-                    let mut p = payload(i);
-                    p.insert("tag".into(), json!(format!("t{}", i % 10)));
-                    PointInput::new(PointId::Num(i as u64), v.clone(), Some(p))
-                })
-                .collect();
-            c.upsert(points).expect("upsert");
-        }
-        assert!(c.flush().expect("flush"));
-        assert!(c.compact().expect("compact"));
+        load_compacted(&c, &base, "tag", &|i| json!(format!("t{}", i % 10)));
         // An index created on an existing, indexed segment: compaction rewrites it.
         c.create_payload_index("tag", FieldType::Keyword)
             .expect("index");
@@ -786,21 +797,7 @@ fn payload_links_confine_filtered_walks() {
             .expect("index");
         c.create_payload_index("bucket", FieldType::Integer)
             .expect("index");
-        for (start, chunk) in base.chunks(2_500).enumerate().map(|(i, c)| (i * 2_500, c)) {
-            let points = chunk
-                .iter()
-                .enumerate()
-                .map(|(j, v)| {
-                    let i = start + j;
-                    let mut p = payload(i);
-                    p.insert("group".into(), json!(format!("g{}", i % 5)));
-                    PointInput::new(PointId::Num(i as u64), v.clone(), Some(p))
-                })
-                .collect();
-            c.upsert(points).expect("upsert");
-        }
-        assert!(c.flush().expect("flush"));
-        assert!(c.compact().expect("compact"));
+        load_compacted(&c, &base, "group", &|i| json!(format!("g{}", i % 5)));
         let confined = |engine: &Engine, c: &CollectionHandle, filter: &Filter| {
             let before = engine.stats().confined_searches;
             let mut r = SearchRequest::new(queries[0].clone(), 10);
