@@ -94,19 +94,27 @@ struct SegmentSets<'a> {
     body: Option<&'a SegmentData>,
 }
 
-impl RowSets for SegmentSets<'_> {
-    fn rows(&self) -> u32 {
-        self.seg.meta.rows()
-    }
-    fn index(&self, q: IndexQuery<'_>) -> Option<Bits> {
+impl SegmentSets<'_> {
+    /// The rows where `q` holds, shared with the body's kept answers (see [`RowSets::index`]).
+    fn index_shared(&self, q: IndexQuery<'_>) -> Option<Arc<Bits>> {
         let j = self.seg.meta.layout.index_for(q)?;
         let body = self.body?;
         let view = body.payload_index(j)?;
         metrics::counter!("strata_payload_index_queries_total").increment(1);
         Some(
             body.row_sets
-                .get_or_make(format!("{j}:{q:?}"), || view.query(q, self.rows())),
+                .shared(format!("{j}:{q:?}"), || view.query(q, self.rows())),
         )
+    }
+}
+
+impl RowSets for SegmentSets<'_> {
+    fn rows(&self) -> u32 {
+        self.seg.meta.rows()
+    }
+    fn index(&self, q: IndexQuery<'_>) -> Option<Bits> {
+        let shared = self.index_shared(q)?;
+        Some(Arc::try_unwrap(shared).unwrap_or_else(|kept| (*kept).clone()))
     }
     fn ids(&self, ids: &[PointId]) -> Bits {
         let mut b = Bits::none(self.rows());
@@ -600,13 +608,13 @@ impl Segment {
                         }
                 }
             };
-        // The blocks' rows (the index's cached answer), made only for a walk.
+        // The blocks' rows (the index's kept answer, read in place), made only for a walk.
         let within = match (&confine, use_graph) {
             (Some((q, _, _)), true) => SegmentSets {
                 seg: self,
                 body: Some(body),
             }
-            .index(*q),
+            .index_shared(*q),
             _ => None,
         };
         let confined = match (&confine, &within, body.links(space)) {

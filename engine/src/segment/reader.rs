@@ -82,8 +82,8 @@ pub(crate) struct SegmentData {
 /// set from the value's postings: for a value held by 10 % of GloVe-400k, 40,000 bits from
 /// 160 KB of postings, ~10 % of a filtered walk. A segment never changes its postings, and
 /// the same conditions come back (a tenant, a category), so the last [`Self::KEEP`] large
-/// answers are kept (at most `KEEP × rows / 8` bytes) and copied out on a repeat; dead rows are
-/// removed from the copy, as from a fresh answer.
+/// answers are kept (at most `KEEP × rows / 8` bytes) and shared on a repeat; a filter copies
+/// one to remove dead rows, as from a fresh answer.
 #[derive(Debug, Default)]
 pub(crate) struct RowSetCache(std::sync::Mutex<std::collections::VecDeque<(String, Arc<Bits>)>>);
 
@@ -93,8 +93,10 @@ impl RowSetCache {
     /// Answers with fewer rows are not kept (cheap to remake).
     pub(crate) const MIN_ROWS: u64 = 4096;
 
-    /// The answer to the question `key`, from the cache or made by `make` (and kept if large).
-    pub(crate) fn get_or_make(&self, key: String, make: impl FnOnce() -> Bits) -> Bits {
+    /// The answer to the question `key`, from the cache or made by `make` (and kept if large),
+    /// shared with the cache: a caller that changes it copies it (`Arc::try_unwrap` or
+    /// clone), a walk confined to the rows only reads them.
+    pub(crate) fn shared(&self, key: String, make: impl FnOnce() -> Bits) -> Arc<Bits> {
         let lock = || {
             self.0
                 .lock()
@@ -105,13 +107,13 @@ impl RowSetCache {
             .find(|(k, _)| *k == key)
             .map(|(_, b)| Arc::clone(b));
         if let Some(b) = hit {
-            return (*b).clone();
+            return b;
         }
-        let b = make();
+        let b = Arc::new(make());
         if b.count() >= Self::MIN_ROWS {
             let mut kept = lock();
             if !kept.iter().any(|(k, _)| *k == key) {
-                kept.push_front((key, Arc::new(b.clone())));
+                kept.push_front((key, Arc::clone(&b)));
                 kept.truncate(Self::KEEP);
             }
         }
@@ -1067,10 +1069,11 @@ mod row_set_tests {
         let cache = RowSetCache::default();
         let made = Cell::new(0);
         let get = |key: &str, set: u32| {
-            cache.get_or_make(key.to_string(), || {
+            let b = cache.shared(key.to_string(), || {
                 made.set(made.get() + 1);
                 bits(100_000, set)
-            })
+            });
+            (*b).clone()
         };
         let large = RowSetCache::MIN_ROWS as u32;
         assert_eq!(get("a", large), bits(100_000, large));
