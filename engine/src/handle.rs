@@ -845,35 +845,36 @@ impl CollectionHandle {
         self.inner.note_cold_search(&report);
         let mut hits = newest(found);
         hits.sort_by(|a, b| a.dist.total_cmp(&b.dist).then(a.id.cmp(&b.id)));
-        let (scores, mut rows): (Vec<f32>, Vec<Found>) = hits
-            .into_iter()
-            .skip(req.offset)
-            .take(req.limit)
-            .map(|f| (distance::score(metric, f.dist), f))
-            .filter(|(score, _)| match req.score_threshold {
+        let page = req.limit.min(hits.len().saturating_sub(req.offset));
+        let (mut scores, mut rows) = (Vec::with_capacity(page), Vec::with_capacity(page));
+        for f in hits.into_iter().skip(req.offset).take(req.limit) {
+            let score = distance::score(metric, f.dist);
+            let kept = match req.score_threshold {
                 None => true,
-                Some(t) if metric.higher_is_better() => *score >= t,
-                Some(t) => *score <= t,
-            })
-            .unzip();
+                Some(t) if metric.higher_is_better() => score >= t,
+                Some(t) => score <= t,
+            };
+            if kept {
+                scores.push(score);
+                rows.push(f);
+            }
+        }
         // Rows of streamed cold segments carry no payload bytes yet: only the results' are read.
         self.inner.load_rows(&mut rows, hint, wp, wv)?;
-        report.points = scores
-            .into_iter()
-            .zip(rows)
-            .map(|(score, f)| {
-                let (payload, vectors) = f.materialize(wp, wv)?;
-                let (vectors, sparse) = split_named(&config, vectors);
-                Ok(ScoredPoint {
-                    id: f.id,
-                    version: f.version,
-                    score,
-                    payload,
-                    vectors,
-                    sparse,
-                })
-            })
-            .collect::<Result<_>>()?;
+        // A loop into a sized vector: collecting through `Result` moved every point twice.
+        report.points = Vec::with_capacity(rows.len());
+        for (score, f) in scores.into_iter().zip(rows) {
+            let (payload, vectors) = f.materialize(wp, wv)?;
+            let (vectors, sparse) = split_named(&config, vectors);
+            report.points.push(ScoredPoint {
+                id: f.id,
+                version: f.version,
+                score,
+                payload,
+                vectors,
+                sparse,
+            });
+        }
         Ok(report)
     }
 

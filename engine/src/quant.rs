@@ -2,14 +2,20 @@
 //!
 //! A component `x` of dimension `i` is stored as the code `c = round((x - offset[i]) /
 //! scale[i])` in `0..=255`, so `x ≈ offset[i] + scale[i] * c`; `offset` and `scale` come from the
-//! data's per-dimension range (see [`Quantizer::train`]). Queries stay in `f32` (an *asymmetric*
-//! distance: only the stored side carries quantization error), and each distance is rewritten
-//! so that the work per code is one multiply-add:
+//! data's per-dimension range (see [`Quantizer::train`]). Queries keep (nearly) full precision
+//! (an *asymmetric* distance: the stored side carries the quantization error), and each distance
+//! is rewritten as one dot product of the codes with a per-query vector `a`:
 //!
-//! | metric        | internal distance of `q` to `x̂`        | per-query terms                    |
-//! |---------------|----------------------------------------|------------------------------------|
-//! | Cosine / Dot  | `base - Σ qs[i]·c[i]`                   | `qs = q∘scale`, `base = -Σ q∘offset` (Cosine: `1 +`) |
-//! | Euclid        | `base + Σ w[i]·(t[i] - c[i])²`           | `t = (q - offset)/scale`, `w = scale²` |
+//! | metric        | internal distance of `q` to `x̂`                 | per-query terms                           |
+//! |---------------|-------------------------------------------------|-------------------------------------------|
+//! | Cosine / Dot  | `base - Σ a[i]·c[i]`                            | `a = q∘scale`, `base = -Σ q∘offset` (Cosine: `1 +`) |
+//! | Euclid        | `base - Σ a[i]·c[i] + ‖x̂ - offset‖²`            | `a = 2·scale∘(q - offset)`, `base = ‖q - offset‖²` |
+//!
+//! (`‖q - x̂‖² = ‖q - offset‖² - 2 Σ scale[i]·(q[i] - offset[i])·c[i] + Σ (scale[i]·c[i])²`; the
+//! last term depends on the row only: [`Quantizer::norms`], worked out once per segment.) `a`
+//! is rounded to `i16` steps of `max |a[i]| / 32,767` (fewer bits above 257 dimensions, see
+//! [`q_max`]), so the products are integer multiply-adds; the rounding moves a distance by
+//! at most `step / 2 · Σ c[i]` (Euclid on bigann: about 1e-5 of the distance to a neighbour).
 //!
 //! A walk over codes reads a quarter of the bytes of one over `f32` vectors, and the codes of a
 //! few hundred thousand vectors fit in a CPU's last-level cache where the `f32` vectors do not:
@@ -109,44 +115,107 @@ impl Quantizer {
 
     /// The query-side terms for `q` (the internal distance's convention: lower is closer; see
     /// [`crate::distance`]; `q` already normalised for Cosine).
+    ///
+    /// Every metric becomes one dot product of the codes with a per-query vector `a`
+    /// (module docs), and `a` is held as `i16` ([`QueryCodes::step`] apart), so that a distance
+    /// is integer multiply-adds: two products per instruction lane, no conversion of the codes
+    /// to floats.
     pub(crate) fn prepare(&self, metric: Distance, q: &[f32]) -> QueryCodes {
-        match metric {
-            Distance::Cosine | Distance::Dot => {
-                let base: f32 = -q.iter().zip(&self.offset).map(|(x, a)| x * a).sum::<f32>();
-                QueryCodes {
-                    kernels: kernels::best(),
-                    l2: false,
-                    base: if metric == Distance::Cosine {
-                        1.0 + base
-                    } else {
-                        base
-                    },
-                    a: q.iter().zip(&self.scale).map(|(x, s)| x * s).collect(),
-                    w: Vec::new(),
-                }
-            }
-            Distance::Euclid => {
-                let (mut base, mut t, mut w) = (0.0f32, Vec::with_capacity(q.len()), Vec::new());
-                for ((x, a), s) in q.iter().zip(&self.offset).zip(&self.scale) {
-                    if *s > 0.0 {
-                        t.push((x - a) / s);
-                        w.push(s * s);
-                    } else {
-                        base += (x - a) * (x - a);
-                        t.push(0.0);
-                        w.push(0.0);
-                    }
-                }
-                QueryCodes {
-                    kernels: kernels::best(),
-                    l2: true,
-                    base,
-                    a: t,
-                    w,
-                }
-            }
+        let l2 = metric == Distance::Euclid;
+        let n = q.len().min(self.dim());
+        let (q, offset, scale) = (&q[..n], &self.offset[..n], &self.scale[..n]);
+        // Per dimension: the term a[i] (module docs) and the part of `base`, summed in
+        // LANES independent lanes (one sequential chain would cost more than the walk's
+        // first distances).
+        const LANES: usize = 8;
+        let mut a = vec![0f32; n];
+        let (mut base, mut peak) = ([0f32; LANES], [0f32; LANES]);
+        let mut one = |i: usize, lane: usize| {
+            let (x, o, s) = (q[i], offset[i], scale[i]);
+            let (t, b) = match l2 {
+                true => (2.0 * s * (x - o), (x - o) * (x - o)),
+                false => (x * s, x * o),
+            };
+            a[i] = t;
+            base[lane] += b;
+            peak[lane] = peak[lane].max(t.abs());
+        };
+        for i in 0..n {
+            one(i, i % LANES);
+        }
+        let (sum, peak) = (
+            base.iter().sum::<f32>(),
+            peak.iter().fold(0f32, |m, p| m.max(*p)),
+        );
+        let base = match metric {
+            Distance::Euclid => sum,
+            Distance::Cosine => 1.0 - sum,
+            Distance::Dot => -sum,
+        };
+        let step = match peak > 0.0 {
+            true => peak / q_max(n) as f32,
+            false => 1.0,
+        };
+        if !(base.is_finite() && peak.is_finite() && step > 0.0) {
+            // Only a query far outside the data's range gets here (finite components whose
+            // terms overflow f32): every row is equally far, rather than NaN.
+            return QueryCodes {
+                kernel: kernels::best(),
+                l2: false,
+                base: f32::INFINITY,
+                step: 0.0,
+                qa: vec![0; n],
+            };
+        }
+        let inv = 1.0 / step;
+        QueryCodes {
+            kernel: kernels::best(),
+            l2,
+            base,
+            step,
+            // Rounded half away from zero (`as` truncates toward zero, and saturates: the
+            // largest term becomes `q_max`, within `i16`); `f32::round` would be a libm call
+            // per term on the x86-64 baseline.
+            qa: a
+                .iter()
+                .map(|t| {
+                    let v = t * inv;
+                    (v + 0.5f32.copysign(v)) as i16
+                })
+                .collect(),
         }
     }
+
+    /// Every row's `‖x̂ - offset‖² = Σ (scale[i]·c[i])²` (`x̂` decoded), the row's term of a
+    /// Euclid distance over codes, for `bytes` laid out as [`Quantizer::encode_all`] does.
+    pub(crate) fn norms(&self, bytes: &[u8]) -> Vec<f32> {
+        let (dim, stride) = (self.dim(), stride(self.dim()));
+        bytes
+            .chunks_exact(stride)
+            .map(|row| self.norm(&row[..dim]))
+            .collect()
+    }
+
+    /// One row's [`Quantizer::norms`] term.
+    fn norm(&self, codes: &[u8]) -> f32 {
+        codes
+            .iter()
+            .zip(&self.scale)
+            .map(|(c, s)| {
+                let x = s * f32::from(*c);
+                x * x
+            })
+            .sum()
+    }
+}
+
+/// The largest magnitude of a query's `i16` terms for `dim` dimensions: `i16::MAX`, or less
+/// where `dim · 255 · q_max` would pass `i32::MAX`, so no sum of products overflows its `i32`
+/// lanes (at 128 dimensions the full 15 bits; at 1,536, 12.4 bits).
+fn q_max(dim: usize) -> f64 {
+    (f64::from(i32::MAX) / (255.0 * dim.max(1) as f64))
+        .min(f64::from(i16::MAX))
+        .floor()
 }
 
 /// Bytes from one row's codes to the next's: `dim` rounded up to a power of two up to 64,
@@ -275,6 +344,9 @@ impl std::fmt::Debug for CodeBuf {
 pub(crate) struct Codes<'a> {
     pub(crate) quant: &'a Quantizer,
     pub(crate) bytes: &'a [u8],
+    /// [`Quantizer::norms`] of the rows, for Euclid walks (empty otherwise: a Euclid
+    /// distance then works a row's term out from its codes).
+    pub(crate) norms: &'a [f32],
 }
 
 impl Codes<'_> {
@@ -285,304 +357,185 @@ impl Codes<'_> {
         let at = row as usize * stride(dim);
         self.bytes.get(at..at + dim).unwrap_or(&[])
     }
+
+    /// Row `row`'s Euclid term ([`Quantizer::norms`]).
+    #[inline]
+    fn norm(&self, row: u32) -> f32 {
+        match self.norms.get(row as usize) {
+            Some(n) => *n,
+            None => self.quant.norm(self.row(row)),
+        }
+    }
+
+    /// Hints that row `row`'s distance is measured next (its codes and, for Euclid, its term).
+    #[inline]
+    pub(crate) fn prefetch(&self, row: u32) {
+        crate::distance::prefetch(self.row(row));
+        if let Some(n) = self.norms.get(row as usize) {
+            crate::distance::prefetch(std::slice::from_ref(n));
+        }
+    }
 }
 
-/// A query prepared against one [`Quantizer`]: [`QueryCodes::distance`] of a row's codes is the
-/// internal distance of the query to the row's decoded vector.
+/// A query prepared against one [`Quantizer`]: [`QueryCodes::distance`] to a row is the
+/// internal distance of the query to the row's decoded vector, within rounding of the
+/// query's terms to `i16` (at most `|step| / 2 · Σ c[i]`).
 #[derive(Debug, Clone)]
 pub(crate) struct QueryCodes {
     /// Picked once per process, not per distance.
-    kernels: kernels::Kernels,
+    kernel: fn(&[i16], &[u8]) -> i32,
+    /// Add the row's [`Quantizer::norms`] term.
     l2: bool,
     base: f32,
-    /// `qs` (Cosine, Dot) or `t` (Euclid).
-    a: Vec<f32>,
-    /// `w` (Euclid only).
-    w: Vec<f32>,
+    /// `Σ a[i]·c[i] ≈ step · Σ qa[i]·c[i]`.
+    step: f32,
+    qa: Vec<i16>,
 }
 
 impl QueryCodes {
+    /// The distance to row `row` of `codes`.
     #[inline]
-    pub(crate) fn distance(&self, codes: &[u8]) -> f32 {
+    pub(crate) fn distance(&self, codes: &Codes<'_>, row: u32) -> f32 {
+        let dot = self.step * (self.kernel)(&self.qa, codes.row(row)) as f32;
         if self.l2 {
-            self.base + (self.kernels.wl2)(&self.a, &self.w, codes)
+            self.base - dot + codes.norm(row)
         } else {
-            self.base - (self.kernels.dot)(&self.a, codes)
+            self.base - dot
         }
+    }
+
+    /// The gap between two neighbouring values of the query's terms.
+    #[cfg(test)]
+    fn step(&self) -> f32 {
+        self.step
     }
 }
 
-/// `f32 × u8` kernels: AVX-512 and AVX2 + FMA with explicit intrinsics, picked at run time, and
-/// a portable version (16 independent lanes, summed as a tree) elsewhere and for tests. (Left
-/// to the auto-vectoriser, the same loops came out two lanes wide without FMA: a 128-d walk was
-/// 2× slower than over `f32`.)
+/// `Σ qa[i]·c[i]` over `i16` query terms and byte codes, in `i32` (callers bound the terms so
+/// that it cannot overflow: [`q_max`]): AVX-512BW and AVX2 with explicit intrinsics (codes
+/// widened to `i16`, then `madd`: two products and their sum per `i32` lane), picked at run
+/// time, and a portable loop elsewhere and for tests. Integer lanes add in one cycle, so unlike
+/// an `f32` accumulator the sum is no dependency chain: at 128 dimensions one distance is four
+/// loads and four multiply-adds. (The `f32 × u8` kernels this replaced converted every code to
+/// a float and chained their fused multiply-adds.)
 mod kernels {
-    const LANES: usize = 16;
-
-    /// The lanes' sum as a tree (four dependent adds, not fifteen).
-    #[inline(always)]
-    fn sum(mut acc: [f32; LANES]) -> f32 {
-        let mut w = LANES / 2;
-        while w > 0 {
-            for j in 0..w {
-                acc[j] += acc[j + w];
-            }
-            w /= 2;
-        }
-        acc[0]
-    }
-
-    pub(super) fn dot_portable(a: &[f32], c: &[u8]) -> f32 {
-        let n = a.len().min(c.len());
-        let (a, c) = (&a[..n], &c[..n]);
-        let mut acc = [0f32; LANES];
-        let mut ac = a.chunks_exact(LANES);
-        let mut cc = c.chunks_exact(LANES);
-        for (a, c) in (&mut ac).zip(&mut cc) {
-            for j in 0..LANES {
-                acc[j] += a[j] * c[j] as f32;
-            }
-        }
-        let mut tail = 0.0;
-        for (a, c) in ac.remainder().iter().zip(cc.remainder()) {
-            tail += a * *c as f32;
-        }
-        sum(acc) + tail
-    }
-
-    pub(super) fn wl2_portable(t: &[f32], w: &[f32], c: &[u8]) -> f32 {
-        let n = t.len().min(w.len()).min(c.len());
-        let (t, w, c) = (&t[..n], &w[..n], &c[..n]);
-        let mut acc = [0f32; LANES];
-        let mut tc = t.chunks_exact(LANES);
-        let mut wc = w.chunks_exact(LANES);
-        let mut cc = c.chunks_exact(LANES);
-        for ((t, w), c) in (&mut tc).zip(&mut wc).zip(&mut cc) {
-            for j in 0..LANES {
-                let d = t[j] - c[j] as f32;
-                acc[j] += w[j] * d * d;
-            }
-        }
-        let mut tail = 0.0;
-        for ((t, w), c) in tc
-            .remainder()
-            .iter()
-            .zip(wc.remainder())
-            .zip(cc.remainder())
-        {
-            let d = t - *c as f32;
-            tail += w * d * d;
-        }
-        sum(acc) + tail
+    pub(super) fn dot_portable(qa: &[i16], c: &[u8]) -> i32 {
+        qa.iter()
+            .zip(c)
+            .map(|(a, c)| i32::from(*a) * i32::from(*c))
+            .sum()
     }
 
     #[cfg(target_arch = "x86_64")]
     mod x86 {
         use std::arch::x86_64::*;
 
-        /// The last `n % 16` codes from `at`, zero-padded to 16.
-        #[inline(always)]
-        fn tail16(c: &[u8], at: usize) -> [u8; 16] {
-            let mut b = [0u8; 16];
-            let rest = &c[at..];
-            b[..rest.len()].copy_from_slice(rest);
-            b
-        }
-
-        /// 16 codes from `c[at..at + 16]` as f32 lanes.
-        ///
-        /// # Safety
-        /// AVX-512F must be available; `at + 16 <= c.len()`.
-        #[inline(always)]
-        unsafe fn codes512(c: &[u8], at: usize) -> __m512 {
-            debug_assert!(at + 16 <= c.len());
-            // SAFETY: the caller guarantees 16 readable bytes from `at` and AVX-512F; the load
-            // is unaligned.
-            unsafe {
-                _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
-                    c.as_ptr().add(at).cast::<__m128i>(),
-                )))
-            }
-        }
-
-        #[target_feature(enable = "avx512f")]
-        pub(super) fn dot_avx512(a: &[f32], c: &[u8]) -> f32 {
-            let n = a.len().min(c.len());
-            let full = n - n % 16;
-            let mut acc = _mm512_setzero_ps();
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        pub(super) fn dot_avx512(qa: &[i16], c: &[u8]) -> i32 {
+            let n = qa.len().min(c.len());
+            let full = n - n % 32;
+            let mut acc = _mm512_setzero_si512();
             let mut i = 0;
             while i < full {
-                // SAFETY: `i + 16 <= full <= n`, within both slices; AVX-512F is enabled.
+                // SAFETY: `i + 32 <= full <= n`: 32 codes and 32 terms are in bounds; the
+                // loads are unaligned; AVX-512F/BW are enabled.
                 unsafe {
-                    let av = _mm512_loadu_ps(a.as_ptr().add(i));
-                    acc = _mm512_fmadd_ps(av, codes512(c, i), acc);
+                    let cv = _mm512_cvtepu8_epi16(_mm256_loadu_si256(
+                        c.as_ptr().add(i).cast::<__m256i>(),
+                    ));
+                    let qv = _mm512_loadu_epi16(qa.as_ptr().add(i));
+                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(cv, qv));
+                }
+                i += 32;
+            }
+            if full < n {
+                let mask: __mmask32 = (1u32 << (n - full)) - 1;
+                // SAFETY: masked loads read only the `n - full` (< 32) elements left in each
+                // slice and never fault on the masked-off ones; AVX-512BW/VL are enabled.
+                unsafe {
+                    let cv = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(
+                        mask,
+                        c.as_ptr().add(full).cast::<i8>(),
+                    ));
+                    let qv = _mm512_maskz_loadu_epi16(mask, qa.as_ptr().add(full));
+                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(cv, qv));
+                }
+            }
+            _mm512_reduce_add_epi32(acc)
+        }
+
+        #[target_feature(enable = "avx2")]
+        pub(super) fn dot_avx2(qa: &[i16], c: &[u8]) -> i32 {
+            let n = qa.len().min(c.len());
+            let full = n - n % 16;
+            let mut acc = _mm256_setzero_si256();
+            let mut i = 0;
+            while i < full {
+                // SAFETY: `i + 16 <= full <= n`: 16 codes and 16 terms are in bounds; the
+                // loads are unaligned; AVX2 is enabled.
+                unsafe {
+                    let cv =
+                        _mm256_cvtepu8_epi16(_mm_loadu_si128(c.as_ptr().add(i).cast::<__m128i>()));
+                    let qv = _mm256_loadu_si256(qa.as_ptr().add(i).cast::<__m256i>());
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(cv, qv));
                 }
                 i += 16;
             }
-            if full < n {
-                let mask: __mmask16 = (1u16 << (n - full)) - 1;
-                let cb = tail16(&c[..n], full);
-                // SAFETY: the masked load reads only the `n - full` floats left in `a`; `cb` is
-                // 16 bytes.
-                unsafe {
-                    let av = _mm512_maskz_loadu_ps(mask, a.as_ptr().add(full));
-                    acc = _mm512_fmadd_ps(av, codes512(&cb, 0), acc);
-                }
-            }
-            _mm512_reduce_add_ps(acc)
-        }
-
-        #[target_feature(enable = "avx512f")]
-        pub(super) fn wl2_avx512(t: &[f32], w: &[f32], c: &[u8]) -> f32 {
-            let n = t.len().min(w.len()).min(c.len());
-            let full = n - n % 16;
-            let mut acc = _mm512_setzero_ps();
-            let mut i = 0;
-            while i < full {
-                // SAFETY: `i + 16 <= full <= n`, within every slice; AVX-512F is enabled.
-                unsafe {
-                    let d = _mm512_sub_ps(_mm512_loadu_ps(t.as_ptr().add(i)), codes512(c, i));
-                    let wd = _mm512_mul_ps(_mm512_loadu_ps(w.as_ptr().add(i)), d);
-                    acc = _mm512_fmadd_ps(wd, d, acc);
-                }
-                i += 16;
-            }
-            if full < n {
-                let mask: __mmask16 = (1u16 << (n - full)) - 1;
-                let cb = tail16(&c[..n], full);
-                // SAFETY: the masked loads read only the `n - full` floats left; masked-off
-                // lanes of `w` are zero, so their (zero-code) differences add nothing.
-                unsafe {
-                    let tv = _mm512_maskz_loadu_ps(mask, t.as_ptr().add(full));
-                    let wv = _mm512_maskz_loadu_ps(mask, w.as_ptr().add(full));
-                    let d = _mm512_sub_ps(tv, codes512(&cb, 0));
-                    acc = _mm512_fmadd_ps(_mm512_mul_ps(wv, d), d, acc);
-                }
-            }
-            _mm512_reduce_add_ps(acc)
-        }
-
-        /// 8 codes from `c[at..at + 8]` as f32 lanes.
-        ///
-        /// # Safety
-        /// AVX2 must be available; `at + 8 <= c.len()`.
-        #[inline(always)]
-        unsafe fn codes256(c: &[u8], at: usize) -> __m256 {
-            debug_assert!(at + 8 <= c.len());
-            // SAFETY: the caller guarantees 8 readable bytes from `at` and AVX2 (a 64-bit load).
-            unsafe {
-                _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                    c.as_ptr().add(at).cast::<__m128i>(),
-                )))
-            }
-        }
-
-        #[inline(always)]
-        fn hsum256(v: __m256) -> f32 {
-            let mut lanes = [0f32; 8];
-            // SAFETY: `lanes` holds 8 floats; the store is unaligned.
-            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
-            (lanes[0] + lanes[4])
-                + (lanes[1] + lanes[5])
-                + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
-        }
-
-        #[target_feature(enable = "avx2,fma")]
-        pub(super) fn dot_avx2(a: &[f32], c: &[u8]) -> f32 {
-            let n = a.len().min(c.len());
-            let full = n - n % 8;
-            let mut acc = _mm256_setzero_ps();
-            let mut i = 0;
-            while i < full {
-                // SAFETY: `i + 8 <= full <= n`, within both slices; AVX2 and FMA are enabled.
-                unsafe {
-                    let av = _mm256_loadu_ps(a.as_ptr().add(i));
-                    acc = _mm256_fmadd_ps(av, codes256(c, i), acc);
-                }
-                i += 8;
-            }
-            let mut tail = 0.0;
-            for j in full..n {
-                tail += a[j] * c[j] as f32;
-            }
-            hsum256(acc) + tail
-        }
-
-        #[target_feature(enable = "avx2,fma")]
-        pub(super) fn wl2_avx2(t: &[f32], w: &[f32], c: &[u8]) -> f32 {
-            let n = t.len().min(w.len()).min(c.len());
-            let full = n - n % 8;
-            let mut acc = _mm256_setzero_ps();
-            let mut i = 0;
-            while i < full {
-                // SAFETY: `i + 8 <= full <= n`, within every slice; AVX2 and FMA are enabled.
-                unsafe {
-                    let d = _mm256_sub_ps(_mm256_loadu_ps(t.as_ptr().add(i)), codes256(c, i));
-                    let wd = _mm256_mul_ps(_mm256_loadu_ps(w.as_ptr().add(i)), d);
-                    acc = _mm256_fmadd_ps(wd, d, acc);
-                }
-                i += 8;
-            }
-            let mut tail = 0.0;
-            for j in full..n {
-                let d = t[j] - c[j] as f32;
-                tail += w[j] * d * d;
-            }
-            hsum256(acc) + tail
+            let mut lanes = [0i32; 8];
+            // SAFETY: `lanes` holds 8 i32; the store is unaligned.
+            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast::<__m256i>(), acc) };
+            lanes.iter().sum::<i32>() + super::dot_portable(&qa[full..n], &c[full..n])
         }
     }
 
-    /// One instruction set's kernels: `dot` is `Σ a[i]·c[i]`, `wl2` is `Σ w[i]·(t[i] - c[i])²`.
+    /// One instruction set's kernel.
     #[derive(Debug, Clone, Copy)]
-    pub(super) struct Kernels {
+    pub(super) struct Kernel {
         pub(super) name: &'static str,
-        pub(super) dot: fn(&[f32], &[u8]) -> f32,
-        pub(super) wl2: fn(&[f32], &[f32], &[u8]) -> f32,
+        pub(super) dot: fn(&[i16], &[u8]) -> i32,
     }
 
-    /// Every kernel set this CPU can run, fastest first (tests check each against the
-    /// portable one).
-    pub(super) fn all() -> Vec<Kernels> {
+    /// Every kernel this CPU can run, fastest first (tests check each against the portable
+    /// one).
+    pub(super) fn all() -> Vec<Kernel> {
         let mut out = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY (of the calls): these are only reachable on a CPU just found to
-                // support AVX-512F.
-                out.push(Kernels {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                // SAFETY (of the call): only reachable on a CPU just found to support
+                // AVX-512F, BW and VL.
+                out.push(Kernel {
                     name: "avx512",
                     dot: |a, c| unsafe { x86::dot_avx512(a, c) },
-                    wl2: |t, w, c| unsafe { x86::wl2_avx512(t, w, c) },
                 });
             }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY (of the calls): only reachable on a CPU just found to support AVX2
-                // and FMA.
-                out.push(Kernels {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY (of the call): only reachable on a CPU just found to support AVX2.
+                out.push(Kernel {
                     name: "avx2",
                     dot: |a, c| unsafe { x86::dot_avx2(a, c) },
-                    wl2: |t, w, c| unsafe { x86::wl2_avx2(t, w, c) },
                 });
             }
         }
-        out.push(Kernels {
+        out.push(Kernel {
             name: "portable",
             dot: dot_portable,
-            wl2: wl2_portable,
         });
         out
     }
 
-    /// The fastest kernels this CPU runs, detected once per process.
-    pub(super) fn best() -> Kernels {
-        static BEST: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| {
+    /// The fastest kernel this CPU runs, detected once per process.
+    pub(super) fn best() -> fn(&[i16], &[u8]) -> i32 {
+        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        BEST.get_or_init(|| {
             let k = all()[0];
-            tracing::debug!(kernels = k.name, "byte-code distance kernels");
+            tracing::debug!(kernel = k.name, "byte-code distance kernel");
             k
         })
+        .dot
     }
 }
 
@@ -615,19 +568,31 @@ mod tests {
             let q = &seed[dim * 8..dim * 9];
             let quant = Quantizer::train(&rows, dim);
             let buf = quant.encode_all(&rows);
-            let codes = Codes { quant: &quant, bytes: buf.as_bytes() };
-            for (i, r) in rows.chunks_exact(dim).enumerate() {
-                let c = codes.row(i as u32);
-                prop_assert_eq!(c.len(), dim);
-                let back = decode(&quant, c);
-                for ((x, y), s) in r.iter().zip(&back).zip(&quant.scale) {
-                    prop_assert!((x - y).abs() <= s * 0.5 + 1e-4 * x.abs().max(1.0));
-                }
-                for metric in [Distance::Dot, Distance::Euclid, Distance::Cosine] {
-                    let want = distance::distance(metric, q, &back) as f64;
-                    let got = quant.prepare(metric, q).distance(c) as f64;
-                    let mag: f64 = q.iter().zip(&back).map(|(a, b)| ((a - b) * (a - b) + (a * b).abs()) as f64).sum();
-                    prop_assert!((got - want).abs() <= 1e-4 * (mag + 1.0), "{metric:?}: {got} vs {want}");
+            let norms = quant.norms(buf.as_bytes());
+            for with_norms in [true, false] {
+                let norms: &[f32] = if with_norms { &norms } else { &[] };
+                let codes = Codes { quant: &quant, bytes: buf.as_bytes(), norms };
+                for (i, r) in rows.chunks_exact(dim).enumerate() {
+                    let c = codes.row(i as u32);
+                    prop_assert_eq!(c.len(), dim);
+                    let back = decode(&quant, c);
+                    for ((x, y), s) in r.iter().zip(&back).zip(&quant.scale) {
+                        prop_assert!((x - y).abs() <= s * 0.5 + 1e-4 * x.abs().max(1.0));
+                    }
+                    for metric in [Distance::Dot, Distance::Euclid, Distance::Cosine] {
+                        let want = distance::distance(metric, q, &back) as f64;
+                        let qc = quant.prepare(metric, q);
+                        let got = qc.distance(&codes, i as u32) as f64;
+                        // The terms' rounding (half a step per code unit), plus f32 rounding of
+                        // sums of this magnitude.
+                        let rounding = 0.5 * qc.step().abs() as f64
+                            * c.iter().map(|x| f64::from(*x)).sum::<f64>();
+                        let mag: f64 = q.iter().zip(&back).map(|(a, b)| ((a - b) * (a - b) + (a * b).abs() + a * a + b * b) as f64).sum();
+                        prop_assert!(
+                            (got - want).abs() <= rounding + 1e-5 * (mag + 1.0),
+                            "{metric:?}: {got} vs {want} (rounding bound {rounding})"
+                        );
+                    }
                 }
             }
         }
@@ -635,26 +600,48 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
-        /// Every kernel the CPU runs agrees with the portable one, at every length (SIMD bodies
-        /// and tails) and from unaligned starts.
+        /// Every kernel the CPU runs agrees exactly with the portable one, at every length
+        /// (SIMD bodies and tails), from unaligned starts, and at the largest terms
+        /// [`q_max`] allows.
         #[test]
         fn kernels_agree(
-            n in 0usize..100,
+            n in 0usize..300,
             skew in 0usize..4,
-            seed in prop::collection::vec(-10.0f32..10.0, 2 * 104),
-            codes in prop::collection::vec(any::<u8>(), 104),
+            seed in prop::collection::vec(-1.0f64..1.0, 304),
+            codes in prop::collection::vec(any::<u8>(), 304),
+            extreme in any::<bool>(),
         ) {
-            let (a, w) = (&seed[skew..skew + n], &seed[104 + skew..104 + skew + n]);
-            let w: Vec<f32> = w.iter().map(|x| x.abs()).collect();
-            let c = &codes[skew..skew + n];
-            let want_dot = kernels::dot_portable(a, c);
-            let want_l2 = kernels::wl2_portable(a, &w, c);
+            let top = q_max(n);
+            let qa: Vec<i16> = seed[skew..skew + n]
+                .iter()
+                .map(|x| if extreme { if *x < 0.0 { -top } else { top } } else { x * top } as i16)
+                .collect();
+            let c: Vec<u8> = if extreme { vec![255; n] } else { codes[skew..skew + n].to_vec() };
+            let want = kernels::dot_portable(&qa, &c);
             for k in kernels::all() {
-                let (name, d, l) = (k.name, (k.dot)(a, c), (k.wl2)(a, &w, c));
-                prop_assert!((d - want_dot).abs() <= 1e-3 * (want_dot.abs() + 255.0 * n as f32 * 0.01 + 1.0), "{name} dot {d} vs {want_dot}");
-                prop_assert!((l - want_l2).abs() <= 1e-4 * (want_l2.abs() + 1.0), "{name} wl2 {l} vs {want_l2}");
+                prop_assert_eq!((k.dot)(&qa, &c), want, "{}", k.name);
+                // A shorter codes slice (a row out of range reads as empty) reads as zeros.
+                prop_assert_eq!((k.dot)(&qa, &c[..n / 2]), kernels::dot_portable(&qa[..n / 2], &c[..n / 2]), "{}", k.name);
             }
         }
+    }
+
+    #[test]
+    fn the_largest_terms_never_overflow() {
+        for dim in [1, 128, 257, 258, 1536, 65_536] {
+            let top = q_max(dim);
+            assert!(top >= 1.0 && top <= f64::from(i16::MAX), "dim {dim}");
+            assert!(dim as f64 * 255.0 * top <= f64::from(i32::MAX), "dim {dim}");
+            let qa = vec![top as i16; dim];
+            let c = vec![255u8; dim];
+            let want = (dim as i64 * 255 * top as i64) as i32;
+            for k in kernels::all() {
+                assert_eq!((k.dot)(&qa, &c), want, "{} dim {dim}", k.name);
+                let neg: Vec<i16> = qa.iter().map(|x| -x).collect();
+                assert_eq!((k.dot)(&neg, &c), -want, "{} dim {dim}", k.name);
+            }
+        }
+        assert_eq!(q_max(128), 32_767.0);
     }
 
     #[test]
@@ -664,15 +651,17 @@ mod tests {
         let quant = Quantizer::train(&rows, 2);
         assert_eq!(quant.scale[1], 0.0);
         let buf = quant.encode_all(&rows);
+        let norms = quant.norms(buf.as_bytes());
         let codes = Codes {
             quant: &quant,
             bytes: buf.as_bytes(),
+            norms: &norms,
         };
         let q = [0.5, 3.0];
         for (i, r) in rows.chunks_exact(2).enumerate() {
             let got = quant
                 .prepare(Distance::Euclid, &q)
-                .distance(codes.row(i as u32));
+                .distance(&codes, i as u32);
             let want = distance::distance(Distance::Euclid, &q, r);
             assert!(
                 (got - want).abs() <= 1e-3 * want,
@@ -689,11 +678,34 @@ mod tests {
         let quant = Quantizer::train(&rows, 2);
         assert_eq!(quant.scale, vec![0.0, 0.0]);
         let buf = quant.encode_all(&rows);
+        let codes = Codes {
+            quant: &quant,
+            bytes: buf.as_bytes(),
+            norms: &[],
+        };
         for metric in [Distance::Dot, Distance::Cosine] {
-            let d = quant
-                .prepare(metric, &[0.5, 0.5])
-                .distance(&buf.as_bytes()[..2]);
+            let d = quant.prepare(metric, &[0.5, 0.5]).distance(&codes, 0);
             assert!(d.is_finite(), "{metric:?}");
+        }
+        // 1e38 away in Euclid: infinitely far, not NaN.
+        let d = quant
+            .prepare(Distance::Euclid, &[0.5, 0.5])
+            .distance(&codes, 0);
+        assert!(!d.is_nan());
+        // A query whose terms overflow f32: every row equally far, never NaN.
+        let quant = Quantizer::train(&[0.0, 0.0, 4e21, 4e21], 2);
+        assert!(quant.scale[0] > 0.0);
+        let buf = quant.encode_all(&[0.0, 0.0, 4e21, 4e21]);
+        let codes = Codes {
+            quant: &quant,
+            bytes: buf.as_bytes(),
+            norms: &[],
+        };
+        for metric in [Distance::Dot, Distance::Euclid] {
+            let qc = quant.prepare(metric, &[3e38, -3e38]);
+            for row in 0..2 {
+                assert!(!qc.distance(&codes, row).is_nan(), "{metric:?}");
+            }
         }
     }
 }

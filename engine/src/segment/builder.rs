@@ -658,9 +658,15 @@ mod tests {
             let g = build(&v, dim, metric, CFG, 2, 7, &|_| true);
             let quant = crate::quant::Quantizer::train(&v, dim);
             let buf = quant.encode_all(&v);
+            let norms = quant.norms(buf.as_bytes());
             let codes = crate::quant::Codes {
                 quant: &quant,
                 bytes: buf.as_bytes(),
+                norms: if metric == Distance::Euclid {
+                    &norms
+                } else {
+                    &[]
+                },
             };
             for ef in [16, 48] {
                 let exact = recall(&g, &v, &queries, dim, metric, ef);

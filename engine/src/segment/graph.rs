@@ -296,7 +296,8 @@ mod reference {
 pub struct HnswIndex {
     graph: FlatGraph,
     vectors: Vec<f32>,
-    codes: Option<(Quantizer, CodeBuf)>,
+    /// The quantizer, the codes and (Euclid) their norms.
+    codes: Option<(Quantizer, CodeBuf, Vec<f32>)>,
     dim: usize,
     metric: Distance,
 }
@@ -340,9 +341,10 @@ impl HnswIndex {
             distance::normalize(&mut q);
         }
         let mut arrays = self.graph.arrays(&self.vectors, self.dim);
-        arrays.codes = self.codes.as_ref().map(|(quant, c)| Codes {
+        arrays.codes = self.codes.as_ref().map(|(quant, c, norms)| Codes {
             quant,
             bytes: c.as_bytes(),
+            norms,
         });
         search(
             &arrays,
@@ -361,14 +363,19 @@ impl HnswIndex {
     pub fn quantize(&mut self) {
         let quant = Quantizer::train(&self.vectors, self.dim);
         let codes = quant.encode_all(&self.vectors);
-        self.codes = Some((quant, codes));
+        let norms = if self.metric == Distance::Euclid {
+            quant.norms(codes.as_bytes())
+        } else {
+            Vec::new()
+        };
+        self.codes = Some((quant, codes, norms));
     }
 
     /// Bytes of the one-byte codes ([`HnswIndex::quantize`]), 0 without them.
     pub fn code_bytes(&self) -> usize {
-        self.codes
-            .as_ref()
-            .map_or(0, |(q, c)| c.as_bytes().len() + 8 * q.dim())
+        self.codes.as_ref().map_or(0, |(q, c, n)| {
+            c.as_bytes().len() + 8 * q.dim() + 4 * n.len()
+        })
     }
 
     /// Rows indexed.
@@ -482,8 +489,8 @@ pub(crate) fn search_rescored<G: GraphView + ?Sized, E>(
                 g,
                 k,
                 ef,
-                |node| qc.distance(codes.row(node)),
-                |node| distance::prefetch(codes.row(node)),
+                |node| qc.distance(&codes, node),
+                |node| codes.prefetch(node),
                 allow,
                 confined,
             );

@@ -51,9 +51,14 @@ pub(crate) enum VerifyError<E> {
     Read(E),
 }
 
-/// A space's codes as loaded for walks: the quantizer and a copy of the codes (`None`: the
-/// codes section of a heap body, used in place).
-type LoadedCodes = (Quantizer, Option<CodeBuf>);
+/// A space's codes as loaded for walks.
+struct LoadedCodes {
+    quant: Quantizer,
+    /// A copy of the codes (`None`: the codes section of a heap body, used in place).
+    buf: Option<CodeBuf>,
+    /// Euclid spaces: the rows' norm terms (`Quantizer::norms`), 4 bytes a row; else empty.
+    norms: Vec<f32>,
+}
 
 /// The bytes of one segment and where each section lies.
 pub(crate) struct SegmentData {
@@ -911,7 +916,7 @@ impl SegmentData {
     /// such a body serves one read, which would not repay the encoding.
     pub(crate) fn codes(&self, space: usize) -> Option<Codes<'_>> {
         let cell = self.codes.get(space)?;
-        let (quant, buf) = match cell.get() {
+        let loaded = match cell.get() {
             Some(made) => made,
             None => {
                 if !self.layout.has_graph(space) {
@@ -921,14 +926,23 @@ impl SegmentData {
                 // vectors but never the codes a walk reads.
                 if let Some(Ok(Some((quant, bytes)))) = self.stored_codes(space) {
                     cell.get_or_init(|| {
+                        let norms = self.norms(space, &quant, bytes);
                         // A heap body (the hot tier) already holds them, aligned: in place.
                         if !self.blob.is_mapped() && (bytes.as_ptr() as usize).is_multiple_of(64) {
-                            return (quant, None);
+                            return LoadedCodes {
+                                quant,
+                                buf: None,
+                                norms,
+                            };
                         }
                         if let Some(i) = self.layout.codes_sec(space) {
                             self.blob.advise_willneed(self.sec[i].clone());
                         }
-                        (quant, Some(CodeBuf::from_bytes(bytes)))
+                        LoadedCodes {
+                            quant,
+                            buf: Some(CodeBuf::from_bytes(bytes)),
+                            norms,
+                        }
                     })
                 } else if self.present != SectionSet::first(self.layout.len()) {
                     return None;
@@ -937,7 +951,7 @@ impl SegmentData {
                 }
             }
         };
-        let bytes = match buf {
+        let bytes = match &loaded.buf {
             Some(b) => b.as_bytes(),
             // Checked when the cell was filled.
             None => {
@@ -946,7 +960,21 @@ impl SegmentData {
                 self.bytes(i).get(head..)?
             }
         };
-        Some(Codes { quant, bytes })
+        Some(Codes {
+            quant: &loaded.quant,
+            bytes,
+            norms: &loaded.norms,
+        })
+    }
+
+    /// The norm terms a Euclid walk over `space`'s codes `bytes` adds (empty for the other
+    /// metrics).
+    fn norms(&self, space: usize, quant: &Quantizer, bytes: &[u8]) -> Vec<f32> {
+        if self.layout.spaces[space].distance == crate::types::Distance::Euclid {
+            quant.norms(bytes)
+        } else {
+            Vec::new()
+        }
     }
 
     /// Makes `space`'s codes from its vectors into `cell` (once).
@@ -959,7 +987,12 @@ impl SegmentData {
             let all = self.all_have(space);
             let quant = Quantizer::train_where(vectors, dim, |r| all || self.has_vector(space, r));
             let buf = quant.encode_all(vectors);
-            (quant, Some(buf))
+            let norms = self.norms(space, &quant, buf.as_bytes());
+            LoadedCodes {
+                quant,
+                buf: Some(buf),
+                norms,
+            }
         })
     }
 
