@@ -35,14 +35,22 @@ pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
     f32::l2sq(a, b).unwrap_or_else(|| scalar::l2sq(a, b)) as f32
 }
 
-/// The internal distance (lower is closer) of `q` to stored vector `v`.
+/// The internal distance (lower is closer) of `q` to stored vector `v`: `+inf` (last, and
+/// never returned: see `CollectionHandle::search_report`) where it is not a finite number,
+/// which only vectors stored before [`crate::MAX_SQUARED_NORM`] was enforced can cause.
 #[inline]
 pub fn distance(metric: Distance, q: &[f32], v: &[f32]) -> f32 {
-    match metric {
+    finite_or_last(match metric {
         Distance::Cosine => 1.0 - dot(q, v),
         Distance::Euclid => l2sq(q, v),
         Distance::Dot => -dot(q, v),
-    }
+    })
+}
+
+/// `d`, or `+inf` when `d` is NaN or infinite: a distance that ranks after every real one.
+#[inline(always)]
+pub fn finite_or_last(d: f32) -> f32 {
+    if d.is_finite() { d } else { f32::INFINITY }
 }
 
 /// Similarity as Qdrant scores example-based queries ("larger is closer"): the dot product

@@ -9,6 +9,8 @@
 //! ```
 
 mod edit;
+#[cfg(test)]
+mod norm_tests;
 mod sparse_search;
 
 use std::collections::HashMap;
@@ -106,6 +108,20 @@ impl CollectionHandle {
     }
 
     fn check_query(&self, space: usize, v: &[f32], field: &str) -> Result<()> {
+        self.check_vector_of(space, v, field, None)
+    }
+
+    /// [`Self::check_query`], and errors also name `point` when given. Beyond dimension and
+    /// finite components, the squared norm must be at most [`crate::MAX_SQUARED_NORM`], so
+    /// that no distance between two accepted vectors (or a query) overflows `f32`.
+    pub(crate) fn check_vector_of(
+        &self,
+        space: usize,
+        v: &[f32],
+        field: &str,
+        point: Option<PointId>,
+    ) -> Result<()> {
+        let of = || point.map(|p| format!(" (point {p})")).unwrap_or_default();
         let dim = self.coll.config().params(space).dim as usize;
         if v.len() != dim {
             return Err(Error::invalid(format!(
@@ -115,8 +131,19 @@ impl CollectionHandle {
         }
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
             return Err(Error::invalid(format!(
-                "{field}[{i}] is {}: components must be finite",
-                v[i]
+                "{field}[{i}] is {}{}: components must be finite",
+                v[i],
+                of()
+            )));
+        }
+        // In f32: a sum that overflows is infinite, and refused as well.
+        let squared = distance::dot(v, v);
+        if squared.is_nan() || f64::from(squared) > crate::MAX_SQUARED_NORM {
+            return Err(Error::invalid(format!(
+                "{field}{}: squared norm {squared:e} is above {:e}: distances to this vector \
+                 would overflow",
+                of(),
+                crate::MAX_SQUARED_NORM
             )));
         }
         Ok(())
@@ -309,7 +336,7 @@ impl CollectionHandle {
                     false => format!("points[{i}].vector"),
                 };
                 let space = config.space_or_err(&name, &field)?;
-                self.check_query(space, &v, &field)?;
+                self.check_vector_of(space, &v, &field, Some(p.id))?;
                 if config.params(space).distance == Distance::Cosine {
                     distance::normalize(&mut v);
                 }
@@ -847,7 +874,15 @@ impl CollectionHandle {
         hits.sort_by(|a, b| a.dist.total_cmp(&b.dist).then(a.id.cmp(&b.id)));
         let page = req.limit.min(hits.len().saturating_sub(req.offset));
         let (mut scores, mut rows) = (Vec::with_capacity(page), Vec::with_capacity(page));
-        for f in hits.into_iter().skip(req.offset).take(req.limit) {
+        // A distance that is not finite (`distance::distance` makes it `+inf`; only vectors
+        // stored before `MAX_SQUARED_NORM` was enforced have one) ranks last and is never
+        // returned: a score is always a number.
+        for f in hits
+            .into_iter()
+            .skip(req.offset)
+            .take(req.limit)
+            .filter(|f| f.dist.is_finite())
+        {
             let score = distance::score(metric, f.dist);
             let kept = match req.score_threshold {
                 None => true,

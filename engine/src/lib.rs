@@ -89,6 +89,12 @@ pub use error::{Error, ErrorKind, Result};
 pub use filter::Filter;
 pub use fusion::{DEFAULT_RRF_K, Fusion, Ranked, fuse};
 pub use groups::MAX_GROUP_SIZE;
+
+/// The largest squared norm a vector may have, stored or queried (`‖v‖² ≤ 1e37`, `‖v‖` up to
+/// about 3.2e18): between two such vectors a squared Euclidean distance is at most 4e37 and a
+/// dot product at most 1e37, so no distance or score overflows `f32`. Writes and queries past
+/// it are refused with [`ErrorKind::InvalidArgument`] naming the field (and the point).
+pub const MAX_SQUARED_NORM: f64 = 1e37;
 pub use handle::{CollectionHandle, PointEdit};
 pub use index::{FieldType, MAX_INDEX_KEY, MAX_INDEXES, PayloadIndexes};
 pub use maintenance::JobFailure;

@@ -14,8 +14,10 @@
 //! (`‖q - x̂‖² = ‖q - offset‖² - 2 Σ scale[i]·(q[i] - offset[i])·c[i] + Σ (scale[i]·c[i])²`; the
 //! last term depends on the row only: [`Quantizer::norms`], worked out once per segment.) `a`
 //! is rounded to `i16` steps of `max |a[i]| / 32,767` (fewer bits above 257 dimensions, see
-//! [`q_max`]), so the products are integer multiply-adds; the rounding moves a distance by
-//! at most `step / 2 · Σ c[i]` (Euclid on bigann: about 1e-5 of the distance to a neighbour).
+//! [`q_max`]: 8 bits at 65,536), so the products are integer multiply-adds. The rounding moves
+//! a distance by at most `step / 2 · Σ c[i]`; Euclid's three terms are then summed in `f32`,
+//! which adds an error of about 6e-8 of the largest of them (not of the distance itself). A
+//! distance that is not a finite number (data or queries near `f32`'s range) is `+inf`.
 //!
 //! A walk over codes reads a quarter of the bytes of one over `f32` vectors, and the codes of a
 //! few hundred thousand vectors fit in a CPU's last-level cache where the `f32` vectors do not:
@@ -152,11 +154,7 @@ impl Quantizer {
             Distance::Cosine => 1.0 - sum,
             Distance::Dot => -sum,
         };
-        let step = match peak > 0.0 {
-            true => peak / q_max(n) as f32,
-            false => 1.0,
-        };
-        if !(base.is_finite() && peak.is_finite() && step > 0.0) {
+        if !(base.is_finite() && peak.is_finite()) {
             // Only a query far outside the data's range gets here (finite components whose
             // terms overflow f32): every row is equally far, rather than NaN.
             return QueryCodes {
@@ -167,20 +165,27 @@ impl Quantizer {
                 qa: vec![0; n],
             };
         }
-        let inv = 1.0 / step;
+        // Terms scaled by `q_max / peak` (so within `±q_max` by construction, whatever the
+        // magnitude of the query), the step kept in f64 (a tiny query's step is below f32's
+        // range).
+        let top = q_max(n);
+        let (step, scale) = match peak > 0.0 {
+            true => (f64::from(peak) / top, top / f64::from(peak)),
+            false => (1.0, 0.0),
+        };
         QueryCodes {
             kernel: kernels::best(),
             l2,
             base,
             step,
-            // Rounded half away from zero (`as` truncates toward zero, and saturates: the
-            // largest term becomes `q_max`, within `i16`); `f32::round` would be a libm call
-            // per term on the x86-64 baseline.
+            // Rounded half away from zero, then clamped to `±q_max` (a guard: the scaled peak
+            // is `q_max` itself). `f32::round` would be a libm call per term on the x86-64
+            // baseline.
             qa: a
                 .iter()
                 .map(|t| {
-                    let v = t * inv;
-                    (v + 0.5f32.copysign(v)) as i16
+                    let v = f64::from(*t) * scale;
+                    (v + 0.5f64.copysign(v)).clamp(-top, top) as i16
                 })
                 .collect(),
         }
@@ -387,8 +392,8 @@ pub(crate) struct QueryCodes {
     /// Add the row's [`Quantizer::norms`] term.
     l2: bool,
     base: f32,
-    /// `Σ a[i]·c[i] ≈ step · Σ qa[i]·c[i]`.
-    step: f32,
+    /// `Σ a[i]·c[i] ≈ step · Σ qa[i]·c[i]` (f64: a tiny query's step is below f32's range).
+    step: f64,
     qa: Vec<i16>,
 }
 
@@ -396,18 +401,17 @@ impl QueryCodes {
     /// The distance to row `row` of `codes`.
     #[inline]
     pub(crate) fn distance(&self, codes: &Codes<'_>, row: u32) -> f32 {
-        let dot = self.step * (self.kernel)(&self.qa, codes.row(row)) as f32;
-        if self.l2 {
-            self.base - dot + codes.norm(row)
-        } else {
-            self.base - dot
-        }
+        let dot = (self.step * f64::from((self.kernel)(&self.qa, codes.row(row)))) as f32;
+        crate::distance::finite_or_last(match self.l2 {
+            true => self.base - dot + codes.norm(row),
+            false => self.base - dot,
+        })
     }
 
-    /// The gap between two neighbouring values of the query's terms.
+    /// The query's terms in `i16`.
     #[cfg(test)]
-    fn step(&self) -> f32 {
-        self.step
+    fn terms(&self) -> &[i16] {
+        &self.qa
     }
 }
 
@@ -583,9 +587,11 @@ mod tests {
                         let want = distance::distance(metric, q, &back) as f64;
                         let qc = quant.prepare(metric, q);
                         let got = qc.distance(&codes, i as u32) as f64;
-                        // The terms' rounding (half a step per code unit), plus f32 rounding of
-                        // sums of this magnitude.
-                        let rounding = 0.5 * qc.step().abs() as f64
+                        // The terms' rounding: half a step (worked out here from the module
+                        // docs' terms, not read back) per code unit; plus f32 rounding of sums
+                        // of this magnitude.
+                        let peak = expected_peak(&quant, metric, q);
+                        let rounding = 0.5 * peak / q_max(dim)
                             * c.iter().map(|x| f64::from(*x)).sum::<f64>();
                         let mag: f64 = q.iter().zip(&back).map(|(a, b)| ((a - b) * (a - b) + (a * b).abs() + a * a + b * b) as f64).sum();
                         prop_assert!(
@@ -595,6 +601,85 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// `max |a[i]|` of the module docs' terms for `q`, in f64.
+    fn expected_peak(quant: &Quantizer, metric: Distance, q: &[f32]) -> f64 {
+        q.iter()
+            .zip(&quant.offset)
+            .zip(&quant.scale)
+            .map(|((x, o), s)| {
+                let (x, o, s) = (f64::from(*x), f64::from(*o), f64::from(*s));
+                match metric {
+                    Distance::Euclid => (2.0 * s * (x - o)).abs(),
+                    _ => (x * s).abs(),
+                }
+            })
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn terms_stay_within_q_max_at_any_query_scale_and_dimension() {
+        for dim in [3usize, 128, 300, 1536] {
+            let rows: Vec<f32> = (0..dim * 16)
+                .map(|i| ((i * 7919) % 1000) as f32 / 4000.0 - 0.1)
+                .collect();
+            let quant = Quantizer::train(&rows, dim);
+            let buf = quant.encode_all(&rows);
+            let norms = quant.norms(buf.as_bytes());
+            let codes = Codes {
+                quant: &quant,
+                bytes: buf.as_bytes(),
+                norms: &norms,
+            };
+            let top = q_max(dim) as i32;
+            for scale in [1e-38f32, 1e-30, 1e-3, 1.0, 1e10] {
+                let q: Vec<f32> = (0..dim)
+                    .map(|i| scale * (((i * 31) % 17) as f32 - 8.0))
+                    .collect();
+                for metric in [Distance::Dot, Distance::Cosine, Distance::Euclid] {
+                    let qc = quant.prepare(metric, &q);
+                    let terms = qc.terms();
+                    assert!(
+                        terms.iter().all(|t| i32::from(*t).abs() <= top),
+                        "dim {dim} scale {scale} {metric:?}: a term past q_max {top}"
+                    );
+                    if metric != Distance::Euclid {
+                        // The largest term takes the whole range (none is lost to a step that
+                        // underflowed).
+                        assert!(
+                            terms.iter().any(|t| i32::from(*t).abs() == top),
+                            "dim {dim} scale {scale} {metric:?}"
+                        );
+                    }
+                    for row in 0..16 {
+                        let d = qc.distance(&codes, row);
+                        assert!(!d.is_nan(), "dim {dim} scale {scale} {metric:?}");
+                        let want = distance::distance(metric, &q, &decode(&quant, codes.row(row)));
+                        if scale <= 1.0 {
+                            let tol = 1e-3 * (want.abs() + 1.0);
+                            assert!(
+                                (d - want).abs() <= tol,
+                                "dim {dim} scale {scale} {metric:?} row {row}: {d} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // Terms that overflow once combined: never NaN (a distance past f32 is +inf).
+        let quant = Quantizer::train(&[0.0, 0.0, 4e21, 4e21], 2);
+        let buf = quant.encode_all(&[0.0, 0.0, 4e21, 4e21]);
+        let norms = quant.norms(buf.as_bytes());
+        let codes = Codes {
+            quant: &quant,
+            bytes: buf.as_bytes(),
+            norms: &norms,
+        };
+        let qc = quant.prepare(Distance::Euclid, &[1e18, 1e18]);
+        for row in 0..2 {
+            assert!(!qc.distance(&codes, row).is_nan());
         }
     }
 

@@ -159,7 +159,7 @@ impl CollectionHandle {
                     false => format!("points[{i}].vector"),
                 };
                 let space = config.space_or_err(&name, &field)?;
-                self.check_query(space, &v, &field)?;
+                self.check_vector_of(space, &v, &field, Some(id))?;
                 if config.params(space).distance == Distance::Cosine {
                     distance::normalize(&mut v);
                 }

@@ -926,9 +926,9 @@ impl SegmentData {
                 // vectors but never the codes a walk reads.
                 if let Some(Ok(Some((quant, bytes)))) = self.stored_codes(space) {
                     cell.get_or_init(|| {
-                        let norms = self.norms(space, &quant, bytes);
                         // A heap body (the hot tier) already holds them, aligned: in place.
                         if !self.blob.is_mapped() && (bytes.as_ptr() as usize).is_multiple_of(64) {
+                            let norms = self.norms(space, &quant, bytes);
                             return LoadedCodes {
                                 quant,
                                 buf: None,
@@ -938,9 +938,12 @@ impl SegmentData {
                         if let Some(i) = self.layout.codes_sec(space) {
                             self.blob.advise_willneed(self.sec[i].clone());
                         }
+                        // The norms from the copy: the mapping is advised random access.
+                        let buf = CodeBuf::from_bytes(bytes);
+                        let norms = self.norms(space, &quant, buf.as_bytes());
                         LoadedCodes {
                             quant,
-                            buf: Some(CodeBuf::from_bytes(bytes)),
+                            buf: Some(buf),
                             norms,
                         }
                     })
