@@ -604,6 +604,13 @@ mod tests {
         }
     }
 
+    /// `rows`' codes and their norms.
+    fn coded(quant: &Quantizer, rows: &[f32]) -> (CodeBuf, Vec<f32>) {
+        let buf = quant.encode_all(rows);
+        let norms = quant.norms(buf.as_bytes());
+        (buf, norms)
+    }
+
     /// `max |a[i]|` of the module docs' terms for `q`, in f64.
     fn expected_peak(quant: &Quantizer, metric: Distance, q: &[f32]) -> f64 {
         q.iter()
@@ -626,8 +633,7 @@ mod tests {
                 .map(|i| ((i * 7919) % 1000) as f32 / 4000.0 - 0.1)
                 .collect();
             let quant = Quantizer::train(&rows, dim);
-            let buf = quant.encode_all(&rows);
-            let norms = quant.norms(buf.as_bytes());
+            let (buf, norms) = coded(&quant, &rows);
             let codes = Codes {
                 quant: &quant,
                 bytes: buf.as_bytes(),
@@ -670,8 +676,7 @@ mod tests {
         }
         // Terms that overflow once combined: never NaN (a distance past f32 is +inf).
         let quant = Quantizer::train(&[0.0, 0.0, 4e21, 4e21], 2);
-        let buf = quant.encode_all(&[0.0, 0.0, 4e21, 4e21]);
-        let norms = quant.norms(buf.as_bytes());
+        let (buf, norms) = coded(&quant, &[0.0, 0.0, 4e21, 4e21]);
         let codes = Codes {
             quant: &quant,
             bytes: buf.as_bytes(),
@@ -735,8 +740,7 @@ mod tests {
         let rows = [0.0, 0.0, 1.0, 1e-30, 2.0, 5e-31];
         let quant = Quantizer::train(&rows, 2);
         assert_eq!(quant.scale[1], 0.0);
-        let buf = quant.encode_all(&rows);
-        let norms = quant.norms(buf.as_bytes());
+        let (buf, norms) = coded(&quant, &rows);
         let codes = Codes {
             quant: &quant,
             bytes: buf.as_bytes(),
