@@ -693,6 +693,7 @@ impl Engine {
     /// Deletes a collection and all its data. If the manifest write fails the collection stays
     /// (and writes are refused until a manifest write succeeds).
     pub fn delete_collection(&self, tenant: &str, name: &str) -> Result<()> {
+        validate_name("collection name", name)?;
         let inner = &self.inner;
         inner.check_writable()?;
         let mut m = inner.lock_manifest();
@@ -755,8 +756,11 @@ impl Engine {
         Some(self.inner.cold_probe())
     }
 
-    /// A handle on an existing collection, by its name or one of its aliases.
+    /// A handle on an existing collection, by its name or one of its aliases. A name no
+    /// collection could have ([`validate_name`]) is refused as invalid, as by
+    /// [`Self::create_collection`], rather than not found: one name check for every route.
     pub fn collection(&self, tenant: &str, name: &str) -> Result<CollectionHandle> {
+        validate_name("collection name", name)?;
         let coll = match self.inner.lookup(tenant, name) {
             Err(e) if e.kind() == ErrorKind::NotFound => match self.resolve_alias(tenant, name) {
                 Some(target) => self.inner.lookup(tenant, &target)?,

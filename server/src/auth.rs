@@ -498,8 +498,61 @@ impl Authenticator {
     }
 }
 
+/// The token a request carries, by one rule for HTTP and gRPC (as Qdrant reads them): the
+/// `api-key` header when present; else `Authorization: Bearer <token>` (scheme in any case).
+/// With no `api-key`, an `Authorization` header of another scheme (`Basic …`) or without a
+/// token is refused, naming what was expected. `Err`: the message for a 401.
+pub fn pick_token<'a>(
+    api_key: Option<&'a str>,
+    authorization: Option<&'a str>,
+) -> Result<&'a str, String> {
+    if let Some(k) = api_key.map(str::trim).filter(|k| !k.is_empty()) {
+        return Ok(k);
+    }
+    let Some(a) = authorization.map(str::trim) else {
+        return Err(
+            "missing token: send Authorization: Bearer <JWT> (or the api-key header)".into(),
+        );
+    };
+    let (scheme, rest) = a.split_once(' ').unwrap_or((a, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(format!(
+            "Authorization: expected \"Bearer <JWT>\", got the {:?} scheme",
+            scheme.chars().take(16).collect::<String>()
+        ));
+    }
+    match rest.trim() {
+        "" => Err("Authorization: \"Bearer\" without a token".into()),
+        t => Ok(t),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_rule_picks_the_token() {
+        use super::pick_token;
+        // api-key first, whatever Authorization holds (Qdrant's order).
+        assert_eq!(pick_token(Some("k"), Some("Bearer t")), Ok("k"));
+        assert_eq!(pick_token(Some(" k "), Some("Basic Zm9v")), Ok("k"));
+        assert_eq!(pick_token(Some("k"), Some("garbage")), Ok("k"));
+        // Else Bearer, in any case.
+        assert_eq!(pick_token(None, Some("Bearer t")), Ok("t"));
+        assert_eq!(pick_token(Some(""), Some("bearer  t ")), Ok("t"));
+        assert_eq!(pick_token(None, Some("BEARER t")), Ok("t"));
+        // Anything else is refused, naming it.
+        for (a, says) in [
+            (Some("Basic Zm9vOmJhcg=="), "\"Basic\" scheme"),
+            (Some("garbage"), "\"garbage\" scheme"),
+            (Some("Bearer"), "without a token"),
+            (Some("Bearer   "), "without a token"),
+            (None, "missing token"),
+        ] {
+            let e = pick_token(None, a).expect_err("refused");
+            assert!(e.contains(says), "{a:?}: {e}");
+        }
+    }
+
     use super::*;
 
     fn auth() -> Authenticator {

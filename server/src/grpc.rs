@@ -680,22 +680,13 @@ impl Tiers for Service {
     }
 }
 
-/// The token a call carries: `authorization: Bearer …` or Qdrant's `api-key`.
+/// The token a call carries: `api-key` metadata, else `authorization: Bearer …`
+/// ([`crate::auth::pick_token`], the rule HTTP uses).
 pub(crate) fn token(md: &tonic::metadata::MetadataMap) -> Result<String, Status> {
-    md.get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.trim()
-                .strip_prefix("Bearer ")
-                .or_else(|| v.trim().strip_prefix("bearer "))
-        })
-        .or_else(|| md.get("api-key").and_then(|v| v.to_str().ok()))
-        .map(|t| t.trim().to_string())
-        .ok_or_else(|| {
-            Status::unauthenticated(
-                "missing token: send metadata authorization: Bearer <JWT> (or api-key)",
-            )
-        })
+    let text = |name: &str| md.get(name).and_then(|v| v.to_str().ok());
+    crate::auth::pick_token(text("api-key"), text("authorization"))
+        .map(str::to_string)
+        .map_err(Status::unauthenticated)
 }
 
 pub(crate) fn authenticate(

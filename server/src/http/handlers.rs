@@ -362,18 +362,7 @@ fn sparse_params(sv: &Obj) -> Result<Vec<(String, SparseParams)>, ApiError> {
             )?;
             parse::bool_field(i, "on_disk", &here)?;
             parse::usize_field(i, "full_scan_threshold", &here)?;
-            match parse::get(i, "datatype") {
-                None | Some(Value::Null) => {}
-                Some(Value::String(d)) if d == "float32" => {}
-                Some(Value::String(d)) if ["float16", "uint8"].contains(&d.as_str()) => {
-                    return Err(ApiError::unsupported(&format!("{here}datatype {d:?}")));
-                }
-                Some(other) => {
-                    return Err(ApiError::invalid(format!(
-                        "{here}datatype: expected float32, float16 or uint8, got {other}"
-                    )));
-                }
-            }
+            datatype(i, &here)?;
         }
         let modifier = match parse::get(p, "modifier") {
             None | Some(Value::Null) => Modifier::None,
@@ -391,6 +380,22 @@ fn sparse_params(sv: &Obj) -> Result<Vec<(String, SparseParams)>, ApiError> {
     Ok(out)
 }
 
+/// `datatype` at `at`: absent or `float32` (what Strata stores); Qdrant's other datatypes
+/// (`float16`, `uint8`) are a well-formed request for a feature Strata lacks (501); anything
+/// else is a bad request (400).
+fn datatype(o: &Obj, at: &str) -> Result<(), ApiError> {
+    match parse::get(o, "datatype") {
+        None => Ok(()),
+        Some(Value::String(d)) if d == "float32" => Ok(()),
+        Some(Value::String(d)) if ["float16", "uint8"].contains(&d.as_str()) => {
+            Err(ApiError::unsupported(&format!("{at}datatype {d:?}")))
+        }
+        Some(other) => Err(ApiError::invalid(format!(
+            "{at}datatype: expected \"float32\", \"float16\" or \"uint8\", got {other}"
+        ))),
+    }
+}
+
 /// One vector's parameters from `{"size", "distance", "hnsw_config"?, ...}` at `at`; the
 /// collection-level `hnsw_config` applies first, the vector's own over it.
 fn vector_params(v: &Obj, at: &str, top_hnsw: Option<&Obj>) -> Result<VectorParams, ApiError> {
@@ -400,11 +405,7 @@ fn vector_params(v: &Obj, at: &str, top_hnsw: Option<&Obj>) -> Result<VectorPara
         &["size", "distance", "on_disk", "hnsw_config", "datatype"],
         &["multivector_config", "quantization_config"],
     )?;
-    if let Some(dt) = parse::get(v, "datatype").and_then(Value::as_str)
-        && dt != "float32"
-    {
-        return Err(ApiError::unsupported(&format!("{at}datatype {dt:?}")));
-    }
+    datatype(v, at)?;
     let dim = parse::usize_field(v, "size", at)?
         .ok_or_else(|| ApiError::invalid(format!("{at}size: missing")))?;
     let distance: Distance = parse::get(v, "distance")
@@ -671,7 +672,11 @@ pub(crate) async fn collection_exists(
             "the token does not grant read access to collection {target:?}"
         )));
     }
-    let exists = st.engine.collection(&caller.0.tenant, &c).is_ok();
+    let exists = match st.engine.collection(&caller.0.tenant, &c) {
+        Ok(_) => true,
+        Err(e) if e.kind() == strata_engine::ErrorKind::NotFound => false,
+        Err(e) => return Err(e.into()),
+    };
     ok(started, json!({"exists": exists}))
 }
 
@@ -946,6 +951,8 @@ pub(crate) async fn count_points(
     let h = st.readable(&caller, &c, &dl)?;
     let b = parse::body(&body)?;
     parse::check_fields(&b, "", &["filter", "exact"], &["shard_key"])?;
+    // Counts are always exact; the flag is accepted, and typed like every field.
+    parse::bool_field(&b, "exact", "")?;
     let f = parse::filter_field(&b, "filter", "")?;
     let n = blocking(move || h.count(f.as_ref()).map_err(ApiError::from)).await?;
     ok(started, json!({"count": n}))

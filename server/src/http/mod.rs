@@ -119,32 +119,21 @@ impl FromRequestParts<AppState> for ReqDeadline {
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
 
-/// The token of a request: `Authorization: Bearer …` or Qdrant's `api-key` header.
-pub(crate) fn token_of(headers: &axum::http::HeaderMap) -> Option<&str> {
-    if let Some(v) = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let v = v.trim();
-        if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
-            return Some(v[7..].trim());
-        }
-    }
-    headers
-        .get("api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+/// The token of a request: the `api-key` header, else `Authorization: Bearer …`
+/// ([`crate::auth::pick_token`]); `Err`: the 401's message.
+pub(crate) fn token_of(headers: &axum::http::HeaderMap) -> Result<&str, String> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    crate::auth::pick_token(
+        text("api-key"),
+        text(axum::http::header::AUTHORIZATION.as_str()),
+    )
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Caller, ApiError> {
-        let token = token_of(&parts.headers).ok_or_else(|| {
-            ApiError::new(
-                Kind::Unauthenticated,
-                "missing token: send Authorization: Bearer <JWT> (or the api-key header)",
-            )
-        })?;
+        let token =
+            token_of(&parts.headers).map_err(|m| ApiError::new(Kind::Unauthenticated, m))?;
         st.auth
             .verify(token)
             .map(Caller)
@@ -224,12 +213,15 @@ async fn track(req: Request, next: Next) -> Response {
         let body = json!({"status": {"error": msg}, "time": started.elapsed().as_secs_f64()});
         resp = (status, axum::Json(body)).into_response();
     }
-    if matches!(status.as_u16(), 400 | 404 | 405 | 501) {
+    if matches!(status.as_u16(), 400 | 404 | 405 | 501)
+        && let Some(left_out) = REFUSED_LOG.take(std::time::Instant::now())
+    {
         tracing::warn!(
             status = status.as_u16(),
             method = %method,
             route = %route,
             path = %uri.path(),
+            left_out,
             "request refused"
         );
     }
@@ -240,6 +232,42 @@ async fn track(req: Request, next: Next) -> Response {
     }
     metrics::histogram!("strata_http_request_duration_seconds", "route" => route, "method" => method).record(started.elapsed().as_secs_f64());
     resp
+}
+
+/// Refused requests (client mistakes) are logged at `warn`, at most [`LogBudget::PER_SECOND`]
+/// lines a second: a client looping on a bad request, or a fuzzer, must not flood the log.
+/// Each line's `left_out` counts the refusals not logged since the previous line (the
+/// `strata_http_errors_total` metric counts every one).
+static REFUSED_LOG: LogBudget = LogBudget::new();
+
+/// A per-second budget of log lines.
+pub(crate) struct LogBudget(std::sync::Mutex<Option<(std::time::Instant, u32, u64)>>);
+
+impl LogBudget {
+    pub(crate) const PER_SECOND: u32 = 10;
+
+    pub(crate) const fn new() -> LogBudget {
+        LogBudget(std::sync::Mutex::new(None))
+    }
+
+    /// `Some(left out before)` if a line may be logged at `now`, else `None` (counted).
+    pub(crate) fn take(&self, now: std::time::Instant) -> Option<u64> {
+        let mut s = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (start, used, left_out) = s.get_or_insert((now, 0, 0));
+        if now.duration_since(*start) >= std::time::Duration::from_secs(1) {
+            (*start, *used) = (now, 0);
+        }
+        if *used < Self::PER_SECOND {
+            *used += 1;
+            Some(std::mem::take(left_out))
+        } else {
+            *left_out += 1;
+            None
+        }
+    }
 }
 
 async fn live() -> impl IntoResponse {
@@ -662,4 +690,25 @@ pub fn router(st: AppState, max_body_bytes: usize) -> Router {
         ))
         .layer(axum::middleware::from_fn(track))
         .with_state(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogBudget;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn refused_requests_log_at_most_a_budget_a_second_and_count_the_rest() {
+        let b = LogBudget::new();
+        let t0 = Instant::now();
+        for _ in 0..LogBudget::PER_SECOND {
+            assert_eq!(b.take(t0), Some(0));
+        }
+        for i in 0..25 {
+            assert_eq!(b.take(t0 + Duration::from_millis(10 * i)), None);
+        }
+        // A second later: logged again, saying how many were left out.
+        assert_eq!(b.take(t0 + Duration::from_secs(1)), Some(25));
+        assert_eq!(b.take(t0 + Duration::from_secs(1)), Some(0));
+    }
 }

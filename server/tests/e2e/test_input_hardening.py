@@ -59,3 +59,70 @@ def test_overflowing_norms_are_refused_over_grpc(server, distance):
         assert e.value.code() == grpclib.StatusCode.INVALID_ARGUMENT and "squared norm" in e.value.details()
     hits = g.query_points(name, query=[1.0, 2.0, 3.0, 4.0], limit=3).points
     assert [p.id for p in hits] == [1] and all(p.score == p.score for p in hits)
+
+
+def test_malformed_input_is_a_400_and_a_missing_feature_a_501(server):
+    h = {"api-key": server.admin_token}
+    for datatype, status in [("AAA", 400), (5, 400), ("float16", 501), ("uint8", 501), ("float32", 200)]:
+        r = httpx.put(f"{server.http}/collections/dt", headers=h,
+                      json={"vectors": {"size": 2, "distance": "Dot", "datatype": datatype}})
+        assert r.status_code == status, (datatype, r.text)
+        if status != 200:
+            assert "vectors.datatype" in r.json()["status"]["error"], r.text
+    for exact in [{}, "yes", 5, [True]]:
+        r = httpx.post(f"{server.http}/collections/dt/points/count", headers=h, json={"exact": exact})
+        assert r.status_code == 400 and "exact" in r.json()["status"]["error"], (exact, r.text)
+    r = httpx.post(f"{server.http}/collections/dt/points/count", headers=h, json={"exact": False})
+    assert r.status_code == 200, r.text
+
+
+def test_one_name_check_for_every_collection_route(server):
+    h = {"api-key": server.admin_token}
+    bad = "%C2%84"
+    for method, path in [("PUT", ""), ("DELETE", ""), ("GET", ""), ("GET", "/exists"),
+                         ("POST", "/points/count"), ("POST", "/points/scroll")]:
+        body = {"vectors": {"size": 2, "distance": "Dot"}} if method == "PUT" else ({} if method == "POST" else None)
+        r = httpx.request(method, f"{server.http}/collections/{bad}{path}", headers=h, json=body)
+        assert r.status_code == 400, (method, path, r.text)
+        assert "collection name" in r.json()["status"]["error"], r.text
+    # A valid name that does not exist: 404, or false for delete and exists.
+    assert httpx.get(f"{server.http}/collections/nope", headers=h).status_code == 404
+    assert httpx.delete(f"{server.http}/collections/nope", headers=h).json()["result"] is False
+    assert httpx.get(f"{server.http}/collections/nope/exists", headers=h).json()["result"] == {"exists": False}
+
+
+def test_one_rule_for_the_token_over_rest_and_grpc(server):
+    url = f"{server.http}/collections"
+    key = server.admin_token
+    for headers, status in [
+        ({"api-key": key}, 200),
+        ({"authorization": f"Bearer {key}"}, 200),
+        ({"authorization": f"bearer {key}"}, 200),
+        # api-key first, as Qdrant reads them: Authorization is then not looked at.
+        ({"api-key": key, "authorization": "Basic Zm9vOmJhcg=="}, 200),
+        ({"api-key": key, "authorization": "Bearer garbage"}, 200),
+        ({"api-key": "garbage", "authorization": f"Bearer {key}"}, 401),
+        # Without api-key, Authorization must be Bearer with a token.
+        ({"authorization": "Basic Zm9vOmJhcg=="}, 401),
+        ({"authorization": "Bearer"}, 401),
+        ({}, 401),
+    ]:
+        r = httpx.get(url, headers=headers)
+        assert r.status_code == status, (headers, r.text)
+    r = httpx.get(url, headers={"authorization": "Basic Zm9vOmJhcg=="})
+    assert "Basic" in r.json()["status"]["error"], r.text
+    # gRPC: the same rule on metadata.
+    from qdrant_client.grpc import collections_service_pb2_grpc, collections_pb2
+    ch = grpclib.insecure_channel(server.grpc)
+    stub = collections_service_pb2_grpc.CollectionsStub(ch)
+    for md, ok in [
+        ([("api-key", key), ("authorization", "Basic Zm9vOmJhcg==")], True),
+        ([("api-key", key), ("authorization", "Bearer garbage")], True),
+        ([("authorization", f"Bearer {key}")], True),
+        ([("authorization", "Basic Zm9vOmJhcg==")], False),
+    ]:
+        try:
+            stub.List(collections_pb2.ListCollectionsRequest(), metadata=md)
+            assert ok, md
+        except grpclib.RpcError as e:
+            assert not ok and e.code() == grpclib.StatusCode.UNAUTHENTICATED, (md, e)
