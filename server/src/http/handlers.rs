@@ -995,6 +995,9 @@ pub(super) struct Search {
     pub(super) fusion: Option<Fusion>,
     pub(super) sel: PayloadSelector,
     pub(super) vsel: parse::VectorSelector,
+    /// No query and no prefetch: the points matching the filter in id order (Qdrant's query
+    /// without `query`), each with score 0.
+    pub(super) by_id_order: bool,
 }
 
 fn search_params(b: &Obj, at: &str, req: &mut SearchRequest) -> Result<(), ApiError> {
@@ -1105,11 +1108,7 @@ pub(super) fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiEr
                 "{at}query: several prefetches need a query to combine them (e.g. {{\"fusion\": \"rrf\"}})"
             )));
         }
-        None => {
-            return Err(ApiError::unsupported(&format!(
-                "{at}query: a query without a vector (use scroll)"
-            )));
-        }
+        None => (Vec::new(), None),
         Some(v @ Value::Array(_)) => (parse::vector(v, &format!("{at}query"))?, None),
         Some(v @ (Value::Number(_) | Value::String(_))) => (
             Vec::new(),
@@ -1152,6 +1151,7 @@ pub(super) fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiEr
     req.with_payload = sel.wants();
     let vsel = parse::with_vector(b, false, at)?;
     req.with_vector = vsel.wants();
+    let by_id_order = parse::get(b, "query").is_none() && prefetch.is_empty();
     Ok(Search {
         at: at.to_string(),
         req,
@@ -1163,6 +1163,7 @@ pub(super) fn parse_query(b: &Obj, at: &str, max: usize) -> Result<Search, ApiEr
         fusion,
         sel,
         vsel,
+        by_id_order,
     })
 }
 
@@ -1433,6 +1434,7 @@ pub(super) fn parse_search(b: &Obj, at: &str, max: usize) -> Result<Search, ApiE
         fusion: None,
         sel,
         vsel,
+        by_id_order: false,
     })
 }
 
@@ -1483,6 +1485,32 @@ fn smaller_is_better(config: &strata_engine::CollectionConfig, s: &Search) -> bo
 /// Runs a parsed query: its prefetches first (each with the outer filter too, and the outer
 /// payload and vector choices), fused or re-scored by the outer query; else one search.
 pub(super) fn execute(h: &CollectionHandle, mut s: Search) -> Result<SearchReport, ApiError> {
+    if s.by_id_order {
+        // `offset` points skipped, then `limit` (their sum is bounded as for any search).
+        let page = h.scroll(&ScrollRequest {
+            offset: None,
+            limit: s.req.limit.saturating_add(s.req.offset),
+            filter: s.req.filter.take(),
+            with_payload: s.req.with_payload,
+            with_vector: s.req.with_vector,
+        })?;
+        let points = page
+            .points
+            .into_iter()
+            .skip(s.req.offset)
+            .map(|r| ScoredPoint {
+                id: r.id,
+                version: r.version,
+                score: 0.0,
+                payload: r.payload,
+                vectors: r.vectors,
+                sparse: r.sparse,
+            })
+            .collect();
+        let mut report = SearchReport::default();
+        report.points = points;
+        return Ok(report);
+    }
     if !s.prefetch.is_empty() {
         let config = h.config();
         let mut total = SearchReport::default();

@@ -126,3 +126,37 @@ def test_one_rule_for_the_token_over_rest_and_grpc(server):
             assert ok, md
         except grpclib.RpcError as e:
             assert not ok and e.code() == grpclib.StatusCode.UNAUTHENTICATED, (md, e)
+
+
+def test_a_query_without_query_returns_points_in_id_order(server):
+    """Qdrant: with no `query` (and no prefetch), /points/query returns the points matching the
+    filter in id order, like scroll (limit, offset as a count to skip), each with score 0."""
+    h = {"api-key": server.admin_token}
+    base = f"{server.http}/collections/noq"
+    assert httpx.put(base, headers=h, json={"vectors": {"size": 2, "distance": "Dot"}}).status_code == 200
+    pts = [{"id": i, "vector": [float(i), 1.0], "payload": {"odd": i % 2 == 1}} for i in (9, 3, 7, 1, 5, 2, 8, 4, 6, 10)]
+    assert httpx.put(f"{base}/points?wait=true", headers=h, json={"points": pts}).status_code == 200
+    odd = {"must": [{"key": "odd", "match": {"value": True}}]}
+    for body, want in [
+        ({}, list(range(1, 11))),
+        ({"limit": 3}, [1, 2, 3]),
+        ({"limit": 3, "offset": 4}, [5, 6, 7]),
+        ({"filter": odd, "limit": 10}, [1, 3, 5, 7, 9]),
+        ({"filter": odd, "limit": 2, "offset": 1, "with_payload": True}, [3, 5]),
+    ]:
+        r = httpx.post(f"{base}/points/query", headers=h, json=body)
+        assert r.status_code == 200, (body, r.text)
+        got = r.json()["result"]["points"]
+        assert [p["id"] for p in got] == want, (body, got)
+        assert all(p["score"] == 0 for p in got), got
+        if body.get("with_payload"):
+            assert all(p["payload"]["odd"] for p in got), got
+    # The same through Qdrant's gRPC and the official client.
+    g = make_client(server, True)
+    got = g.query_points("noq", limit=4, offset=2).points
+    assert [p.id for p in got] == [3, 4, 5, 6]
+    # Batches too.
+    r = httpx.post(f"{base}/points/query/batch", headers=h, json={"searches": [{"limit": 2}, {"query": [1.0, 0.0], "limit": 1}]})
+    assert r.status_code == 200, r.text
+    res = r.json()["result"]
+    assert [p["id"] for p in res[0]["points"]] == [1, 2] and res[1]["points"][0]["id"] == 10
