@@ -585,7 +585,18 @@ fn parse_op(v: &Value, at: &str) -> Result<ActorWrite, ApiError> {
                 condition,
             })
         }
-        Some("delete") => Ok(ActorWrite::Delete { state, condition }),
+        Some("delete") => {
+            // A delete carries no value: a field of a put is a mistake, not ignored.
+            if let Some(k) = ["value", "value_base64", "content_type", "ttl"]
+                .into_iter()
+                .find(|k| parse::get(o, k).is_some())
+            {
+                return Err(ApiError::invalid(format!(
+                    "{here}{k}: not allowed with \"op\": \"delete\""
+                )));
+            }
+            Ok(ActorWrite::Delete { state, condition })
+        }
         _ => Err(ApiError::invalid(format!(
             "{here}op: expected \"put\" or \"delete\""
         ))),

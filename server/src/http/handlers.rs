@@ -305,7 +305,28 @@ pub(crate) async fn create_collection(
             ));
         }
     };
+    // Qdrant's options Strata accepts without effect (one node, its own WAL and optimizer),
+    // typed all the same.
+    for k in [
+        "shard_number",
+        "replication_factor",
+        "write_consistency_factor",
+    ] {
+        parse::usize_field(&b, k, "")?;
+    }
+    parse::bool_field(&b, "on_disk_payload", "")?;
+    for k in [
+        "optimizers_config",
+        "wal_config",
+        "strict_mode_config",
+        "metadata",
+    ] {
+        parse::obj_field(&b, k, "")?;
+    }
     let top_hnsw = parse::obj_field(&b, "hnsw_config", "")?;
+    if let Some(h) = top_hnsw {
+        hnsw_update(h, "hnsw_config.", None)?;
+    }
     let config = if v.contains_key("size") {
         CollectionConfig::single(vector_params(v, "vectors.", top_hnsw)?)
     } else {
@@ -408,13 +429,24 @@ fn vector_params(v: &Obj, at: &str, top_hnsw: Option<&Obj>) -> Result<VectorPara
     datatype(v, at)?;
     let dim = parse::usize_field(v, "size", at)?
         .ok_or_else(|| ApiError::invalid(format!("{at}size: missing")))?;
-    let distance: Distance = parse::get(v, "distance")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid(format!("{at}distance: missing (Cosine, Euclid or Dot)")))?
-        .parse()
-        .map_err(|e: strata_engine::Error| {
-            ApiError::invalid(format!("{at}distance: {}", e.message()))
-        })?;
+    let distance: Distance = match parse::get(v, "distance") {
+        Some(Value::String(d)) => d.as_str(),
+        None => {
+            return Err(ApiError::invalid(format!(
+                "{at}distance: missing (Cosine, Euclid or Dot)"
+            )));
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "{at}distance: expected \"Cosine\", \"Euclid\" or \"Dot\", got {other}"
+            )));
+        }
+    }
+    .parse()
+    .map_err(|e: strata_engine::Error| {
+        ApiError::invalid(format!("{at}distance: {}", e.message()))
+    })?;
+    parse::bool_field(v, "on_disk", at)?;
     let mut hnsw = HnswConfig::default();
     let own = format!("{at}hnsw_config.");
     for (at, cfg) in [
@@ -422,25 +454,9 @@ fn vector_params(v: &Obj, at: &str, top_hnsw: Option<&Obj>) -> Result<VectorPara
         (own.as_str(), parse::obj_field(v, "hnsw_config", at)?),
     ] {
         if let Some(h) = cfg {
-            parse::check_fields(
-                h,
-                at,
-                &[
-                    "m",
-                    "ef_construct",
-                    "full_scan_threshold",
-                    "max_indexing_threads",
-                    "on_disk",
-                    "payload_m",
-                ],
-                &[],
-            )?;
-            if let Some(m) = parse::usize_field(h, "m", at)? {
-                hnsw.m = m.min(u32::MAX as usize) as u32;
-            }
-            if let Some(ef) = parse::usize_field(h, "ef_construct", at)? {
-                hnsw.ef_construct = ef.min(u32::MAX as usize) as u32;
-            }
+            let u = hnsw_update(h, at, None)?;
+            hnsw.m = u.m.unwrap_or(hnsw.m);
+            hnsw.ef_construct = u.ef_construct.unwrap_or(hnsw.ef_construct);
         }
     }
     Ok(VectorParams {
@@ -450,7 +466,8 @@ fn vector_params(v: &Obj, at: &str, top_hnsw: Option<&Obj>) -> Result<VectorPara
     })
 }
 
-/// The HNSW fields a `hnsw_config` object at `at` changes (the others are type-checked).
+/// The HNSW fields a `hnsw_config` object at `at` changes; the others Qdrant has are accepted
+/// without effect, their types checked.
 fn hnsw_update(h: &Obj, at: &str, vector: Option<String>) -> Result<HnswUpdate, ApiError> {
     parse::check_fields(
         h,
@@ -465,6 +482,11 @@ fn hnsw_update(h: &Obj, at: &str, vector: Option<String>) -> Result<HnswUpdate, 
         ],
         &[],
     )?;
+    // Accepted without effect (Strata sizes its index itself), typed all the same.
+    for k in ["full_scan_threshold", "max_indexing_threads", "payload_m"] {
+        parse::usize_field(h, k, at)?;
+    }
+    parse::bool_field(h, "on_disk", at)?;
     let clamp = |x: usize| x.min(u32::MAX as usize) as u32;
     Ok(HnswUpdate {
         vector,
@@ -503,8 +525,9 @@ pub(crate) async fn update_collection(
         &["quantization_config"],
     )?;
     if let Some(sv) = parse::obj_field(&b, "sparse_vectors", "")?
-        && !sv.is_empty()
+        && !sparse_params(sv)?.is_empty()
     {
+        // Well-formed (else the 400 above): changing sparse vectors is not implemented.
         return Err(ApiError::unsupported("sparse_vectors"));
     }
     for k in [
@@ -1018,6 +1041,8 @@ fn search_params(b: &Obj, at: &str, req: &mut SearchRequest) -> Result<(), ApiEr
         )?;
         req.ef = parse::usize_field(p, "hnsw_ef", &here)?;
         req.exact = parse::bool_field(p, "exact", &here)?.unwrap_or(false);
+        // Every segment answers (a memtable is searched exactly): accepted, typed.
+        parse::bool_field(p, "indexed_only", &here)?;
         if let Some(qp) = parse::obj_field(p, "quantization", &here)? {
             let here = format!("{here}quantization.");
             parse::check_fields(qp, &here, &["ignore", "rescore", "oversampling"], &[])?;
@@ -1203,6 +1228,11 @@ fn parse_prefetch(v: &Value, at: &str, max: usize) -> Result<Search, ApiError> {
 }
 
 fn parse_fusion(o: &Obj, at: &str) -> Result<Option<Fusion>, ApiError> {
+    if parse::get(o, "fusion").is_some() && parse::get(o, "rrf").is_some() {
+        return Err(ApiError::invalid(format!(
+            "{at}: fusion and rrf are two ways to ask for a fusion: give one"
+        )));
+    }
     if let Some(f) = parse::get(o, "fusion") {
         return match f.as_str() {
             Some("rrf") => Ok(Some(Fusion::Rrf { k: DEFAULT_RRF_K })),
@@ -1235,9 +1265,12 @@ fn examples(o: &Obj, key: &str, at: &str) -> Result<Vec<Example>, ApiError> {
                 let here = format!("{at}{key}[{i}]");
                 match v {
                     Value::Array(_) => Ok(Example::Vector(parse::vector(v, &here)?)),
-                    Value::Object(_) => Err(ApiError::unsupported(&format!(
-                        "{here}: a sparse or multi-vector example"
-                    ))),
+                    // A well-formed sparse vector is a feature Strata lacks here (501);
+                    // any other object is malformed (400, naming what is wrong with it).
+                    Value::Object(m) => match SparseVector::from_map(m, &here) {
+                        Ok(_) => Err(ApiError::unsupported(&format!("{here}: a sparse example"))),
+                        Err(e) => Err(e.into()),
+                    },
                     _ => PointId::from_json(v)
                         .map(Example::Id)
                         .map_err(|e| ApiError::invalid(format!("{here}: {}", e.message()))),

@@ -41,16 +41,23 @@ pub(crate) fn check_fields(
     known: &[&str],
     unsupported: &[&str],
 ) -> Result<(), ApiError> {
+    // Malformed input first: an unknown field is a 400 even beside an unsupported one (a 501
+    // is only for a request that is otherwise well formed).
+    let mut missing_feature = None;
     for (k, v) in o {
         if v.is_null() || known.contains(&k.as_str()) {
             continue;
         }
         if unsupported.contains(&k.as_str()) {
-            return Err(ApiError::unsupported(&format!("{at}{k}")));
+            missing_feature.get_or_insert(k);
+            continue;
         }
         return Err(ApiError::invalid(format!("{at}{k}: unknown field")));
     }
-    Ok(())
+    match missing_feature {
+        Some(k) => Err(ApiError::unsupported(&format!("{at}{k}"))),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn get<'a>(o: &'a Obj, key: &str) -> Option<&'a Value> {
@@ -119,9 +126,6 @@ pub(crate) fn vector(v: &Value, at: &str) -> Result<Vec<f32>, ApiError> {
                 })
             })
             .collect(),
-        Value::Object(_) => Err(ApiError::unsupported(&format!(
-            "{at}: named or sparse vectors"
-        ))),
         other => Err(ApiError::invalid(format!(
             "{at}: expected a list of numbers, got {}",
             kind(other)
@@ -191,15 +195,18 @@ pub(crate) fn with_payload(o: &Obj, default: bool, at: &str) -> Result<PayloadSe
         Some(Value::Bool(true)) => PayloadSelector::All,
         Some(Value::Bool(false)) => PayloadSelector::None,
         Some(v @ Value::Array(_)) => PayloadSelector::Include(strings(v, &at)?),
-        Some(Value::Object(m)) => match (m.get("include"), m.get("exclude")) {
-            (Some(i), None) => PayloadSelector::Include(strings(i, &format!("{at}.include"))?),
-            (None, Some(e)) => PayloadSelector::Exclude(strings(e, &format!("{at}.exclude"))?),
-            _ => {
-                return Err(ApiError::invalid(format!(
-                    "{at}: expected include or exclude"
-                )));
+        Some(Value::Object(m)) => {
+            check_fields(m, &format!("{at}."), &["include", "exclude"], &[])?;
+            match (get(m, "include"), get(m, "exclude")) {
+                (Some(i), None) => PayloadSelector::Include(strings(i, &format!("{at}.include"))?),
+                (None, Some(e)) => PayloadSelector::Exclude(strings(e, &format!("{at}.exclude"))?),
+                _ => {
+                    return Err(ApiError::invalid(format!(
+                        "{at}: expected include or exclude"
+                    )));
+                }
             }
-        },
+        }
         Some(v) => {
             return Err(ApiError::invalid(format!(
                 "{at}: expected a boolean, a list of keys or include/exclude, got {v}"
@@ -233,6 +240,11 @@ impl VectorSelector {
 
 /// `with_vector` / `with_vectors`: a boolean or a list of vector names.
 pub(crate) fn with_vector(o: &Obj, default: bool, at: &str) -> Result<VectorSelector, ApiError> {
+    if get(o, "with_vector").is_some() && get(o, "with_vectors").is_some() {
+        return Err(ApiError::invalid(format!(
+            "{at}with_vector: given twice (with_vector and with_vectors): give one"
+        )));
+    }
     match get(o, "with_vector").or_else(|| get(o, "with_vectors")) {
         None if default => Ok(VectorSelector::All),
         None | Some(Value::Bool(false)) => Ok(VectorSelector::None),

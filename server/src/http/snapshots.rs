@@ -249,11 +249,22 @@ pub(crate) async fn recover(
         }
         None => None,
     };
+    // Qdrant's replica priorities (one node: no effect) and a key for the remote location
+    // (not sent: Strata fetches without credentials), typed all the same.
     match parse::get(&b, "priority") {
+        None => {}
+        Some(Value::String(p)) if ["replica", "snapshot", "no_sync"].contains(&p.as_str()) => {}
+        Some(v) => {
+            return Err(ApiError::invalid(format!(
+                "priority: expected \"replica\", \"snapshot\" or \"no_sync\", got {v}"
+            )));
+        }
+    }
+    match parse::get(&b, "api_key") {
         None | Some(Value::String(_)) => {}
         Some(v) => {
             return Err(ApiError::invalid(format!(
-                "priority: expected a string, got {v}"
+                "api_key: expected a string, got {v}"
             )));
         }
     }

@@ -160,3 +160,55 @@ def test_a_query_without_query_returns_points_in_id_order(server):
     assert r.status_code == 200, r.text
     res = r.json()["result"]
     assert [p["id"] for p in res[0]["points"]] == [1, 2] and res[1]["points"][0]["id"] == 10
+
+
+def test_every_field_is_typed_and_malformed_input_is_never_a_501(server):
+    h = {"api-key": server.admin_token}
+    c = f"{server.http}/collections"
+    assert httpx.put(f"{c}/ty", headers=h, json={"vectors": {"size": 2, "distance": "Dot"}}).status_code == 200
+    assert httpx.put(f"{c}/ty/points?wait=true", headers=h,
+                     json={"points": [{"id": 1, "vector": [1.0, 0.0]}, {"id": 2, "vector": [0.0, 1.0]}]}).status_code == 200
+    vec = {"size": 2, "distance": "Dot"}
+    cases = [
+        # create: options accepted without effect are typed all the same
+        ("PUT", "/t1", {"vectors": vec, "shard_number": "x"}, 400, "shard_number"),
+        ("PUT", "/t1", {"vectors": vec, "on_disk_payload": "x"}, 400, "on_disk_payload"),
+        ("PUT", "/t1", {"vectors": vec, "wal_config": 5}, 400, "wal_config"),
+        ("PUT", "/t1", {"vectors": {**vec, "on_disk": "x"}}, 400, "vectors.on_disk"),
+        ("PUT", "/t1", {"vectors": {**vec, "hnsw_config": {"payload_m": "x"}}}, 400, "hnsw_config.payload_m"),
+        ("PUT", "/t1", {"vectors": {**vec, "hnsw_config": {"on_disk": 1}}}, 400, "hnsw_config.on_disk"),
+        ("PUT", "/t1", {"sparse_vectors": {"s": {}}, "hnsw_config": {"m": "x"}}, 400, "hnsw_config.m"),
+        ("PUT", "/t1", {"vectors": {"size": 2, "distance": 5}}, 400, "vectors.distance"),
+        # unknown beside unsupported: the 400 wins
+        ("PUT", "/t1", {"vectors": vec, "quantization_config": {}, "bogus": 1}, 400, "bogus"),
+        # update
+        ("PATCH", "/ty", {"hnsw_config": {"max_indexing_threads": "x"}}, 400, "max_indexing_threads"),
+        ("PATCH", "/ty", {"sparse_vectors": {"x": 5}}, 400, "sparse_vectors.x"),
+        # search / query parameters
+        ("POST", "/ty/points/search", {"vector": [1, 0], "limit": 1, "params": {"indexed_only": "x"}}, 400, "indexed_only"),
+        ("POST", "/ty/points/query", {"prefetch": [{"query": [1, 0]}], "query": {"fusion": "rrf", "rrf": {"k": 5}}}, 400, "fusion and rrf"),
+        ("POST", "/ty/points/scroll", {"with_payload": {"include": ["a"], "bogus": 1}}, 400, "with_payload.bogus"),
+        ("POST", "/ty/points/scroll", {"with_vector": True, "with_vectors": "x"}, 400, "with_vector"),
+        ("POST", "/ty/points/query", {"query": {"recommend": {"positive": [{"foo": 1}]}}}, 400, "recommend.positive[0]"),
+        # upsert: an object where the unnamed vector's list belongs is malformed
+        ("PUT", "/ty/points", {"batch": {"ids": [3], "vectors": [{"a": 1}]}}, 400, "vectors"),
+        # snapshots recover: typed
+        ("PUT", "/ty/snapshots/recover", {"location": "file:///nope", "priority": "bogus"}, 400, "priority"),
+        ("PUT", "/ty/snapshots/recover", {"location": "file:///nope", "api_key": 5}, 400, "api_key"),
+    ]
+    for method, path, body, status, needle in cases:
+        r = httpx.request(method, c + path, headers=h, json=body)
+        assert r.status_code == status, (method, path, body, r.text)
+        assert needle in r.json()["status"]["error"], (path, body, r.text)
+    # Well-formed requests for features Strata lacks stay 501s.
+    for method, path, body in [
+        ("PUT", "/t2", {"vectors": {**vec, "datatype": "uint8"}}),
+        ("PUT", "/t2", {"vectors": vec, "quantization_config": {"scalar": {"type": "int8"}}}),
+        ("POST", "/ty/points/query", {"query": {"recommend": {"positive": [{"indices": [1], "values": [1.0]}]}}}),
+    ]:
+        r = httpx.request(method, c + path, headers=h, json=body)
+        assert r.status_code == 501, (path, body, r.text)
+    # Actor transactions: a delete carries no value.
+    r = httpx.post(f"{server.http}/v1/actors/t/a/transaction", headers=h,
+                   json={"operations": [{"op": "delete", "state": "s", "ttl": "x"}]})
+    assert r.status_code == 400 and "ttl" in r.json()["status"]["error"], r.text
