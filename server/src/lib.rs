@@ -15,6 +15,9 @@
 //! - `openapi`: the OpenAPI document.
 //! - `server`: listeners and graceful shutdown.
 
+// The OpenAPI document (openapi.rs) is a few large json! literals.
+#![recursion_limit = "256"]
+
 pub mod auth;
 pub mod cli;
 pub mod config;

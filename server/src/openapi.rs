@@ -26,7 +26,8 @@ fn schemas() -> Value {
         json!({"type": "object", "additionalProperties": true, "description": "A JSON object"});
     let with_payload = json!({"oneOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}},
         {"type": "object", "properties": {"include": {"type": "array", "items": {"type": "string"}}, "exclude": {"type": "array", "items": {"type": "string"}}}}]});
-    let vector = json!({"type": "array", "items": {"type": "number", "format": "float"}});
+    let vector =
+        json!({"type": "array", "minItems": 1, "items": {"type": "number", "format": "float"}});
     let search_params = json!({"type": "object", "properties": {"hnsw_ef": {"type": "integer", "minimum": 1}, "exact": {"type": "boolean"},
         "indexed_only": {"type": "boolean"},
         "quantization": {"type": "object", "additionalProperties": false, "description": "The graph walk reads one-byte codes of the vectors and re-scores its candidates with the full vectors (exact scores unless rescore is false).",
@@ -67,9 +68,10 @@ fn schemas() -> Value {
         "UpdateResult": {"type": "object", "required": ["status"], "properties": {"operation_id": {"type": "integer", "description": "The LSN (version) of the write"}, "status": {"type": "string", "enum": ["completed"]}}},
         "VectorParams": {"type": "object", "required": ["size", "distance"], "properties": {"size": {"type": "integer", "minimum": 1, "maximum": 65536},
             "distance": {"type": "string", "enum": ["Cosine", "Euclid", "Dot"]}, "on_disk": {"type": "boolean"}, "hnsw_config": r("HnswConfig"), "datatype": {"type": "string", "enum": ["float32"]}}},
-        "HnswConfig": {"type": "object", "properties": {"m": {"type": "integer", "minimum": 4, "maximum": 128}, "ef_construct": {"type": "integer", "minimum": 4, "maximum": 4096},
+        "HnswConfig": {"type": "object", "properties": {"m": {"type": "integer", "minimum": 0, "maximum": 128, "not": {"minimum": 1, "maximum": 3}, "description": "0 (no graph) or 4..=128"}, "ef_construct": {"type": "integer", "minimum": 4, "maximum": 4096},
             "full_scan_threshold": {"type": "integer"}, "max_indexing_threads": {"type": "integer"}, "on_disk": {"type": "boolean"}, "payload_m": {"type": "integer"}}},
         "CreateCollection": {"type": "object", "description": "`vectors` (one unnamed vector, or named ones) and/or `sparse_vectors`; at least one vector",
+            "anyOf": [{"required": ["vectors"], "properties": {"vectors": {"type": "object"}}}, {"required": ["sparse_vectors"], "properties": {"sparse_vectors": {"type": "object", "minProperties": 1}}}],
             "properties": {"vectors": r("VectorParams"), "hnsw_config": r("HnswConfig"),
             "sparse_vectors": {"type": "object", "additionalProperties": {"type": "object", "properties": {
                 "index": {"type": "object", "properties": {"on_disk": {"type": "boolean"}, "full_scan_threshold": {"type": "integer"}, "datatype": {"type": "string", "enum": ["float32"]}}},
@@ -82,16 +84,21 @@ fn schemas() -> Value {
         "CollectionsList": {"type": "object", "required": ["collections"], "properties": {"collections": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}}},
         "Exists": {"type": "object", "required": ["exists"], "properties": {"exists": {"type": "boolean"}}},
         "PointStruct": {"type": "object", "required": ["id", "vector"], "properties": {"id": r("PointId"), "vector": r("Vector"), "payload": r("Payload")}},
-        "UpsertPoints": {"type": "object", "description": "Either `points` or the columnar `batch`", "properties": {
+        "UpsertPoints": {"type": "object", "description": "Either `points` or the columnar `batch`",
+            "oneOf": [{"required": ["points"], "properties": {"points": {"type": "array"}}, "not": {"required": ["batch"]}}, {"required": ["batch"], "properties": {"batch": {"type": "object"}}, "not": {"required": ["points"]}}], "properties": {
             "points": {"type": "array", "items": r("PointStruct")},
             "batch": {"type": "object", "required": ["ids", "vectors"], "properties": {"ids": {"type": "array", "items": r("PointId")},
-                "vectors": {"type": "array", "items": r("Vector")}, "payloads": {"type": "array", "items": r("Payload")}}}}},
+                "vectors": {"oneOf": [{"type": "array", "items": r("Vector")}, {"type": "object", "description": "Named vectors: a list per name (null where a point has none)",
+                    "additionalProperties": {"type": "array", "items": {"oneOf": [r("Vector"), {"type": "object", "required": ["indices", "values"]}]}}}]},
+                "payloads": {"type": "array", "items": r("Payload")}}}}},
         "Record": {"type": "object", "required": ["id"], "properties": {"id": r("PointId"), "payload": r("Payload"), "vector": r("Vector")}},
         "ScoredPoint": {"type": "object", "required": ["id", "version", "score"], "properties": {"id": r("PointId"), "version": {"type": "integer"},
             "score": {"type": "number"}, "payload": r("Payload"), "vector": r("Vector")}},
         "PointRequest": {"type": "object", "required": ["ids"], "properties": {"ids": {"type": "array", "items": r("PointId")}, "with_payload": r("WithPayload"), "with_vector": {"type": "boolean"}}},
-        "DeletePoints": {"type": "object", "description": "Either `points` (ids) or `filter`", "properties": {"points": {"type": "array", "items": r("PointId")}, "filter": r("Filter")}},
-        "SetPayload": {"type": "object", "required": ["payload"], "properties": {"payload": r("Payload"), "points": {"type": "array", "items": r("PointId")}, "filter": r("Filter")}},
+        "DeletePoints": {"type": "object", "description": "Either `points` (ids) or `filter`", "properties": {"points": {"type": "array", "items": r("PointId")}, "filter": r("Filter")},
+            "oneOf": [{"required": ["points"], "properties": {"points": {"type": "array"}}, "not": {"required": ["filter"]}}, {"required": ["filter"], "properties": {"filter": {"type": "object"}}, "not": {"required": ["points"]}}]},
+        "SetPayload": {"type": "object", "required": ["payload"], "properties": {"payload": r("Payload"), "points": {"type": "array", "items": r("PointId")}, "filter": r("Filter")},
+            "oneOf": [{"required": ["points"], "properties": {"points": {"type": "array"}}, "not": {"required": ["filter"]}}, {"required": ["filter"], "properties": {"filter": {"type": "object"}}, "not": {"required": ["points"]}}]},
         "QueryRequest": {"type": "object", "properties": {"query": {"description": "A vector, a point id, or {\"nearest\": vector or id}"},
             "filter": r("Filter"), "limit": {"type": "integer", "minimum": 1}, "offset": {"type": "integer", "minimum": 0}, "with_payload": r("WithPayload"),
             "with_vector": {"type": "boolean"}, "params": r("SearchParams"), "score_threshold": {"type": "number"}, "using": {"type": "string"}}},
@@ -103,7 +110,7 @@ fn schemas() -> Value {
         "SearchBatch": {"type": "object", "required": ["searches"], "properties": {"searches": {"type": "array", "items": r("SearchRequest")}}},
         "ScrollRequest": {"type": "object", "properties": {"offset": r("PointId"), "limit": {"type": "integer", "minimum": 1}, "filter": r("Filter"),
             "with_payload": r("WithPayload"), "with_vector": {"type": "boolean"}}},
-        "ScrollResult": {"type": "object", "required": ["points"], "properties": {"points": {"type": "array", "items": r("Record")}, "next_page_offset": r("PointId")}},
+        "ScrollResult": {"type": "object", "required": ["points"], "properties": {"points": {"type": "array", "items": r("Record")}, "next_page_offset": {"oneOf": [{"type": "integer", "format": "uint64", "minimum": 0}, {"type": "string", "format": "uuid"}], "nullable": true, "description": "null on the last page"}}},
         "CountRequest": {"type": "object", "properties": {"filter": r("Filter"), "exact": {"type": "boolean"}}},
         "CountResult": {"type": "object", "required": ["count"], "properties": {"count": {"type": "integer"}}},
     });
@@ -113,14 +120,14 @@ fn schemas() -> Value {
         "field_schema": {"oneOf": [{"type": "string", "enum": field_types},
             {"type": "object", "required": ["type"], "properties": {"type": {"type": "string", "enum": field_types}}}]}}});
     all["FacetRequest"] = json!({"type": "object", "required": ["key"], "properties": {
-        "key": {"type": "string", "description": "A payload field with a keyword, integer, bool or uuid index"},
+        "key": {"type": "string", "minLength": 1, "description": "A payload field with a keyword, integer, bool or uuid index"},
         "filter": r("Filter"), "limit": {"type": "integer", "minimum": 1, "default": 10},
         "exact": {"type": "boolean", "description": "Accepted; counts are always exact"}}});
     all["FacetResponse"] = json!({"type": "object", "required": ["hits"], "properties": {"hits": {"type": "array", "items": {
         "type": "object", "required": ["value", "count"], "properties": {"value": {"oneOf": [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}]}, "count": {"type": "integer"}}}}}});
-    let group_fields = json!({"group_by": {"type": "string", "description": "Payload field whose string or integer values name the groups"},
+    let group_fields = json!({"group_by": {"type": "string", "minLength": 1, "description": "Payload field whose string or integer values name the groups"},
         "group_size": {"type": "integer", "minimum": 1, "default": 3},
-        "with_lookup": {"oneOf": [{"type": "string"}, {"type": "object", "required": ["collection"], "properties": {"collection": {"type": "string"}, "with_payload": r("WithPayload"), "with_vectors": {"type": "boolean"}}}]}});
+        "with_lookup": {"oneOf": [{"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}, {"type": "object", "required": ["collection"], "properties": {"collection": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}, "with_payload": r("WithPayload"), "with_vectors": {"type": "boolean"}}}]}});
     for (name, base) in [
         ("QueryGroupsRequest", "QueryRequest"),
         ("SearchGroupsRequest", "SearchRequest"),
@@ -146,7 +153,8 @@ fn schemas() -> Value {
         for (k, v) in extra.as_object().into_iter().flatten() {
             props[k] = v.clone();
         }
-        let mut o = json!({"type": "object", "description": "Give either `points` (ids) or `filter`", "properties": props});
+        let mut o = json!({"type": "object", "description": "Give either `points` (ids) or `filter`", "properties": props,
+            "oneOf": [{"required": ["points"], "properties": {"points": {"type": "array"}}, "not": {"required": ["filter"]}}, {"required": ["filter"], "properties": {"filter": {"type": "object"}}, "not": {"required": ["points"]}}]});
         if !required.is_empty() {
             o["required"] = json!(required);
         }
@@ -167,10 +175,10 @@ fn schemas() -> Value {
         "type": "object", "minProperties": 1, "maxProperties": 1, "properties": {
             "upsert": r("UpsertPoints"), "delete": r("PointsSelector"), "set_payload": r("SetPayload"), "overwrite_payload": r("SetPayload"),
             "delete_payload": r("DeletePayload"), "clear_payload": r("PointsSelector"), "update_vectors": r("UpdateVectors"), "delete_vectors": r("DeleteVectors")}}}}});
-    let alias_name = json!({"type": "string", "minLength": 1, "maxLength": 255});
+    let alias_name = json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"});
     all["ChangeAliases"] = json!({"type": "object", "required": ["actions"], "properties": {"actions": {"type": "array", "items": {
         "type": "object", "minProperties": 1, "maxProperties": 1, "properties": {
-            "create_alias": {"type": "object", "required": ["collection_name", "alias_name"], "properties": {"collection_name": {"type": "string"}, "alias_name": alias_name}},
+            "create_alias": {"type": "object", "required": ["collection_name", "alias_name"], "properties": {"collection_name": alias_name, "alias_name": alias_name}},
             "delete_alias": {"type": "object", "required": ["alias_name"], "properties": {"alias_name": {"type": "string"}}},
             "rename_alias": {"type": "object", "required": ["old_alias_name", "new_alias_name"], "properties": {"old_alias_name": {"type": "string"}, "new_alias_name": alias_name}}}}}}});
     all["AliasList"] = json!({"type": "object", "required": ["aliases"], "properties": {"aliases": {"type": "array", "items": {
@@ -181,8 +189,8 @@ fn schemas() -> Value {
         "sparse_vectors": {"type": "object", "maxProperties": 0}}});
     all["SnapshotDescription"] = json!({"type": "object", "required": ["name", "size"], "properties": {"name": {"type": "string"},
         "creation_time": {"type": "string", "description": "UTC, YYYY-MM-DDTHH:MM:SS"}, "size": {"type": "integer"}, "checksum": {"type": "string", "description": "SHA-256, hex"}}});
-    all["SnapshotRecover"] = json!({"type": "object", "required": ["location"], "properties": {"location": {"type": "string"},
-        "checksum": {"type": "string"}, "priority": {"type": "string"}, "api_key": {"type": "string"}}});
+    all["SnapshotRecover"] = json!({"type": "object", "required": ["location"], "properties": {"location": {"type": "string", "pattern": "^(file|http|https)://[!-~]+$"},
+        "checksum": {"type": "string"}, "priority": {"type": "string", "enum": ["replica", "snapshot", "no_sync"]}, "api_key": {"type": "string"}}});
     all["Tier"] = tier;
     all["TiersReport"] = tiers_report;
     all["TierHintRequest"] = tier_hint_request;
@@ -460,9 +468,15 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>, Value, bo
         ("POST", "/v1/actors/{actor_type}/{actor_id}/transaction") => (
             "Strata extension: several states of one actor, all or nothing: {operations: [{op: put|delete, state, value | value_base64, content_type, ttl, if_match, if_none_match}]} → {version}",
             Some(
-                json!({"type": "object", "required": ["operations"], "properties": {"operations": {"type": "array", "items": {"type": "object"}}}}),
+                json!({"type": "object", "required": ["operations"], "properties": {"operations": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["op"], "properties": {"op": {"type": "string", "enum": ["put", "delete"]}, "state": {"type": "string", "description": "Default: the actor's default state", "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,63}$"},
+                    "value": {"description": "Any JSON value but null, stored as JSON", "oneOf": [{"type": "object"}, {"type": "array"}, {"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
+                    "value_base64": {"type": "string", "format": "byte"}, "content_type": {"type": "string"}, "ttl": {"type": "integer", "minimum": 1, "maximum": 315360000},
+                    "if_match": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "enum": ["*"]}]}, "if_none_match": {"type": "boolean"}},
+                    "not": {"required": ["if_match", "if_none_match"]},
+                    "oneOf": [{"properties": {"op": {"enum": ["delete"]}}, "not": {"anyOf": [{"required": ["value"]}, {"required": ["value_base64"]}, {"required": ["content_type"]}, {"required": ["ttl"]}]}},
+                        {"properties": {"op": {"enum": ["put"]}}, "oneOf": [{"required": ["value"], "not": {"required": ["value_base64"]}}, {"required": ["value_base64"], "properties": {"value_base64": {"type": "string"}}, "not": {"required": ["value"]}}]}]}}}}),
             ),
-            json!({"type": "object", "properties": {"version": {"type": "integer"}}}),
+            json!({"type": "object", "properties": {"version": {"type": "integer", "nullable": true, "description": "null when nothing was written (deletes of absent states)"}}}),
             true,
         ),
         _ => ("", None, json!({}), true),
@@ -483,12 +497,14 @@ pub fn document() -> Value {
             params.push(json!({"name": "collection_name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}}));
         }
         if path.contains("{id}") {
-            params.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": "An unsigned integer or a UUID"}));
+            params.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^([0-9]{1,19}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"}, "description": "An unsigned integer or a UUID"}));
         }
         for (name, pattern) in [
             ("actor_type", "^[A-Za-z0-9_.-]{1,128}$"),
-            ("actor_id", ".{1,1024}"),
-            ("state", ".{1,255}"),
+            // At most 1,024 (ids) and 255 (states) UTF-8 bytes, no control characters: the
+            // patterns bound characters at a quarter of that, which always fits.
+            ("actor_id", "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$"),
+            ("state", "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,63}$"),
         ] {
             if path.contains(&format!("{{{name}}}")) {
                 params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "pattern": pattern}}));
@@ -509,40 +525,94 @@ pub fn document() -> Value {
         {
             params.push(json!({"name": "wait", "in": "query", "required": false, "schema": {"type": "boolean"}, "description": "Accepted for compatibility: every write is durable before the response"}));
         }
+        // Bare objects, as Qdrant answers them (`GET /` included).
         let plain = matches!(
             *path,
-            "/health" | "/healthz" | "/livez" | "/health/ready" | "/readyz" | "/openapi.json"
+            "/" | "/health" | "/healthz" | "/livez" | "/health/ready" | "/readyz" | "/openapi.json"
         );
         let binary = *method == "GET" && path.ends_with("/snapshots/{snapshot_name}");
+        // An actor state is returned as stored, with the Content-Type it was written with.
+        let stored_bytes = *method == "GET"
+            && path.starts_with("/v1/actors/{actor_type}/{actor_id}")
+            && !path.ends_with("/states");
         let ok_schema = if plain || binary {
             result
         } else {
             envelope(result)
         };
         let err = json!({"description": "Error", "content": {"application/json": {"schema": r("ErrorResponse")}}});
-        let media = if binary {
-            "application/octet-stream"
-        } else {
-            "application/json"
+        let (media, ok_schema) = match (binary, stored_bytes) {
+            (true, _) => ("application/octet-stream", ok_schema),
+            (_, true) => ("*/*", json!({"type": "string", "format": "binary"})),
+            _ => ("application/json", ok_schema),
         };
-        let mut responses =
-            json!({"200": {"description": "Success", "content": {media: {"schema": ok_schema}}}});
+        let mut responses = json!({"200": {"description": "Success", "content": {media: {"schema": ok_schema.clone()}}}});
         if authed {
             for code in ["400", "401", "403", "404", "413", "501", "503"] {
                 responses[code] = err.clone();
             }
         }
+        // Route-specific answers: a collection that exists already; an actor state created
+        // (201) or a condition that does not hold (412).
+        if *method == "PUT" && *path == "/collections/{collection_name}" {
+            responses["409"] = err.clone();
+        }
+        if path.starts_with("/v1/actors/{actor_type}/{actor_id}") && *method != "GET" {
+            responses["412"] = err.clone();
+            if *method == "PUT" {
+                responses["201"] =
+                    json!({"description": "Created", "content": {media: {"schema": ok_schema}}});
+            }
+        }
         let mut op = json!({"summary": summary, "operationId": format!("{}{}", method.to_lowercase(), path.replace(['/', '{', '}', '.'], "_")),
             "parameters": params, "responses": responses});
         if let Some(b) = body {
+            // Required when the schema requires a field (an absent body reads as `{}`).
+            let needs = |v: &Value| {
+                v.get("required")
+                    .is_some_and(|r| r.as_array().is_some_and(|a| !a.is_empty()))
+            };
+            let required = needs(&b)
+                || b.get("$ref").and_then(Value::as_str).is_some_and(|r| {
+                    let name = r.trim_start_matches("#/components/schemas/");
+                    needs(&schemas()[name])
+                        || schemas()[name].get("anyOf").is_some()
+                        || schemas()[name].get("oneOf").is_some()
+                });
             op["requestBody"] =
-                json!({"required": false, "content": {"application/json": {"schema": b}}});
+                json!({"required": required, "content": {"application/json": {"schema": b}}});
         }
         if !authed {
             op["security"] = json!([]);
         }
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
         entry[method.to_lowercase()] = op;
+    }
+    // Request schemas (the bodies and every schema they reach) are closed; all get nullable
+    // optional fields.
+    let mut schemas = schemas();
+    let mut requests = std::collections::BTreeSet::new();
+    let mut todo: Vec<Value> = Vec::new();
+    for op in paths
+        .values_mut()
+        .flat_map(|p| p.as_object_mut().into_iter().flat_map(|m| m.values_mut()))
+    {
+        if let Some(b) = op.pointer_mut("/requestBody/content/application~1json/schema") {
+            todo.push(b.clone());
+            as_served(b, true);
+        }
+    }
+    while let Some(v) = todo.pop() {
+        for name in refs(&v) {
+            if requests.insert(name.clone()) {
+                todo.push(schemas[&name].clone());
+            }
+        }
+    }
+    if let Some(m) = schemas.as_object_mut() {
+        for (name, schema) in m.iter_mut() {
+            as_served(schema, requests.contains(name));
+        }
     }
     json!({
         "openapi": "3.0.3",
@@ -556,9 +626,85 @@ pub fn document() -> Value {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "api-key"}
             },
-            "schemas": schemas()
+            "schemas": schemas
         }
     })
+}
+
+/// What the server does with every object: fields it does not know are refused (closed objects,
+/// except where a schema says otherwise: payloads, filters), and an optional field may be
+/// `null`, read as absent (Qdrant's schema makes them nullable, and clients send it).
+fn as_served(schema: &mut Value, closed: bool) {
+    let Some(o) = schema.as_object_mut() else {
+        return;
+    };
+    let required: Vec<String> = o
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    // An object of exactly one key (an action, an operation): that key's value is the point.
+    let one_key = o.contains_key("maxProperties");
+    // Only object schemas: a `oneOf` branch without a type constrains its parent's fields.
+    let object = o.get("type").and_then(Value::as_str) == Some("object");
+    if let Some(props) = o
+        .get_mut("properties")
+        .filter(|_| object)
+        .and_then(Value::as_object_mut)
+    {
+        for (name, p) in props.iter_mut() {
+            as_served(p, closed);
+            if one_key || required.contains(name) || p.as_object().is_some_and(|m| m.is_empty()) {
+                continue;
+            }
+            if p.get("$ref").is_some() {
+                // OpenAPI 3.0 ignores a `$ref`'s siblings: wrap it.
+                *p = json!({"allOf": [p.take()], "nullable": true});
+            } else {
+                p["nullable"] = json!(true);
+                // With an enum, null is valid only if listed.
+                if let Some(Value::Array(e)) = p.get_mut("enum")
+                    && !e.contains(&Value::Null)
+                {
+                    e.push(Value::Null);
+                }
+            }
+        }
+        if closed && !o.contains_key("additionalProperties") {
+            o.insert("additionalProperties".into(), json!(false));
+        }
+    }
+    for k in ["items", "additionalProperties", "not"] {
+        if let Some(v) = o.get_mut(k) {
+            as_served(v, closed);
+        }
+    }
+    for k in ["oneOf", "anyOf", "allOf"] {
+        if let Some(Value::Array(a)) = o.get_mut(k) {
+            a.iter_mut().for_each(|v| as_served(v, closed));
+        }
+    }
+}
+
+/// The component schemas `v` names (`$ref`s), anywhere in it.
+fn refs(v: &Value) -> Vec<String> {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .flat_map(|(k, v)| match (k.as_str(), v.as_str()) {
+                ("$ref", Some(r)) => {
+                    vec![r.trim_start_matches("#/components/schemas/").to_string()]
+                }
+                _ => refs(v),
+            })
+            .collect(),
+        Value::Array(a) => a.iter().flat_map(refs).collect(),
+        _ => Vec::new(),
+    }
 }
 
 static DOC: OnceLock<String> = OnceLock::new();

@@ -1040,6 +1040,14 @@ fn search_params(b: &Obj, at: &str, req: &mut SearchRequest) -> Result<(), ApiEr
             &["acorn"],
         )?;
         req.ef = parse::usize_field(p, "hnsw_ef", &here)?;
+        if let Some(ef) = req.ef
+            && !(1..=100_000).contains(&ef)
+        {
+            // Checked here too: a query without `query` scrolls, and never reaches the search.
+            return Err(ApiError::invalid(format!(
+                "{here}hnsw_ef: must be in 1..=100000, got {ef}"
+            )));
+        }
         req.exact = parse::bool_field(p, "exact", &here)?.unwrap_or(false);
         // Every segment answers (a memtable is searched exactly): accepted, typed.
         parse::bool_field(p, "indexed_only", &here)?;

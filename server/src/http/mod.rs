@@ -175,7 +175,13 @@ async fn track(req: Request, next: Next) -> Response {
     let method = method_label(req.method());
     let uri = req.uri().clone();
     let started = Instant::now();
-    let mut resp = next.run(req).await;
+    let mut resp = match bad_wait(uri.query()) {
+        // Writes are durable before they answer, so `wait` changes nothing; typed all the same.
+        Some(v) => {
+            ApiError::invalid(format!("wait: expected true or false, got {v:?}")).into_response()
+        }
+        None => next.run(req).await,
+    };
     let status = resp.status();
     if status == StatusCode::METHOD_NOT_ALLOWED {
         // axum answers a known path with another method with an empty body: give the client
@@ -232,6 +238,15 @@ async fn track(req: Request, next: Next) -> Response {
     }
     metrics::histogram!("strata_http_request_duration_seconds", "route" => route, "method" => method).record(started.elapsed().as_secs_f64());
     resp
+}
+
+/// A `wait` query parameter that is not `true` or `false` (the first such value).
+fn bad_wait(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, v)| *k == "wait" && !matches!(*v, "true" | "false"))
+        .map(|(_, v)| v.to_string())
 }
 
 /// Refused requests (client mistakes) are logged at `warn`, at most [`LogBudget::PER_SECOND`]
@@ -696,6 +711,23 @@ pub fn router(st: AppState, max_body_bytes: usize) -> Router {
 mod tests {
     use super::LogBudget;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn wait_is_true_or_false() {
+        use super::bad_wait;
+        for ok in [
+            None,
+            Some(""),
+            Some("wait=true"),
+            Some("a=1&wait=false"),
+            Some("waiting=x"),
+        ] {
+            assert_eq!(bad_wait(ok), None, "{ok:?}");
+        }
+        assert_eq!(bad_wait(Some("wait=null&wait=null")), Some("null".into()));
+        assert_eq!(bad_wait(Some("x=1&wait")), Some(String::new()));
+        assert_eq!(bad_wait(Some("wait=1")), Some("1".into()));
+    }
 
     #[test]
     fn refused_requests_log_at_most_a_budget_a_second_and_count_the_rest() {

@@ -183,7 +183,12 @@ async fn fetch(st: &AppState, tenant: &str, location: &str) -> Result<Vec<u8>, A
     let resp = tokio::time::timeout(st.timeout, client.get(uri))
         .await
         .map_err(|_| timed_out())?
-        .map_err(|e| unavailable(format!("fetching {location}: {e}")))?;
+        .map_err(|e| match e.is_connect() {
+            // No such host, or nothing listening: the location names nothing fetchable, as a
+            // 404 there would.
+            true => ApiError::invalid(format!("location: cannot connect to {location}: {e}")),
+            false => unavailable(format!("fetching {location}: {e}")),
+        })?;
     if resp.status().is_client_error() {
         // The location names nothing fetchable (404, 403, ...): the request is at fault.
         return Err(ApiError::invalid(format!(
@@ -218,6 +223,8 @@ pub(crate) async fn recover(
 ) -> ApiResult {
     let started = Instant::now();
     st.manager(&caller)?;
+    // The name first (as every route checks it): a bad one is a 400 whatever the body says.
+    strata_engine::validate_name("collection name", &c).map_err(ApiError::from)?;
     let target = st.target(&caller, &c);
     if !caller.0.can_write(&target) {
         return Err(ApiError::forbidden(format!(
