@@ -430,6 +430,10 @@ fn vector_params(v: &Obj, at: &str, top_hnsw: Option<&Obj>) -> Result<VectorPara
     let dim = parse::usize_field(v, "size", at)?
         .ok_or_else(|| ApiError::invalid(format!("{at}size: missing")))?;
     let distance: Distance = match parse::get(v, "distance") {
+        // One of Qdrant's distances Strata lacks: a well-formed request (501), as over gRPC.
+        Some(Value::String(d)) if d == "Manhattan" => {
+            return Err(ApiError::unsupported(&format!("{at}distance Manhattan")));
+        }
         Some(Value::String(d)) => d.as_str(),
         None => {
             return Err(ApiError::invalid(format!(

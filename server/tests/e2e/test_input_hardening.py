@@ -212,3 +212,45 @@ def test_every_field_is_typed_and_malformed_input_is_never_a_501(server):
     r = httpx.post(f"{server.http}/v1/actors/t/a/transaction", headers=h,
                    json={"operations": [{"op": "delete", "state": "s", "ttl": "x"}]})
     assert r.status_code == 400 and "ttl" in r.json()["status"]["error"], r.text
+
+
+def test_the_issues_other_examples(server):
+    """The rest of issue 11's examples: garbage is a 400 naming the field, and refusals are
+    logged at warn (never error), at most 10 lines a second."""
+    h = {"api-key": server.admin_token}
+    c = f"{server.http}/collections"
+    assert httpx.put(f"{c}/ex", headers=h, json={"vectors": {"size": 2, "distance": "Dot"}}).status_code == 200
+    for method, path, body, needle in [
+        ("POST", "/ex/points/scroll", {"with_vector": [None, None]}, "with_vector[0]"),
+        ("POST", "/ex/points/search", {"vector": [1, 0], "limit": 1, "using": 5}, "using"),
+        ("POST", "/ex/points/search", {"vector": [1, 0], "limit": 1, "using": "x"}, "using"),
+        ("POST", "/ex/points/query", {"query": [1, 0], "using": 5}, "using"),
+        ("POST", "/ex/points/query", {"query": [1, 0], "using": "x"}, "x"),
+        ("POST", "/ex/points/search", {"vector": [1, 0], "limit": 9000, "offset": 2000}, "limit + offset"),
+        ("GET", "/ex/points/abc", None, "abc"),
+    ]:
+        r = httpx.request(method, c + path, headers=h, json=body)
+        assert r.status_code == 400 and needle in r.json()["status"]["error"], (path, body, r.text)
+    # Qdrant's Manhattan distance: a well-formed request for a feature Strata lacks, as over gRPC.
+    r = httpx.put(f"{c}/man", headers=h, json={"vectors": {"size": 2, "distance": "Manhattan"}})
+    assert r.status_code == 501 and "Manhattan" in r.json()["status"]["error"], r.text
+    # A burst of refusals, 501s among them: warn lines, budgeted, none at error.
+    for _ in range(60):
+        httpx.put(f"{c}/man", headers=h, json={"vectors": {"size": 2, "distance": "Manhattan"}})
+        httpx.post(f"{c}/ex/points/count", headers=h, json={"exact": "yes"})
+    # A second later, one more: its line says how many were left out since the previous one.
+    import time
+    time.sleep(1.1)
+    httpx.post(f"{c}/ex/points/count", headers=h, json={"exact": "no"})
+    time.sleep(0.2)
+    import re
+    log = (server.data_dir.parent / f"{server.data_dir.name}.log").read_text(errors="replace")
+    log = re.sub(r"\x1b\[[0-9;]*m", "", log)
+    refused = [l for l in log.splitlines() if "request refused" in l]
+    assert refused and all("WARN" in l for l in refused), refused[:3]
+    assert not [l for l in log.splitlines() if "ERROR" in l], "a client mistake was logged at error"
+    # 121 refusals: the budget (10 a second) kept the lines few, and the last line counts the
+    # refusals it left out.
+    assert len(refused) < 100, len(refused)
+    left_out = int(re.search(r"left_out=(\d+)", refused[-1]).group(1))
+    assert left_out > 0 and len(refused) + left_out <= 121, refused[-3:]
