@@ -160,7 +160,9 @@ impl CollectionHandle {
             for r in records {
                 if let Some(v) = r.vectors.as_ref().and_then(|vs| vs.get(&name)) {
                     let s = score(v);
-                    if req.score_threshold.is_none_or(|t| s >= t) {
+                    // Sums of similarities can overflow f32 (or meet inf - inf): such a
+                    // score is never returned, as in every search.
+                    if s.is_finite() && req.score_threshold.is_none_or(|t| s >= t) {
                         scored.push((s, r.id));
                     }
                 }

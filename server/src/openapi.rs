@@ -21,14 +21,16 @@ fn envelope(result: Value) -> Value {
 }
 
 fn schemas() -> Value {
-    let point_id = json!({"oneOf": [{"type": "integer", "format": "uint64", "minimum": 0}, {"type": "string", "format": "uuid"}]});
+    let point_id = json!({"oneOf": [{"type": "integer", "format": "uint64", "minimum": 0, "maximum": 18_446_744_073_709_551_615u64}, {"type": "string", "format": "uuid"}]});
     let payload =
         json!({"type": "object", "additionalProperties": true, "description": "A JSON object"});
     let with_payload = json!({"oneOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}},
-        {"type": "object", "properties": {"include": {"type": "array", "items": {"type": "string"}}, "exclude": {"type": "array", "items": {"type": "string"}}}}]});
+        {"type": "object", "properties": {"include": {"type": "array", "items": {"type": "string"}}, "exclude": {"type": "array", "items": {"type": "string"}}},
+            "oneOf": [{"required": ["include"], "properties": {"include": {"type": "array"}}, "not": {"required": ["exclude"], "properties": {"exclude": {"type": "array"}}}},
+                {"required": ["exclude"], "properties": {"exclude": {"type": "array"}}, "not": {"required": ["include"], "properties": {"include": {"type": "array"}}}}]}]});
     let vector =
         json!({"type": "array", "minItems": 1, "items": {"type": "number", "format": "float"}});
-    let search_params = json!({"type": "object", "properties": {"hnsw_ef": {"type": "integer", "minimum": 1}, "exact": {"type": "boolean"},
+    let search_params = json!({"type": "object", "properties": {"hnsw_ef": {"type": "integer", "minimum": 1, "maximum": 100_000}, "exact": {"type": "boolean"},
         "indexed_only": {"type": "boolean"},
         "quantization": {"type": "object", "additionalProperties": false, "description": "The graph walk reads one-byte codes of the vectors and re-scores its candidates with the full vectors (exact scores unless rescore is false).",
             "properties": {"ignore": {"type": "boolean", "description": "Walk the full vectors instead of the codes."},
@@ -69,14 +71,14 @@ fn schemas() -> Value {
         "VectorParams": {"type": "object", "required": ["size", "distance"], "properties": {"size": {"type": "integer", "minimum": 1, "maximum": 65536},
             "distance": {"type": "string", "enum": ["Cosine", "Euclid", "Dot"]}, "on_disk": {"type": "boolean"}, "hnsw_config": r("HnswConfig"), "datatype": {"type": "string", "enum": ["float32"]}}},
         "HnswConfig": {"type": "object", "properties": {"m": {"type": "integer", "minimum": 0, "maximum": 128, "not": {"minimum": 1, "maximum": 3}, "description": "0 (no graph) or 4..=128"}, "ef_construct": {"type": "integer", "minimum": 4, "maximum": 4096},
-            "full_scan_threshold": {"type": "integer"}, "max_indexing_threads": {"type": "integer"}, "on_disk": {"type": "boolean"}, "payload_m": {"type": "integer"}}},
+            "full_scan_threshold": {"type": "integer", "minimum": 0}, "max_indexing_threads": {"type": "integer", "minimum": 0}, "on_disk": {"type": "boolean"}, "payload_m": {"type": "integer", "minimum": 0}}},
         "CreateCollection": {"type": "object", "description": "`vectors` (one unnamed vector, or named ones) and/or `sparse_vectors`; at least one vector",
             "anyOf": [{"required": ["vectors"], "properties": {"vectors": {"type": "object"}}}, {"required": ["sparse_vectors"], "properties": {"sparse_vectors": {"type": "object", "minProperties": 1}}}],
             "properties": {"vectors": r("VectorParams"), "hnsw_config": r("HnswConfig"),
             "sparse_vectors": {"type": "object", "additionalProperties": {"type": "object", "properties": {
-                "index": {"type": "object", "properties": {"on_disk": {"type": "boolean"}, "full_scan_threshold": {"type": "integer"}, "datatype": {"type": "string", "enum": ["float32"]}}},
+                "index": {"type": "object", "properties": {"on_disk": {"type": "boolean"}, "full_scan_threshold": {"type": "integer", "minimum": 0}, "datatype": {"type": "string", "enum": ["float32"]}}},
                 "modifier": {"type": "string", "enum": ["none", "idf"]}}}},
-            "shard_number": {"type": "integer"}, "replication_factor": {"type": "integer"}, "write_consistency_factor": {"type": "integer"},
+            "shard_number": {"type": "integer", "minimum": 0}, "replication_factor": {"type": "integer", "minimum": 0}, "write_consistency_factor": {"type": "integer", "minimum": 0},
             "on_disk_payload": {"type": "boolean"}, "optimizers_config": {"type": "object"}, "wal_config": {"type": "object"}}},
         "CollectionInfo": {"type": "object", "required": ["status", "optimizer_status", "segments_count", "config", "payload_schema"], "properties": {
             "status": {"type": "string"}, "optimizer_status": {"type": "string"}, "points_count": {"type": "integer"}, "indexed_vectors_count": {"type": "integer"},
@@ -85,38 +87,39 @@ fn schemas() -> Value {
         "Exists": {"type": "object", "required": ["exists"], "properties": {"exists": {"type": "boolean"}}},
         "PointStruct": {"type": "object", "required": ["id", "vector"], "properties": {"id": r("PointId"), "vector": r("Vector"), "payload": r("Payload")}},
         "UpsertPoints": {"type": "object", "description": "Either `points` or the columnar `batch`",
-            "oneOf": [{"required": ["points"], "properties": {"points": {"type": "array"}}, "not": {"required": ["batch"]}}, {"required": ["batch"], "properties": {"batch": {"type": "object"}}, "not": {"required": ["points"]}}], "properties": {
+            "oneOf": [{"required": ["points"], "properties": {"points": {"type": "array"}}, "not": {"required": ["batch"], "properties": {"batch": {"type": "object"}}}}, {"required": ["batch"], "properties": {"batch": {"type": "object"}}, "not": {"required": ["points"], "properties": {"points": {"type": "array"}}}}], "properties": {
             "points": {"type": "array", "items": r("PointStruct")},
             "batch": {"type": "object", "required": ["ids", "vectors"], "properties": {"ids": {"type": "array", "items": r("PointId")},
                 "vectors": {"oneOf": [{"type": "array", "items": r("Vector")}, {"type": "object", "description": "Named vectors: a list per name (null where a point has none)",
-                    "additionalProperties": {"type": "array", "items": {"oneOf": [r("Vector"), {"type": "object", "required": ["indices", "values"]}]}}}]},
+                    "additionalProperties": {"type": "array", "items": {"oneOf": [r("Vector"), {"type": "object", "required": ["indices", "values"], "additionalProperties": false, "properties": {"indices": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 4_294_967_295u64}}, "values": {"type": "array", "items": {"type": "number"}}}}]}}}]},
                 "payloads": {"type": "array", "items": r("Payload")}}}}},
         "Record": {"type": "object", "required": ["id"], "properties": {"id": r("PointId"), "payload": r("Payload"), "vector": r("Vector")}},
         "ScoredPoint": {"type": "object", "required": ["id", "version", "score"], "properties": {"id": r("PointId"), "version": {"type": "integer"},
             "score": {"type": "number"}, "payload": r("Payload"), "vector": r("Vector")}},
         "PointRequest": {"type": "object", "required": ["ids"], "properties": {"ids": {"type": "array", "items": r("PointId")}, "with_payload": r("WithPayload"), "with_vector": {"type": "boolean"}}},
         "DeletePoints": {"type": "object", "description": "Either `points` (ids) or `filter`", "properties": {"points": {"type": "array", "items": r("PointId")}, "filter": r("Filter")},
-            "oneOf": [{"required": ["points"], "properties": {"points": {"type": "array"}}, "not": {"required": ["filter"]}}, {"required": ["filter"], "properties": {"filter": {"type": "object"}}, "not": {"required": ["points"]}}]},
+            "oneOf": [{"required": ["points"], "properties": {"points": {"type": "array"}}, "not": {"required": ["filter"], "properties": {"filter": {"type": "object"}}}}, {"required": ["filter"], "properties": {"filter": {"type": "object"}}, "not": {"required": ["points"], "properties": {"points": {"type": "array"}}}}]},
         "SetPayload": {"type": "object", "required": ["payload"], "properties": {"payload": r("Payload"), "points": {"type": "array", "items": r("PointId")}, "filter": r("Filter")},
-            "oneOf": [{"required": ["points"], "properties": {"points": {"type": "array"}}, "not": {"required": ["filter"]}}, {"required": ["filter"], "properties": {"filter": {"type": "object"}}, "not": {"required": ["points"]}}]},
-        "QueryRequest": {"type": "object", "properties": {"query": {"description": "A vector, a point id, or {\"nearest\": vector or id}"},
-            "filter": r("Filter"), "limit": {"type": "integer", "minimum": 1, "description": "limit + offset must be at most the server's max result window (STRATA_MAX_LIMIT, 10,000 by default)"}, "offset": {"type": "integer", "minimum": 0}, "with_payload": r("WithPayload"),
+            "oneOf": [{"required": ["points"], "properties": {"points": {"type": "array"}}, "not": {"required": ["filter"], "properties": {"filter": {"type": "object"}}}}, {"required": ["filter"], "properties": {"filter": {"type": "object"}}, "not": {"required": ["points"], "properties": {"points": {"type": "array"}}}}]},
+        "QueryRequest": {"type": "object", "properties": {"query": {"description": "A vector, a point id, or a query object ({\"nearest\": …}, {\"recommend\": …}, {\"fusion\": …}, …: docs/api.md)",
+                "oneOf": [{"type": "array", "minItems": 1, "items": {"type": "number"}}, {"type": "integer", "minimum": 0}, {"type": "string", "format": "uuid"}, {"type": "object", "minProperties": 1}]},
+            "filter": r("Filter"), "limit": {"type": "integer", "minimum": 1, "maximum": 10000, "description": "limit + offset must be at most the server's max result window (STRATA_MAX_LIMIT, 10,000 by default)"}, "offset": {"type": "integer", "minimum": 0}, "with_payload": r("WithPayload"),
             "with_vector": {"type": "boolean"}, "params": r("SearchParams"), "score_threshold": {"type": "number"}, "using": {"type": "string"}}},
         "QueryResponse": {"type": "object", "required": ["points"], "properties": {"points": {"type": "array", "items": r("ScoredPoint")}}},
         "QueryBatch": {"type": "object", "required": ["searches"], "properties": {"searches": {"type": "array", "items": r("QueryRequest")}}},
         "SearchRequest": {"type": "object", "required": ["vector", "limit"], "properties": {"vector": r("Vector"), "filter": r("Filter"),
-            "limit": {"type": "integer", "minimum": 1, "description": "limit + offset must be at most the server's max result window (STRATA_MAX_LIMIT, 10,000 by default)"}, "offset": {"type": "integer", "minimum": 0}, "with_payload": r("WithPayload"), "with_vector": {"type": "boolean"},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 10000, "description": "limit + offset must be at most the server's max result window (STRATA_MAX_LIMIT, 10,000 by default)"}, "offset": {"type": "integer", "minimum": 0}, "with_payload": r("WithPayload"), "with_vector": {"type": "boolean"},
             "params": r("SearchParams"), "score_threshold": {"type": "number"}}},
         "SearchBatch": {"type": "object", "required": ["searches"], "properties": {"searches": {"type": "array", "items": r("SearchRequest")}}},
-        "ScrollRequest": {"type": "object", "properties": {"offset": r("PointId"), "limit": {"type": "integer", "minimum": 1}, "filter": r("Filter"),
+        "ScrollRequest": {"type": "object", "properties": {"offset": r("PointId"), "limit": {"type": "integer", "minimum": 1, "maximum": 10000}, "filter": r("Filter"),
             "with_payload": r("WithPayload"), "with_vector": {"type": "boolean"}}},
-        "ScrollResult": {"type": "object", "required": ["points"], "properties": {"points": {"type": "array", "items": r("Record")}, "next_page_offset": {"oneOf": [{"type": "integer", "format": "uint64", "minimum": 0}, {"type": "string", "format": "uuid"}], "nullable": true, "description": "null on the last page"}}},
+        "ScrollResult": {"type": "object", "required": ["points"], "properties": {"points": {"type": "array", "items": r("Record")}, "next_page_offset": {"oneOf": [{"type": "integer", "format": "uint64", "minimum": 0, "maximum": 18_446_744_073_709_551_615u64}, {"type": "string", "format": "uuid"}], "nullable": true, "description": "null on the last page"}}},
         "CountRequest": {"type": "object", "properties": {"filter": r("Filter"), "exact": {"type": "boolean"}}},
         "CountResult": {"type": "object", "required": ["count"], "properties": {"count": {"type": "integer"}}},
     });
     // Added apart: one json! of all of them exceeds the macro recursion limit.
     all["CreateFieldIndex"] = json!({"type": "object", "required": ["field_name", "field_schema"], "properties": {
-        "field_name": {"type": "string", "minLength": 1, "maxLength": 255},
+        "field_name": {"type": "string", "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,255}$"},
         "field_schema": {"oneOf": [{"type": "string", "enum": field_types},
             {"type": "object", "required": ["type"], "properties": {"type": {"type": "string", "enum": field_types}}}]}}});
     all["FacetRequest"] = json!({"type": "object", "required": ["key"], "properties": {
@@ -127,7 +130,7 @@ fn schemas() -> Value {
         "type": "object", "required": ["value", "count"], "properties": {"value": {"oneOf": [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}]}, "count": {"type": "integer"}}}}}});
     let group_fields = json!({"group_by": {"type": "string", "minLength": 1, "description": "Payload field whose string or integer values name the groups"},
         "group_size": {"type": "integer", "minimum": 1, "default": 3},
-        "with_lookup": {"oneOf": [{"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}, {"type": "object", "required": ["collection"], "properties": {"collection": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}, "with_payload": r("WithPayload"), "with_vectors": {"type": "boolean"}}}]}});
+        "with_lookup": {"oneOf": [{"type": "string", "pattern": "^(?!\\.{1,2}$)[A-Za-z0-9_.-]{1,128}$"}, {"type": "object", "required": ["collection"], "properties": {"collection": {"type": "string", "pattern": "^(?!\\.{1,2}$)[A-Za-z0-9_.-]{1,128}$"}, "with_payload": r("WithPayload"), "with_vectors": {"type": "boolean"}}}]}});
     for (name, base) in [
         ("QueryGroupsRequest", "QueryRequest"),
         ("SearchGroupsRequest", "SearchRequest"),
@@ -137,10 +140,18 @@ fn schemas() -> Value {
             g["properties"][k] = v.clone();
         }
         let mut req = vec![json!("group_by")];
+        if base == "QueryRequest" {
+            // Groups are formed from a query's nearest points.
+            req.push(json!("query"));
+        }
         if base == "SearchRequest" {
             req.extend([json!("vector"), json!("limit")]);
         }
         g["required"] = Value::Array(req);
+        // Groups have no offset (a 400 names it).
+        if let Some(p) = g["properties"].as_object_mut() {
+            p.remove("offset");
+        }
         all[name] = g;
     }
     all["GroupsResult"] = json!({"type": "object", "required": ["groups"], "properties": {"groups": {"type": "array", "items": {
@@ -154,7 +165,7 @@ fn schemas() -> Value {
             props[k] = v.clone();
         }
         let mut o = json!({"type": "object", "description": "Give either `points` (ids) or `filter`", "properties": props,
-            "oneOf": [{"required": ["points"], "properties": {"points": {"type": "array"}}, "not": {"required": ["filter"]}}, {"required": ["filter"], "properties": {"filter": {"type": "object"}}, "not": {"required": ["points"]}}]});
+            "oneOf": [{"required": ["points"], "properties": {"points": {"type": "array"}}, "not": {"required": ["filter"], "properties": {"filter": {"type": "object"}}}}, {"required": ["filter"], "properties": {"filter": {"type": "object"}}, "not": {"required": ["points"], "properties": {"points": {"type": "array"}}}}]});
         if !required.is_empty() {
             o["required"] = json!(required);
         }
@@ -162,25 +173,25 @@ fn schemas() -> Value {
     };
     all["PointsSelector"] = with(json!({}), &[]);
     all["DeletePayload"] = with(
-        json!({"keys": {"type": "array", "items": {"type": "string"}, "description": "Keys to remove; `a.b` removes a nested key"}}),
+        json!({"keys": {"type": "array", "items": {"type": "string", "minLength": 1}, "description": "Keys to remove; `a.b` removes a nested key"}}),
         &["keys"],
     );
     all["DeleteVectors"] = with(
-        json!({"vector": {"type": "array", "items": {"type": "string"}, "description": "Names of the vectors to remove"}}),
+        json!({"vector": {"type": "array", "items": {"type": "string", "minLength": 1}, "description": "Names of the vectors to remove"}}),
         &["vector"],
     );
     all["UpdateVectors"] = json!({"type": "object", "required": ["points"], "properties": {"points": {"type": "array", "items": {
-        "type": "object", "required": ["id", "vector"], "properties": {"id": r("PointId"), "vector": {"oneOf": [r("Vector"), {"type": "object", "additionalProperties": r("Vector")}]}}}}}});
+        "type": "object", "required": ["id", "vector"], "properties": {"id": r("PointId"), "vector": {"oneOf": [r("Vector"), {"type": "object", "minProperties": 1, "additionalProperties": r("Vector")}]}}}}}});
     all["UpdateOperations"] = json!({"type": "object", "required": ["operations"], "properties": {"operations": {"type": "array", "maxItems": 1000, "items": {
         "type": "object", "minProperties": 1, "maxProperties": 1, "properties": {
             "upsert": r("UpsertPoints"), "delete": r("PointsSelector"), "set_payload": r("SetPayload"), "overwrite_payload": r("SetPayload"),
             "delete_payload": r("DeletePayload"), "clear_payload": r("PointsSelector"), "update_vectors": r("UpdateVectors"), "delete_vectors": r("DeleteVectors")}}}}});
-    let alias_name = json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"});
+    let alias_name = json!({"type": "string", "pattern": "^(?!\\.{1,2}$)[A-Za-z0-9_.-]{1,128}$"});
     all["ChangeAliases"] = json!({"type": "object", "required": ["actions"], "properties": {"actions": {"type": "array", "items": {
         "type": "object", "minProperties": 1, "maxProperties": 1, "properties": {
             "create_alias": {"type": "object", "required": ["collection_name", "alias_name"], "properties": {"collection_name": alias_name, "alias_name": alias_name}},
-            "delete_alias": {"type": "object", "required": ["alias_name"], "properties": {"alias_name": {"type": "string"}}},
-            "rename_alias": {"type": "object", "required": ["old_alias_name", "new_alias_name"], "properties": {"old_alias_name": {"type": "string"}, "new_alias_name": alias_name}}}}}}});
+            "delete_alias": {"type": "object", "required": ["alias_name"], "properties": {"alias_name": alias_name}},
+            "rename_alias": {"type": "object", "required": ["old_alias_name", "new_alias_name"], "properties": {"old_alias_name": alias_name, "new_alias_name": alias_name}}}}}}});
     all["AliasList"] = json!({"type": "object", "required": ["aliases"], "properties": {"aliases": {"type": "array", "items": {
         "type": "object", "required": ["alias_name", "collection_name"], "properties": {"alias_name": {"type": "string"}, "collection_name": {"type": "string"}}}}}});
     all["UpdateCollection"] = json!({"type": "object", "properties": {"hnsw_config": r("HnswConfig"),
@@ -189,7 +200,7 @@ fn schemas() -> Value {
         "sparse_vectors": {"type": "object", "maxProperties": 0}}});
     all["SnapshotDescription"] = json!({"type": "object", "required": ["name", "size"], "properties": {"name": {"type": "string"},
         "creation_time": {"type": "string", "description": "UTC, YYYY-MM-DDTHH:MM:SS"}, "size": {"type": "integer"}, "checksum": {"type": "string", "description": "SHA-256, hex"}}});
-    all["SnapshotRecover"] = json!({"type": "object", "required": ["location"], "properties": {"location": {"type": "string", "pattern": "^(file|http|https)://[!-~]+$"},
+    all["SnapshotRecover"] = json!({"type": "object", "required": ["location"], "properties": {"location": {"type": "string", "pattern": "^(file|http|https)://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+$"},
         "checksum": {"type": "string"}, "priority": {"type": "string", "enum": ["replica", "snapshot", "no_sync"]}, "api_key": {"type": "string"}}});
     all["Tier"] = tier;
     all["TiersReport"] = tiers_report;
@@ -470,11 +481,12 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>, Value, bo
             Some(
                 json!({"type": "object", "required": ["operations"], "properties": {"operations": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["op"], "properties": {"op": {"type": "string", "enum": ["put", "delete"]}, "state": {"type": "string", "description": "Default: the actor's default state", "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,63}$"},
                     "value": {"description": "Any JSON value but null, stored as JSON", "oneOf": [{"type": "object"}, {"type": "array"}, {"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
-                    "value_base64": {"type": "string", "format": "byte"}, "content_type": {"type": "string"}, "ttl": {"type": "integer", "minimum": 1, "maximum": 315360000},
+                    "value_base64": {"type": "string", "format": "byte"}, "content_type": {"type": "string", "pattern": "^[!-~]{0,255}$"}, "ttl": {"type": "integer", "minimum": 1, "maximum": 315360000},
                     "if_match": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "enum": ["*"]}]}, "if_none_match": {"type": "boolean"}},
                     "not": {"required": ["if_match", "if_none_match"]},
                     "oneOf": [{"properties": {"op": {"enum": ["delete"]}}, "not": {"anyOf": [{"required": ["value"]}, {"required": ["value_base64"]}, {"required": ["content_type"]}, {"required": ["ttl"]}]}},
-                        {"properties": {"op": {"enum": ["put"]}}, "oneOf": [{"required": ["value"], "not": {"required": ["value_base64"]}}, {"required": ["value_base64"], "properties": {"value_base64": {"type": "string"}}, "not": {"required": ["value"]}}]}]}}}}),
+                        {"properties": {"op": {"enum": ["put"]}}, "oneOf": [{"required": ["value"], "properties": {"value": {"oneOf": [{"type": "object"}, {"type": "array"}, {"type": "string"}, {"type": "number"}, {"type": "boolean"}]}}, "not": {"required": ["value_base64"], "properties": {"value_base64": {"type": "string"}}}},
+                            {"required": ["value_base64"], "properties": {"value_base64": {"type": "string"}}, "not": {"required": ["value"], "properties": {"value": {"oneOf": [{"type": "object"}, {"type": "array"}, {"type": "string"}, {"type": "number"}, {"type": "boolean"}]}}}}]}]}}}}),
             ),
             json!({"type": "object", "properties": {"version": {"type": "integer", "nullable": true, "description": "null when nothing was written (deletes of absent states)"}}}),
             true,
@@ -494,13 +506,13 @@ pub fn document() -> Value {
         );
         let mut params = Vec::new();
         if path.contains("{collection_name}") {
-            params.push(json!({"name": "collection_name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}}));
+            params.push(json!({"name": "collection_name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^(?!\\.{1,2}$)[A-Za-z0-9_.-]{1,128}$"}}));
         }
         if path.contains("{id}") {
-            params.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^([0-9]{1,19}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"}, "description": "An unsigned integer or a UUID"}));
+            params.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^([0-9]{1,20}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"}, "description": "An unsigned integer or a UUID"}));
         }
         for (name, pattern) in [
-            ("actor_type", "^[A-Za-z0-9_.-]{1,128}$"),
+            ("actor_type", "^(?!\\.{1,2}$)[A-Za-z0-9_.-]{1,128}$"),
             // At most 1,024 (ids) and 255 (states) UTF-8 bytes, no control characters: the
             // patterns bound characters at a quarter of that, which always fits.
             ("actor_id", "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$"),
@@ -511,7 +523,7 @@ pub fn document() -> Value {
             }
         }
         if path.contains("{snapshot_name}") {
-            params.push(json!({"name": "snapshot_name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}}));
+            params.push(json!({"name": "snapshot_name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^(?!\\.{1,2}$)[A-Za-z0-9_.-]{1,128}$"}}));
         }
         if path.contains("{field_name}") {
             params.push(json!({"name": "field_name", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The indexed payload key"}));
@@ -647,6 +659,13 @@ fn as_served(schema: &mut Value, closed: bool) {
                 .collect()
         })
         .unwrap_or_default();
+    // Request integers are read as u64: a larger number is refused.
+    if closed
+        && o.get("type").and_then(Value::as_str) == Some("integer")
+        && !o.contains_key("maximum")
+    {
+        o.insert("maximum".into(), json!(u64::MAX));
+    }
     // An object of exactly one key (an action, an operation): that key's value is the point.
     let one_key = o.contains_key("maxProperties");
     // Only object schemas: a `oneOf` branch without a type constrains its parent's fields.
@@ -658,6 +677,10 @@ fn as_served(schema: &mut Value, closed: bool) {
     {
         for (name, p) in props.iter_mut() {
             as_served(p, closed);
+            if name == "limit" && p.get("type").and_then(Value::as_str) == Some("integer") {
+                // Every limit is bounded by STRATA_MAX_LIMIT (10,000 by default).
+                p["maximum"] = json!(10_000);
+            }
             if one_key || required.contains(name) || p.as_object().is_some_and(|m| m.is_empty()) {
                 continue;
             }

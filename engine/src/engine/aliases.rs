@@ -56,6 +56,19 @@ impl Engine {
             }
             Ok(())
         };
+        // Every name an action gives is checked, as on every route (a name no alias or
+        // collection could have is a 400, not a 404 or a silent no-op).
+        let named = |i: usize, what: &str, n: &str| -> Result<()> {
+            validate_name(what, n)
+                .map_err(|e| Error::invalid(format!("actions[{i}]: {}", e.message())))
+        };
+        for (i, a) in actions.iter().enumerate() {
+            match a {
+                AliasAction::Create { collection, .. } => named(i, "collection name", collection)?,
+                AliasAction::Delete { alias } => named(i, "alias name", alias)?,
+                AliasAction::Rename { from, .. } => named(i, "alias name", from)?,
+            }
+        }
         for (i, a) in actions.iter().enumerate() {
             match a {
                 AliasAction::Create { alias, collection } => {

@@ -96,6 +96,9 @@ impl CollectionHandle {
             }
         }
         let mut hits = newest(found);
+        // A sum of finite products can still overflow f32: such a score is not a number a
+        // client can use, and it would rank first. Never returned (as dense searches do).
+        hits.retain(|f| f.dist.is_finite());
         hits.sort_by(|a, b| a.dist.total_cmp(&b.dist).then(a.id.cmp(&b.id)));
         let mut rows: Vec<Found> = hits
             .into_iter()

@@ -121,6 +121,12 @@ fn parse_grouped(b: &Obj, legacy: bool, max: usize) -> Result<Grouped, ApiError>
         true => parse_search(&rest, "", max)?,
         false => parse_query(&rest, "", max)?,
     };
+    if search.by_id_order {
+        // Groups are of the nearest points: without a query there is nothing to be near.
+        return Err(ApiError::invalid(
+            "query: missing (groups are formed from a query's nearest points)",
+        ));
+    }
     if !search.prefetch.is_empty() {
         return Err(ApiError::unsupported("prefetch with group_by"));
     }

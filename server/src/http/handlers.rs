@@ -1531,6 +1531,17 @@ fn smaller_is_better(config: &strata_engine::CollectionConfig, s: &Search) -> bo
 /// payload and vector choices), fused or re-scored by the outer query; else one search.
 pub(super) fn execute(h: &CollectionHandle, mut s: Search) -> Result<SearchReport, ApiError> {
     if s.by_id_order {
+        // `using` names a vector even when nothing is searched: checked as a search would.
+        let config = h.config();
+        if !s.req.using.is_empty()
+            && config.space(&s.req.using).is_none()
+            && config.sparse_space(&s.req.using).is_none()
+        {
+            return Err(ApiError::invalid(format!(
+                "{}using: the collection has no vector named {:?}",
+                s.at, s.req.using
+            )));
+        }
         // `offset` points skipped, then `limit` (their sum is bounded as for any search).
         let page = h.scroll(&ScrollRequest {
             offset: None,
