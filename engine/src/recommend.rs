@@ -123,6 +123,17 @@ impl CollectionHandle {
                     .map(|(p, n)| p + p - n)
                     .collect(),
             };
+            // Each example is within the bound; their combination can pass it (up to 3× the
+            // norm): refused naming what the request gave, not the internal query.
+            let squared = distance::dot(&vector, &vector);
+            if squared.is_nan() || f64::from(squared) > crate::MAX_SQUARED_NORM {
+                return Err(Error::invalid(format!(
+                    "recommend: the average_vector query (2 × mean of positive − mean of \
+                     negative) has squared norm {squared:e}, above {:e}: use examples of smaller \
+                     norm, or the best_score or sum_scores strategy",
+                    crate::MAX_SQUARED_NORM
+                )));
+            }
             let mut r = req.clone();
             r.vector = vector;
             return self.search_report(&r);

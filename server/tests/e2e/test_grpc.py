@@ -94,3 +94,33 @@ def test_status_codes(server, strata_pb):
     assert code(pts.Upsert, pb.UpsertPointsRequest(collection="s", points=[pb.Point(id=pb.PointId(num=1), vector=[1, 2])]), metadata=ro)[0] == grpc.StatusCode.PERMISSION_DENIED
     big = [pb.Point(id=pb.PointId(num=i), vector=[1, 2]) for i in range(10001)]
     assert code(pts.Upsert, pb.UpsertPointsRequest(collection="s", points=big), metadata=md)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_the_norm_contract_and_the_token_rule_over_strata_v1(server, strata_pb):
+    """Issue 11 over strata.v1 too: a vector whose squared norm would overflow is refused naming
+    the point, a query past the bound is refused, and the token rule is HTTP's (api-key first,
+    else Bearer; another scheme is refused)."""
+    pb, pb_grpc = strata_pb
+    ch = grpc.insecure_channel(server.grpc)
+    md = (("authorization", f"Bearer {server.admin_token}"),)
+    cols, pts = pb_grpc.CollectionsStub(ch), pb_grpc.PointsStub(ch)
+    cols.Create(pb.CreateCollectionRequest(collection="nv", dim=4, distance=pb.DOT), metadata=md)
+    pts.Upsert(pb.UpsertPointsRequest(collection="nv", points=[pb.Point(id=pb.PointId(num=1), vector=[1.0, 2.0, 3.0, 4.0])]), metadata=md)
+    with pytest.raises(grpc.RpcError) as e:
+        pts.Upsert(pb.UpsertPointsRequest(collection="nv", points=[pb.Point(id=pb.PointId(num=17), vector=[3e38] * 4)]), metadata=md)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "(point 17)" in e.value.details(), e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        pts.Search(pb.SearchPointsRequest(collection="nv", vector=[1e19, 0.0, 0.0, 0.0], limit=3), metadata=md)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "squared norm" in e.value.details()
+    res = pts.Search(pb.SearchPointsRequest(collection="nv", vector=[1.0, 2.0, 3.0, 4.0], limit=3), metadata=md)
+    assert [p.id.num for p in res.points] == [1] and res.points[0].score == 30.0
+    for meta, ok in [
+        ((("api-key", server.admin_token), ("authorization", "Basic Zm9vOmJhcg==")), True),
+        ((("api-key", server.admin_token), ("authorization", "Bearer garbage")), True),
+        ((("authorization", "Basic Zm9vOmJhcg=="),), False),
+    ]:
+        try:
+            cols.List(pb.ListCollectionsRequest(), metadata=meta)
+            assert ok, meta
+        except grpc.RpcError as err:
+            assert not ok and err.code() == grpc.StatusCode.UNAUTHENTICATED, (meta, err)

@@ -289,3 +289,18 @@ def test_no_path_returns_a_score_that_is_not_a_number(server):
                    {"rename_alias": {"old_alias_name": "", "new_alias_name": "b"}}]:
         r = httpx.post(f"{c}/aliases", headers=h, json={"actions": [action]})
         assert r.status_code == 400 and "actions[0]" in r.json()["status"]["error"], (action, r.text)
+
+
+def test_an_average_vector_past_the_bound_names_the_recommendation(server):
+    h = {"api-key": server.admin_token}
+    c = f"{server.http}/collections"
+    assert httpx.put(f"{c}/av", headers=h, json={"vectors": {"size": 2, "distance": "Euclid"}}).status_code == 200
+    pts = [{"id": 1, "vector": [3e18, 0.0]}, {"id": 2, "vector": [-3e18, 0.0]}, {"id": 3, "vector": [1.0, 1.0]}]
+    assert httpx.put(f"{c}/av/points?wait=true", headers=h, json={"points": pts}).status_code == 200
+    # Each example is within the bound; 2 × 3e18 + 3e18 is not.
+    r = httpx.post(f"{c}/av/points/query", headers=h, json={
+        "query": {"recommend": {"positive": [1], "negative": [2], "strategy": "average_vector"}}})
+    assert r.status_code == 400 and "recommend: the average_vector query" in r.json()["status"]["error"], r.text
+    r = httpx.post(f"{c}/av/points/query", headers=h, json={
+        "query": {"recommend": {"positive": [3], "negative": [2], "strategy": "best_score"}}})
+    assert r.status_code == 200 and all(isinstance(p["score"], float) for p in r.json()["result"]["points"]), r.text
