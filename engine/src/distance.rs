@@ -47,6 +47,13 @@ pub fn distance(metric: Distance, q: &[f32], v: &[f32]) -> f32 {
     })
 }
 
+/// `v`'s squared norm when it is past [`crate::MAX_SQUARED_NORM`] (or overflows f32: `inf`),
+/// else `None`: the one check of the norm contract.
+pub(crate) fn norm_past_bound(v: &[f32]) -> Option<f32> {
+    let squared = dot(v, v);
+    (squared.is_nan() || f64::from(squared) > crate::MAX_SQUARED_NORM).then_some(squared)
+}
+
 /// `d`, or `+inf` when `d` is NaN or infinite: a distance that ranks after every real one.
 #[inline(always)]
 pub fn finite_or_last(d: f32) -> f32 {

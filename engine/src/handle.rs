@@ -137,8 +137,7 @@ impl CollectionHandle {
             )));
         }
         // In f32: a sum that overflows is infinite, and refused as well.
-        let squared = distance::dot(v, v);
-        if squared.is_nan() || f64::from(squared) > crate::MAX_SQUARED_NORM {
+        if let Some(squared) = distance::norm_past_bound(v) {
             return Err(Error::invalid(format!(
                 "{field}{}: squared norm {squared:e} is above {:e}: distances to this vector \
                  would overflow",

@@ -125,8 +125,7 @@ impl CollectionHandle {
             };
             // Each example is within the bound; their combination can pass it (up to 3× the
             // norm): refused naming what the request gave, not the internal query.
-            let squared = distance::dot(&vector, &vector);
-            if squared.is_nan() || f64::from(squared) > crate::MAX_SQUARED_NORM {
+            if let Some(squared) = distance::norm_past_bound(&vector) {
                 return Err(Error::invalid(format!(
                     "recommend: the average_vector query (2 × mean of positive − mean of \
                      negative) has squared norm {squared:e}, above {:e}: use examples of smaller \

@@ -497,6 +497,7 @@ fn describe(method: &str, path: &str) -> (&'static str, Option<Value>, Value, bo
 
 /// Builds the document.
 pub fn document() -> Value {
+    let mut schemas = schemas();
     let mut paths = serde_json::Map::new();
     for (method, path) in crate::http::ROUTES {
         let (summary, body, result, authed) = describe(method, path);
@@ -579,18 +580,18 @@ pub fn document() -> Value {
         let mut op = json!({"summary": summary, "operationId": format!("{}{}", method.to_lowercase(), path.replace(['/', '{', '}', '.'], "_")),
             "parameters": params, "responses": responses});
         if let Some(b) = body {
-            // Required when the schema requires a field (an absent body reads as `{}`).
+            // Required when the schema requires a field or one of several (an absent body
+            // reads as `{}`).
             let needs = |v: &Value| {
                 v.get("required")
                     .is_some_and(|r| r.as_array().is_some_and(|a| !a.is_empty()))
+                    || v.get("anyOf").is_some()
+                    || v.get("oneOf").is_some()
             };
-            let required = needs(&b)
-                || b.get("$ref").and_then(Value::as_str).is_some_and(|r| {
-                    let name = r.trim_start_matches("#/components/schemas/");
-                    needs(&schemas()[name])
-                        || schemas()[name].get("anyOf").is_some()
-                        || schemas()[name].get("oneOf").is_some()
-                });
+            let required = match b.get("$ref").and_then(Value::as_str) {
+                Some(r) => needs(&schemas[r.trim_start_matches("#/components/schemas/")]),
+                None => needs(&b),
+            };
             op["requestBody"] =
                 json!({"required": required, "content": {"application/json": {"schema": b}}});
         }
@@ -602,7 +603,6 @@ pub fn document() -> Value {
     }
     // Request schemas (the bodies and every schema they reach) are closed; all get nullable
     // optional fields.
-    let mut schemas = schemas();
     let mut requests = std::collections::BTreeSet::new();
     let mut todo: Vec<Value> = Vec::new();
     for op in paths

@@ -244,7 +244,7 @@ async fn track(req: Request, next: Next) -> Response {
 fn bad_wait(query: Option<&str>) -> Option<String> {
     query?
         .split('&')
-        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
         .find(|(k, v)| *k == "wait" && !matches!(*v, "true" | "false"))
         .map(|(_, v)| v.to_string())
 }
