@@ -234,10 +234,12 @@ def test_the_issues_other_examples(server):
     # Qdrant's Manhattan distance: a well-formed request for a feature Strata lacks, as over gRPC.
     r = httpx.put(f"{c}/man", headers=h, json={"vectors": {"size": 2, "distance": "Manhattan"}})
     assert r.status_code == 501 and "Manhattan" in r.json()["status"]["error"], r.text
-    # A burst of refusals, 501s among them: warn lines, budgeted, none at error.
-    for _ in range(60):
-        httpx.put(f"{c}/man", headers=h, json={"vectors": {"size": 2, "distance": "Manhattan"}})
-        httpx.post(f"{c}/ex/points/count", headers=h, json={"exact": "yes"})
+    # A burst of refusals, 501s among them (concurrent, to be fast): warn lines, budgeted,
+    # none at error.
+    from concurrent.futures import ThreadPoolExecutor
+    with httpx.Client(headers=h) as client, ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: client.put(f"{c}/man", json={"vectors": {"size": 2, "distance": "Manhattan"}})
+                      if i % 2 else client.post(f"{c}/ex/points/count", json={"exact": "yes"}), range(120)))
     # A second later, one more: its line says how many were left out since the previous one.
     import time
     time.sleep(1.1)
@@ -249,12 +251,17 @@ def test_the_issues_other_examples(server):
     refused = [l for l in log.splitlines() if "request refused" in l]
     assert refused and all("WARN" in l for l in refused), refused[:3]
     assert not [l for l in log.splitlines() if "ERROR" in l], "a client mistake was logged at error"
-    # 121 refusals: the budget (10 a second) kept the lines few, and the last line counts the
-    # refusals it left out.
-    assert len(refused) < 100, len(refused)
     # Every refusal of this test (7 + 1 + 120 + 1) is either a line or counted by a later one.
     left_out = [int(re.search(r"left_out=(\d+)", l).group(1)) for l in refused]
-    assert left_out[-1] > 0 and len(refused) + sum(left_out) == 129, (len(refused), left_out)
+    assert len(refused) + sum(left_out) == 129, (len(refused), left_out)
+    # When the burst fits in a second (it does unless the machine is very loaded; the budget's
+    # arithmetic is unit-tested in http::tests), at most 10 of it were logged and the line a
+    # second later counts the rest.
+    from datetime import datetime
+    stamp = lambda l: datetime.fromisoformat(l.split()[0].rstrip("Z"))
+    burst = refused[8:-1]
+    if burst and (stamp(burst[-1]) - stamp(refused[7])).total_seconds() < 0.9:
+        assert len(burst) <= 10 and left_out[-1] > 0, (len(burst), left_out)
 
 
 def test_no_path_returns_a_score_that_is_not_a_number(server):
